@@ -1,0 +1,26 @@
+# Two entry points a fresh machine needs: `make demo` and `make test`.
+# The virtual environment is built on first use and reused afterwards.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,plot]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/shardwise plan --model gpt-39b --cluster selene-a100-64 --workload train-gpt-s2048
+	$(BIN)/shardwise plan --model llama3-70b --cluster seed-4x8-h100 --workload infer-chat-slo
+
+test: $(STAMP)
+	$(BIN)/ruff check solver tests benchmarks
+	$(BIN)/mypy solver
+	$(BIN)/pytest -x -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

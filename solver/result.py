@@ -1,0 +1,84 @@
+"""The result of a solve: status, plan, evaluator report, bound and gap."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from .specs import Plan
+
+__all__ = ["Result", "Status"]
+
+
+class Status(StrEnum):
+    """Outcome of :func:`solver.plan`.  ``solve()`` never raises for these."""
+
+    OPTIMAL = "OPTIMAL"  #: proven optimal within the model
+    FEASIBLE = "FEASIBLE"  #: time limit hit: best plan, bound and gap
+    INFEASIBLE = "INFEASIBLE"  #: nothing fits; ``message`` says why and what to relax
+    INVALID_INPUT = "INVALID_INPUT"  #: bad input; ``message`` names the field
+    MODEL_ERROR = "MODEL_ERROR"  #: the evaluator disagreed with the solver: a bug
+
+
+@dataclass(frozen=True)
+class Result:
+    """What :func:`solver.plan` returns.
+
+    Attributes
+    ----------
+    status
+        See :class:`Status`.
+    plan
+        The plan (None when INFEASIBLE / INVALID_INPUT).
+    report
+        The evaluator's report of ``plan`` as a dict (same keys as ``shardwise evaluate --json``).
+    objective, bound, gap
+        In user units (tokens/s for max_throughput, $/Mtoken for min_cost, ms for min_latency,
+        GPUs for min_gpus).  ``gap`` is ``|objective - bound| / max(|objective|, 1e-12)``.
+    time_s
+        Wall time of the whole solve (precompute, CP-SAT, verification).
+    message
+        Human explanation: infeasibility reason and smallest relaxation, or the MODEL_ERROR diff.
+    baseline
+        The rubric baseline's plan metrics, for comparison (None if it has no feasible plan).
+    """
+
+    status: Status
+    plan: Plan | None = None
+    report: dict[str, Any] | None = None
+    objective: float | None = None
+    bound: float | None = None
+    gap: float | None = None
+    time_s: float = 0.0
+    message: str = ""
+    seed: int | None = None
+    ortools_version: str | None = None
+    baseline: dict[str, Any] | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (Status.OPTIMAL, Status.FEASIBLE)
+
+    def solver_info(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "objective": self.objective,
+            "bound": self.bound,
+            "gap": self.gap,
+            "time_s": self.time_s,
+            "ortools_version": self.ortools_version,
+            "seed": self.seed,
+            "message": self.message or None,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``shardwise plan --json`` document."""
+        return {
+            "status": self.status.value,
+            "plan": self.plan.model_dump(mode="json", exclude_none=True) if self.plan else None,
+            "report": self.report,
+            "solver": self.solver_info(),
+            "baseline": self.baseline,
+        }
