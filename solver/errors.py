@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -10,41 +11,148 @@ __all__ = ["SpecError", "format_validation_error"]
 
 
 class SpecError(ValueError):
-    """Bad user input: a one-line message naming the file, field and value."""
+    """Bad user input: a one-line message naming the file, field and value.
+
+    Newlines in the message are folded into spaces, so the message is always one line (the CLI
+    prints it as ``error: <message>`` and exits with status 2).
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
 
 
-def _loc(loc: tuple[Any, ...]) -> str:
+# Location parts that pydantic inserts for union members and validators, not field names.
+_TAGS = {"training", "inference", "str", "int", "float", "bool", "list", "dict", "tuple"}
+_IDENT = re.compile(r"[a-z_][A-Za-z0-9_]*\Z")
+
+
+def _loc(loc: tuple[Any, ...], keep_last: bool = False) -> str:
+    """Render a pydantic location as ``pools[1].nic.count``.
+
+    Union tags ('str', 'GPUSpec', 'list[constrained-int]', 'function-after[...]') and the
+    discriminator tags of the workload union are dropped.  Our field names are lower-case
+    identifiers, so anything else is a tag -- except the last part of an ``extra_forbidden``
+    error (``keep_last``), which is the user's unknown key and is kept verbatim.
+    """
     out = ""
-    for part in loc:
+    for i, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
-        else:
-            # Discriminated unions add the tag ('training') as a location part: skip it.
-            if part in ("training", "inference", "str", "GPUSpec", "function-after[_check(), Model]"):
-                continue
-            if part.startswith(("function-", "tagged-union", "list[", "int", "bool", "tuple[")):
-                continue
-            out += ("." if out else "") + str(part)
+            continue
+        part = str(part)
+        last = i == len(loc) - 1
+        if not (keep_last and last) and (part in _TAGS or not _IDENT.match(part)):
+            continue
+        out += ("." if out else "") + part
     return out or "<root>"
 
 
+def _norm(key: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", key.lower())
+
+
+def _rephrase(err: dict[str, Any]) -> str:
+    """Pydantic's message in the project's 'must be ...' voice (falls back to pydantic's)."""
+    typ = str(err.get("type", ""))
+    ctx: dict[str, Any] = err.get("ctx") or {}
+    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    simple = {
+        "greater_than": "must be > {gt}",
+        "greater_than_equal": "must be >= {ge}",
+        "less_than": "must be < {lt}",
+        "less_than_equal": "must be <= {le}",
+        "literal_error": "must be {expected}",
+        "int_parsing": "must be an integer",
+        "int_type": "must be an integer",
+        "int_from_float": "must be a whole number",
+        "float_parsing": "must be a number",
+        "float_type": "must be a number",
+        "bool_parsing": "must be true or false",
+        "bool_type": "must be true or false",
+        "string_type": "must be a string",
+        "list_type": "must be a list",
+        "tuple_type": "must be a list",
+        "dict_type": "must be a mapping",
+        "model_type": "must be a mapping",
+        "model_attributes_type": "must be a mapping",
+        "finite_number": "must be a finite number",
+    }
+    if typ in simple:
+        try:
+            return simple[typ].format(**ctx)
+        except (KeyError, IndexError):
+            return msg
+    if typ == "too_short":
+        n = ctx.get("min_length", 1)
+        return f"must have at least {n} item{'s' if n != 1 else ''}"
+    if typ == "too_long":
+        n = ctx.get("max_length")
+        return f"must have at most {n} item{'s' if n != 1 else ''}"
+    return msg
+
+
+def _pick(errors: list[dict[str, Any]]) -> tuple[dict[str, Any], str | None]:
+    """Choose the most useful error to report, and a 'did you mean' key if one applies.
+
+    1. An unknown key that is a misspelling (case or unit letters, e.g. ``memory_gb`` or
+       ``bandwidth_Gbps``) of a required field missing at the same place wins: it explains both.
+    2. Union branches that failed only because the input is of the wrong container kind
+       (a mapping given where the ``str`` branch of ``gpu: str | GPUSpec`` is tried) are
+       skipped when another branch says something specific.
+    """
+    for e in errors:
+        if e.get("type") != "extra_forbidden":
+            continue
+        parent, key = tuple(e["loc"][:-1]), str(e["loc"][-1])
+        for loc, m in ((tuple(x["loc"][:-1]), x) for x in errors if x.get("type") == "missing"):
+            if loc == parent and _norm(str(m["loc"][-1])) == _norm(key):
+                return e, str(m["loc"][-1])
+    specific = [
+        e
+        for e in errors
+        if not (
+            str(e.get("type", "")).endswith("_type") and isinstance(e.get("input"), dict | list)
+        )
+    ]
+    return (specific or errors)[0], None
+
+
+def _value(v: Any) -> str:
+    s = repr(v)
+    return s if len(s) <= 80 else s[:77] + "..."
+
+
 def format_validation_error(err: ValidationError, source: str = "") -> str:
-    """Render the first pydantic error as ``source: field: message, got value``."""
-    first = err.errors(include_url=False)[0]
-    loc = _loc(tuple(first.get("loc", ())))
-    msg = str(first.get("msg", "invalid"))
-    msg = msg.removeprefix("Value error, ")
+    """Render a pydantic error as one line: ``source: field: message, got value``.
+
+    The most useful of the errors is reported (see :func:`_pick`); if there are more, the line
+    ends with ``(+N more)``.
+    """
+    errors = [dict(e) for e in err.errors(include_url=False)]
+    first, did_you_mean = _pick(errors)
     typ = first.get("type", "")
+    loc_parts = tuple(first.get("loc", ()))
+    loc = _loc(loc_parts, keep_last=typ == "extra_forbidden")
     prefix = f"{source}: " if source else ""
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
     if typ == "missing":
-        return f"{prefix}{loc}: required field is missing"
+        return f"{prefix}{loc}: required field is missing{more}"
     if typ == "extra_forbidden":
-        return f"{prefix}{loc}: unknown field (not allowed), got {first.get('input')!r}"
-    if loc == "<root>":
-        return f"{prefix}{msg}"  # our model validators name the field themselves
+        hint = ""
+        if did_you_mean is not None:
+            hint = f"; did you mean {did_you_mean!r}? (field names carry their unit)"
+        return (
+            f"{prefix}{loc}: unknown field, got {_loc(loc_parts[-1:], True)}="
+            f"{_value(first.get('input'))}{hint}{more}"
+        )
+    msg = _rephrase(first)
+    # Our model validators start their message with the field they blame ('last_layer: ...'):
+    # join it onto the location so the line reads 'replica_groups[0].stages[1].last_layer: ...'.
+    m = re.match(r"([a-z_][A-Za-z0-9_.\[\]]*): (.*)\Z", msg)
+    if m:
+        field, rest = m.groups()
+        loc = field if loc == "<root>" else f"{loc}.{field}"
+        msg = rest
     if "got" in msg:
-        return f"{prefix}{loc}: {msg}"
-    value = repr(first.get("input"))
-    if len(value) > 80:
-        value = value[:77] + "..."
-    return f"{prefix}{loc}: {msg}, got {value}"
+        return f"{prefix}{loc}: {msg}{more}"
+    return f"{prefix}{loc}: {msg}, got {_value(first.get('input'))}{more}"

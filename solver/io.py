@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,7 +18,15 @@ import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .errors import SpecError, format_validation_error
-from .specs import Calibration, Cluster, Model, Plan, Workload
+from .specs import (
+    Calibration,
+    Cluster,
+    InferenceWorkload,
+    Model,
+    Plan,
+    TrainingWorkload,
+    Workload,
+)
 
 __all__ = [
     "find_spec",
@@ -63,21 +72,57 @@ def find_spec(ref: str | os.PathLike[str], folder: str) -> Path:
             if cand.is_file():
                 return cand
         tried.append(str(root / folder))
-    raise SpecError(f"{ref}: no such file, and no {folder}{ref}.yaml (looked in {', '.join(tried)})")
+    raise SpecError(
+        f"{ref}: no such file, and no {folder}{ref}.yaml (looked in {', '.join(tried)})"
+    )
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A safe YAML loader that rejects duplicate keys (PyYAML silently keeps the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
 
 
 def read_document(path: Path) -> Any:
-    """Parse a YAML or JSON file into Python objects; syntax errors become :class:`SpecError`."""
+    """Parse a YAML or JSON file into Python objects; syntax errors become :class:`SpecError`.
+
+    Duplicate keys are errors in both formats (a silently ignored duplicate is a classic way to
+    run the wrong experiment).
+    """
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise SpecError(f"{path}: cannot read ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a UTF-8 text file") from None
     try:
         if path.suffix == ".json":
-            return json.loads(text)
-        return yaml.safe_load(text)
+            return json.loads(text, object_pairs_hook=_json_object)
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
     except json.JSONDecodeError as e:
-        raise SpecError(f"{path}: JSON syntax error at line {e.lineno} column {e.colno}: {e.msg}") from None
+        raise SpecError(
+            f"{path}: JSON syntax error at line {e.lineno} column {e.colno}: {e.msg}"
+        ) from None
+    except ValueError as e:  # duplicate key in a JSON object
+        raise SpecError(f"{path}: JSON error: {e}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
@@ -86,6 +131,8 @@ def read_document(path: Path) -> Any:
 
 
 def _validate(cls: Any, data: Any, source: str) -> Any:
+    if data is None:
+        raise SpecError(f"{source}: the document is empty, expected a mapping of fields")
     if not isinstance(data, dict):
         raise SpecError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
     try:
@@ -96,18 +143,20 @@ def _validate(cls: Any, data: Any, source: str) -> Any:
         raise SpecError(format_validation_error(e, source)) from None
 
 
-def _load(ref: str | os.PathLike[str] | Any, folder: str, cls: Any) -> Any:
+def _load(ref: str | os.PathLike[str] | Any, folder: str, cls: Any, label: str) -> Any:
+    """``ref`` may be a spec object (passed through), a dict (source shown as ``<label>``),
+    a path, or a name resolved under ``folder``."""
     if isinstance(ref, BaseModel):
         return ref
     if isinstance(ref, dict):
-        return _validate(cls, ref, f"<{folder[:-1]}>")
+        return _validate(cls, ref, f"<{label}>")
     path = find_spec(ref, folder)
     return _validate(cls, read_document(path), str(path))
 
 
 def load_model(ref: str | os.PathLike[str] | dict[str, Any] | Model) -> Model:
     """Load a :class:`Model` from a path, a name under ``models/``, a dict, or pass one through."""
-    m: Model = _load(ref, "models/", Model)
+    m: Model = _load(ref, "models/", Model, "model")
     return m
 
 
@@ -115,30 +164,45 @@ def load_cluster(ref: str | os.PathLike[str] | dict[str, Any] | Cluster) -> Clus
     """Load a :class:`Cluster`; its GPU names are checked against the catalog."""
     from .catalog import resolve_gpu
 
-    c: Cluster = _load(ref, "instances/", Cluster)
+    if isinstance(ref, Cluster):
+        return ref
+    if isinstance(ref, dict):
+        data: Any = ref
+        source = "<cluster>"
+    else:
+        path = find_spec(ref, "instances/")
+        data, source = read_document(path), str(path)
+    c: Cluster = _validate(Cluster, data, source)
     for i, pool in enumerate(c.pools):
         if isinstance(pool.gpu, str):
             try:
                 resolve_gpu(pool.gpu)
             except KeyError as e:
-                raise SpecError(f"pools[{i}].gpu: {e.args[0]}") from None
+                raise SpecError(f"{source}: pools[{i}].gpu: {e.args[0]}") from None
     return c
 
 
 _WORKLOAD = TypeAdapter(Workload)
 
 
-def load_workload(ref: Any) -> Any:
+def load_workload(ref: Any) -> TrainingWorkload | InferenceWorkload:
     """Load a :class:`TrainingWorkload` or :class:`InferenceWorkload` (by its ``kind``)."""
-    if isinstance(ref, BaseModel):
+    if isinstance(ref, TrainingWorkload | InferenceWorkload):
         return ref
     if isinstance(ref, dict):
-        return _validate(_WORKLOAD, ref, "<workload>")
-    path = find_spec(ref, "instances/")
-    data = read_document(path)
+        data: Any = ref
+        source = "<workload>"
+    else:
+        path = find_spec(ref, "instances/")
+        data, source = read_document(path), str(path)
     if isinstance(data, dict) and data.get("kind") not in ("training", "inference"):
-        raise SpecError(f"{path}: kind: must be 'training' or 'inference', got {data.get('kind')!r}")
-    return _validate(_WORKLOAD, data, str(path))
+        if "kind" not in data:
+            raise SpecError(f"{source}: kind: required field is missing (training or inference)")
+        raise SpecError(
+            f"{source}: kind: must be 'training' or 'inference', got {data.get('kind')!r}"
+        )
+    w: TrainingWorkload | InferenceWorkload = _validate(_WORKLOAD, data, source)
+    return w
 
 
 def load_plan(ref: str | os.PathLike[str] | dict[str, Any] | Plan) -> Plan:
@@ -153,7 +217,11 @@ def load_plan(ref: str | os.PathLike[str] | dict[str, Any] | Plan) -> Plan:
     if not path.is_file():
         raise SpecError(f"{ref}: file not found")
     data = read_document(path)
-    if isinstance(data, dict) and "replica_groups" not in data and isinstance(data.get("plan"), dict):
+    if (
+        isinstance(data, dict)
+        and "replica_groups" not in data
+        and isinstance(data.get("plan"), dict)
+    ):
         data = data["plan"]
     p = _validate(Plan, data, str(path))
     return p

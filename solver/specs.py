@@ -92,6 +92,11 @@ class Model(_Spec):
                 "num_experts: num_experts and experts_per_token must be given together, "
                 f"got num_experts={moe[0]}, experts_per_token={moe[1]}"
             )
+        if self.moe_ffn_hidden_size is not None and self.num_experts is None:
+            raise ValueError(
+                "moe_ffn_hidden_size: only meaningful with num_experts and experts_per_token, "
+                f"got moe_ffn_hidden_size={self.moe_ffn_hidden_size} without num_experts"
+            )
         if self.num_experts is not None and self.experts_per_token is not None:
             if self.experts_per_token > self.num_experts:
                 raise ValueError(
@@ -179,6 +184,15 @@ class Pool(_Spec):
             raise ValueError(f"must be a non-empty name without spaces or '/', got {v!r}")
         return v
 
+    @model_validator(mode="after")
+    def _check(self) -> Pool:
+        # NVLink domains are whole groups of nodes: a TP group may span the nodes of one domain.
+        if self.nodes % self.nvlink_domain_nodes:
+            raise ValueError(
+                f"nvlink_domain_nodes: must divide nodes={self.nodes}, got {self.nvlink_domain_nodes}"
+            )
+        return self
+
     @property
     def num_gpus(self) -> int:
         return self.nodes * self.gpus_per_node
@@ -216,10 +230,15 @@ class Cluster(_Spec):
             if n in seen:
                 raise ValueError(f"pools[{i}].name: duplicate pool name {n!r}")
             seen.add(n)
+        pairs: set[frozenset[str]] = set()
         for i, f in enumerate(self.fabric):
             for n in f.pools:
                 if n not in seen:
                     raise ValueError(f"fabric[{i}].pools: unknown pool {n!r} (pools: {names})")
+            pair = frozenset(f.pools)
+            if pair in pairs:
+                raise ValueError(f"fabric[{i}].pools: duplicate entry for pools {list(f.pools)}")
+            pairs.add(pair)
         return self
 
     def pool(self, name: str) -> Pool:
@@ -239,6 +258,14 @@ class Cluster(_Spec):
 Recompute = Literal["none", "selective", "full"]
 Schedule = Literal["1f1b", "interleaved"]
 Precision = Literal["bf16", "fp16", "fp8"]
+
+
+def _all_recompute() -> list[Recompute]:
+    return ["none", "selective", "full"]
+
+
+def _all_schedules() -> list[Schedule]:
+    return ["1f1b", "interleaved"]
 
 
 class TrainingWorkload(_Spec):
@@ -261,7 +288,7 @@ class TrainingWorkload(_Spec):
         default=True, description="DP gradient reduction overlaps the backward pass."
     )
     recompute: list[Recompute] = Field(
-        default_factory=lambda: ["none", "selective", "full"],
+        default_factory=_all_recompute,
         min_length=1,
         description="Allowed activation recomputation options.",
     )
@@ -269,7 +296,7 @@ class TrainingWorkload(_Spec):
         default_factory=lambda: [1, 2, 4], min_length=1, description="Allowed micro-batch sizes."
     )
     schedules: list[Schedule] = Field(
-        default_factory=lambda: ["1f1b", "interleaved"], min_length=1, description="Allowed schedules."
+        default_factory=_all_schedules, min_length=1, description="Allowed schedules."
     )
     sequence_parallel: list[bool] = Field(
         default_factory=lambda: [True, False],
@@ -378,12 +405,22 @@ class Stage(_Spec):
     @model_validator(mode="after")
     def _check(self) -> Stage:
         if self.chunks is None and (self.first_layer is None or self.last_layer is None):
-            raise ValueError("first_layer: give first_layer and last_layer, or chunks")
-        if self.chunks is not None and self.first_layer is not None:
-            raise ValueError("chunks: give either chunks or first_layer/last_layer, not both")
-        for f, last in self.layer_ranges:
+            raise ValueError(
+                "first_layer: give first_layer and last_layer, or chunks, "
+                f"got first_layer={self.first_layer}, last_layer={self.last_layer}"
+            )
+        if self.chunks is not None and (self.first_layer is not None or self.last_layer is not None):
+            raise ValueError(
+                "chunks: give either chunks or first_layer/last_layer, not both, "
+                f"got chunks={[list(c) for c in self.chunks]} and "
+                f"first_layer={self.first_layer}, last_layer={self.last_layer}"
+            )
+        if self.chunks is not None and not self.chunks:
+            raise ValueError("chunks: must list at least one [first, last] range, got []")
+        for i, (f, last) in enumerate(self.layer_ranges):
             if last < f:
-                raise ValueError(f"last_layer: must be >= first_layer={f}, got {last}")
+                field = "last_layer" if self.chunks is None else f"chunks[{i}]"
+                raise ValueError(f"{field}: last layer must be >= first layer {f}, got {last}")
         return self
 
     @property

@@ -1,0 +1,489 @@
+"""The ``shardwise`` command line (typer + rich).
+
+The CLI is thin: each command parses its options, calls one library function
+(:func:`solver.planner.plan`, :func:`solver.evaluate.evaluate`, :func:`solver.hf.import_hf`)
+and renders the result with :mod:`solver.report`.  Conventions every command follows:
+
+* ``--model/--cluster/--workload`` take a name (resolved under ``models/`` and ``instances/``
+  by :mod:`solver.io`) or a path; the shared option types below keep their help identical.
+* ``--json`` prints exactly one strict-JSON document on stdout and nothing else (spinners and
+  logs go to stderr and are off in JSON mode).
+* Bad input -- a :class:`~solver.errors.SpecError`, a missing or unreadable file, a value out of
+  range -- prints one line ``error: <message>`` on stderr and exits with code 2; never a
+  traceback (``SHARDWISE_DEBUG=1`` re-raises, for debugging).  Any solver status exits 0,
+  except ``INVALID_INPUT``, which is bad input.
+* Files the user owns are never overwritten without ``--force``.
+
+New commands (explain, pareto, sweep, export) slot in as more ``@app.command`` functions
+wrapped in :func:`user_errors`, reusing the option types and :func:`emit_json`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+from rich.rule import Rule
+
+from . import __version__
+from .errors import SpecError, format_validation_error
+from .io import load_cluster, load_model, load_plan, load_workload
+from .report import dumps, plan_document, render_evaluation, render_result
+from .result import Result, Status
+from .specs import Model
+
+__all__ = ["USER_ERRORS", "app", "emit_json", "fail", "main", "user_errors", "write_new_file"]
+
+#: Exceptions that mean "bad input": one line on stderr, exit code 2.  SpecError is a
+#: ValueError; OSError covers missing, unreadable and unwritable files.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    SpecError,
+    ValueError,
+    ValidationError,
+    yaml.YAMLError,
+    OSError,
+)
+EXIT_BAD_INPUT = 2
+
+_EPILOG = (
+    "Examples:\n\n"
+    "  shardwise plan --model llama3-70b --cluster seed-4x8-h100 --workload infer-chat-slo\n\n"
+    "  shardwise evaluate -m gpt-39b -c selene-a100-64 -w train-gpt-s2048 --plan plan.json\n\n"
+    "  shardwise import-hf config.json --name my-model --out models/my-model.yaml\n\n"
+    "Names resolve to models/NAME.yaml and instances/NAME.yaml (also under $SHARDWISE_HOME); "
+    "paths work too.  Exit codes: 0 ok (any solver status), 2 bad input."
+)
+
+app = typer.Typer(
+    name="shardwise",
+    help="Plan how a large model is split across GPUs (TP/PP/DP) with CP-SAT, "
+    "verified by an independent numpy evaluator.",
+    epilog=_EPILOG,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# ------------------------------------------------------------------------------------------
+# Shared option types (one definition, identical help in every command)
+# ------------------------------------------------------------------------------------------
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        metavar="MODEL",
+        help="Model spec: a name under models/ (llama3-70b) or a YAML/JSON path.",
+        show_default=False,
+    ),
+]
+ClusterOpt = Annotated[
+    str,
+    typer.Option(
+        "--cluster",
+        "-c",
+        metavar="CLUSTER",
+        help="Cluster spec: a name under instances/ (seed-4x8-h100) or a YAML/JSON path.",
+        show_default=False,
+    ),
+]
+WorkloadOpt = Annotated[
+    str,
+    typer.Option(
+        "--workload",
+        "-w",
+        metavar="WORKLOAD",
+        help="Workload spec (training or inference): a name under instances/ or a path.",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[
+    bool,
+    typer.Option("--json", help="Print one JSON document on stdout and nothing else."),
+]
+ForceOpt = Annotated[
+    bool,
+    typer.Option("--force", "-f", help="Overwrite the --out file if it exists."),
+]
+
+
+# ------------------------------------------------------------------------------------------
+# Plumbing shared by the commands
+# ------------------------------------------------------------------------------------------
+def _one_line(err: BaseException) -> str:
+    """A user-facing one-line message for an exception in :data:`USER_ERRORS`."""
+    if isinstance(err, ValidationError):
+        msg = format_validation_error(err)
+    elif isinstance(err, OSError) and err.strerror:
+        target = err.filename if err.filename is not None else ""
+        msg = f"{target}: {err.strerror}" if target else err.strerror
+        if isinstance(err, FileExistsError):
+            msg += " (pass --force to overwrite)"
+    else:
+        msg = str(err)
+    msg = " ".join(msg.split())
+    return msg or type(err).__name__
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``error: <message>`` as one line on stderr and exit with code 2."""
+    # Plain write, not rich: rich would wrap a long message over several lines.
+    sys.stderr.write(f"error: {' '.join(message.split())}\n")
+    sys.stderr.flush()
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn bad-input exceptions raised inside the block into ``error: ...`` and exit 2."""
+    try:
+        yield
+    except USER_ERRORS as err:
+        if os.environ.get("SHARDWISE_DEBUG"):
+            raise
+        fail(_one_line(err))
+
+
+def emit_json(doc: Any) -> None:
+    """Write ``doc`` as one strict-JSON document (plus a newline) on stdout."""
+    sys.stdout.write(dumps(doc) + "\n")
+    sys.stdout.flush()
+
+
+def _stdout() -> Console:
+    # Piped output gets a readable fixed width instead of rich's 80-column fallback.
+    wide = sys.stdout.isatty() or "COLUMNS" in os.environ
+    return Console(highlight=False, width=None if wide else 120)
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _refuse_overwrite(path: Path, force: bool) -> None:
+    if path.exists() and not force:
+        raise SpecError(f"{path}: already exists; pass --force to overwrite")
+    if path.is_dir():
+        raise SpecError(f"{path}: is a directory")
+
+
+def write_new_file(path: Path, text: str, *, force: bool = False) -> None:
+    """Write ``text`` to ``path``; never touch an existing file unless ``force``.
+
+    Without ``force`` the file is created exclusively (so a file that appeared since the check
+    is not clobbered either); with it the text goes to a temporary file that replaces ``path``
+    atomically, so an interrupted write never leaves half a file behind.
+    """
+    _refuse_overwrite(path, force)
+    if not force:
+        try:
+            with path.open("x", encoding="utf-8") as fh:
+                fh.write(text)
+        except FileExistsError:
+            raise SpecError(f"{path}: already exists; pass --force to overwrite") from None
+        return
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _report_dict(report: Any) -> dict[str, Any]:
+    """The evaluator's Report as its dict (tolerates a dict already)."""
+    if isinstance(report, dict):
+        return report
+    doc: dict[str, Any] = report.to_dict()
+    return doc
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"shardwise {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_version_callback,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Plan how a large model is split across GPUs (TP/PP/DP) with CP-SAT, verified by an
+    independent numpy evaluator."""
+
+
+# ------------------------------------------------------------------------------------------
+# evaluate
+# ------------------------------------------------------------------------------------------
+@app.command(
+    "evaluate",
+    epilog="Example:\n\n"
+    "  shardwise evaluate --model tiny-gpt --cluster h100x2-nvlink "
+    "--workload train-gpt-s2048 --plan plan.json --json\n\n"
+    "The plan's 'predicted' and 'solver' fields are ignored: everything is recomputed.  "
+    "Exits 0 for an infeasible plan (the report says why), 2 for bad input.",
+)
+def evaluate_cmd(
+    model: ModelOpt,
+    cluster: ClusterOpt,
+    workload: WorkloadOpt,
+    plan: Annotated[
+        Path,
+        typer.Option(
+            "--plan",
+            "-p",
+            metavar="PLAN",
+            help="Plan file (JSON or YAML; the output of 'plan --out' or 'plan --json').",
+            show_default=False,
+        ),
+    ],
+    json_output: JsonOpt = False,
+) -> None:
+    """Score a plan with the numpy evaluator: feasibility, memory per GPU, time, MFU."""
+    with user_errors():
+        m, c, w = load_model(model), load_cluster(cluster), load_workload(workload)
+        p = load_plan(plan)
+        from .evaluate import evaluate
+
+        report = _report_dict(evaluate(m, c, w, p))
+        if json_output:
+            emit_json(report)
+            return
+        out = _stdout()
+        out.print(Rule(f"{m.name} on {c.name}: {w.kind} plan {plan}"))
+        out.print(render_evaluation(report, p, c, w))
+
+
+# ------------------------------------------------------------------------------------------
+# plan
+# ------------------------------------------------------------------------------------------
+def _quiet_line(result: Result, objective: str) -> str:
+    from .report.documents import objective_unit
+
+    parts = [result.status.value]
+    if result.objective is not None:
+        parts.append(f"{objective}={result.objective:.6g} {objective_unit(objective)}".rstrip())
+    if result.gap is not None:
+        parts.append(f"gap={100 * result.gap:.3g}%")
+    parts.append(f"time={result.time_s:.2f}s")
+    line = "  ".join(parts)
+    if result.message and not result.ok:
+        line += ": " + " ".join(result.message.split())
+    return line
+
+
+@app.command(
+    "plan",
+    epilog="Examples:\n\n"
+    "  shardwise plan -m llama3-70b -c seed-4x8-h100 -w infer-chat-slo\n\n"
+    "  shardwise plan -m gpt-39b -c selene-a100-64 -w train-gpt-s2048 "
+    "--time-limit 60 --out plan.json\n\n"
+    "  shardwise plan -m tiny-gpt -c h100x2-nvlink -w train-gpt-s2048 "
+    "--deterministic --workers 1 --json\n\n"
+    "Exits 0 for any solver status (OPTIMAL, FEASIBLE, INFEASIBLE, MODEL_ERROR) and 2 for bad "
+    "input (including INVALID_INPUT).",
+)
+def plan_cmd(
+    model: ModelOpt,
+    cluster: ClusterOpt,
+    workload: WorkloadOpt,
+    time_limit: Annotated[
+        float,
+        typer.Option("--time-limit", "-t", metavar="SECONDS", help="CP-SAT wall-time limit."),
+    ] = 10.0,
+    seed: Annotated[int, typer.Option("--seed", help="CP-SAT random seed.")] = 0,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            metavar="N",
+            help="CP-SAT search workers \\[default: all cores, at most 8].",
+            show_default=False,
+        ),
+    ] = None,
+    deterministic: Annotated[
+        bool,
+        typer.Option(
+            "--deterministic",
+            help="Reproducible search (CP-SAT interleaved mode): same inputs, seed and "
+            "workers give the same plan.",
+        ),
+    ] = False,
+    json_output: JsonOpt = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            metavar="PLAN.json",
+            help="Write the plan (with predicted metrics and solver facts) to this file.",
+            show_default=False,
+        ),
+    ] = None,
+    force: ForceOpt = False,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="Print only a one-line status summary; no spinner."),
+    ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="Log the planner's progress (CP-SAT log) to stderr."),
+    ] = False,
+) -> None:
+    """Solve for the optimal plan with CP-SAT and show it, its metrics and the baseline."""
+    with user_errors():
+        if not time_limit > 0:
+            raise SpecError(f"--time-limit: must be > 0 seconds, got {time_limit:g}")
+        if workers is not None and workers < 1:
+            raise SpecError(f"--workers: must be >= 1, got {workers}")
+        if seed < 0:
+            raise SpecError(f"--seed: must be >= 0, got {seed}")
+        if out is not None:
+            _refuse_overwrite(out, force)  # before solving: don't waste a long solve
+        if verbose:
+            logging.basicConfig(
+                level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s"
+            )
+        m, c, w = load_model(model), load_cluster(cluster), load_workload(workload)
+        from .planner import plan as solve
+
+        kwargs: dict[str, Any] = {
+            "time_limit_s": time_limit,
+            "seed": seed,
+            "num_workers": workers,
+            "deterministic": deterministic,
+        }
+        if json_output or quiet or verbose:
+            result: Result = solve(m, c, w, **kwargs)
+        else:
+            with _stderr().status(
+                f"Solving {m.name} on {c.name} with CP-SAT (limit {time_limit:g} s)\u2026"
+            ):
+                result = solve(m, c, w, **kwargs)
+
+        wrote: str | None = None
+        if out is not None:
+            doc = plan_document(result)
+            if doc is None:
+                if not json_output:
+                    _stderr().print(f"no plan to write to {out} (status {result.status.value})")
+            else:
+                write_new_file(out, dumps(doc) + "\n", force=force)
+                wrote = str(out)
+
+        if json_output:
+            emit_json(result.to_dict())
+        elif quiet:
+            typer.echo(_quiet_line(result, w.objective))
+        else:
+            console = _stdout()
+            console.print(Rule(f"{m.name} on {c.name}: {w.kind}, {w.objective}"))
+            console.print(render_result(result, c, w))
+            if wrote:
+                console.print(f"plan written to {wrote}")
+        if result.status == Status.INVALID_INPUT:
+            fail(result.message or "invalid input")
+
+
+# ------------------------------------------------------------------------------------------
+# import-hf
+# ------------------------------------------------------------------------------------------
+@app.command(
+    "import-hf",
+    epilog="Examples:\n\n"
+    "  shardwise import-hf ~/Llama-3-8B/config.json\n\n"
+    "  shardwise import-hf config.json --name llama3-8b --out models/llama3-8b.yaml",
+)
+def import_hf_cmd(
+    config: Annotated[
+        Path,
+        typer.Argument(
+            metavar="CONFIG.json",
+            help="A Hugging Face config.json (Llama, Mistral, Mixtral, GPT-2/NeoX, ...).",
+            show_default=False,
+        ),
+    ],
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name", "-n", help="Model name \\[default: from the config].", show_default=False
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            metavar="MODEL.yaml",
+            help="Write the YAML here (e.g. models/NAME.yaml) instead of printing it.",
+            show_default=False,
+        ),
+    ] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Convert a Hugging Face config.json into a shardwise model YAML."""
+    with user_errors():
+        if not config.is_file():
+            raise SpecError(f"{config}: file not found")
+        if out is not None:
+            _refuse_overwrite(out, force)
+        from .hf import import_hf, model_to_yaml
+
+        try:
+            model: Model = import_hf(str(config))
+        except KeyError as err:  # a config without a field the importer needs
+            raise SpecError(f"{config}: missing field {err.args[0]!r}") from None
+        if name is not None:
+            if not name.strip():
+                raise SpecError("--name: must not be empty")
+            model = Model.model_validate({**model.model_dump(exclude_none=True), "name": name})
+        text: str = model_to_yaml(model)
+        if not text.endswith("\n"):
+            text += "\n"
+        if out is None:
+            sys.stdout.write(text)
+        else:
+            write_new_file(out, text, force=force)
+            typer.echo(f"wrote {out} (model {model.name})")
+
+
+# ------------------------------------------------------------------------------------------
+# entry point
+# ------------------------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the CLI (the ``shardwise`` console script and ``python -m solver``)."""
+    try:
+        app(args=list(argv) if argv is not None else None, prog_name="shardwise")
+    except USER_ERRORS as err:  # anything that escaped a command's own handler
+        if os.environ.get("SHARDWISE_DEBUG"):
+            raise
+        sys.stderr.write(f"error: {_one_line(err)}\n")
+        sys.exit(EXIT_BAD_INPUT)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

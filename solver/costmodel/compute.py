@@ -1,0 +1,426 @@
+"""Compute time of one micro-batch through one block / the embedding / the LM head.
+
+Every pass is a list of operator groups; each group is timed by a roofline,
+``max(FLOPs / (peak x gemm_efficiency), bytes / (HBM bandwidth x memory_efficiency))``
+(Williams, Waterman & Patterson 2009, "Roofline"), and the groups are summed (kernels of one
+micro-batch run back to back on one stream).  Elementwise kernels (norms, dropout, residual
+adds, GeLU/SwiGLU, softmax) have no FLOPs that matter and are priced by their HBM traffic:
+this is the physics that makes small hidden sizes less efficient than large ones (their
+elementwise bytes grow like s*b*h while GEMM FLOPs grow like s*b*h^2).
+
+FLOP counts (forward, one block, GPT MHA + 4h GeLU MLP): 24 b s h^2 + 4 b s^2 h
+(Narayanan et al. 2021, Sec. 5.1 / eq. 3 without the recompute and LM-head terms;
+Korthikanti et al. 2022 App. A).  Generalised below to GQA (K/V projections
+2 b s h kv_heads head_dim each), SwiGLU (3 matrices of ffn_hidden), ffn != 4h and MoE
+(``experts_per_token`` active experts + router).  Backward = 2x forward GEMMs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ..specs import GPUSpec, Model
+from . import constants as C
+from .comm import LinkTier, allreduce_time
+from .params import kv_heads_per_gpu
+
+__all__ = [
+    "Op",
+    "PassTime",
+    "block_forward_ops",
+    "block_time",
+    "decode_block_time",
+    "embedding_time",
+    "head_time",
+    "op_time",
+    "peak_tflops",
+    "prefill_block_time",
+]
+
+OpKind = Literal["gemm", "attn", "mem"]
+
+
+@dataclass(frozen=True)
+class PassTime:
+    """One micro-batch through one block (or embedding, or head) on ONE GPU of its TP group.
+
+    Attributes
+    ----------
+    fwd_s
+        Forward compute (roofline) + exposed TP communication.
+    bwd_s
+        Backward compute (2x forward GEMM FLOPs) + recomputed forward if any + exposed TP comm.
+    tp_comm_fwd_s, tp_comm_bwd_s
+        The TP communication parts of ``fwd_s`` and ``bwd_s``.
+    flops_fwd
+        Model FLOPs of the forward on this GPU (MFU convention: no recompute).
+    hw_flops
+        Hardware FLOPs forward + backward + recompute on this GPU (HFU convention).
+    """
+
+    fwd_s: float
+    bwd_s: float
+    tp_comm_fwd_s: float
+    tp_comm_bwd_s: float
+    flops_fwd: float
+    hw_flops: float
+
+    @property
+    def total_s(self) -> float:
+        return self.fwd_s + self.bwd_s
+
+    def scaled(self, k: float) -> PassTime:
+        """``k`` identical passes back to back (e.g. k blocks of one stage)."""
+        return PassTime(
+            self.fwd_s * k,
+            self.bwd_s * k,
+            self.tp_comm_fwd_s * k,
+            self.tp_comm_bwd_s * k,
+            self.flops_fwd * k,
+            self.hw_flops * k,
+        )
+
+    def __add__(self, o: PassTime) -> PassTime:
+        return PassTime(
+            self.fwd_s + o.fwd_s,
+            self.bwd_s + o.bwd_s,
+            self.tp_comm_fwd_s + o.tp_comm_fwd_s,
+            self.tp_comm_bwd_s + o.tp_comm_bwd_s,
+            self.flops_fwd + o.flops_fwd,
+            self.hw_flops + o.hw_flops,
+        )
+
+
+ZERO_PASS = PassTime(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class Op:
+    """One operator group: FLOPs, HBM bytes and which peak it runs at.
+
+    ``kind``: ``'gemm'`` runs at the workload precision's tensor peak (fp8 if asked);
+    ``'attn'`` at the 16-bit tensor peak (attention core and LM head stay 16-bit in fp8
+    recipes, NVIDIA Transformer Engine docs); ``'mem'`` is elementwise, priced by bytes only.
+    """
+
+    name: str
+    flops: float
+    bytes: float
+    kind: OpKind
+
+
+def peak_tflops(gpu: GPUSpec, precision: str) -> float:
+    """Dense tensor-core peak for ``precision``; ValueError if the GPU lacks the format."""
+    if precision == "fp8":
+        if gpu.fp8_tflops is None:
+            raise ValueError(f"GPU {gpu.name} has no fp8 tensor cores (fp8_tflops is not set)")
+        return gpu.fp8_tflops
+    if precision == "bf16":
+        if not gpu.supports_bf16:
+            raise ValueError(f"GPU {gpu.name} does not support bf16 (use fp16)")
+        return gpu.bf16_tflops
+    if precision == "fp16":
+        return gpu.fp16_tflops if gpu.fp16_tflops is not None else gpu.bf16_tflops
+    raise ValueError(f"unknown precision {precision!r}")
+
+
+def _sixteen_bit_peak(gpu: GPUSpec) -> float:
+    return gpu.bf16_tflops if gpu.supports_bf16 else (gpu.fp16_tflops or gpu.bf16_tflops)
+
+
+def op_time(
+    op: Op,
+    gpu: GPUSpec,
+    precision: str,
+    *,
+    gemm_efficiency: float | None = None,
+    memory_efficiency: float | None = None,
+) -> float:
+    """Roofline time of one operator group (Williams et al. 2009)."""
+    ge = gpu.gemm_efficiency if gemm_efficiency is None else gemm_efficiency
+    me = gpu.memory_efficiency if memory_efficiency is None else memory_efficiency
+    mem_s = op.bytes / (gpu.memory_bandwidth_GBps * 1e9 * me)
+    if op.kind == "mem" or op.flops <= 0:
+        return mem_s
+    peak = peak_tflops(gpu, precision) if op.kind == "gemm" else _sixteen_bit_peak(gpu)
+    return max(op.flops / (peak * 1e12 * ge), mem_s)
+
+
+def _ops_time(ops: list[Op], gpu: GPUSpec, precision: str) -> float:
+    return sum(op_time(o, gpu, precision) for o in ops)
+
+
+def _gemm(name: str, tokens: float, k: float, n: float, wbytes: float, kind: OpKind = "gemm") -> Op:
+    """(tokens x k) @ (k x n): 2*tokens*k*n FLOPs; read input and weight, write 16-bit output."""
+    flops = 2.0 * tokens * k * n
+    nbytes = tokens * k * wbytes + k * n * wbytes + tokens * n * C.ACTIVATION_BYTES
+    return Op(name, flops, nbytes, kind)
+
+
+def block_forward_ops(
+    model: Model,
+    *,
+    tp: int,
+    micro_batch: int,
+    seq: int,
+    sequence_parallel: bool,
+    precision: str,
+    dropout: bool = True,
+) -> list[Op]:
+    """Operator groups of one block's forward on one GPU of a TP group.
+
+    Megatron-LM tensor parallelism (Shoeybi et al. 2019): Q/K/V and MLP-up are column-parallel,
+    output projection and MLP-down row-parallel, so their FLOPs divide by ``tp``; norms,
+    dropout and residual adds are replicated on every TP rank unless sequence parallelism
+    shards them (Korthikanti et al. 2022 Sec. 4.2.2).
+    """
+    b, s, h, t = micro_batch, seq, model.hidden_size, tp
+    hd = model.kv_channels
+    tokens = float(b * s)
+    wb = C.BYTES_PER_ELEMENT[precision]
+    q_local = model.num_attention_heads * hd / t
+    kv_local = kv_heads_per_gpu(model, t) * hd
+    heads_local = model.num_attention_heads / t
+    rep = float(t) if sequence_parallel else 1.0
+    ops: list[Op] = []
+    # Attention (Narayanan eq. 3: QKV 6bsh^2, scores+AV 4bs^2h, out-proj 2bsh^2 for MHA).
+    ops.append(_gemm("qkv", tokens, h, q_local + 2 * kv_local, wb))
+    core_flops = 2.0 * 2.0 * b * heads_local * s * s * hd  # QK^T and softmax@V
+    score_elems = b * heads_local * s * s
+    core_bytes = C.ACTIVATION_BYTES * (tokens * (2 * q_local + 2 * kv_local) + 2 * score_elems)
+    ops.append(Op("attention_core", core_flops, core_bytes, "attn"))
+    softmax_bytes = C.SOFTMAX_DROPOUT_BYTES if dropout else 4.0
+    ops.append(Op("softmax_dropout", 0.0, softmax_bytes * score_elems, "mem"))
+    ops.append(_gemm("out_proj", tokens, q_local, h, wb))
+    # MLP (GeLU: 2 matrices, 16bsh^2 at f=4h; SwiGLU: 3 matrices).
+    n_up = 1 if model.mlp == "gelu" else 2
+    act_bytes = C.GELU_BYTES if model.mlp == "gelu" else C.SWIGLU_BYTES
+    if model.num_experts is not None and model.experts_per_token is not None:
+        f = (model.moe_ffn_hidden_size or model.ffn_hidden_size) / t
+        k, e = model.experts_per_token, model.num_experts
+        ops.append(_gemm("router", tokens, h, e, wb))
+        routed = tokens * k
+        # Distinct experts touched by `tokens` tokens, each picking k of e uniformly.
+        touched = e * (1.0 - (1.0 - k / e) ** tokens)
+        up = _gemm("moe_up", routed, h, n_up * f, wb)
+        down = _gemm("moe_down", routed, f, h, wb)
+        # Weight bytes: each touched expert's matrices are read once.
+        up = Op(up.name, up.flops, up.bytes + (touched - 1) * h * n_up * f * wb, "gemm")
+        down = Op(down.name, down.flops, down.bytes + (touched - 1) * f * h * wb, "gemm")
+        ops += [up, Op("activation", 0.0, act_bytes * routed * f, "mem"), down]
+        ops.append(Op("dispatch_combine", 0.0, 4.0 * C.ACTIVATION_BYTES * routed * h / rep, "mem"))
+    else:
+        f = model.ffn_hidden_size / t
+        ops.append(_gemm("mlp_up", tokens, h, n_up * f, wb))
+        ops.append(Op("activation", 0.0, act_bytes * tokens * f, "mem"))
+        ops.append(_gemm("mlp_down", tokens, f, h, wb))
+    # Replicated elementwise: 2 norms + 2 bias-dropout-adds (Megatron fused kernels).
+    bda = C.BIAS_DROPOUT_ADD_BYTES if dropout else 6.0
+    ops.append(Op("norms_residuals", 0.0, (2 * C.NORM_BYTES + 2 * bda) * tokens * h / rep, "mem"))
+    return ops
+
+
+def _tp_collectives(nbytes: float, tp: int, link: LinkTier, count: int) -> float:
+    """``count`` all-reduces of ``nbytes`` (or, with sequence parallelism, the equivalent
+    all-gather + reduce-scatter pairs: same ring volume, Korthikanti et al. 2022 Sec. 4.2.2)."""
+    return count * allreduce_time(nbytes, tp, link)
+
+
+def block_time(
+    model: Model,
+    gpu: GPUSpec,
+    *,
+    tp: int,
+    micro_batch: int,
+    seq: int,
+    recompute: str,
+    sequence_parallel: bool,
+    precision: str,
+    tp_link: LinkTier,
+) -> PassTime:
+    """One micro-batch through one transformer block on one GPU of its TP group (training).
+
+    Backward = 2x forward GEMM/attention FLOPs and 2x elementwise traffic
+    (``BACKWARD_GEMM_FACTOR``, ``BACKWARD_ELEMENTWISE_FACTOR``).  Recompute ``full`` adds
+    one forward (and its 2 TP all-reduces); ``selective`` adds the attention core and
+    softmax/dropout (Korthikanti et al. 2022 Sec. 5).  TP: 2 all-reduces of b*s*h 16-bit
+    elements in forward and 2 in backward (Narayanan et al. 2021 Sec. 3.2), not overlapped
+    (Megatron-LM default).
+    """
+    ops = block_forward_ops(
+        model, tp=tp, micro_batch=micro_batch, seq=seq,
+        sequence_parallel=sequence_parallel, precision=precision,
+    )
+    fwd_compute = _ops_time(ops, gpu, precision)
+    bwd_compute = sum(
+        op_time(o, gpu, precision)
+        * (C.BACKWARD_ELEMENTWISE_FACTOR if o.kind == "mem" else C.BACKWARD_GEMM_FACTOR)
+        for o in ops
+    )
+    flops_fwd = sum(o.flops for o in ops)
+    act = micro_batch * seq * model.hidden_size * C.ACTIVATION_BYTES
+    tp_fwd = _tp_collectives(act, tp, tp_link, 2)
+    tp_bwd = _tp_collectives(act, tp, tp_link, 2)
+    if recompute == "full":
+        re_s, re_flops = fwd_compute, flops_fwd
+        tp_bwd += tp_fwd
+    elif recompute == "selective":
+        sel = [o for o in ops if o.name in ("attention_core", "softmax_dropout")]
+        re_s, re_flops = _ops_time(sel, gpu, precision), sum(o.flops for o in sel)
+    elif recompute == "none":
+        re_s, re_flops = 0.0, 0.0
+    else:
+        raise ValueError(f"unknown recompute {recompute!r}")
+    return PassTime(
+        fwd_s=fwd_compute + tp_fwd,
+        bwd_s=bwd_compute + re_s + tp_bwd,
+        tp_comm_fwd_s=tp_fwd,
+        tp_comm_bwd_s=tp_bwd,
+        flops_fwd=flops_fwd,
+        hw_flops=flops_fwd * (1.0 + C.BACKWARD_GEMM_FACTOR) + re_flops,
+    )
+
+
+def embedding_time(
+    model: Model,
+    gpu: GPUSpec,
+    *,
+    tp: int,
+    micro_batch: int,
+    seq: int,
+    precision: str,
+    tp_link: LinkTier,
+) -> PassTime:
+    """Vocab-parallel embedding lookup (+ learned positions, dropout) for one micro-batch.
+
+    Memory-bound (``EMBEDDING_BYTES`` per output element); with TP the partial lookups are
+    all-reduced once in forward (Megatron-LM ``VocabParallelEmbedding``); backward is a
+    scatter-add of the same traffic with no collective.
+    """
+    if model.vocab_size == 0:
+        return ZERO_PASS
+    tokens = float(micro_batch * seq)
+    op = Op("embedding", 0.0, C.EMBEDDING_BYTES * tokens * model.hidden_size, "mem")
+    fwd = op_time(op, gpu, precision)
+    comm = allreduce_time(tokens * model.hidden_size * C.ACTIVATION_BYTES, tp, tp_link)
+    bwd = fwd * C.BACKWARD_ELEMENTWISE_FACTOR
+    return PassTime(fwd + comm, bwd, comm, 0.0, 0.0, 0.0)
+
+
+def head_time(
+    model: Model,
+    gpu: GPUSpec,
+    *,
+    tp: int,
+    micro_batch: int,
+    seq: int,
+    precision: str,
+    tp_link: LinkTier,
+) -> PassTime:
+    """Final norm + vocab-parallel LM head GEMM (2 b s h V / t FLOPs, kept 16-bit) + cross
+    entropy on fp32 logits (``CROSS_ENTROPY_BYTES`` per logit forward, ``CROSS_ENTROPY_BWD_BYTES``
+    backward).  TP: three b*s fp32 all-reduces in the loss (max, sum-exp, target logit) forward
+    and one b*s*h all-reduce of the input gradient backward (Megatron-LM
+    ``vocab_parallel_cross_entropy``; Narayanan eq. 3 term 6 B s h V for fwd+bwd).
+    """
+    if model.vocab_size == 0:
+        return ZERO_PASS
+    tokens = float(micro_batch * seq)
+    h, v = model.hidden_size, model.vocab_size / tp
+    wb = C.BYTES_PER_ELEMENT["bf16"]
+    norm = Op("final_norm", 0.0, C.NORM_BYTES * tokens * h, "mem")
+    gemm = _gemm("lm_head", tokens, h, v, wb, kind="attn")
+    ce = Op("cross_entropy", 0.0, C.CROSS_ENTROPY_BYTES * tokens * v, "mem")
+    ce_bwd = Op("cross_entropy_bwd", 0.0, C.CROSS_ENTROPY_BWD_BYTES * tokens * v, "mem")
+    fwd = _ops_time([norm, gemm, ce], gpu, precision)
+    bwd = (
+        op_time(norm, gpu, precision) * C.BACKWARD_ELEMENTWISE_FACTOR
+        + op_time(gemm, gpu, precision) * C.BACKWARD_GEMM_FACTOR
+        + op_time(ce_bwd, gpu, precision)
+    )
+    comm_f = 3 * allreduce_time(tokens * 4.0, tp, tp_link)
+    comm_b = allreduce_time(tokens * h * C.ACTIVATION_BYTES, tp, tp_link)
+    return PassTime(
+        fwd + comm_f, bwd + comm_b, comm_f, comm_b, gemm.flops, gemm.flops * (1.0 + C.BACKWARD_GEMM_FACTOR)
+    )
+
+
+def prefill_block_time(
+    model: Model,
+    gpu: GPUSpec,
+    *,
+    tp: int,
+    batch: int,
+    prompt: int,
+    precision: str,
+    tp_link: LinkTier,
+) -> PassTime:
+    """Prefill of ``batch`` prompts of ``prompt`` tokens through one block (inference forward).
+
+    Same operator groups as the training forward without dropout, plus writing the new K/V
+    into the cache; 2 TP all-reduces.  ``bwd_s`` is 0.
+    """
+    ops = block_forward_ops(
+        model, tp=tp, micro_batch=batch, seq=prompt, sequence_parallel=False,
+        precision=precision, dropout=False,
+    )
+    kv_write = 2.0 * batch * prompt * kv_heads_per_gpu(model, tp) * model.kv_channels
+    ops.append(Op("kv_write", 0.0, kv_write * C.BYTES_PER_ELEMENT[precision], "mem"))
+    comp = _ops_time(ops, gpu, precision)
+    comm = _tp_collectives(batch * prompt * model.hidden_size * C.ACTIVATION_BYTES, tp, tp_link, 2)
+    flops = sum(o.flops for o in ops)
+    return PassTime(comp + comm, 0.0, comm, 0.0, flops, flops)
+
+
+def decode_block_time(
+    model: Model,
+    gpu: GPUSpec,
+    *,
+    tp: int,
+    batch: int,
+    context_len: int,
+    precision: str,
+    kv_precision: str,
+    tp_link: LinkTier,
+) -> PassTime:
+    """One decode step (one new token per sequence) through one block.
+
+    Roofline per operator group: GEMMs with ``batch`` rows read the whole weight shard
+    (memory-bound at small batch); attention reads the K/V cache of ``context_len`` tokens per
+    sequence (2 x kv_heads/t x head_dim x kv bytes per token) and does 4 x batch x ctx x
+    heads/t x head_dim FLOPs (Pope et al. 2022, "Efficiently Scaling Transformer Inference",
+    Sec. 2; NVIDIA "Mastering LLM Techniques: Inference Optimization").  TP: 2 all-reduces of
+    batch x h 16-bit elements, latency-dominated.
+    """
+    b, h, t = float(batch), model.hidden_size, tp
+    hd = model.kv_channels
+    wb = C.BYTES_PER_ELEMENT[precision]
+    kvb = C.BYTES_PER_ELEMENT[kv_precision]
+    q_local = model.num_attention_heads * hd / t
+    kv_local = kv_heads_per_gpu(model, t) * hd
+    ops: list[Op] = [_gemm("qkv", b, h, q_local + 2 * kv_local, wb)]
+    ctx = float(context_len)
+    attn_flops = 4.0 * b * ctx * (model.num_attention_heads / t) * hd
+    attn_bytes = b * ctx * 2.0 * kv_local * kvb + b * kv_local * 2.0 * kvb
+    ops.append(Op("attention_decode", attn_flops, attn_bytes, "attn"))
+    ops.append(_gemm("out_proj", b, q_local, h, wb))
+    n_up = 1 if model.mlp == "gelu" else 2
+    if model.num_experts is not None and model.experts_per_token is not None:
+        f = (model.moe_ffn_hidden_size or model.ffn_hidden_size) / t
+        k, e = model.experts_per_token, model.num_experts
+        touched = e * (1.0 - (1.0 - k / e) ** b)
+        ops.append(_gemm("router", b, h, e, wb))
+        up = _gemm("moe_up", b * k, h, n_up * f, wb)
+        down = _gemm("moe_down", b * k, f, h, wb)
+        ops.append(Op(up.name, up.flops, up.bytes + (touched - 1) * h * n_up * f * wb, "gemm"))
+        ops.append(Op(down.name, down.flops, down.bytes + (touched - 1) * f * h * wb, "gemm"))
+    else:
+        f = model.ffn_hidden_size / t
+        ops.append(_gemm("mlp_up", b, h, n_up * f, wb))
+        ops.append(_gemm("mlp_down", b, f, h, wb))
+    ops.append(Op("elementwise", 0.0, (2 * C.NORM_BYTES + 2 * 6.0) * b * h, "mem"))
+    comp = _ops_time(ops, gpu, precision)
+    comm = _tp_collectives(b * h * C.ACTIVATION_BYTES, tp, tp_link, 2)
+    flops = sum(o.flops for o in ops)
+    return PassTime(comp + comm, 0.0, comm, 0.0, flops, flops)

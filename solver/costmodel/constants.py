@@ -1,0 +1,88 @@
+"""Named physical constants of the cost model, each with its source.
+
+Nothing here is fitted per case.  Per-GPU efficiency factors (achievable fraction of peak for
+GEMMs and for HBM traffic) live in the GPU catalog (``solver/catalog/gpus.yaml``) so that a
+calibration file can override them; the constants below are properties of the software stack
+(Megatron-LM / PyTorch / NCCL) that hold across GPU types.
+"""
+
+from __future__ import annotations
+
+# --- numeric formats ------------------------------------------------------------------------
+#: Bytes per element of each compute precision's tensors (weights, activations, KV cache).
+#: fp8 GEMM inputs are 1 byte (Micikevicius et al. 2022, "FP8 Formats for Deep Learning").
+BYTES_PER_ELEMENT: dict[str, float] = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp32": 4.0}
+
+#: Activations that are stored for backward and exchanged between GPUs stay 16-bit even in fp8
+#: training (Transformer Engine keeps activations in bf16 and casts only GEMM inputs).
+ACTIVATION_BYTES = 2.0
+
+#: Dropout masks are stored as one byte per element (Korthikanti et al. 2022, Sec. 4.1).
+DROPOUT_MASK_BYTES = 1.0
+
+#: fp32 logits kept by Megatron's vocab-parallel cross entropy: 4 bytes per logit
+#: (Korthikanti et al. 2022, Sec. 4.3: "4sbv/t").
+LOGIT_BYTES = 4.0
+
+# --- elementwise (non-GEMM) HBM traffic, bytes per element, forward ------------------------
+#: LayerNorm / RMSNorm: read the input, write the output (16-bit): 2 + 2 bytes per element.
+NORM_BYTES = 4.0
+#: Megatron fused bias-dropout-add: read the branch output and the residual (2 + 2), write the
+#: sum (2) and the dropout mask (1): 7 bytes per element (Megatron-LM fused_bias_dropout_add).
+BIAS_DROPOUT_ADD_BYTES = 7.0
+#: GeLU (fused bias-GeLU): read f-wide pre-activation, write f-wide output: 2 + 2 bytes/element.
+GELU_BYTES = 4.0
+#: SwiGLU: read the gate and up halves (2 + 2), write the product (2): 6 bytes per f-element.
+SWIGLU_BYTES = 6.0
+#: Attention core without flash attention (Megatron-LM 2021/2022, the published runs): fused
+#: scale-mask-softmax reads and writes the a x s x s scores (2 + 2 bytes), attention dropout
+#: reads, writes and stores a 1-byte mask (2 + 2 + 1): 9 bytes per score element.
+SOFTMAX_DROPOUT_BYTES = 9.0
+#: Embedding lookup + learned position add + embedding dropout: gather read/write (2 + 2),
+#: position read + add write (2 + 2), dropout read/write/mask (2 + 2 + 1): 13 bytes/element.
+EMBEDDING_BYTES = 13.0
+#: Vocab-parallel cross entropy (Megatron-LM ``vocab_parallel_cross_entropy``): read 16-bit
+#: logits (2), write/read fp32 logits (4 + 4), write/read exp (4 + 4): 18 bytes per logit.
+CROSS_ENTROPY_BYTES = 18.0
+
+#: Backward elementwise kernels read the saved input and the output gradient and write the
+#: input gradient, i.e. about twice the forward traffic (same convention as Calculon,
+#: calculon-ai/calculon ``layers.py``: backward memory = 2x forward for elementwise layers).
+BACKWARD_ELEMENTWISE_FACTOR = 2.0
+
+#: Backward of a GEMM is two GEMMs of the forward's size (dgrad, wgrad): 2x FLOPs
+#: (Narayanan et al. 2021, Sec. 5.1: "the backward pass requires double the number of FLOPs").
+BACKWARD_GEMM_FACTOR = 2.0
+
+# --- collectives ----------------------------------------------------------------------------
+#: Achievable fraction of the per-direction NVLink/NVSwitch bandwidth for NCCL ring
+#: collectives (bus bandwidth / link bandwidth): nccl-tests all-reduce busbw ~370 GB/s of
+#: 450 GB/s on 8xH100 and 365.6 of 450 on 8xH200 (stas00/ml-engineering network/README.md,
+#: published-runs.json hardware entries) = 0.81-0.82.
+NVLINK_BUS_EFFICIENCY = 0.8
+#: Achievable fraction of PCIe bandwidth: 55.4 of 63 GB/s measured H2D on Gen5 x16
+#: (stas00/ml-engineering network/README.md) = 0.88.
+PCIE_BUS_EFFICIENCY = 0.88
+#: Achievable fraction of InfiniBand/RoCE line rate for NCCL inter-node collectives
+#: (HDR/NDR: 64b/66b encoding plus protocol headers; nccl-tests multi-node busbw ~ 0.9 of the
+#: NIC line rate, stas00/ml-engineering network/README.md "real network throughput").
+NIC_BUS_EFFICIENCY = 0.9
+
+# --- memory ---------------------------------------------------------------------------------
+#: Per-GPU framework overhead outside the ledger's tensors: CUDA context + cuBLAS/cuDNN
+#: workspaces (~0.5-1 GB on A100/H100), NCCL communicator buffers (NCCL_BUFFSIZE 4 MiB per
+#: channel per peer, ~0.3-0.5 GB for TP+PP+DP communicators) and caching-allocator
+#: fragmentation.  2 GB is the figure commonly reserved in Megatron-LM memory estimates
+#: (e.g. NVIDIA NeMo "memory usage" guide and stas00/ml-engineering training/performance:
+#: "CUDA kernels alone take 1-2 GB").
+FRAMEWORK_OVERHEAD_GB = 2.0
+
+#: Adam step HBM traffic per locally-owned parameter: read and write fp32 master, m and v
+#: (2 x 12 B), read the fp32 gradient (4 B) and write the 16-bit weight (2 B) = 30 B
+#: (Megatron-LM fused Adam / apex multi_tensor_adam: one pass over all states).
+ADAM_BYTES_PER_PARAM = 30.0
+
+GB = 1e9
+
+#: Cross-entropy backward: read fp32 softmax (4), write the 16-bit logit gradient (2).
+CROSS_ENTROPY_BWD_BYTES = 6.0

@@ -1,0 +1,183 @@
+"""Memory per GPU: model states, activations, KV cache, in-flight micro-batches.
+
+Activations follow Korthikanti et al. 2022, "Reducing Activation Recomputation in Large
+Transformer Models" (arXiv:2205.05198), Sec. 4-5 and Table 2, per block per micro-batch:
+
+=====================  ==========================================
+no parallelism         s b h (34 + 5 a s / h)
+TP                     s b h (10 + 24/t + 5 a s / (h t))
+TP + SP                s b h / t (34 + 5 a s / h)
+TP + selective         s b h (10 + 24/t)
+TP + SP + selective    s b h 34 / t
+full recompute         2 s b h        (2 s b h / t with SP: the stored input is SP-sharded)
+=====================  ==========================================
+
+Generalisation (reduces exactly to the table for GPT: MHA, head_dim = h/a, f = 4h, GeLU):
+the "10" (not TP-sharded) part is the two norm inputs (2+2), the QKV input (2), the MLP
+input (2) and the two 1-byte dropout masks (1+1), all x s b h; the "24" (TP-sharded) part is
+Q (2 s b a d), K and V (2 s b kv d each, replicated when tp > kv_heads), the output-projection
+input (2 s b a d) and the MLP's stored tensors: GeLU 2 s b f (GeLU input) + 2 s b f (down-proj
+input) = 16 s b h at f = 4h; SwiGLU 4 s b f (gate/up output) + 2 s b f (down-proj input).
+MoE: the MLP terms and the MLP input are multiplied by ``experts_per_token`` (each token is
+processed, and stored, by k experts).  The 5 a s^2 b term is the softmax output (2), dropout
+mask (1) and dropout output (2) of the un-fused attention core used by Megatron-LM; dropout
+masks are kept for SwiGLU models too (a conservative upper bound: Llama trains without
+dropout).
+"""
+
+from __future__ import annotations
+
+from ..specs import Model
+from . import constants as C
+from .params import kv_heads_per_gpu
+
+__all__ = [
+    "BYTES_PER_PARAM",
+    "block_activation_bytes",
+    "embedding_activation_bytes",
+    "head_activation_bytes",
+    "in_flight_micro_batches",
+    "kv_cache_bytes_per_token",
+    "model_state_bytes",
+]
+
+#: (weights, gradients, optimizer) bytes per parameter for Adam.
+#: megatron_bf16: bf16 weights, fp32 main grads, fp32 master + m + v = 2 + 4 + 12 = 18
+#: (NVIDIA/Megatron-LM docs/user-guide/features/dist_optimizer.md, "bf16 params, fp32 main
+#: grads: 18"); amp_fp16: fp16 weights and grads, fp32 master + m + v = 2 + 2 + 12 = 16
+#: (ZeRO, Rajbhandari et al. 2019, Sec. 3.1, K = 12); pure_bf16: bf16 weights, grads, m, v
+#: = 2 + 2 + 4 = 8.
+BYTES_PER_PARAM: dict[str, tuple[float, float, float]] = {
+    "megatron_bf16": (2.0, 4.0, 12.0),
+    "amp_fp16": (2.0, 2.0, 12.0),
+    "pure_bf16": (2.0, 2.0, 4.0),
+}
+
+
+def block_activation_bytes(
+    model: Model,
+    *,
+    tp: int,
+    micro_batch: int,
+    seq: int,
+    recompute: str,
+    sequence_parallel: bool,
+) -> float:
+    """Activation bytes stored per block per in-flight micro-batch on one GPU.
+
+    Korthikanti et al. 2022 Table 2, generalised (see module docstring).
+    """
+    s, b, h, t = float(seq), float(micro_batch), float(model.hidden_size), tp
+    sp_div = float(t) if sequence_parallel else 1.0
+    if recompute == "full":
+        return C.ACTIVATION_BYTES * s * b * h / sp_div
+    if recompute not in ("none", "selective"):
+        raise ValueError(f"unknown recompute {recompute!r}")
+    d = float(model.kv_channels)
+    a = float(model.num_attention_heads)
+    k = float(model.experts_per_token or 1)
+    f = float(
+        (model.moe_ffn_hidden_size or model.ffn_hidden_size)
+        if model.num_experts is not None
+        else model.ffn_hidden_size
+    )
+    ab = C.ACTIVATION_BYTES
+    # Not TP-sharded (sharded by SP): norm inputs, QKV input, MLP input(s), dropout masks.
+    replicated = s * b * h * (2 * ab + ab + k * ab + 2 * C.DROPOUT_MASK_BYTES)
+    # TP-sharded: Q, out-proj input, MLP internals; K, V by kv heads per GPU.
+    q_out = 2 * ab * s * b * a * d / t
+    kv = 2 * ab * s * b * kv_heads_per_gpu(model, t) * d
+    mlp_mult = 2.0 if model.mlp == "gelu" else 3.0
+    mlp = k * mlp_mult * ab * s * b * f / t
+    scores = 0.0
+    if recompute == "none":
+        scores = (2 * ab + C.DROPOUT_MASK_BYTES) * a * s * s * b / t  # 5 a s^2 b / t
+    return replicated / sp_div + q_out + kv + mlp + scores
+
+
+def embedding_activation_bytes(
+    model: Model, *, tp: int, micro_batch: int, seq: int, sequence_parallel: bool
+) -> float:
+    """Stage 0's extra: the embedding-dropout mask, s b h bytes (/t with SP).
+
+    Korthikanti et al. 2022 Sec. 4.3 (the "p/L" term: s b h p / t over p in-flight
+    micro-batches).
+    """
+    if model.vocab_size == 0:
+        return 0.0
+    div = float(tp) if sequence_parallel else 1.0
+    return C.DROPOUT_MASK_BYTES * seq * micro_batch * model.hidden_size / div
+
+
+def head_activation_bytes(
+    model: Model, *, tp: int, micro_batch: int, seq: int, sequence_parallel: bool
+) -> float:
+    """Last stage's extra: final-norm input (2sbh), LM-head input (2sbh), fp32 logits 4sbV/t.
+
+    Korthikanti et al. 2022 Sec. 4.3: 4 s b h / t (1 + V / h) with SP; without SP the two
+    s b h tensors are not sharded.
+    """
+    if model.vocab_size == 0:
+        return 0.0
+    s, b, h = float(seq), float(micro_batch), float(model.hidden_size)
+    div = float(tp) if sequence_parallel else 1.0
+    return 2 * C.ACTIVATION_BYTES * s * b * h / div + C.LOGIT_BYTES * s * b * model.vocab_size / tp
+
+
+def model_state_bytes(
+    params_per_gpu: float, *, memory_policy: str, zero_stage: int, dp: int
+) -> tuple[float, float, float]:
+    """(weights, gradients, optimizer) bytes per GPU with ZeRO sharding over ``dp``.
+
+    ZeRO-1 shards optimizer states, ZeRO-2 also gradients, ZeRO-3 also weights (Rajbhandari
+    et al. 2019, Fig. 1: 7.5B params, Nd = 64, K = 12 -> 120 / 31.4 / 16.6 / 1.9 GB).
+    Megatron's distributed optimizer is ZeRO-1.
+    """
+    try:
+        w, g, o = BYTES_PER_PARAM[memory_policy]
+    except KeyError:
+        raise ValueError(f"unknown memory_policy {memory_policy!r}") from None
+    if zero_stage not in (0, 1, 2, 3):
+        raise ValueError(f"zero_stage must be 0..3, got {zero_stage}")
+    d = float(max(1, dp))
+    p = params_per_gpu
+    return (
+        p * w / (d if zero_stage >= 3 else 1.0),
+        p * g / (d if zero_stage >= 2 else 1.0),
+        p * o / (d if zero_stage >= 1 else 1.0),
+    )
+
+
+def in_flight_micro_batches(
+    stage_index: int, pp: int, m: int, schedule: str, virtual_stages: int = 1
+) -> float:
+    """Micro-batches whose activations a stage holds at its peak, in whole-stage units.
+
+    1F1B (PipeDream-flush, Megatron-LM): min(m, p - stage) (warm-up p - stage - 1 forwards
+    + 1 in steady state; Narayanan et al. 2021 Sec. 2.2.1; Korthikanti et al. 2022 App. C).
+    Interleaved with v chunks: Megatron-LM ``schedules.py`` warms up
+    2 (p - stage - 1) + (v - 1) p chunk-micro-batches; + 1 in steady state; each chunk holds
+    1/v of the stage's layers, so the count in whole-stage units is that over v.  For stage 0
+    this is p (1 + (p - 1) / (p v)), Korthikanti et al. 2022 eq. 6.  Capped at m (all
+    micro-batches).
+    """
+    if schedule == "1f1b" or virtual_stages <= 1:
+        return float(min(m, pp - stage_index))
+    if schedule != "interleaved":
+        raise ValueError(f"unknown schedule {schedule!r}")
+    v = virtual_stages
+    units = min(m * v, 2 * (pp - stage_index - 1) + (v - 1) * pp + 1)
+    return units / v
+
+
+def kv_cache_bytes_per_token(model: Model, precision: str, tp: int) -> float:
+    """KV-cache bytes per token per GPU over all layers: 2 L kv_heads/t d bytes.
+
+    K/V heads are sharded over TP, and replicated (one head per GPU) when tp > kv_heads
+    (NVIDIA "Mastering LLM Techniques: Inference Optimization").  Llama-3.1-70B bf16 tp=1:
+    2 x 80 x 8 x 128 x 2 = 327680 B = 320 KiB.
+    """
+    return (
+        2.0 * model.num_layers * kv_heads_per_gpu(model, tp) * model.kv_channels
+        * C.BYTES_PER_ELEMENT[precision]
+    )

@@ -1,0 +1,183 @@
+"""Inference back-end: enumerate replica shapes, score each with the evaluator, pick counts."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from ortools.sat.python import cp_model
+
+from ..catalog import gpu_of
+from ..planner import Solved, build_stages, split_layers
+from ..result import Status
+from ..specs import Cluster, InferenceWorkload, Model, Plan, ReplicaGroup
+from .inference import InferenceConfig, InferenceModel
+from .options import pipeline_degrees, tp_options
+
+__all__ = ["enumerate_configs", "solve_inference"]
+
+log = logging.getLogger(__name__)
+
+
+def _single_replica_plan(
+    cluster: Cluster, model: Model, pool: str, tp: int, pp: int, batch: int
+) -> Plan:
+    layers = split_layers(model.num_layers, pp)
+    stages = build_stages(cluster, [(1, [(pool, tp, n) for n in layers])])[0]
+    return Plan(
+        kind="inference",
+        replica_groups=[ReplicaGroup(count=1, batch_size=batch, stages=stages)],
+    )
+
+
+def enumerate_configs(
+    model: Model, cluster: Cluster, workload: InferenceWorkload
+) -> tuple[list[InferenceConfig], dict[str, Any]]:
+    """All replica shapes that fit memory and meet the SLOs, scored by the evaluator.
+
+    Also returns diagnostics for the infeasibility explanation: the best TTFT/TPOT seen among
+    memory-feasible shapes and the smallest peak memory per GPU seen.
+    """
+    from ..evaluate import evaluate
+
+    configs: list[InferenceConfig] = []
+    diag: dict[str, Any] = {
+        "evaluated": 0,
+        "min_memory": None,
+        "best_ttft_ms": None,
+        "best_tpot_ms": None,
+        "memory_fit": 0,
+    }
+    for pool in cluster.pools:
+        gpu = gpu_of(pool)
+        for tp in tp_options(model, pool):
+            for pp in pipeline_degrees(model.num_layers, pool.num_gpus // tp):
+                for batch in workload.batch_sizes:
+                    plan = _single_replica_plan(cluster, model, pool.name, tp, pp, batch)
+                    rep = evaluate(model, cluster, workload, plan).to_dict()
+                    diag["evaluated"] += 1
+                    mem = float(rep["peak_memory_GB_per_gpu"])
+                    cap = gpu.memory_GB
+                    if diag["min_memory"] is None or mem / cap < diag["min_memory"][0] / diag["min_memory"][1]:
+                        diag["min_memory"] = (mem, cap, pool.name, tp, pp, batch)
+                    mem_ok = not any("GB >" in v for v in rep["violations"])
+                    if mem_ok:
+                        diag["memory_fit"] += 1
+                        for key in ("ttft_ms", "tpot_ms"):
+                            best = diag[f"best_{key}"]
+                            if best is None or rep[key] < best[0]:
+                                diag[f"best_{key}"] = (float(rep[key]), pool.name, tp, pp, batch)
+                    if not rep["feasible"]:
+                        continue
+                    configs.append(
+                        InferenceConfig(
+                            pool=pool.name,
+                            tp=tp,
+                            pp=pp,
+                            batch=batch,
+                            gpus=tp * pp,
+                            tokens_per_s=float(rep["tokens_per_s"]),
+                            ttft_ms=float(rep["ttft_ms"]),
+                            tpot_ms=float(rep["tpot_ms"]),
+                            cost_per_hour=tp * pp * (pool.cost_per_gpu_hour or 0.0),
+                            peak_memory_GB=mem,
+                        )
+                    )
+    return configs, diag
+
+
+def _explain(workload: InferenceWorkload, diag: dict[str, Any]) -> str:
+    if diag["evaluated"] == 0:
+        return "no replica shape exists: no pool has a TP degree that divides the attention heads"
+    if diag["memory_fit"] == 0:
+        mem, cap, pool, tp, pp, batch = diag["min_memory"]
+        return (
+            f"memory: the smallest footprint found needs {mem:.1f} GB per GPU "
+            f"(pool {pool}, TP={tp}, PP={pp}, batch {batch}); each GPU has {cap:.0f} GB. "
+            "Relax: more GPUs per replica, a smaller batch, or fp8 weights/KV cache"
+        )
+    parts = []
+    if workload.ttft_ms is not None and diag["best_ttft_ms"] and diag["best_ttft_ms"][0] > workload.ttft_ms:
+        v, pool, tp, pp, b = diag["best_ttft_ms"]
+        parts.append(
+            f"SLO: best TTFT is {v:.1f} ms (pool {pool}, TP={tp}, PP={pp}, batch {b}) > "
+            f"ttft_ms {workload.ttft_ms:g}; loosen ttft_ms to {v * 1.01:.1f}"
+        )
+    if workload.tpot_ms is not None and diag["best_tpot_ms"] and diag["best_tpot_ms"][0] > workload.tpot_ms:
+        v, pool, tp, pp, b = diag["best_tpot_ms"]
+        parts.append(
+            f"SLO: best TPOT is {v:.2f} ms (pool {pool}, TP={tp}, PP={pp}, batch {b}) > "
+            f"tpot_ms {workload.tpot_ms:g}; loosen tpot_ms to {v * 1.01:.2f}"
+        )
+    if not parts:
+        parts.append(
+            "SLO: no single replica shape meets both ttft_ms and tpot_ms at once; "
+            "loosen one of them or allow smaller batch sizes"
+        )
+    return "; ".join(parts)
+
+
+def solve_inference(
+    model: Model,
+    cluster: Cluster,
+    workload: InferenceWorkload,
+    time_limit_s: float,
+    workers: int,
+    seed: int,
+) -> Solved:
+    t0 = time.perf_counter()
+    configs, diag = enumerate_configs(model, cluster, workload)
+    stats: dict[str, Any] = {"configs_evaluated": diag["evaluated"], "configs_feasible": len(configs)}
+    if not configs:
+        return Solved(Status.INFEASIBLE, None, None, None, message=_explain(workload, diag), stats=stats)
+    pool_gpus = {p.name: p.num_gpus for p in cluster.pools}
+    budget = max(0.05, time_limit_s - (time.perf_counter() - t0))
+    target = workload.target_throughput_tokens_per_s
+    if workload.objective in ("min_gpus", "min_cost") or target is not None:
+        total = sum((pool_gpus[c.pool] // c.gpus) * c.tokens_per_s for c in configs)
+        if target is not None and total < target:
+            best = max(configs, key=lambda c: c.tokens_per_s / c.gpus)
+            need = target / (best.tokens_per_s / best.gpus)
+            return Solved(
+                Status.INFEASIBLE,
+                None,
+                None,
+                None,
+                message=(
+                    f"GPU count: at most {total:,.0f} tokens/s fit this cluster under the SLOs < "
+                    f"target {target:,.0f}; about {need:,.0f} GPUs of pool {best.pool} "
+                    f"(TP={best.tp}, PP={best.pp}, batch {best.batch}) would be needed"
+                ),
+                stats=stats,
+            )
+    objective = workload.objective
+    cm = InferenceModel(configs, pool_gpus, objective, target)
+    status, counts, obj, bound = cm.solve(budget, workers, seed)
+    if objective == "min_latency" and counts:
+        # Second, lexicographic step: the most throughput at that TPOT.
+        cap = int(round(obj * 1000))
+        cm2 = InferenceModel(configs, pool_gpus, objective, target, tpot_cap_us=cap)
+        st2, counts2, _, _ = cm2.solve(max(0.05, time_limit_s - (time.perf_counter() - t0)), workers, seed)
+        if counts2:
+            counts = counts2
+            if st2 != cp_model.OPTIMAL:
+                status = cp_model.FEASIBLE
+    stats["cp_status"] = cp_model.CpSolverStatus.Name(status)  # type: ignore[no-untyped-call]
+    if not counts:
+        return Solved(Status.INFEASIBLE, None, None, None, message="GPU count: no replica fits", stats=stats)
+    chosen = sorted(counts.items(), key=lambda kv: (configs[kv[0]].pool, -configs[kv[0]].tp))
+    groups = [
+        (n, [(configs[i].pool, configs[i].tp, k) for k in split_layers(model.num_layers, configs[i].pp)])
+        for i, n in chosen
+    ]
+    stages = build_stages(cluster, groups)
+    plan = Plan(
+        kind="inference",
+        replica_groups=[
+            ReplicaGroup(count=n, batch_size=configs[i].batch, stages=st)
+            for (i, n), st in zip(chosen, stages, strict=True)
+        ],
+    )
+    st = Status.OPTIMAL if status == cp_model.OPTIMAL else Status.FEASIBLE
+    return Solved(st, plan, obj, bound, stats=stats)

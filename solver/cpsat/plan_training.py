@@ -1,0 +1,203 @@
+"""Training back-end: families of global knobs, one CP-SAT model each, best-first with pruning."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ortools.sat.python import cp_model
+
+from ..planner import Solved, build_stages
+from ..result import Status
+from ..specs import Cluster, Model, Plan, Pool, ReplicaGroup, TrainingWorkload
+from .tables import Family, build_tables, lower_bound_us
+from .training import US, TrainingChoice, TrainingModel
+
+__all__ = ["families", "solve_training", "choice_to_plan"]
+
+log = logging.getLogger(__name__)
+
+
+def families(workload: TrainingWorkload) -> list[Family]:
+    """Every combination of the global knobs the workload allows (1F1B schedule).
+
+    Interleaved 1F1B is not searched by the CP model yet: its in-flight activation count
+    depends on the pipeline depth, which would make memory non-linear in this formulation.
+    """
+    sps = sorted(set(workload.sequence_parallel), reverse=True)
+    out = [
+        Family(micro_batch=mb, recompute=rc, sequence_parallel=sp, zero_stage=z, schedule="1f1b")
+        for mb, rc, sp, z in itertools.product(
+            sorted(workload.micro_batch_sizes), workload.recompute, sps, workload.zero_stages
+        )
+        if workload.global_batch_size % mb == 0
+    ]
+    return out
+
+
+def choice_to_plan(
+    cluster: Cluster, workload: TrainingWorkload, fam: Family, choice: TrainingChoice
+) -> Plan:
+    """A launchable plan (devices placed) from a CP solution."""
+    stages = build_stages(cluster, [(choice.d, [(o.pool, o.tp, n) for o, n in choice.stages])])[0]
+    m = workload.global_batch_size // (choice.d * fam.micro_batch)
+    group = ReplicaGroup(
+        count=choice.d,
+        micro_batch_size=fam.micro_batch,
+        num_micro_batches=m,
+        schedule="1f1b",
+        virtual_stages=1,
+        recompute=fam.recompute,  # type: ignore[arg-type]
+        zero_stage=fam.zero_stage,
+        sequence_parallel=fam.sequence_parallel and any(o.tp > 1 for o, _ in choice.stages),
+        stages=stages,
+    )
+    return Plan(kind="training", replica_groups=[group])
+
+
+@dataclass
+class _Outcome:
+    fam: Family
+    status: str
+    bound_us: float
+    time_s: float
+
+
+def solve_training(
+    model: Model,
+    cluster: Cluster,
+    workload: TrainingWorkload,
+    time_limit_s: float,
+    workers: int,
+    seed: int,
+    deterministic: bool = False,
+) -> Solved:
+    t0 = time.perf_counter()
+    tokens = workload.global_batch_size * workload.sequence_length
+    fams = families(workload)
+    tables = []
+    for fam in fams:
+        tab = build_tables(model, cluster, workload, fam)
+        if tab is not None:
+            tables.append((lower_bound_us(tab), fam, tab))
+    tables.sort(key=lambda x: x[0])
+    stats: dict[str, Any] = {"families": len(fams), "families_buildable": len(tables)}
+    if not tables:
+        return Solved(
+            Status.INFEASIBLE, None, None, None, message=explain_training(model, cluster, workload), stats=stats
+        )
+    best: tuple[int, Family, TrainingChoice] | None = None
+    open_bounds: list[float] = []
+    outcomes: list[_Outcome] = []
+    for i, (lb, fam, tab) in enumerate(tables):
+        remaining = time_limit_s - (time.perf_counter() - t0)
+        if best is not None and lb >= best[0]:
+            outcomes.append(_Outcome(fam, "PRUNED_BY_BOUND", lb, 0.0))
+            continue
+        if remaining <= 0:
+            open_bounds.append(lb)
+            outcomes.append(_Outcome(fam, "NOT_SOLVED", lb, 0.0))
+            continue
+        share = remaining / max(1, len(tables) - i)
+        # Give early (more promising) families a larger share; later ones are often pruned.
+        budget = max(min(remaining, 2 * share), min(remaining, 0.05))
+        t1 = time.perf_counter()
+        cm = TrainingModel(tab, upper_bound_us=(best[0] - 1) if best else None)
+        status, choice, bound = cm.solve(budget, workers, seed)
+        dt = time.perf_counter() - t1
+        name = cp_model.CpSolverStatus.Name(status)  # type: ignore[no-untyped-call]
+        outcomes.append(_Outcome(fam, name, bound, dt))
+        log.info("family %s: %s in %.2fs", fam, name, dt)
+        if choice is not None and (best is None or choice.step_us < best[0]):
+            best = (choice.step_us, fam, choice)
+        if status == cp_model.FEASIBLE:
+            open_bounds.append(max(bound, lb))
+        elif status == cp_model.UNKNOWN:
+            open_bounds.append(lb)
+    stats["families_detail"] = [
+        {"family": o.fam.label, "status": o.status, "time_s": round(o.time_s, 3)} for o in outcomes
+    ]
+    if best is None:
+        if open_bounds:
+            return Solved(
+                Status.INFEASIBLE,
+                None,
+                None,
+                None,
+                message="time limit: no feasible plan found before the time limit (not proven "
+                "infeasible); raise --time-limit",
+                stats=stats,
+            )
+        return Solved(
+            Status.INFEASIBLE, None, None, None, message=explain_training(model, cluster, workload), stats=stats
+        )
+    step_us, fam, choice = best
+    plan = choice_to_plan(cluster, workload, fam, choice)
+    objective = tokens / (step_us * US)
+    if open_bounds:
+        lb_us = max(1.0, min(min(open_bounds), step_us))
+        status = Status.FEASIBLE
+    else:
+        lb_us = step_us
+        status = Status.OPTIMAL
+    bound = tokens / (lb_us * US)
+    return Solved(status, plan, objective, bound, stats=stats)
+
+
+def _scaled(cluster: Cluster, factor: int) -> Cluster:
+    pools = [p.model_copy(update={"nodes": p.nodes * factor}) for p in cluster.pools]
+    return cluster.model_copy(update={"pools": pools})
+
+
+def explain_training(model: Model, cluster: Cluster, workload: TrainingWorkload) -> str:
+    """Which constraint group binds, with numbers, and the smallest relaxation found."""
+    from ..costmodel import total_params
+
+    from .tables import state_bytes_per_param
+
+    params = total_params(model, workload.sequence_length)
+    per_param = state_bytes_per_param(workload.memory_policy)
+    need = params * per_param / 1e9
+    have = sum(p.num_gpus * _capacity(p) for p in cluster.pools)
+    heads = model.num_attention_heads
+    parts = [
+        f"memory: the model's weights, gradients and optimizer states need {need:,.0f} GB "
+        f"({params / 1e9:.1f}B params x {per_param:g} B) before activations; the cluster has "
+        f"{have:,.0f} GB in all"
+    ]
+    if any(workload.global_batch_size % mb for mb in workload.micro_batch_sizes):
+        parts.append("batch: some micro_batch_sizes do not divide global_batch_size")
+    relax: list[str] = []
+    for factor in (2, 4, 8, 16):
+        bigger = _scaled(cluster, factor)
+        if any(
+            build_tables(model, bigger, workload, fam) is not None
+            for fam in families(workload)
+        ):
+            relax.append(f"about {factor}x the GPUs ({cluster.num_gpus * factor} in all)")
+            break
+    if "full" not in workload.recompute:
+        relax.append("allow recompute: full")
+    if 3 not in workload.zero_stages:
+        relax.append("allow zero_stage 3")
+    if min(workload.micro_batch_sizes) > 1:
+        relax.append("allow micro_batch_sizes [1]")
+    msg = "; ".join(parts)
+    if relax:
+        msg += ". Smallest relaxations to try: " + ", or ".join(relax)
+    if all(heads % 2 for _ in [0]) and heads == 1:
+        msg += f". divisibility: {heads} attention head(s) allow no TP"
+    return msg
+
+
+def _capacity(pool: Pool) -> float:
+    from ..catalog import gpu_of
+
+    return gpu_of(pool).memory_GB
+
+
+_ = math  # keep import for type-checkers of future bound arithmetic

@@ -1,0 +1,261 @@
+"""``plan()``: the CP-SAT planner, verified by the evaluator.
+
+Training
+    The global knobs that scale every stage's cost (micro-batch size, recompute, sequence
+    parallelism, ZeRO stage) are enumerated as *families*; each family is one CP-SAT model
+    (:mod:`solver.cpsat.training`) choosing DP degree, pipeline depth, per-stage pool/TP and the
+    (possibly uneven) layer split.  Families are solved best-first with the incumbent as an upper
+    bound, so a family that cannot beat it is closed by CP-SAT as infeasible; the result is
+    OPTIMAL only when every family was closed (OPTIMAL or INFEASIBLE under the bound).
+    Dominated knobs are pruned before solving, each with the reason in the code.
+
+Inference
+    Replica configurations are scored by the evaluator and a knapsack model
+    (:mod:`solver.cpsat.inference`) picks how many of each to deploy.
+
+Every plan is re-scored from scratch by :func:`solver.evaluate.evaluate`; any violation, or an
+objective that differs from the CP model's by more than :data:`OBJECTIVE_TOLERANCE`, makes the
+status ``MODEL_ERROR``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import ortools
+from ortools.sat.python import cp_model
+
+from .errors import SpecError
+from .placement import PlacementError, StageSlot, place
+from .result import Result, Status
+from .specs import (
+    Cluster,
+    InferenceWorkload,
+    Model,
+    Plan,
+    ReplicaGroup,
+    SolverInfo,
+    Stage,
+    TrainingWorkload,
+)
+
+__all__ = ["OBJECTIVE_TOLERANCE", "plan"]
+
+log = logging.getLogger(__name__)
+
+#: Largest relative difference allowed between the CP model's objective and the evaluator's.
+#: Sources of difference, all measured in ``benchmarks/solve_time.py`` and the tests: the
+#: closed-form pipeline time vs the event simulation on uneven stages, microsecond rounding of
+#: coefficients, and PP links that the placement makes faster than the model priced them.
+OBJECTIVE_TOLERANCE = 0.05
+
+
+def default_workers() -> int:
+    """CP-SAT workers: all cores of this machine (at least 1), unless told otherwise."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def plan(
+    model: Model,
+    cluster: Cluster,
+    workload: TrainingWorkload | InferenceWorkload,
+    *,
+    time_limit_s: float = 10.0,
+    seed: int = 0,
+    num_workers: int | None = None,
+    deterministic: bool = False,
+) -> Result:
+    """Find the best plan for ``model`` on ``cluster`` under ``workload``.
+
+    Parameters
+    ----------
+    model, cluster, workload
+        Validated specs (see :mod:`solver.io` to load them by name).
+    time_limit_s
+        Wall-clock budget for all CP-SAT solves (default 10 s).  When it runs out the best plan
+        found is returned as FEASIBLE with its bound and gap.
+    seed
+        CP-SAT random seed (default 0).
+    num_workers
+        CP-SAT search workers (default: the machine's cores, capped at 8).
+    deterministic
+        Run CP-SAT with one worker and interleaved search so that the same input gives the same
+        plan and objective every time.
+
+    Returns
+    -------
+    Result
+        Never raises for infeasibility or time-outs; bad input gives ``INVALID_INPUT``.
+    """
+    start = time.perf_counter()
+    workers = 1 if deterministic else (num_workers or default_workers())
+    try:
+        if isinstance(workload, TrainingWorkload):
+            from .cpsat.plan_training import solve_training
+
+            res = solve_training(model, cluster, workload, time_limit_s, workers, seed, deterministic)
+        else:
+            from .cpsat.plan_inference import solve_inference
+
+            res = solve_inference(model, cluster, workload, time_limit_s, workers, seed)
+    except SpecError as e:
+        return Result(status=Status.INVALID_INPUT, message=str(e), seed=seed, time_s=time.perf_counter() - start)
+    return _verify(model, cluster, workload, res, start, seed)
+
+
+@dataclass
+class Solved:
+    """What a back-end returns before verification."""
+
+    status: Status
+    plan: Plan | None
+    objective: float | None  # user units, as the CP model computed it
+    bound: float | None
+    message: str = ""
+    stats: dict[str, Any] | None = None
+    baseline: dict[str, Any] | None = None
+
+
+def objective_of(report: dict[str, Any], workload: TrainingWorkload | InferenceWorkload) -> float:
+    """The objective in user units, read off an evaluator report."""
+    obj = workload.objective
+    if obj == "max_throughput":
+        return float(report["tokens_per_s"])
+    if obj == "min_cost":
+        if isinstance(workload, TrainingWorkload):
+            # $ per million tokens.
+            return float(report["cost_per_hour"]) / 3600.0 / float(report["tokens_per_s"]) * 1e6
+        return float(report["cost_per_hour"])
+    if obj == "min_gpus":
+        return float(report["num_gpus"])
+    if obj == "min_latency":
+        return float(report["tpot_ms"])
+    raise ValueError(obj)
+
+
+def _verify(
+    model: Model,
+    cluster: Cluster,
+    workload: TrainingWorkload | InferenceWorkload,
+    res: Solved,
+    start: float,
+    seed: int,
+) -> Result:
+    from .evaluate import evaluate
+
+    common: dict[str, Any] = dict(
+        seed=seed, ortools_version=ortools.__version__, stats=res.stats or {}, baseline=res.baseline
+    )
+    if res.plan is None:
+        return Result(
+            status=res.status,
+            message=res.message,
+            bound=res.bound,
+            time_s=time.perf_counter() - start,
+            **common,
+        )
+    report = evaluate(model, cluster, workload, res.plan).to_dict()
+    status = res.status
+    message = res.message
+    objective = res.objective
+    if not report["feasible"]:
+        status = Status.MODEL_ERROR
+        message = "evaluator rejected the solver's plan: " + "; ".join(report["violations"])
+        log.error(message)
+    else:
+        evaluated = objective_of(report, workload)
+        if objective is not None and objective > 0:
+            rel = abs(evaluated - objective) / abs(objective)
+            if rel > OBJECTIVE_TOLERANCE:
+                status = Status.MODEL_ERROR
+                message = (
+                    f"objective mismatch: CP model {objective:.6g}, evaluator {evaluated:.6g} "
+                    f"({rel:.1%} > {OBJECTIVE_TOLERANCE:.0%})"
+                )
+                log.error(message)
+        objective = evaluated
+    bound = res.bound
+    gap = None
+    if objective is not None and bound is not None and math.isfinite(bound):
+        gap = abs(objective - bound) / max(abs(objective), 1e-12)
+        if status == Status.OPTIMAL:
+            gap = min(gap, 0.0) if gap < OBJECTIVE_TOLERANCE else gap
+    elapsed = time.perf_counter() - start
+    predicted = {
+        k: float(report[k])
+        for k in ("step_time_s", "tokens_per_s", "mfu", "ttft_ms", "tpot_ms", "peak_memory_GB_per_gpu")
+        if isinstance(report.get(k), int | float)
+    }
+    info = SolverInfo(
+        status=status.value,
+        objective=objective,
+        bound=bound,
+        gap=gap,
+        time_s=elapsed,
+        ortools_version=ortools.__version__,
+        seed=seed,
+        message=message or None,
+    )
+    final_plan = res.plan.model_copy(update={"predicted": predicted, "solver": info})
+    return Result(
+        status=status,
+        plan=final_plan,
+        report=report,
+        objective=objective,
+        bound=bound,
+        gap=gap,
+        time_s=elapsed,
+        message=message,
+        **common,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared helpers for the back-ends
+# ---------------------------------------------------------------------------------------------
+def cp_status_name(status: int) -> str:
+    return str(cp_model.CpSolverStatus.Name(status))  # type: ignore[no-untyped-call]
+
+
+def split_layers(num_layers: int, pp: int) -> list[int]:
+    """Even split; the remainder goes to the earliest stages (the last holds the LM head)."""
+    base, rem = divmod(num_layers, pp)
+    return [base + (1 if s < rem else 0) for s in range(pp)]
+
+
+def build_stages(
+    cluster: Cluster,
+    groups: list[tuple[int, list[tuple[str, int, int]]]],
+) -> list[list[Stage]]:
+    """Stages with devices for ``(count, [(pool, tp, layers), ...])`` groups."""
+    slots = [(count, [StageSlot(pool, tp) for pool, tp, _ in stages]) for count, stages in groups]
+    try:
+        devices = place(cluster, slots)
+    except PlacementError as e:
+        raise SpecError(str(e)) from None
+    out: list[list[Stage]] = []
+    for g, (_count, stages) in enumerate(groups):
+        first = 0
+        row: list[Stage] = []
+        for s, (pool, tp, layers) in enumerate(stages):
+            row.append(
+                Stage(
+                    first_layer=first,
+                    last_layer=first + layers - 1,
+                    pool=pool,
+                    tp=tp,
+                    devices=[[(n, i) for n, i in rep] for rep in devices[g][s]],
+                )
+            )
+            first += layers
+        out.append(row)
+    return out
+
+
+def make_group(**kwargs: Any) -> ReplicaGroup:
+    return ReplicaGroup(**kwargs)
