@@ -91,8 +91,9 @@ def _rephrase(err: dict[str, Any]) -> str:
     return msg
 
 
-def _pick(errors: list[dict[str, Any]]) -> tuple[dict[str, Any], str | None]:
-    """Choose the most useful error to report, and a 'did you mean' key if one applies.
+def _pick(errors: list[dict[str, Any]]) -> tuple[dict[str, Any], str | None, int]:
+    """Choose the most useful error to report, a 'did you mean' key if one applies, and how
+    many other errors are worth mentioning.
 
     1. An unknown key that is a misspelling (case or unit letters, e.g. ``memory_gb`` or
        ``bandwidth_Gbps``) of a required field missing at the same place wins: it explains both.
@@ -100,21 +101,25 @@ def _pick(errors: list[dict[str, Any]]) -> tuple[dict[str, Any], str | None]:
        (a mapping given where the ``str`` branch of ``gpu: str | GPUSpec`` is tried) are
        skipped when another branch says something specific.
     """
-    for e in errors:
-        if e.get("type") != "extra_forbidden":
-            continue
-        parent, key = tuple(e["loc"][:-1]), str(e["loc"][-1])
-        for loc, m in ((tuple(x["loc"][:-1]), x) for x in errors if x.get("type") == "missing"):
-            if loc == parent and _norm(str(m["loc"][-1])) == _norm(key):
-                return e, str(m["loc"][-1])
     specific = [
         e
         for e in errors
         if not (
             str(e.get("type", "")).endswith("_type") and isinstance(e.get("input"), dict | list)
         )
-    ]
-    return (specific or errors)[0], None
+    ] or errors
+    for e in specific:
+        if e.get("type") != "extra_forbidden":
+            continue
+        parent, key = tuple(e["loc"][:-1]), str(e["loc"][-1])
+        for m in specific:
+            if (
+                m.get("type") == "missing"
+                and tuple(m["loc"][:-1]) == parent
+                and _norm(str(m["loc"][-1])) == _norm(key)
+            ):
+                return e, str(m["loc"][-1]), len(specific) - 2
+    return specific[0], None, len(specific) - 1
 
 
 def _value(v: Any) -> str:
@@ -126,15 +131,15 @@ def format_validation_error(err: ValidationError, source: str = "") -> str:
     """Render a pydantic error as one line: ``source: field: message, got value``.
 
     The most useful of the errors is reported (see :func:`_pick`); if there are more, the line
-    ends with ``(+N more)``.
+    ends with ``(+N more)``: fix one thing at a time, as with a compiler.
     """
     errors = [dict(e) for e in err.errors(include_url=False)]
-    first, did_you_mean = _pick(errors)
+    first, did_you_mean, others = _pick(errors)
     typ = first.get("type", "")
     loc_parts = tuple(first.get("loc", ()))
     loc = _loc(loc_parts, keep_last=typ == "extra_forbidden")
     prefix = f"{source}: " if source else ""
-    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    more = f" (+{others} more)" if others > 0 else ""
     if typ == "missing":
         return f"{prefix}{loc}: required field is missing{more}"
     if typ == "extra_forbidden":
@@ -153,6 +158,7 @@ def format_validation_error(err: ValidationError, source: str = "") -> str:
         field, rest = m.groups()
         loc = field if loc == "<root>" else f"{loc}.{field}"
         msg = rest
-    if "got" in msg:
+    if "got" in msg or (typ == "value_error" and isinstance(first.get("input"), dict)):
+        # A model validator's input is the whole mapping: its message names the value itself.
         return f"{prefix}{loc}: {msg}{more}"
     return f"{prefix}{loc}: {msg}, got {_value(first.get('input'))}{more}"

@@ -121,8 +121,9 @@ def read_document(path: Path) -> Any:
         raise SpecError(
             f"{path}: JSON syntax error at line {e.lineno} column {e.colno}: {e.msg}"
         ) from None
-    except ValueError as e:  # duplicate key in a JSON object
-        raise SpecError(f"{path}: JSON error: {e}") from None
+    except ValueError as e:  # a duplicate JSON key, or a YAML value such as a bad date
+        fmt = "JSON" if path.suffix == ".json" else "YAML"
+        raise SpecError(f"{path}: {fmt} error: {e}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""

@@ -37,7 +37,9 @@ Fraction = Annotated[float, Field(gt=0, le=1)]
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Inputs must be finite: an infinite bandwidth or a NaN efficiency would poison the cost
+    # model and the CP-SAT integer scaling.  (Plan outputs opt back in, see SolverInfo/Plan.)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -57,7 +59,9 @@ class Model(_Spec):
     vocab_size: NonNegInt = Field(
         description="Vocabulary size; 0 means a bare block stack with no embedding or head."
     )
-    mlp: Literal["gelu", "swiglu"] = Field(description="MLP kind: 2-matrix GeLU or 3-matrix SwiGLU.")
+    mlp: Literal["gelu", "swiglu"] = Field(
+        description="MLP kind: 2-matrix GeLU or 3-matrix SwiGLU."
+    )
     tied_embeddings: bool = Field(
         default=False, description="Input embedding and LM head share one matrix."
     )
@@ -108,7 +112,11 @@ class Model(_Spec):
     @property
     def kv_channels(self) -> int:
         """Per-head width."""
-        return self.head_dim if self.head_dim is not None else self.hidden_size // self.num_attention_heads
+        return (
+            self.head_dim
+            if self.head_dim is not None
+            else self.hidden_size // self.num_attention_heads
+        )
 
     @property
     def is_moe(self) -> bool:
@@ -149,7 +157,9 @@ class Link(_Spec):
         description="nvswitch: all-to-all; nvlink: point links/bridges; pcie: through the host."
     )
     bandwidth_GBps: PositiveFloat = Field(description="Per-GPU bandwidth, GB/s per direction.")
-    latency_us: Annotated[float, Field(ge=0)] = Field(default=3.0, description="Per-message latency.")
+    latency_us: Annotated[float, Field(ge=0)] = Field(
+        default=3.0, description="Per-message latency."
+    )
 
 
 class Nic(_Spec):
@@ -157,7 +167,9 @@ class Nic(_Spec):
 
     count: PositiveInt = Field(description="Compute NICs per node.")
     bandwidth_GBps: PositiveFloat = Field(description="Per-NIC bandwidth, GB/s per direction.")
-    latency_us: Annotated[float, Field(ge=0)] = Field(default=5.0, description="Per-message latency.")
+    latency_us: Annotated[float, Field(ge=0)] = Field(
+        default=5.0, description="Per-message latency."
+    )
 
 
 class Pool(_Spec):
@@ -228,16 +240,20 @@ class Cluster(_Spec):
         seen: set[str] = set()
         for i, n in enumerate(names):
             if n in seen:
-                raise ValueError(f"pools[{i}].name: duplicate pool name {n!r}")
+                raise ValueError(f"pools[{i}].name: duplicate pool name, got {n!r}")
             seen.add(n)
         pairs: set[frozenset[str]] = set()
         for i, f in enumerate(self.fabric):
             for n in f.pools:
                 if n not in seen:
-                    raise ValueError(f"fabric[{i}].pools: unknown pool {n!r} (pools: {names})")
+                    raise ValueError(
+                        f"fabric[{i}].pools: must name pools of this cluster {names}, got {n!r}"
+                    )
             pair = frozenset(f.pools)
             if pair in pairs:
-                raise ValueError(f"fabric[{i}].pools: duplicate entry for pools {list(f.pools)}")
+                raise ValueError(
+                    f"fabric[{i}].pools: duplicate entry for this pair of pools, got {list(f.pools)}"
+                )
             pairs.add(pair)
         return self
 
@@ -353,7 +369,10 @@ class InferenceWorkload(_Spec):
     def _check(self) -> InferenceWorkload:
         if isinstance(self.batch_size, list) and not self.batch_size:
             raise ValueError("batch_size: must list at least one batch size, got []")
-        if self.objective in ("min_gpus", "min_cost") and self.target_throughput_tokens_per_s is None:
+        if (
+            self.objective in ("min_gpus", "min_cost")
+            and self.target_throughput_tokens_per_s is None
+        ):
             raise ValueError(
                 f"target_throughput_tokens_per_s: required when objective is {self.objective!r}, got None"
             )
@@ -409,7 +428,9 @@ class Stage(_Spec):
                 "first_layer: give first_layer and last_layer, or chunks, "
                 f"got first_layer={self.first_layer}, last_layer={self.last_layer}"
             )
-        if self.chunks is not None and (self.first_layer is not None or self.last_layer is not None):
+        if self.chunks is not None and (
+            self.first_layer is not None or self.last_layer is not None
+        ):
             raise ValueError(
                 "chunks: give either chunks or first_layer/last_layer, not both, "
                 f"got chunks={[list(c) for c in self.chunks]} and "
@@ -461,6 +482,8 @@ class ReplicaGroup(_Spec):
 class SolverInfo(_Spec):
     """Facts about the solve that produced a plan."""
 
+    model_config = ConfigDict(allow_inf_nan=True)
+
     status: str = Field(description="OPTIMAL, FEASIBLE, INFEASIBLE, INVALID_INPUT, MODEL_ERROR.")
     objective: float | None = Field(default=None, description="Objective in user units.")
     bound: float | None = Field(default=None, description="Best proven bound, user units.")
@@ -473,6 +496,8 @@ class SolverInfo(_Spec):
 
 class Plan(_Spec):
     """A concrete, launchable parallelisation plan."""
+
+    model_config = ConfigDict(allow_inf_nan=True)
 
     kind: Literal["training", "inference"] = Field(description="Workload kind.")
     replica_groups: list[ReplicaGroup] = Field(min_length=1, description="Replica groups.")

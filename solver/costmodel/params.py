@@ -21,6 +21,7 @@ from ..specs import Model
 
 __all__ = [
     "block_params",
+    "block_params_per_gpu",
     "dense_block_params",
     "embedding_params",
     "has_bias",
@@ -28,6 +29,7 @@ __all__ = [
     "kv_heads_per_gpu",
     "norm_params",
     "stage_params",
+    "stage_params_per_gpu",
     "total_params",
 ]
 
@@ -142,3 +144,53 @@ def kv_heads_per_gpu(model: Model, tp: int) -> float:
     """
     kv = model.num_kv_heads
     return kv / tp if tp <= kv else 1.0
+
+
+def block_params_per_gpu(model: Model, tp: int) -> float:
+    """Parameters of one block stored on one GPU of a TP group (Megatron-LM sharding).
+
+    Column/row-parallel weights (Q, output projection, MLP / expert matrices) and their
+    column-parallel biases divide by ``tp``; K/V projections divide by ``tp`` only down to one
+    head per GPU (replicated when tp > kv_heads); norms, row-parallel biases and the MoE
+    router are replicated on every TP rank.
+    """
+    h, d = model.hidden_size, model.kv_channels
+    q = model.num_attention_heads * d
+    kv_local = kv_heads_per_gpu(model, tp) * d
+    bias = has_bias(model)
+    attn = 2 * h * q / tp + 2 * h * kv_local
+    if bias:
+        attn += q / tp + 2 * kv_local + h
+    n_mat = _mlp_matrices(model)
+
+    def expert(ffn: int) -> float:
+        e = n_mat * h * ffn / tp
+        if bias:
+            e += (n_mat - 1) * ffn / tp + h
+        return e
+
+    if model.num_experts is not None:
+        ffn = model.moe_ffn_hidden_size or model.ffn_hidden_size
+        mlp = model.num_experts * expert(ffn) + h * model.num_experts
+    else:
+        mlp = expert(model.ffn_hidden_size)
+    return attn + mlp + 2.0 * norm_params(model)
+
+
+def stage_params_per_gpu(
+    model: Model, num_blocks: int, *, first: bool, last: bool, sequence_length: int, tp: int
+) -> float:
+    """Parameters stored on one GPU of a stage's TP group.
+
+    Blocks per :func:`block_params_per_gpu`; the word embedding and LM head are vocab-parallel
+    (/tp); the learned position table and the final norm are replicated.
+    """
+    p = num_blocks * block_params_per_gpu(model, tp)
+    vh = float(model.vocab_size * model.hidden_size)
+    if model.vocab_size == 0:
+        return p
+    if first:
+        p += vh / tp + (embedding_params(model, sequence_length) - vh)
+    if last:
+        p += norm_params(model) + (0.0 if (first and model.tied_embeddings) else vh / tp)
+    return p

@@ -163,7 +163,7 @@ def solve_inference(
             counts = counts2
             if st2 != cp_model.OPTIMAL:
                 status = cp_model.FEASIBLE
-    stats["cp_status"] = cp_model.CpSolverStatus.Name(status)  # type: ignore[no-untyped-call]
+    stats["cp_status"] = cp_model.CpSolverStatus(status).name
     if not counts:
         return Solved(Status.INFEASIBLE, None, None, None, message="GPU count: no replica fits", stats=stats)
     chosen = sorted(counts.items(), key=lambda kv: (configs[kv[0]].pool, -configs[kv[0]].tp))

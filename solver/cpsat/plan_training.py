@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
-import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -14,8 +14,8 @@ from ortools.sat.python import cp_model
 from ..planner import Solved, build_stages
 from ..result import Status
 from ..specs import Cluster, Model, Plan, Pool, ReplicaGroup, TrainingWorkload
-from .tables import Family, build_tables, lower_bound_us
-from .training import US, TrainingChoice, TrainingModel
+from .tables import Family, build_tables, choose_unit, lower_bound_us, stages_limit
+from .training import TrainingChoice, TrainingModel, TrainTables
 
 __all__ = ["families", "solve_training", "choice_to_plan"]
 
@@ -62,6 +62,7 @@ def choice_to_plan(
 @dataclass
 class _Outcome:
     fam: Family
+    d: int
     status: str
     bound_us: float
     time_s: float
@@ -79,11 +80,19 @@ def solve_training(
     t0 = time.perf_counter()
     tokens = workload.global_batch_size * workload.sequence_length
     fams = families(workload)
-    tables = []
+    probe = [build_tables(model, cluster, workload, fam) for fam in fams]
+    built = [t for t in probe if t is not None]
+    unit = choose_unit(min((min(o.t_layer for o in t.options) * t.unit_s for t in built), default=1e-3))
+    tables: list[tuple[float, Family, TrainTables]] = []
     for fam in fams:
-        tab = build_tables(model, cluster, workload, fam)
-        if tab is not None:
-            tables.append((lower_bound_us(tab), fam, tab))
+        tab = build_tables(model, cluster, workload, fam, unit_s=unit)
+        if tab is None:
+            continue
+        # DP degree outside the model: m = B / (d mb) is then a constant of the model.
+        for d in tab.dp_degrees:
+            sub = dataclasses.replace(tab, dp_degrees=[d])
+            sub = dataclasses.replace(sub, max_stages=stages_limit(sub, d))
+            tables.append((lower_bound_us(sub), fam, sub))
     tables.sort(key=lambda x: x[0])
     stats: dict[str, Any] = {"families": len(fams), "families_buildable": len(tables)}
     if not tables:
@@ -96,11 +105,11 @@ def solve_training(
     for i, (lb, fam, tab) in enumerate(tables):
         remaining = time_limit_s - (time.perf_counter() - t0)
         if best is not None and lb >= best[0]:
-            outcomes.append(_Outcome(fam, "PRUNED_BY_BOUND", lb, 0.0))
+            outcomes.append(_Outcome(fam, tab.dp_degrees[0], "PRUNED_BY_BOUND", lb, 0.0))
             continue
         if remaining <= 0:
             open_bounds.append(lb)
-            outcomes.append(_Outcome(fam, "NOT_SOLVED", lb, 0.0))
+            outcomes.append(_Outcome(fam, tab.dp_degrees[0], "NOT_SOLVED", lb, 0.0))
             continue
         share = remaining / max(1, len(tables) - i)
         # Give early (more promising) families a larger share; later ones are often pruned.
@@ -109,8 +118,8 @@ def solve_training(
         cm = TrainingModel(tab, upper_bound_us=(best[0] - 1) if best else None)
         status, choice, bound = cm.solve(budget, workers, seed)
         dt = time.perf_counter() - t1
-        name = cp_model.CpSolverStatus.Name(status)  # type: ignore[no-untyped-call]
-        outcomes.append(_Outcome(fam, name, bound, dt))
+        name = cp_model.CpSolverStatus(status).name
+        outcomes.append(_Outcome(fam, tab.dp_degrees[0], name, bound, dt))
         log.info("family %s: %s in %.2fs", fam, name, dt)
         if choice is not None and (best is None or choice.step_us < best[0]):
             best = (choice.step_us, fam, choice)
@@ -119,7 +128,7 @@ def solve_training(
         elif status == cp_model.UNKNOWN:
             open_bounds.append(lb)
     stats["families_detail"] = [
-        {"family": o.fam.label, "status": o.status, "time_s": round(o.time_s, 3)} for o in outcomes
+        {"family": o.fam.label, "d": o.d, "status": o.status, "time_s": round(o.time_s, 3)} for o in outcomes
     ]
     if best is None:
         if open_bounds:
@@ -137,14 +146,15 @@ def solve_training(
         )
     step_us, fam, choice = best
     plan = choice_to_plan(cluster, workload, fam, choice)
-    objective = tokens / (step_us * US)
+    unit = tables[0][2].unit_s
+    objective = tokens / (step_us * unit)
     if open_bounds:
         lb_us = max(1.0, min(min(open_bounds), step_us))
         status = Status.FEASIBLE
     else:
         lb_us = step_us
         status = Status.OPTIMAL
-    bound = tokens / (lb_us * US)
+    bound = tokens / (lb_us * unit)
     return Solved(status, plan, objective, bound, stats=stats)
 
 
@@ -163,7 +173,6 @@ def explain_training(model: Model, cluster: Cluster, workload: TrainingWorkload)
     per_param = state_bytes_per_param(workload.memory_policy)
     need = params * per_param / 1e9
     have = sum(p.num_gpus * _capacity(p) for p in cluster.pools)
-    heads = model.num_attention_heads
     parts = [
         f"memory: the model's weights, gradients and optimizer states need {need:,.0f} GB "
         f"({params / 1e9:.1f}B params x {per_param:g} B) before activations; the cluster has "
@@ -189,8 +198,6 @@ def explain_training(model: Model, cluster: Cluster, workload: TrainingWorkload)
     msg = "; ".join(parts)
     if relax:
         msg += ". Smallest relaxations to try: " + ", or ".join(relax)
-    if all(heads % 2 for _ in [0]) and heads == 1:
-        msg += f". divisibility: {heads} attention head(s) allow no TP"
     return msg
 
 
@@ -199,5 +206,3 @@ def _capacity(pool: Pool) -> float:
 
     return gpu_of(pool).memory_GB
 
-
-_ = math  # keep import for type-checkers of future bound arithmetic

@@ -34,7 +34,7 @@ __all__ = ["TrainOption", "TrainTables", "TrainingChoice", "TrainingModel"]
 
 log = logging.getLogger(__name__)
 
-US = 1e-6  # seconds per time unit
+US = 1e-6  # default seconds per time unit (tables may choose a finer unit: TrainTables.unit_s)
 KB = 1e3  # bytes per memory unit
 
 
@@ -42,27 +42,28 @@ KB = 1e3  # bytes per memory unit
 class TrainOption:
     """Coefficients of one per-stage option ``(pool, tp)`` for a fixed global family.
 
-    Times are per micro-batch (forward + backward), in microseconds; memory per GPU in KB.
-    Entries indexed by ``d`` depend on the DP degree (ZeRO sharding, DP group span).
+    Times are per micro-batch, in microseconds; memory per GPU in KB.  Dicts keyed by a part
+    (``layer`` per block, ``embed``, ``head``, ``embed_last`` = the embedding on a stage that is
+    also the last, ``fixed``) then by the DP degree ``d`` (ZeRO sharding and DP span depend on it).
     """
 
     pool: str
     tp: int
-    t_layer: int
+    t_layer: int  # forward + backward per block
     t_embed: int
     t_head: int
-    act_layer: int  # stored activations per layer per in-flight micro-batch
+    b_layer: int  # backward only (what DP traffic can hide behind)
+    b_embed: int
+    b_head: int
+    act_layer: int  # stored activations per block per in-flight micro-batch
     act_embed: int  # extra activations on the first stage per in-flight micro-batch
     act_head: int  # extra activations on the last stage (logits etc.), once
     overhead: int  # framework overhead per GPU
     capacity: int  # GPU memory
-    static_layer: dict[int, int]  # weights + grads + optimizer per layer, by d
-    static_embed: dict[int, int]
-    static_head: dict[int, int]
-    dp_layer: dict[int, int]  # exposed DP time per layer, by d
-    dp_embed: dict[int, int]
-    dp_head: dict[int, int]
-    dp_fixed: dict[int, int]  # latency part of the DP collective, by d
+    static: dict[str, dict[int, int]]  # weights + grads + optimizer
+    dp: dict[str, dict[int, int]]  # DP gradient/weight traffic per step
+    opt: dict[str, dict[int, int]]  # optimizer step
+    allowed: dict[int, bool]  # d -> the stage block places exactly
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,9 @@ class TrainTables:
     options: list[TrainOption]
     dp_degrees: list[int]  # candidate d (each divides global_batch / micro_batch)
     pool_gpus: dict[str, int]
-    p2p: dict[tuple[str, str], int]  # boundary time per micro-batch (fwd + bwd), pool pair
+    p2p: dict[tuple[int, str], int]  # (sender option, receiver pool) -> 2 x p2p per micro-batch
     max_stages: int
+    unit_s: float = US  # seconds per integer time unit
 
     def m(self, d: int) -> int:
         return self.global_batch // (d * self.micro_batch)
@@ -131,23 +133,25 @@ class TrainingModel:
 
     def _horizon(self) -> int:
         t = self.t
+        L = t.num_layers
         worst_stage = max(
-            o.t_layer * t.num_layers + o.t_embed + o.t_head
-            + max((v for v in t.p2p.values()), default=0)
-            for o in t.options
+            o.t_layer * L + o.t_embed + o.t_head + max(t.p2p.values(), default=0) for o in t.options
         )
         m_max = max(t.m(d) for d in t.dp_degrees)
-        dp_max = max(
-            max(o.dp_layer[d] * t.num_layers + o.dp_embed[d] + o.dp_head[d] + o.dp_fixed[d] for d in t.dp_degrees)
+        extra = max(
+            sum(o.dp[k][d] * (L if k == "layer" else 1) for k in o.dp)
+            + sum(o.opt[k][d] * (L if k == "layer" else 1) for k in o.opt)
             for o in t.options
+            for d in t.dp_degrees
         )
-        return int((m_max + t.max_stages) * worst_stage + dp_max + 1)
+        return int((m_max + t.max_stages) * worst_stage + extra + 1)
 
     def _constraints(self) -> None:
         """Table of contents: one method per rule."""
         self._one_option_per_active_stage()
         self._layers()
         self._embedding_indicator()
+        self._placeable_blocks()
         self._gpu_counts()
         self._memory()
         self._symmetry()
@@ -170,13 +174,22 @@ class TrainingModel:
                 m.add(self.y[j][o] >= self.x[j][o])
 
     def _embedding_indicator(self) -> None:
-        """z[j,o] is exactly first[j] AND x[j,o] (first stage holds the embedding)."""
+        """z[j,o] is exactly first[j] AND x[j,o] (the first stage holds the embedding)."""
         m = self.m
         for j in range(self.J):
             for o in range(len(self.t.options)):
                 m.add_implication(self.z[j][o], self.first[j])
                 m.add_implication(self.z[j][o], self.x[j][o])
                 m.add_bool_or([self.z[j][o], self.first[j].Not(), self.x[j][o].Not()])
+
+    def _placeable_blocks(self) -> None:
+        """An option whose d-replica block would straddle nodes is unavailable for that d."""
+        t, m = self.t, self.m
+        for d, sel in self.dsel.items():
+            for o, opt in enumerate(t.options):
+                if not opt.allowed[d]:
+                    for j in range(self.J):
+                        m.add(self.x[j][o] == 0).only_enforce_if(sel)
 
     def _gpu_counts(self) -> None:
         """For the chosen d, each pool's GPUs cover d copies of its stages' TP groups."""
@@ -189,6 +202,20 @@ class TrainingModel:
             for d, sel in self.dsel.items():
                 m.add(used <= gpus // d).only_enforce_if(sel)
 
+    def _part(self, j: int, table: str, d: int | None = None) -> list[object]:
+        """Linear terms of a per-stage quantity: per block x y, embedding x z, head on slot 0."""
+        out: list[object] = []
+        for o, opt in enumerate(self.t.options):
+            tab = getattr(opt, table)
+            get = (lambda k: tab[k][d]) if d is not None else (lambda k: tab[k])
+            out.append(get("layer") * self.y[j][o])
+            if j == 0:
+                out.append(get("head") * self.x[j][o])
+                out.append(get("embed_last") * self.z[j][o])
+            else:
+                out.append(get("embed") * self.z[j][o])
+        return out
+
     def _memory(self) -> None:
         """Per stage, weights + grads + optimizer + in-flight activations + overhead <= capacity.
 
@@ -199,73 +226,78 @@ class TrainingModel:
             mm = t.m(d)
             for j in range(self.J):
                 k = min(mm, j + 1)
-                terms = []
+                terms = self._part(j, "static", d)
                 for o, opt in enumerate(t.options):
-                    terms.append((opt.static_layer[d] + opt.act_layer * k) * self.y[j][o])
-                    fixed = opt.overhead - opt.capacity
-                    if j == 0:
-                        fixed += opt.static_head[d] + opt.act_head
+                    terms.append(opt.act_layer * k * self.y[j][o])
+                    fixed = opt.overhead - opt.capacity + (opt.act_head if j == 0 else 0)
                     terms.append(fixed * self.x[j][o])
-                    terms.append((opt.static_embed[d] + opt.act_embed * k) * self.z[j][o])
-                m.add(sum(terms) <= 0).only_enforce_if(sel)
+                    terms.append(opt.act_embed * k * self.z[j][o])
+                m.add(sum(terms) <= 0).only_enforce_if(sel)  # type: ignore[arg-type]
 
     def _symmetry(self) -> None:
-        """No symmetry between slots (each has its own in-flight count); nothing to break.
+        """Nothing to break: slots differ (in-flight counts), nodes never enter the model.
 
-        Identical nodes are interchangeable, which the model never distinguishes: placement is
-        done after solving, so node symmetry never enters the search.
+        Identical nodes are interchangeable and placement happens after solving, so node
+        symmetry never enters the search.
         """
 
     def _objective(self, horizon: int, upper_bound_us: int | None) -> None:
-        """Minimise step time (m - 1) * T_max + sum T_j + DP_max for the chosen d."""
+        """Minimise (m - 1) * T_max + sum T_j + DP_exposed + OPT_max for the chosen d.
+
+        T_j: forward + backward of slot j's blocks (+ embedding / head) + 2 x p2p to the next
+        stage.  DP_exposed >= dp_j - (backward of slots j..p-1 for one micro-batch): in 1F1B a
+        stage's last backward ends that much before the pipeline's end (the evaluator's
+        overlap model), so its DP traffic hides behind it.
+        """
         t, m = self.t, self.m
         pools = sorted(t.pool_gpus)
         self.T = [m.new_int_var(0, horizon, f"time[s{j}]") for j in range(self.J)]
-        # Pool of each slot, for pricing the boundary to the next stage (slot j - 1).
+        self.B = [m.new_int_var(0, horizon, f"bwd[s{j}]") for j in range(self.J)]
         xp = [
-            {
-                k: sum(self.x[j][o] for o, opt in enumerate(t.options) if opt.pool == k)
-                for k in pools
-            }
+            {k: sum(self.x[j][o] for o, opt in enumerate(t.options) if opt.pool == k) for k in pools}
             for j in range(self.J)
         ]
         for j in range(self.J):
-            expr = []
+            expr: list[object] = []
+            bexpr: list[object] = []
             for o, opt in enumerate(t.options):
                 expr.append(opt.t_layer * self.y[j][o])
                 expr.append(opt.t_embed * self.z[j][o])
+                bexpr.append(opt.b_layer * self.y[j][o])
+                bexpr.append(opt.b_embed * self.z[j][o])
                 if j == 0:
                     expr.append(opt.t_head * self.x[j][o])
-            if j >= 1:
-                # Boundary j -> j-1 is priced on the pair of pools; w >= a + b - 1.
-                for ka in pools:
+                    bexpr.append(opt.b_head * self.x[j][o])
+                if j >= 1:
+                    same = t.p2p[(o, opt.pool)]
+                    expr.append(same * self.x[j][o])
                     for kb in pools:
-                        cost = t.p2p[(ka, kb)]
-                        if cost == 0:
+                        extra = t.p2p[(o, kb)] - same
+                        if kb == opt.pool or extra <= 0:
                             continue
-                        w = m.new_bool_var(f"p2p[s{j}:{ka}->{kb}]")
-                        m.add(w >= xp[j][ka] + xp[j - 1][kb] - 1)
-                        expr.append(cost * w)
-            m.add(self.T[j] >= sum(expr))
+                        w = m.new_bool_var(f"p2p[s{j}:{self._oname(o)}->{kb}]")
+                        m.add(w >= self.x[j][o] + xp[j - 1][kb] - 1)
+                        expr.append(extra * w)
+            m.add(self.T[j] >= sum(expr))  # type: ignore[arg-type]
+            m.add(self.B[j] == sum(bexpr))  # type: ignore[arg-type]
         self.Tmax = m.new_int_var(0, horizon, "time_max")
         for j in range(self.J):
             m.add(self.Tmax >= self.T[j])
-        self.DP = m.new_int_var(0, horizon, "dp_max")
+        self.DP = m.new_int_var(0, horizon, "dp_exposed")
+        self.OPT = m.new_int_var(0, horizon, "optimizer_max")
         for d, sel in self.dsel.items():
             for j in range(self.J):
-                expr = []
-                for o, opt in enumerate(t.options):
-                    expr.append(opt.dp_layer[d] * self.y[j][o])
-                    expr.append(opt.dp_embed[d] * self.z[j][o])
-                    if j == 0:
-                        expr.append((opt.dp_head[d] + opt.dp_fixed[d]) * self.x[j][o])
-                    else:
-                        expr.append(opt.dp_fixed[d] * self.x[j][o])
-                m.add(self.DP >= sum(expr)).only_enforce_if(sel)
+                dp = self._part(j, "dp", d)
+                dp += [t.options[o].dp["fixed"][d] * self.x[j][o] for o in range(len(t.options))]
+                hide = sum(self.B[i] for i in range(j, self.J))
+                m.add(self.DP >= sum(dp) - hide).only_enforce_if(sel)  # type: ignore[arg-type]
+                m.add(self.OPT >= sum(self._part(j, "opt", d))).only_enforce_if(sel)  # type: ignore[arg-type]
         self.step = m.new_int_var(0, horizon, "step_time")
         Tsum = sum(self.T)
         for d, sel in self.dsel.items():
-            m.add(self.step >= (t.m(d) - 1) * self.Tmax + Tsum + self.DP).only_enforce_if(sel)
+            m.add(
+                self.step >= (t.m(d) - 1) * self.Tmax + Tsum + self.DP + self.OPT
+            ).only_enforce_if(sel)
         if upper_bound_us is not None:
             m.add(self.step <= upper_bound_us)
         m.minimize(self.step)

@@ -88,9 +88,39 @@ def to_jsonable(obj: Any) -> Any:
     raise TypeError(f"cannot convert {type(obj).__name__} to JSON")
 
 
-def dumps(doc: Any, *, indent: int | None = 2) -> str:
-    """One strict-JSON document (see :func:`to_jsonable`), without a trailing newline."""
-    return json.dumps(to_jsonable(doc), indent=indent, allow_nan=False)
+def dumps(doc: Any, *, indent: int | None = 2, width: int = 100) -> str:
+    """One strict-JSON document (see :func:`to_jsonable`), without a trailing newline.
+
+    With ``indent`` (default 2) objects put one key per line, and arrays that hold no objects
+    stay on one line when they fit in ``width`` columns, so a stage's device list reads
+    ``[["h100-0", 0], ["h100-0", 1]]`` instead of ten lines.  ``indent=None`` is compact.
+    """
+    data = to_jsonable(doc)
+    if indent is None:
+        return json.dumps(data, allow_nan=False, separators=(",", ":"))
+    return _pretty(data, indent, width, 0)
+
+
+def _has_object(obj: Any) -> bool:
+    if isinstance(obj, dict):
+        return True
+    return isinstance(obj, list) and any(_has_object(v) for v in obj)
+
+
+def _pretty(obj: Any, indent: int, width: int, level: int) -> str:
+    flat = json.dumps(obj, allow_nan=False)
+    if not isinstance(obj, dict | list) or not obj:
+        return flat
+    pad = " " * (indent * (level + 1))
+    if isinstance(obj, list) and len(pad) + len(flat) <= width and not _has_object(obj):
+        return flat
+    if isinstance(obj, list):
+        items = [pad + _pretty(v, indent, width, level + 1) for v in obj]
+        return "[\n" + ",\n".join(items) + "\n" + " " * (indent * level) + "]"
+    items = [
+        f"{pad}{json.dumps(k)}: {_pretty(v, indent, width, level + 1)}" for k, v in obj.items()
+    ]
+    return "{\n" + ",\n".join(items) + "\n" + " " * (indent * level) + "}"
 
 
 def predicted_metrics(report: Mapping[str, Any] | None) -> dict[str, float]:

@@ -29,6 +29,7 @@ __all__ = [
     "fmt_bytes_GB",
     "fmt_count",
     "fmt_ms",
+    "fmt_objective",
     "fmt_pct",
     "fmt_rate",
     "fmt_time",
@@ -62,8 +63,14 @@ def _num(value: Any) -> float | None:
     return float(value)
 
 
+def _sig(v: float) -> str:
+    """About three significant figures without exponent notation: 123, 12.3, 1.23."""
+    a = abs(v)
+    return f"{v:,.0f}" if a >= 100 else f"{v:.1f}" if a >= 10 else f"{v:.2f}"
+
+
 def fmt_time(seconds: Any) -> str:
-    """Seconds with an auto unit: ``'850 us'``, ``'12.3 ms'``, ``'1.234 s'``."""
+    """Seconds with an auto unit: ``'850 \u00b5s'``, ``'12.3 ms'``, ``'1.234 s'``."""
     s = _num(seconds)
     if s is None:
         return DASH
@@ -72,20 +79,20 @@ def fmt_time(seconds: Any) -> str:
     if s == 0:
         return "0"
     if abs(s) < 1e-3:
-        return f"{s * 1e6:.0f} \u00b5s"
+        return f"{_sig(s * 1e6)} \u00b5s"
     if abs(s) < 1:
-        return f"{s * 1e3:.3g} ms" if abs(s) < 0.1 else f"{s * 1e3:.1f} ms"
-    return f"{s:.3f} s"
+        return f"{_sig(s * 1e3)} ms"
+    return f"{s:,.3f} s"
 
 
 def fmt_ms(ms: Any) -> str:
-    """Milliseconds: ``'123.4 ms'``."""
+    """Milliseconds: ``'123 ms'``, ``'12.3 ms'``, ``'1.23 ms'``."""
     v = _num(ms)
     if v is None:
         return DASH
     if not math.isfinite(v):
         return "\u221e"
-    return f"{v:.3g} ms" if v < 10 else f"{v:,.1f} ms"
+    return f"{_sig(v)} ms"
 
 
 def fmt_rate(tokens_per_s: Any) -> str:
@@ -428,7 +435,8 @@ def render_evaluation(
 # ------------------------------------------------------------------------------------------
 # Solver result
 # ------------------------------------------------------------------------------------------
-def _fmt_objective(value: Any, unit: str) -> str:
+def fmt_objective(value: Any, unit: str = "") -> str:
+    """An objective in user units: ``'9,239,269 tokens/s'``, ``'0.0123 $/Mtoken'``."""
     v = _num(value)
     if v is None:
         return DASH
@@ -444,10 +452,10 @@ def solver_table(result: Result, objective: str | None = None) -> Table:
     t = _kv_table("Solver")
     t.add_row("status", status_text(result.status))
     if objective:
-        t.add_row("objective", f"{objective}: {_fmt_objective(result.objective, unit)}")
+        t.add_row("objective", f"{objective}: {fmt_objective(result.objective, unit)}")
     else:
-        t.add_row("objective", _fmt_objective(result.objective, unit))
-    t.add_row("bound", _fmt_objective(result.bound, unit))
+        t.add_row("objective", fmt_objective(result.objective, unit))
+    t.add_row("bound", fmt_objective(result.bound, unit))
     gap = _num(result.gap)
     t.add_row("gap", DASH if gap is None else f"{100 * gap:.3g}%")
     t.add_row("time", fmt_time(result.time_s))

@@ -1,0 +1,90 @@
+"""Solve time and status versus cluster size and model depth.
+
+Prints a table and writes ``benchmarks/results/solve_time.json``.  Run::
+
+    .venv/bin/python benchmarks/solve_time.py [--quick] [--time-limit 60] [--workers 2]
+
+Rows: homogeneous H100 clusters from 8 to 16,384 GPUs, heterogeneous 2-4 type clusters up to
+4,096 GPUs, and model depths up to 126 layers (Llama 3.1 405B).  Where the instance is small
+enough, the exhaustive baseline's time is measured beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from solver import load_cluster, load_model, load_workload  # noqa: E402
+from solver.planner import plan  # noqa: E402
+from solver.specs import Cluster  # noqa: E402
+
+
+def homogeneous(nodes: int) -> Cluster:
+    base = load_cluster("homog-16384-h100")
+    pool = base.pools[0].model_copy(update={"nodes": nodes})
+    return base.model_copy(update={"name": f"h100-{nodes * 8}", "pools": [pool]})
+
+
+def hetero(types: int, nodes_per_type: int) -> Cluster:
+    base = load_cluster("hetero-4096-4type")
+    pools = [p.model_copy(update={"nodes": nodes_per_type}) for p in base.pools[:types]]
+    return base.model_copy(update={"name": f"hetero-{types}x{nodes_per_type * 8}", "pools": pools})
+
+
+def cases(quick: bool) -> list[tuple[str, str, Any, str]]:
+    out: list[tuple[str, str, Any, str]] = []
+    sizes = [1, 4, 16, 64, 256, 2048] if not quick else [1, 16, 256]
+    for nodes in sizes:
+        out.append((f"homog {nodes * 8} GPUs", "llama3-70b", homogeneous(nodes), "train-llama-s8192"))
+    out.append(("homog 16384 GPUs, 126 layers", "llama3.1-405b", homogeneous(2048), "train-llama-s8192"))
+    for types, npt in ([(2, 4), (3, 8), (4, 128)] if not quick else [(2, 4), (4, 128)]):
+        out.append(
+            (f"hetero {types} types {types * npt * 8} GPUs, 126 layers", "llama3.1-405b", hetero(types, npt), "train-llama-s8192")
+        )
+    out.append(("hetero-mix, gpt-39b", "gpt-39b", load_cluster("hetero-mix"), "train-gpt-s2048"))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer rows")
+    ap.add_argument("--time-limit", type=float, default=60.0)
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    rows = []
+    print(f"{'case':48s} {'GPUs':>6s} {'layers':>6s} {'status':>10s} {'time_s':>8s} {'tokens/s':>12s} {'gap':>7s}")
+    for label, model_name, cluster, wl in cases(args.quick):
+        model = load_model(model_name)
+        workload = load_workload(wl)
+        t0 = time.perf_counter()
+        res = plan(model, cluster, workload, time_limit_s=args.time_limit, num_workers=args.workers)
+        dt = time.perf_counter() - t0
+        row = {
+            "case": label,
+            "gpus": cluster.num_gpus,
+            "layers": model.num_layers,
+            "status": res.status.value,
+            "time_s": round(dt, 3),
+            "objective": res.objective,
+            "gap": res.gap,
+            "stats": {k: v for k, v in res.stats.items() if k != "families_detail"},
+        }
+        rows.append(row)
+        obj = f"{res.objective:,.0f}" if res.objective else "-"
+        gap = f"{res.gap:.2%}" if res.gap is not None else "-"
+        print(f"{label:48s} {cluster.num_gpus:6d} {model.num_layers:6d} {res.status.value:>10s} {dt:8.2f} {obj:>12s} {gap:>7s}")
+    out = ROOT / "benchmarks" / "results" / "solve_time.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

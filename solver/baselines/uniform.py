@@ -1,0 +1,150 @@
+"""Megatron-style uniform grid search: every (t, p, d, b, ...) on one pool, even layer splits.
+
+This is what a practitioner does with Megatron-LM's launch flags: pick one GPU type, a tensor
+degree ``t``, a pipeline degree ``p`` (layers split as evenly as :func:`split_layers` does, the
+remainder on the earliest stages), a data-parallel degree ``d`` and the micro-batch / batch
+knobs, run each point, keep the fastest.  Here "run" is the evaluator.  Every stage uses the
+same pool and TP, so the grid cannot express the planner's uneven splits, mixed TP or
+heterogeneous pipelines; the difference between the two is the value the CP model adds.
+
+Training grid: pool x t (:func:`tp_options`) x p (1..min(L, G/t)) x d (divisors of
+``global_batch / b`` with ``t * p * d <= G``) x micro-batch b x recompute x sequence
+parallelism (only with t > 1) x ZeRO stage; schedule 1F1B.
+Inference grid: pool x t x p x batch size x replicas d (1..G/(t p)).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..cpsat.options import tp_options
+from ..planner import build_stages, split_layers
+from ..specs import (
+    Cluster,
+    InferenceWorkload,
+    Model,
+    Plan,
+    Pool,
+    ReplicaGroup,
+    TrainingWorkload,
+)
+from ._scoring import AnyWorkload, divisors_up_to, evaluate_plan, is_better, score
+
+__all__ = ["uniform_best", "uniform_grid"]
+
+#: Report keys copied into each table row (when the evaluator provides them).
+_REPORT_KEYS = (
+    "step_time_s",
+    "tokens_per_s",
+    "peak_memory_GB_per_gpu",
+    "num_gpus",
+    "cost_per_hour",
+    "ttft_ms",
+    "tpot_ms",
+)
+
+
+def uniform_grid(
+    model: Model, cluster: Cluster, workload: AnyWorkload
+) -> list[tuple[dict[str, Any], Plan]]:
+    """Every grid point as ``(row, plan)``; ``row`` names the point's knobs."""
+    out: list[tuple[dict[str, Any], Plan]] = []
+    for pool in cluster.pools:
+        if isinstance(workload, TrainingWorkload):
+            out.extend(_training_points(model, cluster, workload, pool))
+        else:
+            out.extend(_inference_points(model, cluster, workload, pool))
+    return out
+
+
+def uniform_best(
+    model: Model, cluster: Cluster, workload: AnyWorkload
+) -> tuple[Plan | None, list[dict[str, Any]]]:
+    """The best feasible uniform plan and the table of every evaluated grid point.
+
+    Parameters
+    ----------
+    model, cluster, workload
+        Validated specs.
+
+    Returns
+    -------
+    (Plan or None, list of dict)
+        The best feasible plan by the workload objective (:func:`solver.planner.objective_of`;
+        ties keep the first point in grid order), or None when no point is feasible; and one row
+        per point with its knobs, ``feasible``, ``objective`` (None if infeasible),
+        ``violations`` and the evaluator's headline metrics.
+    """
+    best: Plan | None = None
+    best_obj: float | None = None
+    table: list[dict[str, Any]] = []
+    for row, plan in uniform_grid(model, cluster, workload):
+        report = evaluate_plan(model, cluster, workload, plan)
+        obj = score(report, workload)
+        row = dict(row)
+        row["feasible"] = obj is not None
+        row["objective"] = obj
+        row["violations"] = list(report.get("violations", []))
+        for key in _REPORT_KEYS:
+            if key in report:
+                row[key] = report[key]
+        table.append(row)
+        if obj is not None and is_better(obj, best_obj, workload):
+            best, best_obj = plan, obj
+    return best, table
+
+
+def _training_points(
+    model: Model, cluster: Cluster, workload: TrainingWorkload, pool: Pool
+) -> list[tuple[dict[str, Any], Plan]]:
+    B = workload.global_batch_size
+    G = pool.num_gpus
+    out: list[tuple[dict[str, Any], Plan]] = []
+    for t in tp_options(model, pool):
+        # Sequence parallelism only means something with TP > 1: at tp = 1 one setting is
+        # enough (False when the workload allows both).
+        allowed = sorted(set(workload.sequence_parallel), reverse=True)
+        sps = allowed if t > 1 else allowed[-1:]
+        for p in range(1, min(model.num_layers, G // t) + 1):
+            layers = split_layers(model.num_layers, p)
+            for mb in sorted(workload.micro_batch_sizes):
+                if B % mb:
+                    continue
+                for d in divisors_up_to(B // mb, G // (t * p)):
+                    stages = build_stages(cluster, [(d, [(pool.name, t, n) for n in layers])])[0]
+                    for rc in workload.recompute:
+                        for sp in sps:
+                            for z in workload.zero_stages:
+                                row: dict[str, Any] = dict(
+                                    pool=pool.name, tp=t, pp=p, dp=d, micro_batch=mb,
+                                    recompute=rc, sequence_parallel=sp, zero_stage=z,
+                                )  # fmt: skip
+                                group = ReplicaGroup(
+                                    count=d,
+                                    micro_batch_size=mb,
+                                    num_micro_batches=B // (d * mb),
+                                    schedule="1f1b",
+                                    recompute=rc,
+                                    zero_stage=z,
+                                    sequence_parallel=sp,
+                                    stages=stages,
+                                )
+                                out.append((row, Plan(kind="training", replica_groups=[group])))
+    return out
+
+
+def _inference_points(
+    model: Model, cluster: Cluster, workload: InferenceWorkload, pool: Pool
+) -> list[tuple[dict[str, Any], Plan]]:
+    G = pool.num_gpus
+    out: list[tuple[dict[str, Any], Plan]] = []
+    for t in tp_options(model, pool):
+        for p in range(1, min(model.num_layers, G // t) + 1):
+            layers = split_layers(model.num_layers, p)
+            for d in range(1, G // (t * p) + 1):
+                stages = build_stages(cluster, [(d, [(pool.name, t, n) for n in layers])])[0]
+                for b in sorted(workload.batch_sizes):
+                    row: dict[str, Any] = dict(pool=pool.name, tp=t, pp=p, dp=d, batch_size=b)
+                    group = ReplicaGroup(count=d, batch_size=b, stages=stages)
+                    out.append((row, Plan(kind="inference", replica_groups=[group])))
+    return out

@@ -1,0 +1,284 @@
+"""Coefficient tables for the training CP model, computed with the cost model.
+
+Every coefficient is one cost-model call (the same functions the evaluator uses), converted
+to integers: times to microseconds (rounded to nearest), memory to kilobytes (rounded *up*,
+so a plan the CP model accepts never exceeds a GPU's memory in the evaluator).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .. import costmodel as cm
+from ..catalog import gpu_of
+from ..costmodel.constants import FRAMEWORK_OVERHEAD_GB
+from ..specs import Cluster, Model, Pool, TrainingWorkload
+from .options import MAX_PIPELINE_STAGES, tp_options
+from .training import KB, US, TrainOption, TrainTables
+
+__all__ = ["Family", "build_tables", "lower_bound_us", "state_bytes_per_param"]
+
+
+@dataclass(frozen=True)
+class Family:
+    """The global knobs shared by every stage of a training plan."""
+
+    micro_batch: int
+    recompute: str
+    sequence_parallel: bool
+    zero_stage: int
+    schedule: str = "1f1b"
+
+    @property
+    def label(self) -> str:
+        sp = "+sp" if self.sequence_parallel else ""
+        return f"mb{self.micro_batch}/{self.recompute}{sp}/zero{self.zero_stage}/{self.schedule}"
+
+
+def state_bytes_per_param(memory_policy: str) -> float:
+    """Unsharded bytes of weights + grads + optimizer per parameter."""
+    return sum(cm.model_state_bytes(1.0, memory_policy=memory_policy, zero_stage=0, dp=1))
+
+
+_UNIT = [US]  # seconds per integer time unit for the tables being built (see build_tables)
+
+
+def _us(seconds: float) -> int:
+    return int(round(seconds / _UNIT[0]))
+
+
+def _kb_up(nbytes: float) -> int:
+    return int(math.ceil(nbytes / KB - 1e-9))
+
+
+def dp_degrees(workload: TrainingWorkload, micro_batch: int, max_gpus: int) -> list[int]:
+    """DP degrees d with ``global_batch % (d * micro_batch) == 0`` and ``d <= max_gpus``."""
+    n = workload.global_batch_size // micro_batch
+    return [d for d in range(1, min(n, max_gpus) + 1) if n % d == 0]
+
+
+def block_placeable(pool: Pool, tp: int, d: int) -> bool:
+    """Whether ``d`` TP groups of size ``tp`` form a block that placement aligns exactly.
+
+    A stage's ``d * tp`` GPUs are placed as one block (see :mod:`solver.placement`); blocks that
+    are whole nodes, or powers of two dividing a node, are placed in decreasing size without
+    gaps or straddling, so the DP group's span below is exact.
+    """
+    size, gpn = d * tp, pool.gpus_per_node
+    return size % gpn == 0 or (gpn % size == 0 and size & (size - 1) == 0)
+
+
+def dp_topology(cluster: Cluster, pool: Pool, tp: int, d: int) -> tuple[int, int, cm.LinkTier, cm.LinkTier]:
+    """(members per node k, nodes, intra link, inter link) of a stage's DP group.
+
+    Matches :func:`solver.evaluate.links.dp_links` for the block placement above; across
+    nodes the link is the pool's own inter-node link (NIC share or fabric), or the NVLink link
+    when the whole pool is one NVLink domain.
+    """
+    from ..evaluate.links import fabric_link, tp_link
+
+    gpn = pool.gpus_per_node
+    intra = tp_link(pool)
+    one_domain = pool.nodes <= pool.nvlink_domain_nodes
+    inter = intra if one_domain else fabric_link(cluster, pool.name, pool.name)
+    if tp >= gpn:
+        return 1, d, intra, inter
+    size = d * tp
+    if size <= gpn:
+        return d, 1, intra, intra
+    return gpn // tp, size // gpn, intra, inter
+
+
+def dp_time(
+    cluster: Cluster, pool: Pool, tp: int, d: int, params: float, workload: TrainingWorkload,
+    fam: Family, m: int,
+) -> float:
+    """DP traffic of one stage per step, as :func:`solver.evaluate.core._dp_stage_time`."""
+    if d <= 1:
+        return 0.0
+    w_el, g_el, _ = cm.BYTES_PER_PARAM[workload.memory_policy]
+    k, nodes, intra, inter = dp_topology(cluster, pool, tp, d)
+    gb, wb = params * g_el, params * w_el
+    rs = cm.hierarchical_reduce_scatter_time(gb, k, nodes, intra, inter)
+    ag = cm.hierarchical_allgather_time(wb, k, nodes, intra, inter)
+    z = fam.zero_stage
+    if z == 0:
+        return cm.hierarchical_allreduce_time(gb, k, nodes, intra, inter)
+    if z == 1:
+        return rs + ag
+    if z == 2:
+        return m * rs + ag
+    n_ag = 3 if fam.recompute == "full" else 2
+    return m * (rs + n_ag * ag)
+
+
+def optimizer_time(pool: Pool, params: float, workload: TrainingWorkload, fam: Family, d: int) -> float:
+    """Adam step over the parameters this GPU owns (as the evaluator's ``_optimizer_time``)."""
+    gpu = gpu_of(pool)
+    w_el, g_el, o_el = cm.BYTES_PER_PARAM[workload.memory_policy]
+    owned = params / (d if fam.zero_stage >= 1 else 1)
+    return owned * (2.0 * o_el + g_el + w_el) / (gpu.memory_bandwidth_GBps * 1e9 * gpu.memory_efficiency)
+
+
+def _option(
+    model: Model,
+    cluster: Cluster,
+    workload: TrainingWorkload,
+    fam: Family,
+    pool: Pool,
+    tp: int,
+    dps: list[int],
+) -> TrainOption | None:
+    from ..evaluate.links import tp_link
+
+    gpu = gpu_of(pool)
+    seq = workload.sequence_length
+    link = tp_link(pool)
+    sp = fam.sequence_parallel and tp > 1
+    kw = dict(tp=tp, micro_batch=fam.micro_batch, seq=seq, precision=workload.precision, tp_link=link)
+    try:
+        blk = cm.block_time(model, gpu, recompute=fam.recompute, sequence_parallel=sp, **kw)  # type: ignore[arg-type]
+        emb = cm.embedding_time(model, gpu, **kw)  # type: ignore[arg-type]
+        head = cm.head_time(model, gpu, **kw)  # type: ignore[arg-type]
+    except ValueError:
+        return None  # e.g. fp8 on a GPU without fp8
+    akw = dict(tp=tp, micro_batch=fam.micro_batch, seq=seq, sequence_parallel=sp)
+    act_layer = cm.block_activation_bytes(model, recompute=fam.recompute, **akw)  # type: ignore[arg-type]
+    act_embed = cm.embedding_activation_bytes(model, **akw)  # type: ignore[arg-type]
+    act_head = cm.head_activation_bytes(model, **akw)  # type: ignore[arg-type]
+
+    def sp_(n: int, first: bool, last: bool) -> float:
+        return cm.stage_params_per_gpu(model, n, first=first, last=last, sequence_length=seq, tp=tp)
+
+    p_layer = sp_(1, False, False)
+    p_embed = sp_(0, True, False)
+    p_head = sp_(0, False, True)
+    p_embed_last = sp_(0, True, True) - p_head  # tied embedding stored once on a lone stage
+    static: dict[str, dict[int, int]] = {k: {} for k in ("layer", "embed", "head", "embed_last")}
+    dpt: dict[str, dict[int, int]] = {k: {} for k in ("layer", "embed", "head", "embed_last", "fixed")}
+    opt: dict[str, dict[int, int]] = {k: {} for k in ("layer", "embed", "head", "embed_last")}
+    allowed: dict[int, bool] = {}
+    params = {"layer": p_layer, "embed": p_embed, "head": p_head, "embed_last": p_embed_last}
+    for d in dps:
+        allowed[d] = block_placeable(pool, tp, d)
+        m = workload.global_batch_size // (d * fam.micro_batch)
+        st = dict(memory_policy=workload.memory_policy, zero_stage=fam.zero_stage, dp=d)
+        # Affine in the parameter count (alpha-beta): the latency part from two evaluations
+        # (the collectives return 0 for an empty buffer, so 0 params cannot be the anchor).
+        t1 = dp_time(cluster, pool, tp, d, 1e9, workload, fam, m)
+        t2 = dp_time(cluster, pool, tp, d, 2e9, workload, fam, m)
+        per_param = (t2 - t1) / 1e9
+        dpt["fixed"][d] = _us(max(0.0, t1 - per_param * 1e9))
+        for key, prm in params.items():
+            static[key][d] = _kb_up(sum(cm.model_state_bytes(prm, **st)))  # type: ignore[arg-type]
+            dpt[key][d] = _us(per_param * prm)
+            opt[key][d] = _us(optimizer_time(pool, prm, workload, fam, d))
+    return TrainOption(
+        pool=pool.name,
+        tp=tp,
+        t_layer=_us(blk.fwd_s + blk.bwd_s),
+        t_embed=_us(emb.fwd_s + emb.bwd_s),
+        t_head=_us(head.fwd_s + head.bwd_s),
+        b_layer=_us(blk.bwd_s),
+        b_embed=_us(emb.bwd_s),
+        b_head=_us(head.bwd_s),
+        act_layer=_kb_up(act_layer),
+        act_embed=_kb_up(act_embed),
+        act_head=_kb_up(act_head),
+        overhead=_kb_up(FRAMEWORK_OVERHEAD_GB * 1e9),
+        capacity=int(gpu.memory_GB * 1e9 / KB),
+        static=static,
+        dp=dpt,
+        opt=opt,
+        allowed=allowed,
+    )
+
+
+def build_tables(
+    model: Model, cluster: Cluster, workload: TrainingWorkload, fam: Family, unit_s: float = US
+) -> TrainTables | None:
+    """The CP model's coefficient tables for one family, or None if the family is empty.
+
+    ``unit_s`` is the time resolution: the planner picks it so that the cheapest block costs
+    >= 10^4 units (relative rounding error <= 5e-5 per coefficient), at most 1 microsecond.
+    """
+    _UNIT[0] = unit_s
+    from ..evaluate.links import fabric_link, tp_link
+
+    total = cluster.num_gpus
+    dps = dp_degrees(workload, fam.micro_batch, total)
+    if not dps:
+        return None
+    options: list[TrainOption] = []
+    for pool in cluster.pools:
+        for tp in tp_options(model, pool):
+            opt = _option(model, cluster, workload, fam, pool, tp, dps)
+            if opt is not None:
+                options.append(opt)
+    if not options:
+        return None
+    min_tp = min(o.tp for o in options)
+    max_stages = min(model.num_layers, total // min_tp, MAX_PIPELINE_STAGES)
+    act = fam.micro_batch * workload.sequence_length * model.hidden_size * 2.0
+    p2p: dict[tuple[int, str], int] = {}
+    for o, opt in enumerate(options):
+        a = cluster.pool(opt.pool)
+        for b in cluster.pools:
+            # Same pool: NVLink if the whole pool is one NVLink domain, else the inter-node
+            # link (conservative when two small stage blocks share a node).  Other pool: fabric.
+            if b.name == a.name and a.nodes <= a.nvlink_domain_nodes:
+                link = tp_link(a)
+            else:
+                link = fabric_link(cluster, a.name, b.name)
+            t = opt.tp  # Megatron scatter/gather: 1/t of the activation per rank pair
+            sec = cm.p2p_time(act / t, link)
+            if t > 1 and not (fam.sequence_parallel and t > 1):
+                sec += cm.allgather_time(act, t, tp_link(b))
+            p2p[(o, b.name)] = _us(2 * sec)
+    return TrainTables(
+        num_layers=model.num_layers,
+        micro_batch=fam.micro_batch,
+        global_batch=workload.global_batch_size,
+        options=options,
+        dp_degrees=dps,
+        pool_gpus={p.name: p.num_gpus for p in cluster.pools},
+        p2p=p2p,
+        max_stages=max_stages,
+        unit_s=unit_s,
+    )
+
+
+def choose_unit(min_block_s: float) -> float:
+    """Time unit: 1e-4 of the cheapest block time, in [1 ns, 1 us], rounded to a power of 10."""
+    import math as _m
+
+    raw = max(1e-9, min(1e-6, min_block_s * 1e-4))
+    return float(10 ** _m.floor(_m.log10(raw)))
+
+
+def stages_limit(t: TrainTables, d: int) -> int:
+    """Most pipeline stages possible with DP degree d: every stage needs d x tp GPUs."""
+    min_tp = min(o.tp for o in t.options)
+    gpus = sum(g // d for g in t.pool_gpus.values())
+    return max(1, min(t.max_stages, gpus // min_tp))
+
+
+def lower_bound_us(t: TrainTables) -> float:
+    """A valid lower bound on the step time of any plan of this family (and single d).
+
+    Work bound: all ``global_batch / micro_batch`` micro-batches pass every block forward and
+    backward; a block on option ``o`` costs ``t_layer * tp`` GPU-units, spread over at most all
+    GPUs.  Pipeline bound: step >= (m - 1) T_max + sum T >= sum T (m - 1 + p) / p with
+    sum T >= L min_o t_layer and p <= the stage limit.  Bubbles, embedding/head, p2p, DP and
+    the optimizer only add to both.
+    """
+    n_mb = t.global_batch // t.micro_batch
+    work = n_mb * t.num_layers * min(o.t_layer * o.tp for o in t.options)
+    lb = work / sum(t.pool_gpus.values())
+    if len(t.dp_degrees) == 1:
+        d = t.dp_degrees[0]
+        p = stages_limit(t, d)
+        tsum = t.num_layers * min(o.t_layer for o in t.options)
+        lb = max(lb, tsum * (t.m(d) - 1 + p) / p)
+    return lb

@@ -1,0 +1,524 @@
+"""Plan -> report: the executable specification of shardwise.
+
+Reads only the plan (never the planner's ``predicted`` numbers), prices it with
+:mod:`solver.costmodel` over the links its devices actually use, and checks every rule with
+one ``check_*`` function (:mod:`solver.evaluate.checks`).  Imports no ortools.
+
+Training step time
+    simulated pipeline makespan (per-stage forward/backward per micro-batch, p2p over the
+    real links) + exposed DP communication + the optimizer step.
+
+DP overlap model (``overlap_grad_reduce``)
+    Stage s's gradient traffic (ZeRO-aware volume, hierarchical over the nodes its DP group
+    spans) can hide behind compute that runs while its gradients become ready: ZeRO-0/1
+    (Megatron bucketed all-reduce / reduce-scatter) behind the backward of the stage's last
+    micro-batch; ZeRO-2 (gradients reduced every micro-batch) behind all of the stage's
+    backwards; ZeRO-3 (parameters prefetched, gradients reduced every micro-batch) behind all
+    of its forwards and backwards.  Whatever does not hide starts when the stage's last
+    backward ends; stages that finish early (s > 0 in 1F1B) use the pipeline's drain as slack
+    for free.  Exposed DP time = max(0, max_s(last_backward_end_s + max(0, dp_s - hide_s))
+    - makespan).  Without ``overlap_grad_reduce`` hide_s = 0.
+
+Inference
+    TTFT = prefill of the batch through all stages (+ p2p), TPOT = one decode step through
+    all stages at context prompt + output/2 (the mean context over the generation; decode
+    time is linear in context, so this gives the mean TPOT exactly), tokens/s per replica =
+    batch x output / (TTFT + output x TPOT) (static batching), total = sum over replicas.
+    With num_micro_batches m > 1 the batch is split into m micro-batches that overlap across
+    stages: TTFT = sum_s t_s + (m-1) max_s t_s, TPOT = max(sum_s d_s, m max_s d_s).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from ..catalog import gpu_of
+from ..costmodel import (
+    BYTES_PER_PARAM,
+    LinkTier,
+    PassTime,
+    allgather_time,
+    block_activation_bytes,
+    block_time,
+    decode_block_time,
+    embedding_activation_bytes,
+    embedding_time,
+    head_activation_bytes,
+    head_time,
+    hierarchical_allgather_time,
+    hierarchical_allreduce_time,
+    hierarchical_reduce_scatter_time,
+    in_flight_micro_batches,
+    kv_cache_bytes_per_token,
+    model_flops_per_step,
+    model_state_bytes,
+    p2p_time,
+    peak_tflops,
+    pipeline_time_closed_form,
+    prefill_block_time,
+    simulate_pipeline,
+    stage_params_per_gpu,
+)
+from ..costmodel import constants as C
+from ..costmodel.compute import ZERO_PASS
+from ..specs import (
+    Calibration,
+    Cluster,
+    GPUSpec,
+    InferenceWorkload,
+    Model,
+    Plan,
+    Pool,
+    ReplicaGroup,
+    Stage,
+    TrainingWorkload,
+)
+from . import checks
+from .links import dp_links, link_between, parse_node, slowest, tp_link
+from .report import Report
+
+__all__ = ["evaluate", "gpu_with_calibration"]
+
+Cal = Calibration | Iterable[Calibration] | None
+
+
+def _cals(calibration: Cal) -> list[Calibration]:
+    if calibration is None:
+        return []
+    return [calibration] if isinstance(calibration, Calibration) else list(calibration)
+
+
+def gpu_with_calibration(pool: Pool, calibration: Cal = None) -> GPUSpec:
+    """The pool's GPU spec with a matching calibration's efficiency factors applied."""
+    gpu = gpu_of(pool)
+    for c in _cals(calibration):
+        if c.gpu.lower() == gpu.name.lower() or c.gpu.lower() == pool.gpu_name.lower():
+            upd: dict[str, float] = {}
+            if c.gemm_efficiency is not None:
+                upd["gemm_efficiency"] = c.gemm_efficiency
+            if c.memory_efficiency is not None:
+                upd["memory_efficiency"] = c.memory_efficiency
+            return gpu.model_copy(update=upd)
+    return gpu
+
+
+def _gb(x: float) -> float:
+    return x / C.GB
+
+
+# --------------------------------------------------------------------------------------------
+# shared helpers
+# --------------------------------------------------------------------------------------------
+def _boundary_link(cluster: Cluster, a: Stage, b: Stage, cal: Cal) -> LinkTier:
+    """Slowest link between the TP groups of stages a and b over all replicas and ranks."""
+    links: list[LinkTier] = []
+    for da, db in zip(a.devices, b.devices, strict=False):
+        n = max(len(da), len(db))
+        for j in range(n):
+            if da and db:
+                links.append(link_between(cluster, da[j % len(da)], db[j % len(db)], cal))
+    return slowest(links)
+
+
+def _p2p(cluster: Cluster, a: Stage, b: Stage, act_bytes: float, sp: bool, cal: Cal) -> float:
+    """One micro-batch's activation across the boundary a -> b.
+
+    Megatron-LM scatter/gather (Narayanan et al. 2021 Sec. 4.1): each of the min(t_a, t_b)
+    rank pairs sends 1/t of the b*s*h tensor over its own link, then the receiver all-gathers
+    it over its intra-node link (not needed with sequence parallelism: stage inputs are
+    SP-sharded anyway).
+    """
+    link = _boundary_link(cluster, a, b, cal)
+    if link.name == "local":
+        return 0.0
+    t = min(a.tp, b.tp)
+    send = p2p_time(act_bytes / t, link)
+    if t > 1 and not sp:
+        send += allgather_time(act_bytes, b.tp, tp_link(cluster.pool(b.pool), cal))
+    return send
+
+
+def _cost_per_hour(cluster: Cluster, plan: Plan) -> float | None:
+    total = 0.0
+    for grp in plan.replica_groups:
+        for st in grp.stages:
+            pool = cluster.pool(st.pool)
+            if pool.cost_per_gpu_hour is None:
+                return None
+            total += pool.cost_per_gpu_hour * st.tp * grp.count
+    return total
+
+
+def _devices_parse(cluster: Cluster, plan: Plan) -> bool:
+    """Every device names an existing node (needed to price links)."""
+    try:
+        for grp in plan.replica_groups:
+            for st in grp.stages:
+                for devs in st.devices:
+                    for node, _ in devs:
+                        parse_node(cluster, node)
+    except ValueError:
+        return False
+    return True
+
+
+def _num_gpus(plan: Plan) -> int:
+    return sum(grp.count * sum(st.tp for st in grp.stages) for grp in plan.replica_groups)
+
+
+# --------------------------------------------------------------------------------------------
+# training
+# --------------------------------------------------------------------------------------------
+def _stage_passes(
+    model: Model, gpu: GPUSpec, st: Stage, s: int, p: int, grp: ReplicaGroup,
+    wl: TrainingWorkload, link: LinkTier,
+) -> tuple[PassTime, PassTime, PassTime]:
+    mb = grp.micro_batch_size or 1
+    blk = block_time(
+        model, gpu, tp=st.tp, micro_batch=mb, seq=wl.sequence_length, recompute=grp.recompute,
+        sequence_parallel=grp.sequence_parallel and st.tp > 1, precision=wl.precision, tp_link=link,
+    )
+    kw: dict[str, Any] = dict(tp=st.tp, micro_batch=mb, seq=wl.sequence_length,
+                              precision=wl.precision, tp_link=link)
+    emb = embedding_time(model, gpu, **kw) if s == 0 else ZERO_PASS
+    head = head_time(model, gpu, **kw) if s == p - 1 else ZERO_PASS
+    return blk, emb, head
+
+
+def _dp_stage_time(
+    model: Model, cluster: Cluster, st: Stage, grp: ReplicaGroup, wl: TrainingWorkload,
+    params_local: float, cal: Cal,
+) -> float:
+    """DP traffic of one stage per step (per GPU), ZeRO-aware, hierarchical over its nodes.
+
+    ZeRO-0: all-reduce of gradients.  ZeRO-1 (Megatron distributed optimizer): reduce-scatter
+    of gradients + all-gather of updated weights, the same 2*Psi ring volume.  ZeRO-2:
+    gradients reduce-scattered every micro-batch + one weight all-gather.  ZeRO-3: every
+    micro-batch all-gathers weights for forward and backward (and again for a full-recompute
+    forward) and reduce-scatters gradients: 3*Psi per micro-batch (Rajbhandari et al. 2019,
+    Sec. 7).  Gradient element size per ``memory_policy`` (fp32 main grads for megatron_bf16).
+    """
+    if grp.count <= 1:
+        return 0.0
+    w_el, g_el, _ = BYTES_PER_PARAM[wl.memory_policy]
+    gbytes, wbytes = params_local * g_el, params_local * w_el
+    worst = 0.0
+    m = grp.num_micro_batches or 1
+    for r in range(st.tp):
+        devs = [d[r] for d in st.devices if len(d) > r]
+        k, nodes, intra, inter = dp_links(cluster, devs, cal)
+        ar = hierarchical_allreduce_time
+        rs = hierarchical_reduce_scatter_time
+        ag = hierarchical_allgather_time
+        z = grp.zero_stage
+        if z == 0:
+            t = ar(gbytes, k, nodes, intra, inter)
+        elif z == 1:
+            t = rs(gbytes, k, nodes, intra, inter) + ag(wbytes, k, nodes, intra, inter)
+        elif z == 2:
+            t = m * rs(gbytes, k, nodes, intra, inter) + ag(wbytes, k, nodes, intra, inter)
+        else:
+            n_ag = 3 if grp.recompute == "full" else 2
+            t = m * (rs(gbytes, k, nodes, intra, inter) + n_ag * ag(wbytes, k, nodes, intra, inter))
+        worst = max(worst, t)
+    return worst
+
+
+def _optimizer_time(gpu: GPUSpec, params_local: float, wl: TrainingWorkload, grp: ReplicaGroup) -> float:
+    """Adam step, HBM-bound: read+write the optimizer states, read grads, write weights
+    (``ADAM_BYTES_PER_PARAM`` = 30 B/param for megatron_bf16), over the params this GPU owns."""
+    w_el, g_el, o_el = BYTES_PER_PARAM[wl.memory_policy]
+    owned = params_local / (grp.count if grp.zero_stage >= 1 else 1)
+    per_param = 2.0 * o_el + g_el + w_el
+    return owned * per_param / (gpu.memory_bandwidth_GBps * 1e9 * gpu.memory_efficiency)
+
+
+def _evaluate_training(
+    model: Model, cluster: Cluster, wl: TrainingWorkload, plan: Plan, cal: Cal, rep: Report
+) -> None:
+    grp = plan.replica_groups[0]
+    p, v = grp.pp, grp.virtual_stages if grp.schedule == "interleaved" else 1
+    m = grp.num_micro_batches or 1
+    mb = grp.micro_batch_size or 1
+    seq, h = wl.sequence_length, model.hidden_size
+    fwd = np.zeros((p, v))
+    bwd = np.zeros((p, v))
+    info: list[dict[str, Any]] = []
+    for s, st in enumerate(grp.stages):
+        pool = cluster.pool(st.pool)
+        gpu = gpu_with_calibration(pool, cal)
+        link = tp_link(pool, cal)
+        blk, emb, head = _stage_passes(model, gpu, st, s, p, grp, wl, link)
+        ranges = st.layer_ranges if v > 1 else [(st.layer_ranges[0][0], st.layer_ranges[-1][1])]
+        for c, (a, b) in enumerate(ranges[:v]):
+            n = b - a + 1
+            fwd[s, c] = n * blk.fwd_s + (emb.fwd_s if c == 0 else 0.0) + (head.fwd_s if c == v - 1 else 0.0)
+            bwd[s, c] = n * blk.bwd_s + (emb.bwd_s if c == 0 else 0.0) + (head.bwd_s if c == v - 1 else 0.0)
+        total = blk.scaled(st.num_layers) + emb + head
+        params_local = stage_params_per_gpu(
+            model, st.num_layers, first=s == 0, last=s == p - 1, sequence_length=seq, tp=st.tp
+        )
+        info.append(dict(stage=st, pool=pool, gpu=gpu, total=total, params=params_local, blk=blk))
+    act = mb * seq * h * C.ACTIVATION_BYTES
+    p2p = np.zeros(p)
+    for s in range(p - 1):
+        p2p[s] = _p2p(cluster, grp.stages[s], grp.stages[s + 1], act, grp.sequence_parallel, cal)
+    if v > 1:
+        p2p[p - 1] = _p2p(cluster, grp.stages[-1], grp.stages[0], act, grp.sequence_parallel, cal)
+    sim = simulate_pipeline(fwd, bwd, m, schedule=grp.schedule, virtual_stages=v, p2p_s=p2p)
+    # DP and optimizer.
+    finish = []
+    dp_t, opt_t = [], []
+    for s, it in enumerate(info):
+        dp = _dp_stage_time(model, cluster, it["stage"], grp, wl, it["params"], cal)
+        if not wl.overlap_grad_reduce:
+            hide = 0.0
+        elif grp.zero_stage <= 1:
+            hide = sim.last_backward_s[s]
+        elif grp.zero_stage == 2:
+            hide = m * float(bwd[s].sum())
+        else:
+            hide = m * float(fwd[s].sum() + bwd[s].sum())
+        finish.append(sim.last_backward_end_s[s] + max(0.0, dp - hide))
+        dp_t.append(dp)
+        opt_t.append(_optimizer_time(it["gpu"], it["params"], wl, grp))
+    dp_exposed = max(0.0, max(finish) - sim.makespan_s)
+    opt = max(opt_t)
+    step = sim.makespan_s + dp_exposed + opt
+    # Closed form the CP model uses: stage time = compute + TP comm + 2 x outgoing p2p.
+    stage_t = fwd.sum(axis=1) + bwd.sum(axis=1) + 2.0 * p2p
+    closed = pipeline_time_closed_form(stage_t, m, v) + dp_exposed + opt
+    # Throughput and utilisation.
+    tokens = wl.global_batch_size * seq
+    peak = sum(
+        grp.count * it["stage"].tp * peak_tflops(it["gpu"], wl.precision) * 1e12 for it in info
+    )
+    mflops = model_flops_per_step(model, wl.global_batch_size, seq)
+    hwflops = sum(grp.count * it["stage"].tp * m * it["total"].hw_flops for it in info)
+    # Memory ledger and time breakdown.
+    ledger: list[dict[str, Any]] = []
+    breakdown: list[dict[str, Any]] = []
+    sp = grp.sequence_parallel
+    for s, it in enumerate(info):
+        st = it["stage"]
+        w, g, o = model_state_bytes(
+            it["params"], memory_policy=wl.memory_policy, zero_stage=grp.zero_stage, dp=grp.count
+        )
+        spt = sp and st.tp > 1
+        inflight = in_flight_micro_batches(s, p, m, grp.schedule, v)
+        a = inflight * st.num_layers * block_activation_bytes(
+            model, tp=st.tp, micro_batch=mb, seq=seq, recompute=grp.recompute, sequence_parallel=spt
+        )
+        if s == 0:
+            a += inflight * embedding_activation_bytes(model, tp=st.tp, micro_batch=mb, seq=seq, sequence_parallel=spt)
+        if s == p - 1:
+            # The loss backward runs right after the last forward: one micro-batch of logits.
+            a += head_activation_bytes(model, tp=st.tp, micro_batch=mb, seq=seq, sequence_parallel=spt)
+        row = {
+            "group": 0, "stage": s, "pool": st.pool, "tp": st.tp,
+            "weights_GB": _gb(w), "grads_GB": _gb(g), "optimizer_GB": _gb(o),
+            "activations_GB": _gb(a), "kv_cache_GB": 0.0, "overhead_GB": C.FRAMEWORK_OVERHEAD_GB,
+            "in_flight_micro_batches": inflight,
+        }
+        row["total_GB"] = sum(row[k] for k in ("weights_GB", "grads_GB", "optimizer_GB", "activations_GB", "kv_cache_GB", "overhead_GB"))
+        row["capacity_GB"] = it["gpu"].memory_GB
+        ledger.append(row)
+        tot: PassTime = it["total"]
+        breakdown.append({
+            "group": 0, "stage": s, "pool": st.pool, "tp": st.tp, "layers": st.num_layers,
+            "compute_s": m * (tot.fwd_s + tot.bwd_s - tot.tp_comm_fwd_s - tot.tp_comm_bwd_s),
+            "tp_comm_s": m * (tot.tp_comm_fwd_s + tot.tp_comm_bwd_s),
+            "pp_comm_s": m * 2.0 * float(p2p[s]),
+            "dp_comm_s": dp_t[s],
+            "dp_exposed_s": max(0.0, finish[s] - sim.makespan_s),
+            "optimizer_s": opt_t[s],
+            "busy_s": sim.busy_s[s],
+            "stage_time_per_micro_batch_s": float(stage_t[s]),
+        })
+    rep.step_time_s = step
+    rep.tokens_per_s = tokens / step
+    rep.mfu = mflops / (step * peak)
+    rep.hfu = hwflops / (step * peak)
+    rep.bubble_fraction = sim.bubble_fraction
+    rep.pipeline = sim
+    rep.closed_form_step_time_s = closed
+    rep.memory_ledger = ledger
+    rep.time_breakdown = breakdown
+    rep.peak_memory_GB_per_gpu = max(r["total_GB"] for r in ledger)
+    rep.details = {
+        "makespan_s": sim.makespan_s, "dp_exposed_s": dp_exposed, "optimizer_s": opt,
+        "model_flops_per_step": mflops, "hw_flops_per_step": hwflops,
+        "num_micro_batches": m, "p2p_s": [float(x) for x in p2p],
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# inference
+# --------------------------------------------------------------------------------------------
+def _evaluate_inference(
+    model: Model, cluster: Cluster, wl: InferenceWorkload, plan: Plan, cal: Cal, rep: Report
+) -> None:
+    kvp = wl.kv_cache_precision or wl.precision
+    ctx = wl.prompt_tokens + wl.output_tokens // 2
+    h = model.hidden_size
+    ledger: list[dict[str, Any]] = []
+    breakdown: list[dict[str, Any]] = []
+    groups: list[dict[str, Any]] = []
+    total_tps = 0.0
+    peak_all = 0.0
+    for g, grp in enumerate(plan.replica_groups):
+        B = grp.batch_size or 1
+        m = grp.num_micro_batches or 1
+        bm = max(1, B // m)
+        p = grp.pp
+        pre, dec, pre_p2p, dec_p2p = [], [], [], []
+        for s, st in enumerate(grp.stages):
+            pool = cluster.pool(st.pool)
+            gpu = gpu_with_calibration(pool, cal)
+            link = tp_link(pool, cal)
+            n = st.num_layers
+            pb = prefill_block_time(model, gpu, tp=st.tp, batch=bm, prompt=wl.prompt_tokens,
+                                    precision=wl.precision, tp_link=link)
+            db = decode_block_time(model, gpu, tp=st.tp, batch=bm, context_len=ctx,
+                                   precision=wl.precision, kv_precision=kvp, tp_link=link)
+            t_pre, t_dec = n * pb.fwd_s, n * db.fwd_s
+            tp_pre, tp_dec = n * pb.tp_comm_fwd_s, n * db.tp_comm_fwd_s
+            if s == 0:
+                e1 = embedding_time(model, gpu, tp=st.tp, micro_batch=bm, seq=wl.prompt_tokens,
+                                    precision=wl.precision, tp_link=link)
+                e2 = embedding_time(model, gpu, tp=st.tp, micro_batch=bm, seq=1,
+                                    precision=wl.precision, tp_link=link)
+                t_pre, t_dec = t_pre + e1.fwd_s, t_dec + e2.fwd_s
+                tp_pre, tp_dec = tp_pre + e1.tp_comm_fwd_s, tp_dec + e2.tp_comm_fwd_s
+            if s == p - 1:
+                hd = head_time(model, gpu, tp=st.tp, micro_batch=bm, seq=1,
+                               precision=wl.precision, tp_link=link)
+                t_pre, t_dec = t_pre + hd.fwd_s, t_dec + hd.fwd_s
+                tp_pre, tp_dec = tp_pre + hd.tp_comm_fwd_s, tp_dec + hd.tp_comm_fwd_s
+            pre.append(t_pre)
+            dec.append(t_dec)
+            if s < p - 1:
+                nxt = grp.stages[s + 1]
+                pre_p2p.append(_p2p(cluster, st, nxt, bm * wl.prompt_tokens * h * C.ACTIVATION_BYTES, False, cal))
+                dec_p2p.append(_p2p(cluster, st, nxt, bm * h * C.ACTIVATION_BYTES, False, cal))
+            else:
+                pre_p2p.append(0.0)
+                dec_p2p.append(0.0)
+            # memory
+            params = stage_params_per_gpu(model, n, first=s == 0, last=s == p - 1,
+                                          sequence_length=wl.prompt_tokens + wl.output_tokens, tp=st.tp)
+            w = params * C.BYTES_PER_ELEMENT[wl.precision]
+            kv = kv_cache_bytes_per_token(model, kvp, st.tp) * n / model.num_layers * B * (
+                wl.prompt_tokens + wl.output_tokens)
+            # Transient prefill working set: one block's tensors for one micro-batch (flash
+            # attention: no s^2 scores, i.e. Korthikanti's selective case), + last-token logits.
+            a = block_activation_bytes(model, tp=st.tp, micro_batch=bm, seq=wl.prompt_tokens,
+                                       recompute="selective", sequence_parallel=False)
+            if s == p - 1:
+                a += C.LOGIT_BYTES * bm * model.vocab_size / st.tp
+            row = {
+                "group": g, "stage": s, "pool": st.pool, "tp": st.tp,
+                "weights_GB": _gb(w), "grads_GB": 0.0, "optimizer_GB": 0.0,
+                "activations_GB": _gb(a), "kv_cache_GB": _gb(kv), "overhead_GB": C.FRAMEWORK_OVERHEAD_GB,
+            }
+            row["total_GB"] = sum(row[k] for k in ("weights_GB", "grads_GB", "optimizer_GB", "activations_GB", "kv_cache_GB", "overhead_GB"))
+            row["capacity_GB"] = gpu.memory_GB
+            ledger.append(row)
+            breakdown.append({
+                "group": g, "stage": s, "pool": st.pool, "tp": st.tp, "layers": n,
+                "compute_s": t_pre - tp_pre + wl.output_tokens * (t_dec - tp_dec),
+                "tp_comm_s": tp_pre + wl.output_tokens * tp_dec,
+                "pp_comm_s": pre_p2p[-1] + wl.output_tokens * dec_p2p[-1],
+                "dp_comm_s": 0.0,
+                "prefill_s": t_pre, "decode_step_s": t_dec,
+            })
+            peak_all += grp.count * st.tp * peak_tflops(gpu, wl.precision) * 1e12
+        pre_a, dec_a = np.asarray(pre), np.asarray(dec)
+        ttft = float(pre_a.sum() + sum(pre_p2p) + (m - 1) * pre_a.max())
+        tpot = float(max(dec_a.sum() + sum(dec_p2p), m * dec_a.max()))
+        latency = ttft + wl.output_tokens * tpot
+        tps = B * wl.output_tokens / latency
+        total_tps += grp.count * tps
+        groups.append({
+            "group": g, "count": grp.count, "batch_size": B, "ttft_ms": ttft * 1e3,
+            "tpot_ms": tpot * 1e3, "request_latency_s": latency, "tokens_per_s": tps,
+            "tokens_per_s_total": grp.count * tps,
+            "decode_idle_fraction": float(1.0 - dec_a.sum() / (p * tpot)) if tpot > 0 else 0.0,
+        })
+    # MFU: 2 x active params (+ attention at the mean context) FLOPs per generated token.
+    fwd_flops = model_flops_per_step(model, 1, 1) / 3.0
+    attn = 4.0 * ctx * model.num_attention_heads * model.kv_channels * model.num_layers
+    rep.tokens_per_s = total_tps
+    rep.mfu = total_tps * (fwd_flops + attn) / peak_all if peak_all else None
+    rep.hfu = rep.mfu
+    rep.ttft_ms = max(x["ttft_ms"] for x in groups)
+    rep.tpot_ms = max(x["tpot_ms"] for x in groups)
+    rep.step_time_s = max(x["request_latency_s"] for x in groups)
+    rep.bubble_fraction = max(x["decode_idle_fraction"] for x in groups)
+    rep.groups = groups
+    rep.memory_ledger = ledger
+    rep.time_breakdown = breakdown
+    rep.peak_memory_GB_per_gpu = max(r["total_GB"] for r in ledger)
+    rep.details = {"decode_context_tokens": ctx}
+
+
+# --------------------------------------------------------------------------------------------
+# entry point
+# --------------------------------------------------------------------------------------------
+def evaluate(
+    model: Model,
+    cluster: Cluster,
+    workload: TrainingWorkload | InferenceWorkload,
+    plan: Plan,
+    calibration: Cal = None,
+) -> Report:
+    """Score ``plan`` and check every rule; never raises for a bad plan.
+
+    Parameters
+    ----------
+    model, cluster, workload, plan
+        Validated specs (see :mod:`solver.io` to load them).
+    calibration
+        Optional :class:`~solver.specs.Calibration` (or several, one per GPU type) overriding
+        the matching GPU's efficiency factors and its pool's intra-node link alpha-beta.
+
+    Returns
+    -------
+    Report
+        ``feasible`` is True iff ``violations`` is empty.
+    """
+    violations: list[str] = []
+    violations += checks.check_kind(plan, workload)
+    violations += checks.check_layers(model, plan)
+    violations += checks.check_devices(cluster, plan)
+    violations += checks.check_tp_domain(cluster, plan)
+    violations += checks.check_divisibility(model, plan)
+    violations += checks.check_batch(plan, workload)
+    prec = checks.check_precision(cluster, plan, workload)
+    violations += prec
+    pool_names = {p.name for p in cluster.pools}
+    rep = Report(kind=workload.kind, feasible=False, violations=violations, num_gpus=_num_gpus(plan))
+    priceable = (
+        plan.kind == workload.kind
+        and not prec
+        and all(st.pool in pool_names for grp in plan.replica_groups for st in grp.stages)
+        and _devices_parse(cluster, plan)
+    )
+    if priceable:
+        try:
+            if isinstance(workload, TrainingWorkload):
+                _evaluate_training(model, cluster, workload, plan, calibration, rep)
+            else:
+                _evaluate_inference(model, cluster, workload, plan, calibration, rep)
+        except (ValueError, KeyError, IndexError, ZeroDivisionError, RuntimeError) as e:
+            violations.append(f"plan could not be priced: {e}")
+        rep.cost_per_hour = _cost_per_hour(cluster, plan)
+        violations += checks.check_memory(rep.memory_ledger)
+        if isinstance(workload, InferenceWorkload):
+            violations += checks.check_slo(rep.groups, workload)
+    rep.violations = violations
+    rep.feasible = not violations
+    return rep
