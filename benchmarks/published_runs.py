@@ -97,9 +97,15 @@ def virtual_stages(layers: int, pp: int, rule: str = VIRTUAL_STAGES_RULE) -> int
 def build_model(case: dict[str, Any]) -> Model:
     m = case["model"]
     return Model(
-        name=m["name"], num_layers=m["layers"], hidden_size=m["hidden"],
-        ffn_hidden_size=m["ffn_hidden"], num_attention_heads=m["heads"],
-        num_kv_heads=m["kv_heads"], vocab_size=m["vocab"], mlp="gelu", tied_embeddings=True,
+        name=m["name"],
+        num_layers=m["layers"],
+        hidden_size=m["hidden"],
+        ffn_hidden_size=m["ffn_hidden"],
+        num_attention_heads=m["heads"],
+        num_kv_heads=m["kv_heads"],
+        vocab_size=m["vocab"],
+        mlp="gelu",
+        tied_embeddings=True,
         learned_position_embeddings=True,
     )
 
@@ -109,18 +115,31 @@ def build_cluster(case: dict[str, Any], gpu: GPUSpec | None = None) -> Cluster:
     nodes = math.ceil(n / GPUS_PER_NODE)
     return Cluster(
         name="selene",
-        pools=[Pool(
-            name="selene", gpu=gpu if gpu is not None else case["cluster"]["gpu"], nodes=nodes,
-            gpus_per_node=GPUS_PER_NODE,
-            intra_node=Link(kind="nvswitch", bandwidth_GBps=SELENE_NVSWITCH_GBPS,
-                            latency_us=SELENE_NVSWITCH_LATENCY_US),
-            nvlink_domain_nodes=1,
-            nic=Nic(count=SELENE_NICS, bandwidth_GBps=SELENE_NIC_GBPS, latency_us=SELENE_NIC_LATENCY_US),
-        )],
+        pools=[
+            Pool(
+                name="selene",
+                gpu=gpu if gpu is not None else case["cluster"]["gpu"],
+                nodes=nodes,
+                gpus_per_node=GPUS_PER_NODE,
+                intra_node=Link(
+                    kind="nvswitch",
+                    bandwidth_GBps=SELENE_NVSWITCH_GBPS,
+                    latency_us=SELENE_NVSWITCH_LATENCY_US,
+                ),
+                nvlink_domain_nodes=1,
+                nic=Nic(
+                    count=SELENE_NICS,
+                    bandwidth_GBps=SELENE_NIC_GBPS,
+                    latency_us=SELENE_NIC_LATENCY_US,
+                ),
+            )
+        ],
     )
 
 
-def build_plan(case: dict[str, Any], rule: str = VIRTUAL_STAGES_RULE) -> tuple[TrainingWorkload, Plan]:
+def build_plan(
+    case: dict[str, Any], rule: str = VIRTUAL_STAGES_RULE
+) -> tuple[TrainingWorkload, Plan]:
     par = case["parallel"]
     tp, pp, dp = par["tp"], par["pp"], par["dp"]
     zero = int(par.get("zero_stage", 0))
@@ -131,10 +150,16 @@ def build_plan(case: dict[str, Any], rule: str = VIRTUAL_STAGES_RULE) -> tuple[T
     v = virtual_stages(L, pp, rule) if zero == 0 else 1
     schedule = "interleaved" if v > 1 else "1f1b"
     wl = TrainingWorkload(
-        kind="training", global_batch_size=gbs, sequence_length=case["model"]["seq_len"],
-        precision="fp16", memory_policy="amp_fp16", zero_stage=zero,
+        kind="training",
+        global_batch_size=gbs,
+        sequence_length=case["model"]["seq_len"],
+        precision="fp16",
+        memory_policy="amp_fp16",
+        zero_stage=zero,
         overlap_grad_reduce=zero == 3,  # DeepSpeed ZeRO-3 overlaps; Megatron 2021 did not
-        recompute=["full"], micro_batch_sizes=[mb], schedules=[schedule],
+        recompute=["full"],
+        micro_batch_sizes=[mb],
+        schedules=[schedule],
         sequence_parallel=[False],
     )
     per_stage = L // pp
@@ -144,50 +169,86 @@ def build_plan(case: dict[str, Any], rule: str = VIRTUAL_STAGES_RULE) -> tuple[T
         devices = []
         for d in range(dp):
             first = (s * dp + d) * tp  # Megatron order: TP fastest, then DP, then PP
-            devices.append([[f"selene-{(first + j) // GPUS_PER_NODE}", (first + j) % GPUS_PER_NODE]
-                            for j in range(tp)])
+            devices.append(
+                [
+                    [f"selene-{(first + j) // GPUS_PER_NODE}", (first + j) % GPUS_PER_NODE]
+                    for j in range(tp)
+                ]
+            )
         st: dict[str, Any] = {"pool": "selene", "tp": tp, "devices": devices}
         if v > 1:
-            st["chunks"] = [[(c * pp + s) * chunk, (c * pp + s) * chunk + chunk - 1] for c in range(v)]
+            st["chunks"] = [
+                [(c * pp + s) * chunk, (c * pp + s) * chunk + chunk - 1] for c in range(v)
+            ]
         else:
             st["first_layer"], st["last_layer"] = s * per_stage, s * per_stage + per_stage - 1
         stages.append(st)
-    plan = Plan.model_validate({
-        "kind": "training",
-        "replica_groups": [{
-            "count": dp, "micro_batch_size": mb, "num_micro_batches": m, "schedule": schedule,
-            "virtual_stages": v, "recompute": "full", "zero_stage": zero,
-            "sequence_parallel": False, "stages": stages,
-        }],
-    })
+    plan = Plan.model_validate(
+        {
+            "kind": "training",
+            "replica_groups": [
+                {
+                    "count": dp,
+                    "micro_batch_size": mb,
+                    "num_micro_batches": m,
+                    "schedule": schedule,
+                    "virtual_stages": v,
+                    "recompute": "full",
+                    "zero_stage": zero,
+                    "sequence_parallel": False,
+                    "stages": stages,
+                }
+            ],
+        }
+    )
     return wl, plan
 
 
-def predict(case: dict[str, Any], gpu: GPUSpec | None = None, rule: str = VIRTUAL_STAGES_RULE) -> dict[str, Any]:
+def predict(
+    case: dict[str, Any], gpu: GPUSpec | None = None, rule: str = VIRTUAL_STAGES_RULE
+) -> dict[str, Any]:
     model = build_model(case)
     cluster = build_cluster(case, gpu)
     wl, plan = build_plan(case, rule)
     rep = evaluate(model, cluster, wl, plan)
     mm = case["model"]
-    flops = narayanan_eq3_flops(case["global_batch"], mm["seq_len"], mm["layers"], mm["hidden"], mm["vocab"])
+    flops = narayanan_eq3_flops(
+        case["global_batch"], mm["seq_len"], mm["layers"], mm["hidden"], mm["vocab"]
+    )
     n = case["cluster"]["num_gpus"]
     assert rep.step_time_s is not None
     tflops = flops / rep.step_time_s / n / 1e12
     pub = case["measured"]["tflops_per_gpu"]
     grp = plan.replica_groups[0]
     return {
-        "id": case["id"], "group": case["group"], "params_b": mm["params_b"], "num_gpus": n,
-        "tp": grp.stages[0].tp, "pp": grp.pp, "dp": grp.count, "zero_stage": grp.zero_stage,
-        "micro_batch": grp.micro_batch_size, "num_micro_batches": grp.num_micro_batches,
-        "virtual_stages": grp.virtual_stages, "published_tflops": pub,
-        "predicted_tflops": tflops, "error": tflops / pub - 1.0,
-        "step_time_s": rep.step_time_s, "bubble_fraction": rep.bubble_fraction,
-        "mfu": rep.mfu, "hfu": rep.hfu, "feasible": rep.feasible, "violations": rep.violations,
-        "peak_memory_GB_per_gpu": rep.peak_memory_GB_per_gpu, "details": rep.details,
+        "id": case["id"],
+        "group": case["group"],
+        "params_b": mm["params_b"],
+        "num_gpus": n,
+        "tp": grp.stages[0].tp,
+        "pp": grp.pp,
+        "dp": grp.count,
+        "zero_stage": grp.zero_stage,
+        "micro_batch": grp.micro_batch_size,
+        "num_micro_batches": grp.num_micro_batches,
+        "virtual_stages": grp.virtual_stages,
+        "published_tflops": pub,
+        "predicted_tflops": tflops,
+        "error": tflops / pub - 1.0,
+        "step_time_s": rep.step_time_s,
+        "bubble_fraction": rep.bubble_fraction,
+        "mfu": rep.mfu,
+        "hfu": rep.hfu,
+        "feasible": rep.feasible,
+        "violations": rep.violations,
+        "peak_memory_GB_per_gpu": rep.peak_memory_GB_per_gpu,
+        "details": rep.details,
     }
 
 
-def run(cases: list[dict[str, Any]], gpu: GPUSpec | None = None, rule: str = VIRTUAL_STAGES_RULE) -> list[dict[str, Any]]:
+def run(
+    cases: list[dict[str, Any]], gpu: GPUSpec | None = None, rule: str = VIRTUAL_STAGES_RULE
+) -> list[dict[str, Any]]:
     return [predict(c, gpu, rule) for c in cases]
 
 
@@ -211,8 +272,12 @@ def fit(cases: list[dict[str, Any]]) -> tuple[float, float]:
         g = base.model_copy(update={"gemm_efficiency": ge, "memory_efficiency": me})
         return sum(r["error"] ** 2 for r in run(t1, g))
 
-    res = minimize(loss, x0=[base.gemm_efficiency, base.memory_efficiency], method="Nelder-Mead",
-                   options={"xatol": 1e-3, "fatol": 1e-7, "maxiter": 200})
+    res = minimize(
+        loss,
+        x0=[base.gemm_efficiency, base.memory_efficiency],
+        method="Nelder-Mead",
+        options={"xatol": 1e-3, "fatol": 1e-7, "maxiter": 200},
+    )
     return float(res.x[0]), float(res.x[1])
 
 
@@ -230,7 +295,9 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fit", action="store_true", help="fit A100 gemm/memory efficiency on Table 1")
-    ap.add_argument("--rule", default=VIRTUAL_STAGES_RULE, choices=["two_chunks", "one_layer", "none"])
+    ap.add_argument(
+        "--rule", default=VIRTUAL_STAGES_RULE, choices=["two_chunks", "one_layer", "none"]
+    )
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "published_runs.json"))
     args = ap.parse_args(argv)
     data = json.loads((shared_dir() / "data" / "published-runs.json").read_text())
@@ -240,24 +307,34 @@ def main(argv: list[str] | None = None) -> int:
         ge, me = fit(cases)
         print(f"fitted A100 gemm_efficiency={ge:.4f} memory_efficiency={me:.4f}")
         gpu = resolve_gpu(cases[0]["cluster"]["gpu"]).model_copy(
-            update={"gemm_efficiency": round(ge, 3), "memory_efficiency": round(me, 3)})
+            update={"gemm_efficiency": round(ge, 3), "memory_efficiency": round(me, 3)}
+        )
     rows = run(cases, gpu, args.rule)
     t1 = [r for r in rows if r["group"] == TABLE1]
     t2 = [r for r in rows if r["group"] == TABLE2]
     print("Table 1 (in sample)")
     print(table(t1))
     s1 = summary(t1)
-    print(f"mean |error| {100 * s1['mean_abs_error']:.1f}%   max |error| {100 * s1['max_abs_error']:.1f}%\n")
+    print(
+        f"mean |error| {100 * s1['mean_abs_error']:.1f}%   max |error| {100 * s1['max_abs_error']:.1f}%\n"
+    )
     print("Table 2 (out of sample)")
     print(table(t2))
-    for label, sub in (("ZeRO-3", [r for r in t2 if r["zero_stage"] == 3]), ("PTD", [r for r in t2 if r["zero_stage"] == 0])):
+    for label, sub in (
+        ("ZeRO-3", [r for r in t2 if r["zero_stage"] == 3]),
+        ("PTD", [r for r in t2 if r["zero_stage"] == 0]),
+    ):
         s = summary(sub)
-        print(f"{label}: mean |error| {100 * s['mean_abs_error']:.1f}%   max |error| {100 * s['max_abs_error']:.1f}%")
+        print(
+            f"{label}: mean |error| {100 * s['mean_abs_error']:.1f}%   max |error| {100 * s['max_abs_error']:.1f}%"
+        )
     g = gpu or resolve_gpu(cases[0]["cluster"]["gpu"])
     out = {
         "about": "Predicted vs published TFLOP/s per GPU (Narayanan 2021 eq. 3 convention).",
         "rules": {"micro_batch": MICRO_BATCH, "virtual_stages_rule": args.rule},
-        "gpu": g.model_dump(), "table1": {"rows": t1, **s1}, "table2": {"rows": t2, **summary(t2)},
+        "gpu": g.model_dump(),
+        "table1": {"rows": t1, **s1},
+        "table2": {"rows": t2, **summary(t2)},
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1, default=str))

@@ -285,11 +285,13 @@ def evaluate_cmd(
 # ------------------------------------------------------------------------------------------
 # plan
 # ------------------------------------------------------------------------------------------
-def _quiet_line(result: Result, objective: str) -> str:
+def _quiet_line(result: Result, objective: str, kind: str) -> str:
     """``OPTIMAL  max_throughput=9,239,269 tokens/s  gap=0%  time=0.05s`` (+ the message)."""
     parts = [result.status.value]
     if result.objective is not None:
-        parts.append(f"{objective}={fmt_objective(result.objective, objective_unit(objective))}")
+        parts.append(
+            f"{objective}={fmt_objective(result.objective, objective_unit(objective, kind))}"
+        )
     if result.gap is not None:
         parts.append(f"gap={100 * result.gap:.3g}%")
     parts.append(f"time={result.time_s:.2f}s")
@@ -305,8 +307,7 @@ def _quiet_line(result: Result, objective: str) -> str:
     "  shardwise plan -m llama3-70b -c seed-4x8-h100 -w infer-chat-slo\n\n"
     "  shardwise plan -m gpt-39b -c selene-a100-64 -w train-gpt-s2048 "
     "--time-limit 60 --out plan.json\n\n"
-    "  shardwise plan -m tiny-gpt -c h100x2-nvlink -w train-gpt-s2048 "
-    "--deterministic --workers 1 --json\n\n"
+    "  shardwise plan -m tiny-gpt -c h100x2-nvlink -w train-tiny --deterministic --json\n\n"
     "Exits 0 for any solver status (OPTIMAL, FEASIBLE, INFEASIBLE, MODEL_ERROR) and 2 for bad "
     "input (including INVALID_INPUT).",
 )
@@ -332,8 +333,8 @@ def plan_cmd(
         bool,
         typer.Option(
             "--deterministic",
-            help="Reproducible search (CP-SAT interleaved mode): same inputs, seed and "
-            "workers give the same plan.",
+            help="Reproducible search (one CP-SAT worker, interleaved): the same inputs "
+            "and seed give the same plan.",
         ),
     ] = False,
     json_output: JsonOpt = False,
@@ -388,6 +389,11 @@ def plan_cmd(
             ):
                 result = solve(m, c, w, **kwargs)
 
+        if result.status == Status.INVALID_INPUT:  # bad input found while solving: exit 2
+            if json_output:
+                emit_json(result.to_dict())
+            fail(result.message or "invalid input")
+
         wrote: str | None = None
         if out is not None:
             doc = plan_document(result)
@@ -401,15 +407,13 @@ def plan_cmd(
         if json_output:
             emit_json(result.to_dict())
         elif quiet:
-            typer.echo(_quiet_line(result, w.objective))
+            typer.echo(_quiet_line(result, w.objective, w.kind))
         else:
             console = _stdout()
             console.print(Rule(f"{m.name} on {c.name}: {w.kind}, {w.objective}"))
             console.print(render_result(result, c, w))
             if wrote:
                 console.print(f"plan written to {wrote}")
-        if result.status == Status.INVALID_INPUT:
-            fail(result.message or "invalid input")
 
 
 # ------------------------------------------------------------------------------------------

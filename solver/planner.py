@@ -25,9 +25,9 @@ import math
 import os
 import time
 from dataclasses import dataclass
+from importlib.metadata import version as _pkg_version
 from typing import Any
 
-import ortools
 from ortools.sat.python import cp_model
 
 from .errors import SpecError
@@ -46,13 +46,15 @@ from .specs import (
 
 __all__ = ["OBJECTIVE_TOLERANCE", "plan"]
 
+ORTOOLS_VERSION = _pkg_version("ortools")
+
 log = logging.getLogger(__name__)
 
-#: Largest relative difference allowed between the CP model's objective and the evaluator's.
-#: Sources of difference, all measured in ``benchmarks/solve_time.py`` and the tests: the
-#: closed-form pipeline time vs the event simulation on uneven stages, microsecond rounding of
-#: coefficients, and PP links that the placement makes faster than the model priced them.
-OBJECTIVE_TOLERANCE = 0.05
+#: Largest relative difference allowed between the CP model's objective and the evaluator's
+#: closed-form objective of the same plan.  What remains is integer rounding of coefficients
+#: (time unit <= 1e-4 of the cheapest block) and PP links the CP model prices conservatively
+#: (two small stage blocks that placement happens to put on one node).
+OBJECTIVE_TOLERANCE = 0.02
 
 
 def default_workers() -> int:
@@ -119,6 +121,7 @@ class Solved:
     message: str = ""
     stats: dict[str, Any] | None = None
     baseline: dict[str, Any] | None = None
+    cp_plan: Plan | None = None  # the CP model's own solution, if ``plan`` was post-processed
 
 
 def objective_of(report: dict[str, Any], workload: TrainingWorkload | InferenceWorkload) -> float:
@@ -149,7 +152,7 @@ def _verify(
     from .evaluate import evaluate
 
     common: dict[str, Any] = dict(
-        seed=seed, ortools_version=ortools.__version__, stats=res.stats or {}, baseline=res.baseline
+        seed=seed, ortools_version=ORTOOLS_VERSION, stats=res.stats or {}, baseline=res.baseline
     )
     if res.plan is None:
         return Result(
@@ -169,13 +172,27 @@ def _verify(
         log.error(message)
     else:
         evaluated = objective_of(report, workload)
+        # The CP model encodes the cost model's closed-form pipeline time; compare it with the
+        # evaluator's closed form of the same plan, so the check isolates encoding and scaling
+        # errors.  The event simulation's difference from the closed form (uneven stages, p2p
+        # overlap) is reported, not hidden: report["closed_form_step_time_s"] vs "step_time_s".
+        reference = evaluated
+        ref_report = report
+        if res.cp_plan is not None:
+            ref_report = evaluate(model, cluster, workload, res.cp_plan).to_dict()
+            reference = objective_of(ref_report, workload)
+        closed = ref_report.get("closed_form_step_time_s")
+        if isinstance(workload, TrainingWorkload) and closed:
+            ratio = float(ref_report["step_time_s"]) / float(closed)
+            # tokens/s scales with 1/step time, $ per token with step time.
+            reference = reference * ratio if workload.objective == "max_throughput" else reference / ratio
         if objective is not None and objective > 0:
-            rel = abs(evaluated - objective) / abs(objective)
+            rel = abs(reference - objective) / abs(objective)
             if rel > OBJECTIVE_TOLERANCE:
                 status = Status.MODEL_ERROR
                 message = (
-                    f"objective mismatch: CP model {objective:.6g}, evaluator {evaluated:.6g} "
-                    f"({rel:.1%} > {OBJECTIVE_TOLERANCE:.0%})"
+                    f"objective mismatch: CP model {objective:.6g}, evaluator {reference:.6g} "
+                    f"({rel:.2%} > {OBJECTIVE_TOLERANCE:.0%})"
                 )
                 log.error(message)
         objective = evaluated
@@ -200,7 +217,7 @@ def _verify(
         bound=bound,
         gap=gap,
         time_s=elapsed,
-        ortools_version=ortools.__version__,
+        ortools_version=ORTOOLS_VERSION,
         seed=seed,
         message=message or None,
     )

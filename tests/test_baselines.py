@@ -127,7 +127,11 @@ def test_rubric_latency_maximises_tp() -> None:
     """min_latency: the largest TP of the NVLink domain (4), PP = 1, replicas for the rest."""
     cluster = _cluster(_pool("h100", "H100-SXM5-80GB", nodes=2, gpn=4))
     wl = InferenceWorkload(
-        kind="inference", prompt_tokens=128, output_tokens=32, batch_size=[1, 4], objective="min_latency"
+        kind="inference",
+        prompt_tokens=128,
+        output_tokens=32,
+        batch_size=[1, 4],
+        objective="min_latency",
     )
     plan = rubric_plan(_model(4), cluster, wl)
     assert plan is not None

@@ -439,6 +439,35 @@ def test_plan_out_force_overwrites(inst: dict[str, Path], tmp_path: Path) -> Non
     assert load_plan(out).replica_groups
 
 
+@needs_planner
+def test_plan_infeasible_exits_0_and_explains(inst: dict[str, Path], tmp_path: Path) -> None:
+    """A 39 B model on two 80 GB GPUs is INFEASIBLE with an explanation; exit 0, no file."""
+    out = tmp_path / "none.json"
+    args = ["plan", *_spec_args(inst, "big"), "--workers", "1"]
+    res = runner.invoke(app, [*args, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "INFEASIBLE" in res.stdout and "Why no plan fits" in res.stdout
+    assert not out.exists()
+    doc = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    assert doc["status"] == "INFEASIBLE" and doc["plan"] is None and doc["solver"]["message"]
+
+
+def test_plan_invalid_input_exits_2(inst: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """INVALID_INPUT from the planner is bad input: the JSON still prints, one error line, exit 2."""
+    from solver.result import Result, Status
+
+    def invalid(*_args: Any, **_kwargs: Any) -> Result:
+        return Result(
+            status=Status.INVALID_INPUT, message="pools[0].gpus_per_node: cannot place TP=8"
+        )
+
+    monkeypatch.setattr("solver.planner.plan", invalid)
+    res = runner.invoke(app, ["plan", *_spec_args(inst), "--json"])
+    line = _assert_one_line_error(res.exit_code, res.stderr)
+    assert "cannot place TP=8" in line
+    assert json.loads(res.stdout)["status"] == "INVALID_INPUT"
+
+
 # --------------------------------------------------------------------------------------------
 # import-hf
 # --------------------------------------------------------------------------------------------

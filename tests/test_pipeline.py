@@ -26,9 +26,16 @@ def test_uniform_1f1b_bubble_8_stages_32_micro_batches() -> None:
 
 @pytest.mark.parametrize(
     "p,m,schedule,v",
-    [(8, 32, "1f1b", 1), (4, 5, "1f1b", 1), (2, 1, "1f1b", 1), (1, 7, "1f1b", 1),
-     (4, 8, "interleaved", 2), (8, 32, "interleaved", 4), (3, 9, "interleaved", 3),
-     (2, 2, "interleaved", 2)],
+    [
+        (8, 32, "1f1b", 1),
+        (4, 5, "1f1b", 1),
+        (2, 1, "1f1b", 1),
+        (1, 7, "1f1b", 1),
+        (4, 8, "interleaved", 2),
+        (8, 32, "interleaved", 4),
+        (3, 9, "interleaved", 3),
+        (2, 2, "interleaved", 2),
+    ],
 )
 def test_uniform_stages_match_closed_form(p: int, m: int, schedule: str, v: int) -> None:
     """On uniform stages the simulation equals m*t + (p-1)*t/v exactly (1F1B and interleaved)."""
@@ -59,7 +66,9 @@ def _lower_bound(f: np.ndarray, b: np.ndarray, m: int) -> float:
     times=st.lists(st.tuples(st.floats(0.2, 2.0), st.floats(0.2, 4.0)), min_size=2, max_size=6),
     m=st.integers(1, 12),
 )
-def test_1f1b_uneven_closed_form_is_an_upper_bound(times: list[tuple[float, float]], m: int) -> None:
+def test_1f1b_uneven_closed_form_is_an_upper_bound(
+    times: list[tuple[float, float]], m: int
+) -> None:
     """Uneven stages, 1F1B: lower bound <= simulation <= closed form m*max + sum - max.
 
     The closed form charges every non-bottleneck stage's full f+b once; the simulation overlaps
@@ -79,7 +88,9 @@ def test_1f1b_uneven_closed_form_is_an_upper_bound(times: list[tuple[float, floa
     groups=st.integers(1, 3),
     v=st.integers(2, 3),
 )
-def test_interleaved_uneven_within_tolerance(times: list[tuple[float, float]], groups: int, v: int) -> None:
+def test_interleaved_uneven_within_tolerance(
+    times: list[tuple[float, float]], groups: int, v: int
+) -> None:
     """Uneven stages, interleaved: |sim / closed - 1| <= 0.05 + 0.2 p / m.
 
     Documented tolerance of the CP model's formula (observed over 2700 random pipelines with
@@ -101,7 +112,9 @@ def test_events_respect_dependencies_and_stage_exclusivity() -> None:
     """Every (stage, chunk, micro-batch) runs F then B once, stages never overlap two ops,
     a forward starts after its input arrived (incl. p2p)."""
     p, m, v, d = 4, 8, 2, 0.05
-    sim = simulate_pipeline(np.ones(p), 2 * np.ones(p), m, schedule="interleaved", virtual_stages=v, p2p_s=d)
+    sim = simulate_pipeline(
+        np.ones(p), 2 * np.ones(p), m, schedule="interleaved", virtual_stages=v, p2p_s=d
+    )
     ev = {(e.stage, e.kind, e.micro_batch, e.chunk): e for e in sim.events}
     assert len(ev) == len(sim.events) == 2 * p * m * v
     for s in range(p):
@@ -136,6 +149,8 @@ def test_in_flight_first_stage_korthikanti_eq6(p: int, v: int) -> None:
     1F1B stage s holds min(m, p - s)."""
     m = 4 * p
     sched = "interleaved" if v > 1 else "1f1b"
-    assert in_flight_micro_batches(0, p, m, sched, v) == pytest.approx(p * (1 + (p - 1) / (p * v)) if v > 1 else p)
+    assert in_flight_micro_batches(0, p, m, sched, v) == pytest.approx(
+        p * (1 + (p - 1) / (p * v)) if v > 1 else p
+    )
     assert in_flight_micro_batches(p - 1, p, m, "1f1b", 1) == 1
     assert in_flight_micro_batches(0, p, 2, "1f1b", 1) == min(2, p)

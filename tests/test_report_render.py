@@ -227,3 +227,12 @@ def test_render_result_with_baseline_and_infeasible() -> None:
         render_result(Result(status=Status.INFEASIBLE, message="stage memory: needs 141 GB"))
     )
     assert "INFEASIBLE" in why and "needs 141 GB" in why
+
+
+def test_dumps_keeps_device_lists_compact() -> None:
+    """Plan JSON puts a TP group's [node, gpu] pairs on shared lines, and round-trips exactly."""
+    doc = {"devices": [[[f"h100-{r}", g] for g in range(8)] for r in range(4)], "x": [1.5, None]}
+    text = dumps(doc)
+    assert json.loads(text) == doc
+    assert len(text.splitlines()) < 25  # one pair per line would take 45
+    assert '["h100-0", 0], ["h100-0", 1]' in text

@@ -249,8 +249,12 @@ def block_time(
     (Megatron-LM default).
     """
     ops = block_forward_ops(
-        model, tp=tp, micro_batch=micro_batch, seq=seq,
-        sequence_parallel=sequence_parallel, precision=precision,
+        model,
+        tp=tp,
+        micro_batch=micro_batch,
+        seq=seq,
+        sequence_parallel=sequence_parallel,
+        precision=precision,
     )
     fwd_compute = _ops_time(ops, gpu, precision)
     bwd_compute = sum(
@@ -342,7 +346,12 @@ def head_time(
     comm_f = 3 * allreduce_time(tokens * 4.0, tp, tp_link)
     comm_b = allreduce_time(tokens * h * C.ACTIVATION_BYTES, tp, tp_link)
     return PassTime(
-        fwd + comm_f, bwd + comm_b, comm_f, comm_b, gemm.flops, gemm.flops * (1.0 + C.BACKWARD_GEMM_FACTOR)
+        fwd + comm_f,
+        bwd + comm_b,
+        comm_f,
+        comm_b,
+        gemm.flops,
+        gemm.flops * (1.0 + C.BACKWARD_GEMM_FACTOR),
     )
 
 
@@ -362,8 +371,13 @@ def prefill_block_time(
     into the cache; 2 TP all-reduces.  ``bwd_s`` is 0.
     """
     ops = block_forward_ops(
-        model, tp=tp, micro_batch=batch, seq=prompt, sequence_parallel=False,
-        precision=precision, dropout=False,
+        model,
+        tp=tp,
+        micro_batch=batch,
+        seq=prompt,
+        sequence_parallel=False,
+        precision=precision,
+        dropout=False,
     )
     kv_write = 2.0 * batch * prompt * kv_heads_per_gpu(model, tp) * model.kv_channels
     ops.append(Op("kv_write", 0.0, kv_write * C.BYTES_PER_ELEMENT[precision], "mem"))

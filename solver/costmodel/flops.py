@@ -7,13 +7,11 @@ from ..specs import Model
 __all__ = ["model_flops_per_step", "narayanan_eq3_flops"]
 
 
-def narayanan_eq3_flops(
-    global_batch: int, seq: int, layers: int, hidden: int, vocab: int
-) -> float:
+def narayanan_eq3_flops(global_batch: int, seq: int, layers: int, hidden: int, vocab: int) -> float:
     """96 B s l h^2 (1 + s / (6h) + V / (16 l h)): FLOPs per iteration *including* the
     full-recompute forward (Narayanan et al. 2021, Sec. 5.1 eq. 3)."""
-    b, s, l, h, v = float(global_batch), float(seq), float(layers), float(hidden), float(vocab)
-    return 96.0 * b * s * l * h * h * (1.0 + s / (6.0 * h) + v / (16.0 * l * h))
+    b, s, n, h, v = float(global_batch), float(seq), float(layers), float(hidden), float(vocab)
+    return 96.0 * b * s * n * h * h * (1.0 + s / (6.0 * h) + v / (16.0 * n * h))
 
 
 def model_flops_per_step(model: Model, global_batch: int, seq: int) -> float:

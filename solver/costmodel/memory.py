@@ -178,6 +178,9 @@ def kv_cache_bytes_per_token(model: Model, precision: str, tp: int) -> float:
     2 x 80 x 8 x 128 x 2 = 327680 B = 320 KiB.
     """
     return (
-        2.0 * model.num_layers * kv_heads_per_gpu(model, tp) * model.kv_channels
+        2.0
+        * model.num_layers
+        * kv_heads_per_gpu(model, tp)
+        * model.kv_channels
         * C.BYTES_PER_ELEMENT[precision]
     )

@@ -102,8 +102,14 @@ class PipelineSim:
         }
         if events:
             d["events"] = [
-                {"stage": e.stage, "kind": e.kind, "micro_batch": e.micro_batch,
-                 "chunk": e.chunk, "start": e.start, "end": e.end}
+                {
+                    "stage": e.stage,
+                    "kind": e.kind,
+                    "micro_batch": e.micro_batch,
+                    "chunk": e.chunk,
+                    "start": e.start,
+                    "end": e.end,
+                }
                 for e in self.events
             ]
         return d
@@ -138,7 +144,7 @@ def schedule_order(stage: int, pp: int, m: int, schedule: str, virtual_stages: i
     for i in range(total - warm):
         order.append(fwd[warm + i])
         order.append(bwd[i])
-    order += bwd[total - warm:]
+    order += bwd[total - warm :]
     return order
 
 

@@ -20,6 +20,7 @@ micro-dollars per hour; the evaluator re-scores the final plan.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ortools.sat.python import cp_model
 
@@ -111,7 +112,7 @@ class InferenceModel:
 
     def solve(
         self, time_limit_s: float, num_workers: int, seed: int
-    ) -> tuple[int, dict[int, int], float, float]:
+    ) -> tuple[Any, dict[int, int], float, float]:
         """Returns (cp status, {config index: replicas}, objective, bound) in user units."""
         solver = cp_model.CpSolver()
         solver.parameters.max_time_in_seconds = max(0.01, time_limit_s)

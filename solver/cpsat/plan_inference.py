@@ -162,7 +162,7 @@ def solve_inference(
         if counts2:
             counts = counts2
             if st2 != cp_model.OPTIMAL:
-                status = cp_model.FEASIBLE
+                status = cp_model.FEASIBLE  # type: ignore[assignment,unused-ignore]
     stats["cp_status"] = cp_model.CpSolverStatus(status).name
     if not counts:
         return Solved(Status.INFEASIBLE, None, None, None, message="GPU count: no replica fits", stats=stats)

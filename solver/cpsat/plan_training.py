@@ -11,6 +11,7 @@ from typing import Any
 
 from ortools.sat.python import cp_model
 
+from ..errors import SpecError
 from ..planner import Solved, build_stages
 from ..result import Status
 from ..specs import Cluster, Model, Plan, Pool, ReplicaGroup, TrainingWorkload
@@ -51,12 +52,64 @@ def choice_to_plan(
         num_micro_batches=m,
         schedule="1f1b",
         virtual_stages=1,
-        recompute=fam.recompute,  # type: ignore[arg-type]
+        recompute=fam.recompute,  # type: ignore[arg-type,unused-ignore]
         zero_stage=fam.zero_stage,
-        sequence_parallel=fam.sequence_parallel and any(o.tp > 1 for o, _ in choice.stages),
+        sequence_parallel=fam.sequence_parallel,  # a no-op on TP=1 stages
         stages=stages,
     )
     return Plan(kind="training", replica_groups=[group])
+
+
+#: Pipelines up to this depth have every stage order tried; deeper ones a few candidates.
+MAX_PERMUTED_STAGES = 6
+
+
+def best_stage_order(
+    model: Model, cluster: Cluster, workload: TrainingWorkload, fam: Family, choice: TrainingChoice
+) -> tuple[Plan, bool]:
+    """Re-order the chosen stages by the evaluator's event simulation.
+
+    The CP model prices the pipeline with the closed form ``(m - 1) T_max + sum T``, which does
+    not depend on the order of unequal stages; the event-level 1F1B simulation does (a slow
+    stage early in the pipeline delays the warm-up differently from one at the end).  Among
+    the orders of the same stages (all of them up to :data:`MAX_PERMUTED_STAGES` stages, else
+    the CP order, its reverse and the two sorts by per-micro-batch time), keep the one the
+    evaluator scores fastest; only memory-feasible orders count.
+    """
+    from ..evaluate import evaluate
+
+    stages = choice.stages
+    p = len(stages)
+    if p == 1 or len({(o.pool, o.tp, n) for o, n in stages}) == 1:
+        return choice_to_plan(cluster, workload, fam, choice), False
+    if p <= MAX_PERMUTED_STAGES:
+        orders = list(dict.fromkeys(itertools.permutations(range(p))))
+    else:
+        key = [o.t_layer * n for o, n in stages]
+        orders = [
+            tuple(range(p)),
+            tuple(reversed(range(p))),
+            tuple(sorted(range(p), key=lambda i: key[i])),
+            tuple(sorted(range(p), key=lambda i: -key[i])),
+        ]
+    best_plan = choice_to_plan(cluster, workload, fam, choice)
+    best_step = evaluate(model, cluster, workload, best_plan).to_dict()["step_time_s"]
+    changed = False
+    seen = {tuple((stages[i][0].pool, stages[i][0].tp, stages[i][1]) for i in range(p))}
+    for order in orders:
+        sig = tuple((stages[i][0].pool, stages[i][0].tp, stages[i][1]) for i in order)
+        if sig in seen:
+            continue
+        seen.add(sig)
+        cand = dataclasses.replace(choice, stages=[stages[i] for i in order])
+        try:
+            plan = choice_to_plan(cluster, workload, fam, cand)
+        except Exception:  # noqa: BLE001 - an order that cannot be placed is simply skipped
+            continue
+        rep = evaluate(model, cluster, workload, plan).to_dict()
+        if rep["feasible"] and rep["step_time_s"] < best_step * (1 - 1e-9):
+            best_plan, best_step, changed = plan, rep["step_time_s"], True
+    return best_plan, changed
 
 
 @dataclass
@@ -79,6 +132,12 @@ def solve_training(
 ) -> Solved:
     t0 = time.perf_counter()
     tokens = workload.global_batch_size * workload.sequence_length
+    if workload.objective == "min_cost":
+        for i, pool in enumerate(cluster.pools):
+            if pool.cost_per_gpu_hour is None:
+                raise SpecError(
+                    f"pools[{i}].cost_per_gpu_hour: required for objective min_cost, got None"
+                )
     fams = families(workload)
     probe = [build_tables(model, cluster, workload, fam) for fam in fams]
     built = [t for t in probe if t is not None]
@@ -121,8 +180,8 @@ def solve_training(
         name = cp_model.CpSolverStatus(status).name
         outcomes.append(_Outcome(fam, tab.dp_degrees[0], name, bound, dt))
         log.info("family %s: %s in %.2fs", fam, name, dt)
-        if choice is not None and (best is None or choice.step_us < best[0]):
-            best = (choice.step_us, fam, choice)
+        if choice is not None and (best is None or choice.objective < best[0]):
+            best = (choice.objective, fam, choice)
         if status == cp_model.FEASIBLE:
             open_bounds.append(max(bound, lb))
         elif status == cp_model.UNKNOWN:
@@ -145,17 +204,26 @@ def solve_training(
             Status.INFEASIBLE, None, None, None, message=explain_training(model, cluster, workload), stats=stats
         )
     step_us, fam, choice = best
-    plan = choice_to_plan(cluster, workload, fam, choice)
+    plan, reordered = best_stage_order(model, cluster, workload, fam, choice)
+    stats["stage_order_changed"] = reordered
     unit = tables[0][2].unit_s
-    objective = tokens / (step_us * unit)
+    if workload.objective == "min_cost":
+        # objective units: milli-$ per hour x time units -> $ per million tokens.
+        def user(v: float) -> float:
+            return v / 1000.0 / 3600.0 * unit / tokens * 1e6
+    else:
+        def user(v: float) -> float:
+            return tokens / (v * unit)
+    objective = user(step_us)
     if open_bounds:
         lb_us = max(1.0, min(min(open_bounds), step_us))
-        status = Status.FEASIBLE
+        final = Status.FEASIBLE
     else:
         lb_us = step_us
-        status = Status.OPTIMAL
-    bound = tokens / (lb_us * unit)
-    return Solved(status, plan, objective, bound, stats=stats)
+        final = Status.OPTIMAL
+    bound = user(lb_us)
+    cp_plan = choice_to_plan(cluster, workload, fam, choice) if reordered else None
+    return Solved(final, plan, objective, bound, stats=stats, cp_plan=cp_plan)
 
 
 def _scaled(cluster: Cluster, factor: int) -> Cluster:
@@ -166,7 +234,6 @@ def _scaled(cluster: Cluster, factor: int) -> Cluster:
 def explain_training(model: Model, cluster: Cluster, workload: TrainingWorkload) -> str:
     """Which constraint group binds, with numbers, and the smallest relaxation found."""
     from ..costmodel import total_params
-
     from .tables import state_bytes_per_param
 
     params = total_params(model, workload.sequence_length)

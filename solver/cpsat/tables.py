@@ -192,6 +192,7 @@ def _option(
         dp=dpt,
         opt=opt,
         allowed=allowed,
+        price=int(round(tp * (pool.cost_per_gpu_hour or 0.0) * 1000)),
     )
 
 
@@ -246,6 +247,7 @@ def build_tables(
         p2p=p2p,
         max_stages=max_stages,
         unit_s=unit_s,
+        objective=workload.objective,
     )
 
 
@@ -281,4 +283,6 @@ def lower_bound_us(t: TrainTables) -> float:
         p = stages_limit(t, d)
         tsum = t.num_layers * min(o.t_layer for o in t.options)
         lb = max(lb, tsum * (t.m(d) - 1 + p) / p)
+        if t.objective == "min_cost":
+            lb *= d * min(o.price for o in t.options)
     return lb

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from ortools.sat.python import cp_model
 
@@ -64,6 +65,7 @@ class TrainOption:
     dp: dict[str, dict[int, int]]  # DP gradient/weight traffic per step
     opt: dict[str, dict[int, int]]  # optimizer step
     allowed: dict[int, bool]  # d -> the stage block places exactly
+    price: int = 0  # tp x cost_per_gpu_hour in milli-dollars per hour (min_cost)
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class TrainTables:
     p2p: dict[tuple[int, str], int]  # (sender option, receiver pool) -> 2 x p2p per micro-batch
     max_stages: int
     unit_s: float = US  # seconds per integer time unit
+    objective: str = "max_throughput"  # or "min_cost": minimise (d x price) x step time
 
     def m(self, d: int) -> int:
         return self.global_batch // (d * self.micro_batch)
@@ -90,7 +93,8 @@ class TrainingChoice:
 
     d: int
     stages: list[tuple[TrainOption, int]]  # (option, layers), stage 0 first
-    step_us: int
+    step_us: int  # step time in time units
+    objective: int  # the model's objective value (step time, or rate x step time)
 
 
 class TrainingModel:
@@ -106,7 +110,7 @@ class TrainingModel:
         t, m = self.t, self.m
         L = t.num_layers
         J = t.max_stages
-        O = range(len(t.options))
+        opts = range(len(t.options))
         self.J = J
         horizon = self._horizon()
         self.dsel = {d: m.new_bool_var(f"dp[{d}]") for d in t.dp_degrees}
@@ -119,11 +123,11 @@ class TrainingModel:
         for j in range(J):
             nxt = self.active[j + 1] if j + 1 < J else 0
             m.add(self.first[j] == self.active[j] - nxt)
-        self.x = [[m.new_bool_var(f"opt[s{j}]={self._oname(o)}") for o in O] for j in range(J)]
+        self.x = [[m.new_bool_var(f"opt[s{j}]={self._oname(o)}") for o in opts] for j in range(J)]
         self.n = [m.new_int_var(0, L, f"layers[s{j}]") for j in range(J)]
-        self.y = [[m.new_int_var(0, L, f"layers[s{j},{self._oname(o)}]") for o in O] for j in range(J)]
+        self.y = [[m.new_int_var(0, L, f"layers[s{j},{self._oname(o)}]") for o in opts] for j in range(J)]
         # z[j,o] = first[j] and x[j,o]: the embedding's cost on the option that holds it.
-        self.z = [[m.new_bool_var(f"embed[s{j},{self._oname(o)}]") for o in O] for j in range(J)]
+        self.z = [[m.new_bool_var(f"embed[s{j},{self._oname(o)}]") for o in opts] for j in range(J)]
         self._constraints()
         self._objective(horizon, upper_bound_us)
 
@@ -205,15 +209,15 @@ class TrainingModel:
     def _part(self, j: int, table: str, d: int | None = None) -> list[object]:
         """Linear terms of a per-stage quantity: per block x y, embedding x z, head on slot 0."""
         out: list[object] = []
+        assert d is not None
         for o, opt in enumerate(self.t.options):
-            tab = getattr(opt, table)
-            get = (lambda k: tab[k][d]) if d is not None else (lambda k: tab[k])
-            out.append(get("layer") * self.y[j][o])
+            tab: dict[str, dict[int, int]] = getattr(opt, table)
+            out.append(tab["layer"][d] * self.y[j][o])
             if j == 0:
-                out.append(get("head") * self.x[j][o])
-                out.append(get("embed_last") * self.z[j][o])
+                out.append(tab["head"][d] * self.x[j][o])
+                out.append(tab["embed_last"][d] * self.z[j][o])
             else:
-                out.append(get("embed") * self.z[j][o])
+                out.append(tab["embed"][d] * self.z[j][o])
         return out
 
     def _memory(self) -> None:
@@ -298,9 +302,24 @@ class TrainingModel:
             m.add(
                 self.step >= (t.m(d) - 1) * self.Tmax + Tsum + self.DP + self.OPT
             ).only_enforce_if(sel)
-        if upper_bound_us is not None:
-            m.add(self.step <= upper_bound_us)
-        m.minimize(self.step)
+        if t.objective == "min_cost":
+            # The one product in the model, only for min_cost: $ per step = rate x step time.
+            # d is fixed outside (one candidate per model), so the rate is linear in x.
+            d = t.dp_degrees[0]
+            rate_ub = d * sum(max(o.price for o in t.options) for _ in range(self.J))
+            self.rate = m.new_int_var(0, rate_ub, "rate_mUSD_per_h")
+            m.add(self.rate == d * sum(
+                opt.price * self.x[j][o] for j in range(self.J) for o, opt in enumerate(t.options)
+            ))
+            self.cost = m.new_int_var(0, rate_ub * horizon, "cost_per_step")
+            m.add_multiplication_equality(self.cost, [self.rate, self.step])
+            if upper_bound_us is not None:
+                m.add(self.cost <= upper_bound_us)
+            m.minimize(self.cost)
+        else:
+            if upper_bound_us is not None:
+                m.add(self.step <= upper_bound_us)
+            m.minimize(self.step)
 
     # -- solving ------------------------------------------------------------------------------
     def hint(self, choice: TrainingChoice) -> None:
@@ -319,7 +338,7 @@ class TrainingModel:
 
     def solve(
         self, time_limit_s: float, num_workers: int, seed: int, log_search: bool = False
-    ) -> tuple[int, TrainingChoice | None, float]:
+    ) -> tuple[Any, TrainingChoice | None, float]:
         """Solve; returns (cp status, choice or None, best bound in microseconds)."""
         solver = cp_model.CpSolver()
         solver.parameters.max_time_in_seconds = max(0.01, time_limit_s)
@@ -343,4 +362,6 @@ class TrainingModel:
             o = next(o for o in range(len(t.options)) if solver.boolean_value(self.x[j][o]))
             slots.append((t.options[o], int(solver.value(self.n[j]))))
         slots.reverse()  # slot 0 is the last stage
-        return TrainingChoice(d=d, stages=slots, step_us=int(solver.objective_value))
+        return TrainingChoice(
+            d=d, stages=slots, step_us=int(solver.value(self.step)), objective=int(solver.objective_value)
+        )

@@ -20,7 +20,16 @@ from .checks import (
     check_tp_domain,
 )
 from .core import evaluate, gpu_with_calibration
-from .links import DPLinks, dp_links, fabric_link, link_between, nic_link, parse_node, slowest, tp_link
+from .links import (
+    DPLinks,
+    dp_links,
+    fabric_link,
+    link_between,
+    nic_link,
+    parse_node,
+    slowest,
+    tp_link,
+)
 from .report import Report
 
 __all__ = [

@@ -54,7 +54,9 @@ def check_layers(model: Model, plan: Plan) -> list[str]:
         for s, st in enumerate(grp.stages):
             rs = st.layer_ranges
             if len(rs) != v:
-                out.append(f"group {g} stage {s}: expected {v} layer chunk(s) (virtual_stages), got {len(rs)}")
+                out.append(
+                    f"group {g} stage {s}: expected {v} layer chunk(s) (virtual_stages), got {len(rs)}"
+                )
                 bad = True
                 continue
             for c, r in enumerate(rs):
@@ -62,17 +64,23 @@ def check_layers(model: Model, plan: Plan) -> list[str]:
         if bad:
             continue
         expect = 0
-        for k, r in enumerate(ranges):
-            assert r is not None
+        for k, rng in enumerate(ranges):
+            assert rng is not None
+            lo, hi = rng
             s, c = k % p, k // p
             where = f"group {g} stage {s}" + (f" chunk {c}" if v > 1 else "")
-            if r[0] != expect:
-                out.append(f"{where}: layers {r[0]}..{r[1]} should start at layer {expect} (blocks placed once, in order)")
+            if lo != expect:
+                out.append(
+                    f"{where}: layers {lo}..{hi} should start at layer {expect} "
+                    "(blocks placed once, in order)"
+                )
                 bad = True
                 break
-            expect = r[1] + 1
+            expect = hi + 1
         if not bad and expect != L:
-            out.append(f"group {g}: stages cover layers 0..{expect - 1}, model has {L} layers (0..{L - 1})")
+            out.append(
+                f"group {g}: stages cover layers 0..{expect - 1}, model has {L} layers (0..{L - 1})"
+            )
     return out
 
 
@@ -90,7 +98,9 @@ def check_devices(cluster: Cluster, plan: Plan) -> list[str]:
                 continue
             pool = cluster.pool(st.pool)
             if len(st.devices) != grp.count:
-                out.append(f"{where}: {len(st.devices)} device lists for {grp.count} replicas (count)")
+                out.append(
+                    f"{where}: {len(st.devices)} device lists for {grp.count} replicas (count)"
+                )
             for r, devs in enumerate(st.devices):
                 if len(devs) != st.tp:
                     out.append(f"{where} replica {r}: {len(devs)} devices for tp={st.tp}")
@@ -101,9 +111,13 @@ def check_devices(cluster: Cluster, plan: Plan) -> list[str]:
                         out.append(f"{where} replica {r}: {e}")
                         continue
                     if dpool.name != pool.name:
-                        out.append(f"{where} replica {r}: device ({node}, {gpu}) is in pool {dpool.name!r}, stage runs on pool {pool.name!r}")
+                        out.append(
+                            f"{where} replica {r}: device ({node}, {gpu}) is in pool {dpool.name!r}, stage runs on pool {pool.name!r}"
+                        )
                     if not 0 <= gpu < dpool.gpus_per_node:
-                        out.append(f"{where} replica {r}: GPU index {gpu} on {node} out of range 0..{dpool.gpus_per_node - 1}")
+                        out.append(
+                            f"{where} replica {r}: GPU index {gpu} on {node} out of range 0..{dpool.gpus_per_node - 1}"
+                        )
                     key = (node, gpu)
                     here = f"{where} replica {r}"
                     if key in seen:
@@ -129,7 +143,9 @@ def check_tp_domain(cluster: Cluster, plan: Plan) -> list[str]:
                 pools = {p.name for p, _ in parsed}
                 nodes = sorted({i for _, i in parsed})
                 if len(pools) > 1:
-                    out.append(f"group {g} stage {s} replica {r}: TP group spans pools {sorted(pools)}")
+                    out.append(
+                        f"group {g} stage {s} replica {r}: TP group spans pools {sorted(pools)}"
+                    )
                     continue
                 pool = parsed[0][0]
                 dom = {i // pool.nvlink_domain_nodes for i in nodes}
@@ -155,7 +171,9 @@ def check_divisibility(model: Model, plan: Plan) -> list[str]:
             if a % t:
                 out.append(f"{where}: num_attention_heads={a} not divisible by tp={t}")
             if (t <= kv and kv % t) or (t > kv and t % kv):
-                out.append(f"{where}: num_kv_heads={kv} and tp={t}: need kv % tp == 0 or tp % kv == 0")
+                out.append(
+                    f"{where}: num_kv_heads={kv} and tp={t}: need kv % tp == 0 or tp % kv == 0"
+                )
             if ffn % t:
                 out.append(f"{where}: ffn hidden size {ffn} not divisible by tp={t}")
     return out
@@ -181,17 +199,29 @@ def check_batch(plan: Plan, workload: TrainingWorkload | InferenceWorkload) -> l
                     f"= {total} != global_batch_size {workload.global_batch_size}"
                 )
             if mb not in workload.micro_batch_sizes:
-                out.append(f"{where}: micro_batch_size {mb} not in allowed {workload.micro_batch_sizes}")
+                out.append(
+                    f"{where}: micro_batch_size {mb} not in allowed {workload.micro_batch_sizes}"
+                )
             if grp.schedule not in workload.schedules:
-                out.append(f"{where}: schedule {grp.schedule!r} not in allowed {workload.schedules}")
+                out.append(
+                    f"{where}: schedule {grp.schedule!r} not in allowed {workload.schedules}"
+                )
             if grp.recompute not in workload.recompute:
-                out.append(f"{where}: recompute {grp.recompute!r} not in allowed {workload.recompute}")
+                out.append(
+                    f"{where}: recompute {grp.recompute!r} not in allowed {workload.recompute}"
+                )
             if grp.zero_stage not in workload.zero_stages:
-                out.append(f"{where}: zero_stage {grp.zero_stage} not in allowed {workload.zero_stages}")
+                out.append(
+                    f"{where}: zero_stage {grp.zero_stage} not in allowed {workload.zero_stages}"
+                )
             if grp.sequence_parallel not in workload.sequence_parallel:
-                out.append(f"{where}: sequence_parallel={grp.sequence_parallel} not in allowed {workload.sequence_parallel}")
+                out.append(
+                    f"{where}: sequence_parallel={grp.sequence_parallel} not in allowed {workload.sequence_parallel}"
+                )
             if grp.schedule == "interleaved" and grp.virtual_stages > 1 and m % grp.pp:
-                out.append(f"{where}: interleaved schedule needs num_micro_batches ({m}) divisible by pp ({grp.pp})")
+                out.append(
+                    f"{where}: interleaved schedule needs num_micro_batches ({m}) divisible by pp ({grp.pp})"
+                )
         else:
             b = grp.batch_size
             if b is None:
@@ -205,7 +235,9 @@ def check_batch(plan: Plan, workload: TrainingWorkload | InferenceWorkload) -> l
     return out
 
 
-def check_precision(cluster: Cluster, plan: Plan, workload: TrainingWorkload | InferenceWorkload) -> list[str]:
+def check_precision(
+    cluster: Cluster, plan: Plan, workload: TrainingWorkload | InferenceWorkload
+) -> list[str]:
     """Every GPU a stage runs on supports the workload precision (fp8 needs fp8 tensor cores;
     V100 has no bf16)."""
     out: list[str] = []
@@ -240,7 +272,11 @@ def check_slo(groups: Sequence[dict[str, Any]], workload: InferenceWorkload) -> 
     out: list[str] = []
     for e in groups:
         if workload.ttft_ms is not None and e["ttft_ms"] > workload.ttft_ms:
-            out.append(f"group {e['group']}: TTFT {e['ttft_ms']:.1f} ms > SLO {workload.ttft_ms:.1f} ms")
+            out.append(
+                f"group {e['group']}: TTFT {e['ttft_ms']:.1f} ms > SLO {workload.ttft_ms:.1f} ms"
+            )
         if workload.tpot_ms is not None and e["tpot_ms"] > workload.tpot_ms:
-            out.append(f"group {e['group']}: TPOT {e['tpot_ms']:.2f} ms > SLO {workload.tpot_ms:.2f} ms")
+            out.append(
+                f"group {e['group']}: TPOT {e['tpot_ms']:.2f} ms > SLO {workload.tpot_ms:.2f} ms"
+            )
     return out

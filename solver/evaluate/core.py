@@ -109,6 +109,37 @@ def _gb(x: float) -> float:
     return x / C.GB
 
 
+def _ledger_row(
+    group: int,
+    stage: int,
+    st: Stage,
+    gpu: GPUSpec,
+    weights: float,
+    grads: float,
+    optimizer: float,
+    activations: float,
+    kv_cache: float,
+) -> dict[str, Any]:
+    """One memory-ledger row (bytes in, GB out); total includes the framework overhead."""
+    row: dict[str, Any] = {
+        "group": group,
+        "stage": stage,
+        "pool": st.pool,
+        "tp": st.tp,
+        "weights_GB": _gb(weights),
+        "grads_GB": _gb(grads),
+        "optimizer_GB": _gb(optimizer),
+        "activations_GB": _gb(activations),
+        "kv_cache_GB": _gb(kv_cache),
+        "overhead_GB": C.FRAMEWORK_OVERHEAD_GB,
+    }
+    row["total_GB"] = (
+        _gb(weights + grads + optimizer + activations + kv_cache) + C.FRAMEWORK_OVERHEAD_GB
+    )
+    row["capacity_GB"] = gpu.memory_GB
+    return row
+
+
 # --------------------------------------------------------------------------------------------
 # shared helpers
 # --------------------------------------------------------------------------------------------
@@ -173,24 +204,43 @@ def _num_gpus(plan: Plan) -> int:
 # training
 # --------------------------------------------------------------------------------------------
 def _stage_passes(
-    model: Model, gpu: GPUSpec, st: Stage, s: int, p: int, grp: ReplicaGroup,
-    wl: TrainingWorkload, link: LinkTier,
+    model: Model,
+    gpu: GPUSpec,
+    st: Stage,
+    s: int,
+    p: int,
+    grp: ReplicaGroup,
+    wl: TrainingWorkload,
+    link: LinkTier,
 ) -> tuple[PassTime, PassTime, PassTime]:
     mb = grp.micro_batch_size or 1
     blk = block_time(
-        model, gpu, tp=st.tp, micro_batch=mb, seq=wl.sequence_length, recompute=grp.recompute,
-        sequence_parallel=grp.sequence_parallel and st.tp > 1, precision=wl.precision, tp_link=link,
+        model,
+        gpu,
+        tp=st.tp,
+        micro_batch=mb,
+        seq=wl.sequence_length,
+        recompute=grp.recompute,
+        sequence_parallel=grp.sequence_parallel and st.tp > 1,
+        precision=wl.precision,
+        tp_link=link,
     )
-    kw: dict[str, Any] = dict(tp=st.tp, micro_batch=mb, seq=wl.sequence_length,
-                              precision=wl.precision, tp_link=link)
+    kw: dict[str, Any] = dict(
+        tp=st.tp, micro_batch=mb, seq=wl.sequence_length, precision=wl.precision, tp_link=link
+    )
     emb = embedding_time(model, gpu, **kw) if s == 0 else ZERO_PASS
     head = head_time(model, gpu, **kw) if s == p - 1 else ZERO_PASS
     return blk, emb, head
 
 
 def _dp_stage_time(
-    model: Model, cluster: Cluster, st: Stage, grp: ReplicaGroup, wl: TrainingWorkload,
-    params_local: float, cal: Cal,
+    model: Model,
+    cluster: Cluster,
+    st: Stage,
+    grp: ReplicaGroup,
+    wl: TrainingWorkload,
+    params_local: float,
+    cal: Cal,
 ) -> float:
     """DP traffic of one stage per step (per GPU), ZeRO-aware, hierarchical over its nodes.
 
@@ -227,7 +277,9 @@ def _dp_stage_time(
     return worst
 
 
-def _optimizer_time(gpu: GPUSpec, params_local: float, wl: TrainingWorkload, grp: ReplicaGroup) -> float:
+def _optimizer_time(
+    gpu: GPUSpec, params_local: float, wl: TrainingWorkload, grp: ReplicaGroup
+) -> float:
     """Adam step, HBM-bound: read+write the optimizer states, read grads, write weights
     (``ADAM_BYTES_PER_PARAM`` = 30 B/param for megatron_bf16), over the params this GPU owns."""
     w_el, g_el, o_el = BYTES_PER_PARAM[wl.memory_policy]
@@ -255,8 +307,12 @@ def _evaluate_training(
         ranges = st.layer_ranges if v > 1 else [(st.layer_ranges[0][0], st.layer_ranges[-1][1])]
         for c, (a, b) in enumerate(ranges[:v]):
             n = b - a + 1
-            fwd[s, c] = n * blk.fwd_s + (emb.fwd_s if c == 0 else 0.0) + (head.fwd_s if c == v - 1 else 0.0)
-            bwd[s, c] = n * blk.bwd_s + (emb.bwd_s if c == 0 else 0.0) + (head.bwd_s if c == v - 1 else 0.0)
+            fwd[s, c] = (
+                n * blk.fwd_s + (emb.fwd_s if c == 0 else 0.0) + (head.fwd_s if c == v - 1 else 0.0)
+            )
+            bwd[s, c] = (
+                n * blk.bwd_s + (emb.bwd_s if c == 0 else 0.0) + (head.bwd_s if c == v - 1 else 0.0)
+            )
         total = blk.scaled(st.num_layers) + emb + head
         params_local = stage_params_per_gpu(
             model, st.num_layers, first=s == 0, last=s == p - 1, sequence_length=seq, tp=st.tp
@@ -309,35 +365,48 @@ def _evaluate_training(
         )
         spt = sp and st.tp > 1
         inflight = in_flight_micro_batches(s, p, m, grp.schedule, v)
-        a = inflight * st.num_layers * block_activation_bytes(
-            model, tp=st.tp, micro_batch=mb, seq=seq, recompute=grp.recompute, sequence_parallel=spt
+        a = (
+            inflight
+            * st.num_layers
+            * block_activation_bytes(
+                model,
+                tp=st.tp,
+                micro_batch=mb,
+                seq=seq,
+                recompute=grp.recompute,
+                sequence_parallel=spt,
+            )
         )
         if s == 0:
-            a += inflight * embedding_activation_bytes(model, tp=st.tp, micro_batch=mb, seq=seq, sequence_parallel=spt)
+            a += inflight * embedding_activation_bytes(
+                model, tp=st.tp, micro_batch=mb, seq=seq, sequence_parallel=spt
+            )
         if s == p - 1:
             # The loss backward runs right after the last forward: one micro-batch of logits.
-            a += head_activation_bytes(model, tp=st.tp, micro_batch=mb, seq=seq, sequence_parallel=spt)
-        row = {
-            "group": 0, "stage": s, "pool": st.pool, "tp": st.tp,
-            "weights_GB": _gb(w), "grads_GB": _gb(g), "optimizer_GB": _gb(o),
-            "activations_GB": _gb(a), "kv_cache_GB": 0.0, "overhead_GB": C.FRAMEWORK_OVERHEAD_GB,
-            "in_flight_micro_batches": inflight,
-        }
-        row["total_GB"] = sum(row[k] for k in ("weights_GB", "grads_GB", "optimizer_GB", "activations_GB", "kv_cache_GB", "overhead_GB"))
-        row["capacity_GB"] = it["gpu"].memory_GB
+            a += head_activation_bytes(
+                model, tp=st.tp, micro_batch=mb, seq=seq, sequence_parallel=spt
+            )
+        row = _ledger_row(0, s, st, it["gpu"], w, g, o, a, 0.0)
+        row["in_flight_micro_batches"] = inflight
         ledger.append(row)
         tot: PassTime = it["total"]
-        breakdown.append({
-            "group": 0, "stage": s, "pool": st.pool, "tp": st.tp, "layers": st.num_layers,
-            "compute_s": m * (tot.fwd_s + tot.bwd_s - tot.tp_comm_fwd_s - tot.tp_comm_bwd_s),
-            "tp_comm_s": m * (tot.tp_comm_fwd_s + tot.tp_comm_bwd_s),
-            "pp_comm_s": m * 2.0 * float(p2p[s]),
-            "dp_comm_s": dp_t[s],
-            "dp_exposed_s": max(0.0, finish[s] - sim.makespan_s),
-            "optimizer_s": opt_t[s],
-            "busy_s": sim.busy_s[s],
-            "stage_time_per_micro_batch_s": float(stage_t[s]),
-        })
+        breakdown.append(
+            {
+                "group": 0,
+                "stage": s,
+                "pool": st.pool,
+                "tp": st.tp,
+                "layers": st.num_layers,
+                "compute_s": m * (tot.fwd_s + tot.bwd_s - tot.tp_comm_fwd_s - tot.tp_comm_bwd_s),
+                "tp_comm_s": m * (tot.tp_comm_fwd_s + tot.tp_comm_bwd_s),
+                "pp_comm_s": m * 2.0 * float(p2p[s]),
+                "dp_comm_s": dp_t[s],
+                "dp_exposed_s": max(0.0, finish[s] - sim.makespan_s),
+                "optimizer_s": opt_t[s],
+                "busy_s": sim.busy_s[s],
+                "stage_time_per_micro_batch_s": float(stage_t[s]),
+            }
+        )
     rep.step_time_s = step
     rep.tokens_per_s = tokens / step
     rep.mfu = mflops / (step * peak)
@@ -349,9 +418,13 @@ def _evaluate_training(
     rep.time_breakdown = breakdown
     rep.peak_memory_GB_per_gpu = max(r["total_GB"] for r in ledger)
     rep.details = {
-        "makespan_s": sim.makespan_s, "dp_exposed_s": dp_exposed, "optimizer_s": opt,
-        "model_flops_per_step": mflops, "hw_flops_per_step": hwflops,
-        "num_micro_batches": m, "p2p_s": [float(x) for x in p2p],
+        "makespan_s": sim.makespan_s,
+        "dp_exposed_s": dp_exposed,
+        "optimizer_s": opt,
+        "model_flops_per_step": mflops,
+        "hw_flops_per_step": hwflops,
+        "num_micro_batches": m,
+        "p2p_s": [float(x) for x in p2p],
     }
 
 
@@ -380,61 +453,118 @@ def _evaluate_inference(
             gpu = gpu_with_calibration(pool, cal)
             link = tp_link(pool, cal)
             n = st.num_layers
-            pb = prefill_block_time(model, gpu, tp=st.tp, batch=bm, prompt=wl.prompt_tokens,
-                                    precision=wl.precision, tp_link=link)
-            db = decode_block_time(model, gpu, tp=st.tp, batch=bm, context_len=ctx,
-                                   precision=wl.precision, kv_precision=kvp, tp_link=link)
+            pb = prefill_block_time(
+                model,
+                gpu,
+                tp=st.tp,
+                batch=bm,
+                prompt=wl.prompt_tokens,
+                precision=wl.precision,
+                tp_link=link,
+            )
+            db = decode_block_time(
+                model,
+                gpu,
+                tp=st.tp,
+                batch=bm,
+                context_len=ctx,
+                precision=wl.precision,
+                kv_precision=kvp,
+                tp_link=link,
+            )
             t_pre, t_dec = n * pb.fwd_s, n * db.fwd_s
             tp_pre, tp_dec = n * pb.tp_comm_fwd_s, n * db.tp_comm_fwd_s
             if s == 0:
-                e1 = embedding_time(model, gpu, tp=st.tp, micro_batch=bm, seq=wl.prompt_tokens,
-                                    precision=wl.precision, tp_link=link)
-                e2 = embedding_time(model, gpu, tp=st.tp, micro_batch=bm, seq=1,
-                                    precision=wl.precision, tp_link=link)
+                e1 = embedding_time(
+                    model,
+                    gpu,
+                    tp=st.tp,
+                    micro_batch=bm,
+                    seq=wl.prompt_tokens,
+                    precision=wl.precision,
+                    tp_link=link,
+                )
+                e2 = embedding_time(
+                    model,
+                    gpu,
+                    tp=st.tp,
+                    micro_batch=bm,
+                    seq=1,
+                    precision=wl.precision,
+                    tp_link=link,
+                )
                 t_pre, t_dec = t_pre + e1.fwd_s, t_dec + e2.fwd_s
                 tp_pre, tp_dec = tp_pre + e1.tp_comm_fwd_s, tp_dec + e2.tp_comm_fwd_s
             if s == p - 1:
-                hd = head_time(model, gpu, tp=st.tp, micro_batch=bm, seq=1,
-                               precision=wl.precision, tp_link=link)
+                hd = head_time(
+                    model,
+                    gpu,
+                    tp=st.tp,
+                    micro_batch=bm,
+                    seq=1,
+                    precision=wl.precision,
+                    tp_link=link,
+                )
                 t_pre, t_dec = t_pre + hd.fwd_s, t_dec + hd.fwd_s
                 tp_pre, tp_dec = tp_pre + hd.tp_comm_fwd_s, tp_dec + hd.tp_comm_fwd_s
             pre.append(t_pre)
             dec.append(t_dec)
             if s < p - 1:
                 nxt = grp.stages[s + 1]
-                pre_p2p.append(_p2p(cluster, st, nxt, bm * wl.prompt_tokens * h * C.ACTIVATION_BYTES, False, cal))
+                pre_p2p.append(
+                    _p2p(
+                        cluster, st, nxt, bm * wl.prompt_tokens * h * C.ACTIVATION_BYTES, False, cal
+                    )
+                )
                 dec_p2p.append(_p2p(cluster, st, nxt, bm * h * C.ACTIVATION_BYTES, False, cal))
             else:
                 pre_p2p.append(0.0)
                 dec_p2p.append(0.0)
             # memory
-            params = stage_params_per_gpu(model, n, first=s == 0, last=s == p - 1,
-                                          sequence_length=wl.prompt_tokens + wl.output_tokens, tp=st.tp)
+            params = stage_params_per_gpu(
+                model,
+                n,
+                first=s == 0,
+                last=s == p - 1,
+                sequence_length=wl.prompt_tokens + wl.output_tokens,
+                tp=st.tp,
+            )
             w = params * C.BYTES_PER_ELEMENT[wl.precision]
-            kv = kv_cache_bytes_per_token(model, kvp, st.tp) * n / model.num_layers * B * (
-                wl.prompt_tokens + wl.output_tokens)
+            kv = (
+                kv_cache_bytes_per_token(model, kvp, st.tp)
+                * n
+                / model.num_layers
+                * B
+                * (wl.prompt_tokens + wl.output_tokens)
+            )
             # Transient prefill working set: one block's tensors for one micro-batch (flash
             # attention: no s^2 scores, i.e. Korthikanti's selective case), + last-token logits.
-            a = block_activation_bytes(model, tp=st.tp, micro_batch=bm, seq=wl.prompt_tokens,
-                                       recompute="selective", sequence_parallel=False)
+            a = block_activation_bytes(
+                model,
+                tp=st.tp,
+                micro_batch=bm,
+                seq=wl.prompt_tokens,
+                recompute="selective",
+                sequence_parallel=False,
+            )
             if s == p - 1:
                 a += C.LOGIT_BYTES * bm * model.vocab_size / st.tp
-            row = {
-                "group": g, "stage": s, "pool": st.pool, "tp": st.tp,
-                "weights_GB": _gb(w), "grads_GB": 0.0, "optimizer_GB": 0.0,
-                "activations_GB": _gb(a), "kv_cache_GB": _gb(kv), "overhead_GB": C.FRAMEWORK_OVERHEAD_GB,
-            }
-            row["total_GB"] = sum(row[k] for k in ("weights_GB", "grads_GB", "optimizer_GB", "activations_GB", "kv_cache_GB", "overhead_GB"))
-            row["capacity_GB"] = gpu.memory_GB
-            ledger.append(row)
-            breakdown.append({
-                "group": g, "stage": s, "pool": st.pool, "tp": st.tp, "layers": n,
-                "compute_s": t_pre - tp_pre + wl.output_tokens * (t_dec - tp_dec),
-                "tp_comm_s": tp_pre + wl.output_tokens * tp_dec,
-                "pp_comm_s": pre_p2p[-1] + wl.output_tokens * dec_p2p[-1],
-                "dp_comm_s": 0.0,
-                "prefill_s": t_pre, "decode_step_s": t_dec,
-            })
+            ledger.append(_ledger_row(g, s, st, gpu, w, 0.0, 0.0, a, kv))
+            breakdown.append(
+                {
+                    "group": g,
+                    "stage": s,
+                    "pool": st.pool,
+                    "tp": st.tp,
+                    "layers": n,
+                    "compute_s": t_pre - tp_pre + wl.output_tokens * (t_dec - tp_dec),
+                    "tp_comm_s": tp_pre + wl.output_tokens * tp_dec,
+                    "pp_comm_s": pre_p2p[-1] + wl.output_tokens * dec_p2p[-1],
+                    "dp_comm_s": 0.0,
+                    "prefill_s": t_pre,
+                    "decode_step_s": t_dec,
+                }
+            )
             peak_all += grp.count * st.tp * peak_tflops(gpu, wl.precision) * 1e12
         pre_a, dec_a = np.asarray(pre), np.asarray(dec)
         ttft = float(pre_a.sum() + sum(pre_p2p) + (m - 1) * pre_a.max())
@@ -442,12 +572,19 @@ def _evaluate_inference(
         latency = ttft + wl.output_tokens * tpot
         tps = B * wl.output_tokens / latency
         total_tps += grp.count * tps
-        groups.append({
-            "group": g, "count": grp.count, "batch_size": B, "ttft_ms": ttft * 1e3,
-            "tpot_ms": tpot * 1e3, "request_latency_s": latency, "tokens_per_s": tps,
-            "tokens_per_s_total": grp.count * tps,
-            "decode_idle_fraction": float(1.0 - dec_a.sum() / (p * tpot)) if tpot > 0 else 0.0,
-        })
+        groups.append(
+            {
+                "group": g,
+                "count": grp.count,
+                "batch_size": B,
+                "ttft_ms": ttft * 1e3,
+                "tpot_ms": tpot * 1e3,
+                "request_latency_s": latency,
+                "tokens_per_s": tps,
+                "tokens_per_s_total": grp.count * tps,
+                "decode_idle_fraction": float(1.0 - dec_a.sum() / (p * tpot)) if tpot > 0 else 0.0,
+            }
+        )
     # MFU: 2 x active params (+ attention at the mean context) FLOPs per generated token.
     fwd_flops = model_flops_per_step(model, 1, 1) / 3.0
     attn = 4.0 * ctx * model.num_attention_heads * model.kv_channels * model.num_layers
@@ -500,7 +637,9 @@ def evaluate(
     prec = checks.check_precision(cluster, plan, workload)
     violations += prec
     pool_names = {p.name for p in cluster.pools}
-    rep = Report(kind=workload.kind, feasible=False, violations=violations, num_gpus=_num_gpus(plan))
+    rep = Report(
+        kind=workload.kind, feasible=False, violations=violations, num_gpus=_num_gpus(plan)
+    )
     priceable = (
         plan.kind == workload.kind
         and not prec

@@ -40,7 +40,9 @@ __all__ = [
 Device = tuple[str, int]
 
 
-def _calibration_for(pool: Pool, calibration: Calibration | Iterable[Calibration] | None) -> Calibration | None:
+def _calibration_for(
+    pool: Pool, calibration: Calibration | Iterable[Calibration] | None
+) -> Calibration | None:
     if calibration is None:
         return None
     cals = [calibration] if isinstance(calibration, Calibration) else list(calibration)
@@ -75,7 +77,10 @@ def slowest(links: Iterable[LinkTier]) -> LinkTier:
     """The link with the lowest bandwidth (ties: highest latency); LOCAL if none."""
     out = LOCAL
     for lk in links:
-        if out.name == "local" or (lk.bandwidth_GBps, -lk.latency_us) < (out.bandwidth_GBps, -out.latency_us):
+        if out.name == "local" or (lk.bandwidth_GBps, -lk.latency_us) < (
+            out.bandwidth_GBps,
+            -out.latency_us,
+        ):
             if lk.name != "local":
                 out = lk
     return out
@@ -105,7 +110,9 @@ def parse_node(cluster: Cluster, node: str) -> tuple[Pool, int]:
         raise ValueError(f"node {node!r}: unknown pool {name!r}") from None
     i = int(idx)
     if i >= pool.nodes:
-        raise ValueError(f"node {node!r}: pool {name!r} has {pool.nodes} nodes (0..{pool.nodes - 1})")
+        raise ValueError(
+            f"node {node!r}: pool {name!r} has {pool.nodes} nodes (0..{pool.nodes - 1})"
+        )
     return pool, i
 
 
@@ -189,7 +196,9 @@ def dp_links(
         pool = cluster.pool(a)
         idx = pools[a]
         domains = {i // pool.nvlink_domain_nodes for i in idx}
-        inter_links.append(tp_link(pool, calibration) if len(domains) == 1 else fabric_link(cluster, a, a))
-        for b in names[a_i + 1:]:
+        inter_links.append(
+            tp_link(pool, calibration) if len(domains) == 1 else fabric_link(cluster, a, a)
+        )
+        for b in names[a_i + 1 :]:
             inter_links.append(fabric_link(cluster, a, b))
     return DPLinks((k, len(nodes), intra, slowest(inter_links)))

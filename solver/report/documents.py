@@ -50,8 +50,14 @@ _OBJECTIVE_UNITS = {
 }
 
 
-def objective_unit(objective: str) -> str:
-    """The unit :class:`~solver.result.Result` uses for ``objective`` (e.g. ``'tokens/s'``)."""
+def objective_unit(objective: str, kind: str | None = None) -> str:
+    """The unit :func:`solver.planner.plan` reports ``objective`` in (e.g. ``'tokens/s'``).
+
+    ``min_cost`` is dollars per million tokens for training but dollars per hour for inference,
+    where the throughput is a fixed target and the hourly bill is what is minimised.
+    """
+    if objective == "min_cost" and kind == "inference":
+        return "$/h"
     return _OBJECTIVE_UNITS.get(objective, "")
 
 
@@ -115,8 +121,22 @@ def _pretty(obj: Any, indent: int, width: int, level: int) -> str:
     if isinstance(obj, list) and len(pad) + len(flat) <= width and not _has_object(obj):
         return flat
     if isinstance(obj, list):
+        close = "\n" + " " * (indent * level) + "]"
+        flats = [json.dumps(v, allow_nan=False) for v in obj]
+        if not _has_object(obj) and all(len(pad) + len(f) < width for f in flats):
+            # Fill lines with as many items as fit (a long TP group of [node, gpu] pairs).
+            lines: list[list[str]] = [[]]
+            used = len(pad)
+            for f in flats:
+                if lines[-1] and used + len(f) + 2 > width:
+                    lines.append([])
+                    used = len(pad)
+                lines[-1].append(f)
+                used += len(f) + 2
+            text = ",\n".join(pad + ", ".join(items) for items in lines)
+            return "[\n" + text + close
         items = [pad + _pretty(v, indent, width, level + 1) for v in obj]
-        return "[\n" + ",\n".join(items) + "\n" + " " * (indent * level) + "]"
+        return "[\n" + ",\n".join(items) + close
     items = [
         f"{pad}{json.dumps(k)}: {_pretty(v, indent, width, level + 1)}" for k, v in obj.items()
     ]

@@ -209,8 +209,9 @@ def _group_header(plan: Plan, index: int) -> str:
             parts.append(f"batch {g.batch_size}")
         if g.num_micro_batches:
             parts.append(f"{g.num_micro_batches} micro-batches")
-    sched = g.schedule + (f" (v={g.virtual_stages})" if g.virtual_stages > 1 else "")
-    parts.append(f"schedule {sched}")
+    if g.pp > 1:  # a schedule only means something with a pipeline
+        sched = g.schedule + (f" (v={g.virtual_stages})" if g.virtual_stages > 1 else "")
+        parts.append(f"schedule {sched}")
     if plan.kind == "training":
         parts += [f"recompute {g.recompute}", f"ZeRO {g.zero_stage}"]
     parts.append(f"SP {'on' if g.sequence_parallel else 'off'}")
@@ -383,11 +384,15 @@ _TIME_PARTS = (
 
 
 def time_breakdown_table(report: Mapping[str, Any]) -> Table:
-    """Per-stage time by component; the slowest stage (the pipeline's bottleneck) is bold."""
+    """Per-stage time by component; each pipeline's slowest stage (its bottleneck) is bold."""
     rows = _rows(report, "time_breakdown")
     multi = len({r.get("group", 0) for r in rows}) > 1
     totals = [sum(_num(r.get(k)) or 0.0 for k, _ in _TIME_PARTS) for r in rows]
-    slowest = max(range(len(rows)), key=totals.__getitem__) if rows else -1
+    by_group: dict[Any, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_group.setdefault(r.get("group", 0), []).append(i)
+    # The bottleneck of each pipeline (only meaningful with more than one stage).
+    slowest = {max(idx, key=totals.__getitem__) for idx in by_group.values() if len(idx) > 1}
     t = Table(title="Time per stage", box=box.SIMPLE_HEAVY)
     if multi:
         t.add_column("group", justify="right")
@@ -398,7 +403,7 @@ def time_breakdown_table(report: Mapping[str, Any]) -> Table:
     for i, r in enumerate(rows):
         cells = _stage_label(r, multi) + [fmt_time(r.get(k)) for k, _ in _TIME_PARTS]
         cells.append(fmt_time(totals[i]))
-        t.add_row(*cells, style="bold" if i == slowest and len(rows) > 1 else None)
+        t.add_row(*cells, style="bold" if i in slowest else None)
     return t
 
 
@@ -446,9 +451,9 @@ def fmt_objective(value: Any, unit: str = "") -> str:
     return f"{num} {unit}".strip()
 
 
-def solver_table(result: Result, objective: str | None = None) -> Table:
-    """Status, objective, bound, gap, time and seed of a solve."""
-    unit = objective_unit(objective) if objective else ""
+def solver_table(result: Result, objective: str | None = None, kind: str | None = None) -> Table:
+    """Status, objective (in the units of ``objective`` for ``kind``), bound, gap, time, seed."""
+    unit = objective_unit(objective, kind) if objective else ""
     t = _kv_table("Solver")
     t.add_row("status", status_text(result.status))
     if objective:
@@ -516,7 +521,8 @@ def render_result(
 ) -> RenderableType:
     """A solve: the solver facts, the message, the plan, its predicted metrics, the baseline."""
     objective = getattr(workload, "objective", None)
-    parts: list[RenderableType] = [solver_table(result, objective)]
+    kind = getattr(workload, "kind", None)
+    parts: list[RenderableType] = [solver_table(result, objective, kind)]
     if result.message:
         style = "red" if not result.ok else "yellow"
         title = {
