@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from solver.catalog import resolve_gpu  # noqa: E402
+from solver.costmodel import constants as C  # noqa: E402
 from solver.costmodel import narayanan_eq3_flops  # noqa: E402
 from solver.evaluate import evaluate  # noqa: E402
 from solver.specs import (  # noqa: E402
@@ -258,26 +259,31 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def fit(cases: list[dict[str, Any]]) -> tuple[float, float]:
-    """Fit (gemm_efficiency, memory_efficiency) of the A100 on Table 1 (least squares on
-    relative error), the only free parameters."""
+    """Fit the two free parameters on Table 1 (least squares on relative error):
+    ``GEMM_REALIZATION_FRACTION`` (global, every GPU type) and the A100's memory_efficiency."""
     from scipy.optimize import minimize
 
     base = resolve_gpu(cases[0]["cluster"]["gpu"])
     t1 = [c for c in cases if c["group"] == TABLE1]
 
     def loss(x: Any) -> float:
-        ge, me = float(x[0]), float(x[1])
-        if not (0.05 < ge <= 1.0 and 0.05 < me <= 1.0):
+        frac, me = float(x[0]), float(x[1])
+        if not (0.05 < frac <= 1.0 and 0.05 < me <= 1.0):
             return 1e9
-        g = base.model_copy(update={"gemm_efficiency": ge, "memory_efficiency": me})
+        C.GEMM_REALIZATION_FRACTION = frac
+        g = base.model_copy(update={"memory_efficiency": me})
         return sum(r["error"] ** 2 for r in run(t1, g))
 
-    res = minimize(
-        loss,
-        x0=[base.gemm_efficiency, base.memory_efficiency],
-        method="Nelder-Mead",
-        options={"xatol": 1e-3, "fatol": 1e-7, "maxiter": 200},
-    )
+    saved = C.GEMM_REALIZATION_FRACTION
+    try:
+        res = minimize(
+            loss,
+            x0=[C.GEMM_REALIZATION_FRACTION, base.memory_efficiency],
+            method="Nelder-Mead",
+            options={"xatol": 1e-3, "fatol": 1e-7, "maxiter": 200},
+        )
+    finally:
+        C.GEMM_REALIZATION_FRACTION = saved
     return float(res.x[0]), float(res.x[1])
 
 
@@ -304,10 +310,14 @@ def main(argv: list[str] | None = None) -> int:
     cases = [c for c in data["training_cases"] if c["group"] in (TABLE1, TABLE2)]
     gpu = None
     if args.fit:
-        ge, me = fit(cases)
-        print(f"fitted A100 gemm_efficiency={ge:.4f} memory_efficiency={me:.4f}")
+        frac, me = fit(cases)
+        print(
+            f"fitted GEMM_REALIZATION_FRACTION={frac:.4f}, A100 memory_efficiency={me:.4f} "
+            "(write them to solver/costmodel/constants.py and solver/catalog/gpus.yaml)"
+        )
+        C.GEMM_REALIZATION_FRACTION = round(frac, 3)
         gpu = resolve_gpu(cases[0]["cluster"]["gpu"]).model_copy(
-            update={"gemm_efficiency": round(ge, 3), "memory_efficiency": round(me, 3)}
+            update={"memory_efficiency": round(me, 3)}
         )
     rows = run(cases, gpu, args.rule)
     t1 = [r for r in rows if r["group"] == TABLE1]

@@ -430,7 +430,7 @@ def import_hf_cmd(
         Path,
         typer.Argument(
             metavar="CONFIG.json",
-            help="A Hugging Face config.json (Llama, Mistral, Mixtral, GPT-2/NeoX, ...).",
+            help="A Hugging Face config.json (Llama, Mistral, Qwen2, Mixtral, GPT-2, GPT-NeoX).",
             show_default=False,
         ),
     ],

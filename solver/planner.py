@@ -71,6 +71,7 @@ def plan(
     seed: int = 0,
     num_workers: int | None = None,
     deterministic: bool = False,
+    compare_baseline: bool = True,
 ) -> Result:
     """Find the best plan for ``model`` on ``cluster`` under ``workload``.
 
@@ -86,8 +87,10 @@ def plan(
     num_workers
         CP-SAT search workers (default: the machine's cores, capped at 8).
     deterministic
-        Run CP-SAT with one worker and interleaved search so that the same input gives the same
-        plan and objective every time.
+        Run CP-SAT with one worker so that the same input gives the same plan and objective
+        every time.
+    compare_baseline
+        Also score the seed rubric's plan (``Result.baseline``) for comparison (default True).
 
     Returns
     -------
@@ -107,7 +110,33 @@ def plan(
             res = solve_inference(model, cluster, workload, time_limit_s, workers, seed)
     except SpecError as e:
         return Result(status=Status.INVALID_INPUT, message=str(e), seed=seed, time_s=time.perf_counter() - start)
+    if compare_baseline:
+        res.baseline = _rubric_baseline(model, cluster, workload)
     return _verify(model, cluster, workload, res, start, seed)
+
+
+def _rubric_baseline(
+    model: Model, cluster: Cluster, workload: TrainingWorkload | InferenceWorkload
+) -> dict[str, Any] | None:
+    """The seed rubric's plan and its evaluator metrics, for comparison (None if none fits)."""
+    from .baselines import rubric_plan
+    from .evaluate import evaluate
+
+    try:
+        base = rubric_plan(model, cluster, workload)
+    except (SpecError, ValueError) as e:  # the baseline is informative only
+        log.info("rubric baseline failed: %s", e)
+        return None
+    if base is None:
+        return None
+    rep = evaluate(model, cluster, workload, base).to_dict()
+    if not rep["feasible"]:
+        return None
+    keys = ("tokens_per_s", "step_time_s", "mfu", "ttft_ms", "tpot_ms", "num_gpus", "cost_per_hour")
+    out: dict[str, Any] = {k: rep.get(k) for k in keys if rep.get(k) is not None}
+    out["objective"] = objective_of(rep, workload)
+    out["plan"] = base.model_dump(mode="json", exclude_none=True)
+    return out
 
 
 @dataclass

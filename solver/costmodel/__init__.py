@@ -60,6 +60,7 @@ from .pipeline import (
     schedule_order,
     simulate_pipeline,
 )
+from .step import dp_hideable_time, dp_step_time, optimizer_step_time
 
 __all__ = [
     "BYTES_PER_PARAM",
@@ -78,6 +79,8 @@ __all__ = [
     "block_time",
     "constants",
     "decode_block_time",
+    "dp_hideable_time",
+    "dp_step_time",
     "dense_block_params",
     "embedding_activation_bytes",
     "embedding_params",
@@ -97,6 +100,7 @@ __all__ = [
     "narayanan_eq3_flops",
     "norm_params",
     "op_time",
+    "optimizer_step_time",
     "p2p_time",
     "peak_tflops",
     "pipeline_time_closed_form",

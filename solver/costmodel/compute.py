@@ -137,14 +137,19 @@ def op_time(
     gemm_efficiency: float | None = None,
     memory_efficiency: float | None = None,
 ) -> float:
-    """Roofline time of one operator group (Williams et al. 2009)."""
+    """Roofline time of one operator group (Williams et al. 2009).
+
+    Compute roof: peak x ``gemm_efficiency`` (the GPU's achievable matmul fraction, from the
+    catalog or a calibration) x ``GEMM_REALIZATION_FRACTION`` (how much of it a training /
+    inference step realises); memory roof: HBM bandwidth x ``memory_efficiency``.
+    """
     ge = gpu.gemm_efficiency if gemm_efficiency is None else gemm_efficiency
     me = gpu.memory_efficiency if memory_efficiency is None else memory_efficiency
     mem_s = op.bytes / (gpu.memory_bandwidth_GBps * 1e9 * me)
     if op.kind == "mem" or op.flops <= 0:
         return mem_s
     peak = peak_tflops(gpu, precision) if op.kind == "gemm" else _sixteen_bit_peak(gpu)
-    return max(op.flops / (peak * 1e12 * ge), mem_s)
+    return max(op.flops / (peak * 1e12 * ge * C.GEMM_REALIZATION_FRACTION), mem_s)
 
 
 def _ops_time(ops: list[Op], gpu: GPUSpec, precision: str) -> float:

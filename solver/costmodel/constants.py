@@ -8,6 +8,16 @@ calibration file can override them; the constants below are properties of the so
 
 from __future__ import annotations
 
+# --- realised GEMM throughput --------------------------------------------------------------
+#: Fraction of the catalog's achievable GEMM throughput (``gemm_efficiency``: the measured
+#: maximum-achievable-matmul-FLOPS of a GPU on its best shapes, MAMF) that a transformer's
+#: GEMMs realise inside a real training or inference step: operator shapes smaller than the
+#: MAMF sweep's best, wave/tile quantisation, kernel-launch gaps and imperfect stream
+#: overlap.  One global number for every GPU type, fitted once (with the A100's
+#: memory_efficiency, the only other free parameter) to the ten rows of Narayanan et al. 2021
+#: Table 1 by ``benchmarks/published_runs.py --fit``.
+GEMM_REALIZATION_FRACTION = 1.0
+
 # --- numeric formats ------------------------------------------------------------------------
 #: Bytes per element of each compute precision's tensors (weights, activations, KV cache).
 #: fp8 GEMM inputs are 1 byte (Micikevicius et al. 2022, "FP8 Formats for Deep Learning").

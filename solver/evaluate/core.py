@@ -37,24 +37,23 @@ import numpy as np
 
 from ..catalog import gpu_of
 from ..costmodel import (
-    BYTES_PER_PARAM,
     LinkTier,
     PassTime,
     allgather_time,
     block_activation_bytes,
     block_time,
     decode_block_time,
+    dp_hideable_time,
+    dp_step_time,
     embedding_activation_bytes,
     embedding_time,
     head_activation_bytes,
     head_time,
-    hierarchical_allgather_time,
-    hierarchical_allreduce_time,
-    hierarchical_reduce_scatter_time,
     in_flight_micro_batches,
     kv_cache_bytes_per_token,
     model_flops_per_step,
     model_state_bytes,
+    optimizer_step_time,
     p2p_time,
     peak_tflops,
     pipeline_time_closed_form,
@@ -234,7 +233,6 @@ def _stage_passes(
 
 
 def _dp_stage_time(
-    model: Model,
     cluster: Cluster,
     st: Stage,
     grp: ReplicaGroup,
@@ -242,50 +240,27 @@ def _dp_stage_time(
     params_local: float,
     cal: Cal,
 ) -> float:
-    """DP traffic of one stage per step (per GPU), ZeRO-aware, hierarchical over its nodes.
-
-    ZeRO-0: all-reduce of gradients.  ZeRO-1 (Megatron distributed optimizer): reduce-scatter
-    of gradients + all-gather of updated weights, the same 2*Psi ring volume.  ZeRO-2:
-    gradients reduce-scattered every micro-batch + one weight all-gather.  ZeRO-3: every
-    micro-batch all-gathers weights for forward and backward (and again for a full-recompute
-    forward) and reduce-scatters gradients: 3*Psi per micro-batch (Rajbhandari et al. 2019,
-    Sec. 7).  Gradient element size per ``memory_policy`` (fp32 main grads for megatron_bf16).
-    """
+    """DP traffic of one stage per step: :func:`~solver.costmodel.dp_step_time` over the
+    slowest of its TP ranks' DP groups (each priced by :func:`~solver.evaluate.dp_links`)."""
     if grp.count <= 1:
         return 0.0
-    w_el, g_el, _ = BYTES_PER_PARAM[wl.memory_policy]
-    gbytes, wbytes = params_local * g_el, params_local * w_el
     worst = 0.0
-    m = grp.num_micro_batches or 1
     for r in range(st.tp):
         devs = [d[r] for d in st.devices if len(d) > r]
         k, nodes, intra, inter = dp_links(cluster, devs, cal)
-        ar = hierarchical_allreduce_time
-        rs = hierarchical_reduce_scatter_time
-        ag = hierarchical_allgather_time
-        z = grp.zero_stage
-        if z == 0:
-            t = ar(gbytes, k, nodes, intra, inter)
-        elif z == 1:
-            t = rs(gbytes, k, nodes, intra, inter) + ag(wbytes, k, nodes, intra, inter)
-        elif z == 2:
-            t = m * rs(gbytes, k, nodes, intra, inter) + ag(wbytes, k, nodes, intra, inter)
-        else:
-            n_ag = 3 if grp.recompute == "full" else 2
-            t = m * (rs(gbytes, k, nodes, intra, inter) + n_ag * ag(wbytes, k, nodes, intra, inter))
+        t = dp_step_time(
+            params_local,
+            memory_policy=wl.memory_policy,
+            zero_stage=grp.zero_stage,
+            num_micro_batches=grp.num_micro_batches or 1,
+            recompute=grp.recompute,
+            gpus_per_node_in_group=k,
+            nodes=nodes,
+            intra=intra,
+            inter=inter,
+        )
         worst = max(worst, t)
     return worst
-
-
-def _optimizer_time(
-    gpu: GPUSpec, params_local: float, wl: TrainingWorkload, grp: ReplicaGroup
-) -> float:
-    """Adam step, HBM-bound: read+write the optimizer states, read grads, write weights
-    (``ADAM_BYTES_PER_PARAM`` = 30 B/param for megatron_bf16), over the params this GPU owns."""
-    w_el, g_el, o_el = BYTES_PER_PARAM[wl.memory_policy]
-    owned = params_local / (grp.count if grp.zero_stage >= 1 else 1)
-    per_param = 2.0 * o_el + g_el + w_el
-    return owned * per_param / (gpu.memory_bandwidth_GBps * 1e9 * gpu.memory_efficiency)
 
 
 def _evaluate_training(
@@ -329,18 +304,26 @@ def _evaluate_training(
     finish = []
     dp_t, opt_t = [], []
     for s, it in enumerate(info):
-        dp = _dp_stage_time(model, cluster, it["stage"], grp, wl, it["params"], cal)
-        if not wl.overlap_grad_reduce:
-            hide = 0.0
-        elif grp.zero_stage <= 1:
-            hide = sim.last_backward_s[s]
-        elif grp.zero_stage == 2:
-            hide = m * float(bwd[s].sum())
-        else:
-            hide = m * float(fwd[s].sum() + bwd[s].sum())
+        dp = _dp_stage_time(cluster, it["stage"], grp, wl, it["params"], cal)
+        hide = dp_hideable_time(
+            zero_stage=grp.zero_stage,
+            overlap=wl.overlap_grad_reduce,
+            last_backward_s=sim.last_backward_s[s],
+            backward_s_per_micro_batch=float(bwd[s].sum()),
+            forward_s_per_micro_batch=float(fwd[s].sum()),
+            num_micro_batches=m,
+        )
         finish.append(sim.last_backward_end_s[s] + max(0.0, dp - hide))
         dp_t.append(dp)
-        opt_t.append(_optimizer_time(it["gpu"], it["params"], wl, grp))
+        opt_t.append(
+            optimizer_step_time(
+                it["params"],
+                it["gpu"],
+                memory_policy=wl.memory_policy,
+                zero_stage=grp.zero_stage,
+                dp=grp.count,
+            )
+        )
     dp_exposed = max(0.0, max(finish) - sim.makespan_s)
     opt = max(opt_t)
     step = sim.makespan_s + dp_exposed + opt
