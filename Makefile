@@ -20,7 +20,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check solver tests benchmarks
 	$(BIN)/mypy solver
-	$(BIN)/pytest -x -q
+	$(BIN)/pytest -x
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -139,6 +139,42 @@ def test_rubric_latency_maximises_tp() -> None:
     assert (g.count, g.batch_size, [s.tp for s in g.stages]) == (2, 1, [4])
 
 
+def test_rubric_throughput_takes_largest_batch_meeting_slos() -> None:
+    """Throughput: DP of one-GPU replicas at the largest batch whose TPOT meets the SLO."""
+    cluster = _cluster(_pool("a100", "A100-SXM4-80GB", gpn=4))
+    loose = InferenceWorkload(
+        kind="inference", prompt_tokens=256, output_tokens=64, batch_size=[1, 8, 64]
+    )
+    plan = rubric_plan(_model(4), cluster, loose)
+    assert plan is not None
+    (g,) = plan.replica_groups
+    assert (g.count, g.batch_size, [s.tp for s in g.stages]) == (4, 64, [1])
+    # A TPOT SLO between batch 8's and batch 64's decode step leaves batch 8.
+    tpot64 = evaluate(_model(4), cluster, loose, plan).to_dict()["tpot_ms"]
+    tight = loose.model_copy(update={"tpot_ms": tpot64 * 0.99})
+    plan = rubric_plan(_model(4), cluster, tight)
+    assert plan is not None
+    assert plan.replica_groups[0].batch_size == 8
+    assert evaluate(_model(4), cluster, tight, plan).feasible
+
+
+def test_rubric_target_deploys_just_enough_replicas() -> None:
+    """min_gpus: the fewest one-GPU replicas whose summed throughput reaches the target."""
+    model = _model(4)
+    cluster = _cluster(_pool("a100", "A100-SXM4-80GB", nodes=2, gpn=2))
+    one = InferenceWorkload(kind="inference", prompt_tokens=256, output_tokens=64, batch_size=64)
+    per_replica = rubric_plan(model, cluster, one)
+    assert per_replica is not None
+    tput = evaluate(model, cluster, one, per_replica).to_dict()["tokens_per_s"] / 4
+    wl = one.model_copy(
+        update={"objective": "min_gpus", "target_throughput_tokens_per_s": 2.5 * tput}
+    )
+    plan = rubric_plan(model, cluster, wl)
+    assert plan is not None
+    assert plan.replica_groups[0].count == 3  # ceil(2.5)
+    assert evaluate(model, cluster, wl, plan).to_dict()["tokens_per_s"] >= 2.5 * tput
+
+
 def test_rubric_pool_most_gpus_then_fastest() -> None:
     """Heterogeneous: the pool with the most GPUs wins; on a tie, the faster GPU."""
     l40s = _pool("l40s", "L40S", gpn=4)

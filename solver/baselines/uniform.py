@@ -15,6 +15,8 @@ Inference grid: pool x t x p x batch size x replicas d (1..G/(t p)).
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from typing import Any
 
 from ..cpsat.options import tp_options
@@ -45,20 +47,22 @@ _REPORT_KEYS = (
 
 
 def uniform_grid(
-    model: Model, cluster: Cluster, workload: AnyWorkload
-) -> list[tuple[dict[str, Any], Plan]]:
-    """Every grid point as ``(row, plan)``; ``row`` names the point's knobs."""
-    out: list[tuple[dict[str, Any], Plan]] = []
+    model: Model, cluster: Cluster, workload: AnyWorkload, *, largest_dp_only: bool = False
+) -> Iterator[tuple[dict[str, Any], Plan]]:
+    """Every grid point as ``(row, plan)``; ``row`` names the point's knobs.
+
+    With ``largest_dp_only`` each (pool, t, p, knobs) gets only its largest DP degree, the
+    usual Megatron sweep that fills the machine (``t * p * d = G`` where divisibility allows).
+    """
     for pool in cluster.pools:
         if isinstance(workload, TrainingWorkload):
-            out.extend(_training_points(model, cluster, workload, pool))
+            yield from _training_points(model, cluster, workload, pool, largest_dp_only)
         else:
-            out.extend(_inference_points(model, cluster, workload, pool))
-    return out
+            yield from _inference_points(model, cluster, workload, pool, largest_dp_only)
 
 
 def uniform_best(
-    model: Model, cluster: Cluster, workload: AnyWorkload
+    model: Model, cluster: Cluster, workload: AnyWorkload, *, largest_dp_only: bool = False
 ) -> tuple[Plan | None, list[dict[str, Any]]]:
     """The best feasible uniform plan and the table of every evaluated grid point.
 
@@ -66,6 +70,10 @@ def uniform_best(
     ----------
     model, cluster, workload
         Validated specs.
+    largest_dp_only
+        Evaluate only the largest DP degree (replica count) of each (pool, t, p, knobs) point
+        (default False: every d).  Small DP degrees mean many micro-batches per replica, the
+        slowest plans to simulate on large models and rarely the best for throughput.
 
     Returns
     -------
@@ -78,7 +86,7 @@ def uniform_best(
     best: Plan | None = None
     best_obj: float | None = None
     table: list[dict[str, Any]] = []
-    for row, plan in uniform_grid(model, cluster, workload):
+    for row, plan in uniform_grid(model, cluster, workload, largest_dp_only=largest_dp_only):
         report = evaluate_plan(model, cluster, workload, plan)
         obj = score(report, workload)
         row = dict(row)
@@ -95,56 +103,50 @@ def uniform_best(
 
 
 def _training_points(
-    model: Model, cluster: Cluster, workload: TrainingWorkload, pool: Pool
-) -> list[tuple[dict[str, Any], Plan]]:
+    model: Model, cluster: Cluster, workload: TrainingWorkload, pool: Pool, largest_dp: bool
+) -> Iterator[tuple[dict[str, Any], Plan]]:
     B = workload.global_batch_size
     G = pool.num_gpus
-    out: list[tuple[dict[str, Any], Plan]] = []
+    micro = [mb for mb in sorted(workload.micro_batch_sizes) if B % mb == 0]
+    allowed_sp = sorted(set(workload.sequence_parallel), reverse=True)
     for t in tp_options(model, pool):
         # Sequence parallelism only means something with TP > 1: at tp = 1 one setting is
         # enough (False when the workload allows both).
-        allowed = sorted(set(workload.sequence_parallel), reverse=True)
-        sps = allowed if t > 1 else allowed[-1:]
-        for p in range(1, min(model.num_layers, G // t) + 1):
+        sps = allowed_sp if t > 1 else allowed_sp[-1:]
+        for p, mb in itertools.product(range(1, min(model.num_layers, G // t) + 1), micro):
             layers = split_layers(model.num_layers, p)
-            for mb in sorted(workload.micro_batch_sizes):
-                if B % mb:
-                    continue
-                for d in divisors_up_to(B // mb, G // (t * p)):
-                    stages = build_stages(cluster, [(d, [(pool.name, t, n) for n in layers])])[0]
-                    for rc in workload.recompute:
-                        for sp in sps:
-                            for z in workload.zero_stages:
-                                row: dict[str, Any] = dict(
-                                    pool=pool.name, tp=t, pp=p, dp=d, micro_batch=mb,
-                                    recompute=rc, sequence_parallel=sp, zero_stage=z,
-                                )  # fmt: skip
-                                group = ReplicaGroup(
-                                    count=d,
-                                    micro_batch_size=mb,
-                                    num_micro_batches=B // (d * mb),
-                                    schedule="1f1b",
-                                    recompute=rc,
-                                    zero_stage=z,
-                                    sequence_parallel=sp,
-                                    stages=stages,
-                                )
-                                out.append((row, Plan(kind="training", replica_groups=[group])))
-    return out
+            dps = list(divisors_up_to(B // mb, G // (t * p)))
+            for d in dps[-1:] if largest_dp else dps:
+                stages = build_stages(cluster, [(d, [(pool.name, t, n) for n in layers])])[0]
+                for rc, sp, z in itertools.product(workload.recompute, sps, workload.zero_stages):
+                    row: dict[str, Any] = dict(
+                        pool=pool.name, tp=t, pp=p, dp=d, micro_batch=mb,
+                        recompute=rc, sequence_parallel=sp, zero_stage=z,
+                    )  # fmt: skip
+                    group = ReplicaGroup(
+                        count=d,
+                        micro_batch_size=mb,
+                        num_micro_batches=B // (d * mb),
+                        schedule="1f1b",
+                        recompute=rc,
+                        zero_stage=z,
+                        sequence_parallel=sp,
+                        stages=stages,
+                    )
+                    yield row, Plan(kind="training", replica_groups=[group])
 
 
 def _inference_points(
-    model: Model, cluster: Cluster, workload: InferenceWorkload, pool: Pool
-) -> list[tuple[dict[str, Any], Plan]]:
+    model: Model, cluster: Cluster, workload: InferenceWorkload, pool: Pool, largest_dp: bool
+) -> Iterator[tuple[dict[str, Any], Plan]]:
     G = pool.num_gpus
-    out: list[tuple[dict[str, Any], Plan]] = []
     for t in tp_options(model, pool):
         for p in range(1, min(model.num_layers, G // t) + 1):
             layers = split_layers(model.num_layers, p)
-            for d in range(1, G // (t * p) + 1):
+            top = G // (t * p)
+            for d in range(top if largest_dp else 1, top + 1):
                 stages = build_stages(cluster, [(d, [(pool.name, t, n) for n in layers])])[0]
                 for b in sorted(workload.batch_sizes):
                     row: dict[str, Any] = dict(pool=pool.name, tp=t, pp=p, dp=d, batch_size=b)
                     group = ReplicaGroup(count=d, batch_size=b, stages=stages)
-                    out.append((row, Plan(kind="inference", replica_groups=[group])))
-    return out
+                    yield row, Plan(kind="inference", replica_groups=[group])

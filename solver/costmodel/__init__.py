@@ -33,12 +33,14 @@ from .compute import (
 from .flops import model_flops_per_step, narayanan_eq3_flops
 from .memory import (
     BYTES_PER_PARAM,
+    activation_transient_bytes,
     block_activation_bytes,
     embedding_activation_bytes,
     head_activation_bytes,
     in_flight_micro_batches,
     kv_cache_bytes_per_token,
     model_state_bytes,
+    zero3_gathered_weight_bytes,
 )
 from .params import (
     block_params,
@@ -70,6 +72,7 @@ __all__ = [
     "PassTime",
     "PipelineEvent",
     "PipelineSim",
+    "activation_transient_bytes",
     "allgather_time",
     "allreduce_time",
     "block_activation_bytes",
@@ -111,4 +114,5 @@ __all__ = [
     "stage_params",
     "stage_params_per_gpu",
     "total_params",
+    "zero3_gathered_weight_bytes",
 ]

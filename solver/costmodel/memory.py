@@ -33,12 +33,14 @@ from .params import kv_heads_per_gpu
 
 __all__ = [
     "BYTES_PER_PARAM",
+    "activation_transient_bytes",
     "block_activation_bytes",
     "embedding_activation_bytes",
     "head_activation_bytes",
     "in_flight_micro_batches",
     "kv_cache_bytes_per_token",
     "model_state_bytes",
+    "zero3_gathered_weight_bytes",
 ]
 
 #: (weights, gradients, optimizer) bytes per parameter for Adam.
@@ -93,6 +95,46 @@ def block_activation_bytes(
     if recompute == "none":
         scores = (2 * ab + C.DROPOUT_MASK_BYTES) * a * s * s * b / t  # 5 a s^2 b / t
     return replicated / sp_div + q_out + kv + mlp + scores
+
+
+def activation_transient_bytes(
+    model: Model,
+    *,
+    tp: int,
+    micro_batch: int,
+    seq: int,
+    recompute: str,
+    sequence_parallel: bool,
+) -> float:
+    """Peak *extra* activation bytes while one block is recomputed for its backward.
+
+    With recomputation, the backward of a block first rebuilds what was not stored, for one
+    block and one micro-batch at a time: full recompute rebuilds all of it (the no-recompute
+    size, on top of the stored 2sbh input); selective rebuilds the attention core's 5as^2b/t.
+    Without recomputation nothing is rebuilt (0).  Counted once per stage (Korthikanti et al.
+    2022 Sec. 5 / Chen et al. 2016 "Training Deep Nets with Sublinear Memory Cost": peak = stored
+    checkpoints + one segment's activations).
+    """
+    if recompute == "none":
+        return 0.0
+    kw = dict(tp=tp, micro_batch=micro_batch, seq=seq, sequence_parallel=sequence_parallel)
+    full = block_activation_bytes(model, recompute="none", **kw)  # type: ignore[arg-type]
+    if recompute == "full":
+        return full
+    return full - block_activation_bytes(model, recompute="selective", **kw)  # type: ignore[arg-type]
+
+
+def zero3_gathered_weight_bytes(model: Model, *, tp: int, weight_bytes: float = 2.0) -> float:
+    """ZeRO-3: the unsharded weights of the block being computed (one block, 16-bit).
+
+    Parameters are all-gathered per block just before use and freed after it (Rajbhandari
+    et al. 2019 Sec. 5.3), so one block's full weights are live on top of the 1/dp shards.
+    Prefetching the next block can double this; DeepSpeed bounds it by
+    ``stage3_max_live_parameters``.  We count one block, the minimum.
+    """
+    from .params import block_params_per_gpu
+
+    return block_params_per_gpu(model, tp) * weight_bytes
 
 
 def embedding_activation_bytes(
