@@ -173,6 +173,7 @@ BIG8 = gpt(8, 2048, 16)
 BIG2 = gpt(2, 2048, 16)
 # 4 layers, h=1024: 4 x 12.6M + 1.05M = 51.4M parameters, 0.93 GB at 18 B/param.
 MID4 = gpt(4, 1024, 8)
+MID6 = gpt(6, 1024, 8)
 
 HETERO = cluster(pool("h100", H100, cost=3.0), pool("l40s", L40S, pcie=True, cost=0.9))
 H100_A100 = cluster(pool("h100", H100, cost=3.0), pool("a100", A100, cost=1.8))
@@ -263,6 +264,52 @@ CASES: list[Case] = [
         cluster(pool("h100", gpu(H100, 4.0)), pool("a100", gpu(A100, 6.0))),
         train(batch=8, seq=1024, zero=0),
     ),
+    # A 32k vocabulary makes the LM head weigh like several blocks: the last stage is heavy.
+    Case(
+        "train-big-vocab-4gpu",
+        gpt(6, 1024, 8, vocab=32000),
+        cluster(pool("h100", H100, gpn=4)),
+        train(seq=1024),
+    ),
+    # Two 2-GPU nodes: TP inside a node vs PP over the NIC, heavy head, 4 sequences.
+    Case(
+        "train-2x2-nic-head",
+        gpt(8, 2048, 16, vocab=32000),
+        cluster(pool("h100", H100, nodes=2, gpn=2)),
+        train(batch=4, seq=1024),
+    ),
+    # One GPU of each of three types: pipelines across 1-3 pools, stage order and split.
+    Case(
+        "train-three-pools-1gpu",
+        MID6,
+        cluster(
+            pool("h100", H100, gpn=1),
+            pool("a100", A100, gpn=1),
+            pool("l40s", L40S, gpn=1, pcie=True),
+        ),
+        train(zero=0),
+    ),
+    # Small-memory PCIe L40S: TP over PCIe vs PP.
+    Case(
+        "train-l40s-pcie-memory",
+        gpt(8, 1024, 8),
+        cluster(pool("l40s", gpu(L40S, 2.5), gpn=4, pcie=True)),
+        train(batch=16, zero=0),
+    ),
+    # Sequence 2048 on 6 GB GPUs: recompute and micro-batch trade memory for time.
+    Case(
+        "train-recompute-memory",
+        gpt(4, 2048, 16),
+        cluster(pool("h100", gpu(H100, 6.0))),
+        train(micro=(1, 2), recompute=("none", "selective", "full"), seq=2048, zero=0),
+    ),
+    # 7 layers on 2 big + 2 small GPUs: up to 4 stages of mixed pools and TPs, uneven splits.
+    Case(
+        "train-hetero-uneven-4gpu",
+        gpt(7, 1024, 8),
+        cluster(pool("big", H100), pool("small", gpu(A100, 2.4))),
+        train(zero=0),
+    ),
     # ---- inference -----------------------------------------------------------------------
     # Hand-derived: a tiny model on one H100 serves far more than 10 tokens/s, and every
     # deployment uses >= 1 GPU: the fewest GPUs is exactly 1.
@@ -314,6 +361,28 @@ CASES: list[Case] = [
         cluster(pool("a100", A100, nodes=2, gpn=2)),
         infer(batch=(1, 8, 64), objective="min_gpus", target=1.5e6),
     ),
+    # Three small-memory pools: BIG8 needs TP or PP on each; the fastest decode wins.
+    Case(
+        "infer-three-pools-latency",
+        BIG8,
+        cluster(
+            pool("h100", gpu(H100, 2.6)),
+            pool("a100", gpu(A100, 2.6)),
+            pool("l40s", gpu(L40S, 2.6), pcie=True),
+        ),
+        infer(batch=(1, 4), objective="min_latency"),
+    ),
+    # Priced pools, a TPOT SLO and a target: the cheapest mix of replicas.
+    Case(
+        "infer-three-pools-min-cost",
+        MID4,
+        cluster(
+            pool("h100", H100, cost=3.0),
+            pool("a100", A100, cost=1.8),
+            pool("l40s", L40S, pcie=True, cost=0.9),
+        ),
+        infer(batch=(8, 32), objective="min_cost", target=60000.0, tpot_ms=1.0),
+    ),
     # Decode of BIG8 reads 0.81 GB of weights per token: TP splits that read.
     Case(
         "infer-latency-h2048",
@@ -351,7 +420,22 @@ def _agree(planner: float, truth: float, maximise: bool) -> bool:
     return abs(planner - truth) <= RTOL * scale
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+#: Known planner gaps, kept as strict xfails so they are fixed, not forgotten (README, "Status").
+KNOWN_GAPS = {
+    # CP prices the PP hand-off with the sender's TP; the evaluator uses min(sender, receiver).
+    "train-hetero-uneven-4gpu": "p2p priced with the sender's TP, evaluator uses min(tp_a, tp_b)",
+    # The closed form and the event simulation rank two different stage sets differently.
+    "train-three-pools-1gpu": "closed-form vs simulated pipeline ranking on uneven 3-pool stages",
+}
+
+
+def _param(c: Case) -> object:
+    if c.id in KNOWN_GAPS:
+        return pytest.param(c, id=c.id, marks=pytest.mark.xfail(reason=KNOWN_GAPS[c.id], strict=True))
+    return pytest.param(c, id=c.id)
+
+
+@pytest.mark.parametrize("case", [_param(c) for c in CASES])
 def test_planner_matches_exhaustive(case: Case) -> None:
     """Planner OPTIMAL within 0.5% of the exhaustive optimum, or both INFEASIBLE."""
     best, truth, n = exhaustive_best(case.model, case.cluster, case.workload)
