@@ -121,4 +121,8 @@ def test_gemm_efficiency_rule(name: str) -> None:
         assert g.gemm_efficiency == 0.75
     else:
         assert g.gemm_efficiency == pytest.approx(mamf * scale / g.bf16_tflops, abs=0.005)
-    assert g.memory_efficiency == 0.8
+    if "fitted" in g.source.lower() and "memory_efficiency" in g.source:
+        # A global per-GPU fit (benchmarks/published_runs.py --fit), recorded in the source.
+        assert 0.5 <= g.memory_efficiency <= 1.0
+    else:
+        assert g.memory_efficiency == 0.8

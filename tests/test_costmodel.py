@@ -12,6 +12,7 @@ import pytest
 from solver.catalog import resolve_gpu
 from solver.costmodel import (
     LinkTier,
+    activation_transient_bytes,
     allgather_time,
     allreduce_time,
     block_activation_bytes,
@@ -408,3 +409,49 @@ def test_hierarchical_allreduce() -> None:
     assert got == pytest.approx(want)
     # beats a flat ring over the per-GPU NIC share
     assert got < allreduce_time(1e9, 32, inter)
+
+
+def test_recompute_transient_is_one_rebuilt_block() -> None:
+    """Recompute peak adds one block's rebuilt activations: full -> the no-recompute size,
+    selective -> the 5as^2b/t attention scores; none -> 0 (Chen et al. 2016)."""
+    kw: dict[str, Any] = dict(tp=8, micro_batch=1, seq=2048, sequence_parallel=False)
+    m = Model(
+        name="gpt3",
+        num_layers=96,
+        hidden_size=12288,
+        ffn_hidden_size=4 * 12288,
+        num_attention_heads=96,
+        num_kv_heads=96,
+        vocab_size=51200,
+        mlp="gelu",
+    )
+    none = block_activation_bytes(m, recompute="none", **kw)
+    assert activation_transient_bytes(m, recompute="none", **kw) == 0.0
+    assert activation_transient_bytes(m, recompute="full", **kw) == none
+    assert activation_transient_bytes(m, recompute="selective", **kw) == pytest.approx(
+        5 * 96 * 2048 * 2048 * 1 / 8
+    )
+
+
+def test_prefill_uses_fused_attention() -> None:
+    """Prefill prices flash attention (no s^2 HBM traffic): cheaper than the training forward's
+    un-fused core at long prompts, same FLOPs."""
+    from solver.costmodel import prefill_block_time
+
+    link = LinkTier(360.0, 3.0, "nvswitch")
+    pre = prefill_block_time(
+        LLAMA_70B, H100, tp=8, batch=1, prompt=16384, precision="bf16", tp_link=link
+    )
+    train = block_time(
+        LLAMA_70B,
+        H100,
+        tp=8,
+        micro_batch=1,
+        seq=16384,
+        recompute="none",
+        sequence_parallel=False,
+        precision="bf16",
+        tp_link=link,
+    )
+    assert pre.flops_fwd == pytest.approx(train.flops_fwd)
+    assert pre.fwd_s < train.fwd_s

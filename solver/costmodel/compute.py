@@ -172,6 +172,7 @@ def block_forward_ops(
     sequence_parallel: bool,
     precision: str,
     dropout: bool = True,
+    flash_attention: bool = False,
 ) -> list[Op]:
     """Operator groups of one block's forward on one GPU of a TP group.
 
@@ -179,6 +180,11 @@ def block_forward_ops(
     output projection and MLP-down row-parallel, so their FLOPs divide by ``tp``; norms,
     dropout and residual adds are replicated on every TP rank unless sequence parallelism
     shards them (Korthikanti et al. 2022 Sec. 4.2.2).
+
+    ``flash_attention=False`` (training) prices the un-fused attention core of Megatron-LM
+    2021/22 (the published runs): scores written to HBM, softmax + dropout kernels over them,
+    consistent with Korthikanti's activation formulas (their 5as^2b term).  Inference prefill
+    uses ``flash_attention=True`` (vLLM / TensorRT-LLM fused attention): only Q, K, V, O move.
     """
     b, s, h, t = micro_batch, seq, model.hidden_size, tp
     hd = model.kv_channels
@@ -193,10 +199,15 @@ def block_forward_ops(
     ops.append(_gemm("qkv", tokens, h, q_local + 2 * kv_local, wb))
     core_flops = 2.0 * 2.0 * b * heads_local * s * s * hd  # QK^T and softmax@V
     score_elems = b * heads_local * s * s
-    core_bytes = C.ACTIVATION_BYTES * (tokens * (2 * q_local + 2 * kv_local) + 2 * score_elems)
-    ops.append(Op("attention_core", core_flops, core_bytes, "attn"))
-    softmax_bytes = C.SOFTMAX_DROPOUT_BYTES if dropout else 4.0
-    ops.append(Op("softmax_dropout", 0.0, softmax_bytes * score_elems, "mem"))
+    io_bytes = C.ACTIVATION_BYTES * tokens * (2 * q_local + 2 * kv_local)  # Q, K, V in; O out
+    if flash_attention:
+        # Fused kernel (Dao et al. 2022): the s x s scores never leave SRAM.
+        ops.append(Op("attention_core", core_flops, io_bytes, "attn"))
+    else:
+        core_bytes = io_bytes + C.ACTIVATION_BYTES * 2 * score_elems
+        ops.append(Op("attention_core", core_flops, core_bytes, "attn"))
+        softmax_bytes = C.SOFTMAX_DROPOUT_BYTES if dropout else C.SOFTMAX_BYTES
+        ops.append(Op("softmax_dropout", 0.0, softmax_bytes * score_elems, "mem"))
     ops.append(_gemm("out_proj", tokens, q_local, h, wb))
     # MLP (GeLU: 2 matrices, 16bsh^2 at f=4h; SwiGLU: 3 matrices).
     n_up = 1 if model.mlp == "gelu" else 2
@@ -372,8 +383,9 @@ def prefill_block_time(
 ) -> PassTime:
     """Prefill of ``batch`` prompts of ``prompt`` tokens through one block (inference forward).
 
-    Same operator groups as the training forward without dropout, plus writing the new K/V
-    into the cache; 2 TP all-reduces.  ``bwd_s`` is 0.
+    Same operator groups as the training forward, without dropout and with a fused
+    (flash) attention kernel, plus writing the new K/V into the cache; 2 TP all-reduces.
+    ``bwd_s`` is 0.
     """
     ops = block_forward_ops(
         model,
@@ -383,6 +395,7 @@ def prefill_block_time(
         sequence_parallel=False,
         precision=precision,
         dropout=False,
+        flash_attention=True,
     )
     kv_write = 2.0 * batch * prompt * kv_heads_per_gpu(model, tp) * model.kv_channels
     ops.append(Op("kv_write", 0.0, kv_write * C.BYTES_PER_ELEMENT[precision], "mem"))

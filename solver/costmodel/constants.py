@@ -52,6 +52,8 @@ SWIGLU_BYTES = 6.0
 #: scale-mask-softmax reads and writes the a x s x s scores (2 + 2 bytes), attention dropout
 #: reads, writes and stores a 1-byte mask (2 + 2 + 1): 9 bytes per score element.
 SOFTMAX_DROPOUT_BYTES = 9.0
+#: Softmax alone (inference, no dropout): read and write the scores, 2 + 2 bytes per element.
+SOFTMAX_BYTES = 4.0
 #: Embedding lookup + learned position add + embedding dropout: gather read/write (2 + 2),
 #: position read + add write (2 + 2), dropout read/write/mask (2 + 2 + 1): 13 bytes/element.
 EMBEDDING_BYTES = 13.0

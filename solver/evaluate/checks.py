@@ -241,9 +241,9 @@ def check_precision(
     """Every GPU a stage runs on supports the workload precision (fp8 needs fp8 tensor cores;
     V100 has no bf16)."""
     out: list[str] = []
+    # Only the compute precision needs tensor-core support: an fp8 KV cache is storage, which
+    # any GPU can hold (vLLM converts it to the compute type before attention).
     precs = {workload.precision}
-    if isinstance(workload, InferenceWorkload) and workload.kv_cache_precision:
-        precs.add(workload.kv_cache_precision)
     pools = {st.pool for grp in plan.replica_groups for st in grp.stages}
     for name in sorted(pools):
         try:

@@ -37,8 +37,10 @@ import numpy as np
 
 from ..catalog import gpu_of
 from ..costmodel import (
+    BYTES_PER_PARAM,
     LinkTier,
     PassTime,
+    activation_transient_bytes,
     allgather_time,
     block_activation_bytes,
     block_time,
@@ -60,6 +62,7 @@ from ..costmodel import (
     prefill_block_time,
     simulate_pipeline,
     stage_params_per_gpu,
+    zero3_gathered_weight_bytes,
 )
 from ..costmodel import constants as C
 from ..costmodel.compute import ZERO_PASS
@@ -369,8 +372,23 @@ def _evaluate_training(
             a += head_activation_bytes(
                 model, tp=st.tp, micro_batch=mb, seq=seq, sequence_parallel=spt
             )
+        # Rebuilding one block for its backward (recompute), and ZeRO-3's gathered block.
+        transient = activation_transient_bytes(
+            model,
+            tp=st.tp,
+            micro_batch=mb,
+            seq=seq,
+            recompute=grp.recompute,
+            sequence_parallel=spt,
+        )
+        a += transient
+        if grp.zero_stage >= 3 and grp.count > 1:
+            w += zero3_gathered_weight_bytes(
+                model, tp=st.tp, weight_bytes=BYTES_PER_PARAM[wl.memory_policy][0]
+            )
         row = _ledger_row(0, s, st, it["gpu"], w, g, o, a, 0.0)
         row["in_flight_micro_batches"] = inflight
+        row["transient_activations_GB"] = _gb(transient)
         ledger.append(row)
         tot: PassTime = it["total"]
         breakdown.append(
