@@ -94,31 +94,19 @@ def dp_time(
     cluster: Cluster, pool: Pool, tp: int, d: int, params: float, workload: TrainingWorkload,
     fam: Family, m: int,
 ) -> float:
-    """DP traffic of one stage per step, as :func:`solver.evaluate.core._dp_stage_time`."""
-    if d <= 1:
-        return 0.0
-    w_el, g_el, _ = cm.BYTES_PER_PARAM[workload.memory_policy]
+    """DP traffic of one stage per step: the evaluator's formula on the block's DP span."""
     k, nodes, intra, inter = dp_topology(cluster, pool, tp, d)
-    gb, wb = params * g_el, params * w_el
-    rs = cm.hierarchical_reduce_scatter_time(gb, k, nodes, intra, inter)
-    ag = cm.hierarchical_allgather_time(wb, k, nodes, intra, inter)
-    z = fam.zero_stage
-    if z == 0:
-        return cm.hierarchical_allreduce_time(gb, k, nodes, intra, inter)
-    if z == 1:
-        return rs + ag
-    if z == 2:
-        return m * rs + ag
-    n_ag = 3 if fam.recompute == "full" else 2
-    return m * (rs + n_ag * ag)
-
-
-def optimizer_time(pool: Pool, params: float, workload: TrainingWorkload, fam: Family, d: int) -> float:
-    """Adam step over the parameters this GPU owns (as the evaluator's ``_optimizer_time``)."""
-    gpu = gpu_of(pool)
-    w_el, g_el, o_el = cm.BYTES_PER_PARAM[workload.memory_policy]
-    owned = params / (d if fam.zero_stage >= 1 else 1)
-    return owned * (2.0 * o_el + g_el + w_el) / (gpu.memory_bandwidth_GBps * 1e9 * gpu.memory_efficiency)
+    return cm.dp_step_time(
+        params,
+        memory_policy=workload.memory_policy,
+        zero_stage=fam.zero_stage,
+        num_micro_batches=m,
+        recompute=fam.recompute,
+        gpus_per_node_in_group=k,
+        nodes=nodes,
+        intra=intra,
+        inter=inter,
+    )
 
 
 def _option(
@@ -173,7 +161,11 @@ def _option(
         for key, prm in params.items():
             static[key][d] = _kb_up(sum(cm.model_state_bytes(prm, **st)))  # type: ignore[arg-type]
             dpt[key][d] = _us(per_param * prm)
-            opt[key][d] = _us(optimizer_time(pool, prm, workload, fam, d))
+            opt[key][d] = _us(
+                cm.optimizer_step_time(
+                    prm, gpu, memory_policy=workload.memory_policy, zero_stage=fam.zero_stage, dp=d
+                )
+            )
     return TrainOption(
         pool=pool.name,
         tp=tp,
