@@ -135,6 +135,12 @@ def _option(
     act_layer = cm.block_activation_bytes(model, recompute=fam.recompute, **akw)  # type: ignore[arg-type]
     act_embed = cm.embedding_activation_bytes(model, **akw)  # type: ignore[arg-type]
     act_head = cm.head_activation_bytes(model, **akw)  # type: ignore[arg-type]
+    # Fixed per stage, as in the evaluator's ledger: recomputing one block for its backward,
+    # and (ZeRO-3 with d > 1) one block's gathered weights.
+    rebuilt = cm.activation_transient_bytes(model, recompute=fam.recompute, **akw)  # type: ignore[arg-type]
+    gathered = cm.zero3_gathered_weight_bytes(
+        model, tp=tp, weight_bytes=cm.BYTES_PER_PARAM[workload.memory_policy][0]
+    )
 
     def sp_(n: int, first: bool, last: bool) -> float:
         return cm.stage_params_per_gpu(model, n, first=first, last=last, sequence_length=seq, tp=tp)
@@ -180,6 +186,9 @@ def _option(
         act_head=_kb_up(act_head),
         overhead=_kb_up(FRAMEWORK_OVERHEAD_GB * 1e9),
         capacity=int(gpu.memory_GB * 1e9 / KB),
+        transient={
+            d: _kb_up(rebuilt + (gathered if fam.zero_stage >= 3 and d > 1 else 0.0)) for d in dps
+        },
         static=static,
         dp=dpt,
         opt=opt,

@@ -61,6 +61,7 @@ class TrainOption:
     act_head: int  # extra activations on the last stage (logits etc.), once
     overhead: int  # framework overhead per GPU
     capacity: int  # GPU memory
+    transient: dict[int, int]  # by d: one block rebuilt for backward + ZeRO-3's gathered block
     static: dict[str, dict[int, int]]  # weights + grads + optimizer
     dp: dict[str, dict[int, int]]  # DP gradient/weight traffic per step
     opt: dict[str, dict[int, int]]  # optimizer step
@@ -233,7 +234,8 @@ class TrainingModel:
                 terms = self._part(j, "static", d)
                 for o, opt in enumerate(t.options):
                     terms.append(opt.act_layer * k * self.y[j][o])
-                    fixed = opt.overhead - opt.capacity + (opt.act_head if j == 0 else 0)
+                    fixed = opt.overhead + opt.transient[d] - opt.capacity
+                    fixed += opt.act_head if j == 0 else 0
                     terms.append(fixed * self.x[j][o])
                     terms.append(opt.act_embed * k * self.z[j][o])
                 m.add(sum(terms) <= 0).only_enforce_if(sel)  # type: ignore[arg-type]
