@@ -20,6 +20,7 @@ status ``MODEL_ERROR``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -27,8 +28,6 @@ import time
 from dataclasses import dataclass
 from importlib.metadata import version as _pkg_version
 from typing import Any
-
-from ortools.sat.python import cp_model
 
 from .errors import SpecError
 from .placement import PlacementError, StageSlot, place
@@ -38,7 +37,6 @@ from .specs import (
     InferenceWorkload,
     Model,
     Plan,
-    ReplicaGroup,
     SolverInfo,
     Stage,
     TrainingWorkload,
@@ -240,20 +238,9 @@ def _verify(
         for k in ("step_time_s", "tokens_per_s", "mfu", "ttft_ms", "tpot_ms", "peak_memory_GB_per_gpu")
         if isinstance(report.get(k), int | float)
     }
-    info = SolverInfo(
-        status=status.value,
-        objective=objective,
-        bound=bound,
-        gap=gap,
-        time_s=elapsed,
-        ortools_version=ORTOOLS_VERSION,
-        seed=seed,
-        message=message or None,
-    )
-    final_plan = res.plan.model_copy(update={"predicted": predicted, "solver": info})
-    return Result(
+    result = Result(
         status=status,
-        plan=final_plan,
+        plan=res.plan,
         report=report,
         objective=objective,
         bound=bound,
@@ -262,15 +249,14 @@ def _verify(
         message=message,
         **common,
     )
+    info = SolverInfo(**result.solver_info())
+    final_plan = res.plan.model_copy(update={"predicted": predicted, "solver": info})
+    return dataclasses.replace(result, plan=final_plan)
 
 
 # ---------------------------------------------------------------------------------------------
 # Shared helpers for the back-ends
 # ---------------------------------------------------------------------------------------------
-def cp_status_name(status: int) -> str:
-    return cp_model.CpSolverStatus(status).name
-
-
 def split_layers(num_layers: int, pp: int) -> list[int]:
     """Even split; the remainder goes to the earliest stages (the last holds the LM head)."""
     base, rem = divmod(num_layers, pp)
@@ -304,7 +290,3 @@ def build_stages(
             first += layers
         out.append(row)
     return out
-
-
-def make_group(**kwargs: Any) -> ReplicaGroup:
-    return ReplicaGroup(**kwargs)
