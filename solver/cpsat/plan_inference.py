@@ -61,7 +61,7 @@ def enumerate_configs(
                     cap = gpu.memory_GB
                     if diag["min_memory"] is None or mem / cap < diag["min_memory"][0] / diag["min_memory"][1]:
                         diag["min_memory"] = (mem, cap, pool.name, tp, pp, batch)
-                    mem_ok = not any("GB >" in v for v in rep["violations"])
+                    mem_ok = all(r["total_GB"] <= r["capacity_GB"] + 1e-9 for r in rep["memory_ledger"])
                     if mem_ok:
                         diag["memory_fit"] += 1
                         for key in ("ttft_ms", "tpot_ms"):
