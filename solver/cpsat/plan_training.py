@@ -15,7 +15,14 @@ from ..errors import SpecError
 from ..planner import Solved, build_stages
 from ..result import Status
 from ..specs import Cluster, Model, Plan, Pool, ReplicaGroup, TrainingWorkload
-from .tables import Family, build_tables, choose_unit, lower_bound_us, stages_limit
+from .tables import (
+    Family,
+    build_tables,
+    choose_unit,
+    lower_bound_us,
+    min_block_seconds,
+    stages_limit,
+)
 from .training import TrainingChoice, TrainingModel, TrainTables
 
 __all__ = ["families", "solve_training", "choice_to_plan"]
@@ -139,9 +146,7 @@ def solve_training(
                     f"pools[{i}].cost_per_gpu_hour: required for objective min_cost, got None"
                 )
     fams = families(workload)
-    probe = [build_tables(model, cluster, workload, fam) for fam in fams]
-    built = [t for t in probe if t is not None]
-    unit = choose_unit(min((min(o.t_layer for o in t.options) * t.unit_s for t in built), default=1e-3))
+    unit = choose_unit(min_block_seconds(model, cluster, workload, fams))
     tables: list[tuple[float, Family, TrainTables]] = []
     for fam in fams:
         tab = build_tables(model, cluster, workload, fam, unit_s=unit)

@@ -41,11 +41,9 @@ def state_bytes_per_param(memory_policy: str) -> float:
     return sum(cm.model_state_bytes(1.0, memory_policy=memory_policy, zero_stage=0, dp=1))
 
 
-_UNIT = [US]  # seconds per integer time unit for the tables being built (see build_tables)
-
-
-def _us(seconds: float) -> int:
-    return int(round(seconds / _UNIT[0]))
+def _ticks(seconds: float, unit_s: float) -> int:
+    """Seconds -> integer time units (rounded to nearest)."""
+    return int(round(seconds / unit_s))
 
 
 def _kb_up(nbytes: float) -> int:
@@ -117,8 +115,12 @@ def _option(
     pool: Pool,
     tp: int,
     dps: list[int],
+    unit_s: float,
 ) -> TrainOption | None:
     from ..evaluate.links import tp_link
+
+    def _us(seconds: float) -> int:
+        return _ticks(seconds, unit_s)
 
     gpu = gpu_of(pool)
     seq = workload.sequence_length
@@ -205,7 +207,6 @@ def build_tables(
     ``unit_s`` is the time resolution: the planner picks it so that the cheapest block costs
     >= 10^4 units (relative rounding error <= 5e-5 per coefficient), at most 1 microsecond.
     """
-    _UNIT[0] = unit_s
     from ..evaluate.links import fabric_link, tp_link
 
     total = cluster.num_gpus
@@ -215,7 +216,7 @@ def build_tables(
     options: list[TrainOption] = []
     for pool in cluster.pools:
         for tp in tp_options(model, pool):
-            opt = _option(model, cluster, workload, fam, pool, tp, dps)
+            opt = _option(model, cluster, workload, fam, pool, tp, dps, unit_s)
             if opt is not None:
                 options.append(opt)
     if not options:
@@ -237,7 +238,7 @@ def build_tables(
             sec = cm.p2p_time(act / t, link)
             if t > 1 and not (fam.sequence_parallel and t > 1):
                 sec += cm.allgather_time(act, t, tp_link(b))
-            p2p[(o, b.name)] = _us(2 * sec)
+            p2p[(o, b.name)] = _ticks(2 * sec, unit_s)
     return TrainTables(
         num_layers=model.num_layers,
         micro_batch=fam.micro_batch,
@@ -250,6 +251,27 @@ def build_tables(
         unit_s=unit_s,
         objective=workload.objective,
     )
+
+
+def min_block_seconds(model: Model, cluster: Cluster, workload: TrainingWorkload, fams: list[Family]) -> float:
+    """The cheapest forward + backward of one block over every family, pool and TP option."""
+    from ..evaluate.links import tp_link
+
+    best = float("inf")
+    for fam in fams:
+        for pool in cluster.pools:
+            gpu = gpu_of(pool)
+            for tp in tp_options(model, pool):
+                try:
+                    blk = cm.block_time(
+                        model, gpu, tp=tp, micro_batch=fam.micro_batch, seq=workload.sequence_length,
+                        recompute=fam.recompute, sequence_parallel=fam.sequence_parallel and tp > 1,
+                        precision=workload.precision, tp_link=tp_link(pool),
+                    )
+                except ValueError:
+                    continue  # as in _option: e.g. fp8 on a GPU without fp8
+                best = min(best, blk.fwd_s + blk.bwd_s)
+    return best if best < float("inf") else 1e-3
 
 
 def choose_unit(min_block_s: float) -> float:
