@@ -10,7 +10,10 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,plot]'
+	# torch first, pinned to the CPU build that pip finds locally (a bare `torch` would pull a
+	# multi-GB CUDA build); the `profile` extra's range is then already satisfied.
+	$(BIN)/pip install --quiet 'torch==2.13.0' || $(BIN)/pip install --quiet torch --index-url https://download.pytorch.org/whl/cpu
+	$(BIN)/pip install --quiet -e '.[dev,plot,ray,profile]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -472,6 +472,19 @@ def import_hf_cmd(
 
 
 # ------------------------------------------------------------------------------------------
+# command groups defined in solver/commands/ (explain/pareto, export, sweep, profile/validate)
+# ------------------------------------------------------------------------------------------
+def _register_command_groups() -> None:
+    from .commands import explain, export, profile, sweep
+
+    for module in (explain, export, sweep, profile):
+        module.register(app)
+
+
+_register_command_groups()
+
+
+# ------------------------------------------------------------------------------------------
 # entry point
 # ------------------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> None:
