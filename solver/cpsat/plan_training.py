@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from .tables import (
     stages_limit,
 )
 from .training import TrainingChoice, TrainingModel, TrainTables
+from .warmstart import memory_lower_bound_fails, warm_start
 
 __all__ = ["families", "solve_training", "choice_to_plan"]
 
@@ -156,7 +158,9 @@ def solve_training(
         for d in tab.dp_degrees:
             sub = dataclasses.replace(tab, dp_degrees=[d])
             sub = dataclasses.replace(sub, max_stages=stages_limit(sub, d))
-            tables.append((lower_bound_us(sub), fam, sub))
+            lb = lower_bound_us(sub)
+            if lb < math.inf:  # inf: no replica can get a GPU at this d
+                tables.append((lb, fam, sub))
     tables.sort(key=lambda x: x[0])
     stats: dict[str, Any] = {"families": len(fams), "families_buildable": len(tables)}
     if not tables:
@@ -164,33 +168,69 @@ def solve_training(
             Status.INFEASIBLE, None, None, None, message=explain_training(model, cluster, workload), stats=stats
         )
     best: tuple[int, Family, TrainingChoice] | None = None
-    open_bounds: list[float] = []
     outcomes: list[_Outcome] = []
-    for i, (lb, fam, tab) in enumerate(tables):
-        remaining = time_limit_s - (time.perf_counter() - t0)
-        if best is not None and lb >= best[0]:
-            outcomes.append(_Outcome(fam, tab.dp_degrees[0], "PRUNED_BY_BOUND", lb, 0.0))
-            continue
-        if remaining <= 0:
-            open_bounds.append(lb)
-            outcomes.append(_Outcome(fam, tab.dp_degrees[0], "NOT_SOLVED", lb, 0.0))
-            continue
-        share = remaining / max(1, len(tables) - i)
-        # Give early (more promising) families a larger share; later ones are often pruned.
-        budget = max(min(remaining, 2 * share), min(remaining, 0.05))
+    # Sub-problems CP-SAT left open (time ran out): (bound, index into tables).
+    pending: list[tuple[float, int]] = []
+
+    def attempt(i: int, budget: float) -> None:
+        """Solve sub-problem i with a cut-off at the incumbent; record what it proved."""
+        nonlocal best
+        lb, fam, tab = tables[i]
         t1 = time.perf_counter()
         cm = TrainingModel(tab, upper_bound_us=(best[0] - 1) if best else None)
+        # Building a deep model takes a while in Python: it comes out of the same budget.
+        left = time_limit_s - (time.perf_counter() - t0)
+        budget = max(0.01, min(budget - (time.perf_counter() - t1), left))
         status, choice, bound = cm.solve(budget, workers, seed)
         dt = time.perf_counter() - t1
         name = cp_model.CpSolverStatus(status).name
         outcomes.append(_Outcome(fam, tab.dp_degrees[0], name, bound, dt))
-        log.info("family %s: %s in %.2fs", fam, name, dt)
+        log.info("family %s d=%d: %s in %.2fs", fam, tab.dp_degrees[0], name, dt)
         if choice is not None and (best is None or choice.objective < best[0]):
             best = (choice.objective, fam, choice)
         if status == cp_model.FEASIBLE:
-            open_bounds.append(max(bound, lb))
+            pending.append((max(bound, lb), i))
         elif status == cp_model.UNKNOWN:
-            open_bounds.append(lb)
+            pending.append((lb, i))
+
+    # Pass 1, best-first by lower bound: prune by bound and memory, seed the incumbent with
+    # warm starts, give each surviving sub-problem a share of the time.
+    for i, (lb, fam, tab) in enumerate(tables):
+        remaining = time_limit_s - (time.perf_counter() - t0)
+        d = tab.dp_degrees[0]
+        if best is not None and lb >= best[0]:
+            outcomes.append(_Outcome(fam, d, "PRUNED_BY_BOUND", lb, 0.0))
+            continue
+        if memory_lower_bound_fails(tab, d):
+            outcomes.append(_Outcome(fam, d, "PRUNED_BY_MEMORY", lb, 0.0))
+            continue
+        # An even single-option split, scored with the model's own terms, is a plan of this
+        # family: it becomes the incumbent if better, so CP-SAT only has to beat it (and other
+        # families are pruned against it before they are built).
+        start = warm_start(tab, d) if workload.objective == "max_throughput" else None
+        if start is not None and (best is None or start.objective < best[0]):
+            best = (start.objective, fam, start)
+            if lb >= best[0]:
+                outcomes.append(_Outcome(fam, d, "WARM_START_OPTIMAL", lb, 0.0))
+                continue
+        if remaining <= 0:
+            pending.append((lb, i))
+            outcomes.append(_Outcome(fam, d, "NOT_SOLVED", lb, 0.0))
+            continue
+        share = remaining / max(1, len(tables) - i)
+        # Give early (more promising) families a larger share; later ones are often pruned.
+        attempt(i, max(min(remaining, 2 * share), min(remaining, 0.05)))
+    # Pass 2: the time left goes to the sub-problems still open, most promising first, each
+    # re-solved with the (now better) incumbent as its cut-off.
+    while pending and best is not None:
+        remaining = time_limit_s - (time.perf_counter() - t0)
+        pending.sort()
+        pending = [(b, i) for b, i in pending if b < best[0]]
+        if remaining <= 0.05 or not pending:
+            break
+        _, i = pending.pop(0)
+        attempt(i, max(0.05, remaining / (len(pending) + 1)))
+    open_bounds = [b for b, _ in pending if best is None or b < best[0]]
     stats["families_detail"] = [
         {"family": o.fam.label, "d": o.d, "status": o.status, "time_s": round(o.time_s, 3)} for o in outcomes
     ]

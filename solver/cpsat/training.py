@@ -175,8 +175,26 @@ class TrainingModel:
             m.add(self.n[j] >= self.active[j])
             m.add(sum(self.y[j]) == self.n[j])
             for o in range(len(t.options)):
-                m.add(self.y[j][o] <= L * self.x[j][o])
+                m.add(self.y[j][o] <= self._most_blocks(j, o) * self.x[j][o])
                 m.add(self.y[j][o] >= self.x[j][o])
+
+    def _most_blocks(self, j: int, o: int) -> int:
+        """Most blocks option ``o`` can hold in slot ``j`` by memory alone (any candidate d).
+
+        A tight big-M for ``y <= M x``: static state plus ``min(m, j + 1)`` in-flight micro-batches
+        of activations per block, against capacity less overhead and the transient (embedding
+        and head only lower it further).  This is what lets the LP relaxation see that a TP=1
+        stage of a 405B model holds two blocks, not all of them.
+        """
+        t = self.t
+        opt = t.options[o]
+        most = 0
+        for d in t.dp_degrees:
+            k = min(t.m(d), j + 1)
+            free = opt.capacity - opt.overhead - opt.transient[d]
+            per_block = opt.static["layer"][d] + opt.act_layer * k
+            most = max(most, free // max(per_block, 1))
+        return int(min(t.num_layers, most))
 
     def _embedding_indicator(self) -> None:
         """z[j,o] is exactly first[j] AND x[j,o] (the first stage holds the embedding)."""
@@ -289,6 +307,7 @@ class TrainingModel:
         self.Tmax = m.new_int_var(0, horizon, "time_max")
         for j in range(self.J):
             m.add(self.Tmax >= self.T[j])
+        self._work_cuts(pools)
         self.DP = m.new_int_var(0, horizon, "dp_exposed")
         self.OPT = m.new_int_var(0, horizon, "optimizer_max")
         for d, sel in self.dsel.items():
@@ -322,6 +341,25 @@ class TrainingModel:
             if upper_bound_us is not None:
                 m.add(self.step <= upper_bound_us)
             m.minimize(self.step)
+
+    def _work_cuts(self, pools: list[str]) -> None:
+        """Redundant cuts: each pool's GPUs per replica, busy for at most T_max each.
+
+        Every stage ``j`` on pool ``k`` has ``T_j <= T_max`` and the stages on ``k`` use at most
+        ``gpus_k // d`` GPUs per replica, so ``sum_j tp_j T_j <= (gpus_k // d) T_max``; with
+        ``T_j >= t_layer n_j`` this gives a linear cut the LP relaxation lacks (it otherwise
+        spreads blocks over fractional stages and sees no trade-off between TP and depth).
+        """
+        t, m = self.t, self.m
+        for k in pools:
+            idx = [o for o, opt in enumerate(t.options) if opt.pool == k]
+            work = sum(
+                t.options[o].tp * t.options[o].t_layer * self.y[j][o]
+                for j in range(self.J)
+                for o in idx
+            )
+            for d, sel in self.dsel.items():
+                m.add(work <= (t.pool_gpus[k] // d) * self.Tmax).only_enforce_if(sel)
 
     # -- solving ------------------------------------------------------------------------------
     def hint(self, choice: TrainingChoice) -> None:

@@ -30,7 +30,7 @@ Inference
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -147,13 +147,17 @@ def _ledger_row(
 # --------------------------------------------------------------------------------------------
 def _boundary_link(cluster: Cluster, a: Stage, b: Stage, cal: Cal) -> LinkTier:
     """Slowest link between the TP groups of stages a and b over all replicas and ranks."""
-    links: list[LinkTier] = []
+    # The link depends only on the two nodes (or on the GPU being the same one): price each
+    # distinct pair once -- a 16,384-GPU plan has ~16k rank pairs but ~2k node pairs.
+    pairs: dict[tuple[str, str, bool], tuple[Sequence[object], Sequence[object]]] = {}
     for da, db in zip(a.devices, b.devices, strict=False):
         n = max(len(da), len(db))
         for j in range(n):
             if da and db:
-                links.append(link_between(cluster, da[j % len(da)], db[j % len(db)], cal))
-    return slowest(links)
+                ea, eb = da[j % len(da)], db[j % len(db)]
+                key = (str(ea[0]), str(eb[0]), tuple(ea) == tuple(eb))
+                pairs.setdefault(key, (ea, eb))
+    return slowest(link_between(cluster, ea, eb, cal) for ea, eb in pairs.values())
 
 
 def _p2p(cluster: Cluster, a: Stage, b: Stage, act_bytes: float, sp: bool, cal: Cal) -> float:
@@ -248,8 +252,13 @@ def _dp_stage_time(
     if grp.count <= 1:
         return 0.0
     worst = 0.0
+    seen: set[tuple[str, ...]] = set()
     for r in range(st.tp):
         devs = [d[r] for d in st.devices if len(d) > r]
+        nodes_key = tuple(str(dev[0]) for dev in devs)  # the topology depends on nodes only
+        if nodes_key in seen:
+            continue
+        seen.add(nodes_key)
         k, nodes, intra, inter = dp_links(cluster, devs, cal)
         t = dp_step_time(
             params_local,

@@ -99,8 +99,30 @@ def fabric_link(cluster: Cluster, pool_a: str, pool_b: str) -> LinkTier:
     return nic
 
 
+#: Parsed node names per cluster object.  Keyed by ``id`` with a strong reference to the
+#: cluster kept beside the entry, so an id cannot be reused while its entry lives; specs are
+#: frozen, so entries never go stale (``model_copy`` makes a new object, hence a new entry).
+_NODE_CACHES: dict[int, tuple[Cluster, dict[str, tuple[Pool, int]]]] = {}
+_NODE_CACHES_MAX = 8
+
+
+def _node_cache(cluster: Cluster) -> dict[str, tuple[Pool, int]]:
+    entry = _NODE_CACHES.get(id(cluster))
+    if entry is not None and entry[0] is cluster:
+        return entry[1]
+    if len(_NODE_CACHES) >= _NODE_CACHES_MAX:
+        del _NODE_CACHES[next(iter(_NODE_CACHES))]  # the oldest
+    cache: dict[str, tuple[Pool, int]] = {}
+    _NODE_CACHES[id(cluster)] = (cluster, cache)
+    return cache
+
+
 def parse_node(cluster: Cluster, node: str) -> tuple[Pool, int]:
     """``'<pool>-<index>'`` -> (pool, index); ValueError if malformed or out of range."""
+    cache = _node_cache(cluster)
+    hit = cache.get(node)
+    if hit is not None:
+        return hit
     name, sep, idx = node.rpartition("-")
     if not sep or not idx.isdigit():
         raise ValueError(f"node {node!r}: expected '<pool>-<index>'")
@@ -113,6 +135,7 @@ def parse_node(cluster: Cluster, node: str) -> tuple[Pool, int]:
         raise ValueError(
             f"node {node!r}: pool {name!r} has {pool.nodes} nodes (0..{pool.nodes - 1})"
         )
+    cache[node] = (pool, i)
     return pool, i
 
 

@@ -1,0 +1,135 @@
+"""Cheap reasoning on one family's tables before (and to help) the CP-SAT solve.
+
+Two things, both in the model's own integer units so they agree with it exactly:
+
+* :func:`memory_lower_bound_fails` -- a necessary memory condition.  Whatever the split, every
+  block's weights, gradients, optimizer state and at least one in-flight micro-batch of
+  activations must fit in the GPU memory one replica owns.  Many (family, DP degree) pairs on
+  large clusters fail it (e.g. 405B parameters on 16 GPUs per replica), and it takes
+  microseconds to check instead of a CP-SAT presolve.
+* :func:`warm_start` -- a feasible *hint* for the CP model: the best even split over one
+  option (one pool and TP degree) for every pipeline depth, scored with the model's own
+  objective terms (:func:`stage_objective`).  CP-SAT starts from it (``AddHint``), so a large
+  instance has an incumbent at once and the search spends its time on the bound.  The hint's
+  score is only used to order and to seed the search; pruning across families uses the
+  objective CP-SAT itself reports.
+"""
+
+from __future__ import annotations
+
+from .training import TrainingChoice, TrainOption, TrainTables
+
+__all__ = ["memory_lower_bound_fails", "stage_objective", "warm_start"]
+
+
+def _free_per_gpu(o: TrainOption, d: int) -> int:
+    """Memory a GPU of option ``o`` has for blocks after overhead and the per-stage transient."""
+    return o.capacity - o.overhead - o.transient[d]
+
+
+def memory_lower_bound_fails(t: TrainTables, d: int) -> bool:
+    """True when no split can fit: a valid (necessary-condition) memory test.
+
+    Per pool ``k``: the blocks placed on ``k`` cost at least ``min_o tp_o (static_o + act_o)``
+    GPU-KB each (weights, grads, optimizer shard and one in-flight micro-batch), and ``k`` has
+    ``gpus_k // d`` GPUs per replica with at most ``max_o free_o`` KB each.  The number of
+    blocks all pools can hold is then bounded; if it is below the layer count, the family is
+    infeasible for this ``d``.
+    """
+    holdable = 0.0
+    for pool, gpus in t.pool_gpus.items():
+        opts = [o for o in t.options if o.pool == pool and o.allowed.get(d, False)]
+        if not opts:
+            continue
+        per_block = min(o.tp * (o.static["layer"][d] + o.act_layer) for o in opts)
+        free = max(_free_per_gpu(o, d) for o in opts)
+        if free <= 0:
+            continue
+        holdable += (gpus // d) * free / max(per_block, 1)
+    return holdable < t.num_layers
+
+
+def stage_objective(t: TrainTables, d: int, stages: list[tuple[TrainOption, int]]) -> int | None:
+    """The CP model's objective for a pipeline ``stages`` (stage 0 first), or None if over memory.
+
+    Mirrors :class:`~solver.cpsat.training.TrainingModel` term by term (closed-form step time
+    ``(m - 1) T_max + sum T + DP_exposed + OPT_max``); used only to choose a hint.
+    """
+    m = t.m(d)
+    p = len(stages)
+    index = {id(o): i for i, o in enumerate(t.options)}
+    times: list[int] = []
+    bwds: list[int] = []
+    dps: list[int] = []
+    opts: list[int] = []
+    for s, (o, n) in enumerate(stages):
+        j = p - 1 - s  # slot index from the pipeline end
+        first, last = s == 0, j == 0
+        k = min(m, j + 1)
+
+        def part(table: dict[str, dict[int, int]], n: int = n, first: bool = first, last: bool = last) -> int:
+            v = table["layer"][d] * n
+            if last:
+                v += table["head"][d] + (table["embed_last"][d] if first else 0)
+            elif first:
+                v += table["embed"][d]
+            return v
+
+        mem = part(o.static) + o.act_layer * k * n + o.overhead + o.transient[d]
+        mem += (o.act_head if last else 0) + (o.act_embed * k if first else 0)
+        if mem > o.capacity:
+            return None
+        tt = o.t_layer * n + (o.t_embed if first else 0) + (o.t_head if last else 0)
+        if not last:
+            # The model charges the same-pool transfer at least (it adds only positive extras).
+            oi = index[id(o)]
+            tt += max(t.p2p[(oi, o.pool)], t.p2p[(oi, stages[s + 1][0].pool)])
+        times.append(tt)
+        bwds.append(o.b_layer * n + (o.b_embed if first else 0) + (o.b_head if last else 0))
+        dps.append(part(o.dp) + o.dp["fixed"][d])
+        opts.append(part(o.opt))
+    # DP traffic of stage s hides behind the backward of stages 0..s (slots j..J-1): the
+    # last micro-batch's backward still runs there after stage s has finished.
+    exposed = max(0, max(dps[s] - sum(bwds[: s + 1]) for s in range(p)))
+    return (m - 1) * max(times) + sum(times) + exposed + max(opts)
+
+
+def _even(layers: int, p: int) -> list[int]:
+    """``layers`` split over ``p`` stages, the remainder on the middle stages (ends are heavier)."""
+    base, extra = divmod(layers, p)
+    counts = [base] * p
+    order = sorted(range(p), key=lambda s: (s in (0, p - 1), abs(s - (p - 1) / 2)))
+    for s in order[:extra]:
+        counts[s] += 1
+    return counts
+
+
+def _depths(t: TrainTables, d: int, o: TrainOption, depth: int) -> list[int]:
+    """Candidate pipeline depths for an even split: the shallowest that fits memory and a few
+    above it, the divisors of the layer count, powers of two, and the deepest allowed."""
+    free = o.capacity - o.overhead - o.transient[d]
+    per_block = o.static["layer"][d] + o.act_layer * t.m(d)
+    fits = free // max(1, per_block)
+    shallowest = max(1, -(-t.num_layers // fits)) if fits > 0 else depth
+    cands = set(range(shallowest, shallowest + 4))
+    cands |= {q for q in range(1, t.num_layers + 1) if t.num_layers % q == 0}
+    cands |= {1 << i for i in range(8)} | {depth}
+    return sorted(q for q in cands if 1 <= q <= depth)
+
+
+def warm_start(t: TrainTables, d: int) -> TrainingChoice | None:
+    """The best even split over a single option that fits, as a hint; None if none fits."""
+    best: tuple[int, list[tuple[TrainOption, int]]] | None = None
+    L = t.num_layers
+    for o in t.options:
+        if not o.allowed.get(d, False):
+            continue
+        depth = min(t.max_stages, L, (t.pool_gpus[o.pool] // d) // o.tp)
+        for p in _depths(t, d, o, depth):
+            stages = [(o, n) for n in _even(L, p)]
+            score = stage_objective(t, d, stages)
+            if score is not None and (best is None or score < best[0]):
+                best = (score, stages)
+    if best is None:
+        return None
+    return TrainingChoice(d=d, stages=best[1], step_us=best[0], objective=best[0])
