@@ -1,10 +1,342 @@
-"""`shardwise profile` commands (see :mod:`solver.commands`)."""
+"""`shardwise profile` and `shardwise validate` (see :mod:`solver.commands`).
 
-from __future__ import annotations
+Both measure with :mod:`solver.profile` (PyTorch, the ``shardwise[profile]`` extra) or read
+a raw JSON measured elsewhere (``--from-json``; the GPU machine may have only torch and numpy:
+``python solver/profile/run.py all --out raw.json`` there, then these commands here).
+"""
+
+# No ``from __future__ import annotations`` here: typer reads the command signatures at run
+# time, and the option types (some imported from solver.cli inside register()) must be live
+# objects, not strings to resolve in this module's globals.
+
+import importlib.util
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+
+#: Largest differences a float64 CPU check may show (summation order only: ~1e-15 observed).
+CHECK_TOLERANCE = 1e-8
+
+
+def _require_torch() -> None:
+    from ..errors import SpecError
+
+    if importlib.util.find_spec("torch") is None:
+        raise SpecError(
+            "torch is not installed: pip install 'shardwise[profile]', or measure elsewhere "
+            "and pass --from-json"
+        )
+
+
+def _measure(argv: list[str], raw_out: Path | None, force: bool) -> dict[str, Any]:
+    """Run ``solver/profile/run.py <argv>`` in this process (spawning workers); the raw doc."""
+    _require_torch()
+    from ..cli import _refuse_overwrite
+    from ..profile import driver
+    from ..profile.calibrate import read_raw
+
+    with tempfile.TemporaryDirectory(prefix="shardwise-profile-") as tmp:
+        path = raw_out if raw_out is not None else Path(tmp) / "raw.json"
+        if raw_out is not None:
+            _refuse_overwrite(raw_out, force)
+        args = driver.parser().parse_args([*argv, "--out", str(path)])
+        job = driver.build_job(args)
+        driver.spawn_job(job)
+        return read_raw(path)
+
+
+def _common_argv(cpu: bool, world: int | None) -> list[str]:
+    argv = ["--cpu"] if cpu else []
+    if world:
+        argv += ["--world", str(world)]
+    return argv
+
+
+def check_line(c: dict[str, Any]) -> str:
+    """One line per correctness check: its name and differences."""
+    parts = [
+        f"{k} {v:.2e}" if isinstance(v, float) else f"{k} {v}"
+        for k, v in c.items()
+        if k not in ("name", "tensors")
+    ]
+    return f"{c['name']}: " + ", ".join(parts)
+
+
+def failed_checks(checks: list[dict[str, Any]]) -> list[str]:
+    """Names of the checks with a difference above :data:`CHECK_TOLERANCE` or other tokens."""
+    bad = []
+    for c in checks:
+        errs = [v for k, v in c.items() if k.endswith("_err") and isinstance(v, float)]
+        if any(e > CHECK_TOLERANCE for e in errs) or c.get("tokens_equal") is False:
+            bad.append(c["name"])
+    return bad
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
-    del app  # no commands yet
+    from ..cli import ForceOpt, JsonOpt, emit_json, user_errors, write_new_file
+    from ..errors import SpecError
+
+    FromJsonOpt = Annotated[
+        Path | None,
+        typer.Option(
+            "--from-json",
+            metavar="RAW.json",
+            help="Use measurements from a raw JSON (written by solver/profile/run.py) instead "
+            "of measuring here.",
+            show_default=False,
+        ),
+    ]
+    RawOutOpt = Annotated[
+        Path | None,
+        typer.Option(
+            "--raw-out",
+            metavar="RAW.json",
+            help="Also keep the raw measurements in this file.",
+            show_default=False,
+        ),
+    ]
+    CpuOpt = Annotated[
+        bool,
+        typer.Option("--cpu", help="Measure on CPU with gloo and tiny sizes (tests; no GPU)."),
+    ]
+    WorldOpt = Annotated[
+        int | None,
+        typer.Option(
+            "--world",
+            metavar="N",
+            help="Processes, one per GPU \\[default: all GPUs; 2 with --cpu].",
+            show_default=False,
+        ),
+    ]
+    GpuOpt = Annotated[
+        str | None,
+        typer.Option(
+            "--gpu",
+            metavar="NAME",
+            help="Catalog GPU the efficiencies are fractions of \\[default: the measured "
+            "device's catalog entry].",
+            show_default=False,
+        ),
+    ]
+
+    @app.command(
+        "profile",
+        epilog="Examples:\n\n"
+        "  shardwise profile --out instances/calibration/h100-sxm5-80gb.yaml\n\n"
+        "  python solver/profile/run.py profile --out raw.json   (on a GPU machine with only "
+        "torch)\n\n"
+        "  shardwise profile --from-json raw.json --out cal.yaml\n\n"
+        "A cluster uses the calibration with `calibration: <file>` (a path relative to the "
+        "cluster file, or a name under instances/calibration/).",
+    )
+    def profile_cmd(
+        out: Annotated[
+            Path | None,
+            typer.Option(
+                "--out",
+                "-o",
+                metavar="CAL.yaml",
+                help="Calibration YAML to write.",
+                show_default=False,
+            ),
+        ] = None,
+        from_json: FromJsonOpt = None,
+        raw_out: RawOutOpt = None,
+        gpu: GpuOpt = None,
+        cpu: CpuOpt = False,
+        world: WorldOpt = None,
+        force: ForceOpt = False,
+        json_output: JsonOpt = False,
+    ) -> None:
+        """Measure GEMM efficiency, HBM bandwidth and NCCL collectives on this machine's GPUs
+        and fit a calibration (efficiency factors, link alpha-beta) for the evaluator."""
+        with user_errors():
+            from ..cli import _refuse_overwrite
+            from ..profile.calibrate import calibration_from_raw, calibration_yaml, read_raw
+
+            if out is None and not json_output:
+                raise SpecError("--out: give the calibration YAML to write (or pass --json)")
+            if out is not None:
+                _refuse_overwrite(out, force)  # before measuring
+            if from_json is not None:
+                raw = read_raw(from_json)
+                source = str(from_json)
+            else:
+                raw = _measure(["profile", *_common_argv(cpu, world)], raw_out, force)
+                source = str(raw_out) if raw_out else "measured by shardwise profile"
+            cal = calibration_from_raw(raw, gpu=gpu, source=source)
+            if out is not None:
+                write_new_file(out, calibration_yaml(cal), force=force)
+            if json_output:
+                emit_json(cal.model_dump(mode="json"))
+                return
+            m = cal.measured
+            lines = [f"calibration for {cal.gpu} (measured on {cal.meta.get('device', '?')}):"]
+            if cal.gemm_efficiency is not None:
+                g = m["gemm"]
+                lines.append(
+                    f"  gemm_efficiency    {cal.gemm_efficiency:.3g}  (best GEMM "
+                    f"{g['mamf_tflops']:.1f} TFLOP/s of {g['peak_tflops']:g} peak; transformer "
+                    f"shapes realise {100 * g.get('realization_flop_weighted', 0):.0f}% of it)"
+                )
+            if cal.memory_efficiency is not None:
+                lines.append(
+                    f"  memory_efficiency  {cal.memory_efficiency:.3g}  (copy "
+                    f"{m['memory']['copy']['GBps']:.0f} GB/s of {m['memory']['catalog_GBps']:g})"
+                )
+            ar_fit = m.get("collectives", {}).get("all_reduce", {}).get("fit", {})
+            if "error" in ar_fit:
+                lines.append(f"  intra_node         not fitted: {ar_fit['error']}")
+            if cal.intra_node_bandwidth_GBps is not None:
+                fit = m["collectives"]["all_reduce"]["fit"]
+                lines.append(
+                    f"  intra_node         {cal.intra_node_bandwidth_GBps:.1f} GB/s bus, "
+                    f"{cal.intra_node_latency_us:.1f} us/step  (all-reduce fit, max error "
+                    f"{100 * fit['max_rel_err']:.0f}%)"
+                )
+            if "note" in cal.meta:
+                lines.append(f"  note: {cal.meta['note']}")
+            if out is not None:
+                lines.append(f"written to {out}")
+            typer.echo("\n".join(lines))
+
+    @app.command(
+        "validate",
+        epilog="Examples:\n\n"
+        "  shardwise validate --check            (CPU: TP/PP/DP equal one device)\n\n"
+        "  shardwise validate --preset tp2 --shape h4096-l8 --out table.md\n\n"
+        "  python solver/profile/run.py all --out raw.json   (GPU machine)\n\n"
+        "  shardwise validate --from-json raw.json --out table.md\n\n"
+        "Exit codes: 0 ok, 1 a --check found a difference, 2 bad input.",
+    )
+    def validate_cmd(
+        from_json: FromJsonOpt = None,
+        preset: Annotated[
+            str | None,
+            typer.Option(
+                "--preset",
+                metavar="LIST",
+                help="Training plans to run: single, dpN, tpN, ppN (comma-separated) "
+                "\\[default: single,dp2,tp2,pp2].",
+                show_default=False,
+            ),
+        ] = None,
+        plan: Annotated[
+            list[Path] | None,
+            typer.Option(
+                "--plan",
+                "-p",
+                metavar="PLAN.json",
+                help="Also run this plan (training or inference; repeatable).",
+                show_default=False,
+            ),
+        ] = None,
+        shape: Annotated[
+            str | None,
+            typer.Option(
+                "--shape",
+                metavar="LIST",
+                help="Model shapes h<hidden>-l<layers> \\[default: h4096-l8,h8192-l4; "
+                "tiny with --cpu].",
+                show_default=False,
+            ),
+        ] = None,
+        micro_batches: Annotated[
+            str | None,
+            typer.Option("--micro-batches", metavar="LIST", help="Micro-batch sizes [1]."),
+        ] = None,
+        no_inference: Annotated[
+            bool, typer.Option("--no-inference", help="Skip the inference cases.")
+        ] = False,
+        cluster: Annotated[
+            str,
+            typer.Option(
+                "--cluster", "-c", metavar="CLUSTER", help="Cluster the predictions price."
+            ),
+        ] = "h100x2-nvlink",
+        calibration: Annotated[
+            Path | None,
+            typer.Option(
+                "--calibration",
+                metavar="CAL.yaml",
+                help="Calibration for the calibrated column \\[default: fitted from the raw "
+                "JSON's profile section, if any].",
+                show_default=False,
+            ),
+        ] = None,
+        check: Annotated[
+            bool,
+            typer.Option(
+                "--check",
+                help="Correctness only (CPU, gloo, float64): TP, PP and DP training steps and "
+                "TP, PP inference against one device.",
+            ),
+        ] = False,
+        cpu: CpuOpt = False,
+        world: WorldOpt = None,
+        out: Annotated[
+            Path | None,
+            typer.Option(
+                "--out",
+                "-o",
+                metavar="TABLE.md",
+                help="Write the comparison (Markdown) here.",
+                show_default=False,
+            ),
+        ] = None,
+        raw_out: RawOutOpt = None,
+        force: ForceOpt = False,
+        json_output: JsonOpt = False,
+    ) -> None:
+        """Run a GPT stack under single-GPU, DP, TP and PP plans and compare measured step
+        time, memory and inference latency with the evaluator's predictions."""
+        exit_code = 0
+        with user_errors():
+            from ..cli import _refuse_overwrite
+
+            if out is not None:
+                _refuse_overwrite(out, force)
+            if check:
+                raw = _measure(["check", *_common_argv(True, world)], raw_out, force)
+                bad = failed_checks(raw.get("checks", []))
+                if json_output:
+                    emit_json({"checks": raw.get("checks", []), "ok": not bad})
+                else:
+                    for c in raw.get("checks", []):
+                        typer.echo(check_line(c))
+                    typer.echo("all checks passed" if not bad else f"FAILED: {', '.join(bad)}")
+                exit_code = 1 if bad else 0
+            else:
+                from ..io import load_calibration
+                from ..profile.calibrate import read_raw
+                from ..profile.compare import compare, render_markdown
+
+                cal = load_calibration(calibration) if calibration is not None else None
+                if from_json is not None:
+                    raw = read_raw(from_json)
+                else:
+                    argv = ["validate", *_common_argv(cpu, world)]
+                    if preset is not None:
+                        argv += ["--presets", preset]
+                    for p in plan or []:
+                        argv += ["--plan", str(p)]
+                    if shape:
+                        argv += ["--shapes", shape]
+                    if micro_batches:
+                        argv += ["--micro-batches", micro_batches]
+                    if no_inference:
+                        argv += ["--infer-presets", "none"]
+                    raw = _measure(argv, raw_out, force)
+                result = compare(raw, cluster=cluster, calibration=cal)
+                text = render_markdown(result)
+                if out is not None:
+                    write_new_file(out, text + "\n", force=force)
+                if json_output:
+                    emit_json(result)
+                else:
+                    typer.echo(text)
+        if exit_code:
+            raise typer.Exit(exit_code)
