@@ -1,0 +1,39 @@
+"""Launch configs from plans: Megatron-LM, DeepSpeed, vLLM, SGLang, TensorRT-LLM, torchrun.
+
+:func:`export_plan` turns a plan into what a user pastes into a launcher, after checking that
+the plan agrees with its inputs (:class:`~solver.errors.SpecError` otherwise) and that the
+engine can express it (:class:`EngineCannotExpress` otherwise, listing every violation).
+:data:`ENGINES` holds each engine's limits as data; :func:`engine_violations` checks a plan
+against them and :func:`engine_allows` checks one candidate replica-group shape, for planners.
+"""
+
+from __future__ import annotations
+
+from .core import REQUIRED_INPUTS, EngineCannotExpress, ExportResult, check_plan, export_plan
+from .engines import (
+    ENGINES,
+    TARGETS,
+    EngineRules,
+    GroupShape,
+    engine_allows,
+    engine_violations,
+    group_shape,
+)
+from .layout import RankLayout, megatron_layout
+
+__all__ = [
+    "ENGINES",
+    "REQUIRED_INPUTS",
+    "TARGETS",
+    "EngineCannotExpress",
+    "EngineRules",
+    "ExportResult",
+    "GroupShape",
+    "RankLayout",
+    "check_plan",
+    "engine_allows",
+    "engine_violations",
+    "export_plan",
+    "group_shape",
+    "megatron_layout",
+]

@@ -1,0 +1,199 @@
+"""Megatron-LM arguments for a training plan (``--to megatron``).
+
+Flag names follow ``megatron/training/arguments.py`` (NVIDIA/Megatron-LM, Megatron-Core era):
+``--tensor-model-parallel-size``, ``--pipeline-model-parallel-size``,
+``--decoder-first-pipeline-num-layers`` / ``--decoder-last-pipeline-num-layers`` (uneven first
+and last stage; the middle stages split the rest evenly), ``--num-layers-per-virtual-pipeline-
+stage`` (interleaved 1F1B), ``--sequence-parallel``, ``--recompute-granularity``,
+``--use-distributed-optimizer`` (ZeRO-1: optimizer state and fp32 master weights sharded over
+DP), ``--use-tp-pp-dp-mapping`` (rank order ``tp-pp-dp``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..specs import Model, Plan, ReplicaGroup, TrainingWorkload
+from .core import ExportResult
+from .layout import megatron_layout
+from .text import comment, header
+
+__all__ = ["ArgBlock", "export_megatron", "megatron_arguments", "render_bash_array"]
+
+
+@dataclass(frozen=True)
+class ArgBlock:
+    """A commented block of arguments (one flag, with its value, per entry)."""
+
+    comment: str
+    args: tuple[str, ...]
+
+
+def uneven_flags(layers: list[int]) -> list[str]:
+    """``--decoder-first/last-pipeline-num-layers`` for a per-stage layer split, or [].
+
+    Megatron gives the layers left after the flagged first/last stage evenly to the remaining
+    stages (``get_num_layers_to_build``: ``layers_to_distribute % pipeline_stages_left``), so
+    at least one stage must stay unflagged: with PP=2 only the first stage is flagged.
+    """
+    pp = len(layers)
+    if pp < 2 or len(set(layers)) == 1:
+        return []
+    if pp == 2:
+        return [f"--decoder-first-pipeline-num-layers {layers[0]}"]
+    middle = layers[1]
+    out: list[str] = []
+    if layers[0] != middle:
+        out.append(f"--decoder-first-pipeline-num-layers {layers[0]}")
+    if layers[-1] != middle:
+        out.append(f"--decoder-last-pipeline-num-layers {layers[-1]}")
+    return out
+
+
+def _parallel_block(group: ReplicaGroup, order_flag: str | None) -> ArgBlock:
+    tp, pp, dp = group.stages[0].tp, group.pp, group.count
+    layers = [s.num_layers for s in group.stages]
+    args = [f"--tensor-model-parallel-size {tp}", f"--pipeline-model-parallel-size {pp}"]
+    if group.virtual_stages > 1:
+        per_chunk = sum(layers) // (pp * group.virtual_stages)
+        args.append(f"--num-layers-per-virtual-pipeline-stage {per_chunk}")
+    args += uneven_flags(layers)
+    if group.sequence_parallel and tp > 1:
+        args.append("--sequence-parallel")
+    if order_flag is not None:
+        args.append(order_flag)
+    split = "/".join(str(n) for n in layers)
+    comment = f"parallelism: TP={tp} PP={pp} DP={dp} = {tp * pp * dp} ranks; layers {split}"
+    if group.virtual_stages > 1:
+        comment += f" in interleaved chunks of {sum(layers) // (pp * group.virtual_stages)}"
+    return ArgBlock(comment, tuple(args))
+
+
+def _batch_block(group: ReplicaGroup) -> ArgBlock:
+    assert group.micro_batch_size is not None and group.num_micro_batches is not None
+    gbs = group.count * group.micro_batch_size * group.num_micro_batches
+    return ArgBlock(
+        f"batch: {gbs} sequences = {group.count} replicas x micro-batch "
+        f"{group.micro_batch_size} x {group.num_micro_batches} micro-batches",
+        (f"--micro-batch-size {group.micro_batch_size}", f"--global-batch-size {gbs}"),
+    )
+
+
+def _memory_block(group: ReplicaGroup, workload: TrainingWorkload) -> ArgBlock:
+    args: list[str] = []
+    if group.zero_stage >= 1:
+        args.append("--use-distributed-optimizer")
+    if workload.overlap_grad_reduce and group.count > 1:
+        args.append("--overlap-grad-reduce")
+    if group.recompute == "full":
+        args += [
+            "--recompute-granularity full",
+            "--recompute-method uniform",
+            "--recompute-num-layers 1",
+        ]
+    elif group.recompute == "selective":
+        args.append("--recompute-granularity selective")
+    return ArgBlock(f"memory: ZeRO-{group.zero_stage}, recompute {group.recompute}", tuple(args))
+
+
+def _model_block(model: Model, workload: TrainingWorkload) -> ArgBlock:
+    seq = workload.sequence_length
+    args = [
+        f"--num-layers {model.num_layers}",
+        f"--hidden-size {model.hidden_size}",
+        f"--ffn-hidden-size {model.ffn_hidden_size}",
+        f"--num-attention-heads {model.num_attention_heads}",
+    ]
+    if model.num_kv_heads != model.num_attention_heads:
+        args += ["--group-query-attention", f"--num-query-groups {model.num_kv_heads}"]
+    if (
+        model.head_dim is not None
+        and model.head_dim * model.num_attention_heads != model.hidden_size
+    ):
+        args.append(f"--kv-channels {model.head_dim}")
+    if model.mlp == "swiglu":
+        args.append("--swiglu")
+    args.append(
+        "--position-embedding-type "
+        + ("learned_absolute" if model.learned_position_embeddings else "rope")
+    )
+    if not model.tied_embeddings:
+        args.append("--untie-embeddings-and-output-weights")
+    if model.num_experts is not None and model.experts_per_token is not None:
+        args += [
+            f"--num-experts {model.num_experts}",
+            f"--moe-router-topk {model.experts_per_token}",
+        ]
+        if model.moe_ffn_hidden_size is not None:
+            args.append(f"--moe-ffn-hidden-size {model.moe_ffn_hidden_size}")
+    args += [f"--seq-length {seq}", f"--max-position-embeddings {seq}"]
+    return ArgBlock(f"model: {model.name}", tuple(args))
+
+
+def _precision_block(workload: TrainingWorkload) -> ArgBlock:
+    if workload.precision == "fp16":
+        args: tuple[str, ...] = ("--fp16",)
+    elif workload.precision == "fp8":
+        # FP8 GEMMs through Transformer Engine, bf16 elsewhere.
+        args = ("--bf16", "--fp8-format hybrid")
+    else:
+        args = ("--bf16",)
+    return ArgBlock(f"precision: {workload.precision}", args)
+
+
+def megatron_arguments(
+    plan: Plan, model: Model, workload: TrainingWorkload
+) -> tuple[list[ArgBlock], str | None]:
+    """The Megatron-LM argument blocks for a training plan, and a note when torchrun's node
+    blocks cannot place the ranks as planned (None when they can)."""
+    group = plan.replica_groups[0]
+    layout = megatron_layout(group)
+    order_flag = None if isinstance(layout, str) else layout.megatron_flag
+    blocks = [
+        _parallel_block(group, order_flag),
+        _batch_block(group),
+        _memory_block(group, workload),
+        _model_block(model, workload),
+        _precision_block(workload),
+    ]
+    note = None
+    if isinstance(layout, str):
+        note = f"no torchrun node layout places the ranks as planned ({layout})"
+    return blocks, note
+
+
+def render_bash_array(name: str, blocks: list[ArgBlock], indent: str = "    ") -> str:
+    """``NAME=( ... )`` with a comment line before each block."""
+    lines = [f"{name}=("]
+    for block in blocks:
+        if not block.args:
+            continue
+        lines += comment(block.comment, indent=indent)
+        lines += [f"{indent}{arg}" for arg in block.args]
+    lines.append(")")
+    return "\n".join(lines) + "\n"
+
+
+def export_megatron(plan: Plan, model: Model, workload: TrainingWorkload) -> ExportResult:
+    """The ``--to megatron`` output: a bash array of Megatron-LM arguments."""
+    group = plan.replica_groups[0]
+    blocks, layout_note = megatron_arguments(plan, model, workload)
+    world = group.count * group.pp * group.stages[0].tp
+    notes = [
+        f"Megatron derives DP from the world size: launch exactly {world} ranks; "
+        "'shardwise export --to torchrun' writes per-node torchrun lines that put every rank "
+        "on the device the plan names",
+        "add your data, tokenizer, optimizer and checkpoint arguments, and the architecture "
+        "details the shardwise model spec does not record (normalization, biases, RoPE base)",
+    ]
+    if layout_note is not None:
+        notes.append(layout_note)
+    lines = header("megatron", plan, model)
+    for n in notes:
+        lines += comment(n)
+    if group.stages[0].tp > 1:
+        # validate_args asserts this with tensor (or context) parallelism.
+        lines.append("export CUDA_DEVICE_MAX_CONNECTIONS=1")
+    text = "\n".join(lines) + "\n" + render_bash_array("MEGATRON_ARGS", blocks)
+    text += '# usage: torchrun ... pretrain_gpt.py "${MEGATRON_ARGS[@]}" --data-path ...\n'
+    return ExportResult("megatron", "Megatron-LM", text, {}, tuple(notes))

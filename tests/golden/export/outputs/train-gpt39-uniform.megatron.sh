@@ -1,0 +1,30 @@
+# shardwise export --to megatron: gpt-39b, training plan TP=4 PP=2 DP=8 on 64 GPUs (dgx-a100)
+# predicted 43,780 tokens/s
+# Megatron derives DP from the world size: launch exactly 64 ranks; 'shardwise export --to torchrun'
+#   writes per-node torchrun lines that put every rank on the device the plan names
+# add your data, tokenizer, optimizer and checkpoint arguments, and the architecture details the
+#   shardwise model spec does not record (normalization, biases, RoPE base)
+export CUDA_DEVICE_MAX_CONNECTIONS=1
+MEGATRON_ARGS=(
+    # parallelism: TP=4 PP=2 DP=8 = 64 ranks; layers 24/24
+    --tensor-model-parallel-size 4
+    --pipeline-model-parallel-size 2
+    --sequence-parallel
+    # batch: 512 sequences = 8 replicas x micro-batch 1 x 64 micro-batches
+    --micro-batch-size 1
+    --global-batch-size 512
+    # memory: ZeRO-1, recompute none
+    --use-distributed-optimizer
+    --overlap-grad-reduce
+    # model: gpt-39b
+    --num-layers 48
+    --hidden-size 8192
+    --ffn-hidden-size 32768
+    --num-attention-heads 64
+    --position-embedding-type learned_absolute
+    --seq-length 2048
+    --max-position-embeddings 2048
+    # precision: bf16
+    --bf16
+)
+# usage: torchrun ... pretrain_gpt.py "${MEGATRON_ARGS[@]}" --data-path ...
