@@ -337,6 +337,17 @@ def plan_cmd(
             "and seed give the same plan.",
         ),
     ] = False,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            "--engine",
+            "-e",
+            metavar="ENGINE",
+            help="Plan only what this launcher can run (megatron, deepspeed, torchrun, vllm, "
+            "sglang, trtllm): one TP degree, one GPU type, even splits, its settings.",
+            show_default=False,
+        ),
+    ] = None,
     json_output: JsonOpt = False,
     out: Annotated[
         Path | None,
@@ -380,6 +391,7 @@ def plan_cmd(
             "seed": seed,
             "num_workers": workers,
             "deterministic": deterministic,
+            "engine": engine,
         }
         if json_output or quiet or verbose:
             result: Result = solve(m, c, w, **kwargs)

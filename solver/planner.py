@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from importlib.metadata import version as _pkg_version
 from typing import Any
 
+from .engines import EngineRules
 from .errors import SpecError
 from .placement import PlacementError, StageSlot, place
 from .result import Result, Status
@@ -70,6 +71,7 @@ def plan(
     num_workers: int | None = None,
     deterministic: bool = False,
     compare_baseline: bool = True,
+    engine: str | None = None,
 ) -> Result:
     """Find the best plan for ``model`` on ``cluster`` under ``workload``.
 
@@ -89,6 +91,11 @@ def plan(
         every time.
     compare_baseline
         Also score the seed rubric's plan (``Result.baseline``) for comparison (default True).
+    engine
+        A launch target (``megatron``, ``deepspeed``, ``torchrun``, ``vllm``, ``sglang``,
+        ``trtllm``; see :mod:`solver.engines`): its limits become constraints (one TP degree,
+        one GPU type, even layer splits, the recompute/ZeRO settings it has), so the plan can
+        be exported to it.  Optimality is then within what the engine can express.
 
     Returns
     -------
@@ -98,19 +105,56 @@ def plan(
     start = time.perf_counter()
     workers = 1 if deterministic else (num_workers or default_workers())
     try:
+        rules = _engine_rules(engine, workload)
         if isinstance(workload, TrainingWorkload):
             from .cpsat.plan_training import solve_training
 
-            res = solve_training(model, cluster, workload, time_limit_s, workers, seed, deterministic)
+            res = solve_training(
+                model, cluster, workload, time_limit_s, workers, seed, deterministic, engine=rules
+            )
         else:
             from .cpsat.plan_inference import solve_inference
 
-            res = solve_inference(model, cluster, workload, time_limit_s, workers, seed)
+            res = solve_inference(model, cluster, workload, time_limit_s, workers, seed, engine=rules)
     except SpecError as e:
         return Result(status=Status.INVALID_INPUT, message=str(e), seed=seed, time_s=time.perf_counter() - start)
     if compare_baseline:
         res.baseline = _rubric_baseline(model, cluster, workload)
-    return _verify(model, cluster, workload, res, start, seed)
+    result = _verify(model, cluster, workload, res, start, seed)
+    if rules is not None and result.plan is not None and result.status != Status.MODEL_ERROR:
+        from .engines import engine_violations
+
+        broken = engine_violations(result.plan, model, rules.name, workload)
+        if broken:  # the engine constraints are in the model: this is a bug, said loudly
+            message = f"plan breaks {rules.title}'s rules: " + "; ".join(broken)
+            log.error(message)
+            result = dataclasses.replace(result, status=Status.MODEL_ERROR, message=message)
+    return result
+
+
+def _engine_rules(
+    engine: str | None, workload: TrainingWorkload | InferenceWorkload
+) -> EngineRules | None:
+    """The named engine's rules; SpecError (INVALID_INPUT) for an unknown or mismatched one."""
+    if engine is None:
+        return None
+    from .engines import ENGINES
+
+    rules = ENGINES.get(engine)
+    if rules is None:
+        raise SpecError(f"engine: unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
+    if rules.kind != workload.kind:
+        raise SpecError(
+            f"engine: {engine!r} launches {rules.kind}, but the workload is {workload.kind}"
+        )
+    if isinstance(workload, TrainingWorkload) and workload.memory_policy not in rules.memory_policies:
+        raise SpecError(
+            f"engine: {rules.title} has no memory_policy {workload.memory_policy!r} "
+            f"(it has {', '.join(sorted(rules.memory_policies))})"
+        )
+    if workload.precision not in rules.precisions:
+        raise SpecError(f"engine: {rules.title} has no precision {workload.precision!r}")
+    return rules
 
 
 def _rubric_baseline(

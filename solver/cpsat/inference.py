@@ -19,6 +19,7 @@ micro-dollars per hour; the evaluator re-scores the final plan.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,15 @@ class InferenceConfig:
         return f"{self.pool}/tp{self.tp}/pp{self.pp}/b{self.batch}"
 
 
+def tpot_units_per_ms(configs: Sequence[InferenceConfig]) -> float:
+    """Integer TPOT units per millisecond: 1000 (1 us), or finer until the fastest is >= 10^4."""
+    fastest = min((c.tpot_ms for c in configs if c.tpot_ms > 0), default=1.0)
+    scale = 1000.0
+    while fastest * scale < 1e4:
+        scale *= 10.0
+    return scale
+
+
 class InferenceModel:
     """Replica-count knapsack; see the module docstring."""
 
@@ -56,10 +66,14 @@ class InferenceModel:
         pool_gpus: dict[str, int],
         objective: str,
         target_tokens_per_s: float | None,
-        tpot_cap_us: int | None = None,
+        tpot_cap: int | None = None,
     ) -> None:
         self.configs = configs
         m = self.m = cp_model.CpModel()
+        # TPOT in integer units of 1/tpot_scale ms, fine enough that the fastest configuration's
+        # TPOT is >= 10^4 units (rounding <= 5e-5 relative); 1 us for real models, finer for
+        # toy ones whose TPOT is a few microseconds.
+        self.tpot_scale = tpot_units_per_ms(configs)
         self.n: list[cp_model.IntVar] = []
         for c in configs:
             ub = pool_gpus[c.pool] // c.gpus
@@ -76,12 +90,12 @@ class InferenceModel:
         m.add(sum(self.used) >= 1)
         if target_tokens_per_s is not None:
             m.add(tput >= int(target_tokens_per_s * 1000 + 0.999))
-        if tpot_cap_us is not None:
+        if tpot_cap is not None:
             for c, u in zip(configs, self.used, strict=True):
-                if int(round(c.tpot_ms * 1000)) > tpot_cap_us:
+                if int(round(c.tpot_ms * self.tpot_scale)) > tpot_cap:
                     m.add(u == 0)
         self.tput = tput
-        if objective == "max_throughput" or (objective == "min_latency" and tpot_cap_us is not None):
+        if objective == "max_throughput" or (objective == "min_latency" and tpot_cap is not None):
             m.maximize(tput)
             self.scale = 1000.0
             self.sense = 1
@@ -96,12 +110,12 @@ class InferenceModel:
             self.scale = 1e6
             self.sense = -1
         elif objective == "min_latency":
-            ub = max(int(round(c.tpot_ms * 1000)) for c in configs)
+            ub = max(int(round(c.tpot_ms * self.tpot_scale)) for c in configs)
             self.tpot = m.new_int_var(0, ub, "tpot_max")
             for c, u in zip(configs, self.used, strict=True):
-                m.add(self.tpot >= int(round(c.tpot_ms * 1000))).only_enforce_if(u)
+                m.add(self.tpot >= int(round(c.tpot_ms * self.tpot_scale))).only_enforce_if(u)
             m.minimize(self.tpot)
-            self.scale = 1000.0
+            self.scale = self.tpot_scale
             self.sense = -1
         else:  # pragma: no cover - guarded by the workload schema
             raise ValueError(f"objective: unknown objective {objective!r}")

@@ -9,6 +9,7 @@ from typing import Any
 from ortools.sat.python import cp_model
 
 from ..catalog import gpu_of
+from ..engines import EngineRules, GroupShape, shape_violations
 from ..planner import Solved, build_stages, split_layers
 from ..result import Status
 from ..specs import Cluster, InferenceWorkload, Model, Plan, ReplicaGroup
@@ -32,7 +33,7 @@ def _single_replica_plan(
 
 
 def enumerate_configs(
-    model: Model, cluster: Cluster, workload: InferenceWorkload
+    model: Model, cluster: Cluster, workload: InferenceWorkload, engine: EngineRules | None = None
 ) -> tuple[list[InferenceConfig], dict[str, Any]]:
     """All replica shapes that fit memory and meet the SLOs, scored by the evaluator.
 
@@ -53,6 +54,14 @@ def enumerate_configs(
         gpu = gpu_of(pool)
         for tp in tp_options(model, pool):
             for pp in pipeline_degrees(model.num_layers, pool.num_gpus // tp):
+                if engine is not None:
+                    shape = GroupShape(
+                        tp=(tp,) * pp,
+                        pools=(pool.name,) * pp,
+                        layers=tuple(split_layers(model.num_layers, pp)),
+                    )
+                    if shape_violations(engine, shape, model):
+                        continue
                 for batch in workload.batch_sizes:
                     plan = _single_replica_plan(cluster, model, pool.name, tp, pp, batch)
                     rep = evaluate(model, cluster, workload, plan).to_dict()
@@ -125,9 +134,10 @@ def solve_inference(
     time_limit_s: float,
     workers: int,
     seed: int,
+    engine: EngineRules | None = None,
 ) -> Solved:
     t0 = time.perf_counter()
-    configs, diag = enumerate_configs(model, cluster, workload)
+    configs, diag = enumerate_configs(model, cluster, workload, engine)
     stats: dict[str, Any] = {"configs_evaluated": diag["evaluated"], "configs_feasible": len(configs)}
     if not configs:
         return Solved(Status.INFEASIBLE, None, None, None, message=_explain(workload, diag), stats=stats)
@@ -156,8 +166,8 @@ def solve_inference(
     status, counts, obj, bound = cm.solve(budget, workers, seed)
     if objective == "min_latency" and counts:
         # Second, lexicographic step: the most throughput at that TPOT.
-        cap = int(round(obj * 1000))
-        cm2 = InferenceModel(configs, pool_gpus, objective, target, tpot_cap_us=cap)
+        cap = int(round(obj * cm.tpot_scale))
+        cm2 = InferenceModel(configs, pool_gpus, objective, target, tpot_cap=cap)
         st2, counts2, _, _ = cm2.solve(max(0.05, time_limit_s - (time.perf_counter() - t0)), workers, seed)
         if counts2:
             counts = counts2

@@ -12,6 +12,7 @@ from typing import Any
 
 from ortools.sat.python import cp_model
 
+from ..engines import EngineRules
 from ..errors import SpecError
 from ..planner import Solved, build_stages
 from ..result import Status
@@ -30,6 +31,24 @@ from .warmstart import memory_lower_bound_fails, warm_start
 __all__ = ["families", "solve_training", "choice_to_plan"]
 
 log = logging.getLogger(__name__)
+
+
+def engine_families(fams: list[Family], rules: EngineRules | None) -> list[Family]:
+    """The families a target engine can launch (recompute, SP and ZeRO settings it has).
+
+    ZeRO limits that depend on the plan's shape (DeepSpeed: ZeRO-2/3 only without PP or TP) are
+    applied conservatively: the tightest limit that any pipelined or TP plan would face.
+    """
+    if rules is None:
+        return fams
+    zero_max = min(rules.max_zero_stage, rules.max_zero_stage_with_pp, rules.max_zero_stage_with_tp)
+    return [
+        f
+        for f in fams
+        if f.recompute in rules.recompute
+        and (rules.sequence_parallel or not f.sequence_parallel)
+        and f.zero_stage <= zero_max
+    ]
 
 
 def families(workload: TrainingWorkload) -> list[Family]:
@@ -138,6 +157,7 @@ def solve_training(
     workers: int,
     seed: int,
     deterministic: bool = False,
+    engine: EngineRules | None = None,
 ) -> Solved:
     t0 = time.perf_counter()
     tokens = workload.global_batch_size * workload.sequence_length
@@ -147,13 +167,26 @@ def solve_training(
                 raise SpecError(
                     f"pools[{i}].cost_per_gpu_hour: required for objective min_cost, got None"
                 )
-    fams = families(workload)
+    fams = engine_families(families(workload), engine)
+    if not fams:
+        return Solved(
+            Status.INFEASIBLE,
+            None,
+            None,
+            None,
+            message=f"engine: {engine.title if engine else ''} cannot express any of the "
+            "workload's recompute / sequence_parallel / zero_stages settings",
+            stats={},
+        )
     unit = choose_unit(min_block_seconds(model, cluster, workload, fams))
     tables: list[tuple[float, Family, TrainTables]] = []
     for fam in fams:
         tab = build_tables(model, cluster, workload, fam, unit_s=unit)
         if tab is None:
             continue
+        if engine is not None:
+            heads = (model.num_attention_heads, model.num_kv_heads)
+            tab = dataclasses.replace(tab, engine=engine, heads=heads)
         # DP degree outside the model: m = B / (d mb) is then a constant of the model.
         for d in tab.dp_degrees:
             sub = dataclasses.replace(tab, dp_degrees=[d])

@@ -31,6 +31,8 @@ from typing import Any
 
 from ortools.sat.python import cp_model
 
+from ..engines import EngineRules
+
 __all__ = ["TrainOption", "TrainTables", "TrainingChoice", "TrainingModel"]
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,8 @@ class TrainTables:
     max_stages: int
     unit_s: float = US  # seconds per integer time unit
     objective: str = "max_throughput"  # or "min_cost": minimise (d x price) x step time
+    engine: EngineRules | None = None  # a target engine's limits become constraints
+    heads: tuple[int, int] = (0, 0)  # (attention heads, kv heads), for the engine's TP rules
 
     def m(self, d: int) -> int:
         return self.global_batch // (d * self.micro_batch)
@@ -159,6 +163,7 @@ class TrainingModel:
         self._placeable_blocks()
         self._gpu_counts()
         self._memory()
+        self._engine()
         self._symmetry()
 
     def _one_option_per_active_stage(self) -> None:
@@ -257,6 +262,45 @@ class TrainingModel:
                     terms.append(fixed * self.x[j][o])
                     terms.append(opt.act_embed * k * self.z[j][o])
                 m.add(sum(terms) <= 0).only_enforce_if(sel)  # type: ignore[arg-type]
+
+    def _engine(self) -> None:
+        """A named target engine's limits (solver.engines): one TP degree, one pool, even splits.
+
+        ``uniform_tp``/``single_pool``: one-hot over TP degrees / pools that every active stage's
+        option must match.  ``layer_split``: ``even`` -- every active stage holds the same block
+        count; ``even_except_ends`` -- every middle stage does (Megatron-Core's first/last stage
+        flags).  TP degrees the engine's head rules refuse are forbidden outright.
+        """
+        rules, t, m = self.t.engine, self.t, self.m
+        if rules is None:
+            return
+        heads, kv = t.heads
+        for o, opt in enumerate(t.options):
+            bad = bool(heads) and heads % opt.tp != 0
+            if rules.kv_heads == "divisible":
+                bad = bad or (bool(kv) and kv % opt.tp != 0)
+            elif bool(kv) and kv % opt.tp and opt.tp % kv:
+                bad = True
+            if bad:
+                for j in range(self.J):
+                    m.add(self.x[j][o] == 0)
+        for attr, flag in (("tp", rules.uniform_tp), ("pool", rules.single_pool)):
+            if not flag:
+                continue
+            values = sorted({getattr(opt, attr) for opt in t.options})
+            pick = {v: m.new_bool_var(f"engine_{attr}[{v}]") for v in values}
+            m.add_exactly_one(pick.values())
+            for j in range(self.J):
+                for o, opt in enumerate(t.options):
+                    m.add_implication(self.x[j][o], pick[getattr(opt, attr)])
+        if rules.layer_split == "any":
+            return
+        mid = m.new_int_var(1, t.num_layers, "engine_layers_per_stage")
+        for j in range(self.J):
+            if rules.layer_split == "even":
+                m.add(self.n[j] == mid).only_enforce_if(self.active[j])
+            elif j >= 1:  # not the last stage, and not the first (highest active slot)
+                m.add(self.n[j] == mid).only_enforce_if([self.active[j], self.first[j].Not()])
 
     def _symmetry(self) -> None:
         """Nothing to break: slots differ (in-flight counts), nodes never enter the model.

@@ -117,6 +117,19 @@ def _depths(t: TrainTables, d: int, o: TrainOption, depth: int) -> list[int]:
     return sorted(q for q in cands if 1 <= q <= depth)
 
 
+def _engine_ok(t: TrainTables, stages: list[tuple[TrainOption, int]]) -> bool:
+    """Whether the target engine can launch this split (the CP model's engine constraints)."""
+    from ..engines import GroupShape, shape_violations
+
+    assert t.engine is not None
+    shape = GroupShape(
+        tp=tuple(o.tp for o, _ in stages),
+        pools=tuple(o.pool for o, _ in stages),
+        layers=tuple(n for _, n in stages),
+    )
+    return not shape_violations(t.engine, shape, None)
+
+
 def warm_start(t: TrainTables, d: int) -> TrainingChoice | None:
     """The best even split over a single option that fits, as a hint; None if none fits."""
     best: tuple[int, list[tuple[TrainOption, int]]] | None = None
@@ -127,6 +140,8 @@ def warm_start(t: TrainTables, d: int) -> TrainingChoice | None:
         depth = min(t.max_stages, L, (t.pool_gpus[o.pool] // d) // o.tp)
         for p in _depths(t, d, o, depth):
             stages = [(o, n) for n in _even(L, p)]
+            if t.engine is not None and not _engine_ok(t, stages):
+                continue
             score = stage_objective(t, d, stages)
             if score is not None and (best is None or score < best[0]):
                 best = (score, stages)

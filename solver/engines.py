@@ -1,0 +1,460 @@
+"""What each launch target can express, as data, and the checks that read it.
+
+A shardwise plan can say things no launcher can: a different TP degree on every pipeline stage,
+stages on different GPU types, any layer split, ZeRO-3 under a pipeline.  Each engine's limits
+are one :class:`EngineRules` record in :data:`ENGINES`; :func:`engine_violations` checks a whole
+plan against them (one human line per violation) and :func:`engine_allows` checks one candidate
+replica-group shape, so a planner can keep only the options an engine can launch.
+
+Every rule names its source: the argument check or code path in the engine that enforces it.
+Rules about *where* ranks land (node contiguity for torchrun, SGLang multi-node and TRT-LLM MPI
+launches) need the plan's devices and live in :mod:`solver.export.layout`; they are reported by
+:func:`engine_violations` (which sees the plan) but not by :func:`engine_allows` (which sees only
+a shape).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from .specs import InferenceWorkload, Model, Plan, ReplicaGroup, TrainingWorkload
+
+__all__ = [
+    "ENGINES",
+    "TARGETS",
+    "EngineRules",
+    "GroupShape",
+    "engine_allows",
+    "engine_violations",
+    "group_shape",
+    "shape_violations",
+]
+
+#: How the layers may be split over pipeline stages.
+#: ``any``: every stage its own count (vLLM ``VLLM_PP_LAYER_PARTITION``, SGLang
+#: ``SGLANG_PP_LAYER_PARTITION``); ``even_except_ends``: the first and last stage may differ from
+#: the (equal) middle stages (Megatron-Core ``--decoder-first/last-pipeline-num-layers``);
+#: ``even``: every stage the same count.
+LayerSplit = Literal["any", "even_except_ends", "even"]
+
+#: How TP must relate to the model's key/value heads.
+#: ``divisible``: kv_heads % tp == 0 (Megatron-Core TransformerConfig: num_query_groups must be
+#: a multiple of tensor_model_parallel_size); ``divisible_or_replicated``: kv_heads % tp == 0 or
+#: tp % kv_heads == 0, KV heads replicated when TP exceeds them (vLLM QKVParallelLinear,
+#: SGLang and TRT-LLM do the same).
+KvRule = Literal["divisible", "divisible_or_replicated"]
+
+
+@dataclass(frozen=True)
+class EngineRules:
+    """What one launch target can express.  Plain data: read it, don't subclass it."""
+
+    name: str
+    """Target name as given to ``--to``."""
+    title: str
+    """Human name of the engine."""
+    kind: Literal["training", "inference"]
+    """The workload kind the target launches."""
+    uniform_tp: bool
+    """Every pipeline stage of a replica group uses the same TP degree."""
+    single_pool: bool
+    """Every stage of a replica group runs on one pool (one GPU type)."""
+    layer_split: LayerSplit
+    """Which layer splits over the stages can be expressed."""
+    interleaved: bool
+    """The interleaved 1F1B schedule (virtual stages) can be expressed."""
+    max_zero_stage: int
+    """Highest ZeRO stage (training) without pipeline parallelism."""
+    max_zero_stage_with_pp: int
+    """Highest ZeRO stage (training) with pipeline parallelism (PP > 1)."""
+    max_zero_stage_with_tp: int
+    """Highest ZeRO stage (training) with tensor parallelism (TP > 1)."""
+    recompute: frozenset[str]
+    """Recompute settings that can be expressed."""
+    sequence_parallel: bool
+    """Megatron-style sequence parallelism (with TP > 1) can be expressed."""
+    kv_heads: KvRule
+    """How TP must relate to the number of key/value heads."""
+    memory_policies: frozenset[str]
+    """Training memory policies (bytes of model state per parameter) that can be expressed."""
+    precisions: frozenset[str]
+    """Workload precisions that can be expressed."""
+    source: str
+    """Where these limits come from."""
+
+
+_ALL_RECOMPUTE = frozenset({"none", "selective", "full"})
+_ALL_PRECISIONS = frozenset({"bf16", "fp16", "fp8"})
+_INFERENCE_SOURCE = (
+    "attention heads must divide by TP and KV heads are replicated when TP exceeds them "
+    "(ModelConfig.verify_with_parallel_config / QKVParallelLinear); one TP degree per launch"
+)
+
+_MEGATRON = EngineRules(
+    name="megatron",
+    title="Megatron-LM",
+    kind="training",
+    # One --tensor-model-parallel-size for every rank (parallel_state.initialize_model_parallel).
+    uniform_tp=True,
+    # Megatron does not care which GPU type runs a stage; the plan's split accounts for it.
+    single_pool=False,
+    # --decoder-first/last-pipeline-num-layers; the middle stages split the rest evenly
+    # (transformer_block.get_num_layers_to_build asserts the divisibility).
+    layer_split="even_except_ends",
+    # --num-layers-per-virtual-pipeline-stage: equal chunks (arguments.validate_args).
+    interleaved=True,
+    # --use-distributed-optimizer shards optimizer state and fp32 master weights (ZeRO-1);
+    # ZeRO-2/3 need Megatron-FSDP, which this exporter does not emit.
+    max_zero_stage=1,
+    max_zero_stage_with_pp=1,
+    max_zero_stage_with_tp=1,
+    recompute=_ALL_RECOMPUTE,
+    sequence_parallel=True,
+    kv_heads="divisible",
+    # Megatron keeps fp32 master weights and fp32 Adam moments (--main-params-dtype fp32|fp16):
+    # pure_bf16 (8 B/param, no fp32 copy) has no equivalent.
+    memory_policies=frozenset({"megatron_bf16", "amp_fp16"}),
+    precisions=_ALL_PRECISIONS,
+    source="megatron/training/arguments.py validate_args; megatron/core/parallel_state.py",
+)
+
+_TORCHRUN = EngineRules(
+    **{
+        **_MEGATRON.__dict__,
+        "name": "torchrun",
+        "title": "torchrun + Megatron-LM",
+        "source": _MEGATRON.source + "; torch.distributed.run assigns each node a contiguous "
+        "block of global ranks (elastic agent _assign_worker_ranks)",
+    }
+)
+
+_DEEPSPEED = EngineRules(
+    name="deepspeed",
+    title="DeepSpeed",
+    kind="training",
+    uniform_tp=True,
+    single_pool=False,
+    # PipelineModule partition_method splits layers by count or parameters; the remainder's
+    # placement differs between versions, so only an even split is reproducible.
+    layer_split="even",
+    # The DeepSpeed pipeline engine runs one schedule (TrainSchedule), no virtual stages.
+    interleaved=False,
+    max_zero_stage=3,
+    # PipelineEngine asserts zero_optimization_stage() < 2 ("ZeRO-2 and ZeRO-3 are
+    # incompatible with pipeline parallelism").
+    max_zero_stage_with_pp=1,
+    # AutoTP training ("tensor_parallel": {"autotp_size": N}) combines with ZeRO 0, 1 or 2
+    # (deepspeed.ai/tutorials/autotp-training).
+    max_zero_stage_with_tp=2,
+    # pipeline.activation_checkpoint_interval / activation checkpointing recompute whole layers;
+    # there is no attention-only (selective) setting.
+    recompute=frozenset({"none", "full"}),
+    sequence_parallel=False,
+    kv_heads="divisible",
+    # DeepSpeed's bf16/fp16 optimizers keep fp32 master weights.
+    memory_policies=frozenset({"megatron_bf16", "amp_fp16"}),
+    # FP8 training lives in the model code (Transformer Engine), not in the DeepSpeed config.
+    precisions=frozenset({"bf16", "fp16"}),
+    source="deepspeed/runtime/pipe/engine.py PipelineEngine; deepspeed/runtime/config.py",
+)
+
+
+def _inference(name: str, title: str, layer_split: LayerSplit, source: str) -> EngineRules:
+    return EngineRules(
+        name=name,
+        title=title,
+        kind="inference",
+        uniform_tp=True,
+        # One launch uses one GPU type; mixed-GPU pipelines are not supported.
+        single_pool=True,
+        layer_split=layer_split,
+        interleaved=False,
+        max_zero_stage=3,
+        max_zero_stage_with_pp=3,
+        max_zero_stage_with_tp=3,
+        recompute=_ALL_RECOMPUTE,
+        sequence_parallel=True,
+        kv_heads="divisible_or_replicated",
+        memory_policies=frozenset({"megatron_bf16", "amp_fp16", "pure_bf16"}),
+        precisions=_ALL_PRECISIONS,
+        source=source,
+    )
+
+
+_VLLM = _inference(
+    "vllm",
+    "vLLM",
+    "any",
+    "vLLM: " + _INFERENCE_SOURCE + "; VLLM_PP_LAYER_PARTITION (distributed/utils.get_pp_indices)",
+)
+_SGLANG = _inference(
+    "sglang",
+    "SGLang",
+    "any",
+    "SGLang: " + _INFERENCE_SOURCE + "; SGLANG_PP_LAYER_PARTITION",
+)
+_TRTLLM = _inference(
+    "trtllm",
+    "TensorRT-LLM",
+    # Mapping.pp_layers: older releases floor num_layers / pp, newer give the remainder to the
+    # first ranks; only an even split means the same on every release.
+    "even",
+    "TensorRT-LLM: " + _INFERENCE_SOURCE + "; tensorrt_llm/mapping.py Mapping.pp_layers",
+)
+
+#: Every launch target by name, in ``--to`` order.
+ENGINES: dict[str, EngineRules] = {
+    r.name: r for r in (_MEGATRON, _DEEPSPEED, _VLLM, _SGLANG, _TRTLLM, _TORCHRUN)
+}
+#: The target names, as ``--to`` accepts them.
+TARGETS: tuple[str, ...] = tuple(ENGINES)
+
+
+@dataclass(frozen=True)
+class GroupShape:
+    """The engine-relevant facts of one replica group (or of one candidate option)."""
+
+    tp: tuple[int, ...]
+    """TP degree per stage."""
+    pools: tuple[str, ...]
+    """Pool per stage."""
+    layers: tuple[int, ...]
+    """Transformer blocks per stage (all chunks together)."""
+    chunks: tuple[tuple[tuple[int, int], ...], ...] | None = None
+    """Per stage, its ``[first, last]`` chunks (interleaved), or None: Megatron's layout."""
+    virtual_stages: int = 1
+    schedule: str = "1f1b"
+    zero_stage: int = 0
+    recompute: str = "none"
+    sequence_parallel: bool = False
+    num_micro_batches: int | None = None
+
+    @property
+    def pp(self) -> int:
+        return len(self.tp)
+
+
+def group_shape(group: ReplicaGroup) -> GroupShape:
+    """The :class:`GroupShape` of a plan's replica group."""
+    chunks = None
+    if group.virtual_stages > 1 or any(s.chunks is not None for s in group.stages):
+        chunks = tuple(tuple(s.layer_ranges) for s in group.stages)
+    return GroupShape(
+        tp=tuple(s.tp for s in group.stages),
+        pools=tuple(s.pool for s in group.stages),
+        layers=tuple(s.num_layers for s in group.stages),
+        chunks=chunks,
+        virtual_stages=group.virtual_stages,
+        schedule=group.schedule,
+        zero_stage=group.zero_stage,
+        recompute=group.recompute,
+        sequence_parallel=group.sequence_parallel,
+        num_micro_batches=group.num_micro_batches,
+    )
+
+
+def megatron_chunks(num_layers: int, pp: int, v: int) -> list[list[tuple[int, int]]]:
+    """Megatron's interleaved layout: stage ``s`` chunk ``j`` holds virtual stage ``j*pp + s``.
+
+    Each of the ``pp * v`` virtual stages holds ``num_layers / (pp * v)`` consecutive blocks
+    (``get_transformer_layer_offset``: offset = vp_rank * L/v + pp_rank * L/(pp v)).
+    """
+    size = num_layers // (pp * v)
+    return [
+        [((j * pp + s) * size, (j * pp + s) * size + size - 1) for j in range(v)] for s in range(pp)
+    ]
+
+
+def _split_violation(rules: EngineRules, layers: Sequence[int]) -> str | None:
+    """Why ``layers`` (per stage) cannot be expressed, or None."""
+    pp = len(layers)
+    shown = "/".join(str(n) for n in layers)
+    if rules.layer_split == "even" and len(set(layers)) > 1:
+        return f"layers per stage {shown} are uneven; {rules.title} splits layers evenly"
+    if rules.layer_split == "even_except_ends" and pp > 2 and len(set(layers[1:-1])) > 1:
+        return (
+            f"layers per stage {shown}: the middle stages differ; {rules.title} lets only the "
+            "first and last stage differ (--decoder-first/last-pipeline-num-layers)"
+        )
+    return None
+
+
+def _interleave_violation(rules: EngineRules, shape: GroupShape) -> str | None:
+    v, pp = shape.virtual_stages, shape.pp
+    if v <= 1 and shape.schedule != "interleaved":
+        return None
+    if not rules.interleaved:
+        return f"the interleaved schedule (virtual_stages={v}) has no {rules.title} equivalent"
+    total = sum(shape.layers)
+    if pp < 2:
+        return f"the interleaved schedule needs pipeline parallelism, got PP={pp}"
+    if total % (pp * v):
+        return (
+            f"interleaved schedule: {total} layers do not split into {pp} x {v} equal chunks "
+            "(--num-layers-per-virtual-pipeline-stage)"
+        )
+    want = megatron_chunks(total, pp, v)
+    if shape.chunks is not None and [list(c) for c in shape.chunks] != want:
+        return (
+            "interleaved schedule: the chunks differ from Megatron's layout (stage s, chunk j "
+            f"holds virtual stage j*PP+s of {total // (pp * v)} layers each)"
+        )
+    if shape.chunks is None and len(set(shape.layers)) > 1:
+        return "interleaved schedule: stages hold different numbers of layers"
+    if shape.num_micro_batches is not None and shape.num_micro_batches % pp:
+        # schedules.forward_backward_pipelining_with_interleaving raises on this.
+        return (
+            f"interleaved schedule: num_micro_batches={shape.num_micro_batches} is not a "
+            f"multiple of PP={pp}"
+        )
+    return None
+
+
+def shape_violations(
+    rules: EngineRules, shape: GroupShape, model: Model | None, where: str = ""
+) -> list[str]:
+    """Why ``rules`` cannot express a replica group of this shape (empty: it can).
+
+    ``where`` prefixes each line (e.g. ``"group 1: "``).  Without a model, the head checks are
+    skipped.
+    """
+    out: list[str] = []
+    tps = sorted(set(shape.tp))
+    if rules.uniform_tp and len(tps) > 1:
+        per = "/".join(str(t) for t in shape.tp)
+        out.append(f"TP differs between stages ({per}); {rules.title} uses one TP degree")
+    if rules.single_pool and len(set(shape.pools)) > 1:
+        out.append(
+            f"stages run on different pools ({'/'.join(shape.pools)}); {rules.title} runs one "
+            "GPU type per launch"
+        )
+    split = _split_violation(rules, shape.layers)
+    if split is not None:
+        out.append(split)
+    inter = _interleave_violation(rules, shape)
+    if inter is not None:
+        out.append(inter)
+    if rules.kind == "training":
+        limit, why = rules.max_zero_stage, ""
+        if shape.pp > 1 and rules.max_zero_stage_with_pp < limit:
+            limit, why = rules.max_zero_stage_with_pp, " with pipeline parallelism"
+        if max(shape.tp) > 1 and rules.max_zero_stage_with_tp < limit:
+            limit, why = rules.max_zero_stage_with_tp, " with tensor parallelism"
+        if shape.zero_stage > limit:
+            out.append(
+                f"zero_stage={shape.zero_stage}: {rules.title} supports ZeRO <= {limit}{why}"
+            )
+        if shape.recompute not in rules.recompute:
+            out.append(f"recompute={shape.recompute!r} has no {rules.title} setting")
+        if shape.sequence_parallel and max(shape.tp) > 1 and not rules.sequence_parallel:
+            out.append(f"sequence_parallel=true has no {rules.title} setting")
+    if model is not None:
+        for tp in tps:
+            if model.num_attention_heads % tp:
+                out.append(
+                    f"TP={tp} does not divide num_attention_heads={model.num_attention_heads}"
+                )
+            kv = model.num_kv_heads
+            if rules.kv_heads == "divisible" and kv % tp:
+                out.append(f"TP={tp} does not divide num_kv_heads={kv}")
+            elif rules.kv_heads == "divisible_or_replicated" and kv % tp and tp % kv:
+                out.append(f"TP={tp} neither divides nor is a multiple of num_kv_heads={kv}")
+    return [where + line for line in out]
+
+
+def engine_violations(
+    plan: Plan,
+    model: Model | None,
+    engine: str,
+    workload: TrainingWorkload | InferenceWorkload | None = None,
+) -> list[str]:
+    """Everything in ``plan`` that ``engine`` cannot express, one human line each.
+
+    Parameters
+    ----------
+    plan
+        A plan (as ``shardwise plan --out`` writes it).
+    model
+        The model the plan splits, for the head checks; None skips them.
+    engine
+        A target name from :data:`TARGETS`.
+    workload
+        Optional; adds the precision and memory-policy checks.
+
+    Returns
+    -------
+    list of str
+        Empty when the engine can launch the plan as planned.  Rank-placement rules (torchrun,
+        SGLang and TRT-LLM multi-node launches) are checked once the shape rules pass.
+
+    Raises
+    ------
+    KeyError
+        If ``engine`` is not a target name.
+    """
+    rules = ENGINES[engine]
+    if plan.kind != rules.kind:
+        return [f"{rules.title} launches {rules.kind} plans; this plan is for {plan.kind}"]
+    out: list[str] = []
+    many = len(plan.replica_groups) > 1
+    for g, group in enumerate(plan.replica_groups):
+        out += shape_violations(rules, group_shape(group), model, f"group {g}: " if many else "")
+    if workload is not None:
+        if workload.precision not in rules.precisions:
+            out.append(f"precision {workload.precision} has no {rules.title} setting")
+        if isinstance(workload, TrainingWorkload) and (
+            workload.memory_policy not in rules.memory_policies
+        ):
+            out.append(
+                f"memory_policy {workload.memory_policy} (no fp32 master weights) has no "
+                f"{rules.title} setting"
+            )
+    if not out:
+        from .export.layout import (
+            layout_violations,  # needs the devices; only for launchable shapes
+        )
+
+        out += layout_violations(plan, engine)
+    return out
+
+
+def engine_allows(
+    engine: str,
+    *,
+    tp_per_stage: Sequence[int],
+    pools: Sequence[str],
+    layers_per_stage: Sequence[int],
+    model: Model | None,
+    virtual_stages: int = 1,
+    schedule: str = "1f1b",
+    zero_stage: int = 0,
+    recompute: str = "none",
+    sequence_parallel: bool = False,
+    num_micro_batches: int | None = None,
+) -> bool:
+    """Whether ``engine`` can launch one replica group of this shape.
+
+    A pure function for planners: call it on a candidate (per-stage TP, pools and layer counts,
+    plus the group's knobs) and drop the candidate when it returns False.  Interleaved
+    candidates are assumed to use Megatron's chunk layout.  It checks the same rules as
+    :func:`engine_violations` except rank placement, which needs concrete devices.
+    """
+    shape = GroupShape(
+        tp=tuple(tp_per_stage),
+        pools=tuple(pools),
+        layers=tuple(layers_per_stage),
+        virtual_stages=virtual_stages,
+        schedule=schedule,
+        zero_stage=zero_stage,
+        recompute=recompute,
+        sequence_parallel=sequence_parallel,
+        num_micro_batches=num_micro_batches,
+    )
+    if not (len(shape.tp) == len(shape.pools) == len(shape.layers) >= 1):
+        raise ValueError(
+            "tp_per_stage, pools and layers_per_stage: must have one entry per stage, got "
+            f"{len(shape.tp)}, {len(shape.pools)} and {len(shape.layers)}"
+        )
+    return not shape_violations(ENGINES[engine], shape, model)
