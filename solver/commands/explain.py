@@ -329,7 +329,12 @@ def register(app: typer.Typer) -> None:
             out.print(Rule(f"{m.name} on {c.name}: {w.kind} Pareto front"))
             out.print(pareto_table(front))
             for s in front.skipped:
-                target = "" if s["target"] is None else f" (target {s['target']:.4g})"
+                if s["target"] is None:
+                    target = ""
+                elif w.kind == "training":
+                    target = f" ({s['target']:.0f} nodes)"
+                else:
+                    target = f" (TPOT target {s['target']:.4g} ms)"
                 out.print(f"no plan{target}: {s['status']}: {s['message']}")
             if wrote:
                 out.print(f"plot written to {wrote}")
