@@ -16,7 +16,7 @@ from ..engines import EngineRules
 from ..errors import SpecError
 from ..planner import Solved, build_stages
 from ..result import Status
-from ..specs import Cluster, Model, Plan, Pool, ReplicaGroup, TrainingWorkload
+from ..specs import Cluster, Model, Plan, Pool, ReplicaGroup, Stage, TrainingWorkload
 from .tables import (
     Family,
     build_tables,
@@ -51,17 +51,37 @@ def engine_families(fams: list[Family], rules: EngineRules | None) -> list[Famil
     ]
 
 
-def families(workload: TrainingWorkload) -> list[Family]:
-    """Every combination of the global knobs the workload allows (1F1B schedule).
+#: Chunks per stage searched for interleaved 1F1B.  Megatron-LM's papers use 2-4 (Narayanan et
+#: al. 2021 Fig. 12 sweeps 2-8 and shows diminishing returns past 4 as p2p traffic grows v-fold).
+VIRTUAL_STAGE_OPTIONS = (2, 4)
 
-    Interleaved 1F1B is not searched by the CP model yet: its in-flight activation count
-    depends on the pipeline depth, which would make memory non-linear in this formulation.
+
+def families(workload: TrainingWorkload) -> list[Family]:
+    """Every combination of the global knobs the workload allows.
+
+    Interleaved 1F1B (v chunks per stage) is searched with the pipeline depth fixed outside
+    the model (one sub-problem per depth): its in-flight activation count depends on the depth,
+    which would make memory non-linear otherwise.
     """
     sps = sorted(set(workload.sequence_parallel), reverse=True)
+    schedules = [("1f1b", 1)] if "1f1b" in workload.schedules else []
+    if "interleaved" in workload.schedules:
+        schedules += [("interleaved", v) for v in VIRTUAL_STAGE_OPTIONS]
     out = [
-        Family(micro_batch=mb, recompute=rc, sequence_parallel=sp, zero_stage=z, schedule="1f1b")
-        for mb, rc, sp, z in itertools.product(
-            sorted(workload.micro_batch_sizes), workload.recompute, sps, workload.zero_stages
+        Family(
+            micro_batch=mb,
+            recompute=rc,
+            sequence_parallel=sp,
+            zero_stage=z,
+            schedule=sched,
+            virtual_stages=v,
+        )
+        for (sched, v), mb, rc, sp, z in itertools.product(
+            schedules,
+            sorted(workload.micro_batch_sizes),
+            workload.recompute,
+            sps,
+            workload.zero_stages,
         )
         if workload.global_batch_size % mb == 0
     ]
@@ -73,13 +93,16 @@ def choice_to_plan(
 ) -> Plan:
     """A launchable plan (devices placed) from a CP solution."""
     stages = build_stages(cluster, [(choice.d, [(o.pool, o.tp, n) for o, n in choice.stages])])[0]
+    v = fam.virtual_stages
+    if v > 1:
+        stages = _interleave(stages, [n for _, n in choice.stages], v)
     m = workload.global_batch_size // (choice.d * fam.micro_batch)
     group = ReplicaGroup(
         count=choice.d,
         micro_batch_size=fam.micro_batch,
         num_micro_batches=m,
-        schedule="1f1b",
-        virtual_stages=1,
+        schedule=fam.schedule,  # type: ignore[arg-type,unused-ignore]
+        virtual_stages=v,
         recompute=fam.recompute,  # type: ignore[arg-type,unused-ignore]
         zero_stage=fam.zero_stage,
         sequence_parallel=fam.sequence_parallel,  # a no-op on TP=1 stages
@@ -87,6 +110,29 @@ def choice_to_plan(
     )
     return Plan(kind="training", replica_groups=[group])
 
+
+def _interleave(stages: list[Stage], layers: list[int], v: int) -> list[Stage]:
+    """Megatron's interleaved layout: model chunk ``c * p + s`` runs on stage ``s``.
+
+    Stage s holds v chunks of ``layers[s] / v`` blocks each; walking the virtual stages in
+    order (chunk 0 of every stage, then chunk 1, ...) assigns consecutive blocks.
+    """
+    p = len(stages)
+    per = [n // v for n in layers]
+    chunks: list[list[tuple[int, int]]] = [[] for _ in range(p)]
+    first = 0
+    for _c in range(v):
+        for s in range(p):
+            chunks[s].append((first, first + per[s] - 1))
+            first += per[s]
+    return [
+        Stage(pool=st.pool, tp=st.tp, devices=st.devices, chunks=chunks[s])
+        for s, st in enumerate(stages)
+    ]
+
+
+#: Fraction of the time limit the plain 1F1B sub-problems may use before interleaved ones start.
+PLAIN_SHARE = 0.7
 
 #: Pipelines up to this depth have every stage order tried; deeper ones a few candidates.
 MAX_PERMUTED_STAGES = 6
@@ -108,7 +154,7 @@ def best_stage_order(
 
     stages = choice.stages
     p = len(stages)
-    if p == 1 or len({(o.pool, o.tp, n) for o, n in stages}) == 1:
+    if p == 1 or len({(o.pool, o.tp, n) for o, n in stages}) == 1 or fam.virtual_stages > 1:
         return choice_to_plan(cluster, workload, fam, choice), False
     if p <= MAX_PERMUTED_STAGES:
         orders = list(dict.fromkeys(itertools.permutations(range(p))))
@@ -188,19 +234,37 @@ def solve_training(
             heads = (model.num_attention_heads, model.num_kv_heads)
             tab = dataclasses.replace(tab, engine=engine, heads=heads)
         # DP degree outside the model: m = B / (d mb) is then a constant of the model.
+        v = fam.virtual_stages
         for d in tab.dp_degrees:
-            sub = dataclasses.replace(tab, dp_degrees=[d])
-            sub = dataclasses.replace(sub, max_stages=stages_limit(sub, d))
-            lb = lower_bound_us(sub)
-            if lb < math.inf:  # inf: no replica can get a GPU at this d
-                tables.append((lb, fam, sub))
-    tables.sort(key=lambda x: x[0])
+            sub = dataclasses.replace(tab, dp_degrees=[d], virtual=v)
+            limit = stages_limit(sub, d)
+            # 1F1B: one sub-problem, the model picks the depth.  Interleaved: one per depth
+            # p >= 2 with at least one block per chunk.
+            # Megatron's interleaved schedule also needs m divisible by p.
+            depths = (
+                [limit]
+                if v == 1
+                else [
+                    p
+                    for p in range(2, min(limit, model.num_layers // v) + 1)
+                    if sub.m(d) % p == 0
+                ]
+            )
+            for p in depths:
+                one = dataclasses.replace(sub, max_stages=p)
+                lb = lower_bound_us(one)
+                if lb < math.inf:  # inf: no replica can get a GPU at this d
+                    tables.append((lb, fam, one))
+    # Plain 1F1B first (one sub-problem per family and d, and usually the strongest incumbent),
+    # then the interleaved depths, each group best-first by lower bound.
+    tables.sort(key=lambda x: (x[2].virtual > 1, x[0]))
     stats: dict[str, Any] = {"families": len(fams), "families_buildable": len(tables)}
     if not tables:
         return Solved(
             Status.INFEASIBLE, None, None, None, message=explain_training(model, cluster, workload), stats=stats
         )
-    best: tuple[int, Family, TrainingChoice] | None = None
+    best: tuple[float, Family, TrainingChoice] | None = None
+    n_plain = sum(1 for _, _, tab in tables if tab.virtual == 1)
     outcomes: list[_Outcome] = []
     # Sub-problems CP-SAT left open (time ran out): (bound, index into tables).
     pending: list[tuple[float, int]] = []
@@ -210,7 +274,7 @@ def solve_training(
         nonlocal best
         lb, fam, tab = tables[i]
         t1 = time.perf_counter()
-        cm = TrainingModel(tab, upper_bound_us=(best[0] - 1) if best else None)
+        cm = TrainingModel(tab, upper_bound_us=best[0] if best else None)
         # Building a deep model takes a while in Python: it comes out of the same budget.
         left = time_limit_s - (time.perf_counter() - t0)
         budget = max(0.01, min(budget - (time.perf_counter() - t1), left))
@@ -240,7 +304,8 @@ def solve_training(
         # An even single-option split, scored with the model's own terms, is a plan of this
         # family: it becomes the incumbent if better, so CP-SAT only has to beat it (and other
         # families are pruned against it before they are built).
-        start = warm_start(tab, d) if workload.objective == "max_throughput" else None
+        plain = workload.objective == "max_throughput" and tab.virtual == 1
+        start = warm_start(tab, d) if plain else None
         if start is not None and (best is None or start.objective < best[0]):
             best = (start.objective, fam, start)
             if lb >= best[0]:
@@ -250,8 +315,15 @@ def solve_training(
             pending.append((lb, i))
             outcomes.append(_Outcome(fam, d, "NOT_SOLVED", lb, 0.0))
             continue
-        share = remaining / max(1, len(tables) - i)
-        # Give early (more promising) families a larger share; later ones are often pruned.
+        # The plain 1F1B group gets up to PLAIN_SHARE of the time when interleaved sub-problems
+        # follow; each sub-problem a share of its group's time left, doubled for the early
+        # (more promising) ones -- later ones are often pruned.
+        if tab.virtual == 1 and n_plain < len(tables):
+            group_left = PLAIN_SHARE * time_limit_s - (time.perf_counter() - t0)
+            left_in_group = n_plain - i
+        else:
+            group_left, left_in_group = remaining, len(tables) - i
+        share = max(0.0, group_left) / max(1, left_in_group)
         attempt(i, max(min(remaining, 2 * share), min(remaining, 0.05)))
     # Pass 2: the time left goes to the sub-problems still open, most promising first, each
     # re-solved with the (now better) incumbent as its cut-off.

@@ -29,11 +29,13 @@ class Family:
     sequence_parallel: bool
     zero_stage: int
     schedule: str = "1f1b"
+    virtual_stages: int = 1  # v model chunks per stage (interleaved 1F1B), 1 for plain 1F1B
 
     @property
     def label(self) -> str:
         sp = "+sp" if self.sequence_parallel else ""
-        return f"mb{self.micro_batch}/{self.recompute}{sp}/zero{self.zero_stage}/{self.schedule}"
+        sched = self.schedule if self.virtual_stages == 1 else f"{self.schedule}{self.virtual_stages}"
+        return f"mb{self.micro_batch}/{self.recompute}{sp}/zero{self.zero_stage}/{sched}"
 
 
 def state_bytes_per_param(memory_policy: str) -> float:
@@ -304,8 +306,11 @@ def lower_bound_us(t: TrainTables) -> float:
     if len(t.dp_degrees) == 1:
         d = t.dp_degrees[0]
         p = stages_limit(t, d)
+        v = t.virtual
+        # Closed form m T_max + (sum T - T_max) / v = (m - 1/v) T_max + sum T / v.
+        mv = t.m(d) - 1.0 / v
         tsum = t.num_layers * min(o.t_layer for o in t.options)
-        lb = max(lb, tsum * (t.m(d) - 1 + p) / p)
+        lb = max(lb, tsum * (mv / p + 1.0 / v))
         # Coupled bound: with Y_o blocks on option o, sum T >= sum_o t_o Y_o, and the stages'
         # GPUs (at most G per replica) are each busy <= T_max per micro-batch, so
         # T_max >= sum_o tp_o t_o Y_o / G.  Hence step >= sum_o Y_o t_o (1 + (m - 1) tp_o / G)
@@ -316,8 +321,8 @@ def lower_bound_us(t: TrainTables) -> float:
         if G == 0:
             return math.inf  # no pool can give every replica a GPU
         usable = [o for o in t.options if o.allowed.get(d, False)] or t.options
-        coupled = t.num_layers * min(o.t_layer * (1 + (t.m(d) - 1) * o.tp / G) for o in usable)
-        coupled += min(o.t_embed for o in usable) + min(o.t_head for o in usable)
+        coupled = t.num_layers * min(o.t_layer * (1.0 / v + mv * o.tp / G) for o in usable)
+        coupled += (min(o.t_embed for o in usable) + min(o.t_head for o in usable)) / v
         lb = max(lb, coupled)
         if len(t.pool_gpus) > 1:
             lb = max(lb, _pool_lp_bound(t, d, G))
@@ -341,12 +346,13 @@ def _pool_lp_bound(t: TrainTables, d: int, G: int) -> float:
     from scipy.optimize import linprog
 
     m = t.m(d)
+    v = t.virtual
     opts = [o for o in t.options if o.allowed.get(d, False) and t.pool_gpus[o.pool] // d > 0]
     if not opts:
         return math.inf
     n = len(opts)
-    # x = [Y_0..Y_{n-1}, S_0..S_{n-1}, W]
-    c = np.array([o.t_layer for o in opts] + [0.0] * n + [float(m - 1)])
+    # x = [Y_0..Y_{n-1}, S_0..S_{n-1}, W]; objective (m - 1/v) W + sum t Y / v
+    c = np.array([o.t_layer / v for o in opts] + [0.0] * n + [m - 1.0 / v])
     a_ub: list[list[float]] = []
     b_ub: list[float] = []
     for k, gpus in t.pool_gpus.items():
@@ -368,8 +374,13 @@ def _pool_lp_bound(t: TrainTables, d: int, G: int) -> float:
         def most(k: int, o: TrainOption = o, free: int = free) -> int:
             return max(0, free // max(1, o.static["layer"][d] + o.act_layer * k))
 
-        per_stage = most(m)
-        extra = sum(most(j + 1) - per_stage for j in range(min(m - 1, t.max_stages)))
+        if v == 1:
+            per_stage = most(m)
+            extra = sum(most(j + 1) - per_stage for j in range(min(m - 1, t.max_stages)))
+        else:  # interleaved: every slot holds >= the last slot's in-flight count (units / v)
+            per_stage = max(0, free // max(1, o.static["layer"][d] + math.ceil(
+                o.act_layer * min(m * v, (v - 1) * t.max_stages + 1) / v)))
+            extra = 0
         row = [0.0] * (2 * n + 1)
         row[i] = 1.0
         row[n + i] = -float(per_stage)
@@ -381,5 +392,5 @@ def _pool_lp_bound(t: TrainTables, d: int, G: int) -> float:
         return math.inf
     if res.status != 0:
         return 0.0  # no bound from the LP (numerical trouble): the others still hold
-    head = min(o.t_embed for o in opts) + min(o.t_head for o in opts)
+    head = (min(o.t_embed for o in opts) + min(o.t_head for o in opts)) / v
     return float(res.fun) + head

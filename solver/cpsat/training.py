@@ -85,6 +85,7 @@ class TrainTables:
     max_stages: int
     unit_s: float = US  # seconds per integer time unit
     objective: str = "max_throughput"  # or "min_cost": minimise (d x price) x step time
+    virtual: int = 1  # interleaved 1F1B with this many chunks per stage (then max_stages is p)
     engine: EngineRules | None = None  # a target engine's limits become constraints
     heads: tuple[int, int] = (0, 0)  # (attention heads, kv heads), for the engine's TP rules
 
@@ -98,20 +99,21 @@ class TrainingChoice:
 
     d: int
     stages: list[tuple[TrainOption, int]]  # (option, layers), stage 0 first
-    step_us: int  # step time in time units
-    objective: int  # the model's objective value (step time, or rate x step time)
+    step_us: float  # step time in time units
+    objective: float  # the model's objective (step time, or rate x step time), in time units
+    virtual: int = 1  # chunks per stage (interleaved 1F1B)
 
 
 class TrainingModel:
     """Builds and solves the CP-SAT model for one :class:`TrainTables`."""
 
-    def __init__(self, tables: TrainTables, upper_bound_us: int | None = None) -> None:
+    def __init__(self, tables: TrainTables, upper_bound_us: float | None = None) -> None:
         self.t = tables
         self.m = cp_model.CpModel()
         self._build(upper_bound_us)
 
     # -- construction ---------------------------------------------------------------------
-    def _build(self, upper_bound_us: int | None) -> None:
+    def _build(self, upper_bound_us: float | None) -> None:
         t, m = self.t, self.m
         L = t.num_layers
         J = t.max_stages
@@ -122,6 +124,9 @@ class TrainingModel:
         m.add_exactly_one(self.dsel.values())
         self.active = [m.new_bool_var(f"active[s{j}]") for j in range(J)]
         m.add(self.active[0] == 1)
+        if t.virtual > 1:  # interleaved: the depth p = J is fixed outside (memory depends on it)
+            for a in self.active:
+                m.add(a == 1)
         for j in range(J - 1):
             m.add_implication(self.active[j + 1], self.active[j])
         self.first = [m.new_bool_var(f"first[s{j}]") for j in range(J)]
@@ -178,6 +183,9 @@ class TrainingModel:
         m.add(sum(self.n) == L)
         for j in range(self.J):
             m.add(self.n[j] >= self.active[j])
+            if t.virtual > 1:  # v equal chunks per stage (Megatron's interleaved layout)
+                chunk = m.new_int_var(1, L // t.virtual, f"chunk_layers[s{j}]")
+                m.add(self.n[j] == t.virtual * chunk)
             m.add(sum(self.y[j]) == self.n[j])
             for o in range(len(t.options)):
                 m.add(self.y[j][o] <= self._most_blocks(j, o) * self.x[j][o])
@@ -195,9 +203,9 @@ class TrainingModel:
         opt = t.options[o]
         most = 0
         for d in t.dp_degrees:
-            k = min(t.m(d), j + 1)
+            k = self.in_flight(j, t.m(d))
             free = opt.capacity - opt.overhead - opt.transient[d]
-            per_block = opt.static["layer"][d] + opt.act_layer * k
+            per_block = opt.static["layer"][d] + math.ceil(opt.act_layer * k)
             most = max(most, free // max(per_block, 1))
         return int(min(t.num_layers, most))
 
@@ -253,15 +261,27 @@ class TrainingModel:
         for d, sel in self.dsel.items():
             mm = t.m(d)
             for j in range(self.J):
-                k = min(mm, j + 1)
+                k = self.in_flight(j, mm)
                 terms = self._part(j, "static", d)
                 for o, opt in enumerate(t.options):
-                    terms.append(opt.act_layer * k * self.y[j][o])
+                    terms.append(math.ceil(opt.act_layer * k) * self.y[j][o])
                     fixed = opt.overhead + opt.transient[d] - opt.capacity
                     fixed += opt.act_head if j == 0 else 0
                     terms.append(fixed * self.x[j][o])
-                    terms.append(opt.act_embed * k * self.z[j][o])
+                    terms.append(math.ceil(opt.act_embed * k) * self.z[j][o])
                 m.add(sum(terms) <= 0).only_enforce_if(sel)  # type: ignore[arg-type]
+
+    def in_flight(self, j: int, m: int) -> float:
+        """Micro-batches of activations slot ``j`` holds at its peak, in whole-stage units.
+
+        1F1B: ``min(m, j + 1)``.  Interleaved with v chunks and p = J stages: Megatron warms up
+        ``2 j + (v - 1) p`` chunk-micro-batches, + 1 in steady state, capped at ``m v``; each
+        chunk is 1/v of the stage (the evaluator's :func:`~solver.costmodel.in_flight_micro_batches`).
+        """
+        v = self.t.virtual
+        if v == 1:
+            return float(min(m, j + 1))
+        return min(m * v, 2 * j + (v - 1) * self.J + 1) / v
 
     def _engine(self) -> None:
         """A named target engine's limits (solver.engines): one TP degree, one pool, even splits.
@@ -309,7 +329,7 @@ class TrainingModel:
         symmetry never enters the search.
         """
 
-    def _objective(self, horizon: int, upper_bound_us: int | None) -> None:
+    def _objective(self, horizon: int, upper_bound_us: float | None) -> None:
         """Minimise (m - 1) * T_max + sum T_j + DP_exposed + OPT_max for the chosen d.
 
         T_j: forward + backward of slot j's blocks (+ embedding / head) + 2 x p2p to the next
@@ -336,6 +356,12 @@ class TrainingModel:
                 if j == 0:
                     expr.append(opt.t_head * self.x[j][o])
                     bexpr.append(opt.b_head * self.x[j][o])
+                    if t.virtual > 1 and self.J > 1:
+                        # Interleaved: the last stage passes each chunk on to the first.
+                        for kb in pools:
+                            w = m.new_bool_var(f"p2p[s0:{self._oname(o)}->first {kb}]")
+                            m.add(w >= self.x[j][o] + xp[self.J - 1][kb] - 1)
+                            expr.append(t.p2p[(o, kb)] * w)
                 if j >= 1:
                     same = t.p2p[(o, opt.pool)]
                     expr.append(same * self.x[j][o])
@@ -358,14 +384,20 @@ class TrainingModel:
             for j in range(self.J):
                 dp = self._part(j, "dp", d)
                 dp += [t.options[o].dp["fixed"][d] * self.x[j][o] for o in range(len(t.options))]
+                # Interleaved: each stage's last backward op is one chunk (1/v of B), and the
+                # stages before it then run one chunk each: the hideable time is sum B / v.
                 hide = sum(self.B[i] for i in range(j, self.J))
-                m.add(self.DP >= sum(dp) - hide).only_enforce_if(sel)  # type: ignore[arg-type]
+                v = t.virtual
+                m.add(v * self.DP >= v * sum(dp) - hide).only_enforce_if(sel)  # type: ignore[arg-type]
                 m.add(self.OPT >= sum(self._part(j, "opt", d))).only_enforce_if(sel)  # type: ignore[arg-type]
-        self.step = m.new_int_var(0, horizon, "step_time")
+        # Closed form m T_max + (sum T - T_max) / v, times v to stay integral: v is 1 for
+        # plain 1F1B; the model's objective is then v x step time (divided out on extraction).
+        v = t.virtual
+        self.step = m.new_int_var(0, v * horizon, "step_time_x_v")
         Tsum = sum(self.T)
         for d, sel in self.dsel.items():
             m.add(
-                self.step >= (t.m(d) - 1) * self.Tmax + Tsum + self.DP + self.OPT
+                self.step >= (v * t.m(d) - 1) * self.Tmax + Tsum + v * (self.DP + self.OPT)
             ).only_enforce_if(sel)
         if t.objective == "min_cost":
             # The one product in the model, only for min_cost: $ per step = rate x step time.
@@ -376,14 +408,14 @@ class TrainingModel:
             m.add(self.rate == d * sum(
                 opt.price * self.x[j][o] for j in range(self.J) for o, opt in enumerate(t.options)
             ))
-            self.cost = m.new_int_var(0, rate_ub * horizon, "cost_per_step")
+            self.cost = m.new_int_var(0, rate_ub * v * horizon, "cost_per_step")
             m.add_multiplication_equality(self.cost, [self.rate, self.step])
-            if upper_bound_us is not None:
-                m.add(self.cost <= upper_bound_us)
+            if upper_bound_us is not None:  # strictly better than the incumbent
+                m.add(self.cost <= math.ceil(v * upper_bound_us) - 1)
             m.minimize(self.cost)
         else:
-            if upper_bound_us is not None:
-                m.add(self.step <= upper_bound_us)
+            if upper_bound_us is not None:  # strictly better than the incumbent
+                m.add(self.step <= math.ceil(v * upper_bound_us) - 1)
             m.minimize(self.step)
 
     def _work_cuts(self, pools: list[str]) -> None:
@@ -434,7 +466,7 @@ class TrainingModel:
         status = solver.solve(self.m)
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             return status, None, math.inf
-        return status, self._extract(solver), solver.best_objective_bound
+        return status, self._extract(solver), solver.best_objective_bound / self.t.virtual
 
     def _extract(self, solver: cp_model.CpSolver) -> TrainingChoice:
         t = self.t
@@ -447,5 +479,9 @@ class TrainingModel:
             slots.append((t.options[o], int(solver.value(self.n[j]))))
         slots.reverse()  # slot 0 is the last stage
         return TrainingChoice(
-            d=d, stages=slots, step_us=int(solver.value(self.step)), objective=int(solver.objective_value)
+            d=d,
+            stages=slots,
+            step_us=solver.value(self.step) / t.virtual,
+            objective=solver.objective_value / t.virtual,
+            virtual=t.virtual,
         )
