@@ -1,0 +1,258 @@
+"""Raw profile measurements -> a :class:`~solver.specs.Calibration` (host side).
+
+What each calibration field is, so that the evaluator can use it unchanged:
+
+``gemm_efficiency``
+    Best measured GEMM rate / the GPU's dense 16-bit peak: the maximum achievable matmul
+    FLOPS (MAMF, stas00/ml-engineering ``mamf-finder.py``), which is how the catalog defines
+    the field (``solver/catalog/gpus.yaml``).  The cost model multiplies it by the global
+    ``GEMM_REALIZATION_FRACTION`` (shape, launch and overlap losses inside a real step), so
+    the *transformer-shape* rates are not used here; they are kept in ``measured.gemm`` with
+    their ratio to the MAMF (``realization_*``) to compare with that constant.
+``memory_efficiency``
+    Asymptotic ``copy_`` bandwidth (read + write, fitted ``t = t0 + bytes / R`` over all
+    buffer sizes) / the catalog's HBM bandwidth.
+``intra_node_bandwidth_GBps``, ``intra_node_latency_us``
+    The all-reduce fitted jointly over every group size in the cost model's own form,
+    ``t = 2(n-1) alpha + 2(n-1)/n S / B`` (:mod:`~solver.profile.fit`): a bus bandwidth and a
+    per-step latency, which :func:`solver.evaluate.links.tp_link` uses as they are.
+
+Everything else (per-shape GEMM rates, the add kernel, all-gather, reduce-scatter and
+send/recv fits, per-group-size fits, fit residuals) goes to ``measured``; versions and the
+device name to ``meta``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ..catalog import resolve_gpu
+from ..errors import SpecError
+from ..specs import Calibration, GPUSpec
+from .fit import COLLECTIVES, fit_collective, fit_throughput
+from .raw import RAW_FORMAT
+
+__all__ = ["RAW_FORMAT", "calibration_from_raw", "calibration_yaml", "gpu_for_device", "read_raw"]
+
+#: ``torch.cuda.get_device_name()`` substrings -> catalog names, first match wins.
+_DEVICE_NAMES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("h100", "pcie"), "H100-PCIe-80GB"),
+    (("h100",), "H100-SXM5-80GB"),  # "NVIDIA H100 80GB HBM3" is the SXM5 part
+    (("h200",), "H200-SXM-141GB"),
+    (("gb200",), "GB200"),
+    (("b200",), "B200-SXM-180GB"),
+    (("a100", "pcie"), "A100-PCIe-80GB"),
+    (("a100", "80gb"), "A100-SXM4-80GB"),
+    (("a100",), "A100-SXM4-40GB"),
+    (("v100",), "V100-SXM2-32GB"),
+    (("l40s",), "L40S"),
+    (("l4",), "L4"),
+    (("mi300x",), "MI300X"),
+    (("mi250x",), "MI250X"),
+)
+
+
+def gpu_for_device(device_name: str) -> str | None:
+    """The catalog name of a CUDA device name (``NVIDIA H100 80GB HBM3``), or None."""
+    low = device_name.lower()
+    for keys, name in _DEVICE_NAMES:
+        if all(k in low for k in keys):
+            return name
+    return None
+
+
+def read_raw(path: Path) -> dict[str, Any]:
+    """Load a raw JSON written by ``solver/profile/run.py``; SpecError if it is not one."""
+    import json
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise SpecError(f"{path}: cannot read ({e.strerror})") from None
+    except json.JSONDecodeError as e:
+        raise SpecError(f"{path}: JSON syntax error at line {e.lineno}: {e.msg}") from None
+    if not isinstance(doc, dict) or doc.get("format") != RAW_FORMAT:
+        got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise SpecError(f"{path}: format: expected {RAW_FORMAT!r}, got {got!r}")
+    return doc
+
+
+def _resolve(gpu: str | None, raw: dict[str, Any]) -> GPUSpec:
+    device = str(raw.get("meta", {}).get("device", ""))
+    name = gpu or gpu_for_device(device)
+    if name is None:
+        raise SpecError(
+            f"--gpu: the measured device {device!r} is not in the catalog; name the catalog GPU "
+            "the efficiencies are relative to"
+        )
+    try:
+        return resolve_gpu(name)
+    except KeyError as e:
+        raise SpecError(f"--gpu: {e.args[0]}") from None
+
+
+def _gemm_summary(records: list[dict[str, Any]], peak_tflops: float) -> dict[str, Any]:
+    best = max(records, key=lambda r: r["tflops"])
+    mamf = float(best["tflops"])
+    rows: dict[tuple[str, int, int, int], dict[str, float]] = defaultdict(dict)
+    for r in records:
+        if r["kind"] == "transformer":
+            rows[(r["gemm"], r["hidden"], r["tokens"], r["tp"])][r["pass"]] = float(r["tflops"])
+    table = [
+        [g, h, t, tp, d.get("forward"), d.get("dgrad"), d.get("wgrad")]
+        for (g, h, t, tp), d in sorted(rows.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][3]))
+    ]
+    tr = [r for r in records if r["kind"] == "transformer"]
+    out: dict[str, Any] = {
+        "peak_tflops": peak_tflops,
+        "mamf_tflops": mamf,
+        "mamf_shape": [best["m"], best["k"], best["n"]],
+        "columns": [
+            "gemm",
+            "hidden",
+            "tokens",
+            "tp",
+            "forward_tflops",
+            "dgrad_tflops",
+            "wgrad_tflops",
+        ],
+        "transformer_tflops": table,
+    }
+    if tr:
+        ratio = np.array([r["tflops"] for r in tr]) / mamf
+        weights = np.array([r["flops"] for r in tr])
+        out["realization_mean"] = float(ratio.mean())
+        # FLOP-weighted: what a step made of these GEMMs realises overall.
+        out["realization_flop_weighted"] = float(
+            weights.sum() / sum(r["time_s"] for r in tr) / 1e12 / mamf
+        )
+        fit = fit_throughput([r["flops"] for r in tr], [r["time_s"] for r in tr])
+        out["fit"] = {
+            "tflops": fit.rate / 1e12,
+            "overhead_us": fit.overhead_s * 1e6,
+            "max_rel_err": fit.max_rel_err,
+            "rms_rel_err": fit.rms_rel_err,
+        }
+    return out
+
+
+def _memory_summary(records: list[dict[str, Any]], hbm_GBps: float) -> dict[str, Any]:
+    out: dict[str, Any] = {"catalog_GBps": hbm_GBps}
+    for kernel in sorted({r["kernel"] for r in records}):
+        rs = [r for r in records if r["kernel"] == kernel]
+        fit = fit_throughput([r["bytes_moved"] for r in rs], [r["time_s"] for r in rs])
+        out[kernel] = {
+            "GBps": fit.rate / 1e9,
+            "best_GBps": max(float(r["GBps"]) for r in rs),
+            "overhead_us": fit.overhead_s * 1e6,
+            "max_rel_err": fit.max_rel_err,
+            "points": [[int(r["buffer_bytes"]), float(r["time_s"]) * 1e6] for r in rs],
+        }
+    return out
+
+
+def _fit_or_error(op: str, rs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fit's dict, or ``{"error": ...}`` when the times show no trend (noisy CPU runs)."""
+    try:
+        fit = fit_collective(
+            op, [r["group_size"] for r in rs], [r["bytes"] for r in rs], [r["time_s"] for r in rs]
+        )
+    except ValueError as e:
+        return {"error": str(e)}
+    return fit.to_dict()
+
+
+def _collective_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for op in COLLECTIVES:
+        rs = [r for r in records if r["op"] == op]
+        if not rs:
+            continue
+        sizes = sorted({r["group_size"] for r in rs})
+        out[op] = {
+            "fit": _fit_or_error(op, rs),
+            "by_group_size": {
+                str(n): _fit_or_error(op, [r for r in rs if r["group_size"] == n]) for n in sizes
+            },
+            "points": [[r["group_size"], int(r["bytes"]), float(r["time_s"]) * 1e6] for r in rs],
+        }
+    return out
+
+
+def _fraction(x: float) -> float:
+    """Clip a measured fraction into the spec's (0, 1]."""
+    return float(min(1.0, max(x, 1e-9)))
+
+
+def calibration_from_raw(
+    raw: dict[str, Any], *, gpu: str | None = None, source: str = ""
+) -> Calibration:
+    """Fit a :class:`Calibration` from a raw JSON's ``profile`` section.
+
+    Parameters
+    ----------
+    raw
+        The document ``solver/profile/run.py profile|all`` writes.
+    gpu
+        Catalog GPU the efficiencies are fractions of; default: the measured device's catalog
+        entry (:func:`gpu_for_device`).  A CPU run (tests) must name one.
+    source
+        Where the raw JSON came from (recorded in ``meta``).
+    """
+    prof = raw.get("profile")
+    if not isinstance(prof, dict):
+        raise SpecError("raw JSON: profile: no measurements (run `run.py profile` or `run.py all`)")
+    spec = _resolve(gpu, raw)
+    measured: dict[str, Any] = {}
+    fields: dict[str, Any] = {}
+    if prof.get("gemm"):
+        g = _gemm_summary(prof["gemm"], spec.bf16_tflops)
+        measured["gemm"] = g
+        fields["gemm_efficiency"] = _fraction(g["mamf_tflops"] / spec.bf16_tflops)
+    if prof.get("memory"):
+        mem = _memory_summary(prof["memory"], spec.memory_bandwidth_GBps)
+        measured["memory"] = mem
+        fields["memory_efficiency"] = _fraction(mem["copy"]["GBps"] / spec.memory_bandwidth_GBps)
+    if prof.get("collectives"):
+        col = _collective_summary(prof["collectives"])
+        measured["collectives"] = col
+        ar = col.get("all_reduce", {}).get("fit", {})
+        if "bandwidth_GBps" in ar:
+            fields["intra_node_bandwidth_GBps"] = ar["bandwidth_GBps"]
+            fields["intra_node_latency_us"] = ar["latency_us"]
+    meta_in = raw.get("meta", {})
+    meta = {
+        k: meta_in[k]
+        for k in (
+            "date_utc",
+            "device",
+            "devices",
+            "torch",
+            "cuda",
+            "nccl",
+            "backend",
+            "world",
+            "env",
+        )
+        if k in meta_in
+    }
+    meta["tool"] = "shardwise profile"
+    if source:
+        meta["source"] = source
+    if meta_in.get("device") == "cpu":
+        meta["note"] = (
+            f"measured on CPU (gloo): a test of the pipeline, not a calibration of {spec.name}"
+        )
+    return Calibration(gpu=spec.name, measured=measured, meta=meta, **fields)
+
+
+def calibration_yaml(cal: Calibration) -> str:
+    """The calibration as YAML: the fitted fields first, then ``measured`` and ``meta``."""
+    doc = cal.model_dump(mode="json", exclude_none=True)
+    head = "# Written by `shardwise profile`; fields: see solver/profile/calibrate.py.\n"
+    return head + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=100)

@@ -1,0 +1,423 @@
+"""Measured vs predicted: the validation runs set beside the evaluator (host side).
+
+Each measured case of a raw JSON is mapped to the solver's specs -- the validation model to a
+GPT :class:`~solver.specs.Model`, its run to a workload, its plan to a
+:class:`~solver.specs.Plan` on the validation cluster -- and priced by
+:func:`solver.evaluate.evaluate` twice: with the catalog's GPU figures and with a calibration
+(the raw JSON's own profile, or a given calibration file).
+
+The workload states what the runner does, so that a difference is a cost-model error and not
+a different experiment: bf16 compute, parameters, gradients and Adam states all bf16
+(``memory_policy: pure_bf16``), no ZeRO, the DP all-reduce after the backward
+(``overlap_grad_reduce: false``), no recomputation, no sequence parallelism, non-interleaved
+1F1B.  Known differences that remain: the runner's un-fused attention and PyTorch's default
+kernels (no Megatron fused bias-GeLU / bias-dropout-add), eager decode (one kernel launch per
+operator, no CUDA graphs), and PP with TP > 1 sending the full activation instead of
+Megatron's scatter/gather.  Measured memory is ``torch.cuda.max_memory_allocated``: tensors
+only, so it is compared with the ledger's tensors (total minus the fixed framework overhead).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from ..costmodel import constants as C
+from ..errors import SpecError
+from ..evaluate import evaluate
+from ..io import find_spec, load_calibration, load_cluster, load_plan
+from ..specs import Calibration, Cluster, InferenceWorkload, Model, Plan, TrainingWorkload
+from .calibrate import calibration_from_raw, gpu_for_device
+
+__all__ = [
+    "VALIDATION_CLUSTER",
+    "compare",
+    "inference_workload",
+    "model_spec",
+    "render_markdown",
+    "training_workload",
+]
+
+#: The cluster the GPU runs are predicted on: one node, 2 H100 SXM joined by NVLink.
+VALIDATION_CLUSTER = "h100x2-nvlink"
+
+
+def model_spec(shape: dict[str, Any]) -> Model:
+    """The validation model as a solver Model: GPT with biases, LayerNorm, GeLU MLP, learned
+    positions and an untied LM head (:mod:`solver.profile.gpt`)."""
+    return Model(
+        name=f"validate-h{shape['hidden']}-l{shape['layers']}",
+        num_layers=shape["layers"],
+        hidden_size=shape["hidden"],
+        ffn_hidden_size=shape["ffn"],
+        num_attention_heads=shape["heads"],
+        num_kv_heads=shape["heads"],
+        vocab_size=shape["vocab_size"],
+        mlp="gelu",
+        tied_embeddings=False,
+        learned_position_embeddings=True,
+    )
+
+
+def _precision(case: dict[str, Any]) -> Literal["bf16", "fp16"]:
+    return "fp16" if case.get("dtype") == "fp16" else "bf16"
+
+
+def training_workload(case: dict[str, Any], plan: Plan) -> TrainingWorkload:
+    """What the runner's training step does, as a workload."""
+    g = plan.replica_groups[0]
+    mb = g.micro_batch_size or 1
+    return TrainingWorkload(
+        kind="training",
+        global_batch_size=g.count * mb * (g.num_micro_batches or 1),
+        sequence_length=case["shape"]["seq_len"],
+        precision=_precision(case),
+        memory_policy="pure_bf16",
+        zero_stage=0,
+        overlap_grad_reduce=False,
+        recompute=["none"],
+        micro_batch_sizes=[mb],
+        schedules=["1f1b"],
+        sequence_parallel=[False],
+    )
+
+
+def inference_workload(case: dict[str, Any], plan: Plan) -> InferenceWorkload:
+    """What the runner's inference request does, as a workload."""
+    return InferenceWorkload(
+        kind="inference",
+        prompt_tokens=case["prompt"],
+        output_tokens=case["gen"],
+        batch_size=plan.replica_groups[0].batch_size or 1,
+        precision=_precision(case),
+    )
+
+
+def _retarget(plan: dict[str, Any], pool: str) -> dict[str, Any]:
+    """The plan with its stages on ``pool`` (the runner only reads GPU indices)."""
+    plan = plan.get("plan", plan) if "replica_groups" not in plan else plan
+    groups = []
+    for g in plan["replica_groups"]:
+        stages = []
+        for st in g["stages"]:
+            devs = [[[f"{pool}-0", int(gpu)] for _, gpu in rep] for rep in st["devices"]]
+            stages.append({**st, "pool": pool, "devices": devs})
+        groups.append({**g, "stages": stages})
+    return {"kind": plan["kind"], "replica_groups": groups}
+
+
+def _cluster_for(cluster: Cluster, device: str) -> tuple[Cluster, str | None]:
+    """Put the measured GPU type into the cluster if it differs (an H200 run predicted as an
+    H200); returns the note saying so."""
+    name = gpu_for_device(device)
+    if name is None:
+        return cluster, None
+    pools = []
+    note = None
+    for p in cluster.pools:
+        if p.gpu_name.lower() != name.lower():
+            note = f"cluster GPU {p.gpu_name} replaced by the measured {name}"
+            p = p.model_copy(update={"gpu": name})
+        pools.append(p)
+    return cluster.model_copy(update={"pools": pools}), note
+
+
+def _err(pred: float | None, meas: float | None) -> float | None:
+    if pred is None or meas is None or meas == 0:
+        return None
+    return (pred - meas) / meas
+
+
+def _ledger_tensors_GB(report: dict[str, Any]) -> float | None:
+    rows = report.get("memory_ledger") or []
+    if not rows:
+        return None
+    return float(max(r["total_GB"] - r["overhead_GB"] for r in rows))
+
+
+def _state_GB(report: dict[str, Any]) -> float | None:
+    rows = report.get("memory_ledger") or []
+    if not rows:
+        return None
+    return float(max(r["weights_GB"] + r["grads_GB"] + r["optimizer_GB"] for r in rows))
+
+
+def _predict(
+    model: Model,
+    cluster: Cluster,
+    workload: TrainingWorkload | InferenceWorkload,
+    plan: Plan,
+    cal: Calibration | None,
+) -> dict[str, Any]:
+    rep: dict[str, Any] = evaluate(model, cluster, workload, plan, cal).to_dict()
+    return rep
+
+
+def _train_row(case: dict[str, Any], cluster: Cluster, cal: Calibration | None) -> dict[str, Any]:
+    row: dict[str, Any] = {"name": case["name"]}
+    if "summary" not in case:
+        row["status"] = case.get("skipped") or case.get("error") or "not measured"
+        return row
+    meas = case["summary"]
+    plan = load_plan(_retarget(case["plan"], cluster.pools[0].name))
+    model, wl = model_spec(case["shape"]), training_workload(case, plan)
+    preds = {"catalog": _predict(model, cluster, wl, plan, None)}
+    if cal is not None:
+        preds["calibrated"] = _predict(model, cluster, wl, plan, cal)
+    row["measured"] = {
+        "step_s": meas["step_s"],
+        "peak_GB": meas.get("peak_allocated_GB"),
+        "state_GB": meas.get("persistent_GB"),
+        "loss": meas.get("loss"),
+        "stages": meas["stages"],
+    }
+    for label, rep in preds.items():
+        stages = [
+            {
+                "stage": b["stage"],
+                "busy_s": b["compute_s"] + b["tp_comm_s"],
+                "dp_comm_s": b["dp_comm_s"],
+                "optimizer_s": b["optimizer_s"],
+            }
+            for b in rep.get("time_breakdown") or []
+        ]
+        row[label] = {
+            "feasible": rep["feasible"],
+            "violations": rep["violations"],
+            "step_s": rep["step_time_s"],
+            "peak_GB": _ledger_tensors_GB(rep),
+            "state_GB": _state_GB(rep),
+            "mfu": rep["mfu"],
+            "bubble_fraction": rep["bubble_fraction"],
+            "stages": stages,
+            "step_err": _err(rep["step_time_s"], meas["step_s"]),
+            "peak_err": _err(_ledger_tensors_GB(rep), meas.get("peak_allocated_GB")),
+        }
+    return row
+
+
+def _infer_row(case: dict[str, Any], cluster: Cluster, cal: Calibration | None) -> dict[str, Any]:
+    row: dict[str, Any] = {"name": case["name"]}
+    if "summary" not in case:
+        row["status"] = case.get("skipped") or case.get("error") or "not measured"
+        return row
+    meas = case["summary"]
+    plan = load_plan(_retarget(case["plan"], cluster.pools[0].name))
+    model, wl = model_spec(case["shape"]), inference_workload(case, plan)
+    preds = {"catalog": _predict(model, cluster, wl, plan, None)}
+    if cal is not None:
+        preds["calibrated"] = _predict(model, cluster, wl, plan, cal)
+    row["measured"] = {
+        "ttft_ms": meas["ttft_ms"],
+        "tpot_ms": meas["tpot_ms"],
+        "peak_GB": meas.get("peak_allocated_GB"),
+    }
+    for label, rep in preds.items():
+        row[label] = {
+            "feasible": rep["feasible"],
+            "violations": rep["violations"],
+            "ttft_ms": rep.get("ttft_ms"),
+            "tpot_ms": rep.get("tpot_ms"),
+            "peak_GB": _ledger_tensors_GB(rep),
+            "ttft_err": _err(rep.get("ttft_ms"), meas["ttft_ms"]),
+            "tpot_err": _err(rep.get("tpot_ms"), meas["tpot_ms"]),
+            "peak_err": _err(_ledger_tensors_GB(rep), meas.get("peak_allocated_GB")),
+        }
+    return row
+
+
+def compare(
+    raw: dict[str, Any],
+    *,
+    cluster: str | Cluster = VALIDATION_CLUSTER,
+    calibration: Calibration | None = None,
+    use_raw_profile: bool = True,
+) -> dict[str, Any]:
+    """Measured vs predicted for every case of ``raw``.
+
+    Parameters
+    ----------
+    raw
+        A raw JSON document (``solver/profile/run.py validate|all``).
+    cluster
+        Cluster the plans are priced on (default :data:`VALIDATION_CLUSTER`); its GPU type is
+        replaced by the measured one when they differ (noted in ``notes``).
+    calibration
+        Calibration for the "calibrated" predictions; default: the cluster's ``calibration``
+        reference, else (``use_raw_profile``) one fitted from the raw JSON's own profile
+        section, if it has one.
+    """
+    c = load_cluster(cluster)
+    meta = raw.get("meta", {})
+    device = str(meta.get("device", ""))
+    notes: list[str] = []
+    cal, source = calibration, "given"
+    if cal is None and c.calibration is not None:
+        # The cluster's own reference, resolved as solver.io does (relative to its file).
+        where = find_spec(cluster, "instances/").parent if isinstance(cluster, str) else None
+        cal, source = load_calibration(c.calibration, relative_to=where), f"cluster {c.name}"
+    c, note = _cluster_for(c, device)
+    if note:
+        notes.append(note)
+    if device == "cpu":
+        notes.append("measured on CPU (gloo, tiny sizes): predictions are for the cluster's GPUs")
+    if cal is None and use_raw_profile and isinstance(raw.get("profile"), dict):
+        try:
+            cal, source = calibration_from_raw(raw, gpu=c.pools[0].gpu_name), "this run's profile"
+        except (SpecError, ValueError) as e:
+            notes.append(f"no calibrated column: {e}")
+    if cal is not None:
+        notes.append(f"calibrated column: calibration from {source}")
+    if cal is not None and all(cal.gpu.lower() != p.gpu_name.lower() for p in c.pools):
+        notes.append(
+            f"calibration is for {cal.gpu}, not a GPU of cluster {c.name}: it changes nothing"
+        )
+    return {
+        "cluster": c.name,
+        "gpu": c.pools[0].gpu_name,
+        "device": device,
+        "meta": meta,
+        "calibration": None
+        if cal is None
+        else cal.model_dump(mode="json", exclude={"measured"}, exclude_none=True),
+        "notes": notes,
+        "framework_overhead_GB": C.FRAMEWORK_OVERHEAD_GB,
+        "train": [_train_row(x, c, cal) for x in raw.get("train", [])],
+        "inference": [_infer_row(x, c, cal) for x in raw.get("inference", [])],
+        "checks": raw.get("checks", []),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# rendering
+# ----------------------------------------------------------------------------------------------
+def _f(x: float | None, fmt: str) -> str:
+    return "—" if x is None else format(x, fmt)
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:+.0f}%"
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    """Markdown tables: training steps, per-stage times, inference latencies, checks."""
+    cal = "calibrated" if result.get("calibration") else None
+    lines = [
+        f"Measured on **{result['device'] or 'unknown device'}** "
+        f"({result['meta'].get('world', '?')} processes, torch {result['meta'].get('torch', '?')}"
+        f", NCCL {result['meta'].get('nccl', '—')}); predicted by the evaluator on cluster "
+        f"`{result['cluster']}` ({result['gpu']}).  Errors are (predicted - measured) / measured.",
+        "",
+    ]
+    for n in result["notes"]:
+        lines.append(f"- note: {n}")
+    if result["notes"]:
+        lines.append("")
+    if result["train"]:
+        lines += ["### Training step", ""]
+        head = "| case | measured s | catalog s | err |"
+        sep = "|---|---:|---:|---:|"
+        if cal:
+            head += " calibrated s | err |"
+            sep += "---:|---:|"
+        head += " measured GB | predicted GB | err | loss |"
+        sep += "---:|---:|---:|---:|"
+        lines += [head, sep]
+        for r in result["train"]:
+            if "measured" not in r:
+                lines.append(f"| {r['name']} | {r['status']} |" + " |" * (8 if cal else 6))
+                continue
+            m, p = r["measured"], r["catalog"]
+            cells = [r["name"], _f(m["step_s"], ".3f"), _f(p["step_s"], ".3f"), _pct(p["step_err"])]
+            if cal:
+                q = r["calibrated"]
+                cells += [_f(q["step_s"], ".3f"), _pct(q["step_err"])]
+            cells += [
+                _f(m["peak_GB"], ".1f"),
+                _f(p["peak_GB"], ".1f"),
+                _pct(p["peak_err"]),
+                _f(m["loss"], ".3f"),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            "### Per stage (seconds per step: forward + backward busy time incl. TP "
+            "communication, DP all-reduce, Adam)",
+            "",
+        ]
+        lines += [
+            "| case | stage | busy meas. | busy pred. | DP meas. | DP pred. | Adam meas. | Adam pred. |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in result["train"]:
+            if "measured" not in r:
+                continue
+            pred = {s["stage"]: s for s in r[cal or "catalog"]["stages"]}
+            for s in r["measured"]["stages"]:
+                q = pred.get(s["stage"], {})
+                busy = s["forward_s"] + s["backward_s"]
+                lines.append(
+                    f"| {r['name']} | {s['stage']} | {busy:.3f} | {_f(q.get('busy_s'), '.3f')} | "
+                    f"{s['dp_allreduce_s']:.4f} | {_f(q.get('dp_comm_s'), '.4f')} | "
+                    f"{s['optimizer_s']:.4f} | {_f(q.get('optimizer_s'), '.4f')} |"
+                )
+        lines.append("")
+    if result["inference"]:
+        lines += ["### Inference (TTFT = prefill to the first token; TPOT = per decode step)", ""]
+        head = "| case | TTFT ms | catalog | err |"
+        sep = "|---|---:|---:|---:|"
+        if cal:
+            head += " calibrated | err |"
+            sep += "---:|---:|"
+        head += " TPOT ms | catalog | err |"
+        sep += "---:|---:|---:|"
+        if cal:
+            head += " calibrated | err |"
+            sep += "---:|---:|"
+        head += " measured GB | predicted GB |"
+        sep += "---:|---:|"
+        lines += [head, sep]
+        for r in result["inference"]:
+            if "measured" not in r:
+                lines.append(f"| {r['name']} | {r['status']} |")
+                continue
+            m, p = r["measured"], r["catalog"]
+            cells = [
+                r["name"],
+                _f(m["ttft_ms"], ".2f"),
+                _f(p["ttft_ms"], ".2f"),
+                _pct(p["ttft_err"]),
+            ]
+            if cal:
+                q = r["calibrated"]
+                cells += [_f(q["ttft_ms"], ".2f"), _pct(q["ttft_err"])]
+            cells += [_f(m["tpot_ms"], ".3f"), _f(p["tpot_ms"], ".3f"), _pct(p["tpot_err"])]
+            if cal:
+                q = r["calibrated"]
+                cells += [_f(q["tpot_ms"], ".3f"), _pct(q["tpot_err"])]
+            cells += [_f(m["peak_GB"], ".1f"), _f(p["peak_GB"], ".1f")]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    if result["checks"]:
+        lines += ["### Correctness (parallel vs one device)", ""]
+        for c in result["checks"]:
+            lines.append(
+                f"- {c['name']}: "
+                + ", ".join(
+                    f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                    for k, v in c.items()
+                    if k not in ("name", "tensors")
+                )
+            )
+        lines.append("")
+    if cal and result.get("calibration"):
+        c = result["calibration"]
+        lines += [
+            "Calibration used: "
+            + ", ".join(
+                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                for k, v in c.items()
+                if k not in ("meta",)
+            ),
+            "",
+        ]
+    return "\n".join(lines)
