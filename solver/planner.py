@@ -105,6 +105,12 @@ def plan(
     start = time.perf_counter()
     workers = 1 if deterministic else (num_workers or default_workers())
     try:
+        if cluster.calibration is not None:
+            # Fold the measured figures into the pools once, so the CP tables and the
+            # evaluator's verification price the same GPUs and links.
+            from .evaluate.core import calibrated_cluster
+
+            cluster = calibrated_cluster(cluster)
         rules = _engine_rules(engine, workload)
         if isinstance(workload, TrainingWorkload):
             from .cpsat.plan_training import solve_training

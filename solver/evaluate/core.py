@@ -82,7 +82,7 @@ from . import checks
 from .links import dp_links, link_between, parse_node, slowest, tp_link
 from .report import Report
 
-__all__ = ["evaluate", "gpu_with_calibration"]
+__all__ = ["calibrated_cluster", "evaluate", "gpu_with_calibration"]
 
 Cal = Calibration | Iterable[Calibration] | None
 
@@ -105,6 +105,35 @@ def gpu_with_calibration(pool: Pool, calibration: Cal = None) -> GPUSpec:
                 upd["memory_efficiency"] = c.memory_efficiency
             return gpu.model_copy(update=upd)
     return gpu
+
+
+def calibrated_cluster(cluster: Cluster, calibration: Cal = None) -> Cluster:
+    """``cluster`` with a calibration folded into its pools (GPU efficiencies, intra-node link).
+
+    ``calibration`` defaults to the cluster's own ``calibration:`` reference (loaded by name
+    under ``instances/calibration/`` or by path).  The result carries no calibration reference,
+    so the planner's tables and the evaluator price the very same figures; a cluster without
+    either comes back unchanged.
+    """
+    cals = _cals(calibration)
+    if not cals and cluster.calibration is not None:
+        from ..io import load_calibration
+
+        cals = [load_calibration(cluster.calibration)]
+    if not cals:
+        return cluster
+    pools = []
+    for pool in cluster.pools:
+        gpu = gpu_with_calibration(pool, cals)
+        link = tp_link(pool, cals)
+        # tp_link applies the bus efficiency to the spec's nominal figure but takes a fitted
+        # bandwidth as measured: store the nominal equivalent so it prices the same.
+        eff = C.PCIE_BUS_EFFICIENCY if pool.intra_node.kind == "pcie" else C.NVLINK_BUS_EFFICIENCY
+        intra = pool.intra_node.model_copy(
+            update={"bandwidth_GBps": link.bandwidth_GBps / eff, "latency_us": link.latency_us}
+        )
+        pools.append(pool.model_copy(update={"gpu": gpu, "intra_node": intra}))
+    return cluster.model_copy(update={"pools": pools, "calibration": None})
 
 
 def _gb(x: float) -> float:
@@ -637,6 +666,8 @@ def evaluate(
     Report
         ``feasible`` is True iff ``violations`` is empty.
     """
+    if calibration is None and cluster.calibration is not None:
+        cluster = calibrated_cluster(cluster)  # the cluster's own calibration reference
     violations: list[str] = []
     violations += checks.check_kind(plan, workload)
     violations += checks.check_layers(model, plan)
