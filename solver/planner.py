@@ -38,6 +38,7 @@ from .specs import (
     InferenceWorkload,
     Model,
     Plan,
+    Pool,
     SolverInfo,
     Stage,
     TrainingWorkload,
@@ -112,6 +113,22 @@ def plan(
 
             cluster = calibrated_cluster(cluster)
         rules = _engine_rules(engine, workload)
+        _check_prices(cluster, workload)
+        unsupported = _precision_gaps(cluster, workload)
+        if len(unsupported) == len(cluster.pools):
+            return Result(
+                status=Status.INFEASIBLE,
+                message=f"precision: no pool's GPU supports {workload.precision} ("
+                + "; ".join(unsupported)
+                + "); choose another precision or add GPUs that support it",
+                seed=seed,
+                time_s=time.perf_counter() - start,
+            )
+        if unsupported:  # plan on the pools that can run it
+            keep = [p for p in cluster.pools if not _precision_gaps_pool(p, workload)]
+            names = {p.name for p in keep}
+            fabric = [f for f in cluster.fabric if set(f.pools) <= names]
+            cluster = cluster.model_copy(update={"pools": keep, "fabric": fabric})
         if isinstance(workload, TrainingWorkload):
             from .cpsat.plan_training import solve_training
 
@@ -136,6 +153,34 @@ def plan(
             log.error(message)
             result = dataclasses.replace(result, status=Status.MODEL_ERROR, message=message)
     return result
+
+
+def _precision_gaps_pool(pool: Pool, workload: TrainingWorkload | InferenceWorkload) -> str | None:
+    """Why ``pool``'s GPU cannot compute at the workload's precision (None if it can)."""
+    from .catalog import gpu_of
+
+    gpu = gpu_of(pool)
+    if workload.precision == "fp8" and gpu.fp8_tflops is None:
+        return f"pool {pool.name}: {gpu.name} has no fp8 tensor cores"
+    if workload.precision == "bf16" and not gpu.supports_bf16:
+        return f"pool {pool.name}: {gpu.name} has no bf16"
+    return None
+
+
+def _precision_gaps(cluster: Cluster, workload: TrainingWorkload | InferenceWorkload) -> list[str]:
+    return [r for p in cluster.pools if (r := _precision_gaps_pool(p, workload)) is not None]
+
+
+def _check_prices(cluster: Cluster, workload: TrainingWorkload | InferenceWorkload) -> None:
+    """min_cost needs every pool priced: SpecError (INVALID_INPUT) naming the first gap."""
+    if workload.objective != "min_cost":
+        return
+    for i, pool in enumerate(cluster.pools):
+        if pool.cost_per_gpu_hour is None:
+            raise SpecError(
+                f"pools[{i}].cost_per_gpu_hour: required for objective min_cost, got None "
+                f"(pool {pool.name!r})"
+            )
 
 
 def _engine_rules(

@@ -60,45 +60,62 @@ def _fmt_params(params_b: Any) -> str:
 
 
 def _best_table(kind: str, rows: Sequence[BestRow]) -> RenderableType:
+    from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     from solver.report.render import fmt_count, fmt_pct, fmt_rate, status_text
 
-    table = Table(
-        title=f"Best plan per model x cluster ({kind})",
-        title_justify="left",
-        header_style="bold",
-        pad_edge=False,
-    )
-    for name, justify in (
-        ("model", "left"),
-        ("params", "right"),
-        ("cluster", "left"),
-        ("best workload", "left"),
-        ("status", "left"),
-        ("tokens/s", "right"),
-        ("GPUs", "right"),
-        ("$/h", "right"),
-        ("$/Mtok", "right"),
-        ("MFU", "right"),
-        ("planned", "right"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    training = kind == "training"
+    # (header, right-aligned, number: never shortened; names shrink first on a narrow terminal)
+    columns = [
+        ("model", False, False),
+        ("params", True, True),
+        ("cluster", False, False),
+        ("workload", False, False),
+        ("status", False, True),
+        ("tokens/s", True, True),
+        ("GPUs", True, True),
+        ("$/h", True, True),
+        ("$/Mtok", True, True),
+        *([("MFU", True, True)] if training else []),
+        ("plans", True, True),
+    ]
+    cells: list[list[str | Text]] = []
     for row in rows:
         b = row.best or {}
-        table.add_row(
-            row.model,
-            _fmt_params(row.params_b),
-            row.cluster,
-            b.get("workload") or "",
-            status_text(b["status"]) if b else "[red]no plan[/red]",
-            fmt_rate(b.get("tokens_per_s")).replace(" tok/s", ""),
-            fmt_count(b.get("num_gpus")),
-            _fmt_money(b.get("cost_per_hour")),
-            _fmt_money(b.get("cost_per_mtoken")),
-            fmt_pct(b.get("mfu")) if row.kind == "training" else "",
-            f"{row.planned}/{row.cases}",
+        cells.append(
+            [
+                row.model,
+                _fmt_params(row.params_b),
+                row.cluster,
+                b.get("workload") or "",
+                status_text(b["status"]) if b else Text("no plan", style="red"),
+                fmt_rate(b.get("tokens_per_s")).replace(" tok/s", ""),
+                fmt_count(b.get("num_gpus")),
+                _fmt_money(b.get("cost_per_hour")),
+                _fmt_money(b.get("cost_per_mtoken")),
+                *([fmt_pct(b.get("mfu"))] if training else []),
+                f"{row.planned}/{row.cases}",
+            ]
         )
+    table = Table(
+        title=f"Best plan per model x cluster ({kind}; plans = cases with a plan / cases)",
+        title_justify="left",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for i, (name, right, number) in enumerate(columns):
+        width = max([len(str(c[i])) for c in cells] + [len(name) if number else 0])
+        table.add_column(
+            name,
+            justify="right" if right else "left",
+            no_wrap=True,
+            min_width=width if number else None,
+        )
+    for row_cells in cells:
+        table.add_row(*row_cells)
     return table
 
 

@@ -24,7 +24,11 @@ def tp_options(model: Model, pool: Pool) -> list[int]:
     t = 1
     while t <= domain:
         fits = (t <= gpn and gpn % t == 0) or (t > gpn and t % gpn == 0 and domain % t == 0)
-        if fits and model.num_attention_heads % t == 0:
+        # KV heads split over TP, or are replicated when TP exceeds them (the evaluator's
+        # divisibility rule: kv % t == 0 or t % kv == 0).
+        kv = model.num_kv_heads
+        kv_ok = kv % t == 0 or t % kv == 0
+        if fits and model.num_attention_heads % t == 0 and kv_ok:
             out.append(t)
         t *= 2
     return out

@@ -236,7 +236,13 @@ def solve_training(
         # DP degree outside the model: m = B / (d mb) is then a constant of the model.
         v = fam.virtual_stages
         for d in tab.dp_degrees:
-            sub = dataclasses.replace(tab, dp_degrees=[d], virtual=v)
+            sub = dataclasses.replace(
+                tab,
+                dp_degrees=[d],
+                virtual=v,
+                zero_stage=fam.zero_stage,
+                overlap=workload.overlap_grad_reduce,
+            )
             limit = stages_limit(sub, d)
             # 1F1B: one sub-problem, the model picks the depth.  Interleaved: one per depth
             # p >= 2 with at least one block per chunk.
@@ -304,8 +310,11 @@ def solve_training(
         # An even single-option split, scored with the model's own terms, is a plan of this
         # family: it becomes the incumbent if better, so CP-SAT only has to beat it (and other
         # families are pruned against it before they are built).
-        plain = workload.objective == "max_throughput" and tab.virtual == 1
-        start = warm_start(tab, d) if plain else None
+        start = warm_start(tab, d) if tab.virtual == 1 else None
+        if start is not None and workload.objective == "min_cost":
+            # The model's min_cost objective: (d x sum of stage prices) x step time.
+            rate = d * sum(o.price for o, _ in start.stages)
+            start = dataclasses.replace(start, objective=rate * start.step_us)
         if start is not None and (best is None or start.objective < best[0]):
             best = (start.objective, fam, start)
             if lb >= best[0]:

@@ -86,6 +86,8 @@ class TrainTables:
     unit_s: float = US  # seconds per integer time unit
     objective: str = "max_throughput"  # or "min_cost": minimise (d x price) x step time
     virtual: int = 1  # interleaved 1F1B with this many chunks per stage (then max_stages is p)
+    zero_stage: int = 1  # what a stage's DP traffic hides behind (see TrainingModel._objective)
+    overlap: bool = True  # workload.overlap_grad_reduce
     engine: EngineRules | None = None  # a target engine's limits become constraints
     heads: tuple[int, int] = (0, 0)  # (attention heads, kv heads), for the engine's TP rules
 
@@ -271,6 +273,27 @@ class TrainingModel:
                     terms.append(math.ceil(opt.act_embed * k) * self.z[j][o])
                 m.add(sum(terms) <= 0).only_enforce_if(sel)  # type: ignore[arg-type]
 
+    def _own_hide(self, j: int, d: int) -> Any:
+        """v x the compute slot j's own DP traffic hides behind (the evaluator's
+        :func:`~solver.costmodel.dp_hideable_time`): nothing without overlap; ZeRO-0/1 its last
+        backward op (one chunk, B / v); ZeRO-2 every backward (m B); ZeRO-3 every forward and
+        backward (m (F + B))."""
+        t = self.t
+        v, mm = t.virtual, t.m(d)
+        if not t.overlap:
+            return 0
+        if t.zero_stage <= 1:
+            return self.B[j]
+        if t.zero_stage == 2:
+            return v * mm * self.B[j]
+        fwd = []
+        for o, opt in enumerate(t.options):
+            fwd.append((opt.t_layer - opt.b_layer) * self.y[j][o])
+            fwd.append((opt.t_embed - opt.b_embed) * self.z[j][o])
+            if j == 0:
+                fwd.append((opt.t_head - opt.b_head) * self.x[j][o])
+        return v * mm * (self.B[j] + sum(fwd))
+
     def in_flight(self, j: int, m: int) -> float:
         """Micro-batches of activations slot ``j`` holds at its peak, in whole-stage units.
 
@@ -386,8 +409,8 @@ class TrainingModel:
                 dp += [t.options[o].dp["fixed"][d] * self.x[j][o] for o in range(len(t.options))]
                 # Interleaved: each stage's last backward op is one chunk (1/v of B), and the
                 # stages before it then run one chunk each: the hideable time is sum B / v.
-                hide = sum(self.B[i] for i in range(j, self.J))
                 v = t.virtual
+                hide = sum(self.B[i] for i in range(j + 1, self.J)) + self._own_hide(j, d)
                 m.add(v * self.DP >= v * sum(dp) - hide).only_enforce_if(sel)  # type: ignore[arg-type]
                 m.add(self.OPT >= sum(self._part(j, "opt", d))).only_enforce_if(sel)  # type: ignore[arg-type]
         # Closed form m T_max + (sum T - T_max) / v, times v to stay integral: v is 1 for

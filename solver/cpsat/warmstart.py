@@ -60,6 +60,7 @@ def stage_objective(t: TrainTables, d: int, stages: list[tuple[TrainOption, int]
     index = {id(o): i for i, o in enumerate(t.options)}
     times: list[int] = []
     bwds: list[int] = []
+    fwds: list[int] = []
     dps: list[int] = []
     opts: list[int] = []
     for s, (o, n) in enumerate(stages):
@@ -86,11 +87,25 @@ def stage_objective(t: TrainTables, d: int, stages: list[tuple[TrainOption, int]
             tt += max(t.p2p[(oi, o.pool)], t.p2p[(oi, stages[s + 1][0].pool)])
         times.append(tt)
         bwds.append(o.b_layer * n + (o.b_embed if first else 0) + (o.b_head if last else 0))
+        fwds.append(
+            (o.t_layer - o.b_layer) * n
+            + ((o.t_embed - o.b_embed) if first else 0)
+            + ((o.t_head - o.b_head) if last else 0)
+        )
         dps.append(part(o.dp) + o.dp["fixed"][d])
         opts.append(part(o.opt))
-    # DP traffic of stage s hides behind the backward of stages 0..s (slots j..J-1): the
-    # last micro-batch's backward still runs there after stage s has finished.
-    exposed = max(0, max(dps[s] - sum(bwds[: s + 1]) for s in range(p)))
+    # DP traffic of stage s hides behind the backward of stages 0..s-1 (their last micro-batch
+    # still runs after stage s has finished) and its own compute (TrainingModel._own_hide).
+    def own(s: int) -> int:
+        if not t.overlap:
+            return 0
+        if t.zero_stage <= 1:
+            return bwds[s]
+        if t.zero_stage == 2:
+            return m * bwds[s]
+        return m * (bwds[s] + fwds[s])
+
+    exposed = max(0, max(dps[s] - sum(bwds[:s]) - own(s) for s in range(p)))
     return (m - 1) * max(times) + sum(times) + exposed + max(opts)
 
 
@@ -132,7 +147,7 @@ def _engine_ok(t: TrainTables, stages: list[tuple[TrainOption, int]]) -> bool:
 
 def warm_start(t: TrainTables, d: int) -> TrainingChoice | None:
     """The best even split over a single option that fits, as a hint; None if none fits."""
-    best: tuple[int, list[tuple[TrainOption, int]]] | None = None
+    best: tuple[int, list[tuple[TrainOption, int]], int] | None = None
     L = t.num_layers
     for o in t.options:
         if not o.allowed.get(d, False):
@@ -143,8 +158,12 @@ def warm_start(t: TrainTables, d: int) -> TrainingChoice | None:
             if t.engine is not None and not _engine_ok(t, stages):
                 continue
             score = stage_objective(t, d, stages)
-            if score is not None and (best is None or score < best[0]):
-                best = (score, stages)
+            if score is None:
+                continue
+            # min_cost: the model's (rate x step time) objective.
+            rank = score * d * o.price * p if t.objective == "min_cost" else score
+            if best is None or rank < best[0]:
+                best = (rank, stages, score)
     if best is None:
         return None
-    return TrainingChoice(d=d, stages=best[1], step_us=best[0], objective=best[0])
+    return TrainingChoice(d=d, stages=best[1], step_us=best[2], objective=best[2])

@@ -1,0 +1,253 @@
+""":func:`sweep`: solve many cases in parallel, durably, resumably."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import SpecError
+from .cases import Case, ResolvedCase, case_to_dict, check_unique, resolve_cases
+from .executors import (
+    FAILURE_STATUSES,
+    Executor,
+    SolveSettings,
+    Task,
+    failure_record,
+    make_executor,
+    solve_case,
+)
+from .store import (
+    CASES_FILE,
+    RESULTS_FILE,
+    ResultWriter,
+    read_results,
+    write_csv,
+    write_text_atomic,
+)
+
+__all__ = ["SweepProgress", "SweepSummary", "sweep"]
+
+
+@dataclass(frozen=True)
+class SweepProgress:
+    """Where a running sweep stands; passed to the ``progress`` callback after each case."""
+
+    total: int  #: cases in the sweep
+    done: int  #: cases with a record (including those found by resume)
+    failed: int  #: records with a failure status (ERROR, TIMEOUT, MODEL_ERROR, INVALID_INPUT)
+    resumed: int  #: records found in results.jsonl when the sweep started
+    record: dict[str, Any] | None = None  #: the record just written (None for the first call)
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    """What :func:`sweep` returns.
+
+    Attributes
+    ----------
+    out
+        The output directory (``results.jsonl``, ``results.csv``, ``cases.json``).
+    total, resumed, solved
+        Cases in the sweep, records already there when it started, records written now.
+    statuses
+        Record count per status over the sweep's cases.
+    interrupted
+        True when the sweep stopped early (Ctrl-C): the finished cases are kept; run again
+        with ``resume=True`` to finish.
+    wall_s
+        Wall time of this run; ``cases_per_s`` is ``solved / wall_s``.
+    torn_bytes
+        Length of a torn last line (from a killed run) removed from results.jsonl on resume.
+    """
+
+    out: Path
+    executor: str
+    slots: int
+    total: int
+    resumed: int
+    solved: int
+    statuses: dict[str, int] = field(default_factory=dict)
+    interrupted: bool = False
+    wall_s: float = 0.0
+    torn_bytes: int = 0
+
+    @property
+    def failed(self) -> int:
+        return sum(n for s, n in self.statuses.items() if s in FAILURE_STATUSES)
+
+    @property
+    def remaining(self) -> int:
+        return self.total - sum(self.statuses.values())
+
+    @property
+    def cases_per_s(self) -> float:
+        return self.solved / self.wall_s if self.wall_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "executor": self.executor,
+            "slots": self.slots,
+            "total": self.total,
+            "resumed": self.resumed,
+            "solved": self.solved,
+            "remaining": self.remaining,
+            "failed": self.failed,
+            "statuses": dict(sorted(self.statuses.items())),
+            "interrupted": self.interrupted,
+            "wall_s": self.wall_s,
+            "cases_per_s": self.cases_per_s,
+            "torn_bytes": self.torn_bytes,
+        }
+
+
+def _as_case(item: Case | tuple[Any, Any, Any]) -> Case:
+    if isinstance(item, Case):
+        return item
+    if isinstance(item, tuple) and len(item) == 3:
+        return Case(*item)
+    raise SpecError(f"cases: expected Case or (model, cluster, workload), got {item!r}")
+
+
+def sweep(
+    cases: Iterable[Case | tuple[Any, Any, Any]],
+    *,
+    out: str | Path,
+    executor: str | Executor = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    time_limit_s: float = 10.0,
+    seed: int = 0,
+    deterministic: bool = True,
+    hard_timeout_s: float | None = None,
+    compare_baseline: bool = False,
+    resume: bool = False,
+    progress: Callable[[SweepProgress], None] | None = None,
+    task: Task = solve_case,
+) -> SweepSummary:
+    """Solve every case and append one record per case to ``<out>/results.jsonl``.
+
+    Parameters
+    ----------
+    cases
+        :class:`~solver.sweep.Case` objects or ``(model, cluster, workload)`` tuples; each
+        item a name, a path, an inline mapping or a spec object.  Keys must be unique.
+    out
+        Output directory (created if missing).  It receives ``results.jsonl`` (one record per
+        case, appended and fsynced as each finishes), ``results.csv`` and ``cases.json``.
+    executor
+        ``'local'`` (default: a process pool), ``'ray'``, or an :class:`Executor`.
+    workers
+        Cases solved at once (default: the cores available; for Ray, its CPUs).
+    address
+        Ray cluster address (``'auto'``, ``'HOST:PORT'``); default starts a local Ray.
+    time_limit_s, seed, deterministic, hard_timeout_s, compare_baseline
+        How each case is solved (see :class:`~solver.sweep.executors.SolveSettings`); defaults
+        10 s, 0, True (reproducible: one CP-SAT worker per case), 3 x limit + 30 s, False.
+    resume
+        Continue a sweep in ``out``: cases already in results.jsonl are skipped (default
+        False; without it an ``out`` that already holds results is an error).
+    progress
+        Called with a :class:`SweepProgress` before the first case and after each record.
+    task
+        The function solving one case (default :func:`~solver.sweep.executors.solve_case`);
+        it must be importable by the worker processes.
+
+    Returns
+    -------
+    SweepSummary
+        Counts per status, time, and whether the sweep was interrupted (Ctrl-C stops it
+        cleanly: finished cases stay recorded and ``resume=True`` finishes the rest).
+    """
+    if not time_limit_s > 0:
+        raise SpecError(f"--time-limit: must be > 0 seconds, got {time_limit_s:g}")
+    if seed < 0:
+        raise SpecError(f"--seed: must be >= 0, got {seed}")
+    if hard_timeout_s is not None and not hard_timeout_s > 0:
+        raise SpecError(f"hard_timeout_s: must be > 0 seconds, got {hard_timeout_s:g}")
+    case_list = check_unique([_as_case(c) for c in cases])
+    if not case_list:
+        raise SpecError("cases: the sweep has no cases")
+    ex = make_executor(executor, workers=workers, address=address)
+    settings = ex.settings_for(
+        SolveSettings(
+            time_limit_s=time_limit_s,
+            seed=seed,
+            deterministic=deterministic,
+            hard_timeout_s=hard_timeout_s,
+            compare_baseline=compare_baseline,
+        )
+    )
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SpecError(f"--out: {out} is a file, expected a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume and read_results(out / RESULTS_FILE).records:
+        raise SpecError(
+            f"--out: {out / RESULTS_FILE} already holds results; pass --resume to continue "
+            "that sweep, or choose another directory"
+        )
+
+    start = time.perf_counter()
+    with ResultWriter(out) as writer:
+        stored = read_results(writer.path)
+        keys = {c.key for c in case_list}
+        statuses: Counter[str] = Counter(
+            r.get("status") or "ERROR" for r in stored.records if r["key"] in keys
+        )
+        resumed = sum(statuses.values())
+        write_text_atomic(
+            out / CASES_FILE,
+            json.dumps([case_to_dict(c) for c in case_list], indent=1) + "\n",
+        )
+        todo = [c for c in case_list if c.key not in stored.keys]
+        solved = 0
+        interrupted = False
+
+        def record(rec: dict[str, Any]) -> None:
+            nonlocal solved
+            writer.append(rec)
+            solved += 1
+            statuses[rec["status"]] += 1
+            if progress is not None:
+                failed = sum(n for s, n in statuses.items() if s in FAILURE_STATUSES)
+                progress(
+                    SweepProgress(len(case_list), sum(statuses.values()), failed, resumed, rec)
+                )
+
+        if progress is not None:
+            failed0 = sum(n for s, n in statuses.items() if s in FAILURE_STATUSES)
+            progress(SweepProgress(len(case_list), resumed, failed0, resumed, None))
+        try:
+            runnable: list[ResolvedCase] = []
+            for item in resolve_cases(todo):
+                if isinstance(item, ResolvedCase):
+                    runnable.append(item)
+                else:
+                    record(failure_record(item[0], "ERROR", item[1], settings))
+            if runnable:
+                with contextlib.closing(ex.run(runnable, settings, task)) as results:
+                    for rec in results:
+                        record(rec)
+        except KeyboardInterrupt:
+            interrupted = True
+        wall = time.perf_counter() - start
+        write_csv(out, read_results(writer.path).records)
+    return SweepSummary(
+        out=out,
+        executor=ex.name,
+        slots=ex.slots,
+        total=len(case_list),
+        resumed=resumed,
+        solved=solved,
+        statuses=dict(statuses),
+        interrupted=interrupted,
+        wall_s=wall,
+        torn_bytes=writer.torn_bytes,
+    )
