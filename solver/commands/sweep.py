@@ -526,15 +526,19 @@ def _run(
         task_id = bar.add_task("sweep", total=len(cases), failed=0)
 
         def update(p: SweepProgress) -> None:
-            if p.record is None:  # resumed cases are not counted towards the ETA
+            if p.record is None:  # the sweep has started: show the bar from now on
+                bar.start()
                 label = f"sweep (resumed {p.resumed})" if p.resumed else "sweep"
+                # Resumed cases are not counted towards the ETA.
                 bar.reset(task_id, total=p.total - p.done, completed=0, failed=p.failed)
                 bar.update(task_id, description=label)
             else:
                 bar.update(task_id, advance=1, failed=p.failed)
 
-        with bar:
+        try:  # bad input found by sweep() before its first callback shows no bar
             return sweep(cases, progress=update, **kwargs)
+        finally:
+            bar.stop()
 
 
 def _finish(
