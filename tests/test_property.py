@@ -485,13 +485,6 @@ def test_pp_hop_inside_a_node_is_priced_as_placed() -> None:
     _assert_clean(m, c, w, plan(m, c, w, time_limit_s=5, deterministic=True))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="planner bug: stage 0 (TP1 x 8 replicas) lands on node h100-2 and stage 1 (TP2 x 8) on "
-    "nodes h100-0/1, the CP model priced a cheaper hop -> MODEL_ERROR 'CP model 1.24281e+07, "
-    "evaluator 1.14652e+07 (7.75% > 2%)'",
-)
 def test_pp_hop_across_nodes_is_priced_as_placed() -> None:
     """A 2-block model on 3 nodes of 8 H100s, mixed TP per stage: an evaluator-clean plan."""
     m = Model(
@@ -509,13 +502,6 @@ def test_pp_hop_across_nodes_is_priced_as_placed() -> None:
     _assert_clean(m, c, w, plan(m, c, w, time_limit_s=5, deterministic=True))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="planner bug: a 7-stage pipeline from an H100-PCIe pool into an A100 pool (TP2 stage "
-    "at the boundary, one micro-batch) -> MODEL_ERROR 'CP model 204247, evaluator 199155 "
-    "(2.49% > 2%)'",
-)
 def test_heterogeneous_pipeline_objective_is_verified() -> None:
     """Batch 1 over two 4-GPU pools of different GPUs: an evaluator-clean plan."""
     m = Model(

@@ -18,6 +18,9 @@ from .options import pipeline_degrees, tp_options
 
 __all__ = ["enumerate_configs", "solve_inference"]
 
+#: Least time given to the replica-count knapsack (seconds).
+MIN_KNAPSACK_S = 0.5
+
 log = logging.getLogger(__name__)
 
 
@@ -142,7 +145,9 @@ def solve_inference(
     if not configs:
         return Solved(Status.INFEASIBLE, None, None, None, message=_explain(workload, diag), stats=stats)
     pool_gpus = {p.name: p.num_gpus for p in cluster.pools}
-    budget = max(0.05, time_limit_s - (time.perf_counter() - t0))
+    # The knapsack is small: it always gets half a second, even when scoring the shapes used
+    # up the limit, rather than give up on a problem it solves in milliseconds.
+    budget = max(MIN_KNAPSACK_S, time_limit_s - (time.perf_counter() - t0))
     target = workload.target_throughput_tokens_per_s
     if workload.objective in ("min_gpus", "min_cost") or target is not None:
         total = sum((pool_gpus[c.pool] // c.gpus) * c.tokens_per_s for c in configs)
@@ -175,7 +180,14 @@ def solve_inference(
                 status = cp_model.FEASIBLE  # type: ignore[assignment,unused-ignore]
     stats["cp_status"] = cp_model.CpSolverStatus(status).name
     if not counts:
-        return Solved(Status.INFEASIBLE, None, None, None, message="GPU count: no replica fits", stats=stats)
+        if status == cp_model.UNKNOWN:
+            message = (
+                "time limit: no feasible replica mix found before the time limit (not proven "
+                "infeasible); raise --time-limit"
+            )
+        else:
+            message = "GPU count: no mix of the feasible replica shapes fits the pools"
+        return Solved(Status.INFEASIBLE, None, None, None, message=message, stats=stats)
     chosen = sorted(counts.items(), key=lambda kv: (configs[kv[0]].pool, -configs[kv[0]].tp))
     groups = [
         (n, [(configs[i].pool, configs[i].tp, k) for k in split_layers(model.num_layers, configs[i].pp)])

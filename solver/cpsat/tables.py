@@ -241,6 +241,22 @@ def build_tables(
             if t > 1 and not (fam.sequence_parallel and t > 1):
                 sec += cm.allgather_time(act, t, tp_link(b))
             p2p[(o, b.name)] = _ticks(2 * sec, unit_s)
+    # Exact per pair of options, as the evaluator prices a hand-off: min(t_a, t_b) rank pairs
+    # each send 1/t of the activation, then the receiver all-gathers it over its TP group.
+    p2p_pair: dict[tuple[int, int], int] = {}
+    for o, opt in enumerate(options):
+        a = cluster.pool(opt.pool)
+        for o2, opt2 in enumerate(options):
+            b = cluster.pool(opt2.pool)
+            if b.name == a.name and a.nodes <= a.nvlink_domain_nodes:
+                link = tp_link(a)
+            else:
+                link = fabric_link(cluster, a.name, b.name)
+            t = min(opt.tp, opt2.tp)
+            sec = cm.p2p_time(act / t, link)
+            if t > 1 and not fam.sequence_parallel:
+                sec += cm.allgather_time(act, opt2.tp, tp_link(b))
+            p2p_pair[(o, o2)] = _ticks(2 * sec, unit_s)
     return TrainTables(
         num_layers=model.num_layers,
         micro_batch=fam.micro_batch,
@@ -249,6 +265,7 @@ def build_tables(
         dp_degrees=dps,
         pool_gpus={p.name: p.num_gpus for p in cluster.pools},
         p2p=p2p,
+        p2p_pair=p2p_pair,
         max_stages=max_stages,
         unit_s=unit_s,
         objective=workload.objective,

@@ -82,6 +82,7 @@ class TrainTables:
     dp_degrees: list[int]  # candidate d (each divides global_batch / micro_batch)
     pool_gpus: dict[str, int]
     p2p: dict[tuple[int, str], int]  # (sender option, receiver pool) -> 2 x p2p per micro-batch
+    p2p_pair: dict[tuple[int, int], int]  # (sender option, receiver option): the exact price
     max_stages: int
     unit_s: float = US  # seconds per integer time unit
     objective: str = "max_throughput"  # or "min_cost": minimise (d x price) x step time
@@ -364,10 +365,6 @@ class TrainingModel:
         pools = sorted(t.pool_gpus)
         self.T = [m.new_int_var(0, horizon, f"time[s{j}]") for j in range(self.J)]
         self.B = [m.new_int_var(0, horizon, f"bwd[s{j}]") for j in range(self.J)]
-        xp = [
-            {k: sum(self.x[j][o] for o, opt in enumerate(t.options) if opt.pool == k) for k in pools}
-            for j in range(self.J)
-        ]
         for j in range(self.J):
             expr: list[object] = []
             bexpr: list[object] = []
@@ -381,20 +378,9 @@ class TrainingModel:
                     bexpr.append(opt.b_head * self.x[j][o])
                     if t.virtual > 1 and self.J > 1:
                         # Interleaved: the last stage passes each chunk on to the first.
-                        for kb in pools:
-                            w = m.new_bool_var(f"p2p[s0:{self._oname(o)}->first {kb}]")
-                            m.add(w >= self.x[j][o] + xp[self.J - 1][kb] - 1)
-                            expr.append(t.p2p[(o, kb)] * w)
+                        expr += self._hand_off(j, o, self.J - 1)
                 if j >= 1:
-                    same = t.p2p[(o, opt.pool)]
-                    expr.append(same * self.x[j][o])
-                    for kb in pools:
-                        extra = t.p2p[(o, kb)] - same
-                        if kb == opt.pool or extra <= 0:
-                            continue
-                        w = m.new_bool_var(f"p2p[s{j}:{self._oname(o)}->{kb}]")
-                        m.add(w >= self.x[j][o] + xp[j - 1][kb] - 1)
-                        expr.append(extra * w)
+                    expr += self._hand_off(j, o, j - 1)
             m.add(self.T[j] >= sum(expr))  # type: ignore[arg-type]
             m.add(self.B[j] == sum(bexpr))  # type: ignore[arg-type]
         self.Tmax = m.new_int_var(0, horizon, "time_max")
@@ -440,6 +426,24 @@ class TrainingModel:
             if upper_bound_us is not None:  # strictly better than the incumbent
                 m.add(self.step <= math.ceil(v * upper_bound_us) - 1)
             m.minimize(self.step)
+
+    def _hand_off(self, j: int, o: int, k: int) -> list[object]:
+        """Terms of slot j's activation hand-off to slot k when j uses option o.
+
+        The cheapest pair price is charged on ``x[j, o]``; each dearer receiver option o2 adds
+        its excess through ``w >= x[j, o] + x[k, o2] - 1`` (minimisation keeps w at its lower
+        bound), so the price is exactly the evaluator's for the chosen pair.
+        """
+        t, m = self.t, self.m
+        prices = {o2: t.p2p_pair[(o, o2)] for o2 in range(len(t.options))}
+        base = min(prices.values())
+        terms: list[object] = [base * self.x[j][o]]
+        for o2, price in prices.items():
+            if price > base:
+                w = m.new_bool_var(f"p2p[s{j}:{self._oname(o)}->s{k}:{self._oname(o2)}]")
+                m.add(w >= self.x[j][o] + self.x[k][o2] - 1)
+                terms.append((price - base) * w)
+        return terms
 
     def _work_cuts(self, pools: list[str]) -> None:
         """Redundant cuts: each pool's GPUs per replica, busy for at most T_max each.

@@ -81,10 +81,11 @@ def stage_objective(t: TrainTables, d: int, stages: list[tuple[TrainOption, int]
         if mem > o.capacity:
             return None
         tt = o.t_layer * n + (o.t_embed if first else 0) + (o.t_head if last else 0)
+        oi = index[id(o)]
         if not last:
-            # The model charges the same-pool transfer at least (it adds only positive extras).
-            oi = index[id(o)]
-            tt += max(t.p2p[(oi, o.pool)], t.p2p[(oi, stages[s + 1][0].pool)])
+            tt += t.p2p_pair[(oi, index[id(stages[s + 1][0])])]
+        elif t.virtual > 1 and p > 1:
+            tt += t.p2p_pair[(oi, index[id(stages[0][0])])]
         times.append(tt)
         bwds.append(o.b_layer * n + (o.b_embed if first else 0) + (o.b_head if last else 0))
         fwds.append(
