@@ -47,7 +47,16 @@ __all__ = [
     "load_plan",
     "load_workload",
     "plan",
+    "sweep",
 ]
+
+
+# The facade functions below share their names with the subpackages ``solver.evaluate`` and
+# ``solver.sweep``.  Importing a subpackage for the first time sets the package attribute to the
+# module, so both are imported here first and the functions defined after them: later
+# ``import solver.evaluate`` statements find the module in sys.modules and leave the function.
+from . import evaluate as _evaluate_pkg  # noqa: E402,F401
+from . import sweep as _sweep_pkg  # noqa: E402,F401
 
 
 def evaluate(model: Any, cluster: Any, workload: Any, plan: Any) -> Any:
@@ -64,3 +73,8 @@ def plan(model: Any, cluster: Any, workload: Any, **kwargs: Any) -> Any:
     from .planner import plan as _plan
 
     return _plan(load_model(model), load_cluster(cluster), load_workload(workload), **kwargs)
+
+
+def sweep(cases: Any, **kwargs: Any) -> Any:
+    """Solve many cases (local processes or Ray), resumably; see :func:`solver.sweep.sweep`."""
+    return _sweep_pkg.sweep(cases, **kwargs)
