@@ -43,7 +43,17 @@ from .report.render import fmt_objective
 from .result import Result, Status
 from .specs import Model
 
-__all__ = ["USER_ERRORS", "app", "emit_json", "fail", "main", "user_errors", "write_new_file"]
+__all__ = [
+    "USER_ERRORS",
+    "app",
+    "emit_json",
+    "fail",
+    "main",
+    "refuse_overwrite",
+    "stdout_console",
+    "user_errors",
+    "write_new_file",
+]
 
 #: Exceptions that mean "bad input": one line on stderr, exit code 2.  SpecError is a
 #: ValueError; OSError covers missing, unreadable and unwritable files.
@@ -163,7 +173,7 @@ def emit_json(doc: Any) -> None:
     sys.stdout.flush()
 
 
-def _stdout() -> Console:
+def stdout_console() -> Console:
     # Piped output gets a readable fixed width instead of rich's 80-column fallback.
     wide = sys.stdout.isatty() or "COLUMNS" in os.environ
     return Console(highlight=False, width=None if wide else 120)
@@ -173,7 +183,7 @@ def _stderr() -> Console:
     return Console(stderr=True, highlight=False)
 
 
-def _refuse_overwrite(path: Path, force: bool) -> None:
+def refuse_overwrite(path: Path, force: bool) -> None:
     if path.is_dir():
         raise SpecError(f"{path}: is a directory")
     if path.exists() and not force:
@@ -190,7 +200,7 @@ def write_new_file(path: Path, text: str, *, force: bool = False) -> None:
     is not clobbered either); with it the text goes to a temporary file that replaces ``path``
     atomically, so an interrupted write never leaves half a file behind.
     """
-    _refuse_overwrite(path, force)
+    refuse_overwrite(path, force)
     if not force:
         try:
             with path.open("x", encoding="utf-8") as fh:
@@ -277,7 +287,7 @@ def evaluate_cmd(
         if json_output:
             emit_json(report)
             return
-        out = _stdout()
+        out = stdout_console()
         out.print(Rule(f"{m.name} on {c.name}: {w.kind} plan {plan}"))
         out.print(render_evaluation(report, p, c, w))
 
@@ -378,7 +388,7 @@ def plan_cmd(
         if seed < 0:
             raise SpecError(f"--seed: must be >= 0, got {seed}")
         if out is not None:
-            _refuse_overwrite(out, force)  # before solving: don't waste a long solve
+            refuse_overwrite(out, force)  # before solving: don't waste a long solve
         if verbose:
             logging.basicConfig(
                 level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s"
@@ -421,7 +431,7 @@ def plan_cmd(
         elif quiet:
             typer.echo(_quiet_line(result, w.objective, w.kind))
         else:
-            console = _stdout()
+            console = stdout_console()
             console.print(Rule(f"{m.name} on {c.name}: {w.kind}, {w.objective}"))
             console.print(render_result(result, c, w))
             if wrote:
@@ -467,7 +477,7 @@ def import_hf_cmd(
     """Convert a Hugging Face config.json into a shardwise model YAML."""
     with user_errors():
         if out is not None:
-            _refuse_overwrite(out, force)
+            refuse_overwrite(out, force)
         from .hf import import_hf, model_to_yaml
 
         if name is not None and not name.strip():

@@ -26,28 +26,19 @@ PlotKind = Literal["timeline", "placement"]
 
 def _check_plot_target(plot: Path, force: bool) -> Path:
     """The plot path, refused before any work if its type is unsupported or it exists."""
-    from ..errors import SpecError
+    from ..cli import refuse_overwrite
     from ..report.plots import check_plot_path
 
     path = check_plot_path(plot)
-    if path.is_dir():
-        raise SpecError(f"{path}: is a directory")
-    if path.exists() and not force:
-        raise SpecError(f"{path}: already exists; pass --force to overwrite")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise SpecError(f"{path}: directory {parent} does not exist")
+    refuse_overwrite(path, force)
     return path
 
 
 def _console() -> Any:
-    """Rich console on stdout; piped output gets a fixed readable width (as ``plan`` does)."""
-    import os
+    """Rich console on stdout, as ``plan`` uses (:func:`solver.cli.stdout_console`)."""
+    from ..cli import stdout_console
 
-    from rich.console import Console
-
-    wide = sys.stdout.isatty() or "COLUMNS" in os.environ
-    return Console(highlight=False, width=None if wide else 120)
+    return stdout_console()
 
 
 def _check_common(time_limit: float, seed: int, workers: int | None) -> None:

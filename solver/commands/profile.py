@@ -33,14 +33,14 @@ def _require_torch() -> None:
 def _measure(argv: list[str], raw_out: Path | None, force: bool) -> dict[str, Any]:
     """Run ``solver/profile/run.py <argv>`` in this process (spawning workers); the raw doc."""
     _require_torch()
-    from ..cli import _refuse_overwrite
+    from ..cli import refuse_overwrite
     from ..profile import driver
     from ..profile.calibrate import read_raw
 
     with tempfile.TemporaryDirectory(prefix="shardwise-profile-") as tmp:
         path = raw_out if raw_out is not None else Path(tmp) / "raw.json"
         if raw_out is not None:
-            _refuse_overwrite(raw_out, force)
+            refuse_overwrite(raw_out, force)
         args = driver.parser().parse_args([*argv, "--out", str(path)])
         job = driver.build_job(args)
         driver.spawn_job(job)
@@ -154,13 +154,13 @@ def register(app: typer.Typer) -> None:
         """Measure GEMM efficiency, HBM bandwidth and NCCL collectives on this machine's GPUs
         and fit a calibration (efficiency factors, link alpha-beta) for the evaluator."""
         with user_errors():
-            from ..cli import _refuse_overwrite
+            from ..cli import refuse_overwrite
             from ..profile.calibrate import calibration_from_raw, calibration_yaml, read_raw
 
             if out is None and not json_output:
                 raise SpecError("--out: give the calibration YAML to write (or pass --json)")
             if out is not None:
-                _refuse_overwrite(out, force)  # before measuring
+                refuse_overwrite(out, force)  # before measuring
             if from_json is not None:
                 raw = read_raw(from_json)
                 source = str(from_json)
@@ -295,10 +295,10 @@ def register(app: typer.Typer) -> None:
         time, memory and inference latency with the evaluator's predictions."""
         exit_code = 0
         with user_errors():
-            from ..cli import _refuse_overwrite
+            from ..cli import refuse_overwrite
 
             if out is not None:
-                _refuse_overwrite(out, force)
+                refuse_overwrite(out, force)
             if check:
                 raw = _measure(["check", *_common_argv(True, world)], raw_out, force)
                 bad = failed_checks(raw.get("checks", []))

@@ -212,14 +212,14 @@ def _validate(cases: Sequence[Case]) -> None:
 
 
 def _dry_run(cases: Sequence[Case], json_output: bool) -> None:
-    from solver.cli import _stdout, emit_json
+    from solver.cli import emit_json, stdout_console
     from solver.specs import Model
     from solver.sweep.cases import case_to_dict
 
     if json_output:
         emit_json({"cases": [{"key": c.key, **case_to_dict(c)} for c in cases]})
         return
-    console = _stdout()
+    console = stdout_console()
     shown: set[str] = set()
     for c in cases:
         if isinstance(c.model, Model) and c.model.name not in shown:
@@ -237,12 +237,12 @@ def _dry_run(cases: Sequence[Case], json_output: bool) -> None:
 def _summary_only(
     directory: Path, json_output: bool, quiet: bool, plot: Path | None, metric: str, force: bool
 ) -> None:
-    from solver.cli import _refuse_overwrite, _stdout, emit_json
+    from solver.cli import emit_json, refuse_overwrite, stdout_console
     from solver.sweep import load_directory, plot_heatmap
     from solver.sweep.store import write_csv
 
     if plot is not None:
-        _refuse_overwrite(plot, force)
+        refuse_overwrite(plot, force)
     data = load_directory(directory)
     write_csv(directory, data.records)
     if plot is not None:
@@ -256,7 +256,7 @@ def _summary_only(
     if quiet:
         typer.echo(f"{total} cases in {directory}: {_statuses_line(data.statuses)}")
         return
-    console = _stdout()
+    console = stdout_console()
     _print_summary(console, data.records, f"sweep {directory}: {total} cases", data.statuses)
     _failures(console, data.records)
     if plot is not None:
@@ -454,9 +454,9 @@ def register(app: typer.Typer) -> None:
             if out.exists() and not out.is_dir():
                 raise SpecError(f"--out: {out} is a file, expected a directory")
             if plot is not None:
-                from solver.cli import _refuse_overwrite
+                from solver.cli import refuse_overwrite
 
-                _refuse_overwrite(plot, force)
+                refuse_overwrite(plot, force)
             _validate(cases)
             result = _run(
                 cases,
@@ -544,7 +544,7 @@ def _run(
 def _finish(
     result: SweepSummary, plot: Path | None, metric: str, json_output: bool, quiet: bool
 ) -> None:
-    from solver.cli import _stdout, emit_json
+    from solver.cli import emit_json, stdout_console
     from solver.sweep import best_rows, plot_heatmap, read_results
     from solver.sweep.store import CSV_FILE, RESULTS_FILE
 
@@ -563,7 +563,7 @@ def _finish(
             f"({_statuses_line(result.statuses)}) in {result.wall_s:.1f} s -> {result.out}"
         )
     else:
-        console = _stdout()
+        console = stdout_console()
         header = (
             f"sweep: {result.total - result.remaining}/{result.total} cases, {result.solved} "
             f"solved now in {result.wall_s:.1f} s ({result.cases_per_s:.2f} cases/s, "
