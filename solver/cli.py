@@ -276,6 +276,10 @@ def evaluate_cmd(
         ),
     ],
     json_output: JsonOpt = False,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="One line: feasible or not, and the headline metrics."),
+    ] = False,
 ) -> None:
     """Score a plan with the numpy evaluator: feasibility, memory per GPU, time, MFU."""
     with user_errors():
@@ -286,6 +290,17 @@ def evaluate_cmd(
         report = _report_dict(evaluate(m, c, w, p))
         if json_output:
             emit_json(report)
+            return
+        if quiet:
+            verdict = "feasible" if report["feasible"] else "INFEASIBLE: " + "; ".join(
+                report["violations"]
+            )
+            tps = report.get("tokens_per_s")
+            peak = report.get("peak_memory_GB_per_gpu")
+            typer.echo(
+                f"{verdict}  tokens/s={tps if tps is None else f'{tps:,.0f}'}"
+                f"  peak_memory_GB={peak if peak is None else f'{peak:.1f}'}"
+            )
             return
         out = stdout_console()
         out.print(Rule(f"{m.name} on {c.name}: {w.kind} plan {plan}"))

@@ -143,6 +143,10 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         json_output: JsonOpt = False,
+        quiet: Annotated[
+            bool,
+            typer.Option("--quiet", "-q", help="One line: status, objective and bottleneck; no spinner."),
+        ] = False,
         time_limit: Annotated[float, time_limit_opt] = 10.0,
         seed: Annotated[int, seed_opt] = 0,
         workers: Annotated[int | None, workers_opt] = None,
@@ -202,7 +206,7 @@ def register(app: typer.Typer) -> None:
                 num_workers=workers,
                 alternatives=not no_alternatives,
             )
-            if json_output or verbose:
+            if json_output or verbose or quiet:
                 expl = explain(m, c, w, given, **kwargs)
             else:
                 from rich.console import Console
@@ -223,6 +227,11 @@ def register(app: typer.Typer) -> None:
                 doc = expl.to_dict()
                 doc["plot"] = wrote
                 emit_json(doc)
+                return
+            if quiet:
+                value = "-" if expl.objective is None else f"{expl.objective:,.6g}"
+                neck = expl.bottleneck.text if expl.bottleneck is not None else expl.message
+                typer.echo(f"{expl.status}  {w.objective}={value} {expl.objective_unit}  {neck}")
                 return
             from rich.rule import Rule
 
@@ -249,6 +258,10 @@ def register(app: typer.Typer) -> None:
         cluster: ClusterOpt,
         workload: WorkloadOpt,
         json_output: JsonOpt = False,
+        quiet: Annotated[
+            bool,
+            typer.Option("--quiet", "-q", help="Only the front, one point per line; no spinner."),
+        ] = False,
         plot: Annotated[Path | None, plot_opt] = None,
         points: Annotated[
             int,
@@ -293,7 +306,7 @@ def register(app: typer.Typer) -> None:
                 deterministic=deterministic,
                 by="cost" if by == "cost" else "gpus",
             )
-            if json_output:
+            if json_output or quiet:
                 front = pareto_front(m, c, w, **kwargs)
             else:
                 from rich.console import Console
@@ -313,6 +326,10 @@ def register(app: typer.Typer) -> None:
                 doc = front.to_dict()
                 doc["plot"] = wrote
                 emit_json(doc)
+                return
+            if quiet:
+                for pt in front.points:
+                    typer.echo(f"{front.x_key}={pt.x:.6g}  tokens_per_s={pt.tokens_per_s:.6g}")
                 return
             from rich.rule import Rule
 
