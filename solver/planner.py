@@ -88,8 +88,11 @@ def plan(
     num_workers
         CP-SAT search workers (default: the machine's cores, capped at 8).
     deterministic
-        Run CP-SAT with one worker so that the same input gives the same plan and objective
-        every time.
+        Run CP-SAT with one worker and count the time limit in CP-SAT's deterministic time (a
+        work counter, roughly seconds of one core) instead of the wall clock, so that the same
+        input and seed give the same plan and objective every time -- also when the limit cuts
+        the search short.  The wall clock may then run past ``time_limit_s`` on a slow or
+        loaded machine.
     compare_baseline
         Also score the seed rubric's plan (``Result.baseline``) for comparison (default True).
     engine

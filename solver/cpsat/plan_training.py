@@ -206,6 +206,14 @@ def solve_training(
     engine: EngineRules | None = None,
 ) -> Solved:
     t0 = time.perf_counter()
+    # The clock the budgets read: wall time, or in deterministic mode the deterministic time
+    # CP-SAT has spent (a work counter), so that a search cut short by the limit stops at the
+    # same point every run and gives the same plan.
+    work_done = [0.0]
+
+    def elapsed() -> float:
+        return work_done[0] if deterministic else time.perf_counter() - t0
+
     tokens = workload.global_batch_size * workload.sequence_length
     if workload.objective == "min_cost":
         for i, pool in enumerate(cluster.pools):
@@ -281,10 +289,13 @@ def solve_training(
         lb, fam, tab = tables[i]
         t1 = time.perf_counter()
         cm = TrainingModel(tab, upper_bound_us=best[0] if best else None)
-        # Building a deep model takes a while in Python: it comes out of the same budget.
-        left = time_limit_s - (time.perf_counter() - t0)
-        budget = max(0.01, min(budget - (time.perf_counter() - t1), left))
-        status, choice, bound = cm.solve(budget, workers, seed)
+        left = time_limit_s - elapsed()
+        if deterministic:
+            budget = max(0.01, min(budget, left))
+        else:  # building a deep model takes a while in Python: it comes out of the budget
+            budget = max(0.01, min(budget - (time.perf_counter() - t1), left))
+        status, choice, bound = cm.solve(budget, workers, seed, deterministic=deterministic)
+        work_done[0] += cm.work
         dt = time.perf_counter() - t1
         name = cp_model.CpSolverStatus(status).name
         outcomes.append(_Outcome(fam, tab.dp_degrees[0], name, bound, dt))
@@ -299,7 +310,7 @@ def solve_training(
     # Pass 1, best-first by lower bound: prune by bound and memory, seed the incumbent with
     # warm starts, give each surviving sub-problem a share of the time.
     for i, (lb, fam, tab) in enumerate(tables):
-        remaining = time_limit_s - (time.perf_counter() - t0)
+        remaining = time_limit_s - elapsed()
         d = tab.dp_degrees[0]
         if best is not None and lb >= best[0]:
             outcomes.append(_Outcome(fam, d, "PRUNED_BY_BOUND", lb, 0.0))
@@ -328,7 +339,7 @@ def solve_training(
         # follow; each sub-problem a share of its group's time left, doubled for the early
         # (more promising) ones -- later ones are often pruned.
         if tab.virtual == 1 and n_plain < len(tables):
-            group_left = PLAIN_SHARE * time_limit_s - (time.perf_counter() - t0)
+            group_left = PLAIN_SHARE * time_limit_s - elapsed()
             left_in_group = n_plain - i
         else:
             group_left, left_in_group = remaining, len(tables) - i
@@ -337,7 +348,7 @@ def solve_training(
     # Pass 2: the time left goes to the sub-problems still open, most promising first, each
     # re-solved with the (now better) incumbent as its cut-off.
     while pending and best is not None:
-        remaining = time_limit_s - (time.perf_counter() - t0)
+        remaining = time_limit_s - elapsed()
         pending.sort()
         pending = [(b, i) for b, i in pending if b < best[0]]
         if remaining <= 0.05 or not pending:

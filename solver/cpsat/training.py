@@ -37,6 +37,10 @@ __all__ = ["TrainOption", "TrainTables", "TrainingChoice", "TrainingModel"]
 
 log = logging.getLogger(__name__)
 
+#: Wall-clock safety cap (s) of one deterministic solve, far above any deterministic budget:
+#: reaching it would break reproducibility, so it only guards against a runaway search.
+DETERMINISTIC_WALL_CAP_S = 3600.0
+
 US = 1e-6  # default seconds per time unit (tables may choose a finer unit: TrainTables.unit_s)
 KB = 1e3  # bytes per memory unit
 
@@ -480,17 +484,32 @@ class TrainingModel:
                 m.add_hint(self.y[j][o], choice.stages[s][1] if use else 0)
 
     def solve(
-        self, time_limit_s: float, num_workers: int, seed: int, log_search: bool = False
+        self,
+        time_limit_s: float,
+        num_workers: int,
+        seed: int,
+        log_search: bool = False,
+        deterministic: bool = False,
     ) -> tuple[Any, TrainingChoice | None, float]:
-        """Solve; returns (cp status, choice or None, best bound in microseconds)."""
+        """Solve; returns (cp status, choice or None, best bound in microseconds).
+
+        ``deterministic``: the budget is CP-SAT's *deterministic* time (its work counter,
+        roughly seconds on one core) instead of the wall clock, so a search cut short stops at
+        the same point every run; ``self.work`` then holds the deterministic time spent.
+        """
         solver = cp_model.CpSolver()
-        solver.parameters.max_time_in_seconds = max(0.01, time_limit_s)
+        if deterministic:
+            solver.parameters.max_deterministic_time = max(0.01, time_limit_s)
+            solver.parameters.max_time_in_seconds = DETERMINISTIC_WALL_CAP_S
+        else:
+            solver.parameters.max_time_in_seconds = max(0.01, time_limit_s)
         solver.parameters.num_workers = num_workers
         solver.parameters.random_seed = seed
         solver.parameters.log_search_progress = log_search
         if log_search:
             solver.log_callback = log.debug
         status = solver.solve(self.m)
+        self.work = float(solver.deterministic_time)
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             return status, None, math.inf
         return status, self._extract(solver), solver.best_objective_bound / self.t.virtual
