@@ -165,6 +165,70 @@ def warm_start(t: TrainTables, d: int) -> TrainingChoice | None:
             rank = score * d * o.price * p if t.objective == "min_cost" else score
             if best is None or rank < best[0]:
                 best = (rank, stages, score)
+    if len(t.pool_gpus) > 1 and t.engine is None:
+        for stages in _mixed_candidates(t, d):
+            score = stage_objective(t, d, stages)
+            if score is None:
+                continue
+            price = sum(o.price for o, _ in stages)
+            rank = score * d * price if t.objective == "min_cost" else score
+            if best is None or rank < best[0]:
+                best = (rank, stages, score)
     if best is None:
         return None
     return TrainingChoice(d=d, stages=best[1], step_us=best[2], objective=best[2])
+
+
+#: Most (per-pool TP) combinations the mixed-pool warm start tries per sub-problem.
+MAX_MIXED_COMBINATIONS = 64
+
+
+def _mixed_candidates(t: TrainTables, d: int) -> list[list[tuple[TrainOption, int]]]:
+    """Pipelines over several pools, layers balanced by speed: candidate warm starts.
+
+    For each choice of one TP option per pool (capped at :data:`MAX_MIXED_COMBINATIONS`), each
+    pool gets as many stages as its GPUs per replica allow (and half as many), blocks are
+    split in proportion to each stage's speed (``1 / t_layer``), and both pool orders (fast
+    pools first, slow pools first) are tried.  Pools whose options hold no block are left out.
+    """
+    import itertools
+
+    per_pool: dict[str, list[TrainOption]] = {}
+    for o in t.options:
+        if o.allowed.get(d, False) and (t.pool_gpus[o.pool] // d) // o.tp >= 1:
+            per_pool.setdefault(o.pool, []).append(o)
+    if len(per_pool) < 2:
+        return []
+    out: list[list[tuple[TrainOption, int]]] = []
+    combos = itertools.islice(itertools.product(*per_pool.values()), MAX_MIXED_COMBINATIONS)
+    L = t.num_layers
+    for combo in combos:
+        for scale in (1, 2):
+            counts = [max(1, (t.pool_gpus[o.pool] // d) // o.tp // scale) for o in combo]
+            slots = [o for o, c in zip(combo, counts, strict=True) for _ in range(c)]
+            if not 1 <= len(slots) <= min(t.max_stages, L):
+                continue
+            for order in (1, -1):
+                ordered = sorted(slots, key=lambda o: order * o.t_layer)
+                layers = _balanced(L, [o.t_layer for o in ordered])
+                if layers is not None:
+                    out.append(list(zip(ordered, layers, strict=True)))
+    return out
+
+
+def _balanced(L: int, times: list[int]) -> list[int] | None:
+    """``L`` blocks over stages in proportion to their speed, each >= 1 (None if impossible)."""
+    p = len(times)
+    if p > L:
+        return None
+    speed = [1.0 / max(1, x) for x in times]
+    total = sum(speed)
+    raw = [L * v / total for v in speed]
+    counts = [max(1, int(r)) for r in raw]
+    while sum(counts) > L:  # take from the stage with the most blocks above 1
+        k = max((i for i in range(p) if counts[i] > 1), key=lambda i: counts[i] * times[i])
+        counts[k] -= 1
+    while sum(counts) < L:  # give to the stage that stays fastest
+        k = min(range(p), key=lambda i: (counts[i] + 1) * times[i])
+        counts[k] += 1
+    return counts
