@@ -71,3 +71,32 @@ def test_shortcuts_are_valid_against_cp_sat(model: str, cluster: str, workload: 
         elif status == cp_model.INFEASIBLE:
             assert warm_start(sub, d) is None  # a hint would be a feasible plan
     assert checked >= 1
+
+
+def test_balanced_split_covers_every_block_once() -> None:
+    from solver.cpsat.warmstart import _balanced
+
+    for times in ([100, 100, 300], [1, 5], [7, 7, 7, 7]):
+        for L in (len(times), 11, 48):
+            counts = _balanced(L, times)
+            assert counts is not None and sum(counts) == L and min(counts) >= 1
+    assert _balanced(2, [1, 1, 1]) is None  # more stages than blocks
+    # Faster stages get more blocks.
+    fast, slow = _balanced(40, [100, 300])  # type: ignore[misc]
+    assert fast > slow
+
+
+def test_mixed_warm_start_uses_several_pools_on_a_heterogeneous_cluster() -> None:
+    from solver.cpsat.warmstart import _mixed_candidates
+
+    subs = _subproblems("tiny-gpt", "tiny-hetero", "train-tiny")
+    pools_seen = set()
+    for d, sub in subs:
+        for stages in _mixed_candidates(sub, d):
+            assert sum(n for _, n in stages) == sub.num_layers
+            pools_seen.add(frozenset(o.pool for o, _ in stages))
+            per_pool: dict[str, int] = {}
+            for o, _ in stages:
+                per_pool[o.pool] = per_pool.get(o.pool, 0) + o.tp
+            assert all(used <= sub.pool_gpus[k] // d for k, used in per_pool.items())
+    assert any(len(p) >= 2 for p in pools_seen)
