@@ -322,10 +322,6 @@ def solve_training(
         # family: it becomes the incumbent if better, so CP-SAT only has to beat it (and other
         # families are pruned against it before they are built).
         start = warm_start(tab, d) if tab.virtual == 1 else None
-        if start is not None and workload.objective == "min_cost":
-            # The model's min_cost objective: (d x sum of stage prices) x step time.
-            rate = d * sum(o.price for o, _ in start.stages)
-            start = dataclasses.replace(start, objective=rate * start.step_us)
         if start is not None and (best is None or start.objective < best[0]):
             best = (start.objective, fam, start)
             if lb >= best[0]:

@@ -226,21 +226,6 @@ def build_tables(
     min_tp = min(o.tp for o in options)
     max_stages = min(model.num_layers, total // min_tp, MAX_PIPELINE_STAGES)
     act = fam.micro_batch * workload.sequence_length * model.hidden_size * 2.0
-    p2p: dict[tuple[int, str], int] = {}
-    for o, opt in enumerate(options):
-        a = cluster.pool(opt.pool)
-        for b in cluster.pools:
-            # Same pool: NVLink if the whole pool is one NVLink domain, else the inter-node
-            # link (conservative when two small stage blocks share a node).  Other pool: fabric.
-            if b.name == a.name and a.nodes <= a.nvlink_domain_nodes:
-                link = tp_link(a)
-            else:
-                link = fabric_link(cluster, a.name, b.name)
-            t = opt.tp  # Megatron scatter/gather: 1/t of the activation per rank pair
-            sec = cm.p2p_time(act / t, link)
-            if t > 1 and not (fam.sequence_parallel and t > 1):
-                sec += cm.allgather_time(act, t, tp_link(b))
-            p2p[(o, b.name)] = _ticks(2 * sec, unit_s)
     # Exact per pair of options, as the evaluator prices a hand-off: min(t_a, t_b) rank pairs
     # each send 1/t of the activation, then the receiver all-gathers it over its TP group.
     p2p_pair: dict[tuple[int, int], int] = {}
@@ -248,6 +233,8 @@ def build_tables(
         a = cluster.pool(opt.pool)
         for o2, opt2 in enumerate(options):
             b = cluster.pool(opt2.pool)
+            # Same pool: NVLink if the whole pool is one NVLink domain, else the inter-node
+            # link (conservative when two small stage blocks share a node).  Other pool: fabric.
             if b.name == a.name and a.nodes <= a.nvlink_domain_nodes:
                 link = tp_link(a)
             else:
@@ -264,7 +251,6 @@ def build_tables(
         options=options,
         dp_degrees=dps,
         pool_gpus={p.name: p.num_gpus for p in cluster.pools},
-        p2p=p2p,
         p2p_pair=p2p_pair,
         max_stages=max_stages,
         unit_s=unit_s,
@@ -386,17 +372,13 @@ def _pool_lp_bound(t: TrainTables, d: int, G: int) -> float:
         a_ub += [work, count]
         b_ub += [0.0, float(gk)]
     for i, o in enumerate(opts):
-        free = o.capacity - o.overhead - o.transient[d]
-
-        def most(k: int, o: TrainOption = o, free: int = free) -> int:
-            return max(0, free // max(1, o.static["layer"][d] + o.act_layer * k))
-
         if v == 1:
-            per_stage = most(m)
-            extra = sum(most(j + 1) - per_stage for j in range(min(m - 1, t.max_stages)))
+            per_stage = o.blocks_that_fit(d, m)
+            extra = sum(
+                o.blocks_that_fit(d, j + 1) - per_stage for j in range(min(m - 1, t.max_stages))
+            )
         else:  # interleaved: every slot holds >= the last slot's in-flight count (units / v)
-            per_stage = max(0, free // max(1, o.static["layer"][d] + math.ceil(
-                o.act_layer * min(m * v, (v - 1) * t.max_stages + 1) / v)))
+            per_stage = o.blocks_that_fit(d, min(m * v, (v - 1) * t.max_stages + 1) / v)
             extra = 0
         row = [0.0] * (2 * n + 1)
         row[i] = 1.0

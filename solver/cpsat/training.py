@@ -74,6 +74,16 @@ class TrainOption:
     allowed: dict[int, bool]  # d -> the stage block places exactly
     price: int = 0  # tp x cost_per_gpu_hour in milli-dollars per hour (min_cost)
 
+    def free_kb(self, d: int) -> int:
+        """Memory a GPU has for blocks after the framework overhead and the stage's transient."""
+        return self.capacity - self.overhead - self.transient[d]
+
+    def blocks_that_fit(self, d: int, in_flight: float) -> int:
+        """Most blocks one stage of this option holds by memory alone, with ``in_flight``
+        micro-batches of activations (embedding and head only lower it further)."""
+        per_block = self.static["layer"][d] + math.ceil(self.act_layer * in_flight)
+        return max(0, self.free_kb(d) // max(1, per_block))
+
 
 @dataclass(frozen=True)
 class TrainTables:
@@ -85,8 +95,7 @@ class TrainTables:
     options: list[TrainOption]
     dp_degrees: list[int]  # candidate d (each divides global_batch / micro_batch)
     pool_gpus: dict[str, int]
-    p2p: dict[tuple[int, str], int]  # (sender option, receiver pool) -> 2 x p2p per micro-batch
-    p2p_pair: dict[tuple[int, int], int]  # (sender option, receiver option): the exact price
+    p2p_pair: dict[tuple[int, int], int]  # (sender, receiver option) -> 2 x p2p per micro-batch
     max_stages: int
     unit_s: float = US  # seconds per integer time unit
     objective: str = "max_throughput"  # or "min_cost": minimise (d x price) x step time
@@ -156,7 +165,7 @@ class TrainingModel:
         t = self.t
         L = t.num_layers
         worst_stage = max(
-            o.t_layer * L + o.t_embed + o.t_head + max(t.p2p.values(), default=0) for o in t.options
+            o.t_layer * L + o.t_embed + o.t_head + max(t.p2p_pair.values(), default=0) for o in t.options
         )
         m_max = max(t.m(d) for d in t.dp_degrees)
         extra = max(
@@ -210,10 +219,7 @@ class TrainingModel:
         opt = t.options[o]
         most = 0
         for d in t.dp_degrees:
-            k = self.in_flight(j, t.m(d))
-            free = opt.capacity - opt.overhead - opt.transient[d]
-            per_block = opt.static["layer"][d] + math.ceil(opt.act_layer * k)
-            most = max(most, free // max(per_block, 1))
+            most = max(most, opt.blocks_that_fit(d, self.in_flight(j, t.m(d))))
         return int(min(t.num_layers, most))
 
     def _embedding_indicator(self) -> None:

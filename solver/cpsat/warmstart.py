@@ -22,11 +22,6 @@ from .training import TrainingChoice, TrainOption, TrainTables
 __all__ = ["memory_lower_bound_fails", "stage_objective", "warm_start"]
 
 
-def _free_per_gpu(o: TrainOption, d: int) -> int:
-    """Memory a GPU of option ``o`` has for blocks after overhead and the per-stage transient."""
-    return o.capacity - o.overhead - o.transient[d]
-
-
 def memory_lower_bound_fails(t: TrainTables, d: int) -> bool:
     """True when no split can fit: a valid (necessary-condition) memory test.
 
@@ -42,7 +37,7 @@ def memory_lower_bound_fails(t: TrainTables, d: int) -> bool:
         if not opts:
             continue
         per_block = min(o.tp * (o.static["layer"][d] + o.act_layer) for o in opts)
-        free = max(_free_per_gpu(o, d) for o in opts)
+        free = max(o.free_kb(d) for o in opts)
         if free <= 0:
             continue
         holdable += (gpus // d) * free / max(per_block, 1)
@@ -123,9 +118,7 @@ def _even(layers: int, p: int) -> list[int]:
 def _depths(t: TrainTables, d: int, o: TrainOption, depth: int) -> list[int]:
     """Candidate pipeline depths for an even split: the shallowest that fits memory and a few
     above it, the divisors of the layer count, powers of two, and the deepest allowed."""
-    free = o.capacity - o.overhead - o.transient[d]
-    per_block = o.static["layer"][d] + o.act_layer * t.m(d)
-    fits = free // max(1, per_block)
+    fits = o.blocks_that_fit(d, t.m(d))
     shallowest = max(1, -(-t.num_layers // fits)) if fits > 0 else depth
     cands = set(range(shallowest, shallowest + 4))
     cands |= {q for q in range(1, t.num_layers + 1) if t.num_layers % q == 0}
@@ -147,36 +140,31 @@ def _engine_ok(t: TrainTables, stages: list[tuple[TrainOption, int]]) -> bool:
 
 
 def warm_start(t: TrainTables, d: int) -> TrainingChoice | None:
-    """The best even split over a single option that fits, as a hint; None if none fits."""
-    best: tuple[int, list[tuple[TrainOption, int]], int] | None = None
-    L = t.num_layers
-    for o in t.options:
-        if not o.allowed.get(d, False):
+    """The best candidate that fits, as an incumbent; None if none fits.
+
+    Candidates: an even split over one option at every useful depth, and on several pools a
+    pipeline over all of them (:func:`_mixed_candidates`).  The choice's ``objective`` is the
+    model's: the step time, or for min_cost the (rate x step time) product.
+    """
+    candidates = [
+        [(o, n) for n in _even(t.num_layers, p)]
+        for o in t.options
+        if o.allowed.get(d, False)
+        for p in _depths(t, d, o, min(t.max_stages, t.num_layers, (t.pool_gpus[o.pool] // d) // o.tp))
+    ]
+    if t.engine is not None:
+        candidates = [c for c in candidates if _engine_ok(t, c)]
+    elif len(t.pool_gpus) > 1:
+        candidates += _mixed_candidates(t, d)
+    best: TrainingChoice | None = None
+    for stages in candidates:
+        step = stage_objective(t, d, stages)
+        if step is None:
             continue
-        depth = min(t.max_stages, L, (t.pool_gpus[o.pool] // d) // o.tp)
-        for p in _depths(t, d, o, depth):
-            stages = [(o, n) for n in _even(L, p)]
-            if t.engine is not None and not _engine_ok(t, stages):
-                continue
-            score = stage_objective(t, d, stages)
-            if score is None:
-                continue
-            # min_cost: the model's (rate x step time) objective.
-            rank = score * d * o.price * p if t.objective == "min_cost" else score
-            if best is None or rank < best[0]:
-                best = (rank, stages, score)
-    if len(t.pool_gpus) > 1 and t.engine is None:
-        for stages in _mixed_candidates(t, d):
-            score = stage_objective(t, d, stages)
-            if score is None:
-                continue
-            price = sum(o.price for o, _ in stages)
-            rank = score * d * price if t.objective == "min_cost" else score
-            if best is None or rank < best[0]:
-                best = (rank, stages, score)
-    if best is None:
-        return None
-    return TrainingChoice(d=d, stages=best[1], step_us=best[2], objective=best[2])
+        objective = step * d * sum(o.price for o, _ in stages) if t.objective == "min_cost" else step
+        if best is None or objective < best.objective:
+            best = TrainingChoice(d=d, stages=stages, step_us=step, objective=objective)
+    return best
 
 
 #: Most (per-pool TP) combinations the mixed-pool warm start tries per sub-problem.
