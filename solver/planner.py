@@ -161,13 +161,10 @@ def plan(
 def _precision_gaps_pool(pool: Pool, workload: TrainingWorkload | InferenceWorkload) -> str | None:
     """Why ``pool``'s GPU cannot compute at the workload's precision (None if it can)."""
     from .catalog import gpu_of
+    from .evaluate.checks import precision_gap
 
-    gpu = gpu_of(pool)
-    if workload.precision == "fp8" and gpu.fp8_tflops is None:
-        return f"pool {pool.name}: {gpu.name} has no fp8 tensor cores"
-    if workload.precision == "bf16" and not gpu.supports_bf16:
-        return f"pool {pool.name}: {gpu.name} has no bf16"
-    return None
+    gap = precision_gap(gpu_of(pool), workload.precision)
+    return None if gap is None else f"pool {pool.name}: {gap}"
 
 
 def _precision_gaps(cluster: Cluster, workload: TrainingWorkload | InferenceWorkload) -> list[str]:

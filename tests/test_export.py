@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from solver.engines import shape_violations
 from solver.errors import SpecError
 from solver.export import (
     ENGINES,
@@ -35,7 +36,6 @@ from solver.export import (
     group_shape,
     megatron_layout,
 )
-from solver.export.engines import shape_violations
 from solver.export.megatron import uneven_flags
 from solver.io import load_model, load_plan
 from solver.specs import Plan, ReplicaGroup, Stage

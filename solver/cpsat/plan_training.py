@@ -13,7 +13,6 @@ from typing import Any
 from ortools.sat.python import cp_model
 
 from ..engines import EngineRules
-from ..errors import SpecError
 from ..planner import Solved, build_stages
 from ..result import Status
 from ..specs import Cluster, Model, Plan, Pool, ReplicaGroup, Stage, TrainingWorkload
@@ -215,12 +214,6 @@ def solve_training(
         return work_done[0] if deterministic else time.perf_counter() - t0
 
     tokens = workload.global_batch_size * workload.sequence_length
-    if workload.objective == "min_cost":
-        for i, pool in enumerate(cluster.pools):
-            if pool.cost_per_gpu_hour is None:
-                raise SpecError(
-                    f"pools[{i}].cost_per_gpu_hour: required for objective min_cost, got None"
-                )
     fams = engine_families(families(workload), engine)
     if not fams:
         return Solved(

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..catalog import gpu_of
-from ..specs import Cluster, InferenceWorkload, Model, Plan, TrainingWorkload
+from ..specs import Cluster, GPUSpec, InferenceWorkload, Model, Plan, TrainingWorkload
 from .links import parse_node
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "check_precision",
     "check_slo",
     "check_tp_domain",
+    "precision_gap",
 ]
 
 
@@ -250,11 +251,20 @@ def check_precision(
             gpu = gpu_of(cluster.pool(name))
         except KeyError:
             continue
-        if "fp8" in precs and gpu.fp8_tflops is None:
-            out.append(f"pool {name}: GPU {gpu.name} has no fp8 tensor cores (precision fp8)")
-        if "bf16" in precs and not gpu.supports_bf16:
-            out.append(f"pool {name}: GPU {gpu.name} does not support bf16")
+        for prec in sorted(precs):
+            gap = precision_gap(gpu, prec)
+            if gap is not None:
+                out.append(f"pool {name}: {gap}")
     return out
+
+
+def precision_gap(gpu: GPUSpec, precision: str) -> str | None:
+    """Why ``gpu`` cannot compute at ``precision`` (None if it can)."""
+    if precision == "fp8" and gpu.fp8_tflops is None:
+        return f"GPU {gpu.name} has no fp8 tensor cores (precision fp8)"
+    if precision == "bf16" and not gpu.supports_bf16:
+        return f"GPU {gpu.name} does not support bf16"
+    return None
 
 
 def check_memory(ledger: Sequence[dict[str, Any]]) -> list[str]:

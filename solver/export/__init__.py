@@ -9,8 +9,7 @@ against them and :func:`engine_allows` checks one candidate replica-group shape,
 
 from __future__ import annotations
 
-from .core import REQUIRED_INPUTS, EngineCannotExpress, ExportResult, check_plan, export_plan
-from .engines import (
+from ..engines import (
     ENGINES,
     TARGETS,
     EngineRules,
@@ -19,6 +18,7 @@ from .engines import (
     engine_violations,
     group_shape,
 )
+from .core import REQUIRED_INPUTS, EngineCannotExpress, ExportResult, check_plan, export_plan
 from .layout import RankLayout, megatron_layout
 
 __all__ = [

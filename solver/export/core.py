@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..engines import ENGINES, TARGETS, engine_violations
 from ..errors import SpecError
 from ..io import load_cluster, load_model, load_plan, load_workload
 from ..specs import (
@@ -16,7 +17,6 @@ from ..specs import (
     ReplicaGroup,
     TrainingWorkload,
 )
-from .engines import ENGINES, TARGETS, engine_violations
 
 __all__ = [
     "REQUIRED_INPUTS",
@@ -249,7 +249,7 @@ def export_plan(
     plan
         A :class:`~solver.specs.Plan`, a dict, or a plan file (``shardwise plan --out``).
     to
-        One of :data:`~solver.export.engines.TARGETS`: ``megatron``, ``deepspeed``, ``vllm``,
+        One of :data:`~solver.engines.TARGETS`: ``megatron``, ``deepspeed``, ``vllm``,
         ``sglang``, ``trtllm``, ``torchrun``.
     model, cluster, workload
         Specs or names/paths (default None).  :data:`REQUIRED_INPUTS` says which each target
