@@ -148,6 +148,32 @@ class GPUSpec(_Spec):
     )
     supports_bf16: bool = Field(default=True, description="False for V100 (fp16 only).")
     source: str = Field(default="", description="Where the figures come from.")
+    # Software-stack factors: None = the cost model's defaults for Megatron-LM's fused kernels
+    # (solver/costmodel/constants.py); a calibration measured on another stack (the eager
+    # PyTorch runner of `shardwise validate`) sets them (solver/profile/calibrate.py).
+    gemm_realization: Fraction | None = Field(
+        default=None,
+        description="Fraction of gemm_efficiency a real step realises; None: "
+        "GEMM_REALIZATION_FRACTION.",
+    )
+    elementwise_traffic_factor: PositiveFloat | None = Field(
+        default=None,
+        description="HBM traffic of elementwise kernels relative to Megatron's fused ones; "
+        "None: 1.",
+    )
+    backward_elementwise_factor: PositiveFloat | None = Field(
+        default=None,
+        description="Backward / forward elementwise traffic; None: BACKWARD_ELEMENTWISE_FACTOR.",
+    )
+    kernel_launch_us: Annotated[float, Field(ge=0)] | None = Field(
+        default=None,
+        description="Host time to issue one operator group; a pass takes at least its groups' "
+        "issue time.  None: never host-bound.",
+    )
+    optimizer_efficiency: Fraction | None = Field(
+        default=None,
+        description="Optimizer step rate / the HBM streaming rate; None: 1 (one fused pass).",
+    )
 
 
 class Link(_Spec):
@@ -396,6 +422,21 @@ class Calibration(_Spec):
     )
     intra_node_latency_us: Annotated[float, Field(ge=0)] | None = Field(
         default=None, description="Fitted per-collective latency inside a node."
+    )
+    gemm_realization: Fraction | None = Field(
+        default=None, description="Fitted from whole-block timings (see GPUSpec)."
+    )
+    elementwise_traffic_factor: PositiveFloat | None = Field(
+        default=None, description="Fitted from whole-block timings (see GPUSpec)."
+    )
+    backward_elementwise_factor: PositiveFloat | None = Field(
+        default=None, description="Fitted from whole-block timings (see GPUSpec)."
+    )
+    kernel_launch_us: Annotated[float, Field(ge=0)] | None = Field(
+        default=None, description="Fitted from whole-block timings (see GPUSpec)."
+    )
+    optimizer_efficiency: Fraction | None = Field(
+        default=None, description="Measured optimizer step rate / HBM streaming rate."
     )
     measured: dict[str, Any] = Field(default_factory=dict, description="Raw measurements.")
     meta: dict[str, Any] = Field(default_factory=dict, description="Date, driver, versions.")

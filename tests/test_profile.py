@@ -254,6 +254,16 @@ def test_cpu_profile_measures_everything(cpu_raw: Path) -> None:
     assert ops == {(op, 2) for op in ("all_reduce", "all_gather", "reduce_scatter", "send_recv")}
     for section in ("gemm", "memory", "collectives"):
         assert all(r["time_s"] > 0 for r in prof[section])
+    # Whole blocks: per shape, training forward + backward, optimizer, prefill, decode b1/b4.
+    cases = sorted((r["shape"]["hidden"], r["case"], r.get("batch", 0)) for r in prof["blocks"])
+    assert cases == sorted(
+        (h, c, b)
+        for h in (64, 128)
+        for c, b in (("train", 0), ("optimizer", 0), ("prefill", 1), ("decode", 1), ("decode", 4))
+    )
+    assert all(
+        r["forward_s"] > 0 and r["backward_s"] > 0 for r in prof["blocks"] if r["case"] == "train"
+    )
 
 
 def test_cpu_profile_fits_a_calibration(cpu_raw: Path) -> None:
@@ -265,6 +275,8 @@ def test_cpu_profile_fits_a_calibration(cpu_raw: Path) -> None:
     assert cal.gemm_efficiency is not None and 0 < cal.gemm_efficiency <= 1
     assert cal.memory_efficiency is not None and 0 < cal.memory_efficiency <= 1
     assert cal.intra_node_bandwidth_GBps is not None and cal.intra_node_bandwidth_GBps > 0
+    assert cal.kernel_launch_us is not None and cal.kernel_launch_us >= 0
+    assert cal.optimizer_efficiency is not None and 0 < cal.optimizer_efficiency <= 1
     assert "CPU" in cal.meta["note"]
 
 

@@ -142,18 +142,56 @@ def op_time(
     Compute roof: peak x ``gemm_efficiency`` (the GPU's achievable matmul fraction, from the
     catalog or a calibration) x ``GEMM_REALIZATION_FRACTION`` (how much of it a training /
     inference step realises); memory roof: HBM bandwidth x ``memory_efficiency``.
+
+    Three software-stack factors of the GPU spec, unset (Megatron-LM's fused kernels) unless a
+    calibration measured them on another stack (:mod:`solver.profile.calibrate`):
+    ``gemm_realization`` replaces ``GEMM_REALIZATION_FRACTION``; ``elementwise_traffic_factor``
+    multiplies the bytes of elementwise (``'mem'``) groups (un-fused kernels re-read and
+    re-write their operands).  Two more act on whole passes: ``backward_elementwise_factor``
+    (:func:`backward_elementwise_factor`) and ``kernel_launch_us`` (:func:`_host_bound`: a pass
+    takes at least its groups' issue time on the host, what makes eager decode launch-bound).
     """
     ge = gpu.gemm_efficiency if gemm_efficiency is None else gemm_efficiency
     me = gpu.memory_efficiency if memory_efficiency is None else memory_efficiency
-    mem_s = op.bytes / (gpu.memory_bandwidth_GBps * 1e9 * me)
+    nbytes = op.bytes
+    if op.kind == "mem" and gpu.elementwise_traffic_factor is not None:
+        nbytes *= gpu.elementwise_traffic_factor
+    mem_s = nbytes / (gpu.memory_bandwidth_GBps * 1e9 * me)
     if op.kind == "mem" or op.flops <= 0:
         return mem_s
     peak = peak_tflops(gpu, precision) if op.kind == "gemm" else _sixteen_bit_peak(gpu)
-    return max(op.flops / (peak * 1e12 * ge * C.GEMM_REALIZATION_FRACTION), mem_s)
+    real = C.GEMM_REALIZATION_FRACTION if gpu.gemm_realization is None else gpu.gemm_realization
+    return max(op.flops / (peak * 1e12 * ge * real), mem_s)
+
+
+def _host_bound(gpu_s: float, groups: float, gpu: GPUSpec) -> float:
+    """A pass of ``groups`` operator groups: the GPU time, or the host's time to issue them
+    (``kernel_launch_us`` each) when that is longer -- the GPU then waits for the host."""
+    if gpu.kernel_launch_us is None:
+        return gpu_s
+    return max(gpu_s, groups * gpu.kernel_launch_us * 1e-6)
 
 
 def _ops_time(ops: list[Op], gpu: GPUSpec, precision: str) -> float:
-    return sum(op_time(o, gpu, precision) for o in ops)
+    return _host_bound(sum(op_time(o, gpu, precision) for o in ops), len(ops), gpu)
+
+
+def backward_elementwise_factor(gpu: GPUSpec) -> float:
+    """Backward elementwise traffic / forward: ``BACKWARD_ELEMENTWISE_FACTOR`` unless a
+    calibration measured the stack's own."""
+    f = gpu.backward_elementwise_factor
+    return C.BACKWARD_ELEMENTWISE_FACTOR if f is None else f
+
+
+def _backward_time(ops: list[Op], gpu: GPUSpec, precision: str) -> float:
+    """Backward of forward groups ``ops``: 2x GEMM FLOPs, ``backward_elementwise_factor`` x
+    elementwise traffic; twice as many groups to issue (dgrad and wgrad per GEMM)."""
+    bwd_e = backward_elementwise_factor(gpu)
+    gpu_s = sum(
+        op_time(o, gpu, precision) * (bwd_e if o.kind == "mem" else C.BACKWARD_GEMM_FACTOR)
+        for o in ops
+    )
+    return _host_bound(gpu_s, C.BACKWARD_GEMM_FACTOR * len(ops), gpu)
 
 
 def _gemm(name: str, tokens: float, k: float, n: float, wbytes: float, kind: OpKind = "gemm") -> Op:
@@ -273,11 +311,7 @@ def block_time(
         precision=precision,
     )
     fwd_compute = _ops_time(ops, gpu, precision)
-    bwd_compute = sum(
-        op_time(o, gpu, precision)
-        * (C.BACKWARD_ELEMENTWISE_FACTOR if o.kind == "mem" else C.BACKWARD_GEMM_FACTOR)
-        for o in ops
-    )
+    bwd_compute = _backward_time(ops, gpu, precision)
     flops_fwd = sum(o.flops for o in ops)
     act = micro_batch * seq * model.hidden_size * C.ACTIVATION_BYTES
     tp_fwd = _tp_collectives(act, tp, tp_link, 2)
@@ -322,9 +356,9 @@ def embedding_time(
         return ZERO_PASS
     tokens = float(micro_batch * seq)
     op = Op("embedding", 0.0, C.EMBEDDING_BYTES * tokens * model.hidden_size, "mem")
-    fwd = op_time(op, gpu, precision)
+    fwd = _ops_time([op], gpu, precision)
     comm = allreduce_time(tokens * model.hidden_size * C.ACTIVATION_BYTES, tp, tp_link)
-    bwd = fwd * C.BACKWARD_ELEMENTWISE_FACTOR
+    bwd = op_time(op, gpu, precision) * backward_elementwise_factor(gpu)
     return PassTime(fwd + comm, bwd, comm, 0.0, 0.0, 0.0)
 
 
@@ -354,10 +388,12 @@ def head_time(
     ce = Op("cross_entropy", 0.0, C.CROSS_ENTROPY_BYTES * tokens * v, "mem")
     ce_bwd = Op("cross_entropy_bwd", 0.0, C.CROSS_ENTROPY_BWD_BYTES * tokens * v, "mem")
     fwd = _ops_time([norm, gemm, ce], gpu, precision)
-    bwd = (
-        op_time(norm, gpu, precision) * C.BACKWARD_ELEMENTWISE_FACTOR
+    bwd = _host_bound(
+        op_time(norm, gpu, precision) * backward_elementwise_factor(gpu)
         + op_time(gemm, gpu, precision) * C.BACKWARD_GEMM_FACTOR
-        + op_time(ce_bwd, gpu, precision)
+        + op_time(ce_bwd, gpu, precision),
+        4,
+        gpu,
     )
     comm_f = 3 * allreduce_time(tokens * 4.0, tp, tp_link)
     comm_b = allreduce_time(tokens * h * C.ACTIVATION_BYTES, tp, tp_link)

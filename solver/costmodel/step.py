@@ -85,11 +85,9 @@ def optimizer_step_time(
     """Adam step, HBM-bound: read + write the optimizer states (2 x o), read the gradient (g)
     and write the weight (w) of every parameter this GPU owns (its 1/dp shard with ZeRO >= 1).
     megatron_bf16: 2 x 12 + 4 + 2 = 30 B/param (apex/Megatron fused multi-tensor Adam: one
-    pass over all states)."""
+    pass over all states).  A calibration's ``optimizer_efficiency`` (measured optimizer rate /
+    HBM streaming rate; 1 when unset) divides the rate."""
     w_el, g_el, o_el = BYTES_PER_PARAM[memory_policy]
     owned = params_per_gpu / (max(1, dp) if zero_stage >= 1 else 1)
-    return (
-        owned
-        * (2.0 * o_el + g_el + w_el)
-        / (gpu.memory_bandwidth_GBps * 1e9 * gpu.memory_efficiency)
-    )
+    eff = gpu.memory_efficiency * (gpu.optimizer_efficiency or 1.0)
+    return owned * (2.0 * o_el + g_el + w_el) / (gpu.memory_bandwidth_GBps * 1e9 * eff)

@@ -93,16 +93,24 @@ def _cals(calibration: Cal) -> list[Calibration]:
     return [calibration] if isinstance(calibration, Calibration) else list(calibration)
 
 
+#: Calibration fields that replace the GPU spec's field of the same name.
+CALIBRATED_GPU_FIELDS = (
+    "gemm_efficiency",
+    "memory_efficiency",
+    "gemm_realization",
+    "elementwise_traffic_factor",
+    "backward_elementwise_factor",
+    "kernel_launch_us",
+    "optimizer_efficiency",
+)
+
+
 def gpu_with_calibration(pool: Pool, calibration: Cal = None) -> GPUSpec:
     """The pool's GPU spec with a matching calibration's efficiency factors applied."""
     gpu = gpu_of(pool)
     for c in _cals(calibration):
         if c.gpu.lower() == gpu.name.lower() or c.gpu.lower() == pool.gpu_name.lower():
-            upd: dict[str, float] = {}
-            if c.gemm_efficiency is not None:
-                upd["gemm_efficiency"] = c.gemm_efficiency
-            if c.memory_efficiency is not None:
-                upd["memory_efficiency"] = c.memory_efficiency
+            upd = {k: getattr(c, k) for k in CALIBRATED_GPU_FIELDS if getattr(c, k) is not None}
             return gpu.model_copy(update=upd)
     return gpu
 

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -51,6 +52,17 @@ class ProfileSizes:
     message_bytes: tuple[int, ...]
     warmup: int
     reps: int
+    #: Whole-block benchmarks (:mod:`~solver.profile.blocks`): shapes (``h<hidden>-l<blocks>``,
+    #: deliberately not the validation shapes h4096/h8192, so that validation is out of
+    #: sample), training micro-batches at ``block_seq``, prefill at ``block_prompt``, decode
+    #: batches at ``block_context``.  Empty ``block_shapes``: no block benchmark.
+    block_shapes: tuple[str, ...] = ()
+    block_seq: int = 2048
+    block_micro_batches: tuple[int, ...] = (1,)
+    block_prompt: int = 1024
+    block_decode_batches: tuple[int, ...] = (1, 32)
+    block_context: int = 1024
+    block_dropout: float = 0.1
 
     @classmethod
     def gpu(cls) -> ProfileSizes:
@@ -63,6 +75,8 @@ class ProfileSizes:
             message_bytes=tuple(4**k for k in range(6, 16)),  # 4 KiB .. 1 GiB
             warmup=3,
             reps=10,
+            block_shapes=("h2048-l4", "h3072-l4", "h6144-l2", "h12288-l1"),
+            block_micro_batches=(1, 2),
         )
 
     @classmethod
@@ -77,6 +91,10 @@ class ProfileSizes:
             message_bytes=tuple(4**k for k in range(6, 13, 2)),  # 4 KiB .. 16 MiB
             warmup=1,
             reps=3,
+            block_shapes=("h1024-l2",),
+            block_seq=1024,
+            block_prompt=512,
+            block_context=512,
         )
 
     @classmethod
@@ -91,6 +109,11 @@ class ProfileSizes:
             message_bytes=tuple(4**k for k in range(6, 13)),  # 4 KiB .. 16 MiB
             warmup=1,
             reps=3,
+            block_shapes=("h64-l2-a4", "h128-l2-a4"),
+            block_seq=32,
+            block_prompt=16,
+            block_decode_batches=(1, 4),
+            block_context=16,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -98,16 +121,15 @@ class ProfileSizes:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ProfileSizes:
-        return cls(
-            hiddens=tuple(d["hiddens"]),
-            tokens=tuple(d["tokens"]),
-            tps=tuple(d["tps"]),
-            squares=tuple(d["squares"]),
-            memory_bytes=tuple(d["memory_bytes"]),
-            message_bytes=tuple(d["message_bytes"]),
-            warmup=int(d["warmup"]),
-            reps=int(d["reps"]),
-        )
+        """Inverse of :meth:`to_dict`; raw files written before the block benchmark existed
+        (no ``block_*`` keys) read as "no block benchmark"."""
+        kw: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in d:
+                continue
+            v = d[f.name]
+            kw[f.name] = tuple(v) if isinstance(v, list) else v
+        return cls(**kw)
 
 
 def gemm_shapes(hidden: int, tokens: int, tp: int) -> list[tuple[str, int, int, int]]:

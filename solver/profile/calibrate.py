@@ -29,15 +29,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import yaml
+from scipy.optimize import least_squares
 
 from ..catalog import resolve_gpu
+from ..costmodel import block_time, decode_block_time, optimizer_step_time, prefill_block_time
+from ..costmodel import constants as C
+from ..costmodel.comm import LinkTier
 from ..errors import SpecError
-from ..specs import Calibration, GPUSpec
+from ..specs import Calibration, GPUSpec, Model
 from .fit import COLLECTIVES, fit_collective, fit_throughput
 from .raw import RAW_FORMAT
 
-__all__ = ["RAW_FORMAT", "calibration_from_raw", "calibration_yaml", "gpu_for_device", "read_raw"]
+__all__ = [
+    "RAW_FORMAT",
+    "calibration_from_raw",
+    "calibration_yaml",
+    "gpu_for_device",
+    "model_spec",
+    "read_raw",
+]
 
 #: ``torch.cuda.get_device_name()`` substrings -> catalog names, first match wins.
 _DEVICE_NAMES: tuple[tuple[tuple[str, ...], str], ...] = (
@@ -189,6 +201,187 @@ def _fraction(x: float) -> float:
     return float(min(1.0, max(x, 1e-9)))
 
 
+def model_spec(shape: dict[str, Any]) -> Model:
+    """The validation model as a solver Model: GPT with biases, LayerNorm, GeLU MLP, learned
+    positions and an untied LM head (:mod:`solver.profile.gpt`)."""
+    return Model(
+        name=f"validate-h{shape['hidden']}-l{shape['layers']}",
+        num_layers=shape["layers"],
+        hidden_size=shape["hidden"],
+        ffn_hidden_size=shape["ffn"],
+        num_attention_heads=shape["heads"],
+        num_kv_heads=shape["heads"],
+        vocab_size=shape["vocab_size"],
+        mlp="gelu",
+        tied_embeddings=False,
+        learned_position_embeddings=True,
+    )
+
+
+#: The software-stack factors fitted to the whole-block timings, their start values (the
+#: cost model's defaults: Megatron-LM fused kernels) and bounds.  The bounds only keep the
+#: fit physical (a realisation above 1, fewer bytes than zero, a negative launch cost); a
+#: value that ends on a bound is reported in ``measured.blocks.at_bound``.
+BLOCK_FACTORS: dict[str, tuple[float, float, float]] = {
+    "gemm_realization": (C.GEMM_REALIZATION_FRACTION, 0.05, 1.0),
+    "elementwise_traffic_factor": (1.0, 0.2, 20.0),
+    "backward_elementwise_factor": (C.BACKWARD_ELEMENTWISE_FACTOR, 0.2, 20.0),
+    "kernel_launch_us": (1.0, 0.0, 500.0),
+}
+
+#: Start values of ``kernel_launch_us`` for the fit (microseconds).
+LAUNCH_STARTS_US = (1.0, 5.0, 10.0, 20.0, 40.0, 80.0)
+
+#: Link used to price the single-GPU blocks (TP = 1: no collective is priced).
+_LOCAL = LinkTier(1.0, 0.0, "local")
+
+
+def _precision(dtype: str) -> str:
+    return "fp16" if dtype == "fp16" else "bf16"
+
+
+def _block_predictions(rec: dict[str, Any], gpu: GPUSpec, precision: str) -> list[float]:
+    """Per-block seconds the cost model predicts for a block record, in the order of
+    :func:`_block_measured`."""
+    model = model_spec(rec["shape"])
+    case = rec["case"]
+    if case == "train":
+        pt = block_time(
+            model,
+            gpu,
+            tp=1,
+            micro_batch=rec["micro_batch"],
+            seq=rec["seq"],
+            recompute="none",
+            sequence_parallel=False,
+            precision=precision,
+            tp_link=_LOCAL,
+        )
+        return [pt.fwd_s, pt.bwd_s]
+    if case == "prefill":
+        pt = prefill_block_time(
+            model,
+            gpu,
+            tp=1,
+            batch=rec["batch"],
+            prompt=rec["prompt"],
+            precision=precision,
+            tp_link=_LOCAL,
+        )
+        return [pt.fwd_s]
+    if case == "decode":
+        pt = decode_block_time(
+            model,
+            gpu,
+            tp=1,
+            batch=rec["batch"],
+            context_len=rec["context"],
+            precision=precision,
+            kv_precision=precision,
+            tp_link=_LOCAL,
+        )
+        return [pt.fwd_s]
+    raise ValueError(f"unknown block case {case!r}")
+
+
+def _block_measured(rec: dict[str, Any]) -> list[float]:
+    n = rec["blocks"]
+    if rec["case"] == "train":
+        return [rec["forward_s"] / n, rec["backward_s"] / n]
+    return [rec["time_s"] / n]
+
+
+def _labels(rec: dict[str, Any]) -> list[str]:
+    sh = f"h{rec['shape']['hidden']}"
+    if rec["case"] == "train":
+        return [f"{sh}/train/mb{rec['micro_batch']}/{p}" for p in ("forward", "backward")]
+    if rec["case"] == "prefill":
+        return [f"{sh}/prefill/b{rec['batch']}"]
+    return [f"{sh}/decode/b{rec['batch']}"]
+
+
+def _block_summary(
+    records: list[dict[str, Any]], gpu: GPUSpec, dtype: str
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Fit the software-stack factors to the whole-block timings.
+
+    ``gpu`` carries the hardware calibration (measured GEMM and HBM efficiencies); the three
+    :data:`BLOCK_FACTORS` are then chosen to minimise the squared log-ratio of predicted to
+    measured per-block time over every forward, backward, prefill and decode record
+    (``scipy.optimize.least_squares``), each priced by the cost model's own functions
+    (:func:`~solver.costmodel.block_time`, ``prefill_block_time``, ``decode_block_time``).
+    The optimizer records give ``optimizer_efficiency`` directly: the cost model's Adam time at
+    the HBM rate over the measured time.  Returns (fields, measured-summary).
+    """
+    precision = _precision(dtype)
+    timed = [r for r in records if r["case"] in ("train", "prefill", "decode")]
+    fields: dict[str, float] = {}
+    out: dict[str, Any] = {}
+    if timed:
+        names = list(BLOCK_FACTORS)
+        x0 = np.array([BLOCK_FACTORS[n][0] for n in names])
+        lo = np.array([BLOCK_FACTORS[n][1] for n in names])
+        hi = np.array([BLOCK_FACTORS[n][2] for n in names])
+        meas = np.array([m for r in timed for m in _block_measured(r)])
+        labels = [lab for r in timed for lab in _labels(r)]
+
+        def predict(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+            g = gpu.model_copy(update=dict(zip(names, (float(v) for v in x), strict=True)))
+            return np.array([p for r in timed for p in _block_predictions(r, g, precision)])
+
+        def residual(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+            r: npt.NDArray[np.float64] = np.log(predict(x) / meas)
+            return r
+
+        before = predict(x0)
+        # The launch floor enters through max(GPU time, host time): zero gradient while no
+        # pass is host-bound, so start it at several values and keep the best fit.
+        k = names.index("kernel_launch_us")
+        sol = None
+        for launch in LAUNCH_STARTS_US:
+            start = x0.copy()
+            start[k] = launch
+            s = least_squares(residual, start, bounds=(lo, hi), x_scale=np.maximum(start, 1.0))
+            if sol is None or s.cost < sol.cost:
+                sol = s
+        assert sol is not None
+        after = predict(sol.x)
+        fields = {n: float(v) for n, v in zip(names, sol.x, strict=True)}
+        err_b, err_a = before / meas - 1.0, after / meas - 1.0
+        out = {
+            "fit": {
+                **fields,
+                "max_rel_err": float(np.max(np.abs(err_a))),
+                "rms_rel_err": float(np.sqrt(np.mean(err_a**2))),
+                "before_max_rel_err": float(np.max(np.abs(err_b))),
+            },
+            "at_bound": [
+                n
+                for n, v, a, b in zip(names, sol.x, lo, hi, strict=True)
+                if np.isclose(v, a) or np.isclose(v, b)
+            ],
+            "columns": ["record", "measured_us", "default_us", "fitted_us"],
+            "per_block": [
+                [lab, float(m) * 1e6, float(b) * 1e6, float(a) * 1e6]
+                for lab, m, b, a in zip(labels, meas, before, after, strict=True)
+            ],
+        }
+    opt = [r for r in records if r["case"] == "optimizer"]
+    if opt:
+        ideal = gpu.model_copy(update={"optimizer_efficiency": None})
+        ratios = [
+            optimizer_step_time(r["params"], ideal, memory_policy="pure_bf16", zero_stage=0, dp=1)
+            / r["time_s"]
+            for r in opt
+        ]
+        fields["optimizer_efficiency"] = _fraction(float(np.median(ratios)))
+        out["optimizer"] = [
+            [int(r["params"]), float(r["time_s"]) * 1e6, float(q)]
+            for r, q in zip(opt, ratios, strict=True)
+        ]
+    return fields, out
+
+
 def calibration_from_raw(
     raw: dict[str, Any], *, gpu: str | None = None, source: str = ""
 ) -> Calibration:
@@ -218,6 +411,14 @@ def calibration_from_raw(
         mem = _memory_summary(prof["memory"], spec.memory_bandwidth_GBps)
         measured["memory"] = mem
         fields["memory_efficiency"] = _fraction(mem["copy"]["GBps"] / spec.memory_bandwidth_GBps)
+    if prof.get("blocks"):
+        hw = spec.model_copy(
+            update={k: fields[k] for k in ("gemm_efficiency", "memory_efficiency") if k in fields}
+        )
+        blk_fields, measured["blocks"] = _block_summary(
+            prof["blocks"], hw, str(prof.get("dtype", "bf16"))
+        )
+        fields.update(blk_fields)
     if prof.get("collectives"):
         col = _collective_summary(prof["collectives"])
         measured["collectives"] = col

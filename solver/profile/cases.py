@@ -151,7 +151,7 @@ class _PlainAdam:
             p.addcdiv_(m / c1, (v / c2).sqrt_().add_(self.eps), value=-self.lr)
 
 
-def _adam(params: list[torch.nn.Parameter], cuda: bool) -> Any:
+def adam_for(params: list[torch.nn.Parameter], cuda: bool) -> Any:
     """Fused ``torch.optim.Adam`` on GPU (one pass over the states, what the evaluator prices);
     :class:`_PlainAdam` on CPU."""
     if not cuda:
@@ -295,7 +295,7 @@ def _train_rank(
     model = _build_stage(ctx, cfg, lay, pos, groups["tp"], seed, check)
     model.train()
     flat = _flat_grads(model)
-    opt = _adam([p for _, p in model.named_model_parameters()], ctx.cuda)
+    opt = adam_for([p for _, p in model.named_model_parameters()], ctx.cuda)
     m, mb = lay.num_micro_batches, lay.micro_batch_size
     rows = _tokens(cfg, lay.global_batch_size, cfg.seq_len + 1, seed + 7)
     mine = rows[r * m * mb : (r + 1) * m * mb].to(ctx.device)
@@ -401,7 +401,7 @@ def reference_train(
     model = GPTStage(cfg, layout, full, TPComm(None, 1, 0))
     model.train()
     flat = _flat_grads(model)
-    opt = _adam([p for _, p in model.named_model_parameters()], cuda=False)
+    opt = adam_for([p for _, p in model.named_model_parameters()], cuda=False)
     rows = _tokens(cfg, global_batch, cfg.seq_len + 1, seed + 7)
     m = global_batch // micro_batch
     total = 0.0

@@ -26,7 +26,7 @@ from ..errors import SpecError
 from ..evaluate import evaluate
 from ..io import find_spec, load_calibration, load_cluster, load_plan
 from ..specs import Calibration, Cluster, InferenceWorkload, Model, Plan, TrainingWorkload
-from .calibrate import calibration_from_raw, gpu_for_device
+from .calibrate import calibration_from_raw, gpu_for_device, model_spec
 
 __all__ = [
     "VALIDATION_CLUSTER",
@@ -34,28 +34,12 @@ __all__ = [
     "inference_workload",
     "model_spec",
     "render_markdown",
+    "summarize",
     "training_workload",
 ]
 
 #: The cluster the GPU runs are predicted on: one node, 2 H100 SXM joined by NVLink.
 VALIDATION_CLUSTER = "h100x2-nvlink"
-
-
-def model_spec(shape: dict[str, Any]) -> Model:
-    """The validation model as a solver Model: GPT with biases, LayerNorm, GeLU MLP, learned
-    positions and an untied LM head (:mod:`solver.profile.gpt`)."""
-    return Model(
-        name=f"validate-h{shape['hidden']}-l{shape['layers']}",
-        num_layers=shape["layers"],
-        hidden_size=shape["hidden"],
-        ffn_hidden_size=shape["ffn"],
-        num_attention_heads=shape["heads"],
-        num_kv_heads=shape["heads"],
-        vocab_size=shape["vocab_size"],
-        mlp="gelu",
-        tied_embeddings=False,
-        learned_position_embeddings=True,
-    )
 
 
 def _precision(case: dict[str, Any]) -> Literal["bf16", "fp16"]:
@@ -271,7 +255,10 @@ def compare(
         notes.append(
             f"calibration is for {cal.gpu}, not a GPU of cluster {c.name}: it changes nothing"
         )
+    train = [_train_row(x, c, cal) for x in raw.get("train", [])]
+    infer = [_infer_row(x, c, cal) for x in raw.get("inference", [])]
     return {
+        "summary": summarize(train, infer),
         "cluster": c.name,
         "gpu": c.pools[0].gpu_name,
         "device": device,
@@ -281,10 +268,116 @@ def compare(
         else cal.model_dump(mode="json", exclude={"measured"}, exclude_none=True),
         "notes": notes,
         "framework_overhead_GB": C.FRAMEWORK_OVERHEAD_GB,
-        "train": [_train_row(x, c, cal) for x in raw.get("train", [])],
-        "inference": [_infer_row(x, c, cal) for x in raw.get("inference", [])],
+        "train": train,
+        "inference": infer,
         "checks": raw.get("checks", []),
     }
+
+
+def _errors(rows: list[dict[str, Any]], col: str, key: str) -> dict[str, Any] | None:
+    errs = [r[col][key] for r in rows if "measured" in r and r[col][key] is not None]
+    if not errs:
+        return None
+    a = [abs(e) for e in errs]
+    return {
+        "cases": len(errs),
+        "mean_abs": sum(a) / len(a),
+        "min": min(errs),
+        "max": max(errs),
+        "within_5pct": sum(x <= 0.05 for x in a),
+        "within_10pct": sum(x <= 0.10 for x in a),
+    }
+
+
+def _workload(name: str) -> tuple[str, str]:
+    """``h4096-l8/tp2/mb1`` -> (``h4096-l8/mb1``, ``tp2``): the workload and the plan."""
+    parts = name.split("/")
+    if len(parts) != 3:
+        return name, ""
+    return f"{parts[0]}/{parts[2]}", parts[1]
+
+
+def _ranking(rows: list[dict[str, Any]], cols: list[str], key: str) -> list[dict[str, Any]]:
+    """Per workload with several plans: the measured fastest plan and each column's pick."""
+    by: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        if "measured" not in r:
+            continue
+        w, plan = _workload(r["name"])
+        if plan:
+            by.setdefault(w, {})[plan] = r
+    out = []
+    for w, plans in by.items():
+        if len(plans) < 2:
+            continue
+        meas = {p: r["measured"][key] for p, r in plans.items()}
+        best = min(meas, key=lambda p: meas[p])
+        row: dict[str, Any] = {"workload": w, "measured_fastest": best}
+        for col in cols:
+            pred = {p: r[col][key] for p, r in plans.items() if r.get(col, {}).get(key)}
+            if len(pred) == len(plans):
+                pick = min(pred, key=lambda p: pred[p])
+                row[col] = pick
+                # How much slower the pick measured than the fastest (0 when it is the fastest).
+                row[f"{col}_loss"] = meas[pick] / meas[best] - 1.0
+        out.append(row)
+    return out
+
+
+def summarize(train: list[dict[str, Any]], infer: list[dict[str, Any]]) -> dict[str, Any]:
+    """Error statistics per column and the planner's ranking of the plans per workload."""
+    cols = [c for c in ("catalog", "calibrated") if any(c in r for r in train + infer)]
+    out: dict[str, Any] = {"train": {}, "inference": {}}
+    for col in cols:
+        out["train"][col] = {
+            "step": _errors(train, col, "step_err"),
+            "peak_memory": _errors(train, col, "peak_err"),
+        }
+        out["inference"][col] = {
+            "ttft": _errors(infer, col, "ttft_err"),
+            "tpot": _errors(infer, col, "tpot_err"),
+        }
+    out["train"]["ranking"] = _ranking(train, cols, "step_s")
+    out["inference"]["ranking_ttft"] = _ranking(infer, cols, "ttft_ms")
+    out["inference"]["ranking_tpot"] = _ranking(infer, cols, "tpot_ms")
+    return out
+
+
+def _summary_lines(summary: dict[str, Any]) -> list[str]:
+    lines = ["### Summary", ""]
+    for sec, keys in (("train", ("step", "peak_memory")), ("inference", ("ttft", "tpot"))):
+        for col, stats in summary.get(sec, {}).items():
+            if col.startswith("ranking"):
+                continue
+            for k in keys:
+                e = stats.get(k)
+                if e:
+                    lines.append(
+                        f"- {sec} {k}, {col}: {e['cases']} cases, error {100 * e['min']:+.0f}% "
+                        f"to {100 * e['max']:+.0f}%, mean |err| {100 * e['mean_abs']:.1f}%, "
+                        f"{e['within_5pct']} within 5%, {e['within_10pct']} within 10%"
+                    )
+    for sec, key in (
+        ("train", "ranking"),
+        ("inference", "ranking_ttft"),
+        ("inference", "ranking_tpot"),
+    ):
+        for r in summary.get(sec, {}).get(key, []):
+            picks = ", ".join(
+                f"{c} picks {r[c]}"
+                + (
+                    ""
+                    if r[c] == r["measured_fastest"]
+                    else f" ({100 * r[c + '_loss']:+.1f}% slower)"
+                )
+                for c in ("catalog", "calibrated")
+                if c in r
+            )
+            what = "step" if sec == "train" else key.split("_")[1].upper()
+            lines.append(
+                f"- {r['workload']} {what}: measured fastest {r['measured_fastest']}; {picks}"
+            )
+    return lines + [""]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -312,6 +405,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         lines.append(f"- note: {n}")
     if result["notes"]:
         lines.append("")
+    if result.get("summary"):
+        lines += _summary_lines(result["summary"])
     if result["train"]:
         lines += ["### Training step", ""]
         head = "| case | measured s | catalog s | err |"

@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from torch.multiprocessing.spawn import spawn
 
-from . import bench, cases
+from . import bench, blocks, cases
 from .env import COMM_ENV, DistContext, apply_comm_env, free_port, init_distributed
 from .gpt import GPTConfig, check_tp, parse_shape
 from .plans import PRESETS_HELP, layout_from_plan, preset_plan
@@ -420,6 +420,9 @@ def _worker(rank: int, job: dict[str, Any], port: int) -> None:
                 prof["gemm"] = bench.bench_gemms(ctx, sizes)
                 _log(ctx, "profile: memory")
                 prof["memory"] = bench.bench_memory(ctx, sizes)
+                if sizes.block_shapes:
+                    _log(ctx, "profile: whole blocks")
+                    prof["blocks"] = blocks.bench_blocks(ctx, sizes)
             ctx.barrier()
             _log(ctx, "profile: collectives")
             prof["collectives"] = bench.bench_collectives(ctx, sizes)
