@@ -197,6 +197,21 @@ def register(app: typer.Typer) -> None:
                     f"{cal.intra_node_latency_us:.1f} us/step  (all-reduce fit, max error "
                     f"{100 * fit['max_rel_err']:.0f}%)"
                 )
+            blk = m.get("blocks", {}).get("fit")
+            if blk:
+                lines.append(
+                    f"  software stack     gemm_realization {cal.gemm_realization:.3g}, "
+                    f"elementwise x{cal.elementwise_traffic_factor:.3g} forward / "
+                    f"x{cal.backward_elementwise_factor:.3g} backward, kernel launch "
+                    f"{cal.kernel_launch_us:.3g} us  (whole-block fit: rms error "
+                    f"{100 * blk['rms_rel_err']:.0f}%, max {100 * blk['max_rel_err']:.0f}%; "
+                    f"max {100 * blk['before_max_rel_err']:.0f}% with the defaults)"
+                )
+            if cal.optimizer_efficiency is not None:
+                lines.append(
+                    f"  optimizer          {cal.optimizer_efficiency:.3g} of the HBM rate "
+                    "(fused Adam step)"
+                )
             if "note" in cal.meta:
                 lines.append(f"  note: {cal.meta['note']}")
             if out is not None:
