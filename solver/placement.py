@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from .specs import Cluster, Pool
 
-__all__ = ["PlacementError", "StageSlot", "place"]
+__all__ = ["PlacementError", "StageSlot", "check_placement", "place"]
 
 
 class PlacementError(ValueError):
@@ -36,6 +36,59 @@ class StageSlot:
 
 def _node_name(pool: Pool, index: int) -> str:
     return f"{pool.name}-{index}"
+
+
+def check_placement(
+    cluster: Cluster,
+    groups: Sequence[tuple[int, Sequence[StageSlot]]],
+) -> None:
+    """Raise the :class:`PlacementError` :func:`place` would raise, without building devices."""
+    _layout(cluster, groups)
+
+
+def _layout(
+    cluster: Cluster,
+    groups: Sequence[tuple[int, Sequence[StageSlot]]],
+) -> dict[str, list[tuple[int, int, int, int, int]]]:
+    """Per pool, ``(offset, tp, group, stage, replica)`` of every TP group (see :func:`place`)."""
+    # Requests per pool: (tp, group index, stage index, replica index); stable sort by -tp keeps
+    # stage-major / replica-minor order among equal TP sizes.
+    requests: dict[str, list[tuple[int, int, int, int]]] = {}
+    for g, (count, stages) in enumerate(groups):
+        for s, st in enumerate(stages):
+            for r in range(count):
+                requests.setdefault(st.pool, []).append((st.tp, g, s, r))
+    layout: dict[str, list[tuple[int, int, int, int, int]]] = {}
+    for pool_name, reqs in requests.items():
+        pool = cluster.pool(pool_name)
+        gpn = pool.gpus_per_node
+        domain = gpn * pool.nvlink_domain_nodes
+        reqs.sort(key=lambda q: -q[0])
+        cursor = 0  # global GPU offset in the pool, node-major
+        total = pool.num_gpus
+        blocks = layout[pool_name] = []
+        for tp, g, s, r in reqs:
+            if tp > domain:
+                raise PlacementError(
+                    f"stage {s} on pool {pool_name}: tp={tp} exceeds the NVLink domain of {domain} GPUs"
+                )
+            # Align to the TP block (buddy order guarantees no gap for powers of two).
+            align = tp if tp <= gpn else gpn
+            if cursor % align:
+                cursor += align - cursor % align
+            if tp > gpn and (cursor // gpn) // pool.nvlink_domain_nodes != (
+                (cursor + tp - 1) // gpn
+            ) // pool.nvlink_domain_nodes:
+                # Skip to the next domain boundary.
+                cursor = ((cursor // domain) + 1) * domain
+            if cursor + tp > total:
+                raise PlacementError(
+                    f"pool {pool_name}: needs more than its {total} GPUs "
+                    f"(stage {s}, replica {r}, tp={tp})"
+                )
+            blocks.append((cursor, tp, g, s, r))
+            cursor += tp
+    return layout
 
 
 def place(
@@ -61,42 +114,15 @@ def place(
     PlacementError
         If a pool runs out of GPUs or a TP group cannot sit inside one NVLink domain.
     """
-    # Requests per pool: (tp, group index, stage index, replica index); stable sort by -tp keeps
-    # stage-major / replica-minor order among equal TP sizes.
-    requests: dict[str, list[tuple[int, int, int, int]]] = {}
-    for g, (count, stages) in enumerate(groups):
-        for s, st in enumerate(stages):
-            for r in range(count):
-                requests.setdefault(st.pool, []).append((st.tp, g, s, r))
     out: list[list[list[list[tuple[str, int]]]]] = [
         [[[] for _ in range(count)] for _ in stages] for count, stages in groups
     ]
-    for pool_name, reqs in requests.items():
+    for pool_name, blocks in _layout(cluster, groups).items():
         pool = cluster.pool(pool_name)
         gpn = pool.gpus_per_node
-        domain = gpn * pool.nvlink_domain_nodes
-        reqs.sort(key=lambda q: -q[0])
-        cursor = 0  # global GPU offset in the pool, node-major
-        total = pool.num_gpus
-        for tp, g, s, r in reqs:
-            if tp > domain:
-                raise PlacementError(
-                    f"stage {s} on pool {pool_name}: tp={tp} exceeds the NVLink domain of {domain} GPUs"
-                )
-            # Align to the TP block (buddy order guarantees no gap for powers of two).
-            align = tp if tp <= gpn else gpn
-            if cursor % align:
-                cursor += align - cursor % align
-            if tp > gpn and (cursor // gpn) // pool.nvlink_domain_nodes != (
-                (cursor + tp - 1) // gpn
-            ) // pool.nvlink_domain_nodes:
-                # Skip to the next domain boundary.
-                cursor = ((cursor // domain) + 1) * domain
-            if cursor + tp > total:
-                raise PlacementError(
-                    f"pool {pool_name}: needs more than its {total} GPUs "
-                    f"(stage {s}, replica {r}, tp={tp})"
-                )
-            out[g][s][r] = [(_node_name(pool, (cursor + i) // gpn), (cursor + i) % gpn) for i in range(tp)]
-            cursor += tp
+        # Every device of the pool by global offset, node-major; a TP group is a slice.
+        names = [_node_name(pool, i) for i in range(pool.nodes)]
+        gpus = [(names[k // gpn], k % gpn) for k in range(pool.num_gpus)]
+        for cursor, tp, g, s, r in blocks:
+            out[g][s][r] = gpus[cursor : cursor + tp]
     return out

@@ -31,7 +31,7 @@ from typing import Any
 
 from .engines import EngineRules
 from .errors import SpecError
-from .placement import PlacementError, StageSlot, place
+from .placement import PlacementError, StageSlot, check_placement, place
 from .result import Result, Status
 from .specs import (
     Cluster,
@@ -212,17 +212,19 @@ def _rubric_baseline(
     model: Model, cluster: Cluster, workload: TrainingWorkload | InferenceWorkload
 ) -> dict[str, Any] | None:
     """The seed rubric's plan and its evaluator metrics, for comparison (None if none fits)."""
-    from .baselines import rubric_plan
+    from .baselines.rubric import rubric_plan_scored
     from .evaluate import evaluate
 
     try:
-        base = rubric_plan(model, cluster, workload)
+        found = rubric_plan_scored(model, cluster, workload)
     except (SpecError, ValueError) as e:  # the baseline is informative only
         log.info("rubric baseline failed: %s", e)
         return None
-    if base is None:
+    if found is None:
         return None
-    rep = evaluate(model, cluster, workload, base).to_dict()
+    base, rep_or_none = found
+    # The rubric evaluated its plan on the way (usually): the same report, computed once.
+    rep = rep_or_none if rep_or_none is not None else evaluate(model, cluster, workload, base).to_dict()
     if not rep["feasible"]:
         return None
     keys = ("tokens_per_s", "step_time_s", "mfu", "ttft_ms", "tpot_ms", "num_gpus", "cost_per_hour")
@@ -358,6 +360,18 @@ def split_layers(num_layers: int, pp: int) -> list[int]:
     return [base + (1 if s < rem else 0) for s in range(pp)]
 
 
+def check_stages(
+    cluster: Cluster,
+    groups: list[tuple[int, list[tuple[str, int, int]]]],
+) -> None:
+    """Raise the SpecError :func:`build_stages` would raise for ``groups``, building nothing."""
+    slots = [(count, [StageSlot(pool, tp) for pool, tp, _ in stages]) for count, stages in groups]
+    try:
+        check_placement(cluster, slots)
+    except PlacementError as e:
+        raise SpecError(str(e)) from None
+
+
 def build_stages(
     cluster: Cluster,
     groups: list[tuple[int, list[tuple[str, int, int]]]],
@@ -379,7 +393,7 @@ def build_stages(
                     last_layer=first + layers - 1,
                     pool=pool,
                     tp=tp,
-                    devices=[[(n, i) for n, i in rep] for rep in devices[g][s]],
+                    devices=devices[g][s],  # validated (copied) by the Stage model
                 )
             )
             first += layers

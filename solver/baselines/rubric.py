@@ -34,7 +34,7 @@ from typing import Any
 
 from ..catalog import gpu_of
 from ..cpsat.options import tp_options
-from ..planner import build_stages, split_layers
+from ..planner import build_stages, check_stages, split_layers
 from ..specs import (
     Cluster,
     InferenceWorkload,
@@ -43,11 +43,12 @@ from ..specs import (
     Pool,
     Recompute,
     ReplicaGroup,
+    Stage,
     TrainingWorkload,
 )
 from ._scoring import AnyWorkload, divisors_up_to, evaluate_plan, memory_ok
 
-__all__ = ["rubric_plan", "rubric_pool", "rubric_shapes"]
+__all__ = ["rubric_plan", "rubric_plan_scored", "rubric_pool", "rubric_shapes"]
 
 #: Recomputation options from least to most memory saved (and most compute added).
 RECOMPUTE_ORDER: tuple[Recompute, ...] = ("none", "selective", "full")
@@ -68,6 +69,22 @@ def rubric_plan(model: Model, cluster: Cluster, workload: AnyWorkload) -> Plan |
         not guaranteed to be feasible in every other respect (an inference SLO may be missed);
         score it with :func:`solver.evaluate.evaluate`.
     """
+    found = _rubric(model, cluster, workload)
+    return None if found is None else found[0]
+
+
+def rubric_plan_scored(
+    model: Model, cluster: Cluster, workload: AnyWorkload
+) -> tuple[Plan, dict[str, Any] | None] | None:
+    """:func:`rubric_plan` with the evaluator's report of that plan (``Report.to_dict()``)
+    where the rubric computed it on the way (None where it did not), so that a caller who
+    wants both need not evaluate the plan a second time."""
+    return _rubric(model, cluster, workload)
+
+
+def _rubric(
+    model: Model, cluster: Cluster, workload: AnyWorkload
+) -> tuple[Plan, dict[str, Any] | None] | None:
     pool = rubric_pool(cluster)
     if isinstance(workload, TrainingWorkload):
         return _training(model, cluster, workload, pool)
@@ -118,9 +135,26 @@ def rubric_shapes(model: Model, pool: Pool, *, latency: bool = False) -> Iterato
 # --------------------------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------------------------
+def _cannot_fit(model: Model, cluster: Cluster, workload: TrainingWorkload, plan: Plan) -> bool:
+    """True when the evaluator's memory ledger of ``plan`` is sure to be over capacity.
+
+    :func:`~solver.evaluate.core.training_memory_ledger` computes the very rows the evaluator
+    reports, without pricing links or simulating the pipeline; a candidate it rejects would be
+    rejected by :func:`memory_ok` on the full report too (same rows, or none if unpriceable).
+    A candidate it accepts, or cannot read, is left to the full evaluation.
+    """
+    from ..evaluate.core import training_memory_ledger
+
+    try:
+        ledger = training_memory_ledger(model, cluster, workload, plan)
+    except (ValueError, KeyError, IndexError, ZeroDivisionError, RuntimeError):
+        return False
+    return not memory_ok({"memory_ledger": ledger})
+
+
 def _training(
     model: Model, cluster: Cluster, workload: TrainingWorkload, pool: Pool
-) -> Plan | None:
+) -> tuple[Plan, dict[str, Any] | None] | None:
     B = workload.global_batch_size
     micro = [mb for mb in sorted(workload.micro_batch_sizes) if B % mb == 0]
     if not micro:
@@ -137,25 +171,57 @@ def _training(
             if tp > 1
             else False not in workload.sequence_parallel
         )
-        stages = build_stages(
-            cluster, [(d, [(pool.name, tp, n) for n in split_layers(model.num_layers, pp)])]
-        )[0]
-        for rc in recomputes:
-            for z in zeros:
-                group = ReplicaGroup(
-                    count=d,
-                    micro_batch_size=mb,
-                    num_micro_batches=B // (d * mb),
-                    schedule="1f1b",
-                    recompute=rc,
-                    zero_stage=z,
-                    sequence_parallel=sp,
-                    stages=stages,
-                )
-                plan = Plan(kind="training", replica_groups=[group])
-                if memory_ok(evaluate_plan(model, cluster, workload, plan)):
-                    return plan
+        shape = [(d, [(pool.name, tp, n) for n in split_layers(model.num_layers, pp)])]
+        common: dict[str, Any] = dict(
+            count=d,
+            micro_batch_size=mb,
+            num_micro_batches=B // (d * mb),
+            schedule="1f1b",
+            sequence_parallel=sp,
+        )
+        # Most knob settings of a large model do not fit: reject those on the memory ledger
+        # alone (it does not depend on the devices, so stages without devices do); the full
+        # evaluation (devices, links, simulation) decides the rest, in rubric order.
+        bare = _bare_stages(shape[0][1])
+        knobs = [
+            (rc, z)
+            for rc in recomputes
+            for z in zeros
+            if not _cannot_fit(
+                model,
+                cluster,
+                workload,
+                Plan(
+                    kind="training",
+                    replica_groups=[
+                        ReplicaGroup(recompute=rc, zero_stage=z, stages=bare, **common)
+                    ],
+                ),
+            )
+        ]
+        if not knobs:
+            check_stages(cluster, shape)  # a shape that cannot be placed fails as before
+            continue
+        stages = build_stages(cluster, shape)[0]
+        for rc, z in knobs:
+            group = ReplicaGroup(recompute=rc, zero_stage=z, stages=stages, **common)
+            plan = Plan(kind="training", replica_groups=[group])
+            report = evaluate_plan(model, cluster, workload, plan)
+            if memory_ok(report):
+                return plan, report
     return None
+
+
+def _bare_stages(stages: list[tuple[str, int, int]]) -> list[Stage]:
+    """Stages of ``(pool, tp, layers)`` in order, without devices (for the memory ledger)."""
+    out: list[Stage] = []
+    first = 0
+    for pool, tp, layers in stages:
+        out.append(
+            Stage(first_layer=first, last_layer=first + layers - 1, pool=pool, tp=tp, devices=[])
+        )
+        first += layers
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,7 +238,7 @@ def _inference_plan(
 
 def _inference(
     model: Model, cluster: Cluster, workload: InferenceWorkload, pool: Pool
-) -> Plan | None:
+) -> tuple[Plan, dict[str, Any] | None] | None:
     latency = workload.objective == "min_latency"
     batches = sorted(workload.batch_sizes, reverse=not latency)
     for tp, pp in rubric_shapes(model, pool, latency=latency):
@@ -201,5 +267,6 @@ def _inference(
             need = math.ceil(target / per_replica * (1.0 - 1e-12)) if per_replica > 0 else replicas
             if need < replicas:
                 plan = _inference_plan(model, cluster, pool, tp, pp, batch, max(1, need))
-        return plan
+                return plan, None  # not scored yet
+        return plan, report
     return None

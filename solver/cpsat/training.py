@@ -41,6 +41,13 @@ log = logging.getLogger(__name__)
 #: reaching it would break reproducibility, so it only guards against a runaway search.
 DETERMINISTIC_WALL_CAP_S = 3600.0
 
+#: Linear expressions built in one call from (variables, coefficients) lists: the model's rows
+#: have hundreds of terms (a 126-slot model has ~60k), and chaining ``+`` in Python would build
+#: one intermediate expression per term.  The constraint a row becomes is the same either way
+#: (CP-SAT stores it with merged terms in variable order).
+_wsum = cp_model.LinearExpr.weighted_sum
+_lsum = cp_model.LinearExpr.sum
+
 US = 1e-6  # default seconds per time unit (tables may choose a finer unit: TrainTables.unit_s)
 KB = 1e3  # bytes per memory unit
 
@@ -132,9 +139,12 @@ class TrainingModel:
     def _build(self, upper_bound_us: float | None) -> None:
         t, m = self.t, self.m
         L = t.num_layers
-        J = t.max_stages
+        self.J = t.max_stages  # what in_flight() reads while the useful slots are counted
+        self.J = J = self._useful_slots()
         opts = range(len(t.options))
-        self.J = J
+        self._names = [f"{opt.pool}/tp{opt.tp}" for opt in t.options]
+        self._pair_cache: dict[int, tuple[int, list[tuple[int, int]]]] = {}
+        names = self._names
         horizon = self._horizon()
         self.dsel = {d: m.new_bool_var(f"dp[{d}]") for d in t.dp_degrees}
         m.add_exactly_one(self.dsel.values())
@@ -149,17 +159,55 @@ class TrainingModel:
         for j in range(J):
             nxt = self.active[j + 1] if j + 1 < J else 0
             m.add(self.first[j] == self.active[j] - nxt)
-        self.x = [[m.new_bool_var(f"opt[s{j}]={self._oname(o)}") for o in opts] for j in range(J)]
+        self.x = [[m.new_bool_var(f"opt[s{j}]={names[o]}") for o in opts] for j in range(J)]
         self.n = [m.new_int_var(0, L, f"layers[s{j}]") for j in range(J)]
-        self.y = [[m.new_int_var(0, L, f"layers[s{j},{self._oname(o)}]") for o in opts] for j in range(J)]
+        self.y = [[m.new_int_var(0, L, f"layers[s{j},{names[o]}]") for o in opts] for j in range(J)]
         # z[j,o] = first[j] and x[j,o]: the embedding's cost on the option that holds it.
-        self.z = [[m.new_bool_var(f"embed[s{j},{self._oname(o)}]") for o in opts] for j in range(J)]
+        self.z = [[m.new_bool_var(f"embed[s{j},{names[o]}]") for o in opts] for j in range(J)]
         self._constraints()
         self._objective(horizon, upper_bound_us)
 
+    def _useful_slots(self) -> int:
+        """Stage slots that can be active, at most ``max_stages`` (plain 1F1B; interleaved
+        pipelines have their depth fixed outside).
+
+        Active slots are a prefix ``0..p-1``; an active slot j runs an option o that is allowed
+        for the chosen d and holds at least one block there (``y >= x`` and ``y <= M_jo x``
+        need ``M_jo >= 1``, :meth:`_most_blocks`), so it takes at least the smallest TP degree
+        among those, and all of them together at most the GPUs of one replica, ``sum_k
+        gpus_k // d`` (each pool's ``_gpu_counts`` row, summed).  Slots past the deepest such
+        prefix are inactive in every solution: leaving them out changes no solution, only the
+        model's size (a 405B model on 16,384 GPUs: 19 slots instead of 126).
+        """
+        t = self.t
+        J = t.max_stages
+        if t.virtual > 1:
+            return J
+        cheapest: list[dict[int, int]] = []  # per slot: d -> fewest GPUs an active slot takes
+        for j in range(J):
+            holds = [o for o in range(len(t.options)) if self._most_blocks(j, o) >= 1]
+            row: dict[int, int] = {}
+            for d in t.dp_degrees:
+                tps = [t.options[o].tp for o in holds if t.options[o].allowed[d]]
+                if tps:
+                    row[d] = min(tps)
+            if not row:
+                break
+            cheapest.append(row)
+        deepest = 0
+        for d in t.dp_degrees:
+            budget = sum(g // d for g in t.pool_gpus.values())
+            p = used = 0
+            for row in cheapest:
+                if d not in row or used + row[d] > budget:
+                    break
+                used += row[d]
+                p += 1
+            deepest = max(deepest, p)
+        return max(1, min(J, deepest))
+
     def _oname(self, o: int) -> str:
-        opt = self.t.options[o]
-        return f"{opt.pool}/tp{opt.tp}"
+        return self._names[o]
 
     def _horizon(self) -> int:
         t = self.t
@@ -190,22 +238,23 @@ class TrainingModel:
     def _one_option_per_active_stage(self) -> None:
         """An active stage picks exactly one (pool, tp) option; an inactive one none."""
         for j in range(self.J):
-            self.m.add(sum(self.x[j]) == self.active[j])
+            self.m.add(_lsum(self.x[j]) == self.active[j])
 
     def _layers(self) -> None:
         """Every block is placed once; active stages hold >= 1 block; y linearises n x option."""
         t, m = self.t, self.m
         L = t.num_layers
-        m.add(sum(self.n) == L)
+        m.add(_lsum(self.n) == L)
         for j in range(self.J):
             m.add(self.n[j] >= self.active[j])
             if t.virtual > 1:  # v equal chunks per stage (Megatron's interleaved layout)
                 chunk = m.new_int_var(1, L // t.virtual, f"chunk_layers[s{j}]")
                 m.add(self.n[j] == t.virtual * chunk)
-            m.add(sum(self.y[j]) == self.n[j])
+            y, x = self.y[j], self.x[j]
+            m.add(_lsum(y) == self.n[j])
             for o in range(len(t.options)):
-                m.add(self.y[j][o] <= self._most_blocks(j, o) * self.x[j][o])
-                m.add(self.y[j][o] >= self.x[j][o])
+                m.add(y[o] <= self._most_blocks(j, o) * x[o])
+                m.add(y[o] >= x[o])
 
     def _most_blocks(self, j: int, o: int) -> int:
         """Most blocks option ``o`` can hold in slot ``j`` by memory alone (any candidate d).
@@ -226,10 +275,11 @@ class TrainingModel:
         """z[j,o] is exactly first[j] AND x[j,o] (the first stage holds the embedding)."""
         m = self.m
         for j in range(self.J):
-            for o in range(len(self.t.options)):
-                m.add_implication(self.z[j][o], self.first[j])
-                m.add_implication(self.z[j][o], self.x[j][o])
-                m.add_bool_or([self.z[j][o], self.first[j].Not(), self.x[j][o].Not()])
+            first, not_first = self.first[j], self.first[j].Not()
+            for z, x in zip(self.z[j], self.x[j], strict=True):
+                m.add_implication(z, first)
+                m.add_implication(z, x)
+                m.add_bool_or([z, not_first, x.Not()])
 
     def _placeable_blocks(self) -> None:
         """An option whose d-replica block would straddle nodes is unavailable for that d."""
@@ -247,23 +297,30 @@ class TrainingModel:
             idx = [o for o, opt in enumerate(t.options) if opt.pool == pool]
             if not idx:
                 continue
-            used = sum(t.options[o].tp * self.x[j][o] for j in range(self.J) for o in idx)
+            used = _wsum(
+                [self.x[j][o] for j in range(self.J) for o in idx],
+                [t.options[o].tp for _ in range(self.J) for o in idx],
+            )
             for d, sel in self.dsel.items():
                 m.add(used <= gpus // d).only_enforce_if(sel)
 
-    def _part(self, j: int, table: str, d: int | None = None) -> list[object]:
-        """Linear terms of a per-stage quantity: per block x y, embedding x z, head on slot 0."""
-        out: list[object] = []
-        assert d is not None
+    def _part(self, j: int, table: str, d: int) -> tuple[list[Any], list[int]]:
+        """Linear terms (variables, coefficients) of a per-stage quantity: per block x y,
+        embedding x z, head on slot 0."""
+        vs: list[Any] = []
+        cs: list[int] = []
+        y, x, z = self.y[j], self.x[j], self.z[j]
         for o, opt in enumerate(self.t.options):
             tab: dict[str, dict[int, int]] = getattr(opt, table)
-            out.append(tab["layer"][d] * self.y[j][o])
+            vs.append(y[o])
+            cs.append(tab["layer"][d])
             if j == 0:
-                out.append(tab["head"][d] * self.x[j][o])
-                out.append(tab["embed_last"][d] * self.z[j][o])
+                vs += (x[o], z[o])
+                cs += (tab["head"][d], tab["embed_last"][d])
             else:
-                out.append(tab["embed"][d] * self.z[j][o])
-        return out
+                vs.append(z[o])
+                cs.append(tab["embed"][d])
+        return vs, cs
 
     def _memory(self) -> None:
         """Per stage, weights + grads + optimizer + in-flight activations + overhead <= capacity.
@@ -275,35 +332,37 @@ class TrainingModel:
             mm = t.m(d)
             for j in range(self.J):
                 k = self.in_flight(j, mm)
-                terms = self._part(j, "static", d)
+                vs, cs = self._part(j, "static", d)
+                y, x, z = self.y[j], self.x[j], self.z[j]
                 for o, opt in enumerate(t.options):
-                    terms.append(math.ceil(opt.act_layer * k) * self.y[j][o])
                     fixed = opt.overhead + opt.transient[d] - opt.capacity
                     fixed += opt.act_head if j == 0 else 0
-                    terms.append(fixed * self.x[j][o])
-                    terms.append(math.ceil(opt.act_embed * k) * self.z[j][o])
-                m.add(sum(terms) <= 0).only_enforce_if(sel)  # type: ignore[arg-type]
+                    vs += (y[o], x[o], z[o])
+                    cs += (math.ceil(opt.act_layer * k), fixed, math.ceil(opt.act_embed * k))
+                m.add(_wsum(vs, cs) <= 0).only_enforce_if(sel)
 
-    def _own_hide(self, j: int, d: int) -> Any:
+    def _own_hide(self, j: int, d: int) -> tuple[list[Any], list[int]]:
         """v x the compute slot j's own DP traffic hides behind (the evaluator's
-        :func:`~solver.costmodel.dp_hideable_time`): nothing without overlap; ZeRO-0/1 its last
-        backward op (one chunk, B / v); ZeRO-2 every backward (m B); ZeRO-3 every forward and
-        backward (m (F + B))."""
+        :func:`~solver.costmodel.dp_hideable_time`), as (variables, coefficients): nothing
+        without overlap; ZeRO-0/1 its last backward op (one chunk, B / v); ZeRO-2 every
+        backward (m B); ZeRO-3 every forward and backward (m (F + B))."""
         t = self.t
         v, mm = t.virtual, t.m(d)
         if not t.overlap:
-            return 0
+            return [], []
         if t.zero_stage <= 1:
-            return self.B[j]
+            return [self.B[j]], [1]
         if t.zero_stage == 2:
-            return v * mm * self.B[j]
-        fwd = []
+            return [self.B[j]], [v * mm]
+        vs: list[Any] = [self.B[j]]
+        cs: list[int] = [1]
         for o, opt in enumerate(t.options):
-            fwd.append((opt.t_layer - opt.b_layer) * self.y[j][o])
-            fwd.append((opt.t_embed - opt.b_embed) * self.z[j][o])
+            vs += (self.y[j][o], self.z[j][o])
+            cs += (opt.t_layer - opt.b_layer, opt.t_embed - opt.b_embed)
             if j == 0:
-                fwd.append((opt.t_head - opt.b_head) * self.x[j][o])
-        return v * mm * (self.B[j] + sum(fwd))
+                vs.append(self.x[j][o])
+                cs.append(opt.t_head - opt.b_head)
+        return vs, [v * mm * c for c in cs]
 
     def in_flight(self, j: int, m: int) -> float:
         """Micro-batches of activations slot ``j`` holds at its peak, in whole-stage units.
@@ -376,23 +435,28 @@ class TrainingModel:
         self.T = [m.new_int_var(0, horizon, f"time[s{j}]") for j in range(self.J)]
         self.B = [m.new_int_var(0, horizon, f"bwd[s{j}]") for j in range(self.J)]
         for j in range(self.J):
-            expr: list[object] = []
-            bexpr: list[object] = []
+            tv: list[Any] = []
+            tc: list[int] = []
+            bv: list[Any] = []
+            bc: list[int] = []
+            y, x, z = self.y[j], self.x[j], self.z[j]
             for o, opt in enumerate(t.options):
-                expr.append(opt.t_layer * self.y[j][o])
-                expr.append(opt.t_embed * self.z[j][o])
-                bexpr.append(opt.b_layer * self.y[j][o])
-                bexpr.append(opt.b_embed * self.z[j][o])
+                tv += (y[o], z[o])
+                tc += (opt.t_layer, opt.t_embed)
+                bv += (y[o], z[o])
+                bc += (opt.b_layer, opt.b_embed)
                 if j == 0:
-                    expr.append(opt.t_head * self.x[j][o])
-                    bexpr.append(opt.b_head * self.x[j][o])
+                    tv.append(x[o])
+                    tc.append(opt.t_head)
+                    bv.append(x[o])
+                    bc.append(opt.b_head)
                     if t.virtual > 1 and self.J > 1:
                         # Interleaved: the last stage passes each chunk on to the first.
-                        expr += self._hand_off(j, o, self.J - 1)
+                        self._hand_off(j, o, self.J - 1, tv, tc)
                 if j >= 1:
-                    expr += self._hand_off(j, o, j - 1)
-            m.add(self.T[j] >= sum(expr))  # type: ignore[arg-type]
-            m.add(self.B[j] == sum(bexpr))  # type: ignore[arg-type]
+                    self._hand_off(j, o, j - 1, tv, tc)
+            m.add(self.T[j] >= _wsum(tv, tc))
+            m.add(self.B[j] == _wsum(bv, bc))
         self.Tmax = m.new_int_var(0, horizon, "time_max")
         for j in range(self.J):
             m.add(self.Tmax >= self.T[j])
@@ -401,19 +465,22 @@ class TrainingModel:
         self.OPT = m.new_int_var(0, horizon, "optimizer_max")
         for d, sel in self.dsel.items():
             for j in range(self.J):
-                dp = self._part(j, "dp", d)
-                dp += [t.options[o].dp["fixed"][d] * self.x[j][o] for o in range(len(t.options))]
+                dv, dc = self._part(j, "dp", d)
+                dv += self.x[j]
+                dc += [opt.dp["fixed"][d] for opt in t.options]
                 # Interleaved: each stage's last backward op is one chunk (1/v of B), and the
                 # stages before it then run one chunk each: the hideable time is sum B / v.
                 v = t.virtual
-                hide = sum(self.B[i] for i in range(j + 1, self.J)) + self._own_hide(j, d)
-                m.add(v * self.DP >= v * sum(dp) - hide).only_enforce_if(sel)  # type: ignore[arg-type]
-                m.add(self.OPT >= sum(self._part(j, "opt", d))).only_enforce_if(sel)  # type: ignore[arg-type]
+                hv, hc = self._own_hide(j, d)
+                later = self.B[j + 1 :]
+                hide = _wsum(later + hv, [1] * len(later) + hc)
+                m.add(v * self.DP >= v * _wsum(dv, dc) - hide).only_enforce_if(sel)
+                m.add(self.OPT >= _wsum(*self._part(j, "opt", d))).only_enforce_if(sel)
         # Closed form m T_max + (sum T - T_max) / v, times v to stay integral: v is 1 for
         # plain 1F1B; the model's objective is then v x step time (divided out on extraction).
         v = t.virtual
         self.step = m.new_int_var(0, v * horizon, "step_time_x_v")
-        Tsum = sum(self.T)
+        Tsum = _lsum(self.T)
         for d, sel in self.dsel.items():
             m.add(
                 self.step >= (v * t.m(d) - 1) * self.Tmax + Tsum + v * (self.DP + self.OPT)
@@ -424,8 +491,9 @@ class TrainingModel:
             d = t.dp_degrees[0]
             rate_ub = d * sum(max(o.price for o in t.options) for _ in range(self.J))
             self.rate = m.new_int_var(0, rate_ub, "rate_mUSD_per_h")
-            m.add(self.rate == d * sum(
-                opt.price * self.x[j][o] for j in range(self.J) for o, opt in enumerate(t.options)
+            m.add(self.rate == d * _wsum(
+                [self.x[j][o] for j in range(self.J) for o in range(len(t.options))],
+                [opt.price for _ in range(self.J) for opt in t.options],
             ))
             self.cost = m.new_int_var(0, rate_ub * v * horizon, "cost_per_step")
             m.add_multiplication_equality(self.cost, [self.rate, self.step])
@@ -437,23 +505,34 @@ class TrainingModel:
                 m.add(self.step <= math.ceil(v * upper_bound_us) - 1)
             m.minimize(self.step)
 
-    def _hand_off(self, j: int, o: int, k: int) -> list[object]:
-        """Terms of slot j's activation hand-off to slot k when j uses option o.
+    def _hand_off(self, j: int, o: int, k: int, vs: list[Any], cs: list[int]) -> None:
+        """Append to (vs, cs) the terms of slot j's activation hand-off to slot k when j uses
+        option o.
 
         The cheapest pair price is charged on ``x[j, o]``; each dearer receiver option o2 adds
         its excess through ``w >= x[j, o] + x[k, o2] - 1`` (minimisation keeps w at its lower
         bound), so the price is exactly the evaluator's for the chosen pair.
         """
-        t, m = self.t, self.m
-        prices = {o2: t.p2p_pair[(o, o2)] for o2 in range(len(t.options))}
-        base = min(prices.values())
-        terms: list[object] = [base * self.x[j][o]]
-        for o2, price in prices.items():
-            if price > base:
-                w = m.new_bool_var(f"p2p[s{j}:{self._oname(o)}->s{k}:{self._oname(o2)}]")
-                m.add(w >= self.x[j][o] + self.x[k][o2] - 1)
-                terms.append((price - base) * w)
-        return terms
+        m = self.m
+        base, dearer = self._pair_prices(o)
+        xo = self.x[j][o]
+        vs.append(xo)
+        cs.append(base)
+        for o2, excess in dearer:
+            w = m.new_bool_var(f"p2p[s{j}:{self._names[o]}->s{k}:{self._names[o2]}]")
+            m.add(w >= xo + self.x[k][o2] - 1)
+            vs.append(w)
+            cs.append(excess)
+
+    def _pair_prices(self, o: int) -> tuple[int, list[tuple[int, int]]]:
+        """Sender option o's cheapest hand-off price and the (receiver, excess) of dearer ones."""
+        hit = self._pair_cache.get(o)
+        if hit is None:
+            prices = [self.t.p2p_pair[(o, o2)] for o2 in range(len(self.t.options))]
+            base = min(prices)
+            hit = (base, [(o2, p - base) for o2, p in enumerate(prices) if p > base])
+            self._pair_cache[o] = hit
+        return hit
 
     def _work_cuts(self, pools: list[str]) -> None:
         """Redundant cuts: each pool's GPUs per replica, busy for at most T_max each.
@@ -466,13 +545,12 @@ class TrainingModel:
         t, m = self.t, self.m
         for k in pools:
             idx = [o for o, opt in enumerate(t.options) if opt.pool == k]
-            work = sum(
-                t.options[o].tp * t.options[o].t_layer * self.y[j][o]
-                for j in range(self.J)
-                for o in idx
-            )
+            ys = [self.y[j][o] for j in range(self.J) for o in idx]
+            work = [t.options[o].tp * t.options[o].t_layer for _ in range(self.J) for o in idx]
             for d, sel in self.dsel.items():
-                m.add(work <= (t.pool_gpus[k] // d) * self.Tmax).only_enforce_if(sel)
+                # work - (gpus // d) T_max <= 0
+                cut = _wsum([*ys, self.Tmax], [*work, -(t.pool_gpus[k] // d)])
+                m.add(cut <= 0).only_enforce_if(sel)
 
     # -- solving ------------------------------------------------------------------------------
     def hint(self, choice: TrainingChoice) -> None:

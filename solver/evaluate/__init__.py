@@ -19,7 +19,7 @@ from .checks import (
     check_slo,
     check_tp_domain,
 )
-from .core import evaluate, gpu_with_calibration
+from .core import evaluate, gpu_with_calibration, training_memory_ledger
 from .links import (
     DPLinks,
     dp_links,
@@ -53,4 +53,5 @@ __all__ = [
     "parse_node",
     "slowest",
     "tp_link",
+    "training_memory_ledger",
 ]

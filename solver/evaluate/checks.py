@@ -5,12 +5,14 @@ and the numbers.  The evaluator runs all of them; none raises on a bad plan.
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Sequence
 from typing import Any
 
 from ..catalog import gpu_of
 from ..specs import Cluster, GPUSpec, InferenceWorkload, Model, Plan, TrainingWorkload
-from .links import parse_node
+from .links import node_table, parse_node, pool_devices
 
 __all__ = [
     "check_batch",
@@ -24,6 +26,9 @@ __all__ = [
     "check_tp_domain",
     "precision_gap",
 ]
+
+#: A device's node name (devices are ``(node, gpu)`` tuples, :data:`solver.specs.Device`).
+_NODE = operator.itemgetter(0)
 
 
 def check_kind(plan: Plan, workload: TrainingWorkload | InferenceWorkload) -> list[str]:
@@ -88,9 +93,15 @@ def check_layers(model: Model, plan: Plan) -> list[str]:
 def check_devices(cluster: Cluster, plan: Plan) -> list[str]:
     """Devices exist in the stage's pool (``<pool>-<index>`` nodes, gpu < gpus_per_node), each
     GPU is used at most once across the whole plan, one device list per replica, ``tp`` each."""
+    return [] if _devices_clean(cluster, plan) else _device_problems(cluster, plan)
+
+
+def _device_problems(cluster: Cluster, plan: Plan) -> list[str]:
+    """:func:`check_devices`' full walk: every problem, named, in plan order."""
     out: list[str] = []
     seen: dict[tuple[str, int], str] = {}
     names = [p.name for p in cluster.pools]
+    table = node_table(cluster)
     for g, grp in enumerate(plan.replica_groups):
         for s, st in enumerate(grp.stages):
             where = f"group {g} stage {s}"
@@ -106,11 +117,14 @@ def check_devices(cluster: Cluster, plan: Plan) -> list[str]:
                 if len(devs) != st.tp:
                     out.append(f"{where} replica {r}: {len(devs)} devices for tp={st.tp}")
                 for node, gpu in devs:
-                    try:
-                        dpool, _ = parse_node(cluster, node)
-                    except ValueError as e:
-                        out.append(f"{where} replica {r}: {e}")
-                        continue
+                    hit = table.get(node)
+                    if hit is None:
+                        try:
+                            hit = parse_node(cluster, node)
+                        except ValueError as e:
+                            out.append(f"{where} replica {r}: {e}")
+                            continue
+                    dpool = hit[0]
                     if dpool.name != pool.name:
                         out.append(
                             f"{where} replica {r}: device ({node}, {gpu}) is in pool {dpool.name!r}, stage runs on pool {pool.name!r}"
@@ -128,19 +142,48 @@ def check_devices(cluster: Cluster, plan: Plan) -> list[str]:
     return out
 
 
+def _devices_clean(cluster: Cluster, plan: Plan) -> bool:
+    """Whether :func:`check_devices` has nothing to report, decided in a few set operations.
+
+    A plan of 16,384 GPUs has as many devices: each stage's devices are tested against the
+    set of its pool's devices (:func:`~solver.evaluate.links.pool_devices`) and collected in
+    one set (a GPU used twice makes it smaller than the device count).  Any doubt sends
+    :func:`check_devices` down its full walk, which words every problem.
+    """
+    names = {p.name for p in cluster.pools}
+    seen: set[tuple[str, int]] = set()
+    total = 0
+    for grp in plan.replica_groups:
+        for st in grp.stages:
+            if st.pool not in names or len(st.devices) != grp.count:
+                return False
+            if st.devices and set(map(len, st.devices)) != {st.tp}:
+                return False
+            devices = list(itertools.chain.from_iterable(st.devices))
+            # Devices are (node, gpu) tuples (specs.Device), hashable like the set's.
+            if not pool_devices(cluster, cluster.pool(st.pool)).issuperset(devices):
+                return False
+            seen.update(devices)
+            total += len(devices)
+    return len(seen) == total
+
+
 def check_tp_domain(cluster: Cluster, plan: Plan) -> list[str]:
     """Each TP group lies inside one node, or inside one NVLink domain of
     ``nvlink_domain_nodes`` consecutive nodes of one pool."""
     out: list[str] = []
+    table = node_table(cluster)
     for g, grp in enumerate(plan.replica_groups):
         for s, st in enumerate(grp.stages):
             for r, devs in enumerate(st.devices):
+                if not devs:
+                    continue
+                if len(set(map(_NODE, devs))) == 1:
+                    continue  # one node: one pool, one domain (or unparsable: check_devices)
                 try:
-                    parsed = [parse_node(cluster, n) for n, _ in devs]
+                    parsed = [table.get(n) or parse_node(cluster, n) for n, _ in devs]
                 except ValueError:
                     continue  # reported by check_devices
-                if not parsed:
-                    continue
                 pools = {p.name for p, _ in parsed}
                 nodes = sorted({i for _, i in parsed})
                 if len(pools) > 1:

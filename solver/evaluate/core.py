@@ -30,7 +30,8 @@ Inference
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import operator
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -79,12 +80,29 @@ from ..specs import (
     TrainingWorkload,
 )
 from . import checks
-from .links import dp_links, link_between, parse_node, slowest, tp_link
+from .links import (
+    Device,
+    dp_links,
+    link_between,
+    node_link,
+    node_table,
+    parse_node,
+    slowest,
+    tp_link,
+)
 from .report import Report
 
-__all__ = ["calibrated_cluster", "evaluate", "gpu_with_calibration"]
+__all__ = [
+    "calibrated_cluster",
+    "evaluate",
+    "gpu_with_calibration",
+    "training_memory_ledger",
+]
 
 Cal = Calibration | Iterable[Calibration] | None
+
+#: A device's node name (devices are ``(node, gpu)`` tuples, :data:`solver.specs.Device`).
+_NODE = operator.itemgetter(0)
 
 
 def _cals(calibration: Cal) -> list[Calibration]:
@@ -186,15 +204,45 @@ def _boundary_link(cluster: Cluster, a: Stage, b: Stage, cal: Cal) -> LinkTier:
     """Slowest link between the TP groups of stages a and b over all replicas and ranks."""
     # The link depends only on the two nodes (or on the GPU being the same one): price each
     # distinct pair once -- a 16,384-GPU plan has ~16k rank pairs but ~2k node pairs.
-    pairs: dict[tuple[str, str, bool], tuple[Sequence[object], Sequence[object]]] = {}
+    # Rank j of a replica sends to rank j of the next stage's replica (cyclically when the
+    # TP degrees differ); line the pairs up in two flat lists, replica-major, rank-minor.
+    fa: list[Device] = []
+    fb: list[Device] = []
     for da, db in zip(a.devices, b.devices, strict=False):
-        n = max(len(da), len(db))
-        for j in range(n):
-            if da and db:
-                ea, eb = da[j % len(da)], db[j % len(db)]
-                key = (str(ea[0]), str(eb[0]), tuple(ea) == tuple(eb))
-                pairs.setdefault(key, (ea, eb))
-    return slowest(link_between(cluster, ea, eb, cal) for ea, eb in pairs.values())
+        if not (da and db):
+            continue
+        la, lb = len(da), len(db)
+        if la == lb:
+            fa += da
+            fb += db
+        else:
+            n = max(la, lb)
+            fa += [da[j % la] for j in range(n)]
+            fb += [db[j % lb] for j in range(n)]
+    # Devices are (node, gpu) tuples (specs.Device).  No GPU in both stages (a valid plan):
+    # the link depends on the two nodes only, so distinct node pairs suffice, in the order
+    # they first occur; else go pair by pair, a shared GPU being the free "local" link.
+    if any(map(operator.eq, fa, fb)):
+        pairs: dict[tuple[str, str, bool], tuple[Device, Device]] = {}
+        for ea, eb in zip(fa, fb, strict=True):
+            pairs.setdefault((str(ea[0]), str(eb[0]), tuple(ea) == tuple(eb)), (ea, eb))
+        return slowest(link_between(cluster, ea, eb, cal) for ea, eb in pairs.values())
+    # Two different GPUs are joined by a link that depends only on their pools and on
+    # whether their nodes share an NVLink domain (links.node_link): price each such class
+    # once; the sequence of links, in node-pair order, is the same.
+    table = node_table(cluster)
+    by_class: dict[tuple[str, str, bool], LinkTier] = {}
+    links: list[LinkTier] = []
+    for na, nb in dict.fromkeys(zip(map(_NODE, fa), map(_NODE, fb), strict=True)):
+        pa, ia = table.get(na) or parse_node(cluster, na)
+        pb, ib = table.get(nb) or parse_node(cluster, nb)
+        dom = pa.nvlink_domain_nodes
+        cls = (pa.name, pb.name, pa.name == pb.name and ia // dom == ib // dom)
+        link = by_class.get(cls)
+        if link is None:
+            link = by_class[cls] = node_link(cluster, na, nb, cal)
+        links.append(link)
+    return slowest(links)
 
 
 def _p2p(cluster: Cluster, a: Stage, b: Stage, act_bytes: float, sp: bool, cal: Cal) -> float:
@@ -228,12 +276,14 @@ def _cost_per_hour(cluster: Cluster, plan: Plan) -> float | None:
 
 def _devices_parse(cluster: Cluster, plan: Plan) -> bool:
     """Every device names an existing node (needed to price links)."""
+    table = node_table(cluster)
     try:
         for grp in plan.replica_groups:
             for st in grp.stages:
                 for devs in st.devices:
                     for node, _ in devs:
-                        parse_node(cluster, node)
+                        if node not in table:
+                            parse_node(cluster, node)
     except ValueError:
         return False
     return True
@@ -290,9 +340,12 @@ def _dp_stage_time(
         return 0.0
     worst = 0.0
     seen: set[tuple[str, ...]] = set()
+    # Rank r's DP group: the r-th device of every replica that has one.
+    full = bool(st.devices) and set(map(len, st.devices)) == {st.tp}
+    columns = list(zip(*st.devices, strict=True)) if full else []
     for r in range(st.tp):
-        devs = [d[r] for d in st.devices if len(d) > r]
-        nodes_key = tuple(str(dev[0]) for dev in devs)  # the topology depends on nodes only
+        devs = columns[r] if full else [d[r] for d in st.devices if len(d) > r]
+        nodes_key = tuple(map(_NODE, devs))  # the topology depends on nodes only
         if nodes_key in seen:
             continue
         seen.add(nodes_key)
@@ -310,6 +363,104 @@ def _dp_stage_time(
         )
         worst = max(worst, t)
     return worst
+
+
+def _training_ledger_row(
+    model: Model,
+    wl: TrainingWorkload,
+    grp: ReplicaGroup,
+    s: int,
+    st: Stage,
+    gpu: GPUSpec,
+    params_local: float,
+) -> dict[str, Any]:
+    """Memory-ledger row of training stage ``s`` (``params_local``: its parameters per GPU)."""
+    p, v = grp.pp, grp.virtual_stages if grp.schedule == "interleaved" else 1
+    m = grp.num_micro_batches or 1
+    mb = grp.micro_batch_size or 1
+    seq = wl.sequence_length
+    w, g, o = model_state_bytes(
+        params_local, memory_policy=wl.memory_policy, zero_stage=grp.zero_stage, dp=grp.count
+    )
+    spt = grp.sequence_parallel and st.tp > 1
+    inflight = in_flight_micro_batches(s, p, m, grp.schedule, v)
+    a = (
+        inflight
+        * st.num_layers
+        * block_activation_bytes(
+            model,
+            tp=st.tp,
+            micro_batch=mb,
+            seq=seq,
+            recompute=grp.recompute,
+            sequence_parallel=spt,
+        )
+    )
+    if s == 0:
+        a += inflight * embedding_activation_bytes(
+            model, tp=st.tp, micro_batch=mb, seq=seq, sequence_parallel=spt
+        )
+    if s == p - 1:
+        # The loss backward runs right after the last forward: one micro-batch of logits.
+        a += head_activation_bytes(model, tp=st.tp, micro_batch=mb, seq=seq, sequence_parallel=spt)
+    # Rebuilding one block for its backward (recompute), and ZeRO-3's gathered block.
+    transient = activation_transient_bytes(
+        model,
+        tp=st.tp,
+        micro_batch=mb,
+        seq=seq,
+        recompute=grp.recompute,
+        sequence_parallel=spt,
+    )
+    a += transient
+    if grp.zero_stage >= 3 and grp.count > 1:
+        w += zero3_gathered_weight_bytes(
+            model, tp=st.tp, weight_bytes=BYTES_PER_PARAM[wl.memory_policy][0]
+        )
+    row = _ledger_row(0, s, st, gpu, w, g, o, a, 0.0)
+    row["in_flight_micro_batches"] = inflight
+    row["transient_activations_GB"] = _gb(transient)
+    return row
+
+
+def _stage_params(model: Model, wl: TrainingWorkload, st: Stage, s: int, p: int) -> float:
+    """Parameters per GPU of training stage ``s`` of ``p``."""
+    return stage_params_per_gpu(
+        model,
+        st.num_layers,
+        first=s == 0,
+        last=s == p - 1,
+        sequence_length=wl.sequence_length,
+        tp=st.tp,
+    )
+
+
+def training_memory_ledger(
+    model: Model,
+    cluster: Cluster,
+    workload: TrainingWorkload,
+    plan: Plan,
+    calibration: Cal = None,
+) -> list[dict[str, Any]]:
+    """The memory ledger :func:`evaluate` reports for a training plan, and nothing else.
+
+    The same rows, computed by the same code from the same inputs, without the device checks,
+    link pricing and pipeline simulation, so a caller that only asks "does it fit?" (the
+    rubric baseline tries a dozen knob settings on 16,384 GPUs) need not pay for them.  Where
+    :func:`evaluate` could not price the plan at all its ledger is empty, which this function
+    does not detect: use it to *reject* plans that do not fit, then evaluate the survivors.
+    Raises (KeyError, ValueError, ...) on plans too malformed to read.
+    """
+    if calibration is None and cluster.calibration is not None:
+        cluster = calibrated_cluster(cluster)
+    grp = plan.replica_groups[0]
+    p = grp.pp
+    rows = []
+    for s, st in enumerate(grp.stages):
+        gpu = gpu_with_calibration(cluster.pool(st.pool), calibration)
+        params = _stage_params(model, workload, st, s, p)
+        rows.append(_training_ledger_row(model, workload, grp, s, st, gpu, params))
+    return rows
 
 
 def _evaluate_training(
@@ -338,9 +489,7 @@ def _evaluate_training(
                 n * blk.bwd_s + (emb.bwd_s if c == 0 else 0.0) + (head.bwd_s if c == v - 1 else 0.0)
             )
         total = blk.scaled(st.num_layers) + emb + head
-        params_local = stage_params_per_gpu(
-            model, st.num_layers, first=s == 0, last=s == p - 1, sequence_length=seq, tp=st.tp
-        )
+        params_local = _stage_params(model, wl, st, s, p)
         info.append(dict(stage=st, pool=pool, gpu=gpu, total=total, params=params_local, blk=blk))
     act = mb * seq * h * C.ACTIVATION_BYTES
     p2p = np.zeros(p)
@@ -389,53 +538,9 @@ def _evaluate_training(
     # Memory ledger and time breakdown.
     ledger: list[dict[str, Any]] = []
     breakdown: list[dict[str, Any]] = []
-    sp = grp.sequence_parallel
     for s, it in enumerate(info):
         st = it["stage"]
-        w, g, o = model_state_bytes(
-            it["params"], memory_policy=wl.memory_policy, zero_stage=grp.zero_stage, dp=grp.count
-        )
-        spt = sp and st.tp > 1
-        inflight = in_flight_micro_batches(s, p, m, grp.schedule, v)
-        a = (
-            inflight
-            * st.num_layers
-            * block_activation_bytes(
-                model,
-                tp=st.tp,
-                micro_batch=mb,
-                seq=seq,
-                recompute=grp.recompute,
-                sequence_parallel=spt,
-            )
-        )
-        if s == 0:
-            a += inflight * embedding_activation_bytes(
-                model, tp=st.tp, micro_batch=mb, seq=seq, sequence_parallel=spt
-            )
-        if s == p - 1:
-            # The loss backward runs right after the last forward: one micro-batch of logits.
-            a += head_activation_bytes(
-                model, tp=st.tp, micro_batch=mb, seq=seq, sequence_parallel=spt
-            )
-        # Rebuilding one block for its backward (recompute), and ZeRO-3's gathered block.
-        transient = activation_transient_bytes(
-            model,
-            tp=st.tp,
-            micro_batch=mb,
-            seq=seq,
-            recompute=grp.recompute,
-            sequence_parallel=spt,
-        )
-        a += transient
-        if grp.zero_stage >= 3 and grp.count > 1:
-            w += zero3_gathered_weight_bytes(
-                model, tp=st.tp, weight_bytes=BYTES_PER_PARAM[wl.memory_policy][0]
-            )
-        row = _ledger_row(0, s, st, it["gpu"], w, g, o, a, 0.0)
-        row["in_flight_micro_batches"] = inflight
-        row["transient_activations_GB"] = _gb(transient)
-        ledger.append(row)
+        ledger.append(_training_ledger_row(model, wl, grp, s, st, it["gpu"], it["params"]))
         tot: PassTime = it["total"]
         breakdown.append(
             {
@@ -679,7 +784,8 @@ def evaluate(
     violations: list[str] = []
     violations += checks.check_kind(plan, workload)
     violations += checks.check_layers(model, plan)
-    violations += checks.check_devices(cluster, plan)
+    device_violations = checks.check_devices(cluster, plan)
+    violations += device_violations
     violations += checks.check_tp_domain(cluster, plan)
     violations += checks.check_divisibility(model, plan)
     violations += checks.check_batch(plan, workload)
@@ -693,7 +799,8 @@ def evaluate(
         plan.kind == workload.kind
         and not prec
         and all(st.pool in pool_names for grp in plan.replica_groups for st in grp.stages)
-        and _devices_parse(cluster, plan)
+        # check_devices parsed every device when it found nothing to report.
+        and (not device_violations or _devices_parse(cluster, plan))
     )
     if priceable:
         try:

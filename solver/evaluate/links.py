@@ -19,6 +19,7 @@ bandwidth and latency with the measured ones (they are already *bus* bandwidths)
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from ..costmodel import LOCAL, LinkTier
@@ -31,7 +32,10 @@ __all__ = [
     "fabric_link",
     "link_between",
     "nic_link",
+    "node_link",
     "node_index",
+    "node_table",
+    "pool_devices",
     "parse_node",
     "slowest",
     "tp_link",
@@ -99,22 +103,58 @@ def fabric_link(cluster: Cluster, pool_a: str, pool_b: str) -> LinkTier:
     return nic
 
 
-#: Parsed node names per cluster object.  Keyed by ``id`` with a strong reference to the
-#: cluster kept beside the entry, so an id cannot be reused while its entry lives; specs are
-#: frozen, so entries never go stale (``model_copy`` makes a new object, hence a new entry).
-_NODE_CACHES: dict[int, tuple[Cluster, dict[str, tuple[Pool, int]]]] = {}
+#: Parsed node names (and each pool's set of devices, once asked for) per cluster object.
+#: Keyed by ``id`` with a strong reference to the cluster kept beside the entry, so an id
+#: cannot be reused while its entry lives; specs are frozen, so entries never go stale
+#: (``model_copy`` makes a new object, hence a new entry).
+_NODE_CACHES: dict[
+    int, tuple[Cluster, dict[str, tuple[Pool, int]], dict[str, frozenset[Device]]]
+] = {}
 _NODE_CACHES_MAX = 8
 
 
-def _node_cache(cluster: Cluster) -> dict[str, tuple[Pool, int]]:
+def _cluster_cache(
+    cluster: Cluster,
+) -> tuple[Cluster, dict[str, tuple[Pool, int]], dict[str, frozenset[Device]]]:
     entry = _NODE_CACHES.get(id(cluster))
     if entry is not None and entry[0] is cluster:
-        return entry[1]
+        return entry
     if len(_NODE_CACHES) >= _NODE_CACHES_MAX:
         del _NODE_CACHES[next(iter(_NODE_CACHES))]  # the oldest
-    cache: dict[str, tuple[Pool, int]] = {}
-    _NODE_CACHES[id(cluster)] = (cluster, cache)
-    return cache
+    entry = (cluster, {}, {})
+    _NODE_CACHES[id(cluster)] = entry
+    return entry
+
+
+def _node_cache(cluster: Cluster) -> dict[str, tuple[Pool, int]]:
+    return _cluster_cache(cluster)[1]
+
+
+def node_table(cluster: Cluster) -> dict[str, tuple[Pool, int]]:
+    """The nodes of ``cluster`` parsed so far, ``name -> (pool, index)`` (read-only for callers).
+
+    Loops over thousands of devices look names up here directly (a dict lookup, no call) and
+    fall back to :func:`parse_node` on a miss, which parses, validates and adds the name.
+    """
+    return _node_cache(cluster)
+
+
+def pool_devices(cluster: Cluster, pool: Pool) -> frozenset[Device]:
+    """Every ``(node, gpu)`` of ``pool`` with canonical node names (``'<pool>-<index>'``).
+
+    A membership test against this set is a fast sufficient check that a device exists in
+    the pool; a device outside it may still parse (say ``'<pool>-007'``): ask
+    :func:`parse_node` before calling it wrong.
+    """
+    sets = _cluster_cache(cluster)[2]
+    out = sets.get(pool.name)
+    if out is None:
+        gpn = pool.gpus_per_node
+        out = frozenset(
+            (f"{pool.name}-{i}", g) for i in range(pool.nodes) for g in range(gpn)
+        )
+        sets[pool.name] = out
+    return out
 
 
 def parse_node(cluster: Cluster, node: str) -> tuple[Pool, int]:
@@ -158,6 +198,17 @@ def link_between(
     nb, gb = str(dev_b[0]), int(dev_b[1])  # type: ignore[call-overload]
     if na == nb and ga == gb:
         return LOCAL
+    return node_link(cluster, na, nb, calibration)
+
+
+def node_link(
+    cluster: Cluster,
+    node_a: str,
+    node_b: str,
+    calibration: Calibration | Iterable[Calibration] | None = None,
+) -> LinkTier:
+    """The effective link joining two *different* GPUs on nodes ``node_a`` and ``node_b``."""
+    na, nb = node_a, node_b
     pa, ia = parse_node(cluster, na)
     pb, ib = parse_node(cluster, nb)
     if pa.name == pb.name:
@@ -200,18 +251,22 @@ def dp_links(
     intra-node link among them; inter = the slowest link between any two of the nodes
     (intra link when all nodes share one NVLink domain, else NIC share / fabric).
     """
-    by_node: dict[str, int] = {}
-    for node, _ in devices:
-        by_node[node] = by_node.get(node, 0) + 1
+    by_node = Counter(node for node, _ in devices)  # nodes in order of first use
     nodes = list(by_node)
     k = max(by_node.values()) if by_node else 1
-    intra = slowest(tp_link(parse_node(cluster, n)[0], calibration) for n in nodes)
+    table = _node_cache(cluster)
+    parsed = [table.get(n) or parse_node(cluster, n) for n in nodes]
+    # The intra link depends on the pool only: one per pool, in order of first use (the
+    # slowest of that sequence is the slowest of the per-node one).
+    first: dict[str, Pool] = {}
+    for p, _ in parsed:
+        first.setdefault(p.name, p)
+    intra = slowest(tp_link(p, calibration) for p in first.values())
     if len(nodes) <= 1:
         return DPLinks((k, 1, intra, intra))
     # Nodes are grouped by pool; pairs within a pool and across pools.
     pools: dict[str, list[int]] = {}
-    for n in nodes:
-        p, i = parse_node(cluster, n)
+    for p, i in parsed:
         pools.setdefault(p.name, []).append(i)
     inter_links: list[LinkTier] = []
     names = list(pools)
