@@ -1,4 +1,14 @@
-"""Training back-end: families of global knobs, one CP-SAT model each, best-first with pruning."""
+"""Training back-end: families of global knobs, one CP-SAT model each, best-first with pruning.
+
+Sub-problems (family x DP degree, x depth when interleaved) are ordered by a cheap bound.
+Pass 1 (no CP-SAT) prunes them by memory and by the pipeline LP bound
+(:func:`~.tables.pipeline_lp_bound`) against an incumbent from warm starts
+(:func:`~.warmstart.warm_start`).  Pass 2 splits each sub-problem still open into the T_max
+slices where a better plan can be, on the options such a plan can use
+(:func:`~.tables.refine`), and gives them to CP-SAT best-first with the incumbent as cut-off.
+OPTIMAL only when every sub-problem and slice is closed: solved, infeasible under the cut-off,
+or bounded at or above the incumbent by a valid bound.
+"""
 
 from __future__ import annotations
 
@@ -22,12 +32,14 @@ from .tables import (
     choose_unit,
     lower_bound_us,
     min_block_seconds,
+    pipeline_lp_bound,
+    refine,
     stages_limit,
 )
 from .training import TrainingChoice, TrainingModel, TrainTables
-from .warmstart import memory_lower_bound_fails, warm_start
+from .warmstart import memory_lower_bound_fails, stage_objective, warm_start
 
-__all__ = ["families", "solve_training", "choice_to_plan"]
+__all__ = ["families", "solve_training", "choice_to_plan", "subproblems"]
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +142,9 @@ def _interleave(stages: list[Stage], layers: list[int], v: int) -> list[Stage]:
     ]
 
 
-#: Fraction of the time limit the plain 1F1B sub-problems may use before interleaved ones start.
-PLAIN_SHARE = 0.7
+#: Most of the wall-clock limit the pre-solve (LP bounds and warm starts, no CP-SAT) may use;
+#: sub-problems it does not reach go to CP-SAT with their cheap bound.
+PRESOLVE_SHARE = 0.6
 
 #: Pipelines up to this depth have every stage order tried; deeper ones a few candidates.
 MAX_PERMUTED_STAGES = 6
@@ -192,41 +205,42 @@ class _Outcome:
     status: str
     bound_us: float
     time_s: float
+    depth: int = 0  # the sub-problem's stage limit (interleaved: its depth)
+    tau: tuple[int, int | None] | None = None  # the T_max slice, if one
 
 
-def solve_training(
+@dataclass
+class _Job:
+    """Open work: a sub-problem (index into the planner's table list), possibly restricted to
+    the options that can still improve and to a T_max slice, with a valid lower bound."""
+
+    lb: float
+    i: int
+    tab: TrainTables | None = None  # None: the whole sub-problem, not yet refined
+    tau: tuple[int, int | None] | None = None  # T_max in [lo, hi] (hi None: unbounded)
+    tries: int = 0
+
+
+#: A sub-problem whose slicing leaves more T_max slices than this goes to CP-SAT whole.
+MAX_SLICES = 24
+
+#: Attempts one job gets before it is left open (a guard: in deterministic mode the clock is
+#: CP-SAT's work counter, which a run that stops at once would not advance).
+MAX_TRIES = 24
+
+
+def subproblems(
     model: Model,
     cluster: Cluster,
     workload: TrainingWorkload,
-    time_limit_s: float,
-    workers: int,
-    seed: int,
-    deterministic: bool = False,
+    fams: list[Family],
     engine: EngineRules | None = None,
-) -> Solved:
-    t0 = time.perf_counter()
-    # The clock the budgets read: wall time, or in deterministic mode the deterministic time
-    # CP-SAT has spent (a work counter), so that a search cut short by the limit stops at the
-    # same point every run and gives the same plan.
-    work_done = [0.0]
-
-    def elapsed() -> float:
-        return work_done[0] if deterministic else time.perf_counter() - t0
-
-    tokens = workload.global_batch_size * workload.sequence_length
-    fams = engine_families(families(workload), engine)
-    if not fams:
-        return Solved(
-            Status.INFEASIBLE,
-            None,
-            None,
-            None,
-            message=f"engine: {engine.title if engine else ''} cannot express any of the "
-            "workload's recompute / sequence_parallel / zero_stages settings",
-            stats={},
-        )
+) -> list[tuple[float, Family, TrainTables]]:
+    """Every sub-problem the planner solves, with its cheap lower bound: one per family and
+    DP degree ``d`` (plain 1F1B: the model picks the depth), and for interleaved 1F1B one per
+    depth too.  Those without any plan by the cheap bound (inf) are left out."""
     unit = choose_unit(min_block_seconds(model, cluster, workload, fams))
-    tables: list[tuple[float, Family, TrainTables]] = []
+    out: list[tuple[float, Family, TrainTables]] = []
     for fam in fams:
         tab = build_tables(model, cluster, workload, fam, unit_s=unit)
         if tab is None:
@@ -260,28 +274,99 @@ def solve_training(
             for p in depths:
                 one = dataclasses.replace(sub, max_stages=p)
                 lb = lower_bound_us(one)
-                if lb < math.inf:  # inf: no replica can get a GPU at this d
-                    tables.append((lb, fam, one))
-    # Plain 1F1B first (one sub-problem per family and d, and usually the strongest incumbent),
-    # then the interleaved depths, each group best-first by lower bound.
-    tables.sort(key=lambda x: (x[2].virtual > 1, x[0]))
+                if lb < math.inf:  # inf: no plan (no replica gets a GPU, or L % v != 0)
+                    out.append((lb, fam, one))
+    return out
+
+
+def _rescored(t: TrainTables, choice: TrainingChoice) -> TrainingChoice:
+    """``choice`` with the model's objective of its own stages (:func:`stage_objective`)."""
+    step = stage_objective(t, choice.d, choice.stages)
+    if step is None:  # pragma: no cover - a CP solution is always a plan of its model
+        return choice
+    objective = step * choice.d * sum(o.price for o, _ in choice.stages) if t.objective == "min_cost" else step
+    if objective > choice.objective:  # pragma: no cover - T_max >= the slowest stage, always
+        return choice
+    return dataclasses.replace(choice, step_us=step, objective=objective)
+
+
+def _add_bound(cm: TrainingModel, lb: float) -> None:
+    """Give CP-SAT a valid lower bound on its objective (v x step, or cost) as a constraint.
+
+    ``lb`` is valid for every solution of the model (see :func:`pipeline_lp_bound`; for a
+    slice, every solution whose T_max lies in it: :func:`refine`), so the cut removes none; it
+    hands CP-SAT's search the bound it would otherwise have to prove.
+    """
+    if not math.isfinite(lb) or lb <= 0:
+        return
+    v = cm.t.virtual
+    target = cm.cost if cm.t.objective == "min_cost" else cm.step
+    cm.m.add(target >= math.ceil(v * lb - 1e-6 * v * lb - 1))
+
+
+def solve_training(
+    model: Model,
+    cluster: Cluster,
+    workload: TrainingWorkload,
+    time_limit_s: float,
+    workers: int,
+    seed: int,
+    deterministic: bool = False,
+    engine: EngineRules | None = None,
+) -> Solved:
+    t0 = time.perf_counter()
+    # The clock the budgets read: wall time, or in deterministic mode the deterministic time
+    # CP-SAT has spent (a work counter), so that a search cut short by the limit stops at the
+    # same point every run and gives the same plan.
+    work_done = [0.0]
+
+    def elapsed() -> float:
+        return work_done[0] if deterministic else time.perf_counter() - t0
+
+    tokens = workload.global_batch_size * workload.sequence_length
+    fams = engine_families(families(workload), engine)
+    if not fams:
+        return Solved(
+            Status.INFEASIBLE,
+            None,
+            None,
+            None,
+            message=f"engine: {engine.title if engine else ''} cannot express any of the "
+            "workload's recompute / sequence_parallel / zero_stages settings",
+            stats={},
+        )
+    tables = subproblems(model, cluster, workload, fams, engine)
+    # Best-first by the cheap bound: the most promising sub-problems give the incumbent early,
+    # and everything after the first cheap bound above it is pruned without more work.
+    tables.sort(key=lambda x: x[0])
     stats: dict[str, Any] = {"families": len(fams), "families_buildable": len(tables)}
     if not tables:
         return Solved(
             Status.INFEASIBLE, None, None, None, message=explain_training(model, cluster, workload), stats=stats
         )
     best: tuple[float, Family, TrainingChoice] | None = None
-    n_plain = sum(1 for _, _, tab in tables if tab.virtual == 1)
     outcomes: list[_Outcome] = []
-    # Sub-problems CP-SAT left open (time ran out): (bound, index into tables).
-    pending: list[tuple[float, int]] = []
+    # What is still open: whole sub-problems after pass 1, then their T_max slices.
+    jobs: list[_Job] = []
+    stalled: list[_Job] = []  # open, but out of attempts
 
-    def attempt(i: int, budget: float) -> None:
-        """Solve sub-problem i with a cut-off at the incumbent; record what it proved."""
+    def record(job: _Job, status: str, bound: float, dt: float) -> None:
+        _, fam, tab = tables[job.i]
+        outcomes.append(_Outcome(fam, tab.dp_degrees[0], status, bound, dt, tab.max_stages, job.tau))
+
+    def attempt(job: _Job, budget: float) -> None:
+        """CP-SAT on one job with a cut-off at the incumbent; record what it proved."""
         nonlocal best
-        lb, fam, tab = tables[i]
+        _, fam, full = tables[job.i]
+        tab = job.tab or full
         t1 = time.perf_counter()
         cm = TrainingModel(tab, upper_bound_us=best[0] if best else None)
+        _add_bound(cm, job.lb)
+        if job.tau is not None:  # the slice: T_max in [lo, hi]
+            lo, hi = job.tau
+            cm.m.add(cm.Tmax >= lo)
+            if hi is not None:
+                cm.m.add(cm.Tmax <= hi)
         left = time_limit_s - elapsed()
         if deterministic:
             budget = max(0.01, min(budget, left))
@@ -289,64 +374,105 @@ def solve_training(
             budget = max(0.01, min(budget - (time.perf_counter() - t1), left))
         status, choice, bound = cm.solve(budget, workers, seed, deterministic=deterministic)
         work_done[0] += cm.work
+        if choice is not None and job.tau is not None:
+            # A slice's T_max >= lo may sit above the plan's slowest stage: score the plan
+            # itself (the model's objective with T_max = its slowest stage, never more).
+            choice = _rescored(tab, choice)
         dt = time.perf_counter() - t1
         name = cp_model.CpSolverStatus(status).name
-        outcomes.append(_Outcome(fam, tab.dp_degrees[0], name, bound, dt))
-        log.info("family %s d=%d: %s in %.2fs", fam, tab.dp_degrees[0], name, dt)
+        record(job, name, bound, dt)
+        log.info("family %s d=%d slice %s: %s in %.2fs", fam, tab.dp_degrees[0], job.tau, name, dt)
         if choice is not None and (best is None or choice.objective < best[0]):
             best = (choice.objective, fam, choice)
-        if status == cp_model.FEASIBLE:
-            pending.append((max(bound, lb), i))
-        elif status == cp_model.UNKNOWN:
-            pending.append((lb, i))
+        if status in (cp_model.FEASIBLE, cp_model.UNKNOWN):
+            lb = max(bound, job.lb) if status == cp_model.FEASIBLE else job.lb
+            again = dataclasses.replace(job, lb=lb, tries=job.tries + 1)
+            (jobs if again.tries < MAX_TRIES else stalled).append(again)
 
-    # Pass 1, best-first by lower bound: prune by bound and memory, seed the incumbent with
-    # warm starts, give each surviving sub-problem a share of the time.
+    def split(job: _Job) -> None:
+        """Split an open sub-problem into T_max slices worth solving, on the options that can
+        still beat the incumbent (see :func:`~.tables.refine`)."""
+        assert best is not None
+        t1 = time.perf_counter()
+        ref = refine(tables[job.i][2], best[0])
+        dt = time.perf_counter() - t1
+        if not ref.slices:
+            record(job, "PRUNED_BY_BOUND", best[0], dt)
+            return
+        if len(ref.slices) > MAX_SLICES:
+            jobs.append(_Job(lb=max(job.lb, ref.slices[0][0]), i=job.i, tab=ref.tables, tries=job.tries))
+            return
+        for lb, lo, hi in ref.slices:
+            jobs.append(_Job(lb=max(job.lb, lb), i=job.i, tab=ref.tables, tau=(lo, hi), tries=job.tries))
+
+    # Pass 1, best-first by the cheap bound, no CP-SAT: prune by bound and memory, tighten
+    # the bound of what survives with the pipeline LP, and seed the incumbent with warm
+    # starts (even splits, pool-block local search) scored by the model's own terms, so
+    # CP-SAT only has to beat them and most sub-problems are pruned before any model is built.
+    presolve_until = PRESOLVE_SHARE * time_limit_s
     for i, (lb, fam, tab) in enumerate(tables):
-        remaining = time_limit_s - elapsed()
         d = tab.dp_degrees[0]
         if best is not None and lb >= best[0]:
-            outcomes.append(_Outcome(fam, d, "PRUNED_BY_BOUND", lb, 0.0))
+            outcomes.append(_Outcome(fam, d, "PRUNED_BY_BOUND", lb, 0.0, tab.max_stages))
             continue
         if memory_lower_bound_fails(tab, d):
-            outcomes.append(_Outcome(fam, d, "PRUNED_BY_MEMORY", lb, 0.0))
+            outcomes.append(_Outcome(fam, d, "PRUNED_BY_MEMORY", lb, 0.0, tab.max_stages))
             continue
-        # An even single-option split, scored with the model's own terms, is a plan of this
-        # family: it becomes the incumbent if better, so CP-SAT only has to beat it (and other
-        # families are pruned against it before they are built).
-        start = warm_start(tab, d) if tab.virtual == 1 else None
+        if not deterministic and time.perf_counter() - t0 > presolve_until:
+            jobs.append(_Job(lb=lb, i=i))  # no time for the LP and the warm start: CP-SAT's turn
+            continue
+        t1 = time.perf_counter()
+        lb = max(lb, pipeline_lp_bound(tab, target=best[0] if best else math.inf))
+        if best is not None and lb >= best[0]:
+            outcomes.append(_Outcome(fam, d, "PRUNED_BY_BOUND", lb, time.perf_counter() - t1, tab.max_stages))
+            continue
+        if math.isinf(lb):
+            outcomes.append(_Outcome(fam, d, "INFEASIBLE_BY_BOUND", lb, time.perf_counter() - t1, tab.max_stages))
+            continue
+        start = warm_start(tab, d)
         if start is not None and (best is None or start.objective < best[0]):
             best = (start.objective, fam, start)
-            if lb >= best[0]:
-                outcomes.append(_Outcome(fam, d, "WARM_START_OPTIMAL", lb, 0.0))
-                continue
-        if remaining <= 0:
-            pending.append((lb, i))
-            outcomes.append(_Outcome(fam, d, "NOT_SOLVED", lb, 0.0))
+        if best is not None and lb >= best[0]:
+            closed = "WARM_START_OPTIMAL" if best[2] is start else "PRUNED_BY_BOUND"
+            outcomes.append(_Outcome(fam, d, closed, lb, time.perf_counter() - t1, tab.max_stages))
             continue
-        # The plain 1F1B group gets up to PLAIN_SHARE of the time when interleaved sub-problems
-        # follow; each sub-problem a share of its group's time left, doubled for the early
-        # (more promising) ones -- later ones are often pruned.
-        if tab.virtual == 1 and n_plain < len(tables):
-            group_left = PLAIN_SHARE * time_limit_s - elapsed()
-            left_in_group = n_plain - i
-        else:
-            group_left, left_in_group = remaining, len(tables) - i
-        share = max(0.0, group_left) / max(1, left_in_group)
-        attempt(i, max(min(remaining, 2 * share), min(remaining, 0.05)))
-    # Pass 2: the time left goes to the sub-problems still open, most promising first, each
-    # re-solved with the (now better) incumbent as its cut-off.
-    while pending and best is not None:
+        jobs.append(_Job(lb=lb, i=i))
+    stats["presolve_s"] = round(time.perf_counter() - t0, 3)
+    # Pass 2, best-first by bound (fewest attempts first, so that one hard job cannot starve
+    # the rest): a sub-problem still open is split into T_max slices on the options that can
+    # still improve; each slice goes to CP-SAT with the incumbent as its cut-off and a share
+    # of the time left (doubled on its first attempt).
+    while jobs:
+        if best is not None:
+            for job in [j for j in jobs if j.lb >= best[0]]:
+                if job.tries == 0:
+                    record(job, "PRUNED_BY_BOUND", job.lb, 0.0)
+            jobs = [j for j in jobs if j.lb < best[0]]
         remaining = time_limit_s - elapsed()
-        pending.sort()
-        pending = [(b, i) for b, i in pending if b < best[0]]
-        if remaining <= 0.05 or not pending:
+        if not jobs or remaining <= 0.05:
             break
-        _, i = pending.pop(0)
-        attempt(i, max(0.05, remaining / (len(pending) + 1)))
-    open_bounds = [b for b, _ in pending if best is None or b < best[0]]
+        jobs.sort(key=lambda j: (j.tries, j.lb))
+        job = jobs.pop(0)
+        if job.tab is None and best is not None:
+            split(job)
+            continue
+        share = remaining / (len(jobs) + 1)
+        attempt(job, max(min(remaining, (2 if job.tries == 0 else 1) * share), min(remaining, 0.05)))
+    for job in jobs:
+        if job.tries == 0 and (best is None or job.lb < best[0]):
+            record(job, "NOT_SOLVED", job.lb, 0.0)
+    open_bounds = [j.lb for j in jobs + stalled if best is None or j.lb < best[0]]
     stats["families_detail"] = [
-        {"family": o.fam.label, "d": o.d, "status": o.status, "time_s": round(o.time_s, 3)} for o in outcomes
+        {
+            "family": o.fam.label,
+            "d": o.d,
+            "depth": o.depth,
+            "status": o.status,
+            "bound": round(o.bound_us, 1) if math.isfinite(o.bound_us) else None,
+            "tmax_slice": list(o.tau) if o.tau is not None else None,
+            "time_s": round(o.time_s, 3),
+        }
+        for o in outcomes
     ]
     if best is None:
         if open_bounds:

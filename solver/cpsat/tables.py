@@ -3,12 +3,19 @@
 Every coefficient is one cost-model call (the same functions the evaluator uses), converted
 to integers: times to microseconds (rounded to nearest), memory to kilobytes (rounded *up*,
 so a plan the CP model accepts never exceeds a GPU's memory in the evaluator).
+
+Also the lower bounds the planner prunes with, each valid for the CP model's own cost terms
+(``tests/test_bounds.py`` checks them against CP-SAT's optima): :func:`lower_bound_us`
+(closed form), :func:`pipeline_lp_bound` (an LP per value of T_max) and :func:`refine` (the
+T_max slices and options where a better plan can still be).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from .. import costmodel as cm
 from ..catalog import gpu_of
@@ -17,7 +24,7 @@ from ..specs import Cluster, Model, Pool, TrainingWorkload
 from .options import MAX_PIPELINE_STAGES, tp_options
 from .training import KB, US, TrainOption, TrainTables
 
-__all__ = ["Family", "build_tables", "lower_bound_us", "state_bytes_per_param"]
+__all__ = ["Family", "build_tables", "lower_bound_us", "pipeline_lp_bound", "state_bytes_per_param"]
 
 
 @dataclass(frozen=True)
@@ -295,13 +302,16 @@ def stages_limit(t: TrainTables, d: int) -> int:
 
 
 def lower_bound_us(t: TrainTables) -> float:
-    """A valid lower bound on the step time of any plan of this family (and single d).
+    """A valid lower bound on the step time of any plan of this family (and single d); cheap.
 
     Work bound: all ``global_batch / micro_batch`` micro-batches pass every block forward and
     backward; a block on option ``o`` costs ``t_layer * tp`` GPU-units, spread over at most all
     GPUs.  Pipeline bound: step >= (m - 1) T_max + sum T >= sum T (m - 1 + p) / p with
     sum T >= L min_o t_layer and p <= the stage limit.  Bubbles, embedding/head, p2p, DP and
-    the optimizer only add to both.
+    the optimizer only add to both.  Interleaving needs every stage to hold a multiple of v
+    blocks, so ``L`` must be a multiple of ``v`` (else no plan: inf).  The LP bound over pools
+    and T_max (:func:`pipeline_lp_bound`) is much tighter and costs milliseconds; the planner
+    computes it only where this one does not already prune.
     """
     n_mb = t.global_batch // t.micro_batch
     work = n_mb * t.num_layers * min(o.t_layer * o.tp for o in t.options)
@@ -310,6 +320,8 @@ def lower_bound_us(t: TrainTables) -> float:
         d = t.dp_degrees[0]
         p = stages_limit(t, d)
         v = t.virtual
+        if v > 1 and t.num_layers % v:
+            return math.inf  # sum of multiples of v cannot be L
         # Closed form m T_max + (sum T - T_max) / v = (m - 1/v) T_max + sum T / v.
         mv = t.m(d) - 1.0 / v
         tsum = t.num_layers * min(o.t_layer for o in t.options)
@@ -327,69 +339,709 @@ def lower_bound_us(t: TrainTables) -> float:
         coupled = t.num_layers * min(o.t_layer * (1.0 / v + mv * o.tp / G) for o in usable)
         coupled += (min(o.t_embed for o in usable) + min(o.t_head for o in usable)) / v
         lb = max(lb, coupled)
-        if len(t.pool_gpus) > 1:
-            lb = max(lb, _pool_lp_bound(t, d, G))
         if t.objective == "min_cost":
             lb *= d * min(o.price for o in t.options)
     return lb
 
 
-def _pool_lp_bound(t: TrainTables, d: int, G: int) -> float:
-    """LP bound for heterogeneous pools: blocks split over options, GPUs and memory per pool.
+# ------------------------------------------------------------------------------------------
+# The pipeline LP bound: the step time with T_max fixed to each value it can take
+# ------------------------------------------------------------------------------------------
 
-    Variables ``Y_o`` (blocks on option o), ``S_o`` (its stages, fractional) and ``W`` (a lower
-    bound on ``T_max``).  Minimise ``(m - 1) W + sum_o t_o Y_o`` subject to: every block
-    placed; pool k's GPUs busy at most ``W`` each (``sum_{o in k} tp_o t_o Y_o <= G_k W``);
-    pool k's GPUs per replica (``sum_{o in k} tp_o S_o <= G_k``); memory (``Y_o <= n_o S_o +
-    e_o``, with ``n_o`` the blocks one stage holds at ``m`` in-flight micro-batches and ``e_o``
-    the extra that the ``m - 1`` last slots, with fewer in flight, can hold).  Every integer plan
-    is feasible for it, so its optimum is a valid bound; HiGHS solves it in milliseconds.
+
+#: Pipelines up to this deep get one slot range per slot in the exact LP, so that each slot's
+#: DP traffic can be weighed against the backward of the slots above it.
+SINGLE_SLOT_DEPTH = 24
+
+
+def slot_runs(
+    t: TrainTables, idx: list[int], exact: bool = True
+) -> tuple[list[tuple[int, int]], list[list[int]]]:
+    """Slots grouped into ranges ``[a, b)``, and per range and option in ``idx`` the most
+    blocks one of its slots holds by memory (a multiple of v).
+
+    In-flight micro-batches never decrease with the slot index (slot 0 is the pipeline's
+    end), so the caps never increase: a range's first slot holds the most.  ``exact``: one
+    range per slot up to :data:`SINGLE_SLOT_DEPTH` slots, else runs of slots with equal caps
+    (nothing lost either way); else the ranges {0}, {1}, [2, 4), [4, 8), ... (fewer LP columns,
+    caps of the first slot: a relaxation).
     """
-    import numpy as np
-    from scipy.optimize import linprog
+    d = t.dp_degrees[0]
+    m, v, depth, L = t.m(d), t.virtual, t.max_stages, t.num_layers
+    runs: list[tuple[int, int]] = []
+    caps: list[list[int]] = []
+    seen: dict[float, list[int]] = {}
 
-    m = t.m(d)
+    def at(j: int) -> list[int]:
+        k = slot_in_flight(t, j, depth, m)
+        if k not in seen:
+            seen[k] = [min(L, t.options[i].blocks_that_fit(d, k)) // v * v for i in idx]
+        return seen[k]
+
+    if not exact:
+        a = 0
+        while a < depth:
+            b = min(depth, max(a + 1, 2 * a))
+            runs.append((a, b))
+            caps.append(at(a))
+            a = b
+        return runs, caps
+    for j in range(depth):
+        row = at(j)
+        if caps and caps[-1] == row and depth > SINGLE_SLOT_DEPTH:
+            runs[-1] = (runs[-1][0], j + 1)
+        else:
+            runs.append((j, j + 1))
+            caps.append(row)
+    return runs, caps
+
+
+def slot_in_flight(t: TrainTables, j: int, depth: int, m: int) -> float:
+    """Micro-batches of activations slot ``j`` holds (the CP model's ``TrainingModel.in_flight``
+    with ``J = depth``): ``min(m, j + 1)`` for 1F1B, Megatron's interleaved warm-up otherwise."""
     v = t.virtual
-    opts = [o for o in t.options if o.allowed.get(d, False) and t.pool_gpus[o.pool] // d > 0]
-    if not opts:
-        return math.inf
-    n = len(opts)
-    # x = [Y_0..Y_{n-1}, S_0..S_{n-1}, W]; objective (m - 1/v) W + sum t Y / v
-    c = np.array([o.t_layer / v for o in opts] + [0.0] * n + [m - 1.0 / v])
-    a_ub: list[list[float]] = []
-    b_ub: list[float] = []
-    for k, gpus in t.pool_gpus.items():
-        gk = gpus // d
-        idx = [i for i, o in enumerate(opts) if o.pool == k]
-        if not idx:
+    if v == 1:
+        return float(min(m, j + 1))
+    return min(m * v, 2 * j + (v - 1) * depth + 1) / v
+
+
+@dataclass
+class _StageLP:
+    """LP(tau) of :func:`pipeline_lp_bound` for one sub-problem, built once, re-solved per tau.
+
+    Variables, per usable option ``o`` and slot class ``c``: ``s[o, c]`` (stages) and
+    ``Y[o, c]`` (their blocks).  Only the ``Y - cap(o, c, tau) s <= 0`` coefficients change
+    with tau, so GLOP re-solves from its last basis.  ``force`` adds ``sum s[o, .] >= 1`` for
+    one option (the bound of the solutions that use it).
+    """
+
+    solver: Any
+    rows: list[Any]  # the Y - cap s <= 0 rows, aligned with keys
+    svars: list[Any]
+    keys: list[tuple[int, int]]  # (index into t.options, class)
+    memcap: list[int]  # blocks by memory for each key (a multiple of v)
+    t_layer: dict[int, int]  # by index into t.options
+    extra: dict[int, int]  # by index into t.options: the least a stage adds to its blocks' time
+    v: int
+    force_row: Any
+    points: list[float]  # sorted breakpoints of T_max
+    const: float  # what sum T has beyond sum (t Y + extra s): the embedding (and the head)
+    floor_sum: float  # a lower bound on sum T that holds whatever the LP says
+    frows: list[Any]  # the first stage's Yf - capF f <= 0 rows
+    fvars: list[Any]
+    fkeys: list[int]  # their options
+    fmem: list[int]  # their blocks by memory
+    fextra: dict[int, int]  # the least the first stage adds to its blocks' time (+ embedding)
+    lrows: list[tuple[Any, list[int]]]  # per first-stage option: the rest-of-blocks row, its keys
+    last: tuple[list[int], list[int], list[int]] | None = None  # the caps of the last solve
+
+    def _cap(self, tau: float, i: int, mem: int, extra: int) -> int:
+        v = self.v
+        by_time = int((tau - extra) // self.t_layer[i]) if tau >= extra else 0
+        cap = min(mem, (by_time // v) * v)
+        return cap if cap >= v else 0
+
+    def caps(self, tau: float) -> list[int]:
+        return [
+            self._cap(tau, i, mem, self.extra[i]) for (i, _), mem in zip(self.keys, self.memcap, strict=True)
+        ]
+
+    def force(self, option: int | None) -> None:
+        """Require at least one stage of ``option`` (None: no requirement)."""
+        for (i, _), s in zip(self.keys, self.svars, strict=True):
+            self.force_row.SetCoefficient(s, 1.0 if i == option else 0.0)
+        self.force_row.SetLb(1.0 if option is not None else -self.solver.infinity())
+
+    def solve(self, tau: float) -> float | None:
+        """min sum (t Y + extra s) with every stage's time <= tau: inf if infeasible, None if
+        GLOP gives no answer (numerical trouble)."""
+        from ortools.linear_solver import pywraplp
+
+        caps = self.caps(tau)
+        fcaps = [self._cap(tau, i, mem, self.fextra[i]) for i, mem in zip(self.fkeys, self.fmem, strict=True)]
+        lmins = [min((caps[k] for k in linked), default=0) for _, linked in self.lrows]
+        # Only the coefficients that changed since the last solve (GLOP then re-solves warm).
+        last, flast, llast = self.last or ([-1] * len(caps), [-1] * len(fcaps), [-1] * len(lmins))
+        for k, cap in enumerate(caps):
+            if cap != last[k]:
+                self.rows[k].SetCoefficient(self.svars[k], -float(cap))
+        for a, cap in enumerate(fcaps):
+            if cap != flast[a]:
+                self.frows[a].SetCoefficient(self.fvars[a], -float(cap))
+        for a, (row, linked) in enumerate(self.lrows):
+            for k in linked:
+                if caps[k] != last[k]:
+                    row.SetCoefficient(self.svars[k], -float(caps[k]))
+            if lmins[a] != llast[a]:
+                row.SetCoefficient(self.fvars[a], float(lmins[a]))
+        self.last = (caps, fcaps, lmins)
+        status = self.solver.Solve()
+        if self.solver.IsMip():  # the proven (dual) bound, also when a node limit stopped it
+            if status in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
+                return float(self.solver.Objective().BestBound())
+            return math.inf if status == pywraplp.Solver.INFEASIBLE else None
+        if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.INFEASIBLE):
+            # No answer (GLOP's presolve can end ABNORMAL on these): again from scratch, without.
+            params = pywraplp.MPSolverParameters()
+            params.SetIntegerParam(params.INCREMENTALITY, params.INCREMENTALITY_OFF)
+            params.SetIntegerParam(params.PRESOLVE, params.PRESOLVE_OFF)
+            status = self.solver.Solve(params)
+        if status == pywraplp.Solver.OPTIMAL:
+            return float(self.solver.Objective().Value())
+        if status == pywraplp.Solver.INFEASIBLE:
+            return math.inf
+        return None
+
+
+def usable_options(t: TrainTables) -> list[int]:
+    """Indices of the options a stage of this sub-problem (single d) can use at all: the
+    block places, the pool has ``tp`` GPUs per replica, and one slot holds ``v`` blocks."""
+    d = t.dp_degrees[0]
+    m, v, depth = t.m(d), t.virtual, t.max_stages
+    out = []
+    for i, o in enumerate(t.options):
+        if not o.allowed.get(d, False) or (t.pool_gpus[o.pool] // d) // o.tp < 1:
             continue
-        work = [0.0] * (2 * n + 1)
-        count = [0.0] * (2 * n + 1)
-        for i in idx:
-            work[i] = float(opts[i].tp * opts[i].t_layer)
-            count[n + i] = float(opts[i].tp)
-        work[2 * n] = -float(gk)
-        a_ub += [work, count]
-        b_ub += [0.0, float(gk)]
-    for i, o in enumerate(opts):
+        if o.blocks_that_fit(d, slot_in_flight(t, 0, depth, m)) >= v:
+            out.append(i)
+    return out
+
+
+def _stage_lp(t: TrainTables, integer: bool = False, exact: bool = True) -> _StageLP | None:
+    """The LP of :func:`pipeline_lp_bound`; None when no stage can hold a block.
+
+    ``integer``: stage counts and the first stage's option integral (a small MILP for SCIP,
+    whose proven dual bound is used), else GLOP on the LP relaxation.  ``exact``: one slot
+    range per run of equal memory caps (:func:`slot_runs`), else a few doubling ranges.
+    """
+    from ortools.linear_solver import pywraplp
+
+    d = t.dp_degrees[0]
+    m, v, depth, L = t.m(d), t.virtual, t.max_stages, t.num_layers
+    gk = {k: g // d for k, g in t.pool_gpus.items()}
+    idx = usable_options(t)
+    if not idx:
+        return None
+    opts = {i: t.options[i] for i in idx}
+    # What a stage adds to t_layer x blocks: every slot but the last hands its activations on
+    # (the last too under interleaving), the last slot adds the head; the first the embedding.
+    extra: dict[int, int] = {}
+    if depth == 1:
+        extra = {i: 0 for i in idx}
+        const = min(o.t_embed + o.t_head for o in opts.values())
+    else:
+        p2p = {i: min(t.p2p_pair[(i, i2)] for i2 in idx) for i in idx}
         if v == 1:
-            per_stage = o.blocks_that_fit(d, m)
-            extra = sum(
-                o.blocks_that_fit(d, j + 1) - per_stage for j in range(min(m - 1, t.max_stages))
+            extra = {i: min(p2p[i], opts[i].t_head) for i in idx}
+            const = min(o.t_embed for o in opts.values())
+        else:
+            extra = p2p
+            const = min(o.t_embed for o in opts.values()) + min(o.t_head for o in opts.values())
+    classes, run_caps = slot_runs(t, idx, exact)
+    keys: list[tuple[int, int]] = []
+    memcap: list[int] = []
+    for a, i in enumerate(idx):
+        for c in range(len(classes)):
+            if run_caps[c][a] >= v:
+                keys.append((i, c))
+                memcap.append(run_caps[c][a])
+    lp = pywraplp.Solver.CreateSolver("SCIP" if integer else "GLOP")
+    if lp is None:  # pragma: no cover - GLOP ships with every OR-Tools build
+        return None
+    inf = lp.infinity()
+    svars = [(lp.IntVar if integer else lp.NumVar)(0.0, inf, f"s{k}") for k in range(len(keys))]
+    yvars = [lp.NumVar(0.0, inf, f"y{k}") for k in range(len(keys))]
+    rows = []
+    for s, y in zip(svars, yvars, strict=True):
+        row = lp.Constraint(-inf, 0.0)
+        row.SetCoefficient(y, 1.0)
+        row.SetCoefficient(s, 0.0)
+        rows.append(row)
+        if v > 1:  # every stage holds >= v blocks (one per chunk)
+            low = lp.Constraint(-inf, 0.0)
+            low.SetCoefficient(s, float(v))
+            low.SetCoefficient(y, -1.0)
+    for c, (lo, hi) in enumerate(classes):  # one stage per slot
+        row = lp.Constraint(-inf, float(hi - lo))
+        for k, (_, kc) in enumerate(keys):
+            if kc == c:
+                row.SetCoefficient(svars[k], 1.0)
+    for pool, g in gk.items():  # d copies of the pool's TP groups
+        row = lp.Constraint(-inf, float(g))
+        for k, (i, _) in enumerate(keys):
+            if opts[i].pool == pool:
+                row.SetCoefficient(svars[k], float(opts[i].tp))
+    blocks = lp.Constraint(float(L), float(L))
+    for y in yvars:
+        blocks.SetCoefficient(y, 1.0)
+    if v > 1:  # interleaved: the depth is fixed, every slot is a stage
+        count = lp.Constraint(float(depth), float(depth))
+        for s in svars:
+            count.SetCoefficient(s, 1.0)
+    force_row = lp.Constraint(-inf, inf)
+    objective = lp.Objective()
+    for k, (i, _) in enumerate(keys):
+        objective.SetCoefficient(yvars[k], float(opts[i].t_layer))
+        objective.SetCoefficient(svars[k], float(extra[i]))
+    # The first stage: its option (f), its blocks (Yf), the DP traffic it cannot hide and its
+    # optimizer step, which the model adds to the step (DP_exposed, OPT_max).
+    first = _first_stage_terms(t, idx)
+    link_classes = [len(classes) - 1] if v > 1 else list(range(len(classes)))
+    dp_var = lp.NumVar(0.0, inf, "dp")
+    opt_var = lp.NumVar(0.0, inf, "opt")
+    dp_row = lp.Constraint(-inf, 0.0)
+    dp_row.SetCoefficient(dp_var, -1.0)
+    opt_row = lp.Constraint(-inf, 0.0)
+    opt_row.SetCoefficient(opt_var, -1.0)
+    one_first = lp.Constraint(1.0, 1.0)
+    frows: list[Any] = []
+    lrows: list[tuple[Any, list[int]]] = []
+    fvars: list[Any] = []
+    fkeys: list[int] = []
+    fmem: list[int] = []
+    for i in idx:
+        mem = (min(L, opts[i].blocks_that_fit(d, slot_in_flight(t, first.slot, depth, m))) // v) * v
+        if mem < v:
+            continue
+        f = (lp.IntVar if integer else lp.NumVar)(0.0, 1.0, f"f{i}")
+        yf = lp.NumVar(0.0, inf, f"yf{i}")
+        row = lp.Constraint(-inf, 0.0)  # Yf - capF f <= 0, capF set per tau
+        row.SetCoefficient(yf, 1.0)
+        row.SetCoefficient(f, 0.0)
+        low = lp.Constraint(-inf, 0.0)  # v f <= Yf
+        low.SetCoefficient(f, float(v))
+        low.SetCoefficient(yf, -1.0)
+        stage = lp.Constraint(-inf, 0.0)  # the first stage is one of the stages counted in s
+        stage.SetCoefficient(f, 1.0)
+        # ... and the others hold the rest: sum Y - Yf <= sum cap s - capmin f, capmin the
+        # least cap of a class the first stage may be in (set per tau).
+        rest = lp.Constraint(-inf, 0.0)
+        rest.SetCoefficient(yf, -1.0)
+        among = lp.Constraint(-inf, 0.0)  # Yf <= sum Y
+        among.SetCoefficient(yf, 1.0)
+        linked = []
+        for k, (ki, kc) in enumerate(keys):
+            if ki == i and kc in link_classes:
+                stage.SetCoefficient(svars[k], -1.0)
+                rest.SetCoefficient(yvars[k], 1.0)
+                among.SetCoefficient(yvars[k], -1.0)
+                linked.append(k)
+        lrows.append((rest, linked))
+        alpha, beta, opt_l, opt_e = first.terms[i]
+        dp_row.SetCoefficient(yf, alpha)
+        dp_row.SetCoefficient(f, beta)
+        opt_row.SetCoefficient(yf, opt_l)
+        opt_row.SetCoefficient(f, opt_e)
+        one_first.SetCoefficient(f, 1.0)
+        frows.append(row)
+        fvars.append(f)
+        fkeys.append(i)
+        fmem.append(mem)
+    if not fkeys:
+        return None
+    if not integer:  # (SCIP: far slower with them, and the stage counts are what it adds)
+        _slot_dp_rows(t, lp, keys, svars, yvars, classes, dp_var)
+    objective.SetCoefficient(dp_var, float(v))
+    objective.SetCoefficient(opt_var, float(v))
+    objective.SetMinimization()
+    most = {i: max((mc for (ki, _), mc in zip(keys, memcap, strict=True) if ki == i), default=0) for i in idx}
+    points = {n * opts[i].t_layer + extra[i] for i in idx for n in range(v, most[i] + 1, v)}
+    fextra = {i: opts[i].t_embed + extra[i] for i in fkeys}
+    points |= {n * opts[i].t_layer + fextra[i] for i, mem in zip(fkeys, fmem, strict=True) for n in range(v, mem + 1, v)}
+    return _StageLP(
+        solver=lp, rows=rows, svars=svars, keys=keys, memcap=memcap,
+        t_layer={i: o.t_layer for i, o in opts.items()}, extra=extra, v=v, force_row=force_row,
+        points=[float(x) for x in sorted(points)], const=float(const),
+        floor_sum=float(L * min(o.t_layer for o in opts.values()) + const),
+        frows=frows, fvars=fvars, fkeys=fkeys, fmem=fmem, fextra=fextra, lrows=lrows,
+    )
+
+
+def _slot_dp_rows(
+    t: TrainTables,
+    lp: Any,
+    keys: list[tuple[int, int]],
+    svars: list[Any],
+    yvars: list[Any],
+    classes: list[tuple[int, int]],
+    dp_var: Any,
+) -> None:
+    """``v DP >= v dp_j - own_j - (backward of the slots above j)`` for every slot range of one
+    slot, as the model has it for every slot (``TrainingModel._objective``).
+
+    With one slot in range ``c``, its stage's blocks are ``Y[o, c]`` exactly.  Its DP traffic
+    and own hiding are linear in them (:func:`_own_terms`); its embedding (if it is the first
+    stage) and head (slot 0) add ``v dp - own`` terms, taken as ``min(0, .)`` where the stage
+    may or may not hold them.  The backward above it is at most ``sum (b Y + b_embed s)`` over
+    the ranges above (only one stage holds the embedding, and slots above the first are
+    empty).  Each row is thus implied by the model's, for every solution.
+    """
+    d = t.dp_degrees[0]
+    v = t.virtual
+    by_class: dict[int, list[int]] = {}
+    for k, (_, c) in enumerate(keys):
+        by_class.setdefault(c, []).append(k)
+    for c, (lo, hi) in enumerate(classes):
+        if hi - lo != 1 or c not in by_class:
+            continue
+        row = lp.Constraint(-lp.infinity(), 0.0)
+        row.SetCoefficient(dp_var, -float(v))
+        for k in by_class[c]:
+            o = t.options[keys[k][0]]
+            own_l, own_e, own_h = _own_terms(t, o)
+            embed = min(v * o.dp["embed"][d] - own_e, v * o.dp["embed_last"][d] - own_e, 0.0)
+            fixed = v * o.dp["fixed"][d] + embed
+            if lo == 0:
+                fixed += v * o.dp["head"][d] - own_h
+            row.SetCoefficient(yvars[k], float(v * o.dp["layer"][d] - own_l))
+            row.SetCoefficient(svars[k], float(fixed))
+        for c2 in range(c + 1, len(classes)):
+            for k in by_class.get(c2, []):
+                o = t.options[keys[k][0]]
+                row.SetCoefficient(yvars[k], -float(o.b_layer))
+                row.SetCoefficient(svars[k], -float(o.b_embed))
+
+
+def _own_terms(t: TrainTables, o: TrainOption) -> tuple[float, float, float]:
+    """v x what a stage's own compute hides of its DP traffic, per block, for the embedding
+    and for the head (the model's ``_own_hide``): ``B`` for ZeRO-0/1 with overlap, ``v m B``
+    for ZeRO-2, ``v m (F + B)`` for ZeRO-3, nothing without overlap."""
+    d = t.dp_degrees[0]
+    v, m = t.virtual, t.m(d)
+    if not t.overlap:
+        return 0.0, 0.0, 0.0
+    if t.zero_stage <= 1:
+        return float(o.b_layer), float(o.b_embed), float(o.b_head)
+    if t.zero_stage == 2:
+        return float(v * m * o.b_layer), float(v * m * o.b_embed), float(v * m * o.b_head)
+    return float(v * m * o.t_layer), float(v * m * o.t_embed), float(v * m * o.t_head)
+
+
+@dataclass
+class _FirstStage:
+    slot: int  # the slot whose memory caps the first stage (the loosest one it may be)
+    terms: dict[int, tuple[float, float, float, float]]  # option -> alpha, beta, opt_l, opt_e
+
+
+def _first_stage_terms(t: TrainTables, idx: list[int]) -> _FirstStage:
+    """What the first stage adds to the model's ``DP_exposed`` and ``OPT_max``, per option.
+
+    The first stage (highest active slot) hides its DP traffic behind nothing but its own
+    compute (the model's ``v DP >= v dp_j - sum_{i > j} B_i - own_j`` with no active slot
+    above it), so with ``n`` blocks ``DP >= alpha n + beta``: ``dp`` per block less what it
+    hides per block (``B / v`` for ZeRO-0/1 with overlap, ``m B`` for ZeRO-2, ``m (F + B)``
+    for ZeRO-3, nothing without overlap), and the embedding's (and the fixed) part likewise.
+    ``OPT >= opt_l n + opt_e``.  Under plain 1F1B the first stage may also be the only one
+    (then it holds the head): the smaller constant of the two cases is taken.  Its slot is
+    ``depth - 1`` when interleaved (the depth is fixed), else 0 (the loosest).
+    """
+    d = t.dp_degrees[0]
+    m, v = t.m(d), t.virtual
+
+    def hidden(b: int, total: int) -> float:
+        if not t.overlap:
+            return 0.0
+        if t.zero_stage <= 1:
+            return b / v
+        if t.zero_stage == 2:
+            return float(m * b)
+        return float(m * total)
+
+    terms = {}
+    for i in idx:
+        o = t.options[i]
+        alpha = o.dp["layer"][d] - hidden(o.b_layer, o.t_layer)
+        beta = o.dp["embed"][d] + o.dp["fixed"][d] - hidden(o.b_embed, o.t_embed)
+        opt_e = float(o.opt["embed"][d])
+        if v == 1:  # a lone stage: embedding on the last slot, with the head
+            alone = o.dp["head"][d] + o.dp["embed_last"][d] + o.dp["fixed"][d] - hidden(
+                o.b_embed + o.b_head, o.t_embed + o.t_head
             )
-        else:  # interleaved: every slot holds >= the last slot's in-flight count (units / v)
-            per_stage = o.blocks_that_fit(d, min(m * v, (v - 1) * t.max_stages + 1) / v)
-            extra = 0
-        row = [0.0] * (2 * n + 1)
-        row[i] = 1.0
-        row[n + i] = -float(per_stage)
-        a_ub.append(row)
-        b_ub.append(float(extra))
-    a_eq = [[1.0] * n + [0.0] * (n + 1)]
-    res = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=[float(t.num_layers)], method="highs")
-    if res.status == 2:  # infeasible: no fractional split fits either
+            beta = min(beta, alone)
+            opt_e = min(opt_e, float(o.opt["head"][d] + o.opt["embed_last"][d]))
+        terms[i] = (float(alpha), float(beta), float(o.opt["layer"][d]), opt_e)
+    return _FirstStage(slot=t.max_stages - 1 if v > 1 else 0, terms=terms)
+
+
+#: Relative slack taken off every LP (and MILP dual) value, far above GLOP's and SCIP's
+#: tolerances, so that a value a solver rounds up cannot lift a bound above the optimum.
+LP_SAFETY = 1e-5
+
+
+class _TauSearch:
+    """``(m - 1/v) tau + S(tau) / v`` over the breakpoints of an LP (see
+    :func:`pipeline_lp_bound`): S cached per breakpoint, intervals bounded from below."""
+
+    def __init__(self, lp: _StageLP, m: int) -> None:
+        self.lp = lp
+        self.v = lp.v
+        self.coef = m - 1.0 / lp.v
+        self.points = lp.points
+        self.cache: dict[int, float] = {}
+        self.evals = 0
+
+    def S(self, i: int) -> float:
+        """sum T lower bound at breakpoint i (inf: infeasible); never above the true value."""
+        if i not in self.cache:
+            self.evals += 1
+            lp = self.lp
+            val = lp.solve(self.points[i])
+            if val is None:
+                self.cache[i] = lp.floor_sum  # no LP answer: the floor still holds
+            elif math.isinf(val):
+                self.cache[i] = math.inf
+            else:
+                self.cache[i] = max(lp.floor_sum, val * (1.0 - LP_SAFETY) - 1.0 + lp.const)
+        return self.cache[i]
+
+    def base(self, i: int) -> float:
+        """A bound for every tau >= points[i], whatever S is there."""
+        return self.coef * self.points[i] + self.lp.floor_sum / self.v
+
+    def value(self, i: int, k: int) -> float:
+        """A bound for every tau in [points[i], points[k + 1])."""
+        return self.coef * self.points[i] + self.S(k) / self.v
+
+    def span(self, target: float) -> tuple[int, int, float] | None:
+        """(first feasible breakpoint, last one whose base is below target, the bound beyond
+        it), or None when no tau admits all blocks (feasibility only grows with tau)."""
+        n = len(self.points)
+        if n == 0:
+            return None
+        # Fast path: the last breakpoint that can beat the target bounds S below over all of
+        # them (S never increases), so one LP often settles it.
+        last = 0
+        while last + 1 < n and self.base(last + 1) < target:
+            last += 1
+        if self.value(0, last) >= target:  # then minimum() and below() stop at once
+            return 0, last, self.base(last + 1) if last + 1 < n else math.inf
+        if math.isinf(self.S(n - 1)):
+            return None
+        lo, hi = 0, n - 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if math.isinf(self.S(mid)):
+                lo = mid + 1
+            else:
+                hi = mid
+        last = lo
+        while last + 1 < n and self.base(last + 1) < target:
+            last += 1
+        beyond = self.base(last + 1) if last + 1 < n else math.inf
+        return lo, last, beyond
+
+    def minimum(self, target: float, rel_tol: float) -> float:
+        """The minimum over tau within ``rel_tol`` (or a bound >= ``target``): the smallest
+        interval bound of a best-first split of the breakpoints; inf if infeasible."""
+        import heapq
+
+        span = self.span(target)
+        if span is None:
+            return math.inf
+        first, last, beyond = span
+        best_exact = min(self.value(first, first), self.value(last, last))
+        heap = [(self.value(first, last), first, last)]
+        result = math.inf
+        while heap:
+            lb, i, k = heap[0]
+            if lb >= min(target, beyond) or i == k or best_exact - lb <= rel_tol * lb:
+                result = lb
+                break
+            heapq.heappop(heap)
+            mid = (i + k) // 2
+            best_exact = min(best_exact, self.value(mid, mid))
+            for a, b in ((i, mid), (mid + 1, k)):
+                heapq.heappush(heap, (self.value(a, b), a, b))
+        return min(result, beyond)
+
+    def below(self, target: float, max_evals: int) -> list[tuple[float, int, int]]:
+        """Intervals ``(bound, i, k)`` of breakpoints covering every tau whose bound is below
+        ``target``: split down to single breakpoints while ``max_evals`` LP solves last."""
+        import heapq
+
+        span = self.span(target)
+        if span is None:
+            return []
+        first, last, beyond = span
+        if beyond < target:  # pragma: no cover - `last` stops only where base >= target
+            raise AssertionError("breakpoints beyond the span must be bounded")
+        heap = [(self.value(first, last), first, last)]
+        out: list[tuple[float, int, int]] = []
+        while heap:
+            lb, i, k = heapq.heappop(heap)
+            if lb >= target:
+                break
+            if i == k or self.evals >= max_evals:
+                out.append((lb, i, k))
+                continue
+            mid = (i + k) // 2
+            for a, b in ((i, mid), (mid + 1, k)):
+                heapq.heappush(heap, (self.value(a, b), a, b))
+        return out
+
+
+def _cost_factor(t: TrainTables) -> float:
+    """min_cost: the objective is rate x step, rate = d x (sum of the stages' prices) >=
+    d x (stages) x the cheapest usable price; 1 for max_throughput."""
+    if t.objective != "min_cost":
+        return 1.0
+    d = t.dp_degrees[0]
+    prices = [t.options[i].price for i in usable_options(t)] or [0]
+    return float(d * min(prices) * (t.max_stages if t.virtual > 1 else 1))
+
+
+def pipeline_lp_bound(
+    t: TrainTables,
+    target: float = math.inf,
+    rel_tol: float = 1e-3,
+    integer: bool = False,
+    exact: bool = False,
+) -> float:
+    """A valid lower bound on the sub-problem's objective (single ``d``), from an LP per T_max.
+
+    Why it is valid.  Take any solution of the CP model (:class:`~.training.TrainingModel`)
+    for this ``d``: depth ``p`` (``p = max_stages`` when interleaved), slot ``j`` with option
+    ``o_j`` and ``n_j`` blocks, and its ``T_max = tau``.  Then, term by term from the model:
+
+    * ``T_j >= t_o n_j + e_o``, with ``e_o`` the least that slot can add: the cheapest
+      activation hand-off out of ``o`` (every slot but the last under 1F1B, every slot under
+      interleaving) or, on the last slot under 1F1B, the head; so ``n_j <= (tau - e_o) / t_o``.
+    * Memory: ``n_j <= blocks_that_fit(d, in_flight(j))`` (embedding and head only lower it),
+      and in-flight counts never decrease with ``j``, so a slot of class ``[a, b)`` holds at
+      most what slot ``a`` holds.  Interleaving: ``n_j`` is a multiple of ``v``, at least ``v``.
+    * Each slot holds one stage; a pool's stages use at most ``gpus // d`` GPUs per replica;
+      the blocks sum to ``L``; interleaved, exactly ``p`` slots are stages.
+    * ``sum_j T_j >= sum_j (t_o n_j + e_o) + (cheapest embedding) (+ cheapest head when
+      interleaved, where e_o has no head)`` and ``DP, OPT >= 0``, so the model's objective
+      ``(m - 1/v) T_max + sum T / v + DP + OPT >= (m - 1/v) tau + S(tau) / v``.
+
+    ``S(tau)``, the LP over stage counts ``s[o, c]`` and blocks ``Y[o, c]`` per option and
+    slot class with exactly those constraints, is <= the solution's ``sum T``: the solution's
+    own counts are a feasible point.  S never increases with tau (caps only grow) and changes
+    only where a cap does, at ``tau = n t_o + e_o``; so over ``[B_i, B_k]`` of the sorted
+    breakpoints the objective is ``>= (m - 1/v) B_i + S(B_k) / v``, and below the first
+    feasible breakpoint nothing fits.  A best-first split of breakpoint intervals on that
+    bound gives the minimum over tau within ``rel_tol`` (the returned value is the smallest
+    interval bound, never an estimate), or stops as soon as every interval is >= ``target``.
+    For ``min_cost`` the step bound is multiplied by ``d x (stages) x`` the cheapest price
+    (rate = ``d x sum of the stages' prices``).
+
+    Returns ``inf`` when no solution exists (no tau admits all blocks, or interleaving
+    with ``L`` not a multiple of ``v``).
+    """
+    d = t.dp_degrees[0]
+    v = t.virtual
+    if v > 1 and (t.num_layers % v or t.num_layers < v * t.max_stages):
         return math.inf
-    if res.status != 0:
-        return 0.0  # no bound from the LP (numerical trouble): the others still hold
-    head = (min(o.t_embed for o in opts) + min(o.t_head for o in opts)) / v
-    return float(res.fun) + head
+    factor = _cost_factor(t)
+    if factor <= 0:
+        return 0.0
+    lp = _stage_lp(t, integer, exact)
+    if lp is None:
+        return math.inf
+    return _TauSearch(lp, t.m(d)).minimum(target / factor, rel_tol) * factor
+
+
+def restrict_options(t: TrainTables, keep: list[int]) -> TrainTables:
+    """The tables with only the options ``keep`` (indices into ``t.options``), the pair
+    prices re-indexed."""
+    if keep == list(range(len(t.options))):
+        return t
+    pairs = {(a, b): t.p2p_pair[(i, j)] for a, i in enumerate(keep) for b, j in enumerate(keep)}
+    return dataclasses.replace(t, options=[t.options[i] for i in keep], p2p_pair=pairs)
+
+
+#: LP solves one slicing may spend before it leaves the intervals it has not split.
+SLICE_LP_EVALS = 48
+
+#: SCIP on one slice's integer bound: a node limit, not a time limit, so deterministic runs stay
+#: deterministic (SCIP's proven dual bound is valid wherever it stops).
+SCIP_SETTINGS = "limits/nodes = 400"
+
+#: Slices (lowest bound first) whose bound the integer version raises; the rest keep the LP's.
+SLICE_MILP_CALLS = 12
+
+
+@dataclass
+class Refinement:
+    """What can still beat a target in one sub-problem (see :func:`refine`)."""
+
+    keep: list[int]  # options (indices into the sub-problem's) some better solution may use
+    tables: TrainTables  # the sub-problem on those options only
+    slices: list[tuple[float, int, int | None]]  # (bound, lo, hi): T_max ranges, best first
+
+
+def refine(t: TrainTables, target: float) -> Refinement:
+    """The options and the ranges of ``T_max`` where a solution better than ``target`` can be.
+
+    Slices: every solution whose objective is below ``target`` has ``lo <= T_max <= hi``
+    (``hi`` None: unbounded) for one returned range, and its objective is ``>= bound`` there.
+    Valid by the argument of :func:`pipeline_lp_bound`: a range ``[B_i, B_{k+1})`` of
+    breakpoints has the bound ``(m - 1/v) B_i + S(B_k) / v``; ranges whose bound reaches the
+    target (T_max below the first feasible breakpoint, or past the last one that can beat the
+    target) are left out.  Options: one is kept only if, with ``sum_c s[o, c] >= 1`` added to
+    the LP (a relaxation of exactly the solutions that use ``o`` in some stage), some range's
+    bound stays below the target; the others cannot appear in a better solution, so dropping
+    them from the model loses none.  Each range's bound is then raised with the integer
+    version of the LP on the options kept (stage counts and the first stage's option
+    integral), whose proven dual bound (SCIP, node-limited) is as valid.
+
+    CP-SAT solves a sub-problem with T_max pinned to one range far faster than the whole;
+    the planner gives it the ranges one by one.  Empty slices: nothing beats the target.
+    """
+    d = t.dp_degrees[0]
+    v = t.virtual
+    none = Refinement([], t, [])
+    if v > 1 and (t.num_layers % v or t.num_layers < v * t.max_stages):
+        return none
+    factor = _cost_factor(t)
+    if factor <= 0:
+        return Refinement(list(range(len(t.options))), t, [(0.0, 0, None)])
+    lp = _stage_lp(t)
+    if lp is None:
+        return none
+    search = _TauSearch(lp, t.m(d))
+    goal = target / factor
+    pieces = search.below(goal, SLICE_LP_EVALS)
+    if not pieces:
+        return none
+    points, coef = search.points, search.coef
+    keep = []
+    for i in usable_options(t):
+        lp.force(i)
+        for _, a, k in pieces:
+            val = lp.solve(points[k])
+            s = lp.floor_sum if val is None else val * (1.0 - LP_SAFETY) - 1.0 + lp.const
+            if coef * points[a] + max(s, lp.floor_sum) / v < goal:
+                keep.append(i)
+                break
+    lp.force(None)
+    if not keep:
+        return none
+    reduced = restrict_options(t, keep)
+    milp = _stage_lp(reduced, integer=True)
+    if milp is not None:
+        milp.solver.SetSolverSpecificParametersAsString(SCIP_SETTINGS)
+        raised = []
+        for n, (lb, a, k) in enumerate(pieces):
+            if n >= SLICE_MILP_CALLS:
+                raised.append((lb, a, k))
+                continue
+            # The reduced problem has breakpoints of its own (its stages' least hand-off is
+            # dearer with fewer partners), but its S never increases either: its value at the
+            # range's last T_max bounds the whole range.
+            right = points[k + 1] - 1 if k + 1 < len(points) else max(points[-1], *milp.points)
+            val = milp.solve(right)
+            if val is None:
+                s = milp.floor_sum
+            else:
+                s = max(milp.floor_sum, val * (1.0 - LP_SAFETY) - 1.0 + milp.const)
+            lb = max(lb, coef * points[a] + s / v)
+            if lb < goal:
+                raised.append((lb, a, k))
+        pieces = raised
+    slices: list[tuple[float, int, int | None]] = []
+    for lb, a, k in sorted(pieces):
+        hi = int(points[k + 1]) - 1 if k + 1 < len(points) else None
+        slices.append((lb * factor, int(points[a]), hi))
+    return Refinement(keep, reduced, slices)

@@ -1,25 +1,27 @@
 """Cheap reasoning on one family's tables before (and to help) the CP-SAT solve.
 
-Two things, both in the model's own integer units so they agree with it exactly:
+Both in the model's own integer units so they agree with it exactly:
 
 * :func:`memory_lower_bound_fails` -- a necessary memory condition.  Whatever the split, every
   block's weights, gradients, optimizer state and at least one in-flight micro-batch of
   activations must fit in the GPU memory one replica owns.  Many (family, DP degree) pairs on
   large clusters fail it (e.g. 405B parameters on 16 GPUs per replica), and it takes
   microseconds to check instead of a CP-SAT presolve.
-* :func:`warm_start` -- a feasible *hint* for the CP model: the best even split over one
-  option (one pool and TP degree) for every pipeline depth, scored with the model's own
-  objective terms (:func:`stage_objective`).  CP-SAT starts from it (``AddHint``), so a large
-  instance has an incumbent at once and the search spends its time on the bound.  The hint's
-  score is only used to order and to seed the search; pruning across families uses the
-  objective CP-SAT itself reports.
+* :func:`warm_start` -- an incumbent: the best even split over one option (one pool and TP
+  degree) for every pipeline depth, pipelines over several pools, and a local search over
+  pipelines of pool blocks (:func:`pipeline_search`), each scored with the model's own
+  objective (:func:`stage_objective`, plain and interleaved 1F1B alike).  The planner uses
+  the best as the cut-off of every CP-SAT solve, so most sub-problems are closed by a bound
+  against it before any model is built.
 """
 
 from __future__ import annotations
 
+import math
+
 from .training import TrainingChoice, TrainOption, TrainTables
 
-__all__ = ["memory_lower_bound_fails", "stage_objective", "warm_start"]
+__all__ = ["fill_blocks", "memory_lower_bound_fails", "pipeline_search", "stage_objective", "warm_start"]
 
 
 def memory_lower_bound_fails(t: TrainTables, d: int) -> bool:
@@ -44,14 +46,29 @@ def memory_lower_bound_fails(t: TrainTables, d: int) -> bool:
     return holdable < t.num_layers
 
 
-def stage_objective(t: TrainTables, d: int, stages: list[tuple[TrainOption, int]]) -> int | None:
-    """The CP model's objective for a pipeline ``stages`` (stage 0 first), or None if over memory.
+def stage_objective(t: TrainTables, d: int, stages: list[tuple[TrainOption, int]]) -> float | None:
+    """The CP model's objective for a pipeline ``stages`` (stage 0 first), or None if the model
+    would reject it (memory, GPUs per pool, a block that does not place, the depth, the split).
 
-    Mirrors :class:`~solver.cpsat.training.TrainingModel` term by term (closed-form step time
-    ``(m - 1) T_max + sum T + DP_exposed + OPT_max``); used only to choose a hint.
+    Mirrors :class:`~solver.cpsat.training.TrainingModel` term by term: the closed-form step
+    time ``(m - 1/v) T_max + sum T / v + DP_exposed + OPT_max`` (the model minimises v times
+    it, in integers), with interleaved 1F1B's in-flight counts, equal chunks and the last
+    stage's hand-off to the first.  For ``min_cost`` the caller multiplies by the rate.
     """
     m = t.m(d)
+    v = t.virtual
     p = len(stages)
+    if not 1 <= p <= t.max_stages or (v > 1 and p != t.max_stages):
+        return None
+    if sum(n for _, n in stages) != t.num_layers or any(n < v or n % v for _, n in stages):
+        return None
+    used: dict[str, int] = {}
+    for o, _ in stages:
+        if not o.allowed.get(d, False):
+            return None
+        used[o.pool] = used.get(o.pool, 0) + o.tp
+    if any(g > t.pool_gpus[k] // d for k, g in used.items()):
+        return None
     index = {id(o): i for i, o in enumerate(t.options)}
     times: list[int] = []
     bwds: list[int] = []
@@ -61,25 +78,25 @@ def stage_objective(t: TrainTables, d: int, stages: list[tuple[TrainOption, int]
     for s, (o, n) in enumerate(stages):
         j = p - 1 - s  # slot index from the pipeline end
         first, last = s == 0, j == 0
-        k = min(m, j + 1)
+        k = min(m, j + 1) if v == 1 else min(m * v, 2 * j + (v - 1) * p + 1) / v
 
         def part(table: dict[str, dict[int, int]], n: int = n, first: bool = first, last: bool = last) -> int:
-            v = table["layer"][d] * n
+            val = table["layer"][d] * n
             if last:
-                v += table["head"][d] + (table["embed_last"][d] if first else 0)
+                val += table["head"][d] + (table["embed_last"][d] if first else 0)
             elif first:
-                v += table["embed"][d]
-            return v
+                val += table["embed"][d]
+            return val
 
-        mem = part(o.static) + o.act_layer * k * n + o.overhead + o.transient[d]
-        mem += (o.act_head if last else 0) + (o.act_embed * k if first else 0)
+        mem = part(o.static) + math.ceil(o.act_layer * k) * n + o.overhead + o.transient[d]
+        mem += (o.act_head if last else 0) + (math.ceil(o.act_embed * k) if first else 0)
         if mem > o.capacity:
             return None
         tt = o.t_layer * n + (o.t_embed if first else 0) + (o.t_head if last else 0)
         oi = index[id(o)]
         if not last:
             tt += t.p2p_pair[(oi, index[id(stages[s + 1][0])])]
-        elif t.virtual > 1 and p > 1:
+        elif v > 1 and p > 1:
             tt += t.p2p_pair[(oi, index[id(stages[0][0])])]
         times.append(tt)
         bwds.append(o.b_layer * n + (o.b_embed if first else 0) + (o.b_head if last else 0))
@@ -90,19 +107,23 @@ def stage_objective(t: TrainTables, d: int, stages: list[tuple[TrainOption, int]
         )
         dps.append(part(o.dp) + o.dp["fixed"][d])
         opts.append(part(o.opt))
-    # DP traffic of stage s hides behind the backward of stages 0..s-1 (their last micro-batch
-    # still runs after stage s has finished) and its own compute (TrainingModel._own_hide).
+
+    # DP traffic of stage s hides behind the backward of stages 0..s-1 (their last chunk still
+    # runs after stage s has finished: B / v each under interleaving, the model's
+    # v DP >= v dp - hide) and its own compute (TrainingModel._own_hide).
     def own(s: int) -> int:
         if not t.overlap:
             return 0
         if t.zero_stage <= 1:
             return bwds[s]
         if t.zero_stage == 2:
-            return m * bwds[s]
-        return m * (bwds[s] + fwds[s])
+            return v * m * bwds[s]
+        return v * m * (bwds[s] + fwds[s])
 
-    exposed = max(0, max(dps[s] - sum(bwds[:s]) - own(s) for s in range(p)))
-    return (m - 1) * max(times) + sum(times) + exposed + max(opts)
+    worst = max(v * dps[s] - sum(bwds[:s]) - own(s) for s in range(p))
+    exposed = max(0, -(-worst // v))  # DP is an integer variable: ceil(worst / v)
+    step_v = (v * m - 1) * max(times) + sum(times) + v * (exposed + max(opts))
+    return step_v if v == 1 else step_v / v
 
 
 def _even(layers: int, p: int) -> list[int]:
@@ -139,31 +160,56 @@ def _engine_ok(t: TrainTables, stages: list[tuple[TrainOption, int]]) -> bool:
     return not shape_violations(t.engine, shape, None)
 
 
-def warm_start(t: TrainTables, d: int) -> TrainingChoice | None:
+def warm_start(t: TrainTables, d: int, search: bool = True) -> TrainingChoice | None:
     """The best candidate that fits, as an incumbent; None if none fits.
 
-    Candidates: an even split over one option at every useful depth, and on several pools a
-    pipeline over all of them (:func:`_mixed_candidates`).  The choice's ``objective`` is the
-    model's: the step time, or for min_cost the (rate x step time) product.
+    Candidates: an even split over one option at every useful depth (interleaved: at the
+    sub-problem's fixed depth, whole chunks per stage), on several pools a pipeline over all
+    of them (:func:`_mixed_candidates`, plain 1F1B), and with ``search`` the local search over
+    pool blocks (:func:`pipeline_search`; not under a target engine's rules, which it does not
+    know).  The choice's ``objective`` is the model's: the step time, or for min_cost the
+    (rate x step time) product; every candidate is scored by :func:`stage_objective`, which
+    rejects what the model would.
     """
-    candidates = [
-        [(o, n) for n in _even(t.num_layers, p)]
-        for o in t.options
-        if o.allowed.get(d, False)
-        for p in _depths(t, d, o, min(t.max_stages, t.num_layers, (t.pool_gpus[o.pool] // d) // o.tp))
-    ]
+    v = t.virtual
+    if v == 1:
+        candidates = [
+            [(o, n) for n in _even(t.num_layers, p)]
+            for o in t.options
+            if o.allowed.get(d, False)
+            for p in _depths(t, d, o, min(t.max_stages, t.num_layers, (t.pool_gpus[o.pool] // d) // o.tp))
+        ]
+    elif t.num_layers % v:
+        return None  # no split into whole chunks exists
+    else:
+        candidates = [
+            [(o, v * n) for n in _even(t.num_layers // v, t.max_stages)]
+            for o in t.options
+            if o.allowed.get(d, False) and t.max_stages <= t.num_layers // v
+        ]
     if t.engine is not None:
         candidates = [c for c in candidates if _engine_ok(t, c)]
-    elif len(t.pool_gpus) > 1:
+    elif len(t.pool_gpus) > 1 and v == 1:
         candidates += _mixed_candidates(t, d)
     best: TrainingChoice | None = None
+
+    def offer(stages: list[tuple[TrainOption, int]], step: float, objective: float) -> None:
+        nonlocal best
+        if best is None or objective < best.objective:
+            best = TrainingChoice(d=d, stages=stages, step_us=step, objective=objective, virtual=v)
+
     for stages in candidates:
         step = stage_objective(t, d, stages)
         if step is None:
             continue
-        objective = step * d * sum(o.price for o, _ in stages) if t.objective == "min_cost" else step
-        if best is None or objective < best.objective:
-            best = TrainingChoice(d=d, stages=stages, step_us=step, objective=objective)
+        offer(stages, step, step * d * sum(o.price for o, _ in stages) if t.objective == "min_cost" else step)
+    if search and t.engine is None:
+        found = pipeline_search(t, d)
+        if found is not None:
+            objective, stages = found
+            step = stage_objective(t, d, stages)
+            assert step is not None  # pipeline_search scored it
+            offer(stages, step, objective)
     return best
 
 
@@ -220,3 +266,218 @@ def _balanced(L: int, times: list[int]) -> list[int] | None:
         k = min(range(p), key=lambda i: (counts[i] + 1) * times[i])
         counts[k] += 1
     return counts
+
+
+# ------------------------------------------------------------------------------------------
+# Pipelines of pool blocks, improved by local search
+# ------------------------------------------------------------------------------------------
+
+
+def _slot_capacity(t: TrainTables, d: int, o: TrainOption, s: int, p: int) -> int:
+    """Most blocks stage ``s`` of ``p`` holds on option ``o`` by the model's memory row."""
+    m, v = t.m(d), t.virtual
+    j = p - 1 - s
+    first, last = s == 0, j == 0
+    k = min(m, j + 1) if v == 1 else min(m * v, 2 * j + (v - 1) * p + 1) / v
+    free = o.capacity - o.overhead - o.transient[d]
+    if last:
+        free -= o.act_head + o.static["head"][d] + (o.static["embed_last"][d] if first else 0)
+    elif first:
+        free -= o.static["embed"][d]
+    if first:
+        free -= math.ceil(o.act_embed * k)
+    per_block = o.static["layer"][d] + math.ceil(o.act_layer * k)
+    cap = max(0, free) // max(1, per_block)
+    return (min(cap, t.num_layers) // v) * v
+
+
+def fill_blocks(t: TrainTables, d: int, seq: list[TrainOption]) -> list[tuple[TrainOption, int]] | None:
+    """Blocks for the stage sequence ``seq`` (stage 0 first): the smallest ``T_max`` at which
+    every stage's cap (memory, and ``(T_max - its other terms) / t_layer``) holds all blocks,
+    then the surplus taken off the slowest stages.  None if even memory alone cannot."""
+    v, L, p = t.virtual, t.num_layers, len(seq)
+    if p == 0 or p * v > L:
+        return None
+    index = {id(o): i for i, o in enumerate(t.options)}
+    extra: list[int] = []
+    caps: list[int] = []
+    for s, o in enumerate(seq):
+        last = s == p - 1
+        e = (o.t_embed if s == 0 else 0) + (o.t_head if last else 0)
+        if not last:
+            e += t.p2p_pair[(index[id(o)], index[id(seq[s + 1])])]
+        elif v > 1 and p > 1:
+            e += t.p2p_pair[(index[id(o)], index[id(seq[0])])]
+        extra.append(e)
+        caps.append(_slot_capacity(t, d, o, s, p))
+    if min(caps) < v or sum(caps) < L:
+        return None
+    slow = [v * o.t_layer for o in seq]
+
+    def held(tau: int) -> list[int]:
+        return [
+            min(c, v * ((tau - e) // w)) if tau >= e else 0
+            for c, e, w in zip(caps, extra, slow, strict=True)
+        ]
+
+    lo = max(w + e for w, e in zip(slow, extra, strict=True))
+    hi = max(c // v * w + e for c, w, e in zip(caps, slow, extra, strict=True))
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if sum(held(mid)) >= L:
+            hi = mid
+        else:
+            lo = mid + 1
+    h = held(lo)
+    surplus = sum(h) - L
+    for s in sorted(range(p), key=lambda s: -slow[s]):
+        take = min(surplus, h[s] - v) // v * v
+        h[s] -= take
+        surplus -= take
+        if surplus <= 0:
+            break
+    if surplus or min(h) < v:
+        return None
+    return list(zip(seq, h, strict=True))
+
+
+#: Evaluations one local search may spend (each a fill and a scoring of the model's objective).
+LOCAL_SEARCH_EVALS = 160
+
+Blocks = tuple[tuple[int, int], ...]  # (option index, stages) in pipeline order
+
+
+def pipeline_search(
+    t: TrainTables, d: int, evals: int = LOCAL_SEARCH_EVALS
+) -> tuple[float, list[tuple[TrainOption, int]]] | None:
+    """A good pipeline of pool blocks for this sub-problem: (objective, stages), or None.
+
+    A pipeline is a sequence of blocks, each ``c`` consecutive stages of one option (pool,
+    TP), at most one block per pool.  Starting from every pool's cheapest option on all its
+    GPUs (in a few pool orders), first-improvement local search changes a block's stage
+    count, TP degree or place, drops a block or adds a missing pool, scoring each candidate
+    with :func:`fill_blocks` and the model's own objective (:func:`stage_objective`), so the
+    result is exactly what CP-SAT would score for the same plan.
+    """
+    v = t.virtual
+    gk = {k: g // d for k, g in t.pool_gpus.items()}
+    ok = [
+        i for i, o in enumerate(t.options)
+        if o.allowed.get(d, False) and gk[o.pool] // o.tp >= 1 and _slot_capacity(t, d, o, 0, 1) >= v
+    ]
+    if not ok:
+        return None
+    by_pool: dict[str, list[int]] = {}
+    for i in ok:
+        by_pool.setdefault(t.options[i].pool, []).append(i)
+    cache: dict[Blocks, float] = {}
+    best: list[tuple[float, Blocks, list[tuple[TrainOption, int]]]] = []
+    budget = [evals]
+
+    def score(blocks: Blocks) -> float:
+        if blocks in cache:
+            return cache[blocks]
+        budget[0] -= 1
+        val = math.inf
+        total = sum(c for _, c in blocks)
+        valid = blocks and all(c >= 1 for _, c in blocks) and total <= t.max_stages
+        if valid and v > 1:
+            valid = total == t.max_stages
+        if valid:
+            used: dict[str, int] = {}
+            for i, c in blocks:
+                used[t.options[i].pool] = used.get(t.options[i].pool, 0) + t.options[i].tp * c
+            valid = all(u <= gk[k] for k, u in used.items())
+        if valid:
+            stages = fill_blocks(t, d, [t.options[i] for i, c in blocks for _ in range(c)])
+            step = stage_objective(t, d, stages) if stages is not None else None
+            if stages is not None and step is not None:
+                val = float(step)
+                if t.objective == "min_cost":
+                    val *= d * sum(o.price for o, _ in stages)
+                if not best or val < best[0][0]:
+                    best[:] = [(val, blocks, stages)]
+        cache[blocks] = val
+        return val
+
+    def neighbours(blocks: Blocks) -> list[Blocks]:
+        out: list[Blocks] = []
+        bl = list(blocks)
+        pools_in = {t.options[i].pool for i, _ in bl}
+        for a, (i, c) in enumerate(bl):
+            o = t.options[i]
+            room = gk[o.pool] // o.tp
+            for c2 in {c + 1, c - 1, 2 * c, c // 2, room}:
+                if 1 <= c2 <= room and c2 != c:
+                    out.append(tuple(bl[:a] + [(i, c2)] + bl[a + 1:]))
+            for i2 in by_pool[o.pool]:
+                if i2 != i:
+                    o2 = t.options[i2]
+                    for c2 in {max(1, c * o.tp // o2.tp), gk[o.pool] // o2.tp}:
+                        out.append(tuple(bl[:a] + [(i2, c2)] + bl[a + 1:]))
+            if len(bl) > 1:
+                rest = bl[:a] + bl[a + 1:]
+                out.append(tuple(rest))
+                for b in range(len(bl)):
+                    if b != a:
+                        out.append(tuple(rest[:b] + [(i, c)] + rest[b:]))
+            if v > 1:  # the depth is fixed: move one stage between blocks
+                for b, (i2, c2) in enumerate(bl):
+                    if b != a and c > 1:
+                        moved = list(bl)
+                        moved[a], moved[b] = (i, c - 1), (i2, c2 + 1)
+                        out.append(tuple(moved))
+        for pool, idx in by_pool.items():
+            if pool in pools_in:
+                continue
+            for i in idx:
+                room = gk[pool] // t.options[i].tp
+                for c in {1, room}:
+                    for b in range(len(bl) + 1):
+                        out.append(tuple(bl[:b] + [(i, c)] + bl[b:]))
+        return out
+
+    def rescale(blocks: list[tuple[int, int]], depth: int) -> Blocks:
+        """Scale the stage counts to ``depth`` in all (at least one stage per block)."""
+        total = sum(c for _, c in blocks)
+        out = [(i, max(1, c * depth // total)) for i, c in blocks]
+        while sum(c for _, c in out) > depth and any(c > 1 for _, c in out):
+            a = max(range(len(out)), key=lambda a: out[a][1])
+            out[a] = (out[a][0], out[a][1] - 1)
+        a = 0
+        while sum(c for _, c in out) < depth and a <= 4 * depth:
+            i, c = out[a % len(out)]
+            if t.options[i].tp * (c + 1) <= gk[t.options[i].pool] or v > 1:
+                out[a % len(out)] = (i, c + 1)
+            a += 1
+        return tuple(out)
+
+    most = min(t.max_stages, t.num_layers // v)
+    starts: list[Blocks] = []
+    for tp in sorted({t.options[i].tp for i in ok}, reverse=True):
+        pick = {
+            pool: min(idx, key=lambda i: (abs(t.options[i].tp - tp), t.options[i].tp))
+            for pool, idx in by_pool.items()
+        }
+        for order in (1, -1):
+            pools = sorted(by_pool, key=lambda k: order * t.options[pick[k]].t_layer)
+            blocks = [(pick[k], gk[k] // t.options[pick[k]].tp) for k in pools]
+            total = sum(c for _, c in blocks)
+            depths = {t.max_stages} if v > 1 else {min(total, most), max(1, min(total, most) // 2)}
+            for depth in depths:
+                starts.append(rescale(blocks, depth))
+    current = min(starts, key=score)
+    cur_val = score(current)
+    improved = True
+    while improved and budget[0] > 0:
+        improved = False
+        for nb in neighbours(current):
+            if budget[0] <= 0:
+                break
+            val = score(nb)
+            if val < cur_val:
+                current, cur_val, improved = nb, val, True
+                break
+    if not best:
+        return None
+    return best[0][0], best[0][2]
