@@ -30,6 +30,7 @@ from .tables import (
     Family,
     build_tables,
     choose_unit,
+    for_dp,
     lower_bound_us,
     min_block_seconds,
     pipeline_lp_bound,
@@ -235,10 +236,17 @@ def subproblems(
     workload: TrainingWorkload,
     fams: list[Family],
     engine: EngineRules | None = None,
+    pessimistic: bool = False,
 ) -> list[tuple[float, Family, TrainTables]]:
     """Every sub-problem the planner solves, with its cheap lower bound: one per family and
     DP degree ``d`` (plain 1F1B: the model picks the depth), and for interleaved 1F1B one per
-    depth too.  Those without any plan by the cheap bound (inf) are left out."""
+    depth too.  Those without any plan by the cheap bound (inf) are left out.
+
+    Pipeline hand-offs inside a pool are priced for each ``d`` as :func:`~.tables.for_dp`
+    says: optimistically (NVLink wherever placement *can* keep the hop inside one NVLink
+    domain), so each sub-problem's optimum and bounds are valid lower bounds on the
+    evaluator's closed form; with ``pessimistic`` at their dearest instead (an upper bound:
+    the planner's fallback when placement puts an optimistically priced hop across nodes)."""
     unit = choose_unit(min_block_seconds(model, cluster, workload, fams))
     out: list[tuple[float, Family, TrainTables]] = []
     for fam in fams:
@@ -252,8 +260,7 @@ def subproblems(
         v = fam.virtual_stages
         for d in tab.dp_degrees:
             sub = dataclasses.replace(
-                tab,
-                dp_degrees=[d],
+                for_dp(tab, d, pessimistic),
                 virtual=v,
                 zero_stage=fam.zero_stage,
                 overlap=workload.overlap_grad_reduce,
@@ -313,7 +320,12 @@ def solve_training(
     seed: int,
     deterministic: bool = False,
     engine: EngineRules | None = None,
+    pessimistic_hops: bool = False,
 ) -> Solved:
+    """Plan training.  Hand-offs inside a pool are priced optimistically (see
+    :func:`subproblems`), so OPTIMAL and the bound are valid for the evaluator's pricing; with
+    ``pessimistic_hops`` at their dearest (the planner's fallback: the result's plan is then
+    good, its bound is not a valid bound and its status means nothing beyond the plan)."""
     t0 = time.perf_counter()
     # The clock the budgets read: wall time, or in deterministic mode the deterministic time
     # CP-SAT has spent (a work counter), so that a search cut short by the limit stops at the
@@ -335,7 +347,7 @@ def solve_training(
             "workload's recompute / sequence_parallel / zero_stages settings",
             stats={},
         )
-    tables = subproblems(model, cluster, workload, fams, engine)
+    tables = subproblems(model, cluster, workload, fams, engine, pessimistic_hops)
     # Best-first by the cheap bound: the most promising sub-problems give the incumbent early,
     # and everything after the first cheap bound above it is pruned without more work.
     tables.sort(key=lambda x: x[0])
@@ -345,6 +357,7 @@ def solve_training(
             Status.INFEASIBLE, None, None, None, message=explain_training(model, cluster, workload), stats=stats
         )
     best: tuple[float, Family, TrainingChoice] | None = None
+    best_i = -1  # the sub-problem (index into tables) the incumbent comes from
     outcomes: list[_Outcome] = []
     # What is still open: whole sub-problems after pass 1, then their T_max slices.
     jobs: list[_Job] = []
@@ -356,7 +369,7 @@ def solve_training(
 
     def attempt(job: _Job, budget: float) -> None:
         """CP-SAT on one job with a cut-off at the incumbent; record what it proved."""
-        nonlocal best
+        nonlocal best, best_i
         _, fam, full = tables[job.i]
         tab = job.tab or full
         t1 = time.perf_counter()
@@ -384,6 +397,7 @@ def solve_training(
         log.info("family %s d=%d slice %s: %s in %.2fs", fam, tab.dp_degrees[0], job.tau, name, dt)
         if choice is not None and (best is None or choice.objective < best[0]):
             best = (choice.objective, fam, choice)
+            best_i = job.i
         if status in (cp_model.FEASIBLE, cp_model.UNKNOWN):
             lb = max(bound, job.lb) if status == cp_model.FEASIBLE else job.lb
             again = dataclasses.replace(job, lb=lb, tries=job.tries + 1)
@@ -432,6 +446,7 @@ def solve_training(
         start = warm_start(tab, d)
         if start is not None and (best is None or start.objective < best[0]):
             best = (start.objective, fam, start)
+            best_i = i
         if best is not None and lb >= best[0]:
             closed = "WARM_START_OPTIMAL" if best[2] is start else "PRUNED_BY_BOUND"
             outcomes.append(_Outcome(fam, d, closed, lb, time.perf_counter() - t1, tab.max_stages))
@@ -508,7 +523,29 @@ def solve_training(
         final = Status.OPTIMAL
     bound = user(lb_us)
     cp_plan = choice_to_plan(cluster, workload, fam, choice) if reordered else None
-    return Solved(final, plan, objective, bound, stats=stats, cp_plan=cp_plan)
+    # The same stages with every hand-off at its cheapest and at its dearest: the evaluator's
+    # closed form of the plan lies between the two (planner._verify reads them).
+    sub = tables[best_i][2]
+    span = tuple(
+        user(v) if (v := _objective_with(sub, choice, k)) is not None else objective
+        for k in (False, True)
+    )
+    stats["pipeline_hops"] = "pessimistic" if pessimistic_hops else "optimistic"
+    return Solved(
+        final, plan, objective, bound, stats=stats, cp_plan=cp_plan, objective_range=(span[0], span[1])
+    )
+
+
+def _objective_with(t: TrainTables, choice: TrainingChoice, pessimistic: bool) -> float | None:
+    """The model's objective of ``choice`` (time units) with its hand-offs priced
+    optimistically or pessimistically (:func:`~.tables.for_dp`)."""
+    tab = for_dp(t, choice.d, pessimistic)
+    step = stage_objective(tab, choice.d, choice.stages)
+    if step is None:  # pragma: no cover - the choice is a solution of this sub-problem
+        return None
+    if t.objective == "min_cost":
+        return step * choice.d * sum(o.price for o, _ in choice.stages)
+    return step
 
 
 def _scaled(cluster: Cluster, factor: int) -> Cluster:

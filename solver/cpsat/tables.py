@@ -22,9 +22,18 @@ from ..catalog import gpu_of
 from ..costmodel.constants import FRAMEWORK_OVERHEAD_GB
 from ..specs import Cluster, Model, Pool, TrainingWorkload
 from .options import MAX_PIPELINE_STAGES, tp_options
-from .training import KB, US, TrainOption, TrainTables
+from .training import KB, US, HopPrices, TrainOption, TrainTables
 
-__all__ = ["Family", "build_tables", "lower_bound_us", "pipeline_lp_bound", "state_bytes_per_param"]
+__all__ = [
+    "Family",
+    "build_tables",
+    "colocation_possible",
+    "for_dp",
+    "hop_prices",
+    "lower_bound_us",
+    "pipeline_lp_bound",
+    "state_bytes_per_param",
+]
 
 
 @dataclass(frozen=True)
@@ -208,6 +217,106 @@ def _option(
     )
 
 
+def colocation_possible(pool: Pool, tp_a: int, tp_b: int, d: int) -> bool:
+    """Whether placement *can* put every replica's hand-off between two stages of ``pool``
+    (TP ``tp_a`` and ``tp_b``, ``d`` replicas each) inside one NVLink domain: a necessary
+    condition, ``d * max(tp_a, tp_b) + min(tp_a, tp_b) <= D`` with ``D`` the GPUs of one
+    domain (``gpus_per_node * nvlink_domain_nodes``).
+
+    Why it is necessary (:mod:`solver.placement`).  In a pool, every TP group is a block of
+    GPU offsets (node-major, so offset ``k`` lies in domain ``k // D``); requests are placed
+    in one pass with a cursor that only moves forward, sorted by decreasing TP (a stable sort
+    of the stage-major, replica-minor list).  So all ``d`` blocks of the stage with the larger
+    TP -- for equal TP the earlier stage -- call it F (TP ``t_F = max``), come before every
+    block of the other stage S (TP ``t_S = min``), and replica 0 is the first block of each.
+    F's ``d`` blocks are disjoint and start at or after F_0's offset ``A``, so S_0 starts at
+    some ``B >= A + d t_F`` and ends at ``B + t_S - 1``.  A TP group never straddles a domain,
+    and the evaluator pairs rank ``j`` of F_0 with rank ``j mod t_S`` of S_0 (and the other way
+    round), touching every GPU of both blocks; replica 0's hop stays inside one domain only if
+    both blocks lie in A's domain ``[A - A mod D, A - A mod D + D)``, so ``B + t_S <= A + D``,
+    hence ``d t_F + t_S <= D``.  When it fails, replica 0's pairs all cross domains, whatever
+    the other stages are (their blocks only push the cursor further).  Two stages in different
+    pools, or in a pool that is one NVLink domain, need no condition: their link is fixed.
+    """
+    domain = pool.gpus_per_node * pool.nvlink_domain_nodes
+    return d * max(tp_a, tp_b) + min(tp_a, tp_b) <= domain
+
+
+def hop_prices(
+    cluster: Cluster, fam: Family, options: list[TrainOption], tokens_x_hidden: int, unit_s: float
+) -> HopPrices:
+    """Every ordered pair of options' hand-off price (2 x one micro-batch's activation), as
+    the evaluator prices it (:func:`solver.evaluate.core._p2p`): ``min(t_a, t_b)`` rank pairs
+    each send ``1/t`` of the activation over the slowest link among them, then (without SP)
+    the receiver all-gathers it over its TP link.
+
+    The link is fixed for two pools (the fabric entry) and inside a pool that is one NVLink
+    domain (NVLink).  Otherwise it is the pool's NVLink link when every rank pair of every
+    replica stays inside one domain, the inter-node link (NIC share or fabric) when all cross,
+    and the slower of the two when some do: which one depends on where placement puts the
+    stages, which the CP model does not see.  So each such pair gets three prices:
+
+    * ``near`` -- the cheapest of those (``min`` over NVLink and inter-node), charged for DP
+      degrees ``d <= near_max_d`` where :func:`colocation_possible` holds;
+    * ``far`` -- the cheapest once co-location is impossible (replica 0 crosses: inter-node or
+      the slower of the two), charged for larger ``d`` (and by :func:`build_tables`' own
+      multi-``d`` table, which is what the planner charged before; NVLink faster than the NIC
+      makes it exactly the inter-node price);
+    * ``worst`` -- the dearest (``max`` over both).
+
+    The optimistic price (near / far by ``d``) is <= the evaluator's price of the hop for
+    every plan the model can produce, and ``worst`` >= it, so the model's objective with one
+    or the other brackets the evaluator's closed form of the same stages (the step time is
+    non-decreasing in every stage's time).
+    """
+    from ..evaluate.links import fabric_link, slowest, tp_link
+
+    act = fam.micro_batch * tokens_x_hidden * 2.0
+    far: dict[tuple[int, int], int] = {}
+    near: dict[tuple[int, int], tuple[int, int]] = {}
+    worst: dict[tuple[int, int], int] = {}
+    for o, opt in enumerate(options):
+        a = cluster.pool(opt.pool)
+        for o2, opt2 in enumerate(options):
+            b = cluster.pool(opt2.pool)
+            t = min(opt.tp, opt2.tp)
+            gather = 0.0
+            if t > 1 and not fam.sequence_parallel:
+                gather = cm.allgather_time(act, opt2.tp, tp_link(b))
+
+            def price(link: cm.LinkTier, t: int = t, gather: float = gather) -> int:
+                return _ticks(2 * (cm.p2p_time(act / t, link) + gather), unit_s)
+
+            if b.name != a.name:
+                far[(o, o2)] = worst[(o, o2)] = price(fabric_link(cluster, a.name, b.name))
+                continue
+            nvl = tp_link(a)
+            if a.nodes <= a.nvlink_domain_nodes:  # the whole pool is one NVLink domain
+                far[(o, o2)] = worst[(o, o2)] = price(nvl)
+                continue
+            inter = fabric_link(cluster, a.name, a.name)
+            p_nvl, p_inter, p_mixed = price(nvl), price(inter), price(slowest([nvl, inter]))
+            far[(o, o2)] = min(p_inter, p_mixed)
+            worst[(o, o2)] = max(p_nvl, p_inter)
+            domain = a.gpus_per_node * a.nvlink_domain_nodes
+            d_max = (domain - t) // max(opt.tp, opt2.tp)  # colocation_possible(a, ..., d) iff d <= d_max
+            if d_max >= 1 and min(p_nvl, p_inter) < far[(o, o2)]:
+                near[(o, o2)] = (min(p_nvl, p_inter), d_max)
+    return HopPrices(far=far, near=near, worst=worst)
+
+
+def for_dp(t: TrainTables, d: int, pessimistic: bool = False) -> TrainTables:
+    """The tables of the sub-problem with DP degree ``d``: pipeline hops priced optimistically
+    for that ``d`` (the model's objective is then <= the evaluator's closed form of every plan
+    it produces, so its optimum and every bound computed from these tables are valid lower
+    bounds), or with ``pessimistic`` at their dearest (>= the evaluator's)."""
+    sub = dataclasses.replace(t, dp_degrees=[d])
+    if t.hops is None:
+        return sub
+    pairs = t.hops.pessimistic() if pessimistic else t.hops.optimistic(d)
+    return dataclasses.replace(sub, p2p_pair=pairs)
+
+
 def build_tables(
     model: Model, cluster: Cluster, workload: TrainingWorkload, fam: Family, unit_s: float = US
 ) -> TrainTables | None:
@@ -216,8 +325,6 @@ def build_tables(
     ``unit_s`` is the time resolution: the planner picks it so that the cheapest block costs
     >= 10^4 units (relative rounding error <= 5e-5 per coefficient), at most 1 microsecond.
     """
-    from ..evaluate.links import fabric_link, tp_link
-
     total = cluster.num_gpus
     dps = dp_degrees(workload, fam.micro_batch, total)
     if not dps:
@@ -232,25 +339,7 @@ def build_tables(
         return None
     min_tp = min(o.tp for o in options)
     max_stages = min(model.num_layers, total // min_tp, MAX_PIPELINE_STAGES)
-    act = fam.micro_batch * workload.sequence_length * model.hidden_size * 2.0
-    # Exact per pair of options, as the evaluator prices a hand-off: min(t_a, t_b) rank pairs
-    # each send 1/t of the activation, then the receiver all-gathers it over its TP group.
-    p2p_pair: dict[tuple[int, int], int] = {}
-    for o, opt in enumerate(options):
-        a = cluster.pool(opt.pool)
-        for o2, opt2 in enumerate(options):
-            b = cluster.pool(opt2.pool)
-            # Same pool: NVLink if the whole pool is one NVLink domain, else the inter-node
-            # link (conservative when two small stage blocks share a node).  Other pool: fabric.
-            if b.name == a.name and a.nodes <= a.nvlink_domain_nodes:
-                link = tp_link(a)
-            else:
-                link = fabric_link(cluster, a.name, b.name)
-            t = min(opt.tp, opt2.tp)
-            sec = cm.p2p_time(act / t, link)
-            if t > 1 and not fam.sequence_parallel:
-                sec += cm.allgather_time(act, opt2.tp, tp_link(b))
-            p2p_pair[(o, o2)] = _ticks(2 * sec, unit_s)
+    hops = hop_prices(cluster, fam, options, model.hidden_size * workload.sequence_length, unit_s)
     return TrainTables(
         num_layers=model.num_layers,
         micro_batch=fam.micro_batch,
@@ -258,8 +347,9 @@ def build_tables(
         options=options,
         dp_degrees=dps,
         pool_gpus={p.name: p.num_gpus for p in cluster.pools},
-        p2p_pair=p2p_pair,
+        p2p_pair=dict(hops.far),
         max_stages=max_stages,
+        hops=hops,
         unit_s=unit_s,
         objective=workload.objective,
     )
@@ -948,7 +1038,8 @@ def restrict_options(t: TrainTables, keep: list[int]) -> TrainTables:
     if keep == list(range(len(t.options))):
         return t
     pairs = {(a, b): t.p2p_pair[(i, j)] for a, i in enumerate(keep) for b, j in enumerate(keep)}
-    return dataclasses.replace(t, options=[t.options[i] for i in keep], p2p_pair=pairs)
+    hops = t.hops.restricted(keep) if t.hops is not None else None
+    return dataclasses.replace(t, options=[t.options[i] for i in keep], p2p_pair=pairs, hops=hops)
 
 
 #: LP solves one slicing may spend before it leaves the intervals it has not split.

@@ -33,7 +33,7 @@ from ortools.sat.python import cp_model
 
 from ..engines import EngineRules
 
-__all__ = ["TrainOption", "TrainTables", "TrainingChoice", "TrainingModel"]
+__all__ = ["HopPrices", "TrainOption", "TrainTables", "TrainingChoice", "TrainingModel"]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,42 @@ class TrainOption:
 
 
 @dataclass(frozen=True)
+class HopPrices:
+    """The range of each pipeline hand-off's price, per ordered pair of options (sender,
+    receiver), built by :func:`~solver.cpsat.tables.hop_prices` (which says why each holds).
+
+    ``far``: the least price when the two stages cannot share an NVLink domain; ``near``:
+    pairs whose price may be lower, ``(price, largest DP degree for which placement can put
+    every replica's hop inside one domain)``; ``worst``: the dearest price placement can give.
+    """
+
+    far: dict[tuple[int, int], int]
+    near: dict[tuple[int, int], tuple[int, int]]
+    worst: dict[tuple[int, int], int]
+
+    def optimistic(self, d: int) -> dict[tuple[int, int], int]:
+        """Prices <= the evaluator's for every plan with DP degree ``d``."""
+        out = dict(self.far)
+        for pair, (price, d_max) in self.near.items():
+            if d <= d_max:
+                out[pair] = min(out[pair], price)
+        return out
+
+    def pessimistic(self) -> dict[tuple[int, int], int]:
+        """Prices >= the evaluator's for every plan."""
+        return dict(self.worst)
+
+    def restricted(self, keep: list[int]) -> HopPrices:
+        """The prices of the options ``keep`` only, re-indexed (see ``restrict_options``)."""
+        new = {i: a for a, i in enumerate(keep)}
+
+        def sub(table: dict[tuple[int, int], Any]) -> dict[tuple[int, int], Any]:
+            return {(new[i], new[j]): v for (i, j), v in table.items() if i in new and j in new}
+
+        return HopPrices(far=sub(self.far), near=sub(self.near), worst=sub(self.worst))
+
+
+@dataclass(frozen=True)
 class TrainTables:
     """Everything the model needs for one family; built by :mod:`solver.cpsat.tables`."""
 
@@ -111,6 +147,7 @@ class TrainTables:
     overlap: bool = True  # workload.overlap_grad_reduce
     engine: EngineRules | None = None  # a target engine's limits become constraints
     heads: tuple[int, int] = (0, 0)  # (attention heads, kv heads), for the engine's TP rules
+    hops: HopPrices | None = None  # the range of every hand-off's price (p2p_pair lies in it)
 
     def m(self, d: int) -> int:
         return self.global_batch // (d * self.micro_batch)
