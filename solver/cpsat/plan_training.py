@@ -64,8 +64,9 @@ def engine_families(fams: list[Family], rules: EngineRules | None) -> list[Famil
 
 
 #: Chunks per stage searched for interleaved 1F1B.  Megatron-LM's papers use 2-4 (Narayanan et
-#: al. 2021 Fig. 12 sweeps 2-8 and shows diminishing returns past 4 as p2p traffic grows v-fold).
-VIRTUAL_STAGE_OPTIONS = (2, 4)
+#: al. 2021 Fig. 12 sweeps 2-8 and shows diminishing returns past 4 as p2p traffic grows v-fold);
+#: 3 is in because layer counts like 105 = 35 x 3 (GPT 529.6B, Table 1) only interleave with it.
+VIRTUAL_STAGE_OPTIONS = (2, 3, 4)
 
 
 def families(workload: TrainingWorkload) -> list[Family]:
