@@ -426,13 +426,6 @@ KNOWN_GAPS = {
     # plan has the better closed form (805,233 vs 768,462 tokens/s), the exhaustive one wins
     # only in the event simulation.
     "train-hetero-uneven-4gpu": "closed-form vs simulated pipeline ranking: planner 854,930 vs exhaustive 872,663 (2.0%) simulated, but 805,233 vs 768,462 in the closed form the CP optimises",
-    # Optimistic hop pricing (solver.cpsat.tables.hop_prices): the planner's plan and objective
-    # equal the exhaustive optimum (found by the pessimistic re-solve), but the status is
-    # FEASIBLE: the optimistic bound prices every hop of a deep d=1 pipeline on NVLink, which
-    # no placement achieves on 2 nodes.  Needs a tighter co-location condition (a run of
-    # consecutive same-pool stages whose hops all stay in a domain has d x sum(tp) <= D GPUs).
-    "train-2x4-a100": "status FEASIBLE, not OPTIMAL: plan = exhaustive optimum, optimistic hop bound loose",
-    "train-h2048-2x4": "status FEASIBLE, not OPTIMAL: plan = exhaustive optimum, optimistic hop bound loose",
     # The closed form and the event simulation rank two different stage sets differently.
     "train-three-pools-1gpu": "closed-form vs simulated pipeline ranking on uneven 3-pool stages",
 }

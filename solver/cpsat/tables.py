@@ -32,6 +32,7 @@ __all__ = [
     "hop_prices",
     "lower_bound_us",
     "pipeline_lp_bound",
+    "run_fits",
     "state_bytes_per_param",
 ]
 
@@ -218,28 +219,53 @@ def _option(
 
 
 def colocation_possible(pool: Pool, tp_a: int, tp_b: int, d: int) -> bool:
-    """Whether placement *can* put every replica's hand-off between two stages of ``pool``
-    (TP ``tp_a`` and ``tp_b``, ``d`` replicas each) inside one NVLink domain: a necessary
-    condition, ``d * max(tp_a, tp_b) + min(tp_a, tp_b) <= D`` with ``D`` the GPUs of one
-    domain (``gpus_per_node * nvlink_domain_nodes``).
-
-    Why it is necessary (:mod:`solver.placement`).  In a pool, every TP group is a block of
-    GPU offsets (node-major, so offset ``k`` lies in domain ``k // D``); requests are placed
-    in one pass with a cursor that only moves forward, sorted by decreasing TP (a stable sort
-    of the stage-major, replica-minor list).  So all ``d`` blocks of the stage with the larger
-    TP -- for equal TP the earlier stage -- call it F (TP ``t_F = max``), come before every
-    block of the other stage S (TP ``t_S = min``), and replica 0 is the first block of each.
-    F's ``d`` blocks are disjoint and start at or after F_0's offset ``A``, so S_0 starts at
-    some ``B >= A + d t_F`` and ends at ``B + t_S - 1``.  A TP group never straddles a domain,
-    and the evaluator pairs rank ``j`` of F_0 with rank ``j mod t_S`` of S_0 (and the other way
-    round), touching every GPU of both blocks; replica 0's hop stays inside one domain only if
-    both blocks lie in A's domain ``[A - A mod D, A - A mod D + D)``, so ``B + t_S <= A + D``,
-    hence ``d t_F + t_S <= D``.  When it fails, replica 0's pairs all cross domains, whatever
-    the other stages are (their blocks only push the cursor further).  Two stages in different
-    pools, or in a pool that is one NVLink domain, need no condition: their link is fixed.
+    """Whether placement *can* put every replica's hand-off between two consecutive stages of
+    ``pool`` (TP ``tp_a`` and ``tp_b``, ``d`` replicas each) inside one NVLink domain: a
+    necessary condition, ``d * (tp_a + tp_b) <= D`` with ``D`` the GPUs of one domain
+    (``gpus_per_node * nvlink_domain_nodes``).  It is the two-stage case of
+    :func:`run_fits`, whose docstring proves it for any run of consecutive stages.  Two stages
+    in different pools, or in a pool that is one NVLink domain, need no condition: their link
+    is fixed.
     """
-    domain = pool.gpus_per_node * pool.nvlink_domain_nodes
-    return d * max(tp_a, tp_b) + min(tp_a, tp_b) <= domain
+    return run_fits(pool.gpus_per_node * pool.nvlink_domain_nodes, [tp_a, tp_b], d)
+
+
+def run_fits(domain: int, tps: list[int], d: int) -> bool:
+    """Whether a *run* of consecutive stages of one pool, TP degrees ``tps`` (two or more
+    stages), ``d`` replicas each, can have every hand-off inside the run, of every replica,
+    inside one NVLink domain of ``domain`` GPUs: a necessary condition,
+    ``d * sum(tps) <= domain``.
+
+    Why it is necessary (:mod:`solver.placement`, the evaluator's
+    :func:`~solver.evaluate.core._boundary_link`).  In a pool every TP group is a block of GPU
+    offsets (node-major, so offset ``k`` lies in domain ``k // D``) that never straddles a
+    domain; requests are placed in one pass with a cursor that only moves forward, sorted by
+    decreasing TP with a stable sort of the group-major, stage-major, replica-minor list.  So
+    the ``d`` blocks of one stage (same TP, adjacent in the list) stay consecutive in the
+    placement order, and the blocks of any two stages of the run are placed one stage's
+    entirely before the other's.  Let F be the stage of the run placed first and L the one
+    placed last (F != L: the run has two stages or more), ``F_r``/``L_r`` their replica-``r``
+    blocks, ``A`` the offset of ``F_0`` and ``X = A - A mod D`` the start of its domain.
+
+    * The evaluator pairs rank ``j`` of a replica's sender block with rank ``j mod t`` of the
+      same replica's receiver block (and the other way round), touching every GPU of both
+      blocks, and the hop is on NVLink only if every such pair of every replica shares a
+      domain.  So for each replica ``r`` the run's blocks ``(s, r)`` all lie in one domain.
+    * Replica 0: ``L_0`` is in ``F_0``'s domain, ``[X, X + D)``.  Every block placed between
+      ``F_0`` and ``L_0`` lies between them (the cursor only moves forward), inside
+      ``[A, X + D)``; ``F_{d-1}`` is one of them (F's blocks all come before L's).
+    * Replica ``d - 1``: its blocks share ``F_{d-1}``'s domain, which is ``X``'s, so
+      ``L_{d-1}`` -- the last block of the run in placement order -- ends by ``X + D``.
+    * All ``d * len(tps)`` blocks of the run are placed from ``F_0`` to ``L_{d-1}``, disjoint,
+      inside ``[A, X + D)`` with ``A >= X``: ``d * sum(tps) <= D``.
+
+    Other stages' blocks (other pools' stages place elsewhere; this pool's only push the
+    cursor further) and TP reordering (the argument never uses which stage is placed first)
+    do not change it, so no placement the evaluator prices on NVLink throughout the run is
+    cut off: a model that charges the NVLink price on a run only when this holds stays a
+    valid lower bound.
+    """
+    return d * sum(tps) <= domain
 
 
 def hop_prices(
@@ -257,7 +283,9 @@ def hop_prices(
     stages, which the CP model does not see.  So each such pair gets three prices:
 
     * ``near`` -- the cheapest of those (``min`` over NVLink and inter-node), charged for DP
-      degrees ``d <= near_max_d`` where :func:`colocation_possible` holds;
+      degrees ``d <= near_max_d`` where :func:`colocation_possible` holds (the CP model
+      charges the difference to ``far`` back on every hop that is not part of a run of hops
+      :func:`run_fits` admits: :class:`~.training.TrainingModel`'s ``near`` Booleans);
     * ``far`` -- the cheapest once co-location is impossible (replica 0 crosses: inter-node or
       the slower of the two), charged for larger ``d`` (and by :func:`build_tables`' own
       multi-``d`` table, which is what the planner charged before; NVLink faster than the NIC
@@ -275,6 +303,7 @@ def hop_prices(
     far: dict[tuple[int, int], int] = {}
     near: dict[tuple[int, int], tuple[int, int]] = {}
     worst: dict[tuple[int, int], int] = {}
+    domain: dict[str, int] = {}  # GPUs of one NVLink domain, per pool with near pairs
     for o, opt in enumerate(options):
         a = cluster.pool(opt.pool)
         for o2, opt2 in enumerate(options):
@@ -298,11 +327,12 @@ def hop_prices(
             p_nvl, p_inter, p_mixed = price(nvl), price(inter), price(slowest([nvl, inter]))
             far[(o, o2)] = min(p_inter, p_mixed)
             worst[(o, o2)] = max(p_nvl, p_inter)
-            domain = a.gpus_per_node * a.nvlink_domain_nodes
-            d_max = (domain - t) // max(opt.tp, opt2.tp)  # colocation_possible(a, ..., d) iff d <= d_max
+            size = a.gpus_per_node * a.nvlink_domain_nodes
+            d_max = size // (opt.tp + opt2.tp)  # colocation_possible(a, ..., d) iff d <= d_max
             if d_max >= 1 and min(p_nvl, p_inter) < far[(o, o2)]:
                 near[(o, o2)] = (min(p_nvl, p_inter), d_max)
-    return HopPrices(far=far, near=near, worst=worst)
+                domain[a.name] = size
+    return HopPrices(far=far, near=near, worst=worst, domain=domain)
 
 
 def for_dp(t: TrainTables, d: int, pessimistic: bool = False) -> TrainTables:
@@ -764,13 +794,30 @@ def _slot_dp_rows(
     stage) and head (slot 0) add ``v dp - own`` terms, taken as ``min(0, .)`` where the stage
     may or may not hold them.  The backward above it is at most ``sum (b Y + b_embed s)`` over
     the ranges above (only one stage holds the embedding, and slots above the first are
-    empty).  Each row is thus implied by the model's, for every solution.
+    empty); under plain 1F1B each of those stages also hides its gradient hand-off, at most
+    half the dearest hop price of its option.  Each row is thus implied by the model's, for
+    every solution.
     """
     d = t.dp_degrees[0]
     v = t.virtual
     by_class: dict[int, list[int]] = {}
     for k, (_, c) in enumerate(keys):
         by_class.setdefault(c, []).append(k)
+    # Plain 1F1B: each stage above also hides the one-way gradient hand-off to the stage after
+    # it, half its 2 x p2p price, at most half the dearest the model charges (p2p_pair, or the
+    # far price of a hop off a near run).
+    hop_hide: dict[int, float] = {}
+    for i in {ki for ki, _ in keys}:
+        most = 0
+        if v == 1:
+            for (a, _), price in t.p2p_pair.items():
+                if a == i:
+                    most = max(most, price)
+            if t.hops is not None:
+                for (a, _), price in t.hops.far.items():
+                    if a == i:
+                        most = max(most, price)
+        hop_hide[i] = most / 2.0
     for c, (lo, hi) in enumerate(classes):
         if hi - lo != 1 or c not in by_class:
             continue
@@ -787,9 +834,10 @@ def _slot_dp_rows(
             row.SetCoefficient(svars[k], float(fixed))
         for c2 in range(c + 1, len(classes)):
             for k in by_class.get(c2, []):
-                o = t.options[keys[k][0]]
+                i = keys[k][0]
+                o = t.options[i]
                 row.SetCoefficient(yvars[k], -float(o.b_layer))
-                row.SetCoefficient(svars[k], -float(o.b_embed))
+                row.SetCoefficient(svars[k], -float(o.b_embed) - hop_hide[i])
 
 
 def _own_terms(t: TrainTables, o: TrainOption) -> tuple[float, float, float]:

@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ortools.sat.python import cp_model
 
 from ..engines import EngineRules
 
-__all__ = ["HopPrices", "TrainOption", "TrainTables", "TrainingChoice", "TrainingModel"]
+__all__ = ["HopPrices", "HopRuns", "TrainOption", "TrainTables", "TrainingChoice", "TrainingModel", "hop_runs"]
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,7 @@ class HopPrices:
     far: dict[tuple[int, int], int]
     near: dict[tuple[int, int], tuple[int, int]]
     worst: dict[tuple[int, int], int]
+    domain: dict[str, int] = field(default_factory=dict)  # pool -> GPUs of one NVLink domain
 
     def optimistic(self, d: int) -> dict[tuple[int, int], int]:
         """Prices <= the evaluator's for every plan with DP degree ``d``."""
@@ -125,7 +126,47 @@ class HopPrices:
         def sub(table: dict[tuple[int, int], Any]) -> dict[tuple[int, int], Any]:
             return {(new[i], new[j]): v for (i, j), v in table.items() if i in new and j in new}
 
-        return HopPrices(far=sub(self.far), near=sub(self.near), worst=sub(self.worst))
+        return HopPrices(
+            far=sub(self.far), near=sub(self.near), worst=sub(self.worst), domain=dict(self.domain)
+        )
+
+
+@dataclass(frozen=True)
+class HopRuns:
+    """The run condition on near-priced hand-offs of a single-``d`` table (:func:`hop_runs`).
+
+    ``excess[(o, o2)] > 0``: what the hop from option ``o`` to ``o2`` costs on top of its
+    ``p2p_pair`` (near) price unless it is part of a run of consecutive hops, all near, whose
+    stages satisfy :func:`~solver.cpsat.tables.run_fits`: ``d * sum(tp) <= domain[pool]``.
+    """
+
+    d: int
+    excess: dict[tuple[int, int], int]
+    domain: dict[str, int]
+
+
+def hop_runs(t: TrainTables) -> HopRuns | None:
+    """The run condition of ``t``'s hand-offs, or None when it has none to add.
+
+    A pair whose ``p2p_pair`` price is below ``hops.far`` is priced near (optimistically, by
+    :func:`~solver.cpsat.tables.for_dp` for the table's one ``d``): placement gives it that
+    price only if every replica's hop stays inside one NVLink domain, and a run of such hops
+    needs :func:`~solver.cpsat.tables.run_fits`.  Tables with several ``d``, without hop
+    ranges, or priced far or pessimistically everywhere have nothing to add (every pair at
+    ``far`` or above).
+    """
+    if t.hops is None or len(t.dp_degrees) != 1 or not t.hops.domain:
+        return None
+    excess = {
+        pair: far - t.p2p_pair[pair]
+        for pair, far in t.hops.far.items()
+        if pair in t.p2p_pair and far > t.p2p_pair[pair]
+    }
+    # A near pair in a pool of unknown domain size (not built by hop_prices): leave the
+    # condition out (weaker, still valid) rather than guess it.
+    if not excess or any(t.options[o].pool not in t.hops.domain for o, _ in excess):
+        return None
+    return HopRuns(d=t.dp_degrees[0], excess=excess, domain=dict(t.hops.domain))
 
 
 @dataclass(frozen=True)
@@ -249,9 +290,10 @@ class TrainingModel:
     def _horizon(self) -> int:
         t = self.t
         L = t.num_layers
-        worst_stage = max(
-            o.t_layer * L + o.t_embed + o.t_head + max(t.p2p_pair.values(), default=0) for o in t.options
-        )
+        hop = max(t.p2p_pair.values(), default=0)
+        if t.hops is not None:  # a hop off a near run costs its far price (_far_unless_near)
+            hop = max(hop, max(t.hops.far.values(), default=0))
+        worst_stage = max(o.t_layer * L + o.t_embed + o.t_head + hop for o in t.options)
         m_max = max(t.m(d) for d in t.dp_degrees)
         extra = max(
             sum(o.dp[k][d] * (L if k == "layer" else 1) for k in o.dp)
@@ -463,19 +505,28 @@ class TrainingModel:
         """Minimise (m - 1) * T_max + sum T_j + DP_exposed + OPT_max for the chosen d.
 
         T_j: forward + backward of slot j's blocks (+ embedding / head) + 2 x p2p to the next
-        stage.  DP_exposed >= dp_j - (backward of slots j..p-1 for one micro-batch): in 1F1B a
-        stage's last backward ends that much before the pipeline's end (the evaluator's
-        overlap model), so its DP traffic hides behind it.
+        stage.  DP_exposed >= dp_j - own_j - (backward of the slots above j for one
+        micro-batch, and under plain 1F1B the one-way gradient hand-offs between them,
+        ``H / 2`` each): in 1F1B a stage's last backward ends that much before the pipeline's
+        end (the evaluator's simulation: stage s - 1's last backward starts once stage s's
+        gradient has crossed their boundary), so its DP traffic hides behind it.  This is
+        the evaluator's exposure whenever the cool-down is a chain (each earlier stage free
+        when the gradient reaches it, as on the closed form's stages).
         """
         t, m = self.t, self.m
         pools = sorted(t.pool_gpus)
+        self._near_runs()
         self.T = [m.new_int_var(0, horizon, f"time[s{j}]") for j in range(self.J)]
         self.B = [m.new_int_var(0, horizon, f"bwd[s{j}]") for j in range(self.J)]
+        # H[j]: slot j's hand-off to slot j - 1 (2 x p2p, as T[j] charges it), j >= 1.
+        self.H: list[Any] = [0] * self.J
         for j in range(self.J):
             tv: list[Any] = []
             tc: list[int] = []
             bv: list[Any] = []
             bc: list[int] = []
+            hv: list[Any] = []
+            hc: list[int] = []
             y, x, z = self.y[j], self.x[j], self.z[j]
             for o, opt in enumerate(t.options):
                 tv += (y[o], z[o])
@@ -491,7 +542,13 @@ class TrainingModel:
                         # Interleaved: the last stage passes each chunk on to the first.
                         self._hand_off(j, o, self.J - 1, tv, tc)
                 if j >= 1:
-                    self._hand_off(j, o, j - 1, tv, tc)
+                    self._hand_off(j, o, j - 1, hv, hc)
+                    self._far_unless_near(j, o, hv, hc)
+            if hv:
+                self.H[j] = m.new_int_var(0, horizon, f"hop[s{j}]")
+                m.add(self.H[j] == _wsum(hv, hc))
+                tv.append(self.H[j])
+                tc.append(1)
             m.add(self.T[j] >= _wsum(tv, tc))
             m.add(self.B[j] == _wsum(bv, bc))
         self.Tmax = m.new_int_var(0, horizon, "time_max")
@@ -510,8 +567,18 @@ class TrainingModel:
                 v = t.virtual
                 hv, hc = self._own_hide(j, d)
                 later = self.B[j + 1 :]
-                hide = _wsum(later + hv, [1] * len(later) + hc)
-                m.add(v * self.DP >= v * _wsum(dv, dc) - hide).only_enforce_if(sel)
+                if v == 1:
+                    # Plain 1F1B: the stages before slot j's run their last backwards after
+                    # it, each once the gradient has crossed the hand-off to it (one-way p2p,
+                    # H / 2), so 2 DP >= 2 dp - 2 own - sum_{i > j} (2 B_i + H_i).
+                    hops = [h for h in self.H[j + 1 :] if not isinstance(h, int)]
+                    hide = _wsum(
+                        later + hops + hv, [2] * len(later) + [1] * len(hops) + [2 * c for c in hc]
+                    )
+                    m.add(2 * self.DP >= 2 * _wsum(dv, dc) - hide).only_enforce_if(sel)
+                else:
+                    hide = _wsum(later + hv, [1] * len(later) + hc)
+                    m.add(v * self.DP >= v * _wsum(dv, dc) - hide).only_enforce_if(sel)
                 m.add(self.OPT >= _wsum(*self._part(j, "opt", d))).only_enforce_if(sel)
         # Closed form m T_max + (sum T - T_max) / v, times v to stay integral: v is 1 for
         # plain 1F1B; the model's objective is then v x step time (divided out on extraction).
@@ -560,6 +627,61 @@ class TrainingModel:
             m.add(w >= xo + self.x[k][o2] - 1)
             vs.append(w)
             cs.append(excess)
+
+    def _near_runs(self) -> None:
+        """Runs of near-priced hand-offs (:func:`hop_runs`): ``near[j]`` says the hop from slot
+        ``j`` to slot ``j - 1`` is part of a run whose every hop stays inside one NVLink domain
+        for every replica, and such a run's stages must satisfy
+        :func:`~solver.cpsat.tables.run_fits` (``d * sum(tp) <= D``, proven there).
+
+        ``G[j]`` is at least ``d x`` the TP of the run's stages from its first stage down to
+        slot ``j``: ``G[j] >= d tp_j`` always, ``G[j-1] >= d tp_{j-1} + G[j]`` and
+        ``G[j-1] <= D`` when ``near[j]`` (big-M ``D`` on both, vacuous otherwise since ``G <=
+        D``).  Only options that appear in a near-priced pair count towards ``tp`` and ``D``
+        (each has ``d tp < D``); a near run over any other option buys nothing (its pairs cost
+        ``far`` anyway, :meth:`_far_unless_near`), so leaving it out only relaxes the rule.
+        The hop a placement actually keeps inside a domain is a run the rule admits, so the
+        model with ``near`` set from that placement is a solution priced <= the evaluator's
+        closed form: the optimum stays a valid bound.
+        """
+        self.runs = runs = hop_runs(self.t)
+        self.near: dict[int, Any] = {}
+        if runs is None or self.J < 2:
+            self.runs = None
+            return
+        t, m = self.t, self.m
+        d = runs.d
+        elig = sorted({o for pair in runs.excess for o in pair})
+        top = max(runs.domain.values())
+        self.near = {j: m.new_bool_var(f"near[s{j}->s{j - 1}]") for j in range(1, self.J)}
+        G = [m.new_int_var(0, top, f"run_gpus[s{j}]") for j in range(self.J)]
+        for j in range(self.J):
+            xs = [self.x[j][o] for o in elig]
+            m.add(G[j] >= _wsum(xs, [d * t.options[o].tp for o in elig]))
+        for j, near in self.near.items():
+            xs = [self.x[j - 1][o] for o in elig]
+            tpd = _wsum(xs, [d * t.options[o].tp for o in elig])
+            cap = _wsum(xs, [runs.domain[t.options[o].pool] for o in elig])
+            m.add(G[j - 1] >= tpd + G[j] - top + top * near)
+            m.add(G[j - 1] <= cap + top - top * near)
+
+    def _far_unless_near(self, j: int, o: int, vs: list[Any], cs: list[int]) -> None:
+        """Append to (vs, cs) what slot j's hand-off to slot j - 1 costs above its near price
+        when it is not part of a near run: ``excess[(o, o2)]`` on ``u >= x[j, o] + x[j-1, o2]
+        - 1 - near[j]`` (minimisation keeps u at its lower bound)."""
+        runs = self.runs
+        if runs is None:
+            return
+        m, near = self.m, self.near[j]
+        xo = self.x[j][o]
+        for o2 in range(len(self.t.options)):
+            e = runs.excess.get((o, o2), 0)
+            if e <= 0:
+                continue
+            u = m.new_bool_var(f"far[s{j}:{self._names[o]}->s{j - 1}:{self._names[o2]}]")
+            m.add(u >= xo + self.x[j - 1][o2] - 1 - near)
+            vs.append(u)
+            cs.append(e)
 
     def _pair_prices(self, o: int) -> tuple[int, list[tuple[int, int]]]:
         """Sender option o's cheapest hand-off price and the (receiver, excess) of dearer ones."""

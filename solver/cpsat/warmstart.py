@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 
-from .training import TrainingChoice, TrainOption, TrainTables
+from .training import HopRuns, TrainingChoice, TrainOption, TrainTables, hop_runs
 
 __all__ = ["fill_blocks", "memory_lower_bound_fails", "pipeline_search", "stage_objective", "warm_start"]
 
@@ -110,7 +110,9 @@ def stage_objective(t: TrainTables, d: int, stages: list[tuple[TrainOption, int]
 
     # DP traffic of stage s hides behind the backward of stages 0..s-1 (their last chunk still
     # runs after stage s has finished: B / v each under interleaving, the model's
-    # v DP >= v dp - hide) and its own compute (TrainingModel._own_hide).
+    # v DP >= v dp - hide) and its own compute (TrainingModel._own_hide); under plain 1F1B
+    # also behind the one-way gradient hand-offs between them (half of each 2 x p2p price:
+    # the model's 2 DP >= 2 dp - 2 own - sum (2 B + H)).
     def own(s: int) -> int:
         if not t.overlap:
             return 0
@@ -120,10 +122,173 @@ def stage_objective(t: TrainTables, d: int, stages: list[tuple[TrainOption, int]
             return v * m * bwds[s]
         return v * m * (bwds[s] + fwds[s])
 
+    runs = hop_runs(t)
+    opt_idx = [(index[id(o)], o) for o, _ in stages]
+    if v == 1:
+        hops = [t.p2p_pair[(opt_idx[s][0], opt_idx[s + 1][0])] for s in range(p - 1)]
+        # W[s]: 2 x (dp - own - what stage s hides behind) with every hop at its p2p_pair price.
+        W = []
+        acc = 0
+        for s in range(p):
+            W.append(2 * dps[s] - 2 * own(s) - acc)
+            if s + 1 < p:
+                acc += 2 * bwds[s] + hops[s]
+        if runs is None:
+            pipe = (m - 1) * max(times) + sum(times) + _exposed2(max(W))
+        else:
+            pipe = _best_runs(runs, m - 1, times, opt_idx, W)
+        return pipe + max(opts)
     worst = max(v * dps[s] - sum(bwds[:s]) - own(s) for s in range(p))
     exposed = max(0, -(-worst // v))  # DP is an integer variable: ceil(worst / v)
-    step_v = (v * m - 1) * max(times) + sum(times) + v * (exposed + max(opts))
-    return step_v if v == 1 else step_v / v
+    if runs is None:
+        pipe = (v * m - 1) * max(times) + sum(times)
+    else:
+        pipe = _best_runs(runs, v * m - 1, times, opt_idx)
+    step_v = pipe + v * (exposed + max(opts))
+    return step_v / v
+
+
+def _exposed2(worst2: int) -> int:
+    """The model's integer ``DP`` for ``2 DP >= worst2``, ``DP >= 0``: ``max(0, ceil(worst2 / 2))``."""
+    return max(0, -(-worst2 // 2))
+
+
+def _best_runs(
+    runs: HopRuns,
+    a: int,
+    times: list[int],
+    opts: list[tuple[int, TrainOption]],
+    W: list[int] | None = None,
+) -> int:
+    """``min a max(T) + sum T`` over the model's ``near`` Booleans (TrainingModel._near_runs):
+    ``times`` are the stages' times with every hand-off at its ``p2p_pair`` (near) price; a
+    hop off a near run adds its ``excess``; a run (consecutive hops, all near) needs
+    ``d * sum(tp) <= D`` of its pool.
+
+    Exact: for each candidate ``T_max`` value ``tau`` (a stage's time with or without its
+    excess), hops whose far time exceeds ``tau`` must be near, and a DP over run ends
+    maximises the excess saved; the answer is the least ``a tau + sum - saved``.  Runs have
+    at most ``D / d`` stages, so each DP is O(p D / d); candidates are tried in increasing
+    order and stop once ``a tau + sum(times)`` (no excess at all) cannot beat the best.
+
+    ``W`` (plain 1F1B): per stage, 2 x its DP traffic less what it hides with every hop at
+    its near price; a far hop's excess also hides (half of it) the DP traffic of every later
+    stage, so the model's ``DP = max(0, ceil(max_s (W[s] - E[s]) / 2))`` with ``E[s]`` the
+    excess of the far hops before stage s, and the result is ``min a max(T) + sum T + DP``
+    (:func:`_least_extra`).
+    """
+    p = len(times)
+    d = runs.d
+    ex = [runs.excess.get((opts[s][0], opts[s + 1][0]), 0) if s + 1 < p else 0 for s in range(p)]
+    if not any(ex):
+        return a * max(times) + sum(times) + (0 if W is None else _exposed2(max(W)))
+    far = [tt + e for tt, e in zip(times, ex, strict=True)]
+    base = sum(far)
+    lo = max(times)
+    low_dp = 0  # the least DP any choice gives (every hop far hides the most)
+    if W is not None:
+        low_dp = _exposed2(max(w - sum(ex[:s]) for s, w in enumerate(W)))
+    best = a * max(far) + base + low_dp  # every hop far: always feasible
+    for tau in sorted({x for x in far if x > lo} | {lo}):
+        if a * tau + sum(times) + low_dp >= best:
+            break
+        if W is None:
+            saved = _most_saved(runs, d, ex, far, tau, opts)
+            if saved is not None:
+                best = min(best, a * tau + base - saved)
+        else:
+            extra = _least_extra(runs, d, ex, far, tau, opts, W)
+            if extra is not None:
+                best = min(best, a * tau + sum(times) + extra)
+    return best
+
+
+def _least_extra(
+    runs: HopRuns,
+    d: int,
+    ex: list[int],
+    far: list[int],
+    tau: int,
+    opts: list[tuple[int, TrainOption]],
+    W: list[int],
+) -> int | None:
+    """Least ``E + max(0, ceil(max_s (W[s] - E[s]) / 2))`` over the runs with every stage's
+    time <= ``tau`` (None: impossible), ``E`` the total excess of the far hops and ``E[s]``
+    that of the far hops before stage s.
+
+    The runs of :func:`_most_saved`, with a Pareto set per run boundary ``s`` (hop ``s - 1``
+    not near): excess so far ``E`` -> the least ``max (W[s'] - E[s'])`` over stages before
+    ``s``.  Exact: inside a run ``E[s']`` is constant, the far hop closing it adds its excess.
+    """
+    p = len(ex)
+    F: list[dict[int, float]] = [{} for _ in range(p + 1)]
+    F[0][0] = -math.inf
+    for b in range(p):
+        if b + 1 < p and far[b] > tau:
+            continue
+        add = ex[b] if b + 1 < p else 0
+        out = F[b + 1]
+        gpus = d * opts[b][1].tp
+        a = b
+        wmax = W[b]
+        while True:
+            for e, mx in F[a].items():
+                m2 = max(mx, wmax - e)
+                key = e + add
+                if key not in out or m2 < out[key]:
+                    out[key] = m2
+            if a == 0 or ex[a - 1] <= 0:
+                break
+            gpus += d * opts[a - 1][1].tp
+            if gpus > runs.domain.get(opts[a - 1][1].pool, 0):
+                break
+            a -= 1
+            wmax = max(wmax, W[a])
+        if out:  # keep the Pareto front: larger E only with a smaller max
+            front: dict[int, float] = {}
+            least = math.inf
+            for e in sorted(out):
+                if out[e] < least:
+                    front[e] = out[e]
+                    least = out[e]
+            F[b + 1] = front
+    if not F[p]:
+        return None
+    return min(e + _exposed2(int(mx)) for e, mx in F[p].items())
+
+
+def _most_saved(
+    runs: HopRuns, d: int, ex: list[int], far: list[int], tau: int, opts: list[tuple[int, TrainOption]]
+) -> int | None:
+    """Most excess the near runs save with every stage's time <= ``tau`` (None: impossible).
+
+    ``F[s]``: the most saved over stages ``0..s-1`` split into runs, hop ``s - 1`` not near
+    (so it must be allowed far: ``far[s - 1] <= tau``).  A run ``[a, b]`` makes hops ``a..b-1``
+    near (each with excess > 0) and needs ``d * sum(tp) <= D``.
+    """
+    p = len(ex)
+    neg = -1
+    F = [neg] * (p + 1)
+    F[0] = 0
+    for b in range(p):
+        # stage b closes a run [a, b]; hop b must then be far (or b is the last stage)
+        if b + 1 < p and far[b] > tau:
+            continue
+        gpus = d * opts[b][1].tp
+        saved = 0
+        a = b
+        cand = F[b] if F[b] >= 0 else neg
+        while a > 0 and ex[a - 1] > 0:
+            gpus += d * opts[a - 1][1].tp
+            if gpus > runs.domain.get(opts[a - 1][1].pool, 0):
+                break
+            saved += ex[a - 1]
+            a -= 1
+            if F[a] >= 0:
+                cand = max(cand, F[a] + saved)
+        if cand >= 0:
+            F[b + 1] = cand
+    return F[p] if F[p] >= 0 else None
 
 
 def _even(layers: int, p: int) -> list[int]:
