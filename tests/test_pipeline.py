@@ -69,19 +69,24 @@ def _lower_bound(f: np.ndarray, b: np.ndarray, m: int) -> float:
 def test_1f1b_uneven_within_tolerance_of_closed_form(
     times: list[tuple[float, float]], m: int
 ) -> None:
-    """Uneven stages, 1F1B: lower bound <= simulation <= 1.05 x closed form m*max + sum - max.
+    """Uneven stages, 1F1B: lower bound <= simulation <= (m - 1)(max f + max b) + sum(f + b).
 
-    The closed form charges every non-bottleneck stage's full f+b once; the simulation overlaps
-    some of it, so the closed form is mostly conservative (observed -21%..+3% over 3000 random
-    pipelines, f in [0.2, 2], b in [0.2, 4], p <= 6, m <= 12).  It can be exceeded when a
-    forward-heavy stage precedes a backward-heavy one, e.g. f=(2, .5, .5), b=(.5, 2, .5),
-    m=2: simulation 9.0 vs closed form 8.5.
+    The upper bound holds because in the 1F1B steady state each stage alternates one forward and
+    one backward, so no period exceeds the largest forward plus the largest backward.  The
+    closed form the CP optimises, m*max(f + b) + sum - max, is NOT an upper bound: it charges
+    every non-bottleneck stage's full f+b once and the simulation overlaps some of it (mostly
+    conservative: -21%..+4.5% over 20,000 uniform random pipelines, f in [0.2, 2], b in
+    [0.2, 4], p <= 6, m <= 12; -21%..+21% with every time at an end of its range), but a
+    forward-heavy stage before a backward-heavy one exceeds it, e.g. f=(2, .25, .5),
+    b=(1, 3, .5), m=2: simulation 11.25 vs closed form 10.5 (+7.1%, found by Hypothesis; the
+    README's "closed form vs simulation" limit).  The 0.75 floor below is the observed -21%.
     """
     f = np.array([t[0] for t in times])
     b = np.array([t[1] for t in times])
     sim = simulate_pipeline(f, b, m).makespan_s
     closed = pipeline_time_closed_form(f + b, m, 1)
-    assert sim <= closed * 1.05
+    upper = (m - 1) * (float(f.max()) + float(b.max())) + float((f + b).sum())
+    assert sim <= upper * (1 + 1e-9)
     assert sim >= _lower_bound(f, b, m) * (1 - 1e-9)
     assert sim >= closed * 0.75
 
