@@ -486,7 +486,15 @@ class LocalExecutor:
 
 
 def _kill_pool(pool: ProcessPoolExecutor) -> None:
+    """Kill the workers, then wait (bounded) for the pool's manager thread to finish.
+
+    Without the last join, the interpreter's exit hook (``concurrent.futures.process.
+    _python_exit``) can wake the manager thread while it is closing its wake-up pipe and print
+    ``OSError: Bad file descriptor`` with a traceback after a Ctrl-C (seen once in CI-like runs
+    of ``tests/test_sweep.py::test_ctrl_c_stops_cleanly_keeping_finished_cases``).
+    """
     procs = list((getattr(pool, "_processes", None) or {}).values())
+    manager = getattr(pool, "_executor_manager_thread", None)
     for proc in procs:
         with contextlib.suppress(OSError, ValueError):
             proc.kill()
@@ -494,6 +502,8 @@ def _kill_pool(pool: ProcessPoolExecutor) -> None:
     for proc in procs:
         with contextlib.suppress(OSError, ValueError, AssertionError):
             proc.join(timeout=5)
+    if manager is not None:
+        manager.join(timeout=5)
 
 
 # ------------------------------------------------------------------------------------------
