@@ -24,7 +24,6 @@ import contextlib
 import logging
 import os
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -37,7 +36,7 @@ from rich.rule import Rule
 
 from . import __version__
 from .errors import SpecError, format_validation_error
-from .io import load_cluster, load_model, load_plan, load_workload
+from .io import load_cluster, load_model, load_plan, load_workload, write_text_atomic
 from .report import dumps, objective_unit, plan_document, render_evaluation, render_result
 from .report.render import fmt_objective
 from .result import Result, Status
@@ -208,15 +207,7 @@ def write_new_file(path: Path, text: str, *, force: bool = False) -> None:
         except FileExistsError:
             raise SpecError(f"{path}: already exists; pass --force to overwrite") from None
         return
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_text_atomic(path, text)
 
 
 def _report_dict(report: Any) -> dict[str, Any]:

@@ -8,8 +8,10 @@ names resolve to ``instances/<name>.yaml``.  The search path is, in order: the p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +31,7 @@ from .specs import (
 )
 
 __all__ = [
+    "write_text_atomic",
     "find_spec",
     "load_calibration",
     "load_cluster",
@@ -237,3 +240,18 @@ def load_calibration(ref: str | os.PathLike[str], relative_to: Path | None = Non
         p = find_spec(str(ref), "instances/calibration/".rstrip("/") + "/")
     c: Calibration = _validate(Calibration, read_document(p), str(p))
     return c
+
+
+def write_text_atomic(path: Path, text: str, *, newline: str | None = None) -> None:
+    """Replace ``path`` with ``text`` through a temporary file in the same directory, so an
+    interrupted write never leaves half a file (``newline`` as for :func:`open`; the sweep's
+    CSV passes ``""``)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -265,13 +265,31 @@ def run_train(
         raise ValueError(f"kind: run_train needs a training plan, got {lay.kind!r}")
     if lay.world_needed > ctx.world:
         raise ValueError(f"plan needs {lay.world_needed} GPUs, the run has {ctx.world}")
+    return _on_every_rank(
+        ctx,
+        lay,
+        check,
+        lambda pos, groups: _train_rank(ctx, cfg, lay, pos, groups, steps, warmup, seed, check),
+    )
+
+
+def _on_every_rank(
+    ctx: DistContext,
+    lay: PlanLayout,
+    check: bool,
+    run: Callable[
+        [tuple[int, int, int], dict[str, Any]], tuple[dict[str, Any], dict[str, Any] | None]
+    ],
+) -> CaseResult:
+    """Run ``run(position, groups)`` on every rank the plan uses (a single-GPU OOM becomes the
+    rank's error) and gather the ranks' results (and, for a check, their tensors) on all ranks."""
     groups = _make_groups(ctx, lay)
     pos = lay.position(ctx.rank)
     info: dict[str, Any] | None = None
     tensors: dict[str, Any] | None = None
     if pos is not None:
         with _single_gpu_oom(ctx, lay) as caught:
-            info, tensors = _train_rank(ctx, cfg, lay, pos, groups, steps, warmup, seed, check)
+            info, tensors = run(pos, groups)
         if caught:
             info = {"rank": ctx.rank, "error": caught[0]}
     ranks = _gather(ctx, info)
@@ -445,18 +463,12 @@ def run_inference(
     if lay.world_needed > ctx.world:
         raise ValueError(f"plan needs {lay.world_needed} GPUs, the run has {ctx.world}")
     cfg = cfg.with_seq_len(prompt + gen)
-    groups = _make_groups(ctx, lay)
-    pos = lay.position(ctx.rank)
-    info: dict[str, Any] | None = None
-    tensors: dict[str, Any] | None = None
-    if pos is not None:
-        with _single_gpu_oom(ctx, lay) as caught:
-            info, tensors = _infer_rank(ctx, cfg, lay, pos, groups, prompt, gen, reps, seed, check)
-        if caught:
-            info = {"rank": ctx.rank, "error": caught[0]}
-    ranks = _gather(ctx, info)
-    tens = _gather(ctx, tensors) if check else [None] * ctx.world
-    return CaseResult(ranks=ranks, tensors=tens)
+    return _on_every_rank(
+        ctx,
+        lay,
+        check,
+        lambda pos, groups: _infer_rank(ctx, cfg, lay, pos, groups, prompt, gen, reps, seed, check),
+    )
 
 
 def _infer_rank(

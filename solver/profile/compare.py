@@ -19,6 +19,7 @@ only, so it is compared with the ledger's tensors (total minus the fixed framewo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from ..costmodel import constants as C
@@ -136,17 +137,38 @@ def _predict(
     return rep
 
 
-def _train_row(case: dict[str, Any], cluster: Cluster, cal: Calibration | None) -> dict[str, Any]:
-    row: dict[str, Any] = {"name": case["name"]}
-    if "summary" not in case:
-        row["status"] = case.get("skipped") or case.get("error") or "not measured"
-        return row
-    meas = case["summary"]
+def _predictions(
+    case: dict[str, Any],
+    cluster: Cluster,
+    cal: Calibration | None,
+    workload: Callable[[dict[str, Any], Plan], TrainingWorkload | InferenceWorkload],
+) -> dict[str, dict[str, Any]]:
+    """The evaluator's report of a measured case's plan: with catalog figures, and calibrated."""
     plan = load_plan(_retarget(case["plan"], cluster.pools[0].name))
-    model, wl = model_spec(case["shape"]), training_workload(case, plan)
+    model, wl = model_spec(case["shape"]), workload(case, plan)
     preds = {"catalog": _predict(model, cluster, wl, plan, None)}
     if cal is not None:
         preds["calibrated"] = _predict(model, cluster, wl, plan, cal)
+    return preds
+
+
+def _unmeasured(case: dict[str, Any]) -> dict[str, Any] | None:
+    """The row of a case that has no measurement (skipped or failed), else None."""
+    if "summary" in case:
+        return None
+    return {
+        "name": case["name"],
+        "status": case.get("skipped") or case.get("error") or "not measured",
+    }
+
+
+def _train_row(case: dict[str, Any], cluster: Cluster, cal: Calibration | None) -> dict[str, Any]:
+    skipped = _unmeasured(case)
+    if skipped is not None:
+        return skipped
+    row: dict[str, Any] = {"name": case["name"]}
+    meas = case["summary"]
+    preds = _predictions(case, cluster, cal, training_workload)
     row["measured"] = {
         "step_s": meas["step_s"],
         "peak_GB": meas.get("peak_allocated_GB"),
@@ -180,16 +202,12 @@ def _train_row(case: dict[str, Any], cluster: Cluster, cal: Calibration | None) 
 
 
 def _infer_row(case: dict[str, Any], cluster: Cluster, cal: Calibration | None) -> dict[str, Any]:
+    skipped = _unmeasured(case)
+    if skipped is not None:
+        return skipped
     row: dict[str, Any] = {"name": case["name"]}
-    if "summary" not in case:
-        row["status"] = case.get("skipped") or case.get("error") or "not measured"
-        return row
     meas = case["summary"]
-    plan = load_plan(_retarget(case["plan"], cluster.pools[0].name))
-    model, wl = model_spec(case["shape"]), inference_workload(case, plan)
-    preds = {"catalog": _predict(model, cluster, wl, plan, None)}
-    if cal is not None:
-        preds["calibrated"] = _predict(model, cluster, wl, plan, cal)
+    preds = _predictions(case, cluster, cal, inference_workload)
     row["measured"] = {
         "ttft_ms": meas["ttft_ms"],
         "tpot_ms": meas["tpot_ms"],

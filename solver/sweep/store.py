@@ -19,13 +19,13 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
+from ..io import write_text_atomic as _write_atomic
 
 __all__ = [
     "CASES_FILE",
@@ -204,15 +204,7 @@ class ResultWriter:
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Replace ``path`` (a file the sweep owns) with ``text``, never leaving half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    _write_atomic(path, text, newline="")
 
 
 def _cell(value: Any) -> Any:
