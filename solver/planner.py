@@ -152,7 +152,7 @@ def plan(
         return Result(status=Status.INVALID_INPUT, message=str(e), seed=seed, time_s=time.perf_counter() - start)
     if compare_baseline:
         res.baseline = _rubric_baseline(model, cluster, workload)
-    result, check = _verify_checked(model, cluster, workload, res, start, seed)
+    result, check = _verify(model, cluster, workload, res, start, seed)
     if check.hop_explained and isinstance(workload, TrainingWorkload):
         from .cpsat.plan_training import solve_training as _solve_training
 
@@ -308,17 +308,6 @@ def _within(value: float, span: tuple[float, float], tol: float) -> bool:
 
 
 def _verify(
-    model: Model,
-    cluster: Cluster,
-    workload: TrainingWorkload | InferenceWorkload,
-    res: Solved,
-    start: float,
-    seed: int,
-) -> Result:
-    return _verify_checked(model, cluster, workload, res, start, seed)[0]
-
-
-def _verify_checked(
     model: Model,
     cluster: Cluster,
     workload: TrainingWorkload | InferenceWorkload,
@@ -499,7 +488,7 @@ def _hop_fallback(
     res2.baseline = res.baseline
     second, check2 = (None, None)
     if res2.plan is not None:
-        second, check2 = _verify_checked(model, cluster, workload, res2, start, seed)
+        second, check2 = _verify(model, cluster, workload, res2, start, seed)
     maximise = workload.objective == "max_throughput"
     pick, ref = first, check.reference
     note = "re-solved with every hand-off at its dearest: "

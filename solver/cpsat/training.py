@@ -284,9 +284,6 @@ class TrainingModel:
             deepest = max(deepest, p)
         return max(1, min(J, deepest))
 
-    def _oname(self, o: int) -> str:
-        return self._names[o]
-
     def _horizon(self) -> int:
         t = self.t
         L = t.num_layers
