@@ -19,44 +19,24 @@ interleaved 1F1B, ZeRO 0-3, DP without overlap, min_cost):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 
+import builders
 import pytest
+from builders import A100, H100, L40S, cluster, gpu
 from ortools.sat.python import cp_model
 
 from solver import load_cluster, load_model, load_workload
-from solver.catalog import resolve_gpu
 from solver.cpsat.plan_training import families, subproblems
 from solver.cpsat.tables import Family, lower_bound_us, pipeline_lp_bound, refine
 from solver.cpsat.training import TrainingChoice, TrainingModel, TrainTables
 from solver.cpsat.warmstart import stage_objective, warm_start
-from solver.specs import Cluster, GPUSpec, Link, Model, Nic, Pool, TrainingWorkload
+from solver.specs import Cluster, Model, TrainingWorkload
 
-H100, A100, L40S = "H100-SXM5-80GB", "A100-SXM4-80GB", "L40S"
-
-
-def gpu(base: str, memory_GB: float) -> GPUSpec:
-    spec = resolve_gpu(base)
-    return spec.model_copy(update={"name": f"{spec.name}-{memory_GB:g}GB", "memory_GB": memory_GB})
-
-
-def pool(
-    name: str, gpu: str | GPUSpec, *, nodes: int = 1, gpn: int = 2, pcie: bool = False, cost: float = 1.0
-) -> Pool:
-    link = (
-        Link(kind="pcie", bandwidth_GBps=25, latency_us=5)
-        if pcie
-        else Link(kind="nvswitch", bandwidth_GBps=300, latency_us=3)
-    )
-    return Pool(
-        name=name, gpu=gpu, nodes=nodes, gpus_per_node=gpn, intra_node=link,
-        nic=Nic(count=1, bandwidth_GBps=25, latency_us=5), cost_per_gpu_hour=cost,
-    )
-
-
-def cluster(*pools: Pool) -> Cluster:
-    return Cluster(name="+".join(p.name for p in pools), pools=list(pools))
+#: Pools here are priced (1.0 per GPU hour) so that min_cost instances can use them.
+pool = functools.partial(builders.pool, cost=1.0)
 
 
 def gpt(layers: int, hidden: int = 256, heads: int = 4, vocab: int = 1024) -> Model:

@@ -14,21 +14,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from builders import A100, H100, L40S, cluster, gpu, pool
 
 from solver.baselines import exhaustive_best
-from solver.catalog import resolve_gpu
 from solver.evaluate import evaluate
 from solver.planner import objective_of, plan
 from solver.result import Status
 from solver.specs import (
     Cluster,
-    GPUSpec,
     InferenceWorkload,
-    Link,
     Model,
-    Nic,
     Plan,
-    Pool,
     Recompute,
     TrainingWorkload,
 )
@@ -38,47 +34,9 @@ pytestmark = pytest.mark.exhaustive
 #: Relative agreement required between the planner's and the exhaustive objective.
 RTOL = 0.005
 
-H100, A100, L40S = "H100-SXM5-80GB", "A100-SXM4-80GB", "L40S"
-
-
 # --------------------------------------------------------------------------------------------
-# Instance builders
+# Instance builders (gpu, pool, cluster: tests/builders.py)
 # --------------------------------------------------------------------------------------------
-def gpu(base: str, memory_GB: float) -> GPUSpec:
-    """A catalog GPU with less memory, so that tiny models meet the memory limit."""
-    spec = resolve_gpu(base)
-    return spec.model_copy(update={"name": f"{spec.name}-{memory_GB:g}GB", "memory_GB": memory_GB})
-
-
-def pool(
-    name: str,
-    gpu: str | GPUSpec,
-    *,
-    nodes: int = 1,
-    gpn: int = 2,
-    pcie: bool = False,
-    cost: float | None = None,
-) -> Pool:
-    link = (
-        Link(kind="pcie", bandwidth_GBps=25, latency_us=5)
-        if pcie
-        else Link(kind="nvswitch", bandwidth_GBps=300, latency_us=3)
-    )
-    return Pool(
-        name=name,
-        gpu=gpu,
-        nodes=nodes,
-        gpus_per_node=gpn,
-        intra_node=link,
-        nic=Nic(count=1, bandwidth_GBps=25, latency_us=5),
-        cost_per_gpu_hour=cost,
-    )
-
-
-def cluster(*pools: Pool) -> Cluster:
-    return Cluster(name="+".join(p.name for p in pools), pools=list(pools))
-
-
 def gpt(
     layers: int,
     hidden: int = 256,
