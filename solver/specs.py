@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "Calibration",
@@ -34,6 +34,25 @@ PositiveInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(gt=0, le=1)]
+
+#: One measured GEMM of a calibration's rate table: ``(m, k, n, tflops)`` for the product
+#: ``(m x k) @ (k x n)`` (row-major operands, ``torch.matmul``) timed at ``tflops`` TFLOP/s.
+GemmRate = tuple[PositiveInt, PositiveInt, PositiveInt, PositiveFloat]
+
+
+def _check_gemm_table(v: tuple[GemmRate, ...]) -> tuple[GemmRate, ...]:
+    """Reject a table that names one (m, k, n) twice (the lookup would be ambiguous)."""
+    seen: set[tuple[int, int, int]] = set()
+    for i, (m, k, n, _) in enumerate(v):
+        if (m, k, n) in seen:
+            raise ValueError(f"[{i}]: duplicate GEMM shape, got (m, k, n) = ({m}, {k}, {n})")
+        seen.add((m, k, n))
+    return v
+
+
+#: A measured per-shape GEMM rate table (see :func:`solver.costmodel.compute.gemm_rate_tflops`):
+#: a tuple, so that a GPU spec carrying one stays hashable; shapes are unique.
+GemmTable = Annotated[tuple[GemmRate, ...], Field(min_length=1), AfterValidator(_check_gemm_table)]
 
 
 class _Spec(BaseModel):
@@ -173,6 +192,13 @@ class GPUSpec(_Spec):
     optimizer_efficiency: Fraction | None = Field(
         default=None,
         description="Optimizer step rate / the HBM streaming rate; None: 1 (one fused pass).",
+    )
+    gemm_table: GemmTable | None = Field(
+        default=None,
+        description="Measured per-shape GEMM rates, rows [m, k, n, TFLOP/s] of (m x k) @ (k x n) "
+        "in the 16-bit profile dtype; when set, GEMM groups run at the table's rate for their "
+        "shape instead of peak x gemm_efficiency (solver/costmodel/compute.py "
+        "gemm_rate_tflops).  None: the catalog formula.",
     )
 
 
@@ -437,6 +463,10 @@ class Calibration(_Spec):
     )
     optimizer_efficiency: Fraction | None = Field(
         default=None, description="Measured optimizer step rate / HBM streaming rate."
+    )
+    gemm_table: GemmTable | None = Field(
+        default=None,
+        description="Measured per-shape GEMM rates [m, k, n, TFLOP/s] (see GPUSpec).",
     )
     measured: dict[str, Any] = Field(default_factory=dict, description="Raw measurements.")
     meta: dict[str, Any] = Field(default_factory=dict, description="Date, driver, versions.")

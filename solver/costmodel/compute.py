@@ -13,12 +13,23 @@ FLOP counts (forward, one block, GPT MHA + 4h GeLU MLP): 24 b s h^2 + 4 b s^2 h
 Korthikanti et al. 2022 App. A).  Generalised below to GQA (K/V projections
 2 b s h kv_heads head_dim each), SwiGLU (3 matrices of ffn_hidden), ffn != 4h and MoE
 (``experts_per_token`` active experts + router).  Backward = 2x forward GEMMs.
+
+Measured GEMM tables.  A calibration may carry ``gemm_table`` (rows ``[m, k, n, TFLOP/s]``
+timed by ``solver/profile/bench.py``): the cost model then prices each GEMM group at the rate
+measured for its own shape (:func:`gemm_rate_tflops`) instead of the single
+``peak x gemm_efficiency``, and a backward GEMM as its data-gradient and weight-gradient GEMMs
+at their own shapes' rates instead of 2x the forward time.  Per-shape kernel tables are how
+Vidur (Agrawal et al. 2024, "Vidur: A Large-Scale Simulation Framework for LLM Inference",
+profiled operator tables + interpolation) and NVIDIA AIConfigurator (per-GPU, per-framework
+GEMM/attention/communication databases) price kernels; real GEMM rates are not monotonic in
+shape (tile and wave quantisation), which no smooth curve through a few points follows.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from ..specs import GPUSpec, Model
 from . import constants as C
@@ -32,6 +43,8 @@ __all__ = [
     "block_time",
     "decode_block_time",
     "embedding_time",
+    "gemm_pass_shapes",
+    "gemm_rate_tflops",
     "head_time",
     "op_time",
     "peak_tflops",
@@ -95,19 +108,105 @@ class PassTime:
 ZERO_PASS = PassTime(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
-@dataclass(frozen=True)
-class Op:
+class Op(NamedTuple):
     """One operator group: FLOPs, HBM bytes and which peak it runs at.
 
     ``kind``: ``'gemm'`` runs at the workload precision's tensor peak (fp8 if asked);
     ``'attn'`` at the 16-bit tensor peak (attention core and LM head stay 16-bit in fp8
     recipes, NVIDIA Transformer Engine docs); ``'mem'`` is elementwise, priced by bytes only.
+
+    ``dims``: ``(m, k, n)`` of a GEMM group's forward product ``(m x k) @ (k x n)`` (for a
+    grouped MoE GEMM, ``m`` is the rows per expert), which a calibration's measured
+    ``gemm_table`` is looked up by; None for attention cores and elementwise groups.
+
+    A named tuple (immutable, and cheap to build: the planner builds these for every
+    candidate block).
     """
 
     name: str
     flops: float
     bytes: float
     kind: OpKind
+    dims: tuple[float, float, float] | None = None
+
+
+GemmDims = tuple[float, float, float]
+
+#: Neighbours and power of the inverse-distance weighting in :func:`gemm_rate_tflops`.
+GEMM_TABLE_NEIGHBOURS = 8
+GEMM_TABLE_POWER = 2.0
+
+
+class _RateTable:
+    """A ``gemm_table`` prepared for lookups: unique shapes in log2 space, per-axis bounds,
+    and a memo of the rates already asked for (the planner prices the same shapes often)."""
+
+    __slots__ = ("hi", "lo", "memo", "pts", "rates", "table")
+
+    def __init__(self, table: tuple[tuple[int, int, int, float], ...]) -> None:
+        self.table = table  # keeps the tuple alive, so its id() is not reused while cached
+        self.pts = [(math.log2(m), math.log2(k), math.log2(n)) for m, k, n, _ in table]
+        self.rates = [float(r[3]) for r in table]
+        self.lo = tuple(min(p[i] for p in self.pts) for i in range(3))
+        self.hi = tuple(max(p[i] for p in self.pts) for i in range(3))
+        self.memo: dict[GemmDims, float] = {}
+
+    def rate(self, dims: GemmDims) -> float:
+        hit = self.memo.get(dims)
+        if hit is not None:
+            return hit
+        q = [
+            min(max(math.log2(max(d, 1.0)), lo), hi)
+            for d, lo, hi in zip(dims, self.lo, self.hi, strict=True)
+        ]
+        d2 = sorted(
+            ((p[0] - q[0]) ** 2 + (p[1] - q[1]) ** 2 + (p[2] - q[2]) ** 2, r)
+            for p, r in zip(self.pts, self.rates, strict=True)
+        )[:GEMM_TABLE_NEIGHBOURS]
+        if d2[0][0] < 1e-18:
+            out = d2[0][1]
+        else:
+            w = [dd ** (-GEMM_TABLE_POWER / 2.0) for dd, _ in d2]
+            out = sum(wi * r for wi, (_, r) in zip(w, d2, strict=True)) / sum(w)
+        self.memo[dims] = out
+        return out
+
+
+_RATE_TABLES: dict[int, _RateTable] = {}
+
+
+def gemm_rate_tflops(table: tuple[tuple[int, int, int, float], ...], dims: GemmDims) -> float:
+    """Measured TFLOP/s of the GEMM ``(m x k) @ (k x n)``, ``dims = (m, k, n)``, from a
+    calibration's ``gemm_table`` (rows ``[m, k, n, TFLOP/s]``).
+
+    Scheme: shapes live in log2 space (GEMM efficiency depends on ratios of sizes, and the
+    profile sweeps them in powers of two).  The query is first clamped, axis by axis, into
+    the table's bounding box (no extrapolation: a shape smaller or larger than any measured
+    one gets the rate of the nearest measured edge; for tiny decode GEMMs the memory roof
+    decides anyway).  A shape that was measured returns its measured rate exactly; otherwise
+    the result is the inverse-distance-weighted mean (Shepard's method, weights ``1/d^2``) of
+    the :data:`GEMM_TABLE_NEIGHBOURS` nearest measured shapes.  The result is a convex
+    combination of measured rates, so it never leaves [min, max] of the table; callers also
+    cap it at the GPU's MAMF.  Nearest-neighbour rather than a fitted curve, because measured
+    rates are not monotonic in shape (tile / wave quantisation).  Lookups are memoised per
+    table.
+    """
+    rt = _RATE_TABLES.get(id(table))
+    if rt is None or rt.table is not table:
+        if len(_RATE_TABLES) >= 64:
+            _RATE_TABLES.clear()
+        rt = _RATE_TABLES[id(table)] = _RateTable(table)
+    return rt.rate(dims)
+
+
+def gemm_pass_shapes(dims: GemmDims) -> tuple[GemmDims, GemmDims, GemmDims]:
+    """(forward, dgrad, wgrad) ``(m, k, n)`` of a linear layer whose forward is
+    ``(m x k) @ (k x n)``, in the layout ``solver/profile/bench.py`` times them (PyTorch
+    ``nn.Linear``, weight stored ``n x k``): forward ``Y = X W^T``; data gradient
+    ``dX = dY W``: ``(m x n) @ (n x k)``; weight gradient ``dW = dY^T X``: ``(n x m) @ (m x k)``.
+    All three have ``2 m k n`` FLOPs."""
+    m, k, n = dims
+    return (m, k, n), (m, n, k), (n, m, k)
 
 
 def peak_tflops(gpu: GPUSpec, precision: str) -> float:
@@ -136,6 +235,7 @@ def op_time(
     *,
     gemm_efficiency: float | None = None,
     memory_efficiency: float | None = None,
+    dims: GemmDims | None = None,
 ) -> float:
     """Roofline time of one operator group (Williams et al. 2009).
 
@@ -150,7 +250,20 @@ def op_time(
     re-write their operands).  Two more act on whole passes: ``backward_elementwise_factor``
     (:func:`backward_elementwise_factor`) and ``kernel_launch_us`` (:func:`_host_bound`: a pass
     takes at least its groups' issue time on the host, what makes eager decode launch-bound).
+
+    Measured GEMM table: when ``gpu.gemm_table`` is set, a ``'gemm'`` group with ``dims``
+    (``dims`` argument, else ``op.dims``: the backward passes its dgrad / wgrad shapes) runs
+    at ``min(gemm_rate_tflops(dims), MAMF) x realization`` with the MAMF =
+    16-bit peak x ``gemm_efficiency``.  The table is measured in the 16-bit profile dtype;
+    other precisions (fp8) scale it by their peak / the 16-bit peak (the same ratio the
+    catalog formula implies).  ``'attn'`` groups (attention core, LM head), GEMM groups
+    without dims and calls that pass ``gemm_efficiency`` explicitly use the formula above;
+    the memory roof is the same either way.
     """
+    if gpu.gemm_table is not None and gemm_efficiency is None and op.kind != "mem":
+        shape = op.dims if dims is None else dims
+        if shape is not None and op.flops > 0:
+            return _table_op_time(op, gpu, precision, shape, memory_efficiency)
     ge = gpu.gemm_efficiency if gemm_efficiency is None else gemm_efficiency
     me = gpu.memory_efficiency if memory_efficiency is None else memory_efficiency
     nbytes = op.bytes
@@ -162,6 +275,21 @@ def op_time(
     peak = peak_tflops(gpu, precision) if op.kind == "gemm" else _sixteen_bit_peak(gpu)
     real = C.GEMM_REALIZATION_FRACTION if gpu.gemm_realization is None else gpu.gemm_realization
     return max(op.flops / (peak * 1e12 * ge * real), mem_s)
+
+
+def _table_op_time(
+    op: Op, gpu: GPUSpec, precision: str, dims: GemmDims, memory_efficiency: float | None
+) -> float:
+    """:func:`op_time` of a GEMM group priced by the GPU's measured ``gemm_table``."""
+    assert gpu.gemm_table is not None
+    me = gpu.memory_efficiency if memory_efficiency is None else memory_efficiency
+    mem_s = op.bytes / (gpu.memory_bandwidth_GBps * 1e9 * me)
+    sixteen = _sixteen_bit_peak(gpu)
+    rate = min(gemm_rate_tflops(gpu.gemm_table, dims), sixteen * gpu.gemm_efficiency)
+    if op.kind == "gemm":
+        rate *= peak_tflops(gpu, precision) / sixteen
+    real = C.GEMM_REALIZATION_FRACTION if gpu.gemm_realization is None else gpu.gemm_realization
+    return max(op.flops / (rate * 1e12 * real), mem_s)
 
 
 def _host_bound(gpu_s: float, groups: float, gpu: GPUSpec) -> float:
@@ -183,14 +311,34 @@ def backward_elementwise_factor(gpu: GPUSpec) -> float:
     return C.BACKWARD_ELEMENTWISE_FACTOR if f is None else f
 
 
+def _backward_op_time(op: Op, gpu: GPUSpec, precision: str) -> float:
+    """Backward of one non-elementwise group: with a measured ``gemm_table``, a GEMM group's
+    data-gradient plus weight-gradient GEMMs at their own shapes' rates
+    (:func:`gemm_pass_shapes`; each with the forward's bytes for its memory roof); otherwise
+    ``BACKWARD_GEMM_FACTOR`` x the forward."""
+    if gpu.gemm_table is not None and op.kind != "mem" and op.dims is not None:
+        _, dgrad, wgrad = gemm_pass_shapes(op.dims)
+        return op_time(op, gpu, precision, dims=dgrad) + op_time(op, gpu, precision, dims=wgrad)
+    return op_time(op, gpu, precision) * C.BACKWARD_GEMM_FACTOR
+
+
 def _backward_time(ops: list[Op], gpu: GPUSpec, precision: str) -> float:
-    """Backward of forward groups ``ops``: 2x GEMM FLOPs, ``backward_elementwise_factor`` x
-    elementwise traffic; twice as many groups to issue (dgrad and wgrad per GEMM)."""
+    """Backward of forward groups ``ops``: 2x GEMM FLOPs (dgrad + wgrad, each at its measured
+    rate when the GPU carries a ``gemm_table``), ``backward_elementwise_factor`` x elementwise
+    traffic; twice as many groups to issue (dgrad and wgrad per GEMM)."""
     bwd_e = backward_elementwise_factor(gpu)
-    gpu_s = sum(
-        op_time(o, gpu, precision) * (bwd_e if o.kind == "mem" else C.BACKWARD_GEMM_FACTOR)
-        for o in ops
-    )
+    if gpu.gemm_table is None:
+        gpu_s = sum(
+            op_time(o, gpu, precision) * (bwd_e if o.kind == "mem" else C.BACKWARD_GEMM_FACTOR)
+            for o in ops
+        )
+    else:
+        gpu_s = sum(
+            op_time(o, gpu, precision) * bwd_e
+            if o.kind == "mem"
+            else _backward_op_time(o, gpu, precision)
+            for o in ops
+        )
     return _host_bound(gpu_s, C.BACKWARD_GEMM_FACTOR * len(ops), gpu)
 
 
@@ -198,7 +346,15 @@ def _gemm(name: str, tokens: float, k: float, n: float, wbytes: float, kind: OpK
     """(tokens x k) @ (k x n): 2*tokens*k*n FLOPs; read input and weight, write 16-bit output."""
     flops = 2.0 * tokens * k * n
     nbytes = tokens * k * wbytes + k * n * wbytes + tokens * n * C.ACTIVATION_BYTES
-    return Op(name, flops, nbytes, kind)
+    return Op(name, flops, nbytes, kind, (tokens, k, n))
+
+
+def _expert_gemm(op: Op, extra_bytes: float, touched: float) -> Op:
+    """A grouped MoE GEMM: ``op`` over all routed rows plus the weights of the other
+    ``touched - 1`` experts read; its table shape has the rows of ONE expert."""
+    assert op.dims is not None
+    m, k, n = op.dims
+    return Op(op.name, op.flops, op.bytes + extra_bytes, "gemm", (m / max(touched, 1.0), k, n))
 
 
 def block_forward_ops(
@@ -260,8 +416,8 @@ def block_forward_ops(
         up = _gemm("moe_up", routed, h, n_up * f, wb)
         down = _gemm("moe_down", routed, f, h, wb)
         # Weight bytes: each touched expert's matrices are read once.
-        up = Op(up.name, up.flops, up.bytes + (touched - 1) * h * n_up * f * wb, "gemm")
-        down = Op(down.name, down.flops, down.bytes + (touched - 1) * f * h * wb, "gemm")
+        up = _expert_gemm(up, (touched - 1) * h * n_up * f * wb, touched)
+        down = _expert_gemm(down, (touched - 1) * f * h * wb, touched)
         ops += [up, Op("activation", 0.0, act_bytes * routed * f, "mem"), down]
         ops.append(Op("dispatch_combine", 0.0, 4.0 * C.ACTIVATION_BYTES * routed * h / rep, "mem"))
     else:
@@ -390,7 +546,7 @@ def head_time(
     fwd = _ops_time([norm, gemm, ce], gpu, precision)
     bwd = _host_bound(
         op_time(norm, gpu, precision) * backward_elementwise_factor(gpu)
-        + op_time(gemm, gpu, precision) * C.BACKWARD_GEMM_FACTOR
+        + _backward_op_time(gemm, gpu, precision)
         + op_time(ce_bwd, gpu, precision),
         4,
         gpu,
@@ -481,8 +637,8 @@ def decode_block_time(
         ops.append(_gemm("router", b, h, e, wb))
         up = _gemm("moe_up", b * k, h, n_up * f, wb)
         down = _gemm("moe_down", b * k, f, h, wb)
-        ops.append(Op(up.name, up.flops, up.bytes + (touched - 1) * h * n_up * f * wb, "gemm"))
-        ops.append(Op(down.name, down.flops, down.bytes + (touched - 1) * f * h * wb, "gemm"))
+        ops.append(_expert_gemm(up, (touched - 1) * h * n_up * f * wb, touched))
+        ops.append(_expert_gemm(down, (touched - 1) * f * h * wb, touched))
     else:
         f = model.ffn_hidden_size / t
         ops.append(_gemm("mlp_up", b, h, n_up * f, wb))

@@ -5,10 +5,18 @@ What each calibration field is, so that the evaluator can use it unchanged:
 ``gemm_efficiency``
     Best measured GEMM rate / the GPU's dense 16-bit peak: the maximum achievable matmul
     FLOPS (MAMF, stas00/ml-engineering ``mamf-finder.py``), which is how the catalog defines
-    the field (``solver/catalog/gpus.yaml``).  The cost model multiplies it by the global
-    ``GEMM_REALIZATION_FRACTION`` (shape, launch and overlap losses inside a real step), so
-    the *transformer-shape* rates are not used here; they are kept in ``measured.gemm`` with
-    their ratio to the MAMF (``realization_*``) to compare with that constant.
+    the field (``solver/catalog/gpus.yaml``).  Without a GEMM table the cost model multiplies
+    it by the global ``GEMM_REALIZATION_FRACTION`` (shape, launch and overlap losses inside a
+    real step).  The transformer-shape rates are also kept in ``measured.gemm`` with their
+    ratio to the MAMF (``realization_*``) to compare with that constant.
+``gemm_table``
+    Every transformer GEMM the profile timed (qkv / proj / fc1 / fc2, forward, dgrad and
+    wgrad, each hidden size, token count and TP degree) as one row ``[m, k, n, TFLOP/s]`` of
+    the product ``(m x k) @ (k x n)`` actually timed (:func:`solver.profile.bench.bench_gemms`;
+    a shape timed more than once gets the geometric mean of its rates).  With it the cost
+    model prices each GEMM at its own shape's measured rate
+    (:func:`solver.costmodel.compute.gemm_rate_tflops`), and ``gemm_realization`` (fitted
+    below) becomes the fraction of the micro-benchmark rate a whole block realises (~1).
 ``memory_efficiency``
     Asymptotic ``copy_`` bandwidth (read + write, fitted ``t = t0 + bytes / R`` over all
     buffer sizes) / the catalog's HBM bandwidth.
@@ -151,6 +159,20 @@ def _gemm_summary(records: list[dict[str, Any]], peak_tflops: float) -> dict[str
             "rms_rel_err": fit.rms_rel_err,
         }
     return out
+
+
+def _gemm_table(records: list[dict[str, Any]]) -> tuple[tuple[int, int, int, float], ...]:
+    """The transformer GEMM records as unique ``(m, k, n, TFLOP/s)`` rows, sorted by shape;
+    repeated shapes (one GEMM's dgrad can be another's forward) get the geometric mean.
+    Rates are kept to 6 significant digits (a short, exact YAML round trip)."""
+    by_shape: dict[tuple[int, int, int], list[float]] = defaultdict(list)
+    for r in records:
+        if r["kind"] == "transformer" and float(r["tflops"]) > 0:
+            by_shape[(int(r["m"]), int(r["k"]), int(r["n"]))].append(float(r["tflops"]))
+    return tuple(
+        (m, k, n, float(f"{float(np.exp(np.mean(np.log(v)))):.6g}"))
+        for (m, k, n), v in sorted(by_shape.items())
+    )
 
 
 def _memory_summary(records: list[dict[str, Any]], hbm_GBps: float) -> dict[str, Any]:
@@ -407,13 +429,20 @@ def calibration_from_raw(
         g = _gemm_summary(prof["gemm"], spec.bf16_tflops)
         measured["gemm"] = g
         fields["gemm_efficiency"] = _fraction(g["mamf_tflops"] / spec.bf16_tflops)
+        table = _gemm_table(prof["gemm"])
+        if table:
+            fields["gemm_table"] = table
     if prof.get("memory"):
         mem = _memory_summary(prof["memory"], spec.memory_bandwidth_GBps)
         measured["memory"] = mem
         fields["memory_efficiency"] = _fraction(mem["copy"]["GBps"] / spec.memory_bandwidth_GBps)
     if prof.get("blocks"):
         hw = spec.model_copy(
-            update={k: fields[k] for k in ("gemm_efficiency", "memory_efficiency") if k in fields}
+            update={
+                k: fields[k]
+                for k in ("gemm_efficiency", "memory_efficiency", "gemm_table")
+                if k in fields
+            }
         )
         blk_fields, measured["blocks"] = _block_summary(
             prof["blocks"], hw, str(prof.get("dtype", "bf16"))
