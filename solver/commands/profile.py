@@ -182,6 +182,12 @@ def register(app: typer.Typer) -> None:
                     f"{g['mamf_tflops']:.1f} TFLOP/s of {g['peak_tflops']:g} peak; transformer "
                     f"shapes realise {100 * g.get('realization_flop_weighted', 0):.0f}% of it)"
                 )
+            if cal.gemm_table:
+                rates = [row[3] for row in cal.gemm_table]
+                lines.append(
+                    f"  gemm_table         {len(rates)} transformer GEMM shapes, "
+                    f"{min(rates):.0f}-{max(rates):.0f} TFLOP/s (each GEMM priced at its shape's)"
+                )
             if cal.memory_efficiency is not None:
                 lines.append(
                     f"  memory_efficiency  {cal.memory_efficiency:.3g}  (copy "

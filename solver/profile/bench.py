@@ -63,6 +63,9 @@ class ProfileSizes:
     block_decode_batches: tuple[int, ...] = (1, 32)
     block_context: int = 1024
     block_dropout: float = 0.1
+    #: Elementwise fusion of the benchmarked blocks (``GPTConfig.fusion``): the validation
+    #: runner's, so that the fitted software-stack factors are those of the stack validated.
+    block_fusion: str = "none"
 
     @classmethod
     def gpu(cls) -> ProfileSizes:
@@ -77,6 +80,7 @@ class ProfileSizes:
             reps=10,
             block_shapes=("h2048-l4", "h3072-l4", "h6144-l2", "h12288-l1"),
             block_micro_batches=(1, 2),
+            block_fusion="megatron",
         )
 
     @classmethod
@@ -95,6 +99,7 @@ class ProfileSizes:
             block_seq=1024,
             block_prompt=512,
             block_context=512,
+            block_fusion="megatron",
         )
 
     @classmethod
@@ -143,11 +148,24 @@ def gemm_shapes(hidden: int, tokens: int, tp: int) -> list[tuple[str, int, int, 
     ]
 
 
+def _operand(shape: tuple[int, int], transposed: bool, ctx: DistContext) -> torch.Tensor:
+    """A ``shape`` operand; ``transposed``: the transpose view of a contiguous tensor, as the
+    model's ``W^T`` in ``X W^T`` and ``dY^T`` in ``dY^T X`` are (cuBLAS then runs the same
+    "TN"/"NT" kernels the training step does)."""
+    if transposed:
+        return torch.randn(shape[::-1], device=ctx.device, dtype=ctx.dtype).t()
+    return torch.randn(shape, device=ctx.device, dtype=ctx.dtype)
+
+
 def _time_gemm(
-    a_shape: tuple[int, int], b_shape: tuple[int, int], ctx: DistContext, sizes: ProfileSizes
+    a_shape: tuple[int, int],
+    b_shape: tuple[int, int],
+    ctx: DistContext,
+    sizes: ProfileSizes,
+    layout: tuple[bool, bool] = (False, False),
 ) -> float:
-    a = torch.randn(a_shape, device=ctx.device, dtype=ctx.dtype)
-    b = torch.randn(b_shape, device=ctx.device, dtype=ctx.dtype)
+    a = _operand(a_shape, layout[0], ctx)
+    b = _operand(b_shape, layout[1], ctx)
     out = torch.empty(a_shape[0], b_shape[1], device=ctx.device, dtype=ctx.dtype)
     ts = time_calls(
         lambda: torch.matmul(a, b, out=out), ctx.device, warmup=sizes.warmup, reps=sizes.reps
@@ -164,14 +182,16 @@ def bench_gemms(ctx: DistContext, sizes: ProfileSizes) -> list[dict[str, Any]]:
                 if h % tp:
                     continue
                 for name, m, k, n in gemm_shapes(h, tokens, tp):
-                    # (A, B) of A @ B for each pass: Y = X W^T, dX = dY W, dW = dY^T X.
+                    # (A, B, which is a transposed view) of A @ B for each pass, in the
+                    # model's layouts (F.linear and its autograd): Y = X W^T with W (n, k),
+                    # dX = dY W, dW = dY^T X with dY (m, n).
                     passes = {
-                        "forward": ((m, k), (k, n)),
-                        "dgrad": ((m, n), (n, k)),
-                        "wgrad": ((n, m), (m, k)),
+                        "forward": ((m, k), (k, n), (False, True)),
+                        "dgrad": ((m, n), (n, k), (False, False)),
+                        "wgrad": ((n, m), (m, k), (True, False)),
                     }
-                    for pss, (sa, sb) in passes.items():
-                        t = _time_gemm(sa, sb, ctx, sizes)
+                    for pss, (sa, sb, layout) in passes.items():
+                        t = _time_gemm(sa, sb, ctx, sizes, layout)
                         flops = 2.0 * m * n * k
                         out.append(
                             {
@@ -184,6 +204,7 @@ def bench_gemms(ctx: DistContext, sizes: ProfileSizes) -> list[dict[str, Any]]:
                                 "m": sa[0],
                                 "k": sa[1],
                                 "n": sb[1],
+                                "layout": ["NT"[x] for x in layout],
                                 "flops": flops,
                                 "time_s": t,
                                 "tflops": flops / t / 1e12,

@@ -2,8 +2,8 @@
 
 The GEMM and HBM micro-benchmarks of :mod:`~solver.profile.bench` calibrate the hardware; these
 calibrate the *software stack* that runs the model: how much of the GEMM rate a real block
-realises, how many bytes its elementwise kernels really move (the eager PyTorch block of
-:mod:`~solver.profile.gpt` has no fused bias-dropout-add or bias-GeLU) and what one kernel
+realises, how many bytes its elementwise kernels really move (``ProfileSizes.block_fusion``:
+the eager block of :mod:`~solver.profile.gpt` or its Megatron-style fused one) and what one kernel
 launch costs when the GPU waits for the host (small decode steps).  Each record is one block
 stack of :class:`~solver.profile.gpt.GPTStage` (no embedding, no head) timed in the way the
 validation runner uses it:
@@ -78,7 +78,9 @@ def bench_blocks(ctx: DistContext, sizes: ProfileSizes) -> list[dict[str, Any]]:
     """One record per (shape, case); run on one rank (the others wait at a barrier)."""
     out: list[dict[str, Any]] = []
     for text in sizes.block_shapes:
-        cfg = parse_shape(text, seq_len=sizes.block_seq, dropout=sizes.block_dropout)
+        cfg = parse_shape(
+            text, seq_len=sizes.block_seq, dropout=sizes.block_dropout, fusion=sizes.block_fusion
+        )
         model = _stage(cfg, ctx)
         base = {"shape": cfg.to_dict(), "blocks": cfg.layers}
         for b in sizes.block_micro_batches:

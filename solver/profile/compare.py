@@ -527,7 +527,11 @@ def render_markdown(result: dict[str, Any]) -> str:
         lines += [
             "Calibration used: "
             + ", ".join(
-                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                f"{k} {v:.4g}"
+                if isinstance(v, float)
+                else f"{k} {len(v)} measured shapes"
+                if k == "gemm_table"
+                else f"{k} {v}"
                 for k, v in c.items()
                 if k not in ("meta",)
             ),

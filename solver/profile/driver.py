@@ -10,6 +10,7 @@ calibration YAML and a measured-vs-predicted table on a machine with the full pa
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import math
@@ -28,7 +29,7 @@ from torch.multiprocessing.spawn import spawn
 
 from . import bench, blocks, cases
 from .env import COMM_ENV, DistContext, apply_comm_env, free_port, init_distributed
-from .gpt import GPTConfig, check_tp, parse_shape
+from .gpt import FUSIONS, GPTConfig, check_tp, parse_shape
 from .plans import PRESETS_HELP, layout_from_plan, preset_plan
 from .raw import RAW_FORMAT
 
@@ -47,6 +48,10 @@ GPU_SHAPES = ("h4096-l8", "h8192-l4")
 GPU_SEQ = 2048
 #: Megatron-LM GPT default hidden and attention dropout.
 GPU_DROPOUT = 0.1
+#: Fusions of the GPU suite (``GPTConfig.fusion``): Megatron-LM's fused kernels and gradient
+#: accumulation, which the catalog prices.  CPU runs stay eager (Inductor on CPU needs a C++
+#: compiler).
+GPU_FUSION = "megatron"
 #: Micro-batch sizes of the GPU suite (global batch 8 sequences: 8, 4 and 2 micro-batches).
 GPU_MICRO_BATCHES = "1,2,4"
 #: Fractions of GPU memory :func:`cases.estimate_train_bytes` may reach before a case is
@@ -83,6 +88,8 @@ def build_job(args: argparse.Namespace) -> dict[str, Any]:
             sizes = bench.ProfileSizes.cpu()
         else:
             sizes = bench.ProfileSizes.gpu_quick() if args.quick else bench.ProfileSizes.gpu()
+        if args.fusion is not None:
+            sizes = dataclasses.replace(sizes, block_fusion=args.fusion)
         job["profile"] = {"sizes": sizes.to_dict(), "dtype": "fp32" if cpu else "bf16"}
     if what == "check":
         job["checks"] = check_cases(world, args.check_dir)
@@ -106,7 +113,8 @@ def build_job(args: argparse.Namespace) -> dict[str, Any]:
     plans: list[tuple[str, dict[str, Any]]] = []
     for path in args.plan or []:
         plans.append((Path(path).stem, json.loads(Path(path).read_text())))
-    cfgs = [parse_shape(s, seq_len=seq, dropout=dropout) for s in shapes]
+    fusion = args.fusion or ("none" if cpu else GPU_FUSION)
+    cfgs = [parse_shape(s, seq_len=seq, dropout=dropout, fusion=fusion) for s in shapes]
     # Order: the first micro-batch size of every preset and shape first, then inference, then
     # the other micro-batch sizes, so a time budget cuts the least important cases.
     rounds: list[list[dict[str, Any]]] = [[] for _ in mbs]
@@ -527,6 +535,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--shapes", help="model shapes, e.g. h4096-l8,h8192-l4 (CPU: tiny)")
     p.add_argument("--seq", type=int, default=0, help="training sequence length (GPU 2048)")
     p.add_argument("--dropout", type=float, default=None, help="dropout (GPU default 0.1)")
+    p.add_argument(
+        "--fusion",
+        choices=list(FUSIONS),
+        help="Megatron-LM fusions of the training step: megatron (fused elementwise kernels "
+        "and gradient accumulation, GPU default), compile (the elementwise ones only) or none "
+        "(eager, CPU default)",
+    )
     p.add_argument("--dtype", choices=sorted(_DTYPES), help="compute dtype (GPU bf16, CPU fp32)")
     p.add_argument(
         "--presets",
@@ -536,8 +551,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--plan", action="append", help="a plan JSON to run as well (repeatable)")
     p.add_argument("--micro-batches", help="micro-batch sizes (GPU default 1,2,4; CPU 1)")
     p.add_argument("--global-batch", type=int, default=8, help="sequences per training step")
-    p.add_argument("--steps", type=int, default=4, help="timed training steps")
-    p.add_argument("--warmup", type=int, default=2, help="untimed training steps first")
+    p.add_argument("--steps", type=int, default=6, help="timed training steps")
+    p.add_argument("--warmup", type=int, default=3, help="untimed training steps first")
     p.add_argument("--infer-presets", help="inference plans, or none (default single,tp2,pp2)")
     p.add_argument("--infer-batches", help="inference batch sizes (default 1,32)")
     p.add_argument("--prompt", type=int, default=0, help="prompt tokens (GPU 1024)")

@@ -7,11 +7,32 @@ final LayerNorm and LM head, trained on next-token cross entropy.
 
 Tensor parallelism follows Megatron-LM (Shoeybi et al. 2019): QKV and fc1 column-parallel
 (heads and MLP columns split), proj and fc2 row-parallel, vocab-parallel embedding and head
-(:mod:`~solver.profile.tensor_parallel`).  Training attention is the un-fused
-``softmax(QK^T / sqrt(d) + mask) V`` of Megatron-LM 2021, the kernel sequence the cost model
-prices for training (``flash_attention=False``); inference uses
+(:mod:`~solver.profile.tensor_parallel`).  Training attention is the
+``softmax(QK^T / sqrt(d) + mask) V`` of Megatron-LM 2021 with the scores in HBM, the kernel
+sequence the cost model prices for training (``flash_attention=False``); inference uses
 ``torch.nn.functional.scaled_dot_product_attention`` (a fused kernel on GPU), as the cost model
 assumes for prefill, with a KV cache.
+
+``GPTConfig.fusion`` picks which of Megatron-LM's fusions the training step uses:
+
+* ``"none"`` -- PyTorch eager, one kernel per operator (bias adds in the GEMM epilogue,
+  separate mask / softmax / dropout kernels over the scores, dropout and residual add apart),
+  and autograd's gradient accumulation (each micro-batch's weight gradient is a new tensor,
+  added to ``.grad`` by a kernel of its own: 6 bytes per parameter per micro-batch);
+* ``"compile"`` -- Megatron-LM's three elementwise fusions, each a ``torch.compile``'d
+  function (what Megatron-Core's ``jit_fuser`` does on PyTorch >= 2.2): bias + GeLU
+  (``fused_bias_gelu``), bias + dropout + residual add (``fused_bias_dropout``) and
+  scale-mask-softmax (the attention dropout stays a kernel of its own, as in Megatron-LM);
+* ``"megatron"`` -- ``"compile"`` plus Megatron's ``gradient_accumulation_fusion``: the
+  weight-gradient GEMM of every linear layer accumulates into ``.grad`` itself (cuBLAS
+  ``beta = 1``, :class:`_LinearGradAccumulation`), no separate add.
+
+``"megatron"`` is the kernel sequence the catalog's elementwise byte counts price
+(``solver/costmodel/constants.py``) and the one whose step has no gradient-accumulation term,
+so the uncalibrated prediction is compared with the stack it models.  Inference (``eval``
+mode: no dropout, no gradients) is the same in every mode.
+
+All modes compute the same function (tests compare them with dropout off).
 
 Parameters are named as in the full model (``blocks.3.fc1.w``); :func:`shard` and
 :func:`unshard` map between a full tensor and its TP shards, so a parallel run can be compared
@@ -22,6 +43,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -32,12 +54,14 @@ from torch import nn
 from .tensor_parallel import TPComm, vocab_parallel_cross_entropy, vocab_parallel_embedding
 
 __all__ = [
+    "FUSIONS",
     "GPTConfig",
     "GPTStage",
     "KVCache",
     "StageLayout",
     "check_tp",
     "full_shape",
+    "fused",
     "init_full",
     "init_local",
     "local_shape",
@@ -67,6 +91,8 @@ class GPTConfig:
     vocab_size: int
     seq_len: int
     dropout: float = 0.0
+    #: Megatron-LM fusions of the training step: one of :data:`FUSIONS` (module docstring).
+    fusion: str = "none"
 
     def __post_init__(self) -> None:
         for name in ("hidden", "layers", "heads", "ffn", "vocab_size", "seq_len"):
@@ -76,6 +102,8 @@ class GPTConfig:
             raise ValueError(f"heads: must divide hidden={self.hidden}, got {self.heads}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout: must be in [0, 1), got {self.dropout}")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion: must be one of {list(FUSIONS)}, got {self.fusion!r}")
 
     @property
     def head_dim(self) -> int:
@@ -98,6 +126,74 @@ class GPTConfig:
         return GPTConfig(**d)
 
 
+#: Fusion modes of the training step (module docstring).
+FUSIONS = ("none", "compile", "megatron")
+#: ``torch.compile`` backend of the fused functions: Inductor (Triton kernels) on GPUs; tests
+#: on CPU set ``"aot_eager"`` (traces forward and backward, needs no C++ compiler).
+COMPILE_BACKEND = "inductor"
+#: Dynamo re-traces a function per new input shape (model shape x micro-batch x TP) and falls
+#: back to eager after ``recompile_limit`` (8 by default) -- more than a validation run has.
+RECOMPILE_LIMIT = 64
+
+
+def _bias_gelu(y: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Megatron-LM ``bias_gelu``: GeLU (tanh form) of ``y + bias``."""
+    return F.gelu(y + bias, approximate="tanh")
+
+
+def _bias_dropout_add(
+    y: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor, p: float, training: bool
+) -> torch.Tensor:
+    """Megatron-LM ``bias_dropout_add``: ``residual + dropout(y + bias)``."""
+    return residual + F.dropout(y + bias, p, training)
+
+
+def _mask_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Megatron-LM ``FusedScaleMaskSoftmax`` (the scale is on Q); the attention dropout stays
+    a kernel of its own, as in Megatron-LM (and the catalog's ``SOFTMAX_DROPOUT_BYTES``)."""
+    return torch.softmax(scores.masked_fill(mask, float("-inf")), dim=-1)
+
+
+class _LinearGradAccumulation(torch.autograd.Function):
+    """``F.linear(x, w, b)`` whose backward adds the weight gradient into ``w.grad`` inside the
+    GEMM (``addmm_``: cuBLAS with ``beta = 1``) -- Megatron-LM's
+    ``gradient_accumulation_fusion`` (``LinearWithGradAccumulationAndAsyncCommunication``).
+    The weight's autograd gradient is None: ``.grad`` is already up to date."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, w: nn.Parameter, b: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(x, w)
+        ctx.param, ctx.has_bias = w, b is not None
+        return F.linear(x, w, b)
+
+    @staticmethod
+    def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor, None, torch.Tensor | None]:
+        x, w = ctx.saved_tensors
+        dx = dy.matmul(w)
+        dy2, x2 = dy.reshape(-1, dy.shape[-1]), x.reshape(-1, x.shape[-1])
+        param: nn.Parameter = ctx.param
+        if param.grad is None:
+            param.grad = dy2.t().matmul(x2)
+        else:
+            param.grad.addmm_(dy2.t(), x2)
+        return dx, None, (dy2.sum(0) if ctx.has_bias else None)
+
+
+_COMPILED: dict[tuple[str, str], Callable[..., torch.Tensor]] = {}
+
+
+def fused(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """``fn`` compiled with :data:`COMPILE_BACKEND` (one compiled function per backend)."""
+    key = (fn.__name__, COMPILE_BACKEND)
+    if key not in _COMPILED:
+        cfg = torch._dynamo.config
+        for name in ("recompile_limit", "cache_size_limit"):  # renamed in PyTorch 2.6
+            if hasattr(cfg, name) and getattr(cfg, name) < RECOMPILE_LIMIT:
+                setattr(cfg, name, RECOMPILE_LIMIT)
+        _COMPILED[key] = torch.compile(fn, backend=COMPILE_BACKEND, fullgraph=True)
+    return _COMPILED[key]
+
+
 _SHAPE_RE = re.compile(r"^h(\d+)-l(\d+)((?:-[afv]\d+)*)$")
 
 #: Named shapes: the two GPU validation shapes and the CPU test shape.
@@ -105,7 +201,12 @@ NAMED_SHAPES = {"tiny": "h64-l4-a4-v256"}
 
 
 def parse_shape(
-    text: str, *, seq_len: int, vocab_size: int = DEFAULT_VOCAB, dropout: float = 0.0
+    text: str,
+    *,
+    seq_len: int,
+    vocab_size: int = DEFAULT_VOCAB,
+    dropout: float = 0.0,
+    fusion: str = "none",
 ) -> GPTConfig:
     """``h4096-l8`` -> hidden 4096, 8 blocks, 32 heads of 128, ffn 4h; optional ``-a<heads>``,
     ``-f<ffn>``, ``-v<vocab>``; or a name of :data:`NAMED_SHAPES` (``tiny``)."""
@@ -127,6 +228,7 @@ def parse_shape(
         vocab_size=extra.get("v", vocab_size),
         seq_len=seq_len,
         dropout=dropout,
+        fusion=fusion,
     )
 
 
@@ -369,9 +471,28 @@ class GPTStage(nn.Module):
         is applied in place on the fresh scores (matmul's backward does not need them)."""
         q = q * (1.0 / math.sqrt(self.cfg.head_dim))
         scores = torch.matmul(q, k.transpose(-2, -1))
-        scores.masked_fill_(self._causal_mask(q.shape[-2], q.device), float("-inf"))
-        probs = self._dropout(torch.softmax(scores, dim=-1))
+        mask = self._causal_mask(q.shape[-2], q.device)
+        if self._fusing:
+            probs = self._dropout(fused(_mask_softmax)(scores, mask))
+        else:
+            scores.masked_fill_(mask, float("-inf"))
+            probs = self._dropout(torch.softmax(scores, dim=-1))
         return torch.matmul(probs, v)
+
+    @property
+    def _fusing(self) -> bool:
+        """Megatron's fused elementwise kernels: training with ``fusion`` compile/megatron."""
+        return self.training and self.cfg.fusion != "none"
+
+    def _linear(
+        self, x: torch.Tensor, w: nn.Parameter, b: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``F.linear``, or with ``fusion="megatron"`` in training its gradient-accumulation
+        fused form."""
+        if self.training and self.cfg.fusion == "megatron" and torch.is_grad_enabled():
+            out: torch.Tensor = _LinearGradAccumulation.apply(x, w, b)  # type: ignore[no-untyped-call]
+            return out
+        return F.linear(x, w, b)
 
     def _block(
         self,
@@ -387,7 +508,7 @@ class GPTStage(nn.Module):
             return self.p(f"blocks.{i}.{n}")
 
         y = F.layer_norm(x, (h_,), p("ln1.w"), p("ln1.b"))
-        y = F.linear(self.comm.copy_to(y), p("qkv.w"), p("qkv.b"))
+        y = self._linear(self.comm.copy_to(y), p("qkv.w"), p("qkv.b"))
         q, k, v = y.view(b, s, 3, a, d).permute(2, 0, 3, 1, 4).unbind(0)  # (b, a, s, d) each
         if cache is None:
             o = self._attention_eager(q, k, v)
@@ -402,16 +523,26 @@ class GPTStage(nn.Module):
             else:
                 raise ValueError("chunked prefill (pos > 0 and several tokens) is not supported")
         o = o.transpose(1, 2).reshape(b, s, a * d)
-        x = x + self._dropout(self.comm.reduce_from(F.linear(o, p("proj.w"))) + p("proj.b"))
+        if self._fusing:
+            bda, drop = fused(_bias_dropout_add), self.cfg.dropout
+            x = bda(
+                self.comm.reduce_from(self._linear(o, p("proj.w"))), p("proj.b"), x, drop, drop > 0
+            )
+            y = F.layer_norm(x, (h_,), p("ln2.w"), p("ln2.b"))
+            y = fused(_bias_gelu)(self._linear(self.comm.copy_to(y), p("fc1.w")), p("fc1.b"))
+            return bda(
+                self.comm.reduce_from(self._linear(y, p("fc2.w"))), p("fc2.b"), x, drop, drop > 0
+            )
+        x = x + self._dropout(self.comm.reduce_from(self._linear(o, p("proj.w"))) + p("proj.b"))
         y = F.layer_norm(x, (h_,), p("ln2.w"), p("ln2.b"))
-        y = F.gelu(F.linear(self.comm.copy_to(y), p("fc1.w"), p("fc1.b")), approximate="tanh")
-        return x + self._dropout(self.comm.reduce_from(F.linear(y, p("fc2.w"))) + p("fc2.b"))
+        y = F.gelu(self._linear(self.comm.copy_to(y), p("fc1.w"), p("fc1.b")), approximate="tanh")
+        return x + self._dropout(self.comm.reduce_from(self._linear(y, p("fc2.w"))) + p("fc2.b"))
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         """This rank's V/t logits of the hidden states ``x``."""
         h_ = self.cfg.hidden
         x = F.layer_norm(x, (h_,), self.p("head.ln.w"), self.p("head.ln.b"))
-        return F.linear(self.comm.copy_to(x), self.p("head.w"))
+        return self._linear(self.comm.copy_to(x), self.p("head.w"))
 
     # -- training ----------------------------------------------------------------------------
     def forward(self, inp: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
