@@ -285,6 +285,8 @@ def compare(
         if cal is None
         else cal.model_dump(mode="json", exclude={"measured"}, exclude_none=True),
         "notes": notes,
+        # Runs before the fusion modes existed were eager ("none").
+        "fusion": sorted({x.get("shape", {}).get("fusion", "none") for x in raw.get("train", [])}),
         "framework_overhead_GB": C.FRAMEWORK_OVERHEAD_GB,
         "train": train,
         "inference": infer,
@@ -419,6 +421,11 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"`{result['cluster']}` ({result['gpu']}).  Errors are (predicted - measured) / measured.",
         "",
     ]
+    if result.get("fusion"):
+        lines += [
+            f"Training runner fusion (`GPTConfig.fusion`): {', '.join(result['fusion'])}.",
+            "",
+        ]
     for n in result["notes"]:
         lines.append(f"- note: {n}")
     if result["notes"]:
