@@ -111,3 +111,14 @@ def test_fusion_is_validated_and_defaults_by_device() -> None:
     job = build_job(parser().parse_args(["all", "--cpu", "--fusion", "compile", "--out", "x"]))
     assert {c["shape"]["fusion"] for c in job["train"]} == {"compile"}
     assert job["profile"]["sizes"]["block_fusion"] == "compile"
+
+
+def test_validate_cli_refuses_an_unknown_fusion_mode() -> None:
+    from typer.testing import CliRunner
+
+    from solver.cli import app
+
+    res = CliRunner().invoke(app, ["validate", "--cpu", "--fusion", "triton"])
+    assert res.exit_code == 2
+    assert "--fusion: must be one of none, compile, megatron, got 'triton'" in res.output
+    assert "Traceback" not in res.output

@@ -272,6 +272,17 @@ def register(app: typer.Typer) -> None:
         no_inference: Annotated[
             bool, typer.Option("--no-inference", help="Skip the inference cases.")
         ] = False,
+        fusion: Annotated[
+            str | None,
+            typer.Option(
+                "--fusion",
+                metavar="MODE",
+                help="Megatron-LM fusions of the training step: megatron (fused elementwise "
+                "kernels and gradient accumulation), compile (the elementwise ones) or none "
+                "(eager) \\[default: megatron on GPUs, none with --cpu].",
+                show_default=False,
+            ),
+        ] = None,
         cluster: Annotated[
             str,
             typer.Option(
@@ -317,7 +328,10 @@ def register(app: typer.Typer) -> None:
         exit_code = 0
         with user_errors():
             from ..cli import refuse_overwrite
+            from ..profile.raw import FUSIONS
 
+            if fusion is not None and fusion not in FUSIONS:
+                raise SpecError(f"--fusion: must be one of {', '.join(FUSIONS)}, got {fusion!r}")
             if out is not None:
                 refuse_overwrite(out, force)
             if check:
@@ -350,6 +364,8 @@ def register(app: typer.Typer) -> None:
                         argv += ["--micro-batches", micro_batches]
                     if no_inference:
                         argv += ["--infer-presets", "none"]
+                    if fusion is not None:
+                        argv += ["--fusion", fusion]
                     raw = _measure(argv, raw_out, force)
                 result = compare(raw, cluster=cluster, calibration=cal)
                 text = render_markdown(result)

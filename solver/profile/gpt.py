@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .raw import FUSIONS
 from .tensor_parallel import TPComm, vocab_parallel_cross_entropy, vocab_parallel_embedding
 
 __all__ = [
@@ -126,8 +127,6 @@ class GPTConfig:
         return GPTConfig(**d)
 
 
-#: Fusion modes of the training step (module docstring).
-FUSIONS = ("none", "compile", "megatron")
 #: ``torch.compile`` backend of the fused functions: Inductor (Triton kernels) on GPUs; tests
 #: on CPU set ``"aot_eager"`` (traces forward and backward, needs no C++ compiler).
 COMPILE_BACKEND = "inductor"

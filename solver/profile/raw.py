@@ -9,10 +9,13 @@ measured::
               env (NCCL_NVLS_ENABLE, TORCH_SYMM_MEM_DISABLE_MULTICAST)
     profile   null, or {sizes, dtype,
                 gemm: [{kind: transformer|square, gemm, pass, hidden, tokens, tp, m, k, n,
-                        flops, time_s, tflops}],
+                        layout (transformer: [A, B], "T" = a transposed operand; absent
+                        before session 4: all "N"), flops, time_s, tflops}],
                 memory: [{kernel: copy|add, buffer_bytes, bytes_moved, time_s, GBps}],
                 collectives: [{op, group_size, bytes, time_s, algbw_GBps}]}
-    train     [{name, shape, plan, dtype, steps, warmup,
+    train     [{name, shape (GPTConfig.to_dict(): hidden, layers, heads, ffn, vocab_size,
+                seq_len, dropout, fusion -- one of FUSIONS; absent before session 4: "none"),
+                plan, dtype, steps, warmup,
                 ranks: [per rank: stage, replica, tp_rank, params, steps: [{step_s, forward_s,
                         backward_s, dp_allreduce_s, optimizer_s, loss}], peak_allocated_GB,
                         peak_reserved_GB, persistent_GB, ...],
@@ -29,7 +32,11 @@ measured::
 
 from __future__ import annotations
 
-__all__ = ["RAW_FORMAT"]
+__all__ = ["FUSIONS", "RAW_FORMAT"]
 
 #: Format tag of the raw JSON (bumped on incompatible changes).
 RAW_FORMAT = "shardwise-profile-raw/1"
+
+#: Fusion modes of the validation runner's training step (``GPTConfig.fusion``; what each
+#: fuses: :mod:`solver.profile.gpt`).
+FUSIONS = ("none", "compile", "megatron")
