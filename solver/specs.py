@@ -193,6 +193,13 @@ class GPUSpec(_Spec):
         default=None,
         description="Optimizer step rate / the HBM streaming rate; None: 1 (one fused pass).",
     )
+    grad_accumulation_bytes_per_param: Annotated[float, Field(ge=0)] | None = Field(
+        default=None,
+        description="HBM bytes per parameter per micro-batch spent adding each micro-batch's "
+        "weight gradient into the accumulated one (autograd with bf16 gradients: 6, read both "
+        "and write); None: 0, the add is fused into the weight-gradient GEMM (Megatron-LM "
+        "gradient_accumulation_fusion).",
+    )
     gemm_table: GemmTable | None = Field(
         default=None,
         description="Measured per-shape GEMM rates, rows [m, k, n, TFLOP/s] of (m x k) @ (k x n) "
@@ -463,6 +470,10 @@ class Calibration(_Spec):
     )
     optimizer_efficiency: Fraction | None = Field(
         default=None, description="Measured optimizer step rate / HBM streaming rate."
+    )
+    grad_accumulation_bytes_per_param: Annotated[float, Field(ge=0)] | None = Field(
+        default=None,
+        description="From the measured stack's gradient accumulation (see GPUSpec).",
     )
     gemm_table: GemmTable | None = Field(
         default=None,

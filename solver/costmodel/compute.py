@@ -34,7 +34,7 @@ from typing import Literal, NamedTuple
 from ..specs import GPUSpec, Model
 from . import constants as C
 from .comm import LinkTier, allreduce_time
-from .params import kv_heads_per_gpu
+from .params import block_params_per_gpu, embedding_params, head_params, kv_heads_per_gpu
 
 __all__ = [
     "Op",
@@ -342,6 +342,17 @@ def _backward_time(ops: list[Op], gpu: GPUSpec, precision: str) -> float:
     return _host_bound(gpu_s, C.BACKWARD_GEMM_FACTOR * len(ops), gpu)
 
 
+def grad_accumulation_time(params: float, gpu: GPUSpec) -> float:
+    """Adding one micro-batch's weight gradients of ``params`` parameters into the accumulated
+    ones when the stack does not fuse it into the weight-gradient GEMM
+    (``gpu.grad_accumulation_bytes_per_param`` bytes each at the HBM rate); 0 for Megatron-LM's
+    ``gradient_accumulation_fusion``, the default."""
+    nbytes = gpu.grad_accumulation_bytes_per_param
+    if not nbytes:
+        return 0.0
+    return params * nbytes / (gpu.memory_bandwidth_GBps * 1e9 * gpu.memory_efficiency)
+
+
 def _gemm(name: str, tokens: float, k: float, n: float, wbytes: float, kind: OpKind = "gemm") -> Op:
     """(tokens x k) @ (k x n): 2*tokens*k*n FLOPs; read input and weight, write 16-bit output."""
     flops = 2.0 * tokens * k * n
@@ -484,7 +495,10 @@ def block_time(
         raise ValueError(f"unknown recompute {recompute!r}")
     return PassTime(
         fwd_s=fwd_compute + tp_fwd,
-        bwd_s=bwd_compute + re_s + tp_bwd,
+        bwd_s=bwd_compute
+        + re_s
+        + tp_bwd
+        + grad_accumulation_time(block_params_per_gpu(model, tp), gpu),
         tp_comm_fwd_s=tp_fwd,
         tp_comm_bwd_s=tp_bwd,
         flops_fwd=flops_fwd,
@@ -515,6 +529,9 @@ def embedding_time(
     fwd = _ops_time([op], gpu, precision)
     comm = allreduce_time(tokens * model.hidden_size * C.ACTIVATION_BYTES, tp, tp_link)
     bwd = op_time(op, gpu, precision) * backward_elementwise_factor(gpu)
+    vocab_rows = model.vocab_size * model.hidden_size  # sharded; the position table is not
+    pos_rows = embedding_params(model, seq) - vocab_rows
+    bwd += grad_accumulation_time(vocab_rows / tp + pos_rows, gpu)
     return PassTime(fwd + comm, bwd, comm, 0.0, 0.0, 0.0)
 
 
@@ -550,7 +567,7 @@ def head_time(
         + op_time(ce_bwd, gpu, precision),
         4,
         gpu,
-    )
+    ) + grad_accumulation_time(head_params(model) - model.vocab_size * h * (1 - 1 / tp), gpu)
     comm_f = 3 * allreduce_time(tokens * 4.0, tp, tp_link)
     comm_b = allreduce_time(tokens * h * C.ACTIVATION_BYTES, tp, tp_link)
     return PassTime(

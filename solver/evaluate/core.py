@@ -120,6 +120,7 @@ CALIBRATED_GPU_FIELDS = (
     "backward_elementwise_factor",
     "kernel_launch_us",
     "optimizer_efficiency",
+    "grad_accumulation_bytes_per_param",
     "gemm_table",
 )
 

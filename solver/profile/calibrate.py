@@ -175,6 +175,23 @@ def _gemm_table(records: list[dict[str, Any]]) -> tuple[tuple[int, int, int, flo
     )
 
 
+#: Runner fusion modes whose gradient accumulation is autograd's separate add
+#: (:mod:`solver.profile.gpt`); ``megatron`` fuses it into the weight-gradient GEMM.
+UNFUSED_ACCUMULATION = ("none", "compile")
+
+
+def _grad_accumulation_bytes(blocks: list[dict[str, Any]], dtype: str) -> float:
+    """HBM bytes per parameter per micro-batch of the measured stack's gradient accumulation:
+    autograd's in-place add reads the accumulated and the new gradient and writes the sum
+    (3 x the gradient dtype's bytes), unless the runner fuses it (``fusion="megatron"``).
+    Known from the runner's code, not fitted: the block benchmark runs one micro-batch per
+    backward and never accumulates."""
+    modes = {b.get("shape", {}).get("fusion", "none") for b in blocks}
+    if not modes or not modes <= set(UNFUSED_ACCUMULATION):
+        return 0.0
+    return 3.0 * {"fp64": 8.0, "fp32": 4.0}.get(dtype, 2.0)
+
+
 def _memory_summary(records: list[dict[str, Any]], hbm_GBps: float) -> dict[str, Any]:
     out: dict[str, Any] = {"catalog_GBps": hbm_GBps}
     for kernel in sorted({r["kernel"] for r in records}):
@@ -448,6 +465,9 @@ def calibration_from_raw(
             prof["blocks"], hw, str(prof.get("dtype", "bf16"))
         )
         fields.update(blk_fields)
+        acc = _grad_accumulation_bytes(prof["blocks"], str(prof.get("dtype", "bf16")))
+        if acc:
+            fields["grad_accumulation_bytes_per_param"] = acc
     if prof.get("collectives"):
         col = _collective_summary(prof["collectives"])
         measured["collectives"] = col
