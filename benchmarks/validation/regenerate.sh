@@ -19,9 +19,9 @@ report "$v/raw-h200x2-megatron2.json" --cluster h100x2-nvlink \
 # Another lease of the same runner, priced with the committed calibration (out of sample).
 report "$v/raw-h200x2-megatron.json" --cluster h100x2-nvlink \
     --calibration "$cal/h200-sxm-141gb.yaml" --out-dir "$v/h200x2-megatron"
-# Fusion "compile" (elementwise fusions, autograd's gradient accumulation), same calibration.
-report "$v/raw-h200x2-compile.json" --cluster h100x2-nvlink \
-    --calibration "$cal/h200-sxm-141gb.yaml" --out-dir "$v/h200x2-compile"
+# Fusion "compile" (elementwise fusions, autograd's gradient accumulation): its own profile's
+# calibration, which prices that accumulation (grad_accumulation_bytes_per_param).
+report "$v/raw-h200x2-compile.json" --cluster h100x2-nvlink --out-dir "$v/h200x2-compile"
 # One H100 (fusion "compile"): the committed H100 calibration and its own table.
 report "$v/raw-h100x1-compile.json" --cluster h100x2-nvlink \
     --calibration-out "$cal/h100-sxm5-80gb.yaml" --out-dir "$v/h100x1"
