@@ -256,9 +256,10 @@ def op_time(
     at ``min(gemm_rate_tflops(dims), MAMF) x realization`` with the MAMF =
     16-bit peak x ``gemm_efficiency``.  The table is measured in the 16-bit profile dtype;
     other precisions (fp8) scale it by their peak / the 16-bit peak (the same ratio the
-    catalog formula implies).  ``'attn'`` groups (attention core, LM head), GEMM groups
-    without dims and calls that pass ``gemm_efficiency`` explicitly use the formula above;
-    the memory roof is the same either way.
+    catalog formula implies); the LM head (an ``'attn'`` group with dims, kept 16-bit) is
+    looked up unscaled.  The attention core (no dims: batched per-head products the profile
+    does not time), groups without dims and calls that pass ``gemm_efficiency`` explicitly use
+    the formula above; the memory roof is the same either way.
     """
     if gpu.gemm_table is not None and gemm_efficiency is None and op.kind != "mem":
         shape = op.dims if dims is None else dims
