@@ -22,9 +22,11 @@ report "$v/raw-h200x2-megatron.json" --cluster h100x2-nvlink \
 # Fusion "compile" (elementwise fusions, autograd's gradient accumulation): its own profile's
 # calibration, which prices that accumulation (grad_accumulation_bytes_per_param).
 report "$v/raw-h200x2-compile.json" --cluster h100x2-nvlink --out-dir "$v/h200x2-compile"
-# One H100 (fusion "compile"): the committed H100 calibration and its own table.
-report "$v/raw-h100x1-compile.json" --cluster h100x2-nvlink \
+# One H100 (fusion "megatron"): the committed H100 calibration and its own table; the
+# "compile" lease on one H100 with its own calibration.
+report "$v/raw-h100x1-megatron.json" --cluster h100x2-nvlink \
     --calibration-out "$cal/h100-sxm5-80gb.yaml" --out-dir "$v/h100x1"
+report "$v/raw-h100x1-compile.json" --cluster h100x2-nvlink --out-dir "$v/h100x1-compile"
 
 # The eager runner (fusion "none", sessions 2-4): its own calibration, fitted on run4's
 # profile, prices the other eager leases.
