@@ -34,7 +34,7 @@ from typing import Literal, NamedTuple
 from ..specs import GPUSpec, Model
 from . import constants as C
 from .comm import LinkTier, allreduce_time
-from .params import block_params_per_gpu, embedding_params, head_params, kv_heads_per_gpu
+from .params import block_params_per_gpu, kv_heads_per_gpu, stage_params_per_gpu
 
 __all__ = [
     "Op",
@@ -328,18 +328,12 @@ def _backward_time(ops: list[Op], gpu: GPUSpec, precision: str) -> float:
     rate when the GPU carries a ``gemm_table``), ``backward_elementwise_factor`` x elementwise
     traffic; twice as many groups to issue (dgrad and wgrad per GEMM)."""
     bwd_e = backward_elementwise_factor(gpu)
-    if gpu.gemm_table is None:
-        gpu_s = sum(
-            op_time(o, gpu, precision) * (bwd_e if o.kind == "mem" else C.BACKWARD_GEMM_FACTOR)
-            for o in ops
-        )
-    else:
-        gpu_s = sum(
-            op_time(o, gpu, precision) * bwd_e
-            if o.kind == "mem"
-            else _backward_op_time(o, gpu, precision)
-            for o in ops
-        )
+    gpu_s = sum(
+        op_time(o, gpu, precision) * bwd_e
+        if o.kind == "mem"
+        else _backward_op_time(o, gpu, precision)
+        for o in ops
+    )
     return _host_bound(gpu_s, C.BACKWARD_GEMM_FACTOR * len(ops), gpu)
 
 
@@ -530,9 +524,8 @@ def embedding_time(
     fwd = _ops_time([op], gpu, precision)
     comm = allreduce_time(tokens * model.hidden_size * C.ACTIVATION_BYTES, tp, tp_link)
     bwd = op_time(op, gpu, precision) * backward_elementwise_factor(gpu)
-    vocab_rows = model.vocab_size * model.hidden_size  # sharded; the position table is not
-    pos_rows = embedding_params(model, seq) - vocab_rows
-    bwd += grad_accumulation_time(vocab_rows / tp + pos_rows, gpu)
+    emb_params = stage_params_per_gpu(model, 0, first=True, last=False, sequence_length=seq, tp=tp)
+    bwd += grad_accumulation_time(emb_params, gpu)
     return PassTime(fwd + comm, bwd, comm, 0.0, 0.0, 0.0)
 
 
@@ -568,7 +561,9 @@ def head_time(
         + op_time(ce_bwd, gpu, precision),
         4,
         gpu,
-    ) + grad_accumulation_time(head_params(model) - model.vocab_size * h * (1 - 1 / tp), gpu)
+    ) + grad_accumulation_time(
+        stage_params_per_gpu(model, 0, first=False, last=True, sequence_length=seq, tp=tp), gpu
+    )
     comm_f = 3 * allreduce_time(tokens * 4.0, tp, tp_link)
     comm_b = allreduce_time(tokens * h * C.ACTIVATION_BYTES, tp, tp_link)
     return PassTime(

@@ -189,7 +189,7 @@ def _grad_accumulation_bytes(blocks: list[dict[str, Any]], dtype: str) -> float:
     modes = {b.get("shape", {}).get("fusion", "none") for b in blocks}
     if not modes or not modes <= set(UNFUSED_ACCUMULATION):
         return 0.0
-    return 3.0 * {"fp64": 8.0, "fp32": 4.0}.get(dtype, 2.0)
+    return 3.0 * C.BYTES_PER_ELEMENT[dtype]
 
 
 def _memory_summary(records: list[dict[str, Any]], hbm_GBps: float) -> dict[str, Any]:
