@@ -49,9 +49,10 @@ import published_runs as pr  # noqa: E402
 from solver import load_cluster, load_model, load_workload  # noqa: E402
 from solver.baselines import rubric_plan  # noqa: E402
 from solver.baselines.uniform import uniform_grid  # noqa: E402
+from solver.construction import objective_of  # noqa: E402
 from solver.costmodel import narayanan_eq3_flops  # noqa: E402
 from solver.evaluate import evaluate  # noqa: E402
-from solver.planner import objective_of, plan  # noqa: E402
+from solver.planner import plan  # noqa: E402
 from solver.specs import (  # noqa: E402
     Cluster,
     InferenceWorkload,

@@ -15,55 +15,49 @@ and renders the result with :mod:`solver.report`.  Conventions every command fol
 * Files the user owns are never overwritten without ``--force``.
 
 New commands (explain, pareto, sweep, export) slot in as more ``@app.command`` functions
-wrapped in :func:`user_errors`, reusing the option types and :func:`emit_json`.
+wrapped in :func:`user_errors`, reusing the option types and :func:`emit_json` of :mod:`solver.commands.common`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-import yaml
-from pydantic import ValidationError
-from rich.console import Console
 from rich.rule import Rule
 
 from . import __version__
-from .errors import SpecError, format_validation_error
-from .io import load_cluster, load_model, load_plan, load_workload, write_text_atomic
+from .commands import explain, export, profile, sweep
+from .commands.common import (
+    EXIT_BAD_INPUT,
+    USER_ERRORS,
+    ClusterOpt,
+    ForceOpt,
+    JsonOpt,
+    ModelOpt,
+    WorkloadOpt,
+    emit_json,
+    fail,
+    one_line,
+    refuse_overwrite,
+    report_dict,
+    stderr_console,
+    stdout_console,
+    user_errors,
+    write_new_file,
+)
+from .errors import SpecError
+from .io import load_cluster, load_model, load_plan, load_workload
 from .report import dumps, objective_unit, plan_document, render_evaluation, render_result
 from .report.render import fmt_objective
 from .result import Result, Status
 from .specs import Model
 
-__all__ = [
-    "USER_ERRORS",
-    "app",
-    "emit_json",
-    "fail",
-    "main",
-    "refuse_overwrite",
-    "stdout_console",
-    "user_errors",
-    "write_new_file",
-]
-
-#: Exceptions that mean "bad input": one line on stderr, exit code 2.  SpecError is a
-#: ValueError; OSError covers missing, unreadable and unwritable files.
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    SpecError,
-    ValueError,
-    ValidationError,
-    yaml.YAMLError,
-    OSError,
-)
-EXIT_BAD_INPUT = 2
+__all__ = ["app", "main"]
 
 _EPILOG = (
     "Examples:\n\n"
@@ -83,140 +77,6 @@ app = typer.Typer(
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-# ------------------------------------------------------------------------------------------
-# Shared option types (one definition, identical help in every command)
-# ------------------------------------------------------------------------------------------
-ModelOpt = Annotated[
-    str,
-    typer.Option(
-        "--model",
-        "-m",
-        metavar="MODEL",
-        help="Model spec: a name under models/ (llama3-70b) or a YAML/JSON path.",
-        show_default=False,
-    ),
-]
-ClusterOpt = Annotated[
-    str,
-    typer.Option(
-        "--cluster",
-        "-c",
-        metavar="CLUSTER",
-        help="Cluster spec: a name under instances/ (seed-4x8-h100) or a YAML/JSON path.",
-        show_default=False,
-    ),
-]
-WorkloadOpt = Annotated[
-    str,
-    typer.Option(
-        "--workload",
-        "-w",
-        metavar="WORKLOAD",
-        help="Workload spec (training or inference): a name under instances/ or a path.",
-        show_default=False,
-    ),
-]
-JsonOpt = Annotated[
-    bool,
-    typer.Option("--json", help="Print one JSON document on stdout and nothing else."),
-]
-ForceOpt = Annotated[
-    bool,
-    typer.Option("--force", "-f", help="Overwrite the --out file if it exists."),
-]
-
-
-# ------------------------------------------------------------------------------------------
-# Plumbing shared by the commands
-# ------------------------------------------------------------------------------------------
-def _one_line(err: BaseException) -> str:
-    """A user-facing one-line message for an exception in :data:`USER_ERRORS`."""
-    if isinstance(err, ValidationError):
-        msg = format_validation_error(err)
-    elif isinstance(err, OSError) and err.strerror:
-        target = err.filename if err.filename is not None else ""
-        msg = f"{target}: {err.strerror}" if target else err.strerror
-        if isinstance(err, FileExistsError):
-            msg += " (pass --force to overwrite)"
-    else:
-        msg = str(err)
-    msg = " ".join(msg.split())
-    return msg or type(err).__name__
-
-
-def fail(message: str) -> NoReturn:
-    """Print ``error: <message>`` as one line on stderr and exit with code 2."""
-    # Plain write, not rich: rich would wrap a long message over several lines.
-    sys.stderr.write(f"error: {' '.join(message.split())}\n")
-    sys.stderr.flush()
-    raise typer.Exit(EXIT_BAD_INPUT)
-
-
-@contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn bad-input exceptions raised inside the block into ``error: ...`` and exit 2."""
-    try:
-        yield
-    except BrokenPipeError:
-        raise  # `shardwise ... | head`: not bad input; typer exits quietly
-    except USER_ERRORS as err:
-        if os.environ.get("SHARDWISE_DEBUG"):
-            raise
-        fail(_one_line(err))
-
-
-def emit_json(doc: Any) -> None:
-    """Write ``doc`` as one strict-JSON document (plus a newline) on stdout."""
-    sys.stdout.write(dumps(doc) + "\n")
-    sys.stdout.flush()
-
-
-def stdout_console() -> Console:
-    # Piped output gets a readable fixed width instead of rich's 80-column fallback.
-    wide = sys.stdout.isatty() or "COLUMNS" in os.environ
-    return Console(highlight=False, width=None if wide else 120)
-
-
-def _stderr() -> Console:
-    return Console(stderr=True, highlight=False)
-
-
-def refuse_overwrite(path: Path, force: bool) -> None:
-    if path.is_dir():
-        raise SpecError(f"{path}: is a directory")
-    if path.exists() and not force:
-        raise SpecError(f"{path}: already exists; pass --force to overwrite")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise SpecError(f"{path}: directory {parent} does not exist")
-
-
-def write_new_file(path: Path, text: str, *, force: bool = False) -> None:
-    """Write ``text`` to ``path``; never touch an existing file unless ``force``.
-
-    Without ``force`` the file is created exclusively (so a file that appeared since the check
-    is not clobbered either); with it the text goes to a temporary file that replaces ``path``
-    atomically, so an interrupted write never leaves half a file behind.
-    """
-    refuse_overwrite(path, force)
-    if not force:
-        try:
-            with path.open("x", encoding="utf-8") as fh:
-                fh.write(text)
-        except FileExistsError:
-            raise SpecError(f"{path}: already exists; pass --force to overwrite") from None
-        return
-    write_text_atomic(path, text)
-
-
-def _report_dict(report: Any) -> dict[str, Any]:
-    """The evaluator's Report as its dict (tolerates a dict already)."""
-    if isinstance(report, dict):
-        return report
-    doc: dict[str, Any] = report.to_dict()
-    return doc
-
 
 def _version_callback(value: bool) -> None:
     if value:
@@ -278,7 +138,7 @@ def evaluate_cmd(
         p = load_plan(plan)
         from .evaluate import evaluate
 
-        report = _report_dict(evaluate(m, c, w, p))
+        report = report_dict(evaluate(m, c, w, p))
         if json_output:
             emit_json(report)
             return
@@ -412,7 +272,7 @@ def plan_cmd(
         if json_output or quiet or verbose:
             result: Result = solve(m, c, w, **kwargs)
         else:
-            with _stderr().status(
+            with stderr_console().status(
                 f"Solving {m.name} on {c.name} with CP-SAT (limit {time_limit:g} s)\u2026"
             ):
                 result = solve(m, c, w, **kwargs)
@@ -427,7 +287,7 @@ def plan_cmd(
             doc = plan_document(result)
             if doc is None:
                 if not json_output:
-                    _stderr().print(f"no plan to write to {out} (status {result.status.value})")
+                    stderr_console().print(f"no plan to write to {out} (status {result.status.value})")
             else:
                 write_new_file(out, dumps(doc) + "\n", force=force)
                 wrote = str(out)
@@ -503,8 +363,6 @@ def import_hf_cmd(
 # command groups defined in solver/commands/ (explain/pareto, export, sweep, profile/validate)
 # ------------------------------------------------------------------------------------------
 def _register_command_groups() -> None:
-    from .commands import explain, export, profile, sweep
-
     for module in (explain, export, sweep, profile):
         module.register(app)
 
@@ -525,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except USER_ERRORS as err:  # anything that escaped a command's own handler
         if os.environ.get("SHARDWISE_DEBUG"):
             raise
-        sys.stderr.write(f"error: {_one_line(err)}\n")
+        sys.stderr.write(f"error: {one_line(err)}\n")
         sys.exit(EXIT_BAD_INPUT)
 
 

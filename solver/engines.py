@@ -8,7 +8,7 @@ replica-group shape, so a planner can keep only the options an engine can launch
 
 Every rule names its source: the argument check or code path in the engine that enforces it.
 Rules about *where* ranks land (node contiguity for torchrun, SGLang multi-node and TRT-LLM MPI
-launches) need the plan's devices and live in :mod:`solver.export.layout`; they are reported by
+launches) need the plan's devices and live in :mod:`solver.layout`; they are reported by
 :func:`engine_violations` (which sees the plan) but not by :func:`engine_allows` (which sees only
 a shape).
 """
@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from .layout import layout_violations
 from .specs import InferenceWorkload, Model, Plan, ReplicaGroup, TrainingWorkload
 
 __all__ = [
@@ -411,11 +412,7 @@ def engine_violations(
                 f"memory_policy {workload.memory_policy} (no fp32 master weights) has no "
                 f"{rules.title} setting"
             )
-    if not out:
-        from .export.layout import (
-            layout_violations,  # needs the devices; only for launchable shapes
-        )
-
+    if not out:  # the rank layout needs the devices; only for launchable shapes
         out += layout_violations(plan, engine)
     return out
 

@@ -35,18 +35,23 @@ from dataclasses import dataclass
 from importlib.metadata import version as _pkg_version
 from typing import Any
 
-from .engines import EngineRules
+from .baselines.rubric import rubric_plan_scored
+from .catalog import gpu_of
+from .construction import Solved, objective_of
+from .cpsat.plan_inference import solve_inference
+from .cpsat.plan_training import solve_training
+from .engines import ENGINES, EngineRules, engine_violations
 from .errors import SpecError
-from .placement import PlacementError, StageSlot, check_placement, place
+from .evaluate import evaluate
+from .evaluate.calibration import calibrated_cluster
+from .evaluate.checks import precision_gap
 from .result import Result, Status
 from .specs import (
     Cluster,
     InferenceWorkload,
     Model,
-    Plan,
     Pool,
     SolverInfo,
-    Stage,
     TrainingWorkload,
 )
 
@@ -118,8 +123,6 @@ def plan(
         if cluster.calibration is not None:
             # Fold the measured figures into the pools once, so the CP tables and the
             # evaluator's verification price the same GPUs and links.
-            from .evaluate.core import calibrated_cluster
-
             cluster = calibrated_cluster(cluster)
         rules = _engine_rules(engine, workload)
         _check_prices(cluster, workload)
@@ -139,14 +142,10 @@ def plan(
             fabric = [f for f in cluster.fabric if set(f.pools) <= names]
             cluster = cluster.model_copy(update={"pools": keep, "fabric": fabric})
         if isinstance(workload, TrainingWorkload):
-            from .cpsat.plan_training import solve_training
-
             res = solve_training(
                 model, cluster, workload, time_limit_s, workers, seed, deterministic, engine=rules
             )
         else:
-            from .cpsat.plan_inference import solve_inference
-
             res = solve_inference(model, cluster, workload, time_limit_s, workers, seed, engine=rules)
     except SpecError as e:
         return Result(status=Status.INVALID_INPUT, message=str(e), seed=seed, time_s=time.perf_counter() - start)
@@ -154,8 +153,6 @@ def plan(
         res.baseline = _rubric_baseline(model, cluster, workload)
     result, check = _verify(model, cluster, workload, res, start, seed)
     if check.hop_explained and isinstance(workload, TrainingWorkload):
-        from .cpsat.plan_training import solve_training as _solve_training
-
         training = workload
         # Deterministic runs must not read the wall clock: a fixed share of the limit.
         left = (
@@ -165,15 +162,13 @@ def plan(
         )
 
         def again() -> Solved:
-            return _solve_training(
+            return solve_training(
                 model, cluster, training, left, workers, seed, deterministic, engine=rules,
                 pessimistic_hops=True,
             )
 
         result = _hop_fallback(model, cluster, workload, res, result, check, start, seed, again)
     if rules is not None and result.plan is not None and result.status != Status.MODEL_ERROR:
-        from .engines import engine_violations
-
         broken = engine_violations(result.plan, model, rules.name, workload)
         if broken:  # the engine constraints are in the model: this is a bug, said loudly
             message = f"plan breaks {rules.title}'s rules: " + "; ".join(broken)
@@ -184,9 +179,6 @@ def plan(
 
 def _precision_gaps_pool(pool: Pool, workload: TrainingWorkload | InferenceWorkload) -> str | None:
     """Why ``pool``'s GPU cannot compute at the workload's precision (None if it can)."""
-    from .catalog import gpu_of
-    from .evaluate.checks import precision_gap
-
     gap = precision_gap(gpu_of(pool), workload.precision)
     return None if gap is None else f"pool {pool.name}: {gap}"
 
@@ -213,8 +205,6 @@ def _engine_rules(
     """The named engine's rules; SpecError (INVALID_INPUT) for an unknown or mismatched one."""
     if engine is None:
         return None
-    from .engines import ENGINES
-
     rules = ENGINES.get(engine)
     if rules is None:
         raise SpecError(f"engine: unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
@@ -236,9 +226,6 @@ def _rubric_baseline(
     model: Model, cluster: Cluster, workload: TrainingWorkload | InferenceWorkload
 ) -> dict[str, Any] | None:
     """The seed rubric's plan and its evaluator metrics, for comparison (None if none fits)."""
-    from .baselines.rubric import rubric_plan_scored
-    from .evaluate import evaluate
-
     try:
         found = rubric_plan_scored(model, cluster, workload)
     except (SpecError, ValueError) as e:  # the baseline is informative only
@@ -256,40 +243,6 @@ def _rubric_baseline(
     out["objective"] = objective_of(rep, workload)
     out["plan"] = base.model_dump(mode="json", exclude_none=True)
     return out
-
-
-@dataclass
-class Solved:
-    """What a back-end returns before verification."""
-
-    status: Status
-    plan: Plan | None
-    objective: float | None  # user units, as the CP model computed it
-    bound: float | None
-    message: str = ""
-    stats: dict[str, Any] | None = None
-    baseline: dict[str, Any] | None = None
-    cp_plan: Plan | None = None  # the CP model's own solution, if ``plan`` was post-processed
-    #: Training: the CP objective of the same solution with every pipeline hand-off priced at
-    #: its cheapest and at its dearest (user units): the evaluator's closed form lies between.
-    objective_range: tuple[float, float] | None = None
-
-
-def objective_of(report: dict[str, Any], workload: TrainingWorkload | InferenceWorkload) -> float:
-    """The objective in user units, read off an evaluator report."""
-    obj = workload.objective
-    if obj == "max_throughput":
-        return float(report["tokens_per_s"])
-    if obj == "min_cost":
-        if isinstance(workload, TrainingWorkload):
-            # $ per million tokens.
-            return float(report["cost_per_hour"]) / 3600.0 / float(report["tokens_per_s"]) * 1e6
-        return float(report["cost_per_hour"])
-    if obj == "min_gpus":
-        return float(report["num_gpus"])
-    if obj == "min_latency":
-        return float(report["tpot_ms"])
-    raise ValueError(obj)
 
 
 @dataclass
@@ -320,15 +273,13 @@ def _verify(
     The CP objective must match the evaluator's closed form of the CP's own plan within
     :data:`OBJECTIVE_TOLERANCE`.  Training prices pipeline hand-offs inside a pool
     optimistically (NVLink wherever placement can keep them inside one NVLink domain, see
-    :func:`solver.cpsat.tables.colocation_possible`), and ``res.objective_range`` holds the
+    :func:`solver.cpsat.tables.hops.colocation_possible`), and ``res.objective_range`` holds the
     same solution's objective with every hand-off at its cheapest and at its dearest.  A
     mismatch inside that range is a hop placement put across nodes, not a bug: the plan is
     valid, the reported objective is the evaluator's, the bound stays the CP's (valid: the
     optimistic prices are never above the evaluator's), the gap is measured from the plan's
     own value, and OPTIMAL becomes FEASIBLE.  Anything else is MODEL_ERROR.
     """
-    from .evaluate import evaluate
-
     check = _Check()
     common: dict[str, Any] = dict(
         seed=seed, ortools_version=ORTOOLS_VERSION, stats=res.stats or {}, baseline=res.baseline
@@ -419,7 +370,7 @@ def _verify(
 
 #: How close (relative) the evaluator's closed form of a plan must come to the CP model's
 #: optimistic bound for the hop fallback to call it OPTIMAL: the coefficients' rounding
-#: (<= 5e-5 of each, see solver.cpsat.tables.choose_unit) with room to spare.
+#: (<= 5e-5 of each, see solver.cpsat.tables.family.choose_unit) with room to spare.
 HOP_OPTIMALITY_TOLERANCE = 1e-3
 
 
@@ -525,53 +476,3 @@ def _hop_fallback(
         baseline=first.baseline,
     )
     return _stamped(result)
-
-
-# ---------------------------------------------------------------------------------------------
-# Shared helpers for the back-ends
-# ---------------------------------------------------------------------------------------------
-def split_layers(num_layers: int, pp: int) -> list[int]:
-    """Even split; the remainder goes to the earliest stages (the last holds the LM head)."""
-    base, rem = divmod(num_layers, pp)
-    return [base + (1 if s < rem else 0) for s in range(pp)]
-
-
-def check_stages(
-    cluster: Cluster,
-    groups: list[tuple[int, list[tuple[str, int, int]]]],
-) -> None:
-    """Raise the SpecError :func:`build_stages` would raise for ``groups``, building nothing."""
-    slots = [(count, [StageSlot(pool, tp) for pool, tp, _ in stages]) for count, stages in groups]
-    try:
-        check_placement(cluster, slots)
-    except PlacementError as e:
-        raise SpecError(str(e)) from None
-
-
-def build_stages(
-    cluster: Cluster,
-    groups: list[tuple[int, list[tuple[str, int, int]]]],
-) -> list[list[Stage]]:
-    """Stages with devices for ``(count, [(pool, tp, layers), ...])`` groups."""
-    slots = [(count, [StageSlot(pool, tp) for pool, tp, _ in stages]) for count, stages in groups]
-    try:
-        devices = place(cluster, slots)
-    except PlacementError as e:
-        raise SpecError(str(e)) from None
-    out: list[list[Stage]] = []
-    for g, (_count, stages) in enumerate(groups):
-        first = 0
-        row: list[Stage] = []
-        for s, (pool, tp, layers) in enumerate(stages):
-            row.append(
-                Stage(
-                    first_layer=first,
-                    last_layer=first + layers - 1,
-                    pool=pool,
-                    tp=tp,
-                    devices=devices[g][s],  # validated (copied) by the Stage model
-                )
-            )
-            first += layers
-        out.append(row)
-    return out

@@ -50,7 +50,7 @@ def _check_gemm_table(v: tuple[GemmRate, ...]) -> tuple[GemmRate, ...]:
     return v
 
 
-#: A measured per-shape GEMM rate table (see :func:`solver.costmodel.compute.gemm_rate_tflops`):
+#: A measured per-shape GEMM rate table (see :func:`solver.costmodel.gemm_table.gemm_rate_tflops`):
 #: a tuple, so that a GPU spec carrying one stays hashable; shapes are unique.
 GemmTable = Annotated[tuple[GemmRate, ...], Field(min_length=1), AfterValidator(_check_gemm_table)]
 

@@ -3,79 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from builders import H100, gpt, gpu, pool, train
 
 from solver.baselines import exhaustive_best, rubric_plan, rubric_pool, uniform_best
 from solver.baselines.exhaustive import training_plan_count
-from solver.catalog import resolve_gpu
+from solver.construction import objective_of
 from solver.evaluate import evaluate
-from solver.planner import objective_of
-from solver.specs import (
-    Cluster,
-    GPUSpec,
-    InferenceWorkload,
-    Link,
-    Model,
-    Nic,
-    Plan,
-    Pool,
-    TrainingWorkload,
-)
-
-
-def _gpu(memory_GB: float, base: str = "H100-SXM5-80GB") -> GPUSpec:
-    """A catalog GPU with its memory cut to ``memory_GB`` (so tiny models hit the limit)."""
-    spec = resolve_gpu(base)
-    return spec.model_copy(update={"name": f"{spec.name}-{memory_GB:g}GB", "memory_GB": memory_GB})
-
-
-def _pool(
-    name: str, gpu: str | GPUSpec, nodes: int = 1, gpn: int = 2, cost: float | None = None
-) -> Pool:
-    return Pool(
-        name=name,
-        gpu=gpu,
-        nodes=nodes,
-        gpus_per_node=gpn,
-        intra_node=Link(kind="nvswitch", bandwidth_GBps=300, latency_us=3),
-        nic=Nic(count=1, bandwidth_GBps=25, latency_us=5),
-        cost_per_gpu_hour=cost,
-    )
+from solver.specs import Cluster, InferenceWorkload, Plan, Pool
 
 
 def _cluster(*pools: Pool) -> Cluster:
     return Cluster(name="test", pools=list(pools))
-
-
-def _model(layers: int, hidden: int = 256, heads: int = 4) -> Model:
-    return Model(
-        name=f"gpt-{layers}x{hidden}",
-        num_layers=layers,
-        hidden_size=hidden,
-        ffn_hidden_size=4 * hidden,
-        num_attention_heads=heads,
-        num_kv_heads=heads,
-        vocab_size=1024,
-        mlp="gelu",
-        tied_embeddings=True,
-    )
-
-
-def _train(
-    batch: int = 16,
-    micro: tuple[int, ...] = (1,),
-    sp: tuple[bool, ...] = (False,),
-    zero: int = 1,
-) -> TrainingWorkload:
-    return TrainingWorkload(
-        kind="training",
-        global_batch_size=batch,
-        sequence_length=256,
-        micro_batch_sizes=list(micro),
-        recompute=["none"],
-        sequence_parallel=list(sp),
-        zero_stage=zero,
-        schedules=["1f1b"],
-    )
 
 
 def _shape(plan: Plan) -> tuple[int, list[tuple[str, int, int]]]:
@@ -86,7 +24,7 @@ def _shape(plan: Plan) -> tuple[int, list[tuple[str, int, int]]]:
 
 # A 8-layer, h=2048 GPT: 8 x (12 h^2 + 13 h) + V h = 404.9M parameters, 7.29 GB of model state
 # at 18 B/param (ZeRO-0) before activations, plus the 2 GB framework overhead.
-BIG = _model(8, hidden=2048, heads=16)
+BIG = gpt(8, hidden=2048, heads=16)
 
 
 # --------------------------------------------------------------------------------------------
@@ -94,38 +32,38 @@ BIG = _model(8, hidden=2048, heads=16)
 # --------------------------------------------------------------------------------------------
 def test_rubric_fits_one_gpu_gives_pure_dp() -> None:
     """A model that fits one GPU gets TP = PP = 1 and DP over all 8 GPUs of the pool."""
-    cluster = _cluster(_pool("a100", "A100-SXM4-80GB", nodes=2, gpn=4))
-    plan = rubric_plan(_model(4), cluster, _train())
+    cluster = _cluster(pool("a100", "A100-SXM4-80GB", nodes=2, gpn=4))
+    plan = rubric_plan(gpt(4), cluster, train(16))
     assert plan is not None
     assert _shape(plan) == (8, [("a100", 1, 4)])
 
 
 def test_rubric_too_big_for_one_gpu_gets_tp_in_node() -> None:
     """7.3 GB of state + 2 GB overhead > 8 GB: the smallest in-node TP that fits is 2, DP 4."""
-    cluster = _cluster(_pool("p", _gpu(8.0), nodes=2, gpn=4))
-    plan = rubric_plan(BIG, cluster, _train(zero=0))
+    cluster = _cluster(pool("p", gpu(H100, 8.0), nodes=2, gpn=4))
+    plan = rubric_plan(BIG, cluster, train(16, zero=0))
     assert plan is not None
     assert _shape(plan) == (4, [("p", 2, 8)])
-    assert evaluate(BIG, cluster, _train(zero=0), plan).feasible
+    assert evaluate(BIG, cluster, train(16, zero=0), plan).feasible
 
 
 def test_rubric_too_big_for_one_node_gets_tp_node_pp_across() -> None:
     """On 3.5 GB GPUs TP=4 alone needs 7.3/4 + 2 > 3.5 GB: TP = gpus_per_node, PP = 2."""
-    cluster = _cluster(_pool("p", _gpu(3.5), nodes=2, gpn=4))
-    plan = rubric_plan(BIG, cluster, _train(zero=0))
+    cluster = _cluster(pool("p", gpu(H100, 3.5), nodes=2, gpn=4))
+    plan = rubric_plan(BIG, cluster, train(16, zero=0))
     assert plan is not None
     assert _shape(plan) == (1, [("p", 4, 4), ("p", 4, 4)])
 
 
 def test_rubric_returns_none_when_nothing_fits() -> None:
     """7.3 GB of state over 2 GPUs of 3 GB each (2 GB overhead) fits no rubric shape."""
-    cluster = _cluster(_pool("p", _gpu(3.0), nodes=1, gpn=2))
-    assert rubric_plan(BIG, cluster, _train(zero=0)) is None
+    cluster = _cluster(pool("p", gpu(H100, 3.0), nodes=1, gpn=2))
+    assert rubric_plan(BIG, cluster, train(16, zero=0)) is None
 
 
 def test_rubric_latency_maximises_tp() -> None:
     """min_latency: the largest TP of the NVLink domain (4), PP = 1, replicas for the rest."""
-    cluster = _cluster(_pool("h100", "H100-SXM5-80GB", nodes=2, gpn=4))
+    cluster = _cluster(pool("h100", "H100-SXM5-80GB", nodes=2, gpn=4))
     wl = InferenceWorkload(
         kind="inference",
         prompt_tokens=128,
@@ -133,7 +71,7 @@ def test_rubric_latency_maximises_tp() -> None:
         batch_size=[1, 4],
         objective="min_latency",
     )
-    plan = rubric_plan(_model(4), cluster, wl)
+    plan = rubric_plan(gpt(4), cluster, wl)
     assert plan is not None
     (g,) = plan.replica_groups
     assert (g.count, g.batch_size, [s.tp for s in g.stages]) == (2, 1, [4])
@@ -141,27 +79,27 @@ def test_rubric_latency_maximises_tp() -> None:
 
 def test_rubric_throughput_takes_largest_batch_meeting_slos() -> None:
     """Throughput: DP of one-GPU replicas at the largest batch whose TPOT meets the SLO."""
-    cluster = _cluster(_pool("a100", "A100-SXM4-80GB", gpn=4))
+    cluster = _cluster(pool("a100", "A100-SXM4-80GB", gpn=4))
     loose = InferenceWorkload(
         kind="inference", prompt_tokens=256, output_tokens=64, batch_size=[1, 8, 64]
     )
-    plan = rubric_plan(_model(4), cluster, loose)
+    plan = rubric_plan(gpt(4), cluster, loose)
     assert plan is not None
     (g,) = plan.replica_groups
     assert (g.count, g.batch_size, [s.tp for s in g.stages]) == (4, 64, [1])
     # A TPOT SLO between batch 8's and batch 64's decode step leaves batch 8.
-    tpot64 = evaluate(_model(4), cluster, loose, plan).to_dict()["tpot_ms"]
+    tpot64 = evaluate(gpt(4), cluster, loose, plan).to_dict()["tpot_ms"]
     tight = loose.model_copy(update={"tpot_ms": tpot64 * 0.99})
-    plan = rubric_plan(_model(4), cluster, tight)
+    plan = rubric_plan(gpt(4), cluster, tight)
     assert plan is not None
     assert plan.replica_groups[0].batch_size == 8
-    assert evaluate(_model(4), cluster, tight, plan).feasible
+    assert evaluate(gpt(4), cluster, tight, plan).feasible
 
 
 def test_rubric_target_deploys_just_enough_replicas() -> None:
     """min_gpus: the fewest one-GPU replicas whose summed throughput reaches the target."""
-    model = _model(4)
-    cluster = _cluster(_pool("a100", "A100-SXM4-80GB", nodes=2, gpn=2))
+    model = gpt(4)
+    cluster = _cluster(pool("a100", "A100-SXM4-80GB", nodes=2, gpn=2))
     one = InferenceWorkload(kind="inference", prompt_tokens=256, output_tokens=64, batch_size=64)
     per_replica = rubric_plan(model, cluster, one)
     assert per_replica is not None
@@ -177,9 +115,9 @@ def test_rubric_target_deploys_just_enough_replicas() -> None:
 
 def test_rubric_pool_most_gpus_then_fastest() -> None:
     """Heterogeneous: the pool with the most GPUs wins; on a tie, the faster GPU."""
-    l40s = _pool("l40s", "L40S", gpn=4)
-    h100 = _pool("h100", "H100-SXM5-80GB", gpn=4)
-    a100 = _pool("a100", "A100-SXM4-80GB", gpn=2)
+    l40s = pool("l40s", "L40S", gpn=4)
+    h100 = pool("h100", "H100-SXM5-80GB", gpn=4)
+    a100 = pool("a100", "A100-SXM4-80GB", gpn=2)
     assert rubric_pool(_cluster(a100, l40s)).name == "l40s"
     assert rubric_pool(_cluster(l40s, h100)).name == "h100"
 
@@ -189,9 +127,9 @@ def test_rubric_pool_most_gpus_then_fastest() -> None:
 # --------------------------------------------------------------------------------------------
 def test_uniform_returns_best_of_its_table() -> None:
     """The returned plan's objective is the best feasible objective in the table."""
-    model = _model(4)
-    cluster = _cluster(_pool("h100", "H100-SXM5-80GB", gpn=4))
-    wl = _train(batch=8, micro=(1, 2))
+    model = gpt(4)
+    cluster = _cluster(pool("h100", "H100-SXM5-80GB", gpn=4))
+    wl = train(batch=8, micro=(1, 2))
     best, table = uniform_best(model, cluster, wl)
     assert best is not None
     feasible = [r["objective"] for r in table if r["feasible"]]
@@ -205,8 +143,8 @@ def test_uniform_returns_best_of_its_table() -> None:
 
 def test_uniform_inference_min_gpus_is_one_replica() -> None:
     """A tiny model with a small target: the fewest GPUs is a single one-GPU replica."""
-    model = _model(2)
-    cluster = _cluster(_pool("h100", "H100-SXM5-80GB", gpn=4))
+    model = gpt(2)
+    cluster = _cluster(pool("h100", "H100-SXM5-80GB", gpn=4))
     wl = InferenceWorkload(
         kind="inference",
         prompt_tokens=128,
@@ -224,7 +162,7 @@ def test_uniform_inference_min_gpus_is_one_replica() -> None:
 # --------------------------------------------------------------------------------------------
 # exhaustive
 # --------------------------------------------------------------------------------------------
-TWO_GPUS = _cluster(_pool("h100", "H100-SXM5-80GB", gpn=2))
+TWO_GPUS = _cluster(pool("h100", "H100-SXM5-80GB", gpn=2))
 
 
 def test_exhaustive_training_count_on_two_gpus() -> None:
@@ -233,7 +171,7 @@ def test_exhaustive_training_count_on_two_gpus() -> None:
     #   d = 1: p = 1 with tp 1 or 2 (2 plans); p = 2 with tp (1, 1) and split 1+1 (1 plan);
     #   d = 2: p = 1 with tp 1 (1 plan); p = 2 would need 4 GPUs.
     # 4 plans per micro-batch x 2 micro-batches = 8.
-    model, wl = _model(2), _train(batch=4, micro=(1, 2))
+    model, wl = gpt(2), train(batch=4, micro=(1, 2))
     assert training_plan_count(model, TWO_GPUS, wl) == 8
     best, obj, n = exhaustive_best(model, TWO_GPUS, wl)
     assert n == 8
@@ -242,7 +180,7 @@ def test_exhaustive_training_count_on_two_gpus() -> None:
 
 def test_exhaustive_sequence_parallel_only_with_tp() -> None:
     """Allowing SP adds only the plans with TP > 1: one per micro-batch, 8 + 2 = 10."""
-    model, wl = _model(2), _train(batch=4, micro=(1, 2), sp=(True, False))
+    model, wl = gpt(2), train(batch=4, micro=(1, 2), sp=(True, False))
     assert training_plan_count(model, TWO_GPUS, wl) == 10
     assert exhaustive_best(model, TWO_GPUS, wl)[2] == 10
 
@@ -253,7 +191,7 @@ def test_exhaustive_inference_count_on_two_gpus() -> None:
     # Deployments of >= 2 replicas within 2 GPUs: two one-GPU replicas, batches {1,1}, {1,2},
     # {2,2} = 3.  One-replica deployments reuse the shapes' scores.
     wl = InferenceWorkload(kind="inference", prompt_tokens=64, output_tokens=16, batch_size=[1, 2])
-    best, obj, n = exhaustive_best(_model(2), TWO_GPUS, wl)
+    best, obj, n = exhaustive_best(gpt(2), TWO_GPUS, wl)
     assert n == 9
     assert best is not None and obj is not None
 
@@ -261,14 +199,14 @@ def test_exhaustive_inference_count_on_two_gpus() -> None:
 def test_exhaustive_refuses_large_spaces() -> None:
     """More plans than max_plans is a ValueError before any evaluation."""
     with pytest.raises(ValueError, match="max_plans"):
-        exhaustive_best(_model(2), TWO_GPUS, _train(batch=4, micro=(1, 2)), max_plans=7)
+        exhaustive_best(gpt(2), TWO_GPUS, train(batch=4, micro=(1, 2)), max_plans=7)
 
 
 def test_exhaustive_dominates_uniform_and_rubric() -> None:
     """Exhaustive's space contains the uniform grid and the rubric plan: it is never worse."""
-    model = _model(4)
-    cluster = _cluster(_pool("h100", "H100-SXM5-80GB", gpn=4))
-    wl = _train(batch=8, micro=(1, 2))
+    model = gpt(4)
+    cluster = _cluster(pool("h100", "H100-SXM5-80GB", gpn=4))
+    wl = train(batch=8, micro=(1, 2))
     _, ex, _ = exhaustive_best(model, cluster, wl)
     uni, _ = uniform_best(model, cluster, wl)
     rub = rubric_plan(model, cluster, wl)
@@ -279,8 +217,8 @@ def test_exhaustive_dominates_uniform_and_rubric() -> None:
 
 def test_exhaustive_infeasible_returns_none() -> None:
     """No plan fits (7.3 GB of state on 2 x 3 GB GPUs): (None, None, every plan scored)."""
-    cluster = _cluster(_pool("p", _gpu(3.0), gpn=2))
-    wl = _train(zero=0)
+    cluster = _cluster(pool("p", gpu(H100, 3.0), gpn=2))
+    wl = train(16, zero=0)
     best, obj, n = exhaustive_best(BIG, cluster, wl)
     assert (best, obj) == (None, None)
     assert n == training_plan_count(BIG, cluster, wl) > 0

@@ -25,49 +25,22 @@ import math
 
 import builders
 import pytest
-from builders import A100, H100, L40S, cluster, gpu
+from builders import A100, H100, L40S, cluster, gpt, gpu
 from ortools.sat.python import cp_model
 
 from solver import load_cluster, load_model, load_workload
+from solver.cpsat.bounds import lower_bound_us, pipeline_lp_bound, refine
 from solver.cpsat.plan_training import families, subproblems
-from solver.cpsat.tables import Family, lower_bound_us, pipeline_lp_bound, refine
-from solver.cpsat.training import TrainingChoice, TrainingModel, TrainTables
+from solver.cpsat.tables.family import Family
+from solver.cpsat.training.data import TrainingChoice, TrainTables
+from solver.cpsat.training.model import TrainingModel
 from solver.cpsat.warmstart import stage_objective, warm_start
 from solver.specs import Cluster, Model, TrainingWorkload
 
 #: Pools here are priced (1.0 per GPU hour) so that min_cost instances can use them.
 pool = functools.partial(builders.pool, cost=1.0)
-
-
-def gpt(layers: int, hidden: int = 256, heads: int = 4, vocab: int = 1024) -> Model:
-    return Model.model_validate(
-        dict(
-            name=f"gpt-{layers}x{hidden}", num_layers=layers, hidden_size=hidden,
-            ffn_hidden_size=4 * hidden, num_attention_heads=heads, num_kv_heads=heads,
-            vocab_size=vocab, mlp="gelu", tied_embeddings=True,
-        )
-    )
-
-
-def train(
-    batch: int = 8,
-    *,
-    seq: int = 256,
-    zero: int | list[int] = 1,
-    micro: tuple[int, ...] = (1,),
-    recompute: tuple[str, ...] = ("none",),
-    overlap: bool = True,
-    objective: str = "max_throughput",
-    schedules: tuple[str, ...] = ("1f1b", "interleaved"),
-) -> TrainingWorkload:
-    return TrainingWorkload.model_validate(
-        dict(
-            kind="training", global_batch_size=batch, sequence_length=seq,
-            micro_batch_sizes=list(micro), recompute=list(recompute), sequence_parallel=[False],
-            zero_stage=zero, overlap_grad_reduce=overlap, schedules=list(schedules),
-            objective=objective,
-        )
-    )
+#: Both schedules, so that interleaved sub-problems are bounded too.
+train = functools.partial(builders.train, schedules=("1f1b", "interleaved"))
 
 
 HETERO = cluster(pool("h100", H100, cost=3.0), pool("l40s", L40S, pcie=True, cost=0.9))
@@ -96,7 +69,7 @@ INSTANCES = [
         train(batch=16, zero=0),
     ),
     ("hetero-zero23", gpt(4), HETERO, train(zero=[2, 3])),
-    ("hetero-no-overlap", gpt(8), HETERO, train(overlap=False, micro=(1, 2))),
+    ("hetero-no-overlap", gpt(8), HETERO, train(overlap_grad_reduce=False, micro=(1, 2))),
     ("hetero-min-cost", gpt(4), HETERO, train(objective="min_cost", micro=(1, 2))),
     ("hetero-recompute", gpt(8, 512, 8), HETERO, train(batch=16, recompute=("none", "full"))),
 ]

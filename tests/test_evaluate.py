@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
 import pytest
+from builders import training_plan
 
 from solver.costmodel import (
     LinkTier,
@@ -100,22 +102,8 @@ def _stage(
     }
 
 
-def _train_plan(
-    stages: list[dict[str, Any]], count: int = 1, mb: int = 1, m: int = 16, **kw: Any
-) -> Plan:
-    grp = {
-        "count": count,
-        "micro_batch_size": mb,
-        "num_micro_batches": m,
-        "schedule": "1f1b",
-        "virtual_stages": 1,
-        "recompute": "none",
-        "zero_stage": 1,
-        "sequence_parallel": False,
-        "stages": stages,
-    }
-    grp.update(kw)
-    return Plan.model_validate({"kind": "training", "replica_groups": [grp]})
+#: One-group training plans at ZeRO-1 (the other knobs at the spec's defaults).
+_train_plan = functools.partial(training_plan, zero_stage=1)
 
 
 def _pp2() -> Plan:

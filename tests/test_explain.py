@@ -178,7 +178,7 @@ def test_step_terms_split_idle_time_into_bubble_and_p2p() -> None:
     """On a PP=2 plan the idle time of the busiest stage is bubble + exposed p2p, and the p2p
     part is what free transfers would save (0 <= p2p <= idle)."""
     m, c, w = load_model("tiny-gpt"), load_cluster("tiny-2x4-a100"), load_workload("train-tiny")
-    from solver.planner import build_stages
+    from solver.construction import build_stages
     from solver.specs import ReplicaGroup
 
     stages = build_stages(c, [(1, [("a100", 4, 2), ("a100", 4, 2)])])[0]

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from builders import training_plan
 
 from solver.engines import shape_violations
 from solver.errors import SpecError
@@ -38,7 +39,7 @@ from solver.export import (
 )
 from solver.export.megatron import uneven_flags
 from solver.io import load_model, load_plan
-from solver.specs import Plan, ReplicaGroup, Stage
+from solver.specs import Plan, Stage
 
 GOLDEN = Path(__file__).parent / "golden" / "export"
 OUTPUTS = GOLDEN / "outputs"
@@ -224,14 +225,8 @@ def _tiny_plan(stage_devices: list[list[tuple[str, int]]]) -> Plan:
         )
         for s, devs in enumerate(stage_devices)
     ]
-    group = ReplicaGroup(
-        count=len(stage_devices[0]),
-        micro_batch_size=1,
-        num_micro_batches=16 // len(stage_devices[0]),
-        zero_stage=1,
-        stages=stages,
-    )
-    return Plan(kind="training", replica_groups=[group])
+    count = len(stage_devices[0])
+    return training_plan(stages, count=count, m=16 // count, zero_stage=1)
 
 
 def test_torchrun_switches_to_tp_pp_dp_order_and_reorders_gpus() -> None:

@@ -15,15 +15,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from builders import training_plan
 
 from solver.baselines import rubric as rubric_mod
 from solver.baselines.rubric import rubric_plan, rubric_plan_scored
+from solver.construction import build_stages, check_stages
+from solver.evaluate import boundary as boundary_mod
 from solver.evaluate import checks, evaluate, training_memory_ledger
-from solver.evaluate import core as core_mod
+from solver.evaluate import evaluator as evaluator_mod
 from solver.evaluate.links import LinkTier, link_between, parse_node, slowest
 from solver.io import load_cluster, load_model, load_workload
 from solver.placement import PlacementError, StageSlot, check_placement, place
-from solver.planner import build_stages, check_stages
 from solver.specs import Cluster, Plan, Stage, TrainingWorkload
 
 MODEL = load_model("gpt-1.7b")
@@ -34,18 +36,8 @@ TRAIN = load_workload("train-gpt-s2048")
 
 def _plan(cluster: Cluster, shape: list[tuple[str, int, int]], count: int, **kw: Any) -> Plan:
     stages = build_stages(cluster, [(count, shape)])[0]
-    group = {
-        "count": count,
-        "micro_batch_size": 1,
-        "num_micro_batches": TRAIN.global_batch_size // count,
-        "schedule": "1f1b",
-        "recompute": "selective",
-        "zero_stage": 1,
-        "sequence_parallel": True,
-        "stages": stages,
-    }
-    group.update(kw)
-    return Plan.model_validate({"kind": "training", "replica_groups": [group]})
+    knobs: dict[str, Any] = {"recompute": "selective", "zero_stage": 1, "sequence_parallel": True}
+    return training_plan(stages, count=count, m=TRAIN.global_batch_size // count, **(knobs | kw))
 
 
 def _valid_plans() -> list[tuple[Cluster, Plan]]:
@@ -159,11 +151,12 @@ def _boundary_reference(cluster: Cluster, a: Stage, b: Stage) -> LinkTier:
 def test_boundary_link_agrees_with_reference(cluster: Cluster, plan: Plan) -> None:
     """Node-pair classes price every stage boundary as the rank-by-rank walk did (also when
     the two stages share a GPU, the free local link)."""
-    if not core_mod._devices_parse(cluster, plan):
+    if not evaluator_mod._devices_parse(cluster, plan):
         pytest.skip("devices do not parse: the evaluator prices no links")
     stages = plan.replica_groups[0].stages
     for a, b in itertools.pairwise(list(stages) + [stages[0]]):
-        assert core_mod._boundary_link(cluster, a, b, None) == _boundary_reference(cluster, a, b)
+        link = boundary_mod._boundary_link(cluster, a, b, None)
+        assert link == _boundary_reference(cluster, a, b)
 
 
 @pytest.mark.parametrize(("cluster", "plan"), CASES)

@@ -1,7 +1,7 @@
 """The measured per-shape GEMM rate table (``gemm_table``): lookup, pricing, calibration.
 
 A calibration may carry the transformer GEMM rates the profile timed; the cost model then
-prices each GEMM group at its own shape's rate (:func:`solver.costmodel.compute.gemm_rate_tflops`)
+prices each GEMM group at its own shape's rate (:func:`solver.costmodel.gemm_table.gemm_rate_tflops`)
 and a backward GEMM as its dgrad + wgrad GEMMs.  Without the table, everything is priced
 exactly as before (the catalog formula).
 """
@@ -19,15 +19,9 @@ from solver.catalog import resolve_gpu
 from solver.costmodel import block_time, decode_block_time, op_time, prefill_block_time
 from solver.costmodel import constants as C
 from solver.costmodel.comm import LinkTier
-from solver.costmodel.compute import (
-    GEMM_TABLE_NEIGHBOURS,
-    Op,
-    block_forward_ops,
-    gemm_pass_shapes,
-    gemm_rate_tflops,
-    head_time,
-)
-from solver.evaluate.core import CALIBRATED_GPU_FIELDS, gpu_with_calibration
+from solver.costmodel.compute import Op, block_forward_ops, head_time
+from solver.costmodel.gemm_table import GEMM_TABLE_NEIGHBOURS, gemm_pass_shapes, gemm_rate_tflops
+from solver.evaluate.calibration import CALIBRATED_GPU_FIELDS, gpu_with_calibration
 from solver.io import load_calibration, load_cluster
 from solver.profile.calibrate import calibration_from_raw, calibration_yaml, model_spec
 from solver.profile.raw import RAW_FORMAT

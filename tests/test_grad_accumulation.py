@@ -22,7 +22,7 @@ from solver.costmodel import block_time
 from solver.costmodel.comm import LinkTier
 from solver.costmodel.compute import embedding_time, grad_accumulation_time, head_time
 from solver.costmodel.params import block_params_per_gpu
-from solver.evaluate.core import gpu_with_calibration
+from solver.evaluate.calibration import gpu_with_calibration
 from solver.planner import plan
 from solver.profile.calibrate import _grad_accumulation_bytes, calibration_yaml, model_spec
 from solver.result import Status

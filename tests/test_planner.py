@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+
+from builders import train
+
 from solver import load_cluster, load_model, load_workload
 from solver.planner import plan
 from solver.result import Status
-from solver.specs import TrainingWorkload
 
-
-def _train(**kw: object) -> TrainingWorkload:
-    base: dict[str, object] = dict(
-        kind="training", global_batch_size=8, sequence_length=256, recompute=["none"],
-        micro_batch_sizes=[1], sequence_parallel=[False], zero_stage=1,
-    )
-    base.update(kw)
-    return TrainingWorkload.model_validate(base)
+#: Both schedules (the spec's default) allowed.
+_train = functools.partial(train, schedules=("1f1b", "interleaved"))
 
 
 def test_deterministic_mode_repeats_plan_and_objective() -> None:

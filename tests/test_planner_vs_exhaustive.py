@@ -11,21 +11,23 @@ Run alone with ``pytest -m exhaustive``; the whole set takes well under 90 s on 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
+import builders
 import pytest
-from builders import A100, H100, L40S, cluster, gpu, pool
+from builders import A100, H100, L40S, cluster, gpu, infer, pool, train
 
 from solver.baselines import exhaustive_best
+from solver.construction import objective_of
 from solver.evaluate import evaluate
-from solver.planner import objective_of, plan
+from solver.planner import plan
 from solver.result import Status
 from solver.specs import (
     Cluster,
     InferenceWorkload,
     Model,
     Plan,
-    Recompute,
     TrainingWorkload,
 )
 
@@ -35,82 +37,9 @@ pytestmark = pytest.mark.exhaustive
 RTOL = 0.005
 
 # --------------------------------------------------------------------------------------------
-# Instance builders (gpu, pool, cluster: tests/builders.py)
+# Instance builders: tests/builders.py (the models are named by their MLP, gelu-4x256)
 # --------------------------------------------------------------------------------------------
-def gpt(
-    layers: int,
-    hidden: int = 256,
-    heads: int = 4,
-    *,
-    kv: int | None = None,
-    mlp: str = "gelu",
-    vocab: int = 1024,
-) -> Model:
-    ffn = 4 * hidden if mlp == "gelu" else 3 * hidden
-    return Model.model_validate(
-        dict(
-            name=f"{mlp}-{layers}x{hidden}",
-            num_layers=layers,
-            hidden_size=hidden,
-            ffn_hidden_size=ffn,
-            num_attention_heads=heads,
-            num_kv_heads=kv or heads,
-            vocab_size=vocab,
-            mlp=mlp,
-            tied_embeddings=mlp == "gelu",
-        )
-    )
-
-
-def train(
-    batch: int = 8,
-    micro: tuple[int, ...] = (1,),
-    recompute: tuple[Recompute, ...] = ("none",),
-    sp: tuple[bool, ...] = (False,),
-    zero: int | list[int] = 1,
-    *,
-    seq: int = 256,
-    precision: str = "bf16",
-    objective: str = "max_throughput",
-) -> TrainingWorkload:
-    return TrainingWorkload.model_validate(
-        dict(
-            kind="training",
-            global_batch_size=batch,
-            sequence_length=seq,
-            precision=precision,
-            micro_batch_sizes=list(micro),
-            recompute=list(recompute),
-            sequence_parallel=list(sp),
-            zero_stage=zero,
-            schedules=["1f1b"],
-            objective=objective,
-        )
-    )
-
-
-def infer(
-    batch: tuple[int, ...] = (1, 8),
-    *,
-    prompt: int = 256,
-    output: int = 64,
-    objective: str = "max_throughput",
-    ttft_ms: float | None = None,
-    tpot_ms: float | None = None,
-    target: float | None = None,
-) -> InferenceWorkload:
-    return InferenceWorkload.model_validate(
-        dict(
-            kind="inference",
-            prompt_tokens=prompt,
-            output_tokens=output,
-            batch_size=list(batch),
-            objective=objective,
-            ttft_ms=ttft_ms,
-            tpot_ms=tpot_ms,
-            target_throughput_tokens_per_s=target,
-        )
-    )
+gpt = functools.partial(builders.gpt, name="{mlp}-{layers}x{hidden}")
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from builders import training_plan
 
+from solver.construction import build_stages
 from solver.errors import SpecError
 from solver.io import load_cluster, load_model, load_workload
 from solver.pareto import ParetoFront, ParetoPoint
-from solver.planner import build_stages
 from solver.report.plots import (
     MAX_MAP_NODES,
     plot_pareto,
@@ -40,13 +41,8 @@ def _plan(
 ) -> Plan:
     layers = [MODEL.num_layers // pp] * pp
     stages = build_stages(CLUSTER, [(dp, [("a100", tp, n) for n in layers])])[0]
-    group = ReplicaGroup(
-        count=dp,
-        micro_batch_size=micro_batch,
-        num_micro_batches=workload.global_batch_size // (dp * micro_batch),
-        stages=stages,
-    )
-    return Plan(kind="training", replica_groups=[group])
+    m = workload.global_batch_size // (dp * micro_batch)
+    return training_plan(stages, count=dp, mb=micro_batch, m=m)
 
 
 def _collections(fig: Any, axis: int = 0) -> dict[str, Any]:

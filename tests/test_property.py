@@ -36,14 +36,16 @@ import re
 from typing import Any
 
 import pytest
+from builders import train
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from solver import load_cluster, load_model, load_workload
 from solver.baselines import uniform_best
 from solver.catalog import gpu_names, gpu_of
+from solver.construction import objective_of
 from solver.evaluate import evaluate
-from solver.planner import OBJECTIVE_TOLERANCE, objective_of, plan
+from solver.planner import OBJECTIVE_TOLERANCE, plan
 from solver.result import Result, Status
 from solver.specs import (
     Cluster,
@@ -362,15 +364,6 @@ def test_one_node_instances_are_solved_cleanly_or_honestly_refused(
 # --------------------------------------------------------------------------------------------
 # Regression tests for the bugs the property found (strict xfails until fixed)
 # --------------------------------------------------------------------------------------------
-def _train(**kw: Any) -> TrainingWorkload:
-    base: dict[str, Any] = dict(
-        kind="training", global_batch_size=8, sequence_length=256, recompute=["none"],
-        micro_batch_sizes=[1], sequence_parallel=[False], schedules=["1f1b"],
-    )  # fmt: skip
-    base.update(kw)
-    return TrainingWorkload.model_validate(base)
-
-
 def _assert_clean(model: Model, cluster: Cluster, workload: AnyWorkload, res: Result) -> None:
     assert res.status in (Status.OPTIMAL, Status.FEASIBLE), f"{res.status}: {res.message}"
     check_solved(model, cluster, workload, res)
@@ -389,7 +382,7 @@ def test_unsupported_precision_is_refused_with_reason_training() -> None:
     res = plan(
         load_model("tiny-gpt"),
         load_cluster("tiny-2x4-a100"),
-        _train(precision="fp8"),
+        train(precision="fp8"),
         time_limit_s=2,
     )
     assert res.status in (Status.INFEASIBLE, Status.INVALID_INPUT)
@@ -399,21 +392,21 @@ def test_unsupported_precision_is_refused_with_reason_training() -> None:
 def test_no_overlap_grad_reduce_plan_is_verified() -> None:
     """gpt-1.7b on 2x4 A100 without gradient-reduce overlap: an evaluator-clean plan."""
     m, c = load_model("gpt-1.7b"), load_cluster("tiny-2x4-a100")
-    w = _train(overlap_grad_reduce=False)
+    w = train(overlap_grad_reduce=False)
     _assert_clean(m, c, w, plan(m, c, w, time_limit_s=5, deterministic=True))
 
 
 def test_zero2_plan_is_verified() -> None:
     """tiny-gpt on 2 NVLinked H100s with ZeRO-2: an evaluator-clean plan."""
     m, c = load_model("tiny-gpt"), load_cluster("h100x2-nvlink")
-    w = _train(zero_stage=2)
+    w = train(zero=2)
     _assert_clean(m, c, w, plan(m, c, w, time_limit_s=5, deterministic=True))
 
 
 def test_zero3_plan_is_verified() -> None:
     """tiny-gpt on 2x4 A100 with ZeRO-3: an evaluator-clean plan."""
     m, c = load_model("tiny-gpt"), load_cluster("tiny-2x4-a100")
-    w = _train(zero_stage=3)
+    w = train(zero=3)
     _assert_clean(m, c, w, plan(m, c, w, time_limit_s=5, deterministic=True))
 
 
@@ -456,11 +449,11 @@ def test_pp_hop_inside_a_node_is_priced_as_placed() -> None:
 
     Found by the property: the CP model priced the hop on the NIC, the evaluator (GPUs 0 and 1
     of node a100-0) on NVSwitch: MODEL_ERROR 'CP model 1.55381e+06, evaluator 1.75099e+06
-    (12.69% > 2%)'.  Fixed by optimistic hop pricing (solver.cpsat.tables.hop_prices): the
+    (12.69% > 2%)'.  Fixed by optimistic hop pricing (solver.cpsat.tables.hops.hop_prices): the
     hop is priced on NVSwitch, and the plan is OPTIMAL with the CP's objective.
     """
     m, c = load_model("tiny-gpt"), load_cluster("tiny-2x4-a100")
-    w = _train(global_batch_size=1, sequence_length=128)
+    w = train(1, seq=128)
     res = plan(m, c, w, time_limit_s=5, deterministic=True)
     _assert_clean(m, c, w, res)
     assert res.status == Status.OPTIMAL, res.message
@@ -474,11 +467,11 @@ def test_pp_hop_across_nodes_is_priced_as_placed() -> None:
     )  # fmt: skip
     base = load_cluster("seed-4x8-h100")
     c = base.model_copy(update={"pools": [base.pools[0].model_copy(update={"nodes": 3})]})
-    w = _train(
-        global_batch_size=16,
-        sequence_length=512,
+    w = train(
+        16,
+        seq=512,
         memory_policy="pure_bf16",
-        sequence_parallel=[True],
+        sp=(True,),
     )
     _assert_clean(m, c, w, plan(m, c, w, time_limit_s=5, deterministic=True))
 
@@ -491,7 +484,7 @@ def test_pp_hop_priced_optimistically_falls_back_honestly() -> None:
     placement *could* keep it inside a node (d x max TP + min TP <= 4 GPUs), so it picked 8
     stages (d = 1) priced as if all 7 hops were NVLink, while placement puts stages 0-3 on node
     0 and 4-7 on node 1 (CP 470,201 vs evaluator 311,614 tokens/s in the closed form: the hop
-    fallback, FEASIBLE).  A run of near hops now needs d x sum(tp) <= 4 (tables.run_fits), so
+    fallback, FEASIBLE).  A run of near hops now needs d x sum(tp) <= 4 (tables.hops.run_fits), so
     the model prices the 8-stage plan as placed and prefers d = 4 over 2 stages, whose one hop
     crosses nodes and is priced so: the CP objective is the evaluator's closed form (with the
     DP traffic hidden behind the earlier stages' backward *and* the gradient hand-off, as the
@@ -518,7 +511,7 @@ def test_pp_hop_priced_optimistically_falls_back_honestly() -> None:
                  nic=Nic(count=1, bandwidth_GBps=25, latency_us=5)),
         ],
     )  # fmt: skip
-    w = _train(global_batch_size=8, sequence_length=256)
+    w = train(8, seq=256)
     res = plan(m, c, w, time_limit_s=5, deterministic=True)
     _assert_clean(m, c, w, res)
     assert res.plan is not None and res.objective is not None and res.bound is not None
@@ -557,7 +550,7 @@ def test_heterogeneous_pipeline_objective_is_verified() -> None:
                  nic=Nic(count=4, bandwidth_GBps=12.5)),
         ],
     )  # fmt: skip
-    w = _train(global_batch_size=1, sequence_length=128, sequence_parallel=[True])
+    w = train(1, seq=128, sp=(True,))
     _assert_clean(m, c, w, plan(m, c, w, time_limit_s=5, deterministic=True))
 
 

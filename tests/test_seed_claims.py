@@ -31,11 +31,12 @@ from solver import load_cluster, load_model, load_workload
 from solver.baselines import rubric_plan
 from solver.baselines.uniform import uniform_grid
 from solver.catalog import gpu_of
+from solver.construction import objective_of
 from solver.costmodel import constants as C
 from solver.costmodel import total_params
 from solver.costmodel.memory import BYTES_PER_PARAM
 from solver.evaluate import evaluate
-from solver.planner import objective_of, plan
+from solver.planner import plan
 from solver.result import Result, Status
 from solver.specs import (
     Cluster,

@@ -16,7 +16,7 @@ from solver.costmodel import block_time, decode_block_time, op_time, optimizer_s
 from solver.costmodel import constants as C
 from solver.costmodel.comm import LinkTier
 from solver.costmodel.compute import Op
-from solver.evaluate.core import gpu_with_calibration
+from solver.evaluate.calibration import gpu_with_calibration
 from solver.io import load_cluster
 from solver.profile.calibrate import (
     _block_predictions,

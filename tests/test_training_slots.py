@@ -16,8 +16,10 @@ from ortools.sat.python import cp_model
 
 from solver import load_cluster, load_model, load_workload
 from solver.cpsat.plan_training import families
-from solver.cpsat.tables import build_tables, choose_unit, min_block_seconds, stages_limit
-from solver.cpsat.training import TrainingModel, TrainTables
+from solver.cpsat.tables.build import build_tables, stages_limit
+from solver.cpsat.tables.family import choose_unit, min_block_seconds
+from solver.cpsat.training.data import TrainTables
+from solver.cpsat.training.model import TrainingModel
 
 CASES = [
     ("tiny-gpt", "tiny-hetero", "train-tiny"),

@@ -16,15 +16,12 @@ import pytest
 from ortools.sat.python import cp_model
 
 from solver import load_cluster, load_model, load_workload
+from solver.cpsat.bounds import lower_bound_us
 from solver.cpsat.plan_training import families
-from solver.cpsat.tables import (
-    build_tables,
-    choose_unit,
-    lower_bound_us,
-    min_block_seconds,
-    stages_limit,
-)
-from solver.cpsat.training import TrainingModel, TrainTables
+from solver.cpsat.tables.build import build_tables, stages_limit
+from solver.cpsat.tables.family import choose_unit, min_block_seconds
+from solver.cpsat.training.data import TrainTables
+from solver.cpsat.training.model import TrainingModel
 from solver.cpsat.warmstart import memory_lower_bound_fails, stage_objective, warm_start
 
 CASES = [
@@ -109,7 +106,7 @@ def test_run_condition_admits_every_placement() -> None:
     domains)."""
     import itertools
 
-    from solver.cpsat.tables import colocation_possible, run_fits
+    from solver.cpsat.tables.hops import colocation_possible, run_fits
     from solver.placement import PlacementError, StageSlot, place
 
     base = load_cluster("tiny-2x4-a100")
@@ -147,8 +144,8 @@ def test_mirror_matches_cp_with_near_runs(model: str, cluster: str, workload: st
     """With hops priced optimistically (for_dp) the model adds the run condition on near
     hops (hop_runs); the mirror still scores CP-SAT's optimum exactly, and every warm start
     is a plan of the model."""
-    from solver.cpsat.tables import for_dp
-    from solver.cpsat.training import hop_runs
+    from solver.cpsat.tables.build import for_dp
+    from solver.cpsat.training.data import hop_runs
 
     m, c, w = load_model(model), load_cluster(cluster), load_workload(workload)
     fams = families(w)
@@ -195,8 +192,8 @@ def test_mirror_matches_cp_when_dp_traffic_binds() -> None:
     CP-SAT does."""
     import random
 
-    from solver.cpsat.tables import for_dp
-    from solver.cpsat.training import hop_runs
+    from solver.cpsat.tables.build import for_dp
+    from solver.cpsat.training.data import hop_runs
 
     m, c, w = load_model("tiny-gpt"), load_cluster("tiny-2x4-a100"), load_workload("train-tiny")
     fams = families(w)

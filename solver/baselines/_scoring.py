@@ -1,7 +1,7 @@
 """Scoring shared by the baselines: one evaluator call per plan, one notion of "better".
 
 The baselines never trust a cost formula of their own: every plan is scored by
-:func:`solver.evaluate.evaluate` and read through :func:`solver.planner.objective_of`, the same
+:func:`solver.evaluate.evaluate` and read through :func:`solver.construction.objective_of`, the same
 function the planner's verification uses, so "best" means the same thing everywhere.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ..planner import objective_of
+from ..construction import objective_of
 from ..specs import Cluster, InferenceWorkload, Model, Plan, TrainingWorkload
 
 __all__ = [

@@ -3,7 +3,7 @@
 This is the ground truth the tests hold the CP-SAT planner to: on a small instance it scores
 *every* plan the CP model could return and keeps the best by the evaluator's objective.  It
 shares no cost formula with the CP model -- only the evaluator, the placement convention
-(:func:`solver.planner.build_stages`) and the TP options (:func:`tp_options`), which define the
+(:func:`solver.construction.build_stages`) and the TP options (:func:`tp_options`), which define the
 search space.
 
 Training space (one replica group, schedule 1F1B, as in :mod:`solver.cpsat.training`):
@@ -40,8 +40,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..construction import build_stages, split_layers
 from ..cpsat.options import tp_options
-from ..planner import build_stages, split_layers
 from ..specs import (
     Cluster,
     InferenceWorkload,
@@ -80,7 +80,7 @@ def exhaustive_best(
     -------
     (Plan or None, float or None, int)
         The best feasible plan (ties keep the first in enumeration order) and its objective in
-        user units (:func:`solver.planner.objective_of`), or ``(None, None, n)`` when no plan is
+        user units (:func:`solver.construction.objective_of`), or ``(None, None, n)`` when no plan is
         feasible; ``n`` is the number of plans the evaluator scored.
 
     Raises

@@ -33,8 +33,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..catalog import gpu_of
+from ..construction import build_stages, check_stages, split_layers
 from ..cpsat.options import tp_options
-from ..planner import build_stages, check_stages, split_layers
 from ..specs import (
     Cluster,
     InferenceWorkload,
@@ -138,12 +138,12 @@ def rubric_shapes(model: Model, pool: Pool, *, latency: bool = False) -> Iterato
 def _cannot_fit(model: Model, cluster: Cluster, workload: TrainingWorkload, plan: Plan) -> bool:
     """True when the evaluator's memory ledger of ``plan`` is sure to be over capacity.
 
-    :func:`~solver.evaluate.core.training_memory_ledger` computes the very rows the evaluator
+    :func:`~solver.evaluate.ledger.training_memory_ledger` computes the very rows the evaluator
     reports, without pricing links or simulating the pipeline; a candidate it rejects would be
     rejected by :func:`memory_ok` on the full report too (same rows, or none if unpriceable).
     A candidate it accepts, or cannot read, is left to the full evaluation.
     """
-    from ..evaluate.core import training_memory_ledger
+    from ..evaluate.ledger import training_memory_ledger
 
     try:
         ledger = training_memory_ledger(model, cluster, workload, plan)

@@ -19,8 +19,8 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
+from ..construction import build_stages, split_layers
 from ..cpsat.options import tp_options
-from ..planner import build_stages, split_layers
 from ..specs import (
     Cluster,
     InferenceWorkload,
@@ -78,7 +78,7 @@ def uniform_best(
     Returns
     -------
     (Plan or None, list of dict)
-        The best feasible plan by the workload objective (:func:`solver.planner.objective_of`;
+        The best feasible plan by the workload objective (:func:`solver.construction.objective_of`;
         ties keep the first point in grid order), or None when no point is feasible; and one row
         per point with its knobs, ``feasible``, ``objective`` (None if infeasible),
         ``violations`` and the evaluator's headline metrics.

@@ -16,6 +16,18 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
+from .common import (
+    ClusterOpt,
+    ForceOpt,
+    JsonOpt,
+    ModelOpt,
+    WorkloadOpt,
+    emit_json,
+    refuse_overwrite,
+    stdout_console,
+    user_errors,
+)
+
 if TYPE_CHECKING:
     from rich.table import Table
 
@@ -26,7 +38,6 @@ PlotKind = Literal["timeline", "placement"]
 
 def _check_plot_target(plot: Path, force: bool) -> Path:
     """The plot path, refused before any work if its type is unsupported or it exists."""
-    from ..cli import refuse_overwrite
     from ..report.plots import check_plot_path
 
     path = check_plot_path(plot)
@@ -35,9 +46,7 @@ def _check_plot_target(plot: Path, force: bool) -> Path:
 
 
 def _console() -> Any:
-    """Rich console on stdout, as ``plan`` uses (:func:`solver.cli.stdout_console`)."""
-    from ..cli import stdout_console
-
+    """Rich console on stdout, as ``plan`` uses (:func:`solver.commands.common.stdout_console`)."""
     return stdout_console()
 
 
@@ -91,16 +100,6 @@ def pareto_table(front: "ParetoFront") -> "Table":
 
 def register(app: typer.Typer) -> None:
     """Add ``explain`` and ``pareto`` to ``app``."""
-    from ..cli import (
-        ClusterOpt,
-        ForceOpt,
-        JsonOpt,
-        ModelOpt,
-        WorkloadOpt,
-        emit_json,
-        user_errors,
-    )
-
     time_limit_opt = typer.Option(
         "--time-limit", "-t", metavar="SECONDS", help="CP-SAT wall-time limit per solve."
     )

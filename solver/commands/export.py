@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from .common import ForceOpt, JsonOpt, emit_json, user_errors, write_new_file
+
 #: Exit status when the target engine cannot express the plan (the input itself is valid).
 EXIT_ENGINE_CANNOT_EXPRESS = 3
 
@@ -34,8 +36,6 @@ def _beside(out: Path, name: str) -> Path:
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
-    from ..cli import ForceOpt, JsonOpt, emit_json, user_errors, write_new_file
-
     @app.command("export", epilog=_EPILOG)
     def export_cmd(
         plan: Annotated[

@@ -16,6 +16,8 @@ from typing import Annotated, Any
 
 import typer
 
+from .common import ForceOpt, JsonOpt, emit_json, refuse_overwrite, user_errors, write_new_file
+
 #: Largest differences a float64 CPU check may show (summation order only: ~1e-15 observed).
 CHECK_TOLERANCE = 1e-8
 
@@ -33,7 +35,6 @@ def _require_torch() -> None:
 def _measure(argv: list[str], raw_out: Path | None, force: bool) -> dict[str, Any]:
     """Run ``solver/profile/run.py <argv>`` in this process (spawning workers); the raw doc."""
     _require_torch()
-    from ..cli import refuse_overwrite
     from ..profile import driver
     from ..profile.calibrate import read_raw
 
@@ -76,7 +77,6 @@ def failed_checks(checks: list[dict[str, Any]]) -> list[str]:
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
-    from ..cli import ForceOpt, JsonOpt, emit_json, user_errors, write_new_file
     from ..errors import SpecError
 
     FromJsonOpt = Annotated[
@@ -154,7 +154,6 @@ def register(app: typer.Typer) -> None:
         """Measure GEMM efficiency, HBM bandwidth and NCCL collectives on this machine's GPUs
         and fit a calibration (efficiency factors, link alpha-beta) for the evaluator."""
         with user_errors():
-            from ..cli import refuse_overwrite
             from ..profile.calibrate import calibration_from_raw, calibration_yaml, read_raw
 
             if out is None and not json_output:
@@ -327,7 +326,6 @@ def register(app: typer.Typer) -> None:
         time, memory and inference latency with the evaluator's predictions."""
         exit_code = 0
         with user_errors():
-            from ..cli import refuse_overwrite
             from ..profile.raw import FUSIONS
 
             if fusion is not None and fusion not in FUSIONS:

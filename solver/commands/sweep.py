@@ -12,18 +12,20 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from .common import (
+    JsonOpt,
+    emit_json,
+    refuse_overwrite,
+    stderr_console,
+    stdout_console,
+    user_errors,
+)
+
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
     from solver.sweep import Case, SweepSummary
     from solver.sweep.summary import BestRow
-
-# Same as solver.cli.JsonOpt; defined here because typer resolves these (string) annotations
-# in this module's globals, and solver.cli is imported only inside register().
-JsonOpt = Annotated[
-    bool,
-    typer.Option("--json", help="Print one JSON document on stdout and nothing else."),
-]
 
 #: Exit code of a sweep stopped by Ctrl-C or SIGTERM (128 + SIGINT, the shell convention).
 EXIT_INTERRUPTED = 130
@@ -212,7 +214,6 @@ def _validate(cases: Sequence[Case]) -> None:
 
 
 def _dry_run(cases: Sequence[Case], json_output: bool) -> None:
-    from solver.cli import emit_json, stdout_console
     from solver.specs import Model
     from solver.sweep.cases import case_to_dict
 
@@ -237,7 +238,6 @@ def _dry_run(cases: Sequence[Case], json_output: bool) -> None:
 def _summary_only(
     directory: Path, json_output: bool, quiet: bool, plot: Path | None, metric: str, force: bool
 ) -> None:
-    from solver.cli import emit_json, refuse_overwrite, stdout_console
     from solver.sweep import load_directory, plot_heatmap
     from solver.sweep.store import write_csv
 
@@ -265,8 +265,6 @@ def _summary_only(
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
-    from solver.cli import user_errors
-
     @app.command("sweep", epilog=_EPILOG)
     def sweep_cmd(
         models: Annotated[
@@ -454,8 +452,6 @@ def register(app: typer.Typer) -> None:
             if out.exists() and not out.is_dir():
                 raise SpecError(f"--out: {out} is a file, expected a directory")
             if plot is not None:
-                from solver.cli import refuse_overwrite
-
                 refuse_overwrite(plot, force)
             _validate(cases)
             result = _run(
@@ -495,7 +491,6 @@ def _run(
         TimeRemainingColumn,
     )
 
-    from solver.cli import _stderr
     from solver.sweep import SweepProgress, sweep
 
     kwargs: dict[str, Any] = {
@@ -520,7 +515,7 @@ def _run(
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
-            console=_stderr(),
+            console=stderr_console(),
             transient=False,
         )
         task_id = bar.add_task("sweep", total=len(cases), failed=0)
@@ -544,7 +539,6 @@ def _run(
 def _finish(
     result: SweepSummary, plot: Path | None, metric: str, json_output: bool, quiet: bool
 ) -> None:
-    from solver.cli import emit_json, stdout_console
     from solver.sweep import best_rows, plot_heatmap, read_results
     from solver.sweep.store import CSV_FILE, RESULTS_FILE
 

@@ -9,8 +9,8 @@ from typing import Any
 from ortools.sat.python import cp_model
 
 from ..catalog import gpu_of
+from ..construction import Solved, build_stages, split_layers
 from ..engines import EngineRules, GroupShape, shape_violations
-from ..planner import Solved, build_stages, split_layers
 from ..result import Status
 from ..specs import Cluster, InferenceWorkload, Model, Plan, ReplicaGroup
 from .inference import InferenceConfig, InferenceModel

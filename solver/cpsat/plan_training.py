@@ -2,10 +2,10 @@
 
 Sub-problems (family x DP degree, x depth when interleaved) are ordered by a cheap bound.
 Pass 1 (no CP-SAT) prunes them by memory and by the pipeline LP bound
-(:func:`~.tables.pipeline_lp_bound`) against an incumbent from warm starts
+(:func:`~.bounds.pipeline_lp_bound`) against an incumbent from warm starts
 (:func:`~.warmstart.warm_start`).  Pass 2 splits each sub-problem still open into the T_max
 slices where a better plan can be, on the options such a plan can use
-(:func:`~.tables.refine`), and gives them to CP-SAT best-first with the incumbent as cut-off.
+(:func:`~.bounds.refine`), and gives them to CP-SAT best-first with the incumbent as cut-off.
 OPTIMAL only when every sub-problem and slice is closed: solved, infeasible under the cut-off,
 or bounded at or above the incumbent by a valid bound.
 """
@@ -22,22 +22,15 @@ from typing import Any
 
 from ortools.sat.python import cp_model
 
+from ..construction import Solved, build_stages
 from ..engines import EngineRules
-from ..planner import Solved, build_stages
 from ..result import Status
 from ..specs import Cluster, Model, Plan, Pool, ReplicaGroup, Stage, TrainingWorkload
-from .tables import (
-    Family,
-    build_tables,
-    choose_unit,
-    for_dp,
-    lower_bound_us,
-    min_block_seconds,
-    pipeline_lp_bound,
-    refine,
-    stages_limit,
-)
-from .training import TrainingChoice, TrainingModel, TrainTables
+from .bounds import lower_bound_us, pipeline_lp_bound, refine
+from .tables.build import build_tables, for_dp, stages_limit
+from .tables.family import Family, choose_unit, min_block_seconds
+from .training.data import TrainingChoice, TrainTables
+from .training.model import TrainingModel
 from .warmstart import memory_lower_bound_fails, stage_objective, warm_start
 
 __all__ = ["families", "solve_training", "choice_to_plan", "subproblems"]
@@ -243,7 +236,7 @@ def subproblems(
     DP degree ``d`` (plain 1F1B: the model picks the depth), and for interleaved 1F1B one per
     depth too.  Those without any plan by the cheap bound (inf) are left out.
 
-    Pipeline hand-offs inside a pool are priced for each ``d`` as :func:`~.tables.for_dp`
+    Pipeline hand-offs inside a pool are priced for each ``d`` as :func:`~.tables.build.for_dp`
     says: optimistically (NVLink wherever placement *can* keep the hop inside one NVLink
     domain), so each sub-problem's optimum and bounds are valid lower bounds on the
     evaluator's closed form; with ``pessimistic`` at their dearest instead (an upper bound:
@@ -406,7 +399,7 @@ def solve_training(
 
     def split(job: _Job) -> None:
         """Split an open sub-problem into T_max slices worth solving, on the options that can
-        still beat the incumbent (see :func:`~.tables.refine`)."""
+        still beat the incumbent (see :func:`~.bounds.refine`)."""
         assert best is not None
         t1 = time.perf_counter()
         ref = refine(tables[job.i][2], best[0])
@@ -539,7 +532,7 @@ def solve_training(
 
 def _objective_with(t: TrainTables, choice: TrainingChoice, pessimistic: bool) -> float | None:
     """The model's objective of ``choice`` (time units) with its hand-offs priced
-    optimistically or pessimistically (:func:`~.tables.for_dp`)."""
+    optimistically or pessimistically (:func:`~.tables.build.for_dp`)."""
     tab = for_dp(t, choice.d, pessimistic)
     step = stage_objective(tab, choice.d, choice.stages)
     if step is None:  # pragma: no cover - the choice is a solution of this sub-problem
@@ -557,7 +550,7 @@ def _scaled(cluster: Cluster, factor: int) -> Cluster:
 def explain_training(model: Model, cluster: Cluster, workload: TrainingWorkload) -> str:
     """Which constraint group binds, with numbers, and the smallest relaxation found."""
     from ..costmodel import total_params
-    from .tables import state_bytes_per_param
+    from .tables.stage import state_bytes_per_param
 
     params = total_params(model, workload.sequence_length)
     per_param = state_bytes_per_param(workload.memory_policy)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 
-from .training import HopRuns, TrainingChoice, TrainOption, TrainTables, hop_runs
+from .training.data import HopRuns, TrainingChoice, TrainOption, TrainTables, hop_runs
 
 __all__ = ["fill_blocks", "memory_lower_bound_fails", "pipeline_search", "stage_objective", "warm_start"]
 

@@ -8,6 +8,7 @@ the link pricing so the planner precomputes exactly what the evaluator will char
 
 from __future__ import annotations
 
+from .calibration import gpu_with_calibration
 from .checks import (
     check_batch,
     check_devices,
@@ -19,7 +20,8 @@ from .checks import (
     check_slo,
     check_tp_domain,
 )
-from .core import evaluate, gpu_with_calibration, training_memory_ledger
+from .evaluator import evaluate
+from .ledger import training_memory_ledger
 from .links import (
     DPLinks,
     dp_links,

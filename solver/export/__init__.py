@@ -18,8 +18,9 @@ from ..engines import (
     engine_violations,
     group_shape,
 )
-from .core import REQUIRED_INPUTS, EngineCannotExpress, ExportResult, check_plan, export_plan
-from .layout import RankLayout, megatron_layout
+from ..layout import RankLayout, megatron_layout
+from .core import REQUIRED_INPUTS, check_plan, export_plan
+from .result import EngineCannotExpress, ExportResult
 
 __all__ = [
     "ENGINES",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..engines import ENGINES, TARGETS, engine_violations
@@ -17,15 +16,13 @@ from ..specs import (
     ReplicaGroup,
     TrainingWorkload,
 )
+from .deepspeed import export_deepspeed
+from .inference import export_inference
+from .megatron import export_megatron
+from .result import EngineCannotExpress, ExportResult
+from .torchrun import export_torchrun
 
-__all__ = [
-    "REQUIRED_INPUTS",
-    "EngineCannotExpress",
-    "ExportResult",
-    "check_plan",
-    "export_plan",
-    "plan_summary",
-]
+__all__ = ["REQUIRED_INPUTS", "check_plan", "export_plan"]
 
 AnyWorkload = TrainingWorkload | InferenceWorkload
 
@@ -41,73 +38,6 @@ REQUIRED_INPUTS: dict[str, tuple[str, ...]] = {
     "sglang": ("model",),
     "trtllm": ("model",),
 }
-
-
-@dataclass(frozen=True)
-class ExportResult:
-    """What ``export_plan`` produced.
-
-    Attributes
-    ----------
-    target
-        The target name (``megatron``, ``vllm``, ...).
-    engine
-        The engine's human name.
-    text
-        The main output: a shell snippet or script, or a JSON document (DeepSpeed).
-    files
-        Further files by suggested name suffix (``hostfile``, ``rank_map.json``); the CLI writes
-        them next to ``--out`` as ``<stem>.<name>``.
-    notes
-        Things the user must know or do that the text cannot say (shell targets repeat them as
-        comments).
-    """
-
-    target: str
-    engine: str
-    text: str
-    files: dict[str, str] = field(default_factory=dict)
-    notes: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "target": self.target,
-            "engine": self.engine,
-            "text": self.text,
-            "files": dict(self.files),
-            "notes": list(self.notes),
-        }
-
-
-class EngineCannotExpress(Exception):
-    """The plan uses something the target engine cannot express (the CLI exits with code 3).
-
-    Not a :class:`ValueError`: the input is valid, the engine is the limit.
-    """
-
-    def __init__(self, target: str, violations: list[str]) -> None:
-        self.target = target
-        self.violations = list(violations)
-        title = ENGINES[target].title
-        super().__init__(f"{title} cannot express this plan: " + "; ".join(self.violations))
-
-
-def plan_summary(plan: Plan) -> str:
-    """``TP=4 PP=2 DP=8 on 64 GPUs (dgx-a100)`` per group, joined with ``; ``."""
-    parts: list[str] = []
-    for group in plan.replica_groups:
-        tps = [s.tp for s in group.stages]
-        tp = str(tps[0]) if len(set(tps)) == 1 else "/".join(str(t) for t in tps)
-        gpus = group.count * sum(tps)
-        pools: list[str] = []
-        for s in group.stages:
-            if s.pool not in pools:
-                pools.append(s.pool)
-        parts.append(
-            f"TP={tp} PP={group.pp} DP={group.count} on {gpus} GPU{'s' if gpus != 1 else ''} "
-            f"({', '.join(pools)})"
-        )
-    return "; ".join(parts)
 
 
 def _layers_of(group: ReplicaGroup, where: str) -> int:
@@ -289,17 +219,9 @@ def export_plan(
     if to in ("megatron", "deepspeed", "torchrun"):
         assert isinstance(w, TrainingWorkload)
         if to == "megatron":
-            from .megatron import export_megatron
-
             return export_megatron(p, m, w)
         if to == "deepspeed":
-            from .deepspeed import export_deepspeed
-
             return export_deepspeed(p, m, w)
-        from .torchrun import export_torchrun
-
         return export_torchrun(p, m, w)
-    from .inference import export_inference
-
     assert w is None or isinstance(w, InferenceWorkload)
     return export_inference(p, to, m, c, w)

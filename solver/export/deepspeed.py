@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from ..specs import Model, Plan, TrainingWorkload
-from .core import ExportResult
+from .result import ExportResult
 
 __all__ = ["deepspeed_config", "export_deepspeed"]
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..layout import Device, replica_devices, replica_nodes
 from ..specs import Cluster, InferenceWorkload, Model, Plan, ReplicaGroup
-from .core import ExportResult
-from .layout import Device, replica_devices, replica_nodes
+from .result import ExportResult
 from .text import command_line, comment, header
 
 __all__ = [

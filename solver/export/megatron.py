@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..layout import megatron_layout
 from ..specs import Model, Plan, ReplicaGroup, TrainingWorkload
-from .core import ExportResult
-from .layout import megatron_layout
+from .result import ExportResult
 from .text import comment, header
 
 __all__ = ["ArgBlock", "export_megatron", "megatron_arguments", "render_bash_array"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 
 from ..specs import Model, Plan
-from .core import plan_summary
+from .result import plan_summary
 
 __all__ = ["WIDTH", "command_line", "comment", "header"]
 

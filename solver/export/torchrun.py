@@ -4,7 +4,7 @@ torch.distributed.run gives node ``i`` (``--node-rank i``) the global ranks that
 nodes ``0..i-1`` (the elastic agent's ``_assign_worker_ranks``: offset = sum of the local world
 sizes of the agents with a lower group rank), and local rank ``j`` uses the ``j``-th GPU of
 ``CUDA_VISIBLE_DEVICES`` (Megatron calls ``torch.cuda.set_device(local_rank)``).  The layout in
-:mod:`solver.export.layout` picks the node order and each node's GPU order so that Megatron's
+:mod:`solver.layout` picks the node order and each node's GPU order so that Megatron's
 rank coordinates land on exactly the devices the plan names.
 """
 
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 
+from ..layout import RankLayout, megatron_layout
 from ..specs import Model, Plan, TrainingWorkload
-from .core import ExportResult
-from .layout import RankLayout, megatron_layout
 from .megatron import megatron_arguments, render_bash_array
+from .result import ExportResult
 from .text import command_line, comment, header
 
 __all__ = ["MASTER_PORT", "export_torchrun", "node_roles", "rank_map_json"]

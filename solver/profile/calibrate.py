@@ -15,7 +15,7 @@ What each calibration field is, so that the evaluator can use it unchanged:
     the product ``(m x k) @ (k x n)`` actually timed (:func:`solver.profile.bench.bench_gemms`;
     a shape timed more than once gets the geometric mean of its rates).  With it the cost
     model prices each GEMM at its own shape's measured rate
-    (:func:`solver.costmodel.compute.gemm_rate_tflops`), and ``gemm_realization`` (fitted
+    (:func:`solver.costmodel.gemm_table.gemm_rate_tflops`), and ``gemm_realization`` (fitted
     below) becomes the fraction of the micro-benchmark rate a whole block realises (~1).
 ``memory_efficiency``
     Asymptotic ``copy_`` bandwidth (read + write, fitted ``t = t0 + bytes / R`` over all

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from solver.baselines import uniform_best
+from solver.construction import build_stages
 from solver.evaluate import evaluate
 from solver.io import load_cluster, load_model, load_workload
-from solver.planner import build_stages, plan
+from solver.planner import plan
 from solver.report import dumps, plan_document, predicted_metrics
 from solver.specs import Plan, ReplicaGroup
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..specs import Plan, ReplicaGroup
+from .specs import Plan, ReplicaGroup
 
 __all__ = [
     "MEGATRON_ORDERS",

@@ -1,0 +1,197 @@
+"""What every ``shardwise`` command shares: option types, error mapping, JSON output, safe writes.
+
+:mod:`solver.cli` (the ``app`` and the core commands) and every module in
+:mod:`solver.commands` import from here, so no command module imports the CLI that registers
+it.  Conventions:
+
+* the option types keep ``--model/--cluster/--workload/--json/--force`` identical everywhere;
+* :func:`user_errors` turns bad input (:data:`USER_ERRORS`) into one line ``error: ...`` on
+  stderr and exit code 2, never a traceback (``SHARDWISE_DEBUG=1`` re-raises);
+* :func:`emit_json` prints exactly one strict-JSON document on stdout;
+* :func:`write_new_file` never overwrites a user's file without ``--force``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+
+from ..errors import SpecError, format_validation_error
+from ..io import write_text_atomic
+from ..report import dumps
+
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "USER_ERRORS",
+    "ClusterOpt",
+    "ForceOpt",
+    "JsonOpt",
+    "ModelOpt",
+    "WorkloadOpt",
+    "emit_json",
+    "fail",
+    "one_line",
+    "refuse_overwrite",
+    "report_dict",
+    "stderr_console",
+    "stdout_console",
+    "user_errors",
+    "write_new_file",
+]
+
+#: Exceptions that mean "bad input": one line on stderr, exit code 2.  SpecError is a
+#: ValueError; OSError covers missing, unreadable and unwritable files.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    SpecError,
+    ValueError,
+    ValidationError,
+    yaml.YAMLError,
+    OSError,
+)
+EXIT_BAD_INPUT = 2
+
+
+# ------------------------------------------------------------------------------------------
+# Shared option types (one definition, identical help in every command)
+# ------------------------------------------------------------------------------------------
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        metavar="MODEL",
+        help="Model spec: a name under models/ (llama3-70b) or a YAML/JSON path.",
+        show_default=False,
+    ),
+]
+ClusterOpt = Annotated[
+    str,
+    typer.Option(
+        "--cluster",
+        "-c",
+        metavar="CLUSTER",
+        help="Cluster spec: a name under instances/ (seed-4x8-h100) or a YAML/JSON path.",
+        show_default=False,
+    ),
+]
+WorkloadOpt = Annotated[
+    str,
+    typer.Option(
+        "--workload",
+        "-w",
+        metavar="WORKLOAD",
+        help="Workload spec (training or inference): a name under instances/ or a path.",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[
+    bool,
+    typer.Option("--json", help="Print one JSON document on stdout and nothing else."),
+]
+ForceOpt = Annotated[
+    bool,
+    typer.Option("--force", "-f", help="Overwrite the --out file if it exists."),
+]
+
+
+# ------------------------------------------------------------------------------------------
+# Plumbing shared by the commands
+# ------------------------------------------------------------------------------------------
+def one_line(err: BaseException) -> str:
+    """A user-facing one-line message for an exception in :data:`USER_ERRORS`."""
+    if isinstance(err, ValidationError):
+        msg = format_validation_error(err)
+    elif isinstance(err, OSError) and err.strerror:
+        target = err.filename if err.filename is not None else ""
+        msg = f"{target}: {err.strerror}" if target else err.strerror
+        if isinstance(err, FileExistsError):
+            msg += " (pass --force to overwrite)"
+    else:
+        msg = str(err)
+    msg = " ".join(msg.split())
+    return msg or type(err).__name__
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``error: <message>`` as one line on stderr and exit with code 2."""
+    # Plain write, not rich: rich would wrap a long message over several lines.
+    sys.stderr.write(f"error: {' '.join(message.split())}\n")
+    sys.stderr.flush()
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn bad-input exceptions raised inside the block into ``error: ...`` and exit 2."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise  # `shardwise ... | head`: not bad input; typer exits quietly
+    except USER_ERRORS as err:
+        if os.environ.get("SHARDWISE_DEBUG"):
+            raise
+        fail(one_line(err))
+
+
+def emit_json(doc: Any) -> None:
+    """Write ``doc`` as one strict-JSON document (plus a newline) on stdout."""
+    sys.stdout.write(dumps(doc) + "\n")
+    sys.stdout.flush()
+
+
+def stdout_console() -> Console:
+    """Rich console on stdout for human-readable output."""
+    # Piped output gets a readable fixed width instead of rich's 80-column fallback.
+    wide = sys.stdout.isatty() or "COLUMNS" in os.environ
+    return Console(highlight=False, width=None if wide else 120)
+
+
+def stderr_console() -> Console:
+    """Rich console on stderr (spinners, progress, notes that must not pollute --json)."""
+    return Console(stderr=True, highlight=False)
+
+
+def refuse_overwrite(path: Path, force: bool) -> None:
+    """Raise SpecError unless ``path`` may be written (new, or ``force``) in an existing folder."""
+    if path.is_dir():
+        raise SpecError(f"{path}: is a directory")
+    if path.exists() and not force:
+        raise SpecError(f"{path}: already exists; pass --force to overwrite")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise SpecError(f"{path}: directory {parent} does not exist")
+
+
+def write_new_file(path: Path, text: str, *, force: bool = False) -> None:
+    """Write ``text`` to ``path``; never touch an existing file unless ``force``.
+
+    Without ``force`` the file is created exclusively (so a file that appeared since the check
+    is not clobbered either); with it the text goes to a temporary file that replaces ``path``
+    atomically, so an interrupted write never leaves half a file behind.
+    """
+    refuse_overwrite(path, force)
+    if not force:
+        try:
+            with path.open("x", encoding="utf-8") as fh:
+                fh.write(text)
+        except FileExistsError:
+            raise SpecError(f"{path}: already exists; pass --force to overwrite") from None
+        return
+    write_text_atomic(path, text)
+
+
+def report_dict(report: Any) -> dict[str, Any]:
+    """The evaluator's Report as its dict (tolerates a dict already)."""
+    if isinstance(report, dict):
+        return report
+    doc: dict[str, Any] = report.to_dict()
+    return doc

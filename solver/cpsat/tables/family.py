@@ -1,0 +1,72 @@
+"""The global knobs shared by every stage of a training plan (:class:`Family`), and the
+integer units of its tables: the time unit the planner picks (:func:`choose_unit`), seconds
+and bytes rounded into units."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ... import costmodel as cm
+from ...catalog import gpu_of
+from ...specs import Cluster, Model, TrainingWorkload
+from ..options import tp_options
+from ..training.data import KB
+
+__all__ = ["Family", "choose_unit", "min_block_seconds"]
+
+
+@dataclass(frozen=True)
+class Family:
+    """The global knobs shared by every stage of a training plan."""
+
+    micro_batch: int
+    recompute: str
+    sequence_parallel: bool
+    zero_stage: int
+    schedule: str = "1f1b"
+    virtual_stages: int = 1  # v model chunks per stage (interleaved 1F1B), 1 for plain 1F1B
+
+    @property
+    def label(self) -> str:
+        sp = "+sp" if self.sequence_parallel else ""
+        sched = self.schedule if self.virtual_stages == 1 else f"{self.schedule}{self.virtual_stages}"
+        return f"mb{self.micro_batch}/{self.recompute}{sp}/zero{self.zero_stage}/{sched}"
+
+
+def _ticks(seconds: float, unit_s: float) -> int:
+    """Seconds -> integer time units (rounded to nearest)."""
+    return int(round(seconds / unit_s))
+
+
+def _kb_up(nbytes: float) -> int:
+    return int(math.ceil(nbytes / KB - 1e-9))
+
+
+def min_block_seconds(model: Model, cluster: Cluster, workload: TrainingWorkload, fams: list[Family]) -> float:
+    """The cheapest forward + backward of one block over every family, pool and TP option."""
+    from ...evaluate.links import tp_link
+
+    best = float("inf")
+    for fam in fams:
+        for pool in cluster.pools:
+            gpu = gpu_of(pool)
+            for tp in tp_options(model, pool):
+                try:
+                    blk = cm.block_time(
+                        model, gpu, tp=tp, micro_batch=fam.micro_batch, seq=workload.sequence_length,
+                        recompute=fam.recompute, sequence_parallel=fam.sequence_parallel and tp > 1,
+                        precision=workload.precision, tp_link=tp_link(pool),
+                    )
+                except ValueError:
+                    continue  # as in _option: e.g. fp8 on a GPU without fp8
+                best = min(best, blk.fwd_s + blk.bwd_s)
+    return best if best < float("inf") else 1e-3
+
+
+def choose_unit(min_block_s: float) -> float:
+    """Time unit: 1e-4 of the cheapest block time, in [1 ns, 1 us], rounded to a power of 10."""
+    import math as _m
+
+    raw = max(1e-9, min(1e-6, min_block_s * 1e-4))
+    return float(10 ** _m.floor(_m.log10(raw)))

@@ -1,0 +1,207 @@
+"""Inference evaluation: prefill and decode times per stage, TTFT / TPOT / tokens per second per
+replica group, the inference memory ledger (weights, KV cache, prefill working set) and MFU.
+
+Inference
+    TTFT = prefill of the batch through all stages (+ p2p), TPOT = one decode step through
+    all stages at context prompt + output/2 (the mean context over the generation; decode
+    time is linear in context, so this gives the mean TPOT exactly), tokens/s per replica =
+    batch x output / (TTFT + output x TPOT) (static batching), total = sum over replicas.
+    With num_micro_batches m > 1 the batch is split into m micro-batches that overlap across
+    stages: TTFT = sum_s t_s + (m-1) max_s t_s, TPOT = max(sum_s d_s, m max_s d_s).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..costmodel import (
+    block_activation_bytes,
+    decode_block_time,
+    embedding_time,
+    head_time,
+    kv_cache_bytes_per_token,
+    model_flops_per_step,
+    peak_tflops,
+    prefill_block_time,
+    stage_params_per_gpu,
+)
+from ..costmodel import constants as C
+from ..specs import Cluster, InferenceWorkload, Model, Plan
+from .boundary import _p2p
+from .calibration import Cal, gpu_with_calibration
+from .ledger import _ledger_row
+from .links import tp_link
+from .report import Report
+
+
+def _evaluate_inference(
+    model: Model, cluster: Cluster, wl: InferenceWorkload, plan: Plan, cal: Cal, rep: Report
+) -> None:
+    kvp = wl.kv_cache_precision or wl.precision
+    ctx = wl.prompt_tokens + wl.output_tokens // 2
+    h = model.hidden_size
+    ledger: list[dict[str, Any]] = []
+    breakdown: list[dict[str, Any]] = []
+    groups: list[dict[str, Any]] = []
+    total_tps = 0.0
+    peak_all = 0.0
+    for g, grp in enumerate(plan.replica_groups):
+        B = grp.batch_size or 1
+        m = grp.num_micro_batches or 1
+        bm = max(1, B // m)
+        p = grp.pp
+        pre, dec, pre_p2p, dec_p2p = [], [], [], []
+        for s, st in enumerate(grp.stages):
+            pool = cluster.pool(st.pool)
+            gpu = gpu_with_calibration(pool, cal)
+            link = tp_link(pool, cal)
+            n = st.num_layers
+            pb = prefill_block_time(
+                model,
+                gpu,
+                tp=st.tp,
+                batch=bm,
+                prompt=wl.prompt_tokens,
+                precision=wl.precision,
+                tp_link=link,
+            )
+            db = decode_block_time(
+                model,
+                gpu,
+                tp=st.tp,
+                batch=bm,
+                context_len=ctx,
+                precision=wl.precision,
+                kv_precision=kvp,
+                tp_link=link,
+            )
+            t_pre, t_dec = n * pb.fwd_s, n * db.fwd_s
+            tp_pre, tp_dec = n * pb.tp_comm_fwd_s, n * db.tp_comm_fwd_s
+            if s == 0:
+                e1 = embedding_time(
+                    model,
+                    gpu,
+                    tp=st.tp,
+                    micro_batch=bm,
+                    seq=wl.prompt_tokens,
+                    precision=wl.precision,
+                    tp_link=link,
+                )
+                e2 = embedding_time(
+                    model,
+                    gpu,
+                    tp=st.tp,
+                    micro_batch=bm,
+                    seq=1,
+                    precision=wl.precision,
+                    tp_link=link,
+                )
+                t_pre, t_dec = t_pre + e1.fwd_s, t_dec + e2.fwd_s
+                tp_pre, tp_dec = tp_pre + e1.tp_comm_fwd_s, tp_dec + e2.tp_comm_fwd_s
+            if s == p - 1:
+                hd = head_time(
+                    model,
+                    gpu,
+                    tp=st.tp,
+                    micro_batch=bm,
+                    seq=1,
+                    precision=wl.precision,
+                    tp_link=link,
+                )
+                t_pre, t_dec = t_pre + hd.fwd_s, t_dec + hd.fwd_s
+                tp_pre, tp_dec = tp_pre + hd.tp_comm_fwd_s, tp_dec + hd.tp_comm_fwd_s
+            pre.append(t_pre)
+            dec.append(t_dec)
+            if s < p - 1:
+                nxt = grp.stages[s + 1]
+                pre_p2p.append(
+                    _p2p(
+                        cluster, st, nxt, bm * wl.prompt_tokens * h * C.ACTIVATION_BYTES, False, cal
+                    )
+                )
+                dec_p2p.append(_p2p(cluster, st, nxt, bm * h * C.ACTIVATION_BYTES, False, cal))
+            else:
+                pre_p2p.append(0.0)
+                dec_p2p.append(0.0)
+            # memory
+            params = stage_params_per_gpu(
+                model,
+                n,
+                first=s == 0,
+                last=s == p - 1,
+                sequence_length=wl.prompt_tokens + wl.output_tokens,
+                tp=st.tp,
+            )
+            w = params * C.BYTES_PER_ELEMENT[wl.precision]
+            kv = (
+                kv_cache_bytes_per_token(model, kvp, st.tp)
+                * n
+                / model.num_layers
+                * B
+                * (wl.prompt_tokens + wl.output_tokens)
+            )
+            # Transient prefill working set: one block's tensors for one micro-batch (flash
+            # attention: no s^2 scores, i.e. Korthikanti's selective case), + last-token logits.
+            a = block_activation_bytes(
+                model,
+                tp=st.tp,
+                micro_batch=bm,
+                seq=wl.prompt_tokens,
+                recompute="selective",
+                sequence_parallel=False,
+            )
+            if s == p - 1:
+                a += C.LOGIT_BYTES * bm * model.vocab_size / st.tp
+            ledger.append(_ledger_row(g, s, st, gpu, w, 0.0, 0.0, a, kv))
+            breakdown.append(
+                {
+                    "group": g,
+                    "stage": s,
+                    "pool": st.pool,
+                    "tp": st.tp,
+                    "layers": n,
+                    "compute_s": t_pre - tp_pre + wl.output_tokens * (t_dec - tp_dec),
+                    "tp_comm_s": tp_pre + wl.output_tokens * tp_dec,
+                    "pp_comm_s": pre_p2p[-1] + wl.output_tokens * dec_p2p[-1],
+                    "dp_comm_s": 0.0,
+                    "prefill_s": t_pre,
+                    "decode_step_s": t_dec,
+                }
+            )
+            peak_all += grp.count * st.tp * peak_tflops(gpu, wl.precision) * 1e12
+        pre_a, dec_a = np.asarray(pre), np.asarray(dec)
+        ttft = float(pre_a.sum() + sum(pre_p2p) + (m - 1) * pre_a.max())
+        tpot = float(max(dec_a.sum() + sum(dec_p2p), m * dec_a.max()))
+        latency = ttft + wl.output_tokens * tpot
+        tps = B * wl.output_tokens / latency
+        total_tps += grp.count * tps
+        groups.append(
+            {
+                "group": g,
+                "count": grp.count,
+                "batch_size": B,
+                "ttft_ms": ttft * 1e3,
+                "tpot_ms": tpot * 1e3,
+                "request_latency_s": latency,
+                "tokens_per_s": tps,
+                "tokens_per_s_total": grp.count * tps,
+                "decode_idle_fraction": float(1.0 - dec_a.sum() / (p * tpot)) if tpot > 0 else 0.0,
+            }
+        )
+    # MFU: 2 x active params (+ attention at the mean context) FLOPs per generated token.
+    fwd_flops = model_flops_per_step(model, 1, 1) / 3.0
+    attn = 4.0 * ctx * model.num_attention_heads * model.kv_channels * model.num_layers
+    rep.tokens_per_s = total_tps
+    rep.mfu = total_tps * (fwd_flops + attn) / peak_all if peak_all else None
+    rep.hfu = rep.mfu
+    rep.ttft_ms = max(x["ttft_ms"] for x in groups)
+    rep.tpot_ms = max(x["tpot_ms"] for x in groups)
+    rep.step_time_s = max(x["request_latency_s"] for x in groups)
+    rep.bubble_fraction = max(x["decode_idle_fraction"] for x in groups)
+    rep.groups = groups
+    rep.memory_ledger = ledger
+    rep.time_breakdown = breakdown
+    rep.peak_memory_GB_per_gpu = max(r["total_GB"] for r in ledger)
+    rep.details = {"decode_context_tokens": ctx}

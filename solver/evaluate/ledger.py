@@ -1,0 +1,157 @@
+"""The memory ledger: one row per replica group per stage (weights, gradients, optimizer state,
+activations, KV cache, framework overhead against the GPU's capacity), for training stages and
+for the inference evaluation alike, and :func:`training_memory_ledger` on its own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..costmodel import (
+    BYTES_PER_PARAM,
+    activation_transient_bytes,
+    block_activation_bytes,
+    embedding_activation_bytes,
+    head_activation_bytes,
+    in_flight_micro_batches,
+    model_state_bytes,
+    stage_params_per_gpu,
+    zero3_gathered_weight_bytes,
+)
+from ..costmodel import constants as C
+from ..specs import Cluster, GPUSpec, Model, Plan, ReplicaGroup, Stage, TrainingWorkload
+from .calibration import Cal, calibrated_cluster, gpu_with_calibration
+
+__all__ = ["training_memory_ledger"]
+
+
+def _gb(x: float) -> float:
+    return x / C.GB
+
+
+def _ledger_row(
+    group: int,
+    stage: int,
+    st: Stage,
+    gpu: GPUSpec,
+    weights: float,
+    grads: float,
+    optimizer: float,
+    activations: float,
+    kv_cache: float,
+) -> dict[str, Any]:
+    """One memory-ledger row (bytes in, GB out); total includes the framework overhead."""
+    row: dict[str, Any] = {
+        "group": group,
+        "stage": stage,
+        "pool": st.pool,
+        "tp": st.tp,
+        "weights_GB": _gb(weights),
+        "grads_GB": _gb(grads),
+        "optimizer_GB": _gb(optimizer),
+        "activations_GB": _gb(activations),
+        "kv_cache_GB": _gb(kv_cache),
+        "overhead_GB": C.FRAMEWORK_OVERHEAD_GB,
+    }
+    row["total_GB"] = (
+        _gb(weights + grads + optimizer + activations + kv_cache) + C.FRAMEWORK_OVERHEAD_GB
+    )
+    row["capacity_GB"] = gpu.memory_GB
+    return row
+
+
+def _training_ledger_row(
+    model: Model,
+    wl: TrainingWorkload,
+    grp: ReplicaGroup,
+    s: int,
+    st: Stage,
+    gpu: GPUSpec,
+    params_local: float,
+) -> dict[str, Any]:
+    """Memory-ledger row of training stage ``s`` (``params_local``: its parameters per GPU)."""
+    p, v = grp.pp, grp.virtual_stages if grp.schedule == "interleaved" else 1
+    m = grp.num_micro_batches or 1
+    mb = grp.micro_batch_size or 1
+    seq = wl.sequence_length
+    w, g, o = model_state_bytes(
+        params_local, memory_policy=wl.memory_policy, zero_stage=grp.zero_stage, dp=grp.count
+    )
+    spt = grp.sequence_parallel and st.tp > 1
+    inflight = in_flight_micro_batches(s, p, m, grp.schedule, v)
+    a = (
+        inflight
+        * st.num_layers
+        * block_activation_bytes(
+            model,
+            tp=st.tp,
+            micro_batch=mb,
+            seq=seq,
+            recompute=grp.recompute,
+            sequence_parallel=spt,
+        )
+    )
+    if s == 0:
+        a += inflight * embedding_activation_bytes(
+            model, tp=st.tp, micro_batch=mb, seq=seq, sequence_parallel=spt
+        )
+    if s == p - 1:
+        # The loss backward runs right after the last forward: one micro-batch of logits.
+        a += head_activation_bytes(model, tp=st.tp, micro_batch=mb, seq=seq, sequence_parallel=spt)
+    # Rebuilding one block for its backward (recompute), and ZeRO-3's gathered block.
+    transient = activation_transient_bytes(
+        model,
+        tp=st.tp,
+        micro_batch=mb,
+        seq=seq,
+        recompute=grp.recompute,
+        sequence_parallel=spt,
+    )
+    a += transient
+    if grp.zero_stage >= 3 and grp.count > 1:
+        w += zero3_gathered_weight_bytes(
+            model, tp=st.tp, weight_bytes=BYTES_PER_PARAM[wl.memory_policy][0]
+        )
+    row = _ledger_row(0, s, st, gpu, w, g, o, a, 0.0)
+    row["in_flight_micro_batches"] = inflight
+    row["transient_activations_GB"] = _gb(transient)
+    return row
+
+
+def _stage_params(model: Model, wl: TrainingWorkload, st: Stage, s: int, p: int) -> float:
+    """Parameters per GPU of training stage ``s`` of ``p``."""
+    return stage_params_per_gpu(
+        model,
+        st.num_layers,
+        first=s == 0,
+        last=s == p - 1,
+        sequence_length=wl.sequence_length,
+        tp=st.tp,
+    )
+
+
+def training_memory_ledger(
+    model: Model,
+    cluster: Cluster,
+    workload: TrainingWorkload,
+    plan: Plan,
+    calibration: Cal = None,
+) -> list[dict[str, Any]]:
+    """The memory ledger :func:`evaluate` reports for a training plan, and nothing else.
+
+    The same rows, computed by the same code from the same inputs, without the device checks,
+    link pricing and pipeline simulation, so a caller that only asks "does it fit?" (the
+    rubric baseline tries a dozen knob settings on 16,384 GPUs) need not pay for them.  Where
+    :func:`evaluate` could not price the plan at all its ledger is empty, which this function
+    does not detect: use it to *reject* plans that do not fit, then evaluate the survivors.
+    Raises (KeyError, ValueError, ...) on plans too malformed to read.
+    """
+    if calibration is None and cluster.calibration is not None:
+        cluster = calibrated_cluster(cluster)
+    grp = plan.replica_groups[0]
+    p = grp.pp
+    rows = []
+    for s, st in enumerate(grp.stages):
+        gpu = gpu_with_calibration(cluster.pool(st.pool), calibration)
+        params = _stage_params(model, workload, st, s, p)
+        rows.append(_training_ledger_row(model, workload, grp, s, st, gpu, params))
+    return rows
