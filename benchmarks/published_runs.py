@@ -155,6 +155,9 @@ def build_plan(
         global_batch_size=gbs,
         sequence_length=case["model"]["seq_len"],
         precision="fp16",
+        # The 2021 stack: Megatron-LM's un-fused attention core, dropout 0.1.
+        attention="unfused",
+        dropout=0.1,
         memory_policy="amp_fp16",
         zero_stage=zero,
         overlap_grad_reduce=zero == 3,  # DeepSpeed ZeRO-3 overlaps; Megatron 2021 did not

@@ -193,6 +193,17 @@ class GPUSpec(_Spec):
         default=None,
         description="Optimizer step rate / the HBM streaming rate; None: 1 (one fused pass).",
     )
+    attention_efficiency: Fraction | None = Field(
+        default=None,
+        description="Fused (flash) attention forward: achieved fraction of the 16-bit dense "
+        "peak on the FLOPs the kernel executes (causal: half the s x s square).  None: priced "
+        "like a GEMM (gemm_efficiency x realisation).",
+    )
+    attention_backward_efficiency: Fraction | None = Field(
+        default=None,
+        description="Fused (flash) attention backward, same convention (its executed FLOPs are "
+        "2.5x the forward's: the scores are recomputed).  None: attention_efficiency.",
+    )
     grad_accumulation_bytes_per_param: Annotated[float, Field(ge=0)] | None = Field(
         default=None,
         description="HBM bytes per parameter per micro-batch spent adding each micro-batch's "
@@ -333,6 +344,12 @@ class Cluster(_Spec):
 Recompute = Literal["none", "selective", "full"]
 Schedule = Literal["1f1b", "interleaved"]
 Precision = Literal["bf16", "fp16", "fp8"]
+#: The attention kernel: ``flash`` (FlashAttention-2/3, cuDNN fused attention, PyTorch SDPA:
+#: the s x s scores never reach HBM) or ``unfused`` (Megatron-LM 2021: scores, softmax and
+#: dropout as separate kernels over an s x s tensor in HBM).
+AttentionKernel = Literal["flash", "unfused"]
+#: A dropout probability: 0 (no dropout, today's LLM pre-training) up to, not including, 1.
+DropoutRate = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
 def _all_recompute() -> list[Recompute]:
@@ -361,6 +378,16 @@ class TrainingWorkload(_Spec):
     )
     overlap_grad_reduce: bool = Field(
         default=True, description="DP gradient reduction overlaps the backward pass."
+    )
+    attention: AttentionKernel = Field(
+        default="flash",
+        description="Attention kernel: flash (fused, no s x s tensor stored; today's default) "
+        "or unfused (Megatron-LM 2021: scores, softmax and dropout in HBM).",
+    )
+    dropout: DropoutRate = Field(
+        default=0.0,
+        description="Attention- and hidden-dropout probability (0 for today's LLM pre-training; "
+        "0.1 in Megatron-LM 2021).  Above 0, dropout masks are stored and written.",
     )
     recompute: list[Recompute] = Field(
         default_factory=_all_recompute,
@@ -410,6 +437,10 @@ class InferenceWorkload(_Spec):
     precision: Precision = Field(default="bf16", description="Weights/compute precision.")
     kv_cache_precision: Precision | None = Field(
         default=None, description="KV-cache element type (default: same as precision)."
+    )
+    attention: AttentionKernel = Field(
+        default="flash",
+        description="Prefill attention kernel: flash (fused; every serving engine) or unfused.",
     )
     ttft_ms: PositiveFloat | None = Field(default=None, description="Time-to-first-token SLO.")
     tpot_ms: PositiveFloat | None = Field(default=None, description="Time-per-output-token SLO.")
@@ -470,6 +501,12 @@ class Calibration(_Spec):
     )
     optimizer_efficiency: Fraction | None = Field(
         default=None, description="Measured optimizer step rate / HBM streaming rate."
+    )
+    attention_efficiency: Fraction | None = Field(
+        default=None, description="Measured fused-attention forward efficiency (see GPUSpec)."
+    )
+    attention_backward_efficiency: Fraction | None = Field(
+        default=None, description="Measured fused-attention backward efficiency (see GPUSpec)."
     )
     grad_accumulation_bytes_per_param: Annotated[float, Field(ge=0)] | None = Field(
         default=None,

@@ -31,6 +31,8 @@ from solver.costmodel import (
     reduce_scatter_time,
     total_params,
 )
+from solver.costmodel.compute import block_forward_ops
+from solver.costmodel.stack import MEGATRON_2021, MODERN, Stack
 from solver.specs import GPUSpec, Model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -150,6 +152,7 @@ def test_hw_flops_match_narayanan_eq3() -> None:
         sequence_parallel=False,
         precision="fp16",
         tp_link=NVS,
+        stack=MEGATRON_2021,
     )
     hd = head_time(m, A100, tp=1, micro_batch=1, seq=s, precision="fp16", tp_link=NVS)
     ours = m.num_layers * blk.hw_flops + hd.hw_flops
@@ -164,9 +167,16 @@ def test_model_flops_match_korthikanti_eq7() -> None:
 
 
 def test_backward_is_twice_forward_and_recompute_adds_a_forward() -> None:
-    """bwd compute = 2 x fwd compute; full recompute adds exactly one forward (incl. its TP comm)."""
+    """bwd compute = 2 x fwd compute; full recompute adds exactly one forward (incl. its TP comm)
+    (the 2021 stack: un-fused attention, whose backward is 2x like a GEMM's)."""
     kw: dict[str, Any] = dict(
-        tp=4, micro_batch=1, seq=2048, sequence_parallel=False, precision="bf16", tp_link=NVS
+        tp=4,
+        micro_batch=1,
+        seq=2048,
+        sequence_parallel=False,
+        precision="bf16",
+        tp_link=NVS,
+        stack=MEGATRON_2021,
     )
     none = block_time(GPT_1_7B, H100, recompute="none", **kw)
     full = block_time(GPT_1_7B, H100, recompute="full", **kw)
@@ -194,6 +204,7 @@ def test_tp_comm_two_allreduces_each_way() -> None:
             sequence_parallel=sp,
             precision="bf16",
             tp_link=NVS,
+            stack=MODERN,
         )
         assert pt.tp_comm_fwd_s == pytest.approx(2 * ar)
         assert pt.tp_comm_bwd_s == pytest.approx(2 * ar)
@@ -226,6 +237,7 @@ def test_small_hidden_sizes_are_less_efficient() -> None:
             sequence_parallel=False,
             precision="fp16",
             tp_link=NVS,
+            stack=MODERN,
         )
         rates.append(pt.hw_flops / pt.total_s)
     assert rates == sorted(rates)
@@ -235,7 +247,13 @@ def test_small_hidden_sizes_are_less_efficient() -> None:
 def test_fp8_needs_fp8_tensor_cores() -> None:
     """fp8 raises ValueError on A100 (no fp8) and speeds up GEMMs on H100; no bf16 on V100."""
     kw: dict[str, Any] = dict(
-        tp=1, micro_batch=1, seq=2048, recompute="none", sequence_parallel=False, tp_link=NVS
+        tp=1,
+        micro_batch=1,
+        seq=2048,
+        recompute="none",
+        sequence_parallel=False,
+        tp_link=NVS,
+        stack=MODERN,
     )
     with pytest.raises(ValueError, match="fp8"):
         block_time(GPT_1_7B, A100, precision="fp8", **kw)
@@ -331,7 +349,13 @@ def test_activation_bytes_match_korthikanti_table2(
     )
     expected = eval(expr, {}, {"s": s, "b": b, "h": h, "a": a, "t": t})  # noqa: S307 - our data
     got = block_activation_bytes(
-        model, tp=t, micro_batch=b, seq=s, recompute=recompute, sequence_parallel=sp
+        model,
+        tp=t,
+        micro_batch=b,
+        seq=s,
+        recompute=recompute,
+        sequence_parallel=sp,
+        stack=MEGATRON_2021,
     )
     assert got == pytest.approx(expected, rel=1e-12)
 
@@ -341,7 +365,13 @@ def test_activation_gqa_swiglu_generalisation() -> None:
     selective: s b [ (10h)/8 + (2*2*64*128 + 2*2*2*1*128)/8... ] derived term by term."""
     s, b, h, f, t = 4096, 1, 8192, 28672, 8
     got = block_activation_bytes(
-        LLAMA_70B, tp=t, micro_batch=b, seq=s, recompute="selective", sequence_parallel=True
+        LLAMA_70B,
+        tp=t,
+        micro_batch=b,
+        seq=s,
+        recompute="selective",
+        sequence_parallel=True,
+        stack=MEGATRON_2021,
     )
     # replicated (SP-sharded): 2+2 norms, 2 QKV input, 2 MLP input, 1+1 masks = 10 s b h / t
     # Q + out-proj input: 2 x 2 s b (64 x 128) / t; K + V: 2 x 2 s b (8/8 x 128); SwiGLU: 6 s b f / t
@@ -414,7 +444,9 @@ def test_hierarchical_allreduce() -> None:
 def test_recompute_transient_is_one_rebuilt_block() -> None:
     """Recompute peak adds one block's rebuilt activations: full -> the no-recompute size,
     selective -> the 5as^2b/t attention scores; none -> 0 (Chen et al. 2016)."""
-    kw: dict[str, Any] = dict(tp=8, micro_batch=1, seq=2048, sequence_parallel=False)
+    kw: dict[str, Any] = dict(
+        tp=8, micro_batch=1, seq=2048, sequence_parallel=False, stack=MEGATRON_2021
+    )
     m = Model(
         name="gpt3",
         num_layers=96,
@@ -434,8 +466,8 @@ def test_recompute_transient_is_one_rebuilt_block() -> None:
 
 
 def test_prefill_uses_fused_attention() -> None:
-    """Prefill prices flash attention (no s^2 HBM traffic): cheaper than the training forward's
-    un-fused core at long prompts, same FLOPs."""
+    """Prefill prices flash attention (no s^2 HBM traffic): cheaper than the 2021 training
+    forward's un-fused core at long prompts, same model FLOPs."""
     from solver.costmodel import prefill_block_time
 
     link = LinkTier(360.0, 3.0, "nvswitch")
@@ -452,6 +484,105 @@ def test_prefill_uses_fused_attention() -> None:
         sequence_parallel=False,
         precision="bf16",
         tp_link=link,
+        stack=MEGATRON_2021,
     )
     assert pre.flops_fwd == pytest.approx(train.flops_fwd)
     assert pre.fwd_s < train.fwd_s
+
+
+# --- today's stack: fused (flash) attention, no dropout --------------------------------------
+def _gpt_block(h: int = 4096, a: int = 32) -> Model:
+    return Model(
+        name="gpt",
+        num_layers=1,
+        hidden_size=h,
+        ffn_hidden_size=4 * h,
+        num_attention_heads=a,
+        num_kv_heads=a,
+        vocab_size=0,
+        mlp="gelu",
+    )
+
+
+def test_flash_counts_the_full_square_and_executes_the_causal_half() -> None:
+    """Flash: model FLOPs keep 4bs^2h (NeMo/Megatron MFU convention), the kernel executes half
+    of it (causal); the un-fused 2021 core executes the whole square."""
+    m, s, b = _gpt_block(), 8192, 1
+    kw: dict[str, Any] = dict(tp=1, micro_batch=b, seq=s, sequence_parallel=False, precision="bf16")
+    flash = {o.name: o for o in block_forward_ops(m, stack=MODERN, **kw)}
+    unfused = {o.name: o for o in block_forward_ops(m, stack=MEGATRON_2021, **kw)}
+    square = 4.0 * b * s * s * m.hidden_size
+    assert flash["attention_core"].counted_flops == pytest.approx(square)
+    assert flash["attention_core"].flops == pytest.approx(0.5 * square)
+    assert unfused["attention_core"].flops == unfused["attention_core"].counted_flops == square
+    assert "softmax_dropout" not in flash
+    # Model FLOPs of the whole block are the same on both stacks.
+    assert sum(o.counted_flops for o in flash.values()) == pytest.approx(
+        sum(o.counted_flops for o in unfused.values())
+    )
+
+
+def test_flash_kernel_priced_at_its_own_efficiency_backward_2_5x() -> None:
+    """A 'flash' op runs at 16-bit peak x attention_efficiency; its backward executes 2.5x the
+    FLOPs (recomputed scores) at attention_backward_efficiency (FlashAttention-2 Sec. 4.1)."""
+    from solver.costmodel.compute import Op, _backward_op_time, op_time
+
+    gpu = H100.model_copy(
+        update={"attention_efficiency": 0.5, "attention_backward_efficiency": 0.4}
+    )
+    op = Op("attention_core", 1e12, 1.0, "flash", model_flops=2e12)
+    assert op_time(op, gpu, "bf16") == pytest.approx(1e12 / (989e12 * 0.5))
+    assert _backward_op_time(op, gpu, "bf16") == pytest.approx(2.5e12 / (989e12 * 0.4))
+    # fp8 GEMMs do not speed up the 16-bit attention kernel.
+    assert op_time(op, gpu, "fp8") == op_time(op, gpu, "bf16")
+
+
+def test_flash_hw_flops_and_recompute() -> None:
+    """hw_flops = executed forward + backward (GEMMs 2x, flash 2.5x) + the recomputed forward."""
+    m = _gpt_block()
+    kw: dict[str, Any] = dict(
+        tp=1, micro_batch=1, seq=4096, sequence_parallel=False, precision="bf16", tp_link=NVS
+    )
+    ops = block_forward_ops(m, tp=1, micro_batch=1, seq=4096, sequence_parallel=False,
+                            precision="bf16", stack=MODERN)  # fmt: skip
+    fwd = sum(o.flops for o in ops)
+    attn = next(o.flops for o in ops if o.kind == "flash")
+    bwd = 2.0 * (fwd - attn) + 2.5 * attn
+    none = block_time(m, H100, recompute="none", stack=MODERN, **kw)
+    full = block_time(m, H100, recompute="full", stack=MODERN, **kw)
+    assert none.hw_flops == pytest.approx(fwd + bwd)
+    assert full.hw_flops == pytest.approx(2 * fwd + bwd)
+    assert none.flops_fwd == pytest.approx(sum(o.counted_flops for o in ops))
+    # Full recompute adds one forward: < 1/3 of the step, since the flash backward is > 2x.
+    assert 1.0 < full.total_s / none.total_s < 4.0 / 3.0
+
+
+@pytest.mark.parametrize("t,sp", [(1, False), (4, False), (4, True)])
+def test_gpt_block_flash_no_dropout_stores_32sbh(t: int, sp: bool) -> None:
+    """GPT block, flash, no dropout: Korthikanti's 34 s b h minus the two 1-byte dropout masks
+    = 32 s b h at TP 1 (the 10 -> 8 replicated part; the 24 part /t), plus the fp32
+    log-sum-exp 4 a s b / t; no s^2 term at any sequence length."""
+    s, b, h, a = 8192, 2, 4096, 32
+    m = _gpt_block(h, a)
+    got = block_activation_bytes(m, tp=t, micro_batch=b, seq=s, recompute="none",
+                                 sequence_parallel=sp, stack=MODERN)  # fmt: skip
+    replicated = 8 * s * b * h / (t if sp else 1)
+    assert got == pytest.approx(replicated + 24 * s * b * h / t + 4 * a * s * b / t)
+
+
+def test_dropout_masks_and_unfused_scores_follow_the_stack() -> None:
+    """Dropout adds the two s b h masks (34 s b h); un-fused attention without dropout keeps
+    only the softmax output 2 a s^2 b (with dropout: 5 a s^2 b)."""
+    s, b, h, a = 2048, 1, 4096, 32
+    m = _gpt_block(h, a)
+    kw: dict[str, Any] = dict(tp=1, micro_batch=b, seq=s, recompute="none", sequence_parallel=False)
+    lse = 4 * a * s * b
+    assert block_activation_bytes(m, stack=Stack("flash", 0.1), **kw) == pytest.approx(
+        34 * s * b * h + lse
+    )
+    assert block_activation_bytes(m, stack=Stack("unfused", 0.0), **kw) == pytest.approx(
+        32 * s * b * h + 2 * a * s * s * b
+    )
+    assert block_activation_bytes(m, stack=MEGATRON_2021, **kw) == pytest.approx(
+        34 * s * b * h + 5 * a * s * s * b
+    )

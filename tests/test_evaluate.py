@@ -160,7 +160,9 @@ def test_feasible_plan_reports_every_key() -> None:
             assert k in row
     assert d["num_gpus"] == 4 and d["cost_per_hour"] == pytest.approx(8.0)
     assert d["tokens_per_s"] == pytest.approx(16 * 1024 / d["step_time_s"])
-    assert 0 < d["mfu"] <= d["hfu"] < 1
+    # Flash attention executes half the causal score square that model FLOPs count, so HFU
+    # (executed FLOPs) may sit below MFU; both are fractions of the peak.
+    assert 0 < d["mfu"] < 1 and 0 < d["hfu"] < 1
     assert "events" not in d["pipeline"] and "events" in rep.to_dict(events=True)["pipeline"]
 
 

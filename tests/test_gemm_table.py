@@ -21,6 +21,7 @@ from solver.costmodel import constants as C
 from solver.costmodel.comm import LinkTier
 from solver.costmodel.compute import Op, block_forward_ops, head_time
 from solver.costmodel.gemm_table import GEMM_TABLE_NEIGHBOURS, gemm_pass_shapes, gemm_rate_tflops
+from solver.costmodel.stack import MEGATRON_2021
 from solver.evaluate.calibration import CALIBRATED_GPU_FIELDS, gpu_with_calibration
 from solver.io import load_calibration, load_cluster
 from solver.profile.calibrate import calibration_from_raw, calibration_yaml, model_spec
@@ -147,7 +148,13 @@ def test_memory_roof_still_applies_with_a_table() -> None:
 def _hand_block(gpu: GPUSpec, model: Any, tokens: int) -> tuple[float, float]:
     """Forward / backward of one block (training, TP 1, no recompute) summed by hand."""
     ops = block_forward_ops(
-        model, tp=1, micro_batch=1, seq=tokens, sequence_parallel=False, precision="bf16"
+        model,
+        tp=1,
+        micro_batch=1,
+        seq=tokens,
+        sequence_parallel=False,
+        precision="bf16",
+        stack=MEGATRON_2021,
     )
     real = gpu.gemm_realization
     assert real is not None and gpu.gemm_table is not None
@@ -199,13 +206,13 @@ def test_block_time_with_table_reproduces_a_hand_computation() -> None:
     )
     g = _gpu(table, gemm_realization=0.95)
     pt = block_time(model, g, tp=1, micro_batch=1, seq=2048, recompute="none",
-                    sequence_parallel=False, precision="bf16", tp_link=LOCAL)  # fmt: skip
+                    sequence_parallel=False, precision="bf16", tp_link=LOCAL, stack=MEGATRON_2021)  # fmt: skip
     fwd, bwd = _hand_block(g, model, 2048)
     assert pt.fwd_s == pytest.approx(fwd, rel=1e-12)
     assert pt.bwd_s == pytest.approx(bwd, rel=1e-12)
     # The FLOP ledgers do not depend on the table.
     base = block_time(model, H100, tp=1, micro_batch=1, seq=2048, recompute="none",
-                      sequence_parallel=False, precision="bf16", tp_link=LOCAL)  # fmt: skip
+                      sequence_parallel=False, precision="bf16", tp_link=LOCAL, stack=MEGATRON_2021)  # fmt: skip
     assert (pt.flops_fwd, pt.hw_flops) == (base.flops_fwd, base.hw_flops)
 
 
@@ -232,7 +239,7 @@ def test_calibration_without_table_prices_exactly_like_before() -> None:
     model = model_spec({"hidden": 2048, "layers": 2, "heads": 16, "ffn": 8192, "vocab_size": 50304})
     for rc in ("none", "selective", "full"):
         kw: dict[str, Any] = dict(tp=2, micro_batch=2, seq=2048, recompute=rc,
-                                  sequence_parallel=True, precision="bf16", tp_link=LOCAL)  # fmt: skip
+                                  sequence_parallel=True, precision="bf16", tp_link=LOCAL, stack=MEGATRON_2021)  # fmt: skip
         assert block_time(model, g, **kw) == block_time(model, ref, **kw)
     assert prefill_block_time(
         model, g, tp=1, batch=4, prompt=512, precision="bf16", tp_link=LOCAL
@@ -258,7 +265,7 @@ def test_table_changes_block_time_and_calibration_applies_it() -> None:
     assert g.gemm_table == TABLE
     model = model_spec({"hidden": 4096, "layers": 2, "heads": 32, "ffn": 16384, "vocab_size": 0})
     kw: dict[str, Any] = dict(tp=1, micro_batch=1, seq=4096, recompute="none",
-                              sequence_parallel=False, precision="bf16", tp_link=LOCAL)  # fmt: skip
+                              sequence_parallel=False, precision="bf16", tp_link=LOCAL, stack=MEGATRON_2021)  # fmt: skip
     assert block_time(model, g, **kw) != block_time(
         model, H100.model_copy(update={"gemm_realization": 1.0}), **kw
     )

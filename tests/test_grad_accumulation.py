@@ -22,6 +22,7 @@ from solver.costmodel import block_time
 from solver.costmodel.comm import LinkTier
 from solver.costmodel.compute import embedding_time, grad_accumulation_time, head_time
 from solver.costmodel.params import block_params_per_gpu
+from solver.costmodel.stack import MODERN
 from solver.evaluate.calibration import gpu_with_calibration
 from solver.planner import plan
 from solver.profile.calibrate import _grad_accumulation_bytes, calibration_yaml, model_spec
@@ -50,6 +51,7 @@ def test_block_backward_pays_six_bytes_per_local_parameter(tp: int) -> None:
         sequence_parallel=False,
         precision="bf16",
         tp_link=LOCAL,
+        stack=MODERN,
     )
     fused, eager = block_time(MODEL, H100, **kw), block_time(MODEL, EAGER, **kw)
     assert eager.fwd_s == fused.fwd_s

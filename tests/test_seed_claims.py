@@ -215,11 +215,12 @@ def test_llama70b_too_large_for_one_node() -> None:
 def test_llama70b_on_4x8_h100_at_least_tp8_pp4() -> None:
     """Llama-3-70B, 8K sequences, on seed-4x8-h100: the planner's plan >= the best TP8xPP4 plan.
 
-    Observed: best TP8 x PP4 x DP1 (mb 1, selective recompute, SP) 17,606 tokens/s.  In 3-10 s
-    the planner returns that plan (its warm start) or a PP6 mix of TP8, TP4 and TP2 stages at
-    17,722-17,724; given 60 s it proved TP 8,8,8,4,4 (PP5, DP1) optimal at 18,039 (+2.5%): the TP4
-    stages on the last node hold fewer layers, so the stage with the 128K-vocabulary LM head is
-    not the bottleneck.  Here the seed's rule of thumb is within 2.5% of the optimum.
+    Observed on the 2021 stack (un-fused attention): best TP8 x PP4 x DP1 (selective recompute)
+    17,606 tokens/s, the optimum TP 8,8,8,4,4 at 18,039 (+2.5%).  On today's stack (flash
+    attention, no dropout; the workload's default) no s^2 activations are stored, so TP4 stages
+    fit without recompute: best TP8 x PP4 (no recompute, SP) 30,211 tokens/s, the planner's
+    TP 8,4,4,4,4,4,4 (PP7, mixed TP: not launchable by Megatron, see the engine rules) 32,960
+    (+9.1%).  The seed's rule of thumb is within ~10% of the optimum here.
     """
     m, c, w = (
         load_model("llama3-70b"),
@@ -229,7 +230,7 @@ def test_llama70b_on_4x8_h100_at_least_tp8_pp4() -> None:
     p, rep = solved("llama3-70b", "seed-4x8-h100", "train-llama-s8192")
     ref, row, _ = best_uniform(m, c, w, tp8_pp4)
     assert rep["tokens_per_s"] >= ref * (1 - TIE_RTOL), (shape(p), rep["tokens_per_s"], ref, row)
-    assert rep["tokens_per_s"] <= ref * 1.05  # the rule of thumb is close here
+    assert rep["tokens_per_s"] <= ref * 1.12  # the rule of thumb is close here
     assert tp_groups_inside_one_node(p) and pipelines_cross_nodes(p), shape(p)
     assert max(tp for _, tps in shape(p) for tp in tps) == 8
 

@@ -16,6 +16,7 @@ from solver.costmodel import block_time, decode_block_time, op_time, optimizer_s
 from solver.costmodel import constants as C
 from solver.costmodel.comm import LinkTier
 from solver.costmodel.compute import Op
+from solver.costmodel.stack import MODERN
 from solver.evaluate.calibration import gpu_with_calibration
 from solver.io import load_cluster
 from solver.profile.calibrate import (
@@ -76,7 +77,7 @@ def test_kernel_launch_floor_makes_tiny_decode_host_bound() -> None:
     assert decode_block_time(model, slow_host, **kw).fwd_s == pytest.approx(300e-6)  # type: ignore[arg-type]
     big = model_spec(_shape(8192))
     tkw = dict(tp=1, micro_batch=2, seq=2048, recompute="none", sequence_parallel=False,
-               precision="bf16", tp_link=LOCAL)  # fmt: skip
+               precision="bf16", tp_link=LOCAL, stack=MODERN)  # fmt: skip
     assert block_time(big, slow_host, **tkw).total_s == pytest.approx(  # type: ignore[arg-type]
         block_time(big, H100, **tkw).total_s  # type: ignore[arg-type]
     )
@@ -87,14 +88,14 @@ def test_backward_elementwise_factor_overrides_the_constant() -> None:
     instead of 2 the backward shrinks by exactly one forward elementwise time."""
     model = model_spec(_shape(2048))
     kw = dict(tp=1, micro_batch=1, seq=2048, recompute="none", sequence_parallel=False,
-              precision="bf16", tp_link=LOCAL)  # fmt: skip
+              precision="bf16", tp_link=LOCAL, stack=MODERN)  # fmt: skip
     one = H100.model_copy(update={"backward_elementwise_factor": 1.0})
     b2 = block_time(model, H100, **kw).bwd_s  # type: ignore[arg-type]
     b1 = block_time(model, one, **kw).bwd_s  # type: ignore[arg-type]
     from solver.costmodel.compute import block_forward_ops
 
     ops = block_forward_ops(model, tp=1, micro_batch=1, seq=2048, sequence_parallel=False,
-                            precision="bf16")  # fmt: skip
+                            precision="bf16", stack=MODERN)  # fmt: skip
     elementwise = sum(op_time(o, H100, "bf16") for o in ops if o.kind == "mem")
     assert b2 - b1 == pytest.approx(elementwise)
 

@@ -22,11 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-from ..specs import GPUSpec, Model
+from ..specs import AttentionKernel, GPUSpec, Model
 from . import constants as C
 from .comm import LinkTier, allreduce_time
 from .gemm_table import GemmDims, gemm_pass_shapes, gemm_rate_tflops
 from .params import block_params_per_gpu, kv_heads_per_gpu, stage_params_per_gpu
+from .stack import Stack
 
 __all__ = [
     "Op",
@@ -41,7 +42,7 @@ __all__ = [
     "prefill_block_time",
 ]
 
-OpKind = Literal["gemm", "attn", "mem"]
+OpKind = Literal["gemm", "attn", "flash", "mem"]
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,14 @@ class Op(NamedTuple):
 
     ``kind``: ``'gemm'`` runs at the workload precision's tensor peak (fp8 if asked);
     ``'attn'`` at the 16-bit tensor peak (attention core and LM head stay 16-bit in fp8
-    recipes, NVIDIA Transformer Engine docs); ``'mem'`` is elementwise, priced by bytes only.
+    recipes, NVIDIA Transformer Engine docs); ``'flash'`` is a fused attention kernel at the
+    16-bit peak x the GPU's ``attention_efficiency`` (its backward: ``FLASH_BACKWARD_FLOP_FACTOR``
+    x the FLOPs at ``attention_backward_efficiency``); ``'mem'`` is elementwise, priced by
+    bytes only.
+
+    ``flops`` are the FLOPs the kernels execute; ``model_flops`` the FLOPs the MFU convention
+    counts when they differ (a causal fused kernel executes half the score square the model
+    count includes), None when they are the same.
 
     ``dims``: ``(m, k, n)`` of a GEMM group's forward product ``(m x k) @ (k x n)`` (for a
     grouped MoE GEMM, ``m`` is the rows per expert), which a calibration's measured
@@ -118,6 +126,12 @@ class Op(NamedTuple):
     bytes: float
     kind: OpKind
     dims: tuple[float, float, float] | None = None
+    model_flops: float | None = None
+
+    @property
+    def counted_flops(self) -> float:
+        """FLOPs in the MFU convention (model FLOPs)."""
+        return self.flops if self.model_flops is None else self.model_flops
 
 
 def peak_tflops(gpu: GPUSpec, precision: str) -> float:
@@ -186,7 +200,23 @@ def op_time(
         return mem_s
     peak = peak_tflops(gpu, precision) if op.kind == "gemm" else _sixteen_bit_peak(gpu)
     real = C.GEMM_REALIZATION_FRACTION if gpu.gemm_realization is None else gpu.gemm_realization
+    if op.kind == "flash" and gpu.attention_efficiency is not None:
+        return max(op.flops / (peak * 1e12 * gpu.attention_efficiency), mem_s)
     return max(op.flops / (peak * 1e12 * ge * real), mem_s)
+
+
+def _flash_backward_time(op: Op, gpu: GPUSpec, precision: str) -> float:
+    """Backward of a fused attention kernel: ``FLASH_BACKWARD_FLOP_FACTOR`` x the forward's
+    executed FLOPs (the scores are recomputed) at ``attention_backward_efficiency``; it reads
+    Q, K, V, O, dO and the softmax statistics and writes dQ, dK, dV: twice the forward's
+    bytes for the memory roof.  Without a measured efficiency: priced like the forward."""
+    flops = op.flops * C.FLASH_BACKWARD_FLOP_FACTOR
+    eff = gpu.attention_backward_efficiency or gpu.attention_efficiency
+    if eff is None:
+        return op_time(op, gpu, precision) * C.FLASH_BACKWARD_FLOP_FACTOR
+    me = gpu.memory_efficiency
+    mem_s = 2.0 * op.bytes / (gpu.memory_bandwidth_GBps * 1e9 * me)
+    return max(flops / (_sixteen_bit_peak(gpu) * 1e12 * eff), mem_s)
 
 
 def _table_op_time(
@@ -228,6 +258,8 @@ def _backward_op_time(op: Op, gpu: GPUSpec, precision: str) -> float:
     data-gradient plus weight-gradient GEMMs at their own shapes' rates
     (:func:`gemm_pass_shapes`; each with the forward's bytes for its memory roof); otherwise
     ``BACKWARD_GEMM_FACTOR`` x the forward."""
+    if op.kind == "flash":
+        return _flash_backward_time(op, gpu, precision)
     if gpu.gemm_table is not None and op.kind != "mem" and op.dims is not None:
         _, dgrad, wgrad = gemm_pass_shapes(op.dims)
         return op_time(op, gpu, precision, dims=dgrad) + op_time(op, gpu, precision, dims=wgrad)
@@ -282,8 +314,7 @@ def block_forward_ops(
     seq: int,
     sequence_parallel: bool,
     precision: str,
-    dropout: bool = True,
-    flash_attention: bool = False,
+    stack: Stack,
 ) -> list[Op]:
     """Operator groups of one block's forward on one GPU of a TP group.
 
@@ -292,10 +323,13 @@ def block_forward_ops(
     dropout and residual adds are replicated on every TP rank unless sequence parallelism
     shards them (Korthikanti et al. 2022 Sec. 4.2.2).
 
-    ``flash_attention=False`` (training) prices the un-fused attention core of Megatron-LM
-    2021/22 (the published runs): scores written to HBM, softmax + dropout kernels over them,
-    consistent with Korthikanti's activation formulas (their 5as^2b term).  Inference prefill
-    uses ``flash_attention=True`` (vLLM / TensorRT-LLM fused attention): only Q, K, V, O move.
+    The attention core follows ``stack.attention``.  ``"flash"`` (today's default, and every
+    serving engine's prefill): one fused kernel (``'flash'`` op) that moves only Q, K, V and O
+    through HBM and, under the causal mask, executes ``CAUSAL_EXECUTED_FRACTION`` of the
+    4 b s^2 h model FLOPs.  ``"unfused"`` (Megatron-LM 2021/22, the published 2021 runs):
+    scores written to HBM and softmax (+ dropout when ``stack.dropout > 0``) kernels over
+    them, the full square computed, consistent with Korthikanti's activation formulas (their
+    5as^2b term).  Without dropout the residual adds move ``RESIDUAL_ADD_BYTES``.
     """
     b, s, h, t = micro_batch, seq, model.hidden_size, tp
     hd = model.kv_channels
@@ -311,13 +345,14 @@ def block_forward_ops(
     core_flops = 2.0 * 2.0 * b * heads_local * s * s * hd  # QK^T and softmax@V
     score_elems = b * heads_local * s * s
     io_bytes = C.ACTIVATION_BYTES * tokens * (2 * q_local + 2 * kv_local)  # Q, K, V in; O out
-    if flash_attention:
+    if stack.flash:
         # Fused kernel (Dao et al. 2022): the s x s scores never leave SRAM.
-        ops.append(Op("attention_core", core_flops, io_bytes, "attn"))
+        executed = C.CAUSAL_EXECUTED_FRACTION * core_flops
+        ops.append(Op("attention_core", executed, io_bytes, "flash", model_flops=core_flops))
     else:
         core_bytes = io_bytes + C.ACTIVATION_BYTES * 2 * score_elems
         ops.append(Op("attention_core", core_flops, core_bytes, "attn"))
-        softmax_bytes = C.SOFTMAX_DROPOUT_BYTES if dropout else C.SOFTMAX_BYTES
+        softmax_bytes = C.SOFTMAX_DROPOUT_BYTES if stack.has_dropout else C.SOFTMAX_BYTES
         ops.append(Op("softmax_dropout", 0.0, softmax_bytes * score_elems, "mem"))
     ops.append(_gemm("out_proj", tokens, q_local, h, wb))
     # MLP (GeLU: 2 matrices, 16bsh^2 at f=4h; SwiGLU: 3 matrices).
@@ -343,7 +378,7 @@ def block_forward_ops(
         ops.append(Op("activation", 0.0, act_bytes * tokens * f, "mem"))
         ops.append(_gemm("mlp_down", tokens, f, h, wb))
     # Replicated elementwise: 2 norms + 2 bias-dropout-adds (Megatron fused kernels).
-    bda = C.BIAS_DROPOUT_ADD_BYTES if dropout else 6.0
+    bda = C.BIAS_DROPOUT_ADD_BYTES if stack.has_dropout else C.RESIDUAL_ADD_BYTES
     ops.append(Op("norms_residuals", 0.0, (2 * C.NORM_BYTES + 2 * bda) * tokens * h / rep, "mem"))
     return ops
 
@@ -365,13 +400,17 @@ def block_time(
     sequence_parallel: bool,
     precision: str,
     tp_link: LinkTier,
+    stack: Stack,
 ) -> PassTime:
     """One micro-batch through one transformer block on one GPU of its TP group (training).
 
     Backward = 2x forward GEMM/attention FLOPs and 2x elementwise traffic
-    (``BACKWARD_GEMM_FACTOR``, ``BACKWARD_ELEMENTWISE_FACTOR``).  Recompute ``full`` adds
-    one forward (and its 2 TP all-reduces); ``selective`` adds the attention core and
-    softmax/dropout (Korthikanti et al. 2022 Sec. 5).  TP: 2 all-reduces of b*s*h 16-bit
+    (``BACKWARD_GEMM_FACTOR``, ``BACKWARD_ELEMENTWISE_FACTOR``); a fused attention kernel's
+    backward executes ``FLASH_BACKWARD_FLOP_FACTOR`` x its forward (it recomputes the scores).
+    Recompute ``full`` adds one forward (and its 2 TP all-reduces); ``selective`` adds the
+    attention core (and softmax/dropout when un-fused; Korthikanti et al. 2022 Sec. 5).
+    ``flops_fwd`` counts model FLOPs (the full score square, the MFU convention of NeMo and
+    Megatron-LM); ``hw_flops`` the FLOPs executed (causal half, the flash backward, recompute).  TP: 2 all-reduces of b*s*h 16-bit
     elements in forward and 2 in backward (Narayanan et al. 2021 Sec. 3.2), not overlapped
     (Megatron-LM default).
     """
@@ -382,15 +421,21 @@ def block_time(
         seq=seq,
         sequence_parallel=sequence_parallel,
         precision=precision,
+        stack=stack,
     )
     fwd_compute = _ops_time(ops, gpu, precision)
     bwd_compute = _backward_time(ops, gpu, precision)
-    flops_fwd = sum(o.flops for o in ops)
+    flops_fwd = sum(o.counted_flops for o in ops)
+    executed_fwd = sum(o.flops for o in ops)
+    executed_bwd = sum(
+        o.flops * (C.FLASH_BACKWARD_FLOP_FACTOR if o.kind == "flash" else C.BACKWARD_GEMM_FACTOR)
+        for o in ops
+    )
     act = micro_batch * seq * model.hidden_size * C.ACTIVATION_BYTES
     tp_fwd = _tp_collectives(act, tp, tp_link, 2)
     tp_bwd = _tp_collectives(act, tp, tp_link, 2)
     if recompute == "full":
-        re_s, re_flops = fwd_compute, flops_fwd
+        re_s, re_flops = fwd_compute, executed_fwd
         tp_bwd += tp_fwd
     elif recompute == "selective":
         sel = [o for o in ops if o.name in ("attention_core", "softmax_dropout")]
@@ -408,7 +453,7 @@ def block_time(
         tp_comm_fwd_s=tp_fwd,
         tp_comm_bwd_s=tp_bwd,
         flops_fwd=flops_fwd,
-        hw_flops=flops_fwd * (1.0 + C.BACKWARD_GEMM_FACTOR) + re_flops,
+        hw_flops=executed_fwd + executed_bwd + re_flops,
     )
 
 
@@ -496,12 +541,13 @@ def prefill_block_time(
     prompt: int,
     precision: str,
     tp_link: LinkTier,
+    attention: AttentionKernel = "flash",
 ) -> PassTime:
     """Prefill of ``batch`` prompts of ``prompt`` tokens through one block (inference forward).
 
-    Same operator groups as the training forward, without dropout and with a fused
-    (flash) attention kernel, plus writing the new K/V into the cache; 2 TP all-reduces.
-    ``bwd_s`` is 0.
+    Same operator groups as the training forward, without dropout and with the workload's
+    attention kernel (flash by default: every serving engine fuses it), plus writing the new
+    K/V into the cache; 2 TP all-reduces.  ``bwd_s`` is 0.
     """
     ops = block_forward_ops(
         model,
@@ -510,15 +556,20 @@ def prefill_block_time(
         seq=prompt,
         sequence_parallel=False,
         precision=precision,
-        dropout=False,
-        flash_attention=True,
+        stack=Stack(attention=attention, dropout=0.0),
     )
     kv_write = 2.0 * batch * prompt * kv_heads_per_gpu(model, tp) * model.kv_channels
     ops.append(Op("kv_write", 0.0, kv_write * C.BYTES_PER_ELEMENT[precision], "mem"))
     comp = _ops_time(ops, gpu, precision)
     comm = _tp_collectives(batch * prompt * model.hidden_size * C.ACTIVATION_BYTES, tp, tp_link, 2)
-    flops = sum(o.flops for o in ops)
-    return PassTime(comp + comm, 0.0, comm, 0.0, flops, flops)
+    return PassTime(
+        comp + comm,
+        0.0,
+        comm,
+        0.0,
+        sum(o.counted_flops for o in ops),
+        sum(o.flops for o in ops),
+    )
 
 
 def decode_block_time(

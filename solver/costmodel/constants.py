@@ -66,6 +66,24 @@ CROSS_ENTROPY_BYTES = 18.0
 #: calculon-ai/calculon ``layers.py``: backward memory = 2x forward for elementwise layers).
 BACKWARD_ELEMENTWISE_FACTOR = 2.0
 
+#: Residual add without dropout: read the branch output and the residual, write the sum,
+#: 3 x 2 bytes per element (the no-dropout form of ``BIAS_DROPOUT_ADD_BYTES``).
+RESIDUAL_ADD_BYTES = 6.0
+
+# --- fused (flash) attention ------------------------------------------------------------------
+#: Share of the s x s score blocks a causal fused-attention kernel computes: the blocks above
+#: the diagonal are skipped (Dao 2023, "FlashAttention-2", Sec. 3.1.1: causal masking skips
+#: about half the blocks, "1.7-1.8x speedup"; exactly (s + B) / 2s for tile size B << s).
+#: Model FLOPs (MFU, as NeMo and Megatron-LM count them) keep the full square.
+CAUSAL_EXECUTED_FRACTION = 0.5
+#: FlashAttention backward FLOPs / forward FLOPs: 5 matmuls (recomputed QK^T, dV, dP, dQ, dK)
+#: against the forward's 2 (Dao 2023, "FlashAttention-2", Sec. 4.1: "the backward pass
+#: [requires] 2.5 times the FLOPs of the forward pass").
+FLASH_BACKWARD_FLOP_FACTOR = 2.5
+#: Per-row softmax statistics a fused attention kernel stores for its backward: the fp32
+#: log-sum-exp, 4 bytes per query row per head (FlashAttention-2 Alg. 1, output L).
+SOFTMAX_STATS_BYTES = 4.0
+
 #: Backward of a GEMM is two GEMMs of the forward's size (dgrad, wgrad): 2x FLOPs
 #: (Narayanan et al. 2021, Sec. 5.1: "the backward pass requires double the number of FLOPs").
 BACKWARD_GEMM_FACTOR = 2.0

@@ -19,10 +19,12 @@ def model_flops_per_step(model: Model, global_batch: int, seq: int) -> float:
     72 B L s h^2 (1 + s/(6h) + V/(12 h L)) for GPT, generalised via the block's forward
     operator FLOPs (GQA, SwiGLU, MoE active experts)."""
     from .compute import block_forward_ops
+    from .stack import MODERN
 
+    # Model FLOPs do not depend on the kernels (the full score square either way).
     ops = block_forward_ops(
-        model, tp=1, micro_batch=1, seq=seq, sequence_parallel=False, precision="bf16"
+        model, tp=1, micro_batch=1, seq=seq, sequence_parallel=False, precision="bf16", stack=MODERN
     )
-    per_seq_block = sum(o.flops for o in ops)
+    per_seq_block = sum(o.counted_flops for o in ops)
     head = 2.0 * seq * model.hidden_size * model.vocab_size
     return 3.0 * global_batch * (model.num_layers * per_seq_block + head)

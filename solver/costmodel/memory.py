@@ -20,9 +20,13 @@ input (2 s b a d) and the MLP's stored tensors: GeLU 2 s b f (GeLU input) + 2 s 
 input) = 16 s b h at f = 4h; SwiGLU 4 s b f (gate/up output) + 2 s b f (down-proj input).
 MoE: the MLP terms and the MLP input are multiplied by ``experts_per_token`` (each token is
 processed, and stored, by k experts).  The 5 a s^2 b term is the softmax output (2), dropout
-mask (1) and dropout output (2) of the un-fused attention core used by Megatron-LM; dropout
-masks are kept for SwiGLU models too (a conservative upper bound: Llama trains without
-dropout).
+mask (1) and dropout output (2) of the un-fused attention core used by Megatron-LM.
+
+The stack (:class:`~solver.costmodel.stack.Stack`) removes terms, as a real step does:
+without dropout the two 1-byte masks go (34 -> 32 s b h for GPT, what a real H100 measures
+for a block with flash attention and no dropout), and the un-fused core keeps only its
+softmax output (2 a s^2 b); a fused (flash) attention kernel stores no s x s tensor at all,
+only the fp32 log-sum-exp per query row (``SOFTMAX_STATS_BYTES`` x a s b).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from __future__ import annotations
 from ..specs import Model
 from . import constants as C
 from .params import kv_heads_per_gpu
+from .stack import Stack
 
 __all__ = [
     "BYTES_PER_PARAM",
@@ -64,10 +69,12 @@ def block_activation_bytes(
     seq: int,
     recompute: str,
     sequence_parallel: bool,
+    stack: Stack,
 ) -> float:
     """Activation bytes stored per block per in-flight micro-batch on one GPU.
 
-    Korthikanti et al. 2022 Table 2, generalised (see module docstring).
+    Korthikanti et al. 2022 Table 2, generalised, with the terms ``stack`` removes (see the
+    module docstring).
     """
     s, b, h, t = float(seq), float(micro_batch), float(model.hidden_size), tp
     sp_div = float(t) if sequence_parallel else 1.0
@@ -84,16 +91,21 @@ def block_activation_bytes(
         else model.ffn_hidden_size
     )
     ab = C.ACTIVATION_BYTES
+    masks = 2 * C.DROPOUT_MASK_BYTES if stack.has_dropout else 0.0
     # Not TP-sharded (sharded by SP): norm inputs, QKV input, MLP input(s), dropout masks.
-    replicated = s * b * h * (2 * ab + ab + k * ab + 2 * C.DROPOUT_MASK_BYTES)
+    replicated = s * b * h * (2 * ab + ab + k * ab + masks)
     # TP-sharded: Q, out-proj input, MLP internals; K, V by kv heads per GPU.
     q_out = 2 * ab * s * b * a * d / t
     kv = 2 * ab * s * b * kv_heads_per_gpu(model, t) * d
     mlp_mult = 2.0 if model.mlp == "gelu" else 3.0
     mlp = k * mlp_mult * ab * s * b * f / t
     scores = 0.0
-    if recompute == "none":
-        scores = (2 * ab + C.DROPOUT_MASK_BYTES) * a * s * s * b / t  # 5 a s^2 b / t
+    if stack.flash:
+        scores = C.SOFTMAX_STATS_BYTES * a * s * b / t  # the fp32 log-sum-exp per row
+    elif recompute == "none":
+        # softmax output (2), + dropout mask (1) and dropout output (2): 5 a s^2 b / t
+        per_score = ab + (C.DROPOUT_MASK_BYTES + ab if stack.has_dropout else 0.0)
+        scores = per_score * a * s * s * b / t
     return replicated / sp_div + q_out + kv + mlp + scores
 
 
@@ -105,6 +117,7 @@ def activation_transient_bytes(
     seq: int,
     recompute: str,
     sequence_parallel: bool,
+    stack: Stack,
 ) -> float:
     """Peak *extra* activation bytes while one block is recomputed for its backward.
 
@@ -117,7 +130,9 @@ def activation_transient_bytes(
     """
     if recompute == "none":
         return 0.0
-    kw = dict(tp=tp, micro_batch=micro_batch, seq=seq, sequence_parallel=sequence_parallel)
+    kw = dict(
+        tp=tp, micro_batch=micro_batch, seq=seq, sequence_parallel=sequence_parallel, stack=stack
+    )
     full = block_activation_bytes(model, recompute="none", **kw)  # type: ignore[arg-type]
     if recompute == "full":
         return full
@@ -138,14 +153,14 @@ def zero3_gathered_weight_bytes(model: Model, *, tp: int, weight_bytes: float = 
 
 
 def embedding_activation_bytes(
-    model: Model, *, tp: int, micro_batch: int, seq: int, sequence_parallel: bool
+    model: Model, *, tp: int, micro_batch: int, seq: int, sequence_parallel: bool, stack: Stack
 ) -> float:
-    """Stage 0's extra: the embedding-dropout mask, s b h bytes (/t with SP).
+    """Stage 0's extra: the embedding-dropout mask, s b h bytes (/t with SP); 0 without dropout.
 
     Korthikanti et al. 2022 Sec. 4.3 (the "p/L" term: s b h p / t over p in-flight
     micro-batches).
     """
-    if model.vocab_size == 0:
+    if model.vocab_size == 0 or not stack.has_dropout:
         return 0.0
     div = float(tp) if sequence_parallel else 1.0
     return C.DROPOUT_MASK_BYTES * seq * micro_batch * model.hidden_size / div

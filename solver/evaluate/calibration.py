@@ -37,6 +37,8 @@ CALIBRATED_GPU_FIELDS = (
     "backward_elementwise_factor",
     "kernel_launch_us",
     "optimizer_efficiency",
+    "attention_efficiency",
+    "attention_backward_efficiency",
     "grad_accumulation_bytes_per_param",
     "gemm_table",
 )

@@ -28,6 +28,7 @@ from ..costmodel import (
     stage_params_per_gpu,
 )
 from ..costmodel import constants as C
+from ..costmodel.stack import stack_of
 from ..specs import Cluster, InferenceWorkload, Model, Plan
 from .boundary import _p2p
 from .calibration import Cal, gpu_with_calibration
@@ -66,6 +67,7 @@ def _evaluate_inference(
                 prompt=wl.prompt_tokens,
                 precision=wl.precision,
                 tp_link=link,
+                attention=wl.attention,
             )
             db = decode_block_time(
                 model,
@@ -142,15 +144,16 @@ def _evaluate_inference(
                 * B
                 * (wl.prompt_tokens + wl.output_tokens)
             )
-            # Transient prefill working set: one block's tensors for one micro-batch (flash
-            # attention: no s^2 scores, i.e. Korthikanti's selective case), + last-token logits.
+            # Transient prefill working set: one block's tensors for one micro-batch (eval mode:
+            # no dropout masks; the workload's attention kernel), + last-token logits.
             a = block_activation_bytes(
                 model,
                 tp=st.tp,
                 micro_batch=bm,
                 seq=wl.prompt_tokens,
-                recompute="selective",
+                recompute="none",
                 sequence_parallel=False,
+                stack=stack_of(wl),
             )
             if s == p - 1:
                 a += C.LOGIT_BYTES * bm * model.vocab_size / st.tp

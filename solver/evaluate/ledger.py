@@ -18,6 +18,7 @@ from ..costmodel import (
     zero3_gathered_weight_bytes,
 )
 from ..costmodel import constants as C
+from ..costmodel.stack import stack_of
 from ..specs import Cluster, GPUSpec, Model, Plan, ReplicaGroup, Stage, TrainingWorkload
 from .calibration import Cal, calibrated_cluster, gpu_with_calibration
 
@@ -77,6 +78,7 @@ def _training_ledger_row(
         params_local, memory_policy=wl.memory_policy, zero_stage=grp.zero_stage, dp=grp.count
     )
     spt = grp.sequence_parallel and st.tp > 1
+    stack = stack_of(wl)
     inflight = in_flight_micro_batches(s, p, m, grp.schedule, v)
     a = (
         inflight
@@ -88,11 +90,12 @@ def _training_ledger_row(
             seq=seq,
             recompute=grp.recompute,
             sequence_parallel=spt,
+            stack=stack,
         )
     )
     if s == 0:
         a += inflight * embedding_activation_bytes(
-            model, tp=st.tp, micro_batch=mb, seq=seq, sequence_parallel=spt
+            model, tp=st.tp, micro_batch=mb, seq=seq, sequence_parallel=spt, stack=stack
         )
     if s == p - 1:
         # The loss backward runs right after the last forward: one micro-batch of logits.
@@ -105,6 +108,7 @@ def _training_ledger_row(
         seq=seq,
         recompute=grp.recompute,
         sequence_parallel=spt,
+        stack=stack,
     )
     a += transient
     if grp.zero_stage >= 3 and grp.count > 1:

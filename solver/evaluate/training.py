@@ -40,6 +40,7 @@ from ..costmodel import (
 )
 from ..costmodel import constants as C
 from ..costmodel.compute import ZERO_PASS
+from ..costmodel.stack import stack_of
 from ..specs import Cluster, GPUSpec, Model, Plan, ReplicaGroup, Stage, TrainingWorkload
 from .boundary import _p2p
 from .calibration import Cal, gpu_with_calibration
@@ -72,6 +73,7 @@ def _stage_passes(
         sequence_parallel=grp.sequence_parallel and st.tp > 1,
         precision=wl.precision,
         tp_link=link,
+        stack=stack_of(wl),
     )
     kw: dict[str, Any] = dict(
         tp=st.tp, micro_batch=mb, seq=wl.sequence_length, precision=wl.precision, tp_link=link

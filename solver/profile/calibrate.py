@@ -45,6 +45,7 @@ from ..catalog import resolve_gpu
 from ..costmodel import block_time, decode_block_time, optimizer_step_time, prefill_block_time
 from ..costmodel import constants as C
 from ..costmodel.comm import LinkTier
+from ..costmodel.stack import MEGATRON_2021
 from ..errors import SpecError
 from ..specs import Calibration, GPUSpec, Model
 from .fit import COLLECTIVES, fit_collective, fit_throughput
@@ -271,6 +272,10 @@ BLOCK_FACTORS: dict[str, tuple[float, float, float]] = {
 #: Start values of ``kernel_launch_us`` for the fit (microseconds).
 LAUNCH_STARTS_US = (1.0, 5.0, 10.0, 20.0, 40.0, 80.0)
 
+#: The stack the profile's training blocks run (solver/profile/blocks.py: the validation
+#: runner's block, Megatron-LM 2021's un-fused attention core with dropout 0.1).
+PROFILE_TRAINING_STACK = MEGATRON_2021
+
 #: Link used to price the single-GPU blocks (TP = 1: no collective is priced).
 _LOCAL = LinkTier(1.0, 0.0, "local")
 
@@ -295,6 +300,7 @@ def _block_predictions(rec: dict[str, Any], gpu: GPUSpec, precision: str) -> lis
             sequence_parallel=False,
             precision=precision,
             tp_link=_LOCAL,
+            stack=PROFILE_TRAINING_STACK,
         )
         return [pt.fwd_s, pt.bwd_s]
     if case == "prefill":

@@ -56,6 +56,9 @@ def training_workload(case: dict[str, Any], plan: Plan) -> TrainingWorkload:
         global_batch_size=g.count * mb * (g.num_micro_batches or 1),
         sequence_length=case["shape"]["seq_len"],
         precision=_precision(case),
+        # The runner trains with Megatron-LM 2021's un-fused attention core (solver/profile/gpt.py).
+        attention="unfused",
+        dropout=float(case["shape"].get("dropout", 0.0)),
         memory_policy="pure_bf16",
         zero_stage=0,
         overlap_grad_reduce=False,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from ... import costmodel as cm
 from ...catalog import gpu_of
+from ...costmodel.stack import stack_of
 from ...specs import Cluster, Model, TrainingWorkload
 from ..options import tp_options
 from ..training.data import KB
@@ -57,6 +58,7 @@ def min_block_seconds(model: Model, cluster: Cluster, workload: TrainingWorkload
                         model, gpu, tp=tp, micro_batch=fam.micro_batch, seq=workload.sequence_length,
                         recompute=fam.recompute, sequence_parallel=fam.sequence_parallel and tp > 1,
                         precision=workload.precision, tp_link=tp_link(pool),
+                        stack=stack_of(workload),
                     )
                 except ValueError:
                     continue  # as in _option: e.g. fp8 on a GPU without fp8

@@ -7,6 +7,7 @@ from __future__ import annotations
 from ... import costmodel as cm
 from ...catalog import gpu_of
 from ...costmodel.constants import FRAMEWORK_OVERHEAD_GB
+from ...costmodel.stack import stack_of
 from ...specs import Cluster, Model, Pool, TrainingWorkload
 from ..training.data import KB, TrainOption
 from .dp import block_placeable, dp_time
@@ -39,20 +40,23 @@ def _option(
     seq = workload.sequence_length
     link = tp_link(pool)
     sp = fam.sequence_parallel and tp > 1
+    stack = stack_of(workload)
     kw = dict(tp=tp, micro_batch=fam.micro_batch, seq=seq, precision=workload.precision, tp_link=link)
     try:
-        blk = cm.block_time(model, gpu, recompute=fam.recompute, sequence_parallel=sp, **kw)  # type: ignore[arg-type]
+        blk = cm.block_time(
+            model, gpu, recompute=fam.recompute, sequence_parallel=sp, stack=stack, **kw  # type: ignore[arg-type]
+        )
         emb = cm.embedding_time(model, gpu, **kw)  # type: ignore[arg-type]
         head = cm.head_time(model, gpu, **kw)  # type: ignore[arg-type]
     except ValueError:
         return None  # e.g. fp8 on a GPU without fp8
     akw = dict(tp=tp, micro_batch=fam.micro_batch, seq=seq, sequence_parallel=sp)
-    act_layer = cm.block_activation_bytes(model, recompute=fam.recompute, **akw)  # type: ignore[arg-type]
-    act_embed = cm.embedding_activation_bytes(model, **akw)  # type: ignore[arg-type]
+    act_layer = cm.block_activation_bytes(model, recompute=fam.recompute, stack=stack, **akw)  # type: ignore[arg-type]
+    act_embed = cm.embedding_activation_bytes(model, stack=stack, **akw)  # type: ignore[arg-type]
     act_head = cm.head_activation_bytes(model, **akw)  # type: ignore[arg-type]
     # Fixed per stage, as in the evaluator's ledger: recomputing one block for its backward,
     # and (ZeRO-3 with d > 1) one block's gathered weights.
-    rebuilt = cm.activation_transient_bytes(model, recompute=fam.recompute, **akw)  # type: ignore[arg-type]
+    rebuilt = cm.activation_transient_bytes(model, recompute=fam.recompute, stack=stack, **akw)  # type: ignore[arg-type]
     gathered = cm.zero3_gathered_weight_bytes(
         model, tp=tp, weight_bytes=cm.BYTES_PER_PARAM[workload.memory_policy][0]
     )

@@ -1,0 +1,59 @@
+"""The software stack a workload trains or serves on, as far as the cost model prices it.
+
+Today's default (``Stack()``): fused (flash) attention -- FlashAttention-2/3, cuDNN fused
+attention or PyTorch SDPA, what Megatron-Core/Transformer Engine, torchtitan, NeMo and every
+serving engine run -- and no dropout (Llama 3, Mistral, Qwen and GPT-NeoX pre-train without
+it).  The 2021 stack of the Megatron-LM tables (Narayanan et al. 2021, Korthikanti et al.
+2022) is ``MEGATRON_2021``: the un-fused attention core with its s x s scores in HBM and
+dropout 0.1.  A workload names its stack with ``attention`` and ``dropout``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..specs import AttentionKernel, InferenceWorkload, TrainingWorkload
+
+__all__ = ["MEGATRON_2021", "MODERN", "Stack", "stack_of"]
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The kernel choices that change FLOPs, HBM traffic and stored activations.
+
+    Attributes
+    ----------
+    attention
+        ``"flash"``: the attention core is one fused kernel; the s x s scores live in on-chip
+        memory only, the backward recomputes them (Dao 2023, FlashAttention-2, Sec. 3), and
+        a causal mask skips the blocks above the diagonal.  ``"unfused"``: Megatron-LM 2021's
+        QK^T, scale-mask-softmax, dropout and AV as separate kernels over an s x s tensor in
+        HBM, the full square computed.
+    dropout
+        Attention- and hidden-dropout probability; above 0 the dropout masks (1 byte per
+        element) are stored for the backward and the kernels read and write them.
+    """
+
+    attention: AttentionKernel = "flash"
+    dropout: float = 0.0
+
+    @property
+    def flash(self) -> bool:
+        return self.attention == "flash"
+
+    @property
+    def has_dropout(self) -> bool:
+        return self.dropout > 0.0
+
+
+#: Today's stack: fused attention, no dropout.
+MODERN = Stack()
+#: Megatron-LM 2021 (the published 2021 tables): un-fused attention, dropout 0.1.
+MEGATRON_2021 = Stack(attention="unfused", dropout=0.1)
+
+
+def stack_of(workload: TrainingWorkload | InferenceWorkload) -> Stack:
+    """The stack a workload runs on (inference: no dropout, eval mode)."""
+    if isinstance(workload, TrainingWorkload):
+        return Stack(attention=workload.attention, dropout=workload.dropout)
+    return Stack(attention=workload.attention, dropout=0.0)
