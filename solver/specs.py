@@ -165,6 +165,11 @@ class GPUSpec(_Spec):
     memory_efficiency: Fraction = Field(
         default=0.8, description="Achievable fraction of HBM bandwidth for streaming kernels."
     )
+    fp8_gemm_efficiency: Fraction | None = Field(
+        default=None,
+        description="Achievable fraction of the FP8 tensor peak on large GEMMs (the FP8 MAMF / "
+        "fp8_tflops); None: gemm_efficiency.",
+    )
     supports_bf16: bool = Field(default=True, description="False for V100 (fp16 only).")
     source: str = Field(default="", description="Where the figures come from.")
     # Software-stack factors: None = the cost model's defaults for Megatron-LM's fused kernels

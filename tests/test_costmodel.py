@@ -586,3 +586,23 @@ def test_dropout_masks_and_unfused_scores_follow_the_stack() -> None:
     assert block_activation_bytes(m, stack=MEGATRON_2021, **kw) == pytest.approx(
         34 * s * b * h + 5 * a * s * s * b
     )
+
+
+def test_fp8_gemms_run_at_the_fp8_mamf_and_pay_their_casts() -> None:
+    """fp8: a GEMM runs at the FP8 peak x fp8_gemm_efficiency (H100: MAMF 1402.6 of 1979), not
+    at 2x the 16-bit rate, and the block pays FP8_CAST_BYTES per element of every GEMM input."""
+    from solver.costmodel.compute import Op, op_time
+
+    assert H100.fp8_gemm_efficiency == pytest.approx(1402.6 / 1979, abs=1e-3)
+    op = Op("fc", 2.0 * 8192**3, 1.0, "gemm", (8192, 8192, 8192))
+    from solver.costmodel.constants import GEMM_REALIZATION_FRACTION as REAL
+
+    assert op_time(op, H100, "fp8") == pytest.approx(
+        op.flops / (1979e12 * H100.fp8_gemm_efficiency * REAL), rel=1e-12
+    )
+    m, s = _gpt_block(), 2048
+    kw: dict[str, Any] = dict(tp=1, micro_batch=1, seq=s, sequence_parallel=False, stack=MODERN)
+    casts = [o for o in block_forward_ops(m, precision="fp8", **kw) if o.name == "fp8_casts"]
+    h, f = m.hidden_size, m.ffn_hidden_size
+    assert len(casts) == 1 and casts[0].bytes == pytest.approx(3.0 * s * (3 * h + f))
+    assert not [o for o in block_forward_ops(m, precision="bf16", **kw) if o.name == "fp8_casts"]

@@ -149,6 +149,12 @@ def peak_tflops(gpu: GPUSpec, precision: str) -> float:
     raise ValueError(f"unknown precision {precision!r}")
 
 
+def fp8_gemm_efficiency(gpu: GPUSpec) -> float:
+    """Achievable fraction of the FP8 peak on large GEMMs: the GPU's measured FP8 MAMF ratio
+    (``fp8_gemm_efficiency``), else its 16-bit ``gemm_efficiency``."""
+    return gpu.gemm_efficiency if gpu.fp8_gemm_efficiency is None else gpu.fp8_gemm_efficiency
+
+
 def _sixteen_bit_peak(gpu: GPUSpec) -> float:
     return gpu.bf16_tflops if gpu.supports_bf16 else (gpu.fp16_tflops or gpu.bf16_tflops)
 
@@ -191,6 +197,8 @@ def op_time(
         if shape is not None and op.flops > 0:
             return _table_op_time(op, gpu, precision, shape, memory_efficiency)
     ge = gpu.gemm_efficiency if gemm_efficiency is None else gemm_efficiency
+    if precision == "fp8" and op.kind == "gemm" and gemm_efficiency is None:
+        ge = fp8_gemm_efficiency(gpu)
     me = gpu.memory_efficiency if memory_efficiency is None else memory_efficiency
     nbytes = op.bytes
     if op.kind == "mem" and gpu.elementwise_traffic_factor is not None:
@@ -228,7 +236,12 @@ def _table_op_time(
     mem_s = op.bytes / (gpu.memory_bandwidth_GBps * 1e9 * me)
     sixteen = _sixteen_bit_peak(gpu)
     rate = min(gemm_rate_tflops(gpu.gemm_table, dims), sixteen * gpu.gemm_efficiency)
-    if op.kind == "gemm":
+    if op.kind == "gemm" and precision == "fp8":
+        # The table is measured in 16 bit: scale by the ratio of the FP8 and 16-bit MAMFs.
+        rate *= (peak_tflops(gpu, precision) * fp8_gemm_efficiency(gpu)) / (
+            sixteen * gpu.gemm_efficiency
+        )
+    elif op.kind == "gemm":
         rate *= peak_tflops(gpu, precision) / sixteen
     real = C.GEMM_REALIZATION_FRACTION if gpu.gemm_realization is None else gpu.gemm_realization
     return max(op.flops / (rate * 1e12 * real), mem_s)
@@ -377,6 +390,11 @@ def block_forward_ops(
         ops.append(_gemm("mlp_up", tokens, h, n_up * f, wb))
         ops.append(Op("activation", 0.0, act_bytes * tokens * f, "mem"))
         ops.append(_gemm("mlp_down", tokens, f, h, wb))
+    if precision == "fp8":
+        # Each GEMM's input is cast to FP8 on every TP rank: QKV and MLP-up read the full
+        # hidden state, out-proj and MLP-down their local shard.
+        inputs = 2 * h + q_local + (model.moe_ffn_hidden_size or model.ffn_hidden_size) / t
+        ops.append(Op("fp8_casts", 0.0, C.FP8_CAST_BYTES * tokens * inputs, "mem"))
     # Replicated elementwise: 2 norms + 2 bias-dropout-adds (Megatron fused kernels).
     bda = C.BIAS_DROPOUT_ADD_BYTES if stack.has_dropout else C.RESIDUAL_ADD_BYTES
     ops.append(Op("norms_residuals", 0.0, (2 * C.NORM_BYTES + 2 * bda) * tokens * h / rep, "mem"))

@@ -84,6 +84,14 @@ FLASH_BACKWARD_FLOP_FACTOR = 2.5
 #: log-sum-exp, 4 bytes per query row per head (FlashAttention-2 Alg. 1, output L).
 SOFTMAX_STATS_BYTES = 4.0
 
+# --- FP8 training (NVIDIA Transformer Engine / torchao Float8) ---------------------------------
+#: Casting one 16-bit GEMM input to FP8 before the GEMM: read 2 bytes, write 1 (per-tensor
+#: scaling; Transformer Engine "Using FP8 with Transformer Engine": every FP8 GEMM input is
+#: cast, the amax reduction is folded into the cast kernel).  The backward casts the output
+#: gradients and writes transposed FP8 copies for the weight gradient (Hopper FP8 GEMMs take
+#: only the TN layout), priced by the backward elementwise factor.
+FP8_CAST_BYTES = 3.0
+
 #: Backward of a GEMM is two GEMMs of the forward's size (dgrad, wgrad): 2x FLOPs
 #: (Narayanan et al. 2021, Sec. 5.1: "the backward pass requires double the number of FLOPs").
 BACKWARD_GEMM_FACTOR = 2.0
