@@ -158,6 +158,7 @@ def build_plan(
         # The 2021 stack: Megatron-LM's un-fused attention core, dropout 0.1.
         attention="unfused",
         dropout=0.1,
+        recompute_early_stop=False,  # Megatron-LM's reentrant checkpoint re-runs the whole forward
         memory_policy="amp_fp16",
         zero_stage=zero,
         overlap_grad_reduce=zero == 3,  # DeepSpeed ZeRO-3 overlaps; Megatron 2021 did not

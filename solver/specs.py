@@ -389,6 +389,13 @@ class TrainingWorkload(_Spec):
         description="Attention kernel: flash (fused, no s x s tensor stored; today's default) "
         "or unfused (Megatron-LM 2021: scores, softmax and dropout in HBM).",
     )
+    recompute_early_stop: bool = Field(
+        default=True,
+        description="Full recompute stops once every tensor the backward needs is rebuilt, so "
+        "a block's last GEMM (MLP down-projection) and its all-reduce are not recomputed: "
+        "PyTorch's non-reentrant torch.utils.checkpoint (torchtitan, Hugging Face).  False: "
+        "the whole forward is recomputed (Megatron-LM's reentrant checkpoint).",
+    )
     dropout: DropoutRate = Field(
         default=0.0,
         description="Attention- and hidden-dropout probability (0 for today's LLM pre-training; "

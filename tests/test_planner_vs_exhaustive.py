@@ -313,18 +313,14 @@ KNOWN_GAPS = {
     # plan has the better closed form (805,233 vs 768,462 tokens/s), the exhaustive one wins
     # only in the event simulation.
     "train-hetero-uneven-4gpu": "closed-form vs simulated pipeline ranking: planner 854,930 vs exhaustive 872,663 (2.0%) simulated, but 805,233 vs 768,462 in the closed form the CP optimises",
-    # The closed form and the event simulation rank two different stage sets differently.
-    "train-three-pools-1gpu": "closed-form vs simulated pipeline ranking on uneven 3-pool stages",
     # Since flash attention is the default (cheaper attention, so hand-offs and DP sync weigh
-    # more on these tiny models), three more cases show the same class; in each the
+    # more on these tiny models), two more cases show the same class; in each the
     # exhaustive plan's closed form is worse than the planner's (step times, seconds):
-    "train-sp-both": "closed-form vs simulated ranking: exhaustive PP2 plan simulates 84.56 us "
-    "vs the planner's 84.99 us (0.5%), but its closed form is 92.73 us vs 84.99 us",
     "train-2nodes-1gpu": "closed-form vs simulated ranking: exhaustive 2-node PP2 plan simulates "
-    "231.9 us vs 247.2 us (6.6%), its closed form 331.8 us charges the cross-node hop on every "
+    "248.8 us vs 276.2 us (11.0%), its closed form 352.3 us charges the cross-node hop on every "
     "micro-batch",
     "train-gqa-swiglu": "closed-form vs simulated ranking: exhaustive uneven 3|1 split "
-    "simulates 125.9 us vs 127.7 us (1.4%), closed form 144.0 us vs 127.7 us",
+    "simulates 128.0 us vs 130.2 us (1.7%), closed form 146.7 us vs 130.2 us",
 }
 
 

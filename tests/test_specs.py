@@ -141,6 +141,8 @@ def test_training_defaults() -> None:
     assert w.recompute == ["none", "selective", "full"]
     assert w.schedules == ["1f1b", "interleaved"]
     assert w.micro_batch_sizes == [1, 2, 4]
+    # Today's stack: fused attention, no dropout, PyTorch checkpoint's early stop.
+    assert (w.attention, w.dropout, w.recompute_early_stop) == ("flash", 0.0, True)
 
 
 def test_training_zero_stage_list() -> None:

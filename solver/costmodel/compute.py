@@ -109,6 +109,9 @@ class Op(NamedTuple):
     x the FLOPs at ``attention_backward_efficiency``); ``'mem'`` is elementwise, priced by
     bytes only.
 
+    ``seq``: the sequence length of a ``'flash'`` op (short sequences run below the kernel's
+    asymptotic rate, ``ATTENTION_HALF_RATE_SEQ``).
+
     ``flops`` are the FLOPs the kernels execute; ``model_flops`` the FLOPs the MFU convention
     counts when they differ (a causal fused kernel executes half the score square the model
     count includes), None when they are the same.
@@ -127,6 +130,7 @@ class Op(NamedTuple):
     kind: OpKind
     dims: tuple[float, float, float] | None = None
     model_flops: float | None = None
+    seq: float | None = None  # a fused attention kernel's sequence length (its rate depends on it)
 
     @property
     def counted_flops(self) -> float:
@@ -209,8 +213,17 @@ def op_time(
     peak = peak_tflops(gpu, precision) if op.kind == "gemm" else _sixteen_bit_peak(gpu)
     real = C.GEMM_REALIZATION_FRACTION if gpu.gemm_realization is None else gpu.gemm_realization
     if op.kind == "flash" and gpu.attention_efficiency is not None:
-        return max(op.flops / (peak * 1e12 * gpu.attention_efficiency), mem_s)
+        eff = gpu.attention_efficiency * _attention_saturation(op)
+        return max(op.flops / (peak * 1e12 * eff), mem_s)
     return max(op.flops / (peak * 1e12 * ge * real), mem_s)
+
+
+def _attention_saturation(op: Op) -> float:
+    """Share of its asymptotic rate a fused attention kernel reaches at ``op.seq`` tokens:
+    ``s / (s + ATTENTION_HALF_RATE_SEQ)`` (1 when the op carries no sequence length)."""
+    if op.seq is None:
+        return 1.0
+    return op.seq / (op.seq + C.ATTENTION_HALF_RATE_SEQ)
 
 
 def _flash_backward_time(op: Op, gpu: GPUSpec, precision: str) -> float:
@@ -219,9 +232,10 @@ def _flash_backward_time(op: Op, gpu: GPUSpec, precision: str) -> float:
     Q, K, V, O, dO and the softmax statistics and writes dQ, dK, dV: twice the forward's
     bytes for the memory roof.  Without a measured efficiency: priced like the forward."""
     flops = op.flops * C.FLASH_BACKWARD_FLOP_FACTOR
-    eff = gpu.attention_backward_efficiency or gpu.attention_efficiency
-    if eff is None:
+    top = gpu.attention_backward_efficiency or gpu.attention_efficiency
+    if top is None:
         return op_time(op, gpu, precision) * C.FLASH_BACKWARD_FLOP_FACTOR
+    eff = top * _attention_saturation(op)
     me = gpu.memory_efficiency
     mem_s = 2.0 * op.bytes / (gpu.memory_bandwidth_GBps * 1e9 * me)
     return max(flops / (_sixteen_bit_peak(gpu) * 1e12 * eff), mem_s)
@@ -355,13 +369,17 @@ def block_forward_ops(
     ops: list[Op] = []
     # Attention (Narayanan eq. 3: QKV 6bsh^2, scores+AV 4bs^2h, out-proj 2bsh^2 for MHA).
     ops.append(_gemm("qkv", tokens, h, q_local + 2 * kv_local, wb))
+    if not model.learned_position_embeddings:
+        ops.append(Op("rope", 0.0, C.ROPE_BYTES * tokens * (q_local + kv_local), "mem"))
     core_flops = 2.0 * 2.0 * b * heads_local * s * s * hd  # QK^T and softmax@V
     score_elems = b * heads_local * s * s
     io_bytes = C.ACTIVATION_BYTES * tokens * (2 * q_local + 2 * kv_local)  # Q, K, V in; O out
     if stack.flash:
         # Fused kernel (Dao et al. 2022): the s x s scores never leave SRAM.
         executed = C.CAUSAL_EXECUTED_FRACTION * core_flops
-        ops.append(Op("attention_core", executed, io_bytes, "flash", model_flops=core_flops))
+        ops.append(
+            Op("attention_core", executed, io_bytes, "flash", model_flops=core_flops, seq=s)
+        )
     else:
         core_bytes = io_bytes + C.ACTIVATION_BYTES * 2 * score_elems
         ops.append(Op("attention_core", core_flops, core_bytes, "attn"))
@@ -405,6 +423,13 @@ def _tp_collectives(nbytes: float, tp: int, link: LinkTier, count: int) -> float
     """``count`` all-reduces of ``nbytes`` (or, with sequence parallelism, the equivalent
     all-gather + reduce-scatter pairs: same ring volume, Korthikanti et al. 2022 Sec. 4.2.2)."""
     return count * allreduce_time(nbytes, tp, link)
+
+
+#: The operator groups a block's forward ends with whose outputs no backward saves: the MLP
+#: down-projection (dense or MoE), and the residual traffic after it, which
+#: ``Stack.recompute_early_stop`` does not recompute.  (The residual add shares the
+#: norms/residuals group; it is a few percent of a block and stays counted.)
+LAST_GEMMS = frozenset({"mlp_down", "moe_down"})
 
 
 def block_time(
@@ -452,7 +477,13 @@ def block_time(
     act = micro_batch * seq * model.hidden_size * C.ACTIVATION_BYTES
     tp_fwd = _tp_collectives(act, tp, tp_link, 2)
     tp_bwd = _tp_collectives(act, tp, tp_link, 2)
-    if recompute == "full":
+    if recompute == "full" and stack.recompute_early_stop:
+        # The block's last GEMM (row-parallel MLP down-projection) and the all-reduce after it
+        # produce nothing the backward needs: PyTorch's checkpoint stops before them.
+        rec = [o for o in ops if o.name not in LAST_GEMMS]
+        re_s, re_flops = _ops_time(rec, gpu, precision), sum(o.flops for o in rec)
+        tp_bwd += tp_fwd / 2
+    elif recompute == "full":
         re_s, re_flops = fwd_compute, executed_fwd
         tp_bwd += tp_fwd
     elif recompute == "selective":

@@ -66,6 +66,12 @@ CROSS_ENTROPY_BYTES = 18.0
 #: calculon-ai/calculon ``layers.py``: backward memory = 2x forward for elementwise layers).
 BACKWARD_ELEMENTWISE_FACTOR = 2.0
 
+#: Rotary position embedding (RoPE, Su et al. 2021) of Q and K: a fused kernel reads and
+#: writes every Q and K element once in 16 bit, 2 + 2 bytes (Transformer Engine
+#: ``fused_rope``, Megatron-Core ``apply_rotary_pos_emb`` with rotary fusion); the cos/sin
+#: tables are s x head_dim, negligible.  Models with learned positions have no RoPE.
+ROPE_BYTES = 4.0
+
 #: Residual add without dropout: read the branch output and the residual, write the sum,
 #: 3 x 2 bytes per element (the no-dropout form of ``BIAS_DROPOUT_ADD_BYTES``).
 RESIDUAL_ADD_BYTES = 6.0
@@ -80,6 +86,14 @@ CAUSAL_EXECUTED_FRACTION = 0.5
 #: against the forward's 2 (Dao 2023, "FlashAttention-2", Sec. 4.1: "the backward pass
 #: [requires] 2.5 times the FLOPs of the forward pass").
 FLASH_BACKWARD_FLOP_FACTOR = 2.5
+#: Sequence length at which a fused attention kernel reaches half its asymptotic rate
+#: (``attention_efficiency x s / (s + this)``): short sequences fill fewer tiles per head and
+#: pay the kernel's fixed costs.  Fitted jointly with the H100's forward and backward
+#: asymptotes on causal SDPA (PyTorch 2.11.0+cu130, cuDNN 9.19 backend, head dim 128, 32/32,
+#: 32/8 and 64/8 heads, seq 2048-16384; rms error 5%, max 12%), measured 2026-12-07:
+#: benchmarks/validation/modern/raw-h100x1-modern.json, micro.sdpa.
+ATTENTION_HALF_RATE_SEQ = 1477.0
+
 #: Per-row softmax statistics a fused attention kernel stores for its backward: the fp32
 #: log-sum-exp, 4 bytes per query row per head (FlashAttention-2 Alg. 1, output L).
 SOFTMAX_STATS_BYTES = 4.0

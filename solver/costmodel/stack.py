@@ -32,10 +32,17 @@ class Stack:
     dropout
         Attention- and hidden-dropout probability; above 0 the dropout masks (1 byte per
         element) are stored for the backward and the kernels read and write them.
+    recompute_early_stop
+        Full recompute stops once every saved tensor is rebuilt (PyTorch's non-reentrant
+        ``torch.utils.checkpoint``, default ``early_stop=True``: torchtitan, Hugging Face), so
+        the block's last GEMM -- the MLP down-projection, whose output no backward needs --
+        and the all-reduce after it are not recomputed.  False: Megatron-LM's reentrant
+        ``CheckpointFunction`` re-runs the whole forward.
     """
 
     attention: AttentionKernel = "flash"
     dropout: float = 0.0
+    recompute_early_stop: bool = True
 
     @property
     def flash(self) -> bool:
@@ -49,11 +56,15 @@ class Stack:
 #: Today's stack: fused attention, no dropout.
 MODERN = Stack()
 #: Megatron-LM 2021 (the published 2021 tables): un-fused attention, dropout 0.1.
-MEGATRON_2021 = Stack(attention="unfused", dropout=0.1)
+MEGATRON_2021 = Stack(attention="unfused", dropout=0.1, recompute_early_stop=False)
 
 
 def stack_of(workload: TrainingWorkload | InferenceWorkload) -> Stack:
     """The stack a workload runs on (inference: no dropout, eval mode)."""
     if isinstance(workload, TrainingWorkload):
-        return Stack(attention=workload.attention, dropout=workload.dropout)
+        return Stack(
+            attention=workload.attention,
+            dropout=workload.dropout,
+            recompute_early_stop=workload.recompute_early_stop,
+        )
     return Stack(attention=workload.attention, dropout=0.0)

@@ -168,6 +168,11 @@ def saved_tensor_ledger(
     try:
         with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
             loss = loss_fn()
+        # Run the backward so autograd frees every saved tensor: a bare ``del loss`` left one
+        # forward's activations alive on the H100 run of 2026-12-07 (each later case's
+        # after-init memory grew by exactly that much).
+        loss.backward()  # type: ignore[no-untyped-call]
+        model.zero_grad(set_to_none=True)
         del loss
     finally:
         for hd in handles:

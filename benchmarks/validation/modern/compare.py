@@ -53,6 +53,7 @@ def model_of(rec: dict[str, Any]) -> Model:
         vocab_size=sh.get("vocab", 0),
         mlp="swiglu" if llama else "gelu",
         tied_embeddings=False,
+        learned_position_embeddings=not llama,  # the runner's GPT: learned positions, no RoPE
     )
 
 
@@ -126,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     raw = json.loads(args.raw.read_text())
     cluster = cluster_of(gpu_name(raw), args.calibration)
+    # A case whose memory a previous case leaked into (the 2026-12-07 run; fixed in the runner
+    # since) allocates more between steps than its weights and AdamW states (bf16 parameters:
+    # 2 + 2 + 2 bytes each, a fact of torch.optim.AdamW, not of the cost model): such cases
+    # compare time only.
     rows = []
     print(f"{'case':44} {'meas s':>8} {'pred s':>8} {'err':>7} {'meas GB':>8} {'pred GB':>8} {'err':>7}")
     for rec in raw.get("train", []):
@@ -137,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         # it; compare the allocator's peak with the ledger minus its overhead row.
         meas_gb = rec["peak_allocated_bytes"] / 1e9
         pred_gb = p["peak_GB"] - p["ledger"]["overhead_GB"]
+        after = rec.get("after_init_allocated_bytes") or 0
+        clean = after <= 6.0 * rec["params"] * 1.01 + 0.2e9
         row = {
             "case": rec["name"],
             "measured_step_s": meas_s,
@@ -144,16 +151,20 @@ def main(argv: list[str] | None = None) -> int:
             "step_error": p["step_s"] / meas_s - 1,
             "measured_peak_allocated_GB": meas_gb,
             "predicted_peak_GB_without_overhead": pred_gb,
-            "memory_error": pred_gb / meas_gb - 1,
+            "memory_error": pred_gb / meas_gb - 1 if clean else None,
         }
         rows.append(row)
         print(
             f"{rec['name']:44} {meas_s:8.4f} {p['step_s']:8.4f} {row['step_error']:+7.1%} "
-            f"{meas_gb:8.2f} {pred_gb:8.2f} {row['memory_error']:+7.1%}"
+            + (
+                f"{meas_gb:8.2f} {pred_gb:8.2f} {row['memory_error']:+7.1%}"
+                if clean
+                else f"{'(leak)':>8} {pred_gb:8.2f} {'-':>7}"
+            )
         )
     if rows:
         se = [abs(r["step_error"]) for r in rows]
-        me = [abs(r["memory_error"]) for r in rows]
+        me = [abs(r["memory_error"]) for r in rows if r["memory_error"] is not None] or [0.0]
         print(
             f"\n{len(rows)} cases: step |err| mean {statistics.mean(se):.1%} max {max(se):.1%}"
             f" ({sum(e <= 0.10 for e in se)} within 10%); memory |err| mean "
