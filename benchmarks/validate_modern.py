@@ -397,6 +397,13 @@ def layout(row: dict[str, Any]) -> dict[str, Any]:
         schedule="interleaved" if v > 1 else "1f1b",
         candidates=candidates,
         precision=precision_of(row),
+        # torchtitan: PyTorch eager modules unless the row says torch.compile, and
+        # torch.utils.checkpoint (early stop); NeMo: Megatron-Core/Transformer Engine fused
+        # kernels and Megatron's reentrant full recompute.
+        kernels=("fused" if row.get("compile") is True else "eager")
+        if fam == "torchtitan"
+        else "fused",
+        early_stop=fam == "torchtitan",
         notes=notes,
     )
 
@@ -423,6 +430,8 @@ def build_plan(
         micro_batch_sizes=[lay["mb"]],
         schedules=[lay["schedule"]],
         sequence_parallel=[lay["sp"]],
+        elementwise_kernels=lay["kernels"],
+        recompute_early_stop=lay["early_stop"],
     )
     p, v, chunks = lay["pp"], lay["v"], lay["chunks"]
     pool = cluster.pools[0].name

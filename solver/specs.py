@@ -389,6 +389,12 @@ class TrainingWorkload(_Spec):
         description="Attention kernel: flash (fused, no s x s tensor stored; today's default) "
         "or unfused (Megatron-LM 2021: scores, softmax and dropout in HBM).",
     )
+    elementwise_kernels: Literal["fused", "eager"] = Field(
+        default="fused",
+        description="Norms, RoPE, SwiGLU and the loss as fused kernels (Megatron-Core / "
+        "Transformer Engine, torch.compile) or as PyTorch eager op sequences (Hugging Face "
+        "transformers, torchtitan without compile): eager moves several times the bytes.",
+    )
     recompute_early_stop: bool = Field(
         default=True,
         description="Full recompute stops once every tensor the backward needs is rebuilt, so "

@@ -154,7 +154,9 @@ def test_hw_flops_match_narayanan_eq3() -> None:
         tp_link=NVS,
         stack=MEGATRON_2021,
     )
-    hd = head_time(m, A100, tp=1, micro_batch=1, seq=s, precision="fp16", tp_link=NVS)
+    hd = head_time(
+        m, A100, tp=1, micro_batch=1, seq=s, precision="fp16", tp_link=NVS, stack=MEGATRON_2021
+    )
     ours = m.num_layers * blk.hw_flops + hd.hw_flops
     assert ours == pytest.approx(narayanan_eq3_flops(1, s, 24, 2304, 51200), rel=1e-12)
 
@@ -642,3 +644,29 @@ def test_rope_traffic_only_without_learned_positions() -> None:
     assert rope.bytes == pytest.approx(4.0 * 1024 * (64 * 128 + 8 * 128))
     gpt = _gpt_block().model_copy(update={"learned_position_embeddings": True})
     assert "rope" not in [o.name for o in block_forward_ops(gpt, **kw)]
+
+
+def test_eager_kernels_move_the_bytes_of_their_op_sequences() -> None:
+    """Eager (Hugging Face / torchtitan without compile) RMSNorm, RoPE and SwiGLU move
+    EAGER_*_BYTES per element instead of a fused kernel's; GPT's LayerNorm is one kernel either
+    way, and fused is the default."""
+    from solver.costmodel import constants as K
+
+    kw: dict[str, Any] = dict(tp=1, micro_batch=1, seq=1024, sequence_parallel=False,
+                              precision="bf16")  # fmt: skip
+    fused = {o.name: o.bytes for o in block_forward_ops(LLAMA_70B, stack=MODERN, **kw)}
+    eager = {o.name: o.bytes for o in block_forward_ops(LLAMA_70B, stack=Stack(kernels="eager"),
+                                                        **kw)}  # fmt: skip
+    h, f, qk = 8192, 28672, 64 * 128 + 8 * 128
+    t = 1024
+    assert eager["rope"] - fused["rope"] == pytest.approx((K.EAGER_ROPE_BYTES - 4) * t * qk)
+    assert eager["activation"] - fused["activation"] == pytest.approx(
+        (K.EAGER_SWIGLU_BYTES - K.SWIGLU_BYTES) * t * f
+    )
+    assert eager["norms_residuals"] - fused["norms_residuals"] == pytest.approx(
+        2 * (K.EAGER_RMSNORM_BYTES - K.NORM_BYTES) * t * h
+    )
+    gpt = _gpt_block().model_copy(update={"learned_position_embeddings": True})
+    assert {o.name: o.bytes for o in block_forward_ops(gpt, stack=MODERN, **kw)} == {
+        o.name: o.bytes for o in block_forward_ops(gpt, stack=Stack(kernels="eager"), **kw)
+    }

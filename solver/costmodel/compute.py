@@ -26,7 +26,7 @@ from ..specs import AttentionKernel, GPUSpec, Model
 from . import constants as C
 from .comm import LinkTier, allreduce_time
 from .gemm_table import GemmDims, gemm_pass_shapes, gemm_rate_tflops
-from .params import block_params_per_gpu, kv_heads_per_gpu, stage_params_per_gpu
+from .params import block_params_per_gpu, has_bias, kv_heads_per_gpu, stage_params_per_gpu
 from .stack import Stack
 
 __all__ = [
@@ -369,8 +369,10 @@ def block_forward_ops(
     ops: list[Op] = []
     # Attention (Narayanan eq. 3: QKV 6bsh^2, scores+AV 4bs^2h, out-proj 2bsh^2 for MHA).
     ops.append(_gemm("qkv", tokens, h, q_local + 2 * kv_local, wb))
+    eager = stack.kernels == "eager"
     if not model.learned_position_embeddings:
-        ops.append(Op("rope", 0.0, C.ROPE_BYTES * tokens * (q_local + kv_local), "mem"))
+        rope_bytes = C.EAGER_ROPE_BYTES if eager else C.ROPE_BYTES
+        ops.append(Op("rope", 0.0, rope_bytes * tokens * (q_local + kv_local), "mem"))
     core_flops = 2.0 * 2.0 * b * heads_local * s * s * hd  # QK^T and softmax@V
     score_elems = b * heads_local * s * s
     io_bytes = C.ACTIVATION_BYTES * tokens * (2 * q_local + 2 * kv_local)  # Q, K, V in; O out
@@ -389,6 +391,8 @@ def block_forward_ops(
     # MLP (GeLU: 2 matrices, 16bsh^2 at f=4h; SwiGLU: 3 matrices).
     n_up = 1 if model.mlp == "gelu" else 2
     act_bytes = C.GELU_BYTES if model.mlp == "gelu" else C.SWIGLU_BYTES
+    if eager and model.mlp == "swiglu":
+        act_bytes = C.EAGER_SWIGLU_BYTES
     if model.num_experts is not None and model.experts_per_token is not None:
         f = (model.moe_ffn_hidden_size or model.ffn_hidden_size) / t
         k, e = model.experts_per_token, model.num_experts
@@ -415,8 +419,17 @@ def block_forward_ops(
         ops.append(Op("fp8_casts", 0.0, C.FP8_CAST_BYTES * tokens * inputs, "mem"))
     # Replicated elementwise: 2 norms + 2 bias-dropout-adds (Megatron fused kernels).
     bda = C.BIAS_DROPOUT_ADD_BYTES if stack.has_dropout else C.RESIDUAL_ADD_BYTES
-    ops.append(Op("norms_residuals", 0.0, (2 * C.NORM_BYTES + 2 * bda) * tokens * h / rep, "mem"))
+    norm = _norm_bytes(model, stack)
+    ops.append(Op("norms_residuals", 0.0, (2 * norm + 2 * bda) * tokens * h / rep, "mem"))
     return ops
+
+
+def _norm_bytes(model: Model, stack: Stack) -> float:
+    """HBM bytes per element of one norm: a fused kernel's ``NORM_BYTES``; eager RMSNorm's op
+    sequence (``EAGER_RMSNORM_BYTES``; eager LayerNorm is one kernel, ``F.layer_norm``)."""
+    if stack.kernels == "eager" and not has_bias(model):
+        return C.EAGER_RMSNORM_BYTES
+    return C.NORM_BYTES
 
 
 def _tp_collectives(nbytes: float, tp: int, link: LinkTier, count: int) -> float:
@@ -543,10 +556,11 @@ def head_time(
     seq: int,
     precision: str,
     tp_link: LinkTier,
+    stack: Stack,
 ) -> PassTime:
     """Final norm + vocab-parallel LM head GEMM (2 b s h V / t FLOPs, kept 16-bit) + cross
     entropy on fp32 logits (``CROSS_ENTROPY_BYTES`` per logit forward, ``CROSS_ENTROPY_BWD_BYTES``
-    backward).  TP: three b*s fp32 all-reduces in the loss (max, sum-exp, target logit) forward
+    backward; the ``EAGER_*`` counts with ``stack.kernels == "eager"``).  TP: three b*s fp32 all-reduces in the loss (max, sum-exp, target logit) forward
     and one b*s*h all-reduce of the input gradient backward (Megatron-LM
     ``vocab_parallel_cross_entropy``; Narayanan eq. 3 term 6 B s h V for fwd+bwd).
     """
@@ -555,10 +569,13 @@ def head_time(
     tokens = float(micro_batch * seq)
     h, v = model.hidden_size, model.vocab_size / tp
     wb = C.BYTES_PER_ELEMENT["bf16"]
-    norm = Op("final_norm", 0.0, C.NORM_BYTES * tokens * h, "mem")
+    eager = stack.kernels == "eager"
+    ce_f = C.EAGER_CROSS_ENTROPY_BYTES if eager else C.CROSS_ENTROPY_BYTES
+    ce_b = C.EAGER_CROSS_ENTROPY_BWD_BYTES if eager else C.CROSS_ENTROPY_BWD_BYTES
+    norm = Op("final_norm", 0.0, _norm_bytes(model, stack) * tokens * h, "mem")
     gemm = _gemm("lm_head", tokens, h, v, wb, kind="attn")
-    ce = Op("cross_entropy", 0.0, C.CROSS_ENTROPY_BYTES * tokens * v, "mem")
-    ce_bwd = Op("cross_entropy_bwd", 0.0, C.CROSS_ENTROPY_BWD_BYTES * tokens * v, "mem")
+    ce = Op("cross_entropy", 0.0, ce_f * tokens * v, "mem")
+    ce_bwd = Op("cross_entropy_bwd", 0.0, ce_b * tokens * v, "mem")
     fwd = _ops_time([norm, gemm, ce], gpu, precision)
     bwd = _host_bound(
         op_time(norm, gpu, precision) * backward_elementwise_factor(gpu)

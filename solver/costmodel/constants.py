@@ -72,6 +72,24 @@ BACKWARD_ELEMENTWISE_FACTOR = 2.0
 #: tables are s x head_dim, negligible.  Models with learned positions have no RoPE.
 ROPE_BYTES = 4.0
 
+# --- eager PyTorch elementwise kernels (Stack.kernels == "eager") ----------------------------
+# Forward HBM bytes per element of the op sequences in Hugging Face transformers 5.17 (the
+# version measured on the H100, benchmarks/validation/modern/) -- torchtitan's eager modules
+# are the same sequences -- counted kernel by kernel (reads + writes, 16-bit = 2, fp32 = 4).
+#: LlamaRMSNorm: x.to(fp32) 2+4, pow(2) 4+4, mean 4, x * rsqrt 4+4, .to(bf16) 4+2, weight * x
+#: 2+2 = 36 (a fused RMSNorm: 4).
+EAGER_RMSNORM_BYTES = 36.0
+#: apply_rotary_pos_emb per Q/K element: x * cos 2+2, rotate_half (neg of one half 1+1, cat
+#: 2+2), * sin 2+2, add 4+2 = 20 (fused: ``ROPE_BYTES`` 4).
+EAGER_ROPE_BYTES = 20.0
+#: LlamaMLP act_fn(gate) * up per ffn element: silu 2+2, mul 4+2 = 10 (fused SwiGLU: 6).
+EAGER_SWIGLU_BYTES = 10.0
+#: logits.float() 2+4, log_softmax 4+4 plus its max and sum passes 4+4 = 22 per logit
+#: (Megatron's fused vocab-parallel loss: ``CROSS_ENTROPY_BYTES`` 18); backward: log-softmax
+#: backward 4+4+4, cast to 16 bit 4+2 = 18 (fused: ``CROSS_ENTROPY_BWD_BYTES`` 6).
+EAGER_CROSS_ENTROPY_BYTES = 22.0
+EAGER_CROSS_ENTROPY_BWD_BYTES = 18.0
+
 #: Residual add without dropout: read the branch output and the residual, write the sum,
 #: 3 x 2 bytes per element (the no-dropout form of ``BIAS_DROPOUT_ADD_BYTES``).
 RESIDUAL_ADD_BYTES = 6.0

@@ -11,6 +11,7 @@ dropout 0.1.  A workload names its stack with ``attention`` and ``dropout``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from ..specs import AttentionKernel, InferenceWorkload, TrainingWorkload
 
@@ -38,11 +39,17 @@ class Stack:
         the block's last GEMM -- the MLP down-projection, whose output no backward needs --
         and the all-reduce after it are not recomputed.  False: Megatron-LM's reentrant
         ``CheckpointFunction`` re-runs the whole forward.
+    kernels
+        ``"fused"``: RMSNorm/LayerNorm, RoPE, SwiGLU and the cross entropy as one kernel each
+        (Megatron-Core, Transformer Engine, torch.compile).  ``"eager"``: the PyTorch op
+        sequences of Hugging Face transformers / torchtitan without compile, which re-read
+        and re-write their operands, some in fp32 (``EAGER_*_BYTES``).
     """
 
     attention: AttentionKernel = "flash"
     dropout: float = 0.0
     recompute_early_stop: bool = True
+    kernels: Literal["fused", "eager"] = "fused"
 
     @property
     def flash(self) -> bool:
@@ -66,5 +73,6 @@ def stack_of(workload: TrainingWorkload | InferenceWorkload) -> Stack:
             attention=workload.attention,
             dropout=workload.dropout,
             recompute_early_stop=workload.recompute_early_stop,
+            kernels=workload.elementwise_kernels,
         )
     return Stack(attention=workload.attention, dropout=0.0)

@@ -111,6 +111,7 @@ def _evaluate_inference(
                     seq=1,
                     precision=wl.precision,
                     tp_link=link,
+                    stack=stack_of(wl),
                 )
                 t_pre, t_dec = t_pre + hd.fwd_s, t_dec + hd.fwd_s
                 tp_pre, tp_dec = tp_pre + hd.tp_comm_fwd_s, tp_dec + hd.tp_comm_fwd_s

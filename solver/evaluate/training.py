@@ -79,7 +79,7 @@ def _stage_passes(
         tp=st.tp, micro_batch=mb, seq=wl.sequence_length, precision=wl.precision, tp_link=link
     )
     emb = embedding_time(model, gpu, **kw) if s == 0 else ZERO_PASS
-    head = head_time(model, gpu, **kw) if s == p - 1 else ZERO_PASS
+    head = head_time(model, gpu, stack=stack_of(wl), **kw) if s == p - 1 else ZERO_PASS
     return blk, emb, head
 
 

@@ -7,7 +7,7 @@ Hugging Face ``LlamaForCausalLM`` with SDPA attention, no dropout, bf16 paramete
 AdamW, micro-batch 1-2, with and without full recompute) and predicts every training case
 with the evaluator on one GPU of the measured kind: flash attention, no dropout,
 ``pure_bf16`` (bf16 weights, gradients and AdamW states: 8 B/param), ZeRO 0, one micro-batch
-per step.  Prints a table and writes ``compare.json`` beside the raw file.
+per step, eager elementwise kernels (the runner's, as Hugging Face writes them).  Prints a table and writes ``compare.json`` beside the raw file.
 
 ``--calibration FILE`` prices with a calibration (per-term: only what it measured).
 """
@@ -26,8 +26,11 @@ sys.path.insert(0, str(REPO))
 
 import solver  # noqa: E402
 from solver.construction import build_stages  # noqa: E402
+from solver.evaluate.calibration import calibrated_cluster  # noqa: E402
+from solver.profile.calibrate_modern import calibration_from_modern, modern_gpu  # noqa: E402
 from solver.specs import (  # noqa: E402
     Cluster,
+    InferenceWorkload,
     Model,
     Plan,
     ReplicaGroup,
@@ -36,8 +39,7 @@ from solver.specs import (  # noqa: E402
 
 
 def gpu_name(raw: dict[str, Any]) -> str:
-    dev = str(raw.get("env", {}).get("device", ""))
-    return "H200-SXM-141GB" if "H200" in dev else "H100-SXM5-80GB"
+    return modern_gpu(raw).name
 
 
 def model_of(rec: dict[str, Any]) -> Model:
@@ -94,6 +96,9 @@ def predict(rec: dict[str, Any], cluster: Cluster) -> dict[str, Any]:
         sequence_parallel=[False],
         attention="flash",
         dropout=0.0,
+        # The runner's Llama copies Hugging Face's eager RMSNorm / RoPE / SwiGLU and both
+        # models compute the loss as HF does (logits.float(), F.cross_entropy).
+        elementwise_kernels="eager",
     )
     stages = build_stages(cluster, [(1, [("g", 1, model.num_layers)])])[0]
     plan = Plan(
@@ -120,13 +125,46 @@ def predict(rec: dict[str, Any], cluster: Cluster) -> dict[str, Any]:
     }
 
 
+def compare_prefill(raw: dict[str, Any], cluster: Cluster) -> list[dict[str, Any]]:
+    """Prefill (time to first token, last-token logits) measured vs the evaluator's TTFT."""
+    shapes = {r["model"]: r for r in raw.get("train", []) if r.get("shape")}
+    rows = []
+    for rec in raw.get("prefill", []):
+        if rec.get("status") != "ok" or not rec.get("last_logits_only") or rec["model"] not in shapes:
+            continue
+        model = model_of(shapes[rec["model"]])
+        wl = InferenceWorkload(
+            kind="inference", prompt_tokens=int(rec["seq"]), output_tokens=1,
+            batch_size=int(rec["batch"]), precision="bf16",
+        )  # fmt: skip
+        stages = build_stages(cluster, [(1, [("g", 1, model.num_layers)])])[0]
+        plan = Plan(
+            kind="inference",
+            replica_groups=[ReplicaGroup(count=1, batch_size=int(rec["batch"]), stages=stages)],
+        )
+        rep = solver.evaluate(model, cluster, wl, plan).to_dict()
+        meas = rec["ms_median"]
+        row = {"case": rec["name"], "measured_ms": meas, "predicted_ms": rep["ttft_ms"],
+               "error": rep["ttft_ms"] / meas - 1}  # fmt: skip
+        rows.append(row)
+        print(f"{rec['name']:44} {meas:8.2f} ms {rep['ttft_ms']:8.2f} ms {row['error']:+7.1%}")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("raw", type=Path)
-    ap.add_argument("--calibration", default=None)
+    ap.add_argument("--calibration", default=None, help="a calibration file or name")
+    ap.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="price with the terms this run's micro-benchmarks measured (per-term calibration)",
+    )
     args = ap.parse_args(argv)
     raw = json.loads(args.raw.read_text())
     cluster = cluster_of(gpu_name(raw), args.calibration)
+    if args.calibrate:
+        cluster = calibrated_cluster(cluster, calibration_from_modern(raw, source=args.raw.name))
     # A case whose memory a previous case leaked into (the 2026-12-07 run; fixed in the runner
     # since) allocates more between steps than its weights and AdamW states (bf16 parameters:
     # 2 + 2 + 2 bytes each, a fact of torch.optim.AdamW, not of the cost model): such cases
@@ -170,8 +208,12 @@ def main(argv: list[str] | None = None) -> int:
             f" ({sum(e <= 0.10 for e in se)} within 10%); memory |err| mean "
             f"{statistics.mean(me):.1%} max {max(me):.1%} ({sum(e <= 0.05 for e in me)} within 5%)"
         )
-    out = args.raw.with_name("compare.json" if not args.calibration else "compare-calibrated.json")
-    out.write_text(json.dumps({"raw": args.raw.name, "rows": rows}, indent=1) + "\n")
+    prefill = compare_prefill(raw, cluster)
+    calibrated = args.calibration or args.calibrate
+    out = args.raw.with_name("compare-calibrated.json" if calibrated else "compare.json")
+    out.write_text(
+        json.dumps({"raw": args.raw.name, "rows": rows, "prefill": prefill}, indent=1) + "\n"
+    )
     print(f"wrote {out}")
     return 0
 

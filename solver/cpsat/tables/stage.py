@@ -47,7 +47,7 @@ def _option(
             model, gpu, recompute=fam.recompute, sequence_parallel=sp, stack=stack, **kw  # type: ignore[arg-type]
         )
         emb = cm.embedding_time(model, gpu, **kw)  # type: ignore[arg-type]
-        head = cm.head_time(model, gpu, **kw)  # type: ignore[arg-type]
+        head = cm.head_time(model, gpu, stack=stack, **kw)  # type: ignore[arg-type]
     except ValueError:
         return None  # e.g. fp8 on a GPU without fp8
     akw = dict(tp=tp, micro_batch=fam.micro_batch, seq=seq, sequence_parallel=sp)

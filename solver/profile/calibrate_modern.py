@@ -1,0 +1,101 @@
+"""A per-term calibration from the modern runner's micro-benchmarks (``solver/profile/modern.py``).
+
+Only what the run measured is replaced; every other field stays ``None``, so the catalog's
+value (or another calibration's) keeps pricing it:
+
+* ``gemm_table`` -- every bf16 GEMM the run timed (the Llama/GPT block shapes in their
+  forward, data-gradient and weight-gradient passes, plus an 8192^3 square), as
+  ``[m, k, n, TFLOP/s]`` of ``(m x k) @ (k x n)``; ``gemm_efficiency`` is the best of them over
+  the 16-bit peak (the run's MAMF).  ``gemm_realization`` -- how much of the isolated rate a
+  whole step realises -- is not measured by a micro-benchmark and stays the catalog's;
+* ``memory_efficiency`` -- ``copy_`` of 1 GiB, read + write bytes over the time, over the
+  catalog bandwidth;
+* ``attention_efficiency`` / ``attention_backward_efficiency`` -- the asymptotes that fit the
+  causal SDPA timings (default backend, MHA and GQA, every sequence length) with the global
+  ``ATTENTION_HALF_RATE_SEQ``, by relative least squares.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..catalog import resolve_gpu
+from ..costmodel import constants as C
+from ..errors import SpecError
+from ..specs import Calibration, GPUSpec
+
+__all__ = ["calibration_from_modern", "modern_gpu"]
+
+
+def modern_gpu(raw: dict[str, Any]) -> GPUSpec:
+    """The catalog GPU a modern raw JSON was measured on (H100 or H200 by device name)."""
+    dev = str(raw.get("env", {}).get("gpu", ""))
+    for name in ("H200", "H100"):
+        if name in dev:
+            return resolve_gpu("H200-SXM-141GB" if name == "H200" else "H100-SXM5-80GB")
+    raise SpecError(f"raw JSON: env.gpu: no catalog GPU for {dev!r} (measured on H100/H200)")
+
+
+def _fraction(x: float) -> float:
+    return float(min(1.0, max(1e-6, x)))
+
+
+def _attention_asymptotes(sdpa: list[dict[str, Any]], peak: float) -> tuple[float, float] | None:
+    """Least-squares (relative) asymptotes of forward and backward attention efficiency."""
+    pts = [
+        r
+        for r in sdpa
+        if r.get("status") == "ok" and r.get("backend") == "default"
+        and r.get("gqa") in ("mha", "enable_gqa") and r.get("bwd_ms_median")
+    ]  # fmt: skip
+    if not pts:
+        return None
+    s = np.array([float(r["seq"]) for r in pts])
+    share = s / (s + C.ATTENTION_HALF_RATE_SEQ)
+    fwd = np.array([r["flops_fwd_causal"] / (r["fwd_ms_median"] * 1e-3) for r in pts]) / 1e12
+    bwd = (
+        np.array(
+            [C.FLASH_BACKWARD_FLOP_FACTOR * r["flops_fwd_causal"] / (r["bwd_ms_median"] * 1e-3)
+             for r in pts]
+        )
+        / 1e12
+    )  # fmt: skip
+    # y = a * share  ->  minimise sum((a share / y - 1)^2):  a = sum(share/y) / sum((share/y)^2)
+    out = []
+    for y in (fwd / peak, bwd / peak):
+        r = share / y
+        out.append(_fraction(float(r.sum() / (r * r).sum())))
+    return out[0], out[1]
+
+
+def calibration_from_modern(raw: dict[str, Any], *, source: str = "") -> Calibration:
+    """The terms a modern raw JSON measured, as a :class:`~solver.specs.Calibration`."""
+    micro = raw.get("micro")
+    if not isinstance(micro, dict):
+        raise SpecError("raw JSON: micro: no micro-benchmarks (run modern.py with section micro)")
+    gpu = modern_gpu(raw)
+    peak = gpu.bf16_tflops
+    fields: dict[str, Any] = {}
+    measured: dict[str, Any] = {}
+    gemms = [g for g in micro.get("gemm", []) if g.get("tflops")]
+    if gemms:
+        table = sorted({(int(g["m"]), int(g["k"]), int(g["n"])): round(float(g["tflops"]), 3)
+                        for g in gemms}.items())  # fmt: skip
+        fields["gemm_table"] = [[m, k, n, t] for (m, k, n), t in table]
+        best = max(float(g["tflops"]) for g in gemms)
+        fields["gemm_efficiency"] = _fraction(best / peak)
+        measured["gemm_best_tflops"] = best
+    copy = micro.get("copy")
+    if isinstance(copy, dict) and copy.get("gbps_read_plus_write_median"):
+        bw = float(copy["gbps_read_plus_write_median"])
+        fields["memory_efficiency"] = _fraction(bw / gpu.memory_bandwidth_GBps)
+        measured["copy_GBps"] = bw
+    att = _attention_asymptotes(micro.get("sdpa", []), peak)
+    if att is not None:
+        fields["attention_efficiency"], fields["attention_backward_efficiency"] = att
+    env = raw.get("env", {})
+    meta = {k: env.get(k) for k in ("date_utc", "torch", "cuda", "cudnn", "gpu", "driver")}
+    meta["source"] = source
+    return Calibration(gpu=gpu.name, measured=measured, meta=meta, **fields)

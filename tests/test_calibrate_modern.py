@@ -1,0 +1,59 @@
+"""A per-term calibration from the modern runner's micro-benchmarks replaces only what was
+measured (solver/profile/calibrate_modern.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from solver.costmodel.constants import ATTENTION_HALF_RATE_SEQ as S_HALF
+from solver.errors import SpecError
+from solver.profile.calibrate_modern import calibration_from_modern
+
+
+def _raw(fwd_eff: float = 0.7, bwd_eff: float = 0.5) -> dict[str, Any]:
+    """Synthetic timings that follow eff x s / (s + S_HALF) exactly on a 989 TFLOP/s GPU."""
+    sdpa = []
+    for s in (2048, 8192):
+        share = s / (s + S_HALF)
+        flops = 2.0 * 32 * 128 * s * s  # causal forward
+        sdpa.append({
+            "status": "ok", "backend": "default", "gqa": "mha", "seq": s,
+            "flops_fwd_causal": flops,
+            "fwd_ms_median": flops / (989e12 * fwd_eff * share) * 1e3,
+            "bwd_ms_median": 2.5 * flops / (989e12 * bwd_eff * share) * 1e3,
+        })  # fmt: skip
+    gemm = [
+        {"m": 8192, "k": 4096, "n": 4096, "tflops": 700.0},
+        {"m": 2048, "k": 4096, "n": 4096, "tflops": 600.0},
+    ]
+    return {
+        "env": {"gpu": "NVIDIA H100 80GB HBM3", "torch": "x"},
+        "micro": {"sdpa": sdpa, "gemm": gemm, "copy": {"gbps_read_plus_write_median": 3015.0}},
+    }
+
+
+def test_recovers_the_attention_asymptotes_and_measured_terms() -> None:
+    """Exact synthetic timings give back the asymptotes; GEMM table, MAMF and HBM efficiency are
+    the measured ones; what no micro-benchmark measures stays unset (catalog)."""
+    cal = calibration_from_modern(_raw(0.7, 0.5))
+    assert cal.gpu == "H100-SXM5-80GB"
+    assert cal.attention_efficiency == pytest.approx(0.7, rel=1e-9)
+    assert cal.attention_backward_efficiency == pytest.approx(0.5, rel=1e-9)
+    assert cal.gemm_table is not None and len(cal.gemm_table) == 2
+    assert cal.gemm_efficiency == pytest.approx(700.0 / 989.0)
+    assert cal.memory_efficiency == pytest.approx(3015.0 / 3350.0)
+    for unmeasured in ("gemm_realization", "elementwise_traffic_factor", "kernel_launch_us",
+                       "optimizer_efficiency", "intra_node_bandwidth_GBps"):  # fmt: skip
+        assert getattr(cal, unmeasured) is None
+
+
+def test_unknown_gpu_and_missing_section_are_one_line_errors() -> None:
+    """A device the catalog cannot name, or a raw without micro-benchmarks, is a SpecError."""
+    raw = _raw()
+    raw["env"]["gpu"] = "Some Accelerator"
+    with pytest.raises(SpecError, match="env.gpu"):
+        calibration_from_modern(raw)
+    with pytest.raises(SpecError, match="micro"):
+        calibration_from_modern({"env": {"gpu": "NVIDIA H100"}})
