@@ -404,6 +404,9 @@ def layout(row: dict[str, Any]) -> dict[str, Any]:
         if fam == "torchtitan"
         else "fused",
         early_stop=fam == "torchtitan",
+        # torchtitan: PyTorch gradients, freed by zero_grad(set_to_none=True); NeMo: Megatron's
+        # persistent contiguous gradient buffers.
+        grad_buffers="on_demand" if fam == "torchtitan" else "persistent",
         notes=notes,
     )
 
@@ -432,6 +435,7 @@ def build_plan(
         sequence_parallel=[lay["sp"]],
         elementwise_kernels=lay["kernels"],
         recompute_early_stop=lay["early_stop"],
+        grad_buffers=lay["grad_buffers"],
     )
     p, v, chunks = lay["pp"], lay["v"], lay["chunks"]
     pool = cluster.pools[0].name

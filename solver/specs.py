@@ -395,6 +395,14 @@ class TrainingWorkload(_Spec):
         "Transformer Engine, torch.compile) or as PyTorch eager op sequences (Hugging Face "
         "transformers, torchtitan without compile): eager moves several times the bytes.",
     )
+    grad_buffers: Literal["persistent", "on_demand"] = Field(
+        default="persistent",
+        description="persistent: gradient buffers live through the whole step (Megatron's "
+        "contiguous main-grad buffer, DeepSpeed), so they add to the activations; on_demand: "
+        "gradients are allocated in the backward and freed by zero_grad(set_to_none=True) "
+        "(PyTorch's default: torchtitan, Hugging Face), so with one micro-batch per step the "
+        "peak is the larger of activations and gradients, not their sum.",
+    )
     recompute_early_stop: bool = Field(
         default=True,
         description="Full recompute stops once every tensor the backward needs is rebuilt, so "

@@ -90,6 +90,21 @@ EAGER_SWIGLU_BYTES = 10.0
 EAGER_CROSS_ENTROPY_BYTES = 22.0
 EAGER_CROSS_ENTROPY_BWD_BYTES = 18.0
 
+# Stored for the backward by the eager op sequences, beyond the fused count (measured: an
+# eager Llama block saves 49.0 bytes per s·b·h where the fused formula gives 34 --
+# benchmarks/validation/modern/raw-h100x1-modern-train.json, saved_tensors.block0_tensors):
+#: eager RMSNorm keeps its fp32 input (4) and the bf16 normalised input of the weight multiply
+#: (2) where a fused norm keeps its 16-bit input (2): +4 bytes per element, per norm.
+EAGER_NORM_SAVED_EXTRA_BYTES = 4.0
+#: eager SwiGLU keeps gate, silu(gate), up and their product (4 x 2 bytes per ffn element)
+#: where a fused one keeps gate and up and the down-projection input (3 x 2): +2.
+EAGER_SWIGLU_SAVED_EXTRA_BYTES = 2.0
+#: The loss of the eager path at its peak: bf16 logits (2) + their fp32 copy (4) + the fp32
+#: log-softmax it saves (4) per logit, with every other activation of the micro-batch alive
+#: (logits.float() then F.cross_entropy, Hugging Face and torchtitan); Megatron's fused
+#: vocab-parallel loss works in place on one fp32 copy (``LOGIT_BYTES`` 4).
+EAGER_LOGIT_PEAK_BYTES = 10.0
+
 #: Residual add without dropout: read the branch output and the residual, write the sum,
 #: 3 x 2 bytes per element (the no-dropout form of ``BIAS_DROPOUT_ADD_BYTES``).
 RESIDUAL_ADD_BYTES = 6.0

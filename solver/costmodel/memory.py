@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from ..specs import Model
 from . import constants as C
-from .params import kv_heads_per_gpu
+from .params import has_bias, kv_heads_per_gpu
 from .stack import Stack
 
 __all__ = [
@@ -92,13 +92,17 @@ def block_activation_bytes(
     )
     ab = C.ACTIVATION_BYTES
     masks = 2 * C.DROPOUT_MASK_BYTES if stack.has_dropout else 0.0
+    eager = stack.kernels == "eager"
+    norm_extra = 2 * C.EAGER_NORM_SAVED_EXTRA_BYTES if eager and not has_bias(model) else 0.0
     # Not TP-sharded (sharded by SP): norm inputs, QKV input, MLP input(s), dropout masks.
-    replicated = s * b * h * (2 * ab + ab + k * ab + masks)
+    replicated = s * b * h * (2 * ab + ab + k * ab + masks + norm_extra)
     # TP-sharded: Q, out-proj input, MLP internals; K, V by kv heads per GPU.
     q_out = 2 * ab * s * b * a * d / t
     kv = 2 * ab * s * b * kv_heads_per_gpu(model, t) * d
     mlp_mult = 2.0 if model.mlp == "gelu" else 3.0
     mlp = k * mlp_mult * ab * s * b * f / t
+    if eager and model.mlp == "swiglu":
+        mlp += k * C.EAGER_SWIGLU_SAVED_EXTRA_BYTES * s * b * f / t
     scores = 0.0
     if stack.flash:
         scores = C.SOFTMAX_STATS_BYTES * a * s * b / t  # the fp32 log-sum-exp per row
@@ -167,18 +171,31 @@ def embedding_activation_bytes(
 
 
 def head_activation_bytes(
-    model: Model, *, tp: int, micro_batch: int, seq: int, sequence_parallel: bool
+    model: Model,
+    *,
+    tp: int,
+    micro_batch: int,
+    seq: int,
+    sequence_parallel: bool,
+    stack: Stack,
 ) -> float:
     """Last stage's extra: final-norm input (2sbh), LM-head input (2sbh), fp32 logits 4sbV/t.
 
     Korthikanti et al. 2022 Sec. 4.3: 4 s b h / t (1 + V / h) with SP; without SP the two
-    s b h tensors are not sharded.
+    s b h tensors are not sharded.  Eager kernels (``stack.kernels``): the loss peaks at
+    ``EAGER_LOGIT_PEAK_BYTES`` per logit (16-bit logits, their fp32 copy and the fp32
+    log-softmax live together) and the final RMSNorm keeps its fp32 input too.
     """
     if model.vocab_size == 0:
         return 0.0
     s, b, h = float(seq), float(micro_batch), float(model.hidden_size)
     div = float(tp) if sequence_parallel else 1.0
-    return 2 * C.ACTIVATION_BYTES * s * b * h / div + C.LOGIT_BYTES * s * b * model.vocab_size / tp
+    eager = stack.kernels == "eager"
+    logits = C.EAGER_LOGIT_PEAK_BYTES if eager else C.LOGIT_BYTES
+    norm_extra = C.EAGER_NORM_SAVED_EXTRA_BYTES if eager and not has_bias(model) else 0.0
+    return (2 * C.ACTIVATION_BYTES + norm_extra) * s * b * h / div + logits * s * b * (
+        model.vocab_size / tp
+    )
 
 
 def model_state_bytes(

@@ -352,6 +352,14 @@ def warm_start(t: TrainTables, d: int, search: bool = True) -> TrainingChoice | 
             for o in t.options
             if o.allowed.get(d, False) and t.max_stages <= t.num_layers // v
         ]
+    if v == 1:
+        # The same options and depths with blocks balanced by time: the embedding stage and
+        # the LM-head stage hold fewer blocks (the optimum is often such an uneven split).
+        candidates += [
+            filled
+            for c in list(candidates)
+            if (filled := fill_blocks(t, d, [o for o, _ in c])) is not None
+        ]
     if t.engine is not None:
         candidates = [c for c in candidates if _engine_ok(t, c)]
     elif len(t.pool_gpus) > 1 and v == 1:

@@ -99,7 +99,9 @@ def _training_ledger_row(
         )
     if s == p - 1:
         # The loss backward runs right after the last forward: one micro-batch of logits.
-        a += head_activation_bytes(model, tp=st.tp, micro_batch=mb, seq=seq, sequence_parallel=spt)
+        a += head_activation_bytes(
+            model, tp=st.tp, micro_batch=mb, seq=seq, sequence_parallel=spt, stack=stack
+        )
     # Rebuilding one block for its backward (recompute), and ZeRO-3's gathered block.
     transient = activation_transient_bytes(
         model,
@@ -116,6 +118,11 @@ def _training_ledger_row(
             model, tp=st.tp, weight_bytes=BYTES_PER_PARAM[wl.memory_policy][0]
         )
     row = _ledger_row(0, s, st, gpu, w, g, o, a, 0.0)
+    if wl.grad_buffers == "on_demand" and m == 1:
+        # One micro-batch, gradients made in the backward as the activations are freed: the
+        # two are never all live together; the peak holds the larger (the simultaneous peak).
+        row["total_GB"] -= _gb(min(g, a))
+        row["grads_live_with_activations"] = False
     row["in_flight_micro_batches"] = inflight
     row["transient_activations_GB"] = _gb(transient)
     return row

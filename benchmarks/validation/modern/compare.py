@@ -99,6 +99,7 @@ def predict(rec: dict[str, Any], cluster: Cluster) -> dict[str, Any]:
         # The runner's Llama copies Hugging Face's eager RMSNorm / RoPE / SwiGLU and both
         # models compute the loss as HF does (logits.float(), F.cross_entropy).
         elementwise_kernels="eager",
+        grad_buffers="on_demand",  # zero_grad(set_to_none=True)
     )
     stages = build_stages(cluster, [(1, [("g", 1, model.num_layers)])])[0]
     plan = Plan(

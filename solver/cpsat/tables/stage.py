@@ -53,7 +53,7 @@ def _option(
     akw = dict(tp=tp, micro_batch=fam.micro_batch, seq=seq, sequence_parallel=sp)
     act_layer = cm.block_activation_bytes(model, recompute=fam.recompute, stack=stack, **akw)  # type: ignore[arg-type]
     act_embed = cm.embedding_activation_bytes(model, stack=stack, **akw)  # type: ignore[arg-type]
-    act_head = cm.head_activation_bytes(model, **akw)  # type: ignore[arg-type]
+    act_head = cm.head_activation_bytes(model, stack=stack, **akw)  # type: ignore[arg-type]
     # Fixed per stage, as in the evaluator's ledger: recomputing one block for its backward,
     # and (ZeRO-3 with d > 1) one block's gathered weights.
     rebuilt = cm.activation_transient_bytes(model, recompute=fam.recompute, stack=stack, **akw)  # type: ignore[arg-type]
