@@ -78,40 +78,19 @@ def _training_ledger_row(
         params_local, memory_policy=wl.memory_policy, zero_stage=grp.zero_stage, dp=grp.count
     )
     spt = grp.sequence_parallel and st.tp > 1
-    stack = stack_of(wl)
-    inflight = in_flight_micro_batches(s, p, m, grp.schedule, v)
-    a = (
-        inflight
-        * st.num_layers
-        * block_activation_bytes(
-            model,
-            tp=st.tp,
-            micro_batch=mb,
-            seq=seq,
-            recompute=grp.recompute,
-            sequence_parallel=spt,
-            stack=stack,
-        )
+    # The micro-batch's shape and the stack, as every activation term takes them.
+    shape: dict[str, Any] = dict(
+        tp=st.tp, micro_batch=mb, seq=seq, sequence_parallel=spt, stack=stack_of(wl)
     )
+    inflight = in_flight_micro_batches(s, p, m, grp.schedule, v)
+    a = inflight * st.num_layers * block_activation_bytes(model, recompute=grp.recompute, **shape)
     if s == 0:
-        a += inflight * embedding_activation_bytes(
-            model, tp=st.tp, micro_batch=mb, seq=seq, sequence_parallel=spt, stack=stack
-        )
+        a += inflight * embedding_activation_bytes(model, **shape)
     if s == p - 1:
         # The loss backward runs right after the last forward: one micro-batch of logits.
-        a += head_activation_bytes(
-            model, tp=st.tp, micro_batch=mb, seq=seq, sequence_parallel=spt, stack=stack
-        )
+        a += head_activation_bytes(model, **shape)
     # Rebuilding one block for its backward (recompute), and ZeRO-3's gathered block.
-    transient = activation_transient_bytes(
-        model,
-        tp=st.tp,
-        micro_batch=mb,
-        seq=seq,
-        recompute=grp.recompute,
-        sequence_parallel=spt,
-        stack=stack,
-    )
+    transient = activation_transient_bytes(model, recompute=grp.recompute, **shape)
     a += transient
     if grp.zero_stage >= 3 and grp.count > 1:
         w += zero3_gathered_weight_bytes(
