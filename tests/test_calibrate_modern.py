@@ -57,3 +57,34 @@ def test_unknown_gpu_and_missing_section_are_one_line_errors() -> None:
         calibration_from_modern(raw)
     with pytest.raises(SpecError, match="micro"):
         calibration_from_modern({"env": {"gpu": "NVIDIA H100"}})
+
+
+def test_profile_from_json_writes_a_per_term_calibration(tmp_path: Any) -> None:
+    """`shardwise profile --from-json` on a modern raw writes a calibration that loads and
+    prices only the measured terms."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from solver.cli import app
+    from solver.io import load_calibration
+    from solver.profile.calibrate_modern import MODERN_FORMAT
+
+    raw = {"format": MODERN_FORMAT, **_raw(0.7, 0.5)}
+    src, out = tmp_path / "raw.json", tmp_path / "cal.yaml"
+    src.write_text(json.dumps(raw))
+    res = CliRunner().invoke(app, ["profile", "--from-json", str(src), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "every other term keeps the catalog's value" in res.output
+    cal = load_calibration(str(out))
+    assert cal.attention_efficiency == pytest.approx(0.7, rel=1e-9)
+    assert cal.gemm_realization is None and cal.kernel_launch_us is None
+
+
+def test_modern_format_matches_the_runner() -> None:
+    """The format string the calibration recognises is the one the runner writes."""
+    pytest.importorskip("torch")
+    from solver.profile import modern
+    from solver.profile.calibrate_modern import MODERN_FORMAT
+
+    assert modern.FORMAT == MODERN_FORMAT

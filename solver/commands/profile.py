@@ -75,6 +75,42 @@ def failed_checks(checks: list[dict[str, Any]]) -> list[str]:
     return bad
 
 
+def _modern_raw(path: Path) -> dict[str, Any] | None:
+    """The document at ``path`` if it is the modern runner's raw JSON (else None: the caller
+    reads it as the profile runner's, with that reader's errors)."""
+    import json
+
+    from ..profile.calibrate_modern import is_modern_raw
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return doc if is_modern_raw(doc) else None
+
+
+def _modern_summary(cal: Any, out: Path | None) -> str:
+    """What a per-term calibration from the modern runner replaced, one line per term."""
+    lines = [f"per-term calibration for {cal.gpu} (modern runner micro-benchmarks):"]
+    if cal.gemm_table:
+        rates = [row[3] for row in cal.gemm_table]
+        lines.append(
+            f"  gemm_table                  {len(rates)} shapes, {min(rates):.0f}-{max(rates):.0f}"
+            f" TFLOP/s; gemm_efficiency {cal.gemm_efficiency:.3g}"
+        )
+    if cal.memory_efficiency is not None:
+        lines.append(f"  memory_efficiency           {cal.memory_efficiency:.3g}")
+    if cal.attention_efficiency is not None:
+        lines.append(
+            f"  attention_efficiency        {cal.attention_efficiency:.3g} forward, "
+            f"{cal.attention_backward_efficiency:.3g} backward (asymptotes)"
+        )
+    lines.append("  every other term keeps the catalog's value")
+    if out is not None:
+        lines.append(f"written to {out}")
+    return "\n".join(lines)
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
     from ..errors import SpecError
@@ -155,11 +191,22 @@ def register(app: typer.Typer) -> None:
         and fit a calibration (efficiency factors, link alpha-beta) for the evaluator."""
         with user_errors():
             from ..profile.calibrate import calibration_from_raw, calibration_yaml, read_raw
+            from ..profile.calibrate_modern import calibration_from_modern
 
             if out is None and not json_output:
                 raise SpecError("--out: give the calibration YAML to write (or pass --json)")
             if out is not None:
                 refuse_overwrite(out, force)  # before measuring
+            if from_json is not None and (modern := _modern_raw(from_json)) is not None:
+                # The modern runner's micro-benchmarks: a per-term calibration.
+                cal = calibration_from_modern(modern, source=str(from_json))
+                if out is not None:
+                    write_new_file(out, calibration_yaml(cal), force=force)
+                if json_output:
+                    emit_json(cal.model_dump(mode="json"))
+                    return
+                typer.echo(_modern_summary(cal, out))
+                return
             if from_json is not None:
                 raw = read_raw(from_json)
                 source = str(from_json)

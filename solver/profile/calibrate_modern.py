@@ -26,7 +26,16 @@ from ..costmodel import constants as C
 from ..errors import SpecError
 from ..specs import Calibration, GPUSpec
 
-__all__ = ["calibration_from_modern", "modern_gpu"]
+__all__ = ["MODERN_FORMAT", "calibration_from_modern", "is_modern_raw", "modern_gpu"]
+
+#: The ``format`` of the raw JSON ``solver/profile/modern.py`` writes (its ``FORMAT``; a test
+#: keeps the two equal -- that module imports torch, this one must not).
+MODERN_FORMAT = "shardwise-modern-profile/1"
+
+
+def is_modern_raw(doc: Any) -> bool:
+    """Whether ``doc`` is a raw JSON of the modern runner."""
+    return isinstance(doc, dict) and doc.get("format") == MODERN_FORMAT
 
 
 def modern_gpu(raw: dict[str, Any]) -> GPUSpec:
