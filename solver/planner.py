@@ -128,8 +128,10 @@ def plan(
         _check_prices(cluster, workload)
         unsupported = _precision_gaps(cluster, workload)
         if len(unsupported) == len(cluster.pools):
+            # Not a search outcome: the workload asks for numerics no GPU here has (e.g. fp8 on
+            # A100s), so it is bad input, named by its field (CLI: one line, exit 2).
             return Result(
-                status=Status.INFEASIBLE,
+                status=Status.INVALID_INPUT,
                 message=f"precision: no pool's GPU supports {workload.precision} ("
                 + "; ".join(unsupported)
                 + "); choose another precision or add GPUs that support it",

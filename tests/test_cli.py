@@ -359,6 +359,20 @@ def test_malformed_input(
         assert sub in line, (sub, line)
 
 
+def test_fp8_on_gpus_without_fp8_is_bad_input(inst: dict[str, Path], tmp_path: Path) -> None:
+    """fp8 on a cluster whose GPUs have no FP8 tensor cores (A100): one line naming
+    'precision', exit 2, before any search."""
+    cluster = tmp_path / "a100.yaml"
+    cluster.write_text(CLUSTER.replace("H100-SXM5-80GB", "A100-SXM4-80GB"))
+    workload = tmp_path / "fp8.yaml"
+    workload.write_text(WORKLOAD.replace("precision: bf16", "precision: fp8"))
+    args = ["plan", "--model", str(inst["model"]), "--cluster", str(cluster),
+            "--workload", str(workload)]  # fmt: skip
+    res = runner.invoke(app, args)
+    line = _assert_one_line_error(res.exit_code, res.stderr)
+    assert line.startswith("error: precision:") and "fp8" in line
+
+
 def test_bad_option_values_are_one_line_errors(inst: dict[str, Path]) -> None:
     """Out-of-range --time-limit / --workers are bad input: one line, exit 2, nothing solved."""
     for opt in (["--time-limit", "0"], ["--workers", "0"]):
