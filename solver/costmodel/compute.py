@@ -26,7 +26,7 @@ from ..specs import AttentionKernel, GPUSpec, Model
 from . import constants as C
 from .comm import LinkTier, allreduce_time
 from .gemm_table import GemmDims, gemm_pass_shapes, gemm_rate_tflops
-from .params import block_params_per_gpu, has_bias, kv_heads_per_gpu, stage_params_per_gpu
+from .params import block_params_per_gpu, kv_heads_per_gpu, stage_params_per_gpu
 from .stack import Stack
 
 __all__ = [
@@ -213,17 +213,17 @@ def op_time(
     peak = peak_tflops(gpu, precision) if op.kind == "gemm" else _sixteen_bit_peak(gpu)
     real = C.GEMM_REALIZATION_FRACTION if gpu.gemm_realization is None else gpu.gemm_realization
     if op.kind == "flash" and gpu.attention_efficiency is not None:
-        eff = gpu.attention_efficiency * _attention_saturation(op)
+        eff = gpu.attention_efficiency * attention_saturation(op.seq)
         return max(op.flops / (peak * 1e12 * eff), mem_s)
     return max(op.flops / (peak * 1e12 * ge * real), mem_s)
 
 
-def _attention_saturation(op: Op) -> float:
-    """Share of its asymptotic rate a fused attention kernel reaches at ``op.seq`` tokens:
-    ``s / (s + ATTENTION_HALF_RATE_SEQ)`` (1 when the op carries no sequence length)."""
-    if op.seq is None:
+def attention_saturation(seq: float | None) -> float:
+    """Share of its asymptotic rate a fused attention kernel reaches at ``seq`` tokens:
+    ``s / (s + ATTENTION_HALF_RATE_SEQ)`` (1 when no sequence length is known)."""
+    if seq is None:
         return 1.0
-    return op.seq / (op.seq + C.ATTENTION_HALF_RATE_SEQ)
+    return seq / (seq + C.ATTENTION_HALF_RATE_SEQ)
 
 
 def _flash_backward_time(op: Op, gpu: GPUSpec, precision: str) -> float:
@@ -235,7 +235,7 @@ def _flash_backward_time(op: Op, gpu: GPUSpec, precision: str) -> float:
     top = gpu.attention_backward_efficiency or gpu.attention_efficiency
     if top is None:
         return op_time(op, gpu, precision) * C.FLASH_BACKWARD_FLOP_FACTOR
-    eff = top * _attention_saturation(op)
+    eff = top * attention_saturation(op.seq)
     me = gpu.memory_efficiency
     mem_s = 2.0 * op.bytes / (gpu.memory_bandwidth_GBps * 1e9 * me)
     return max(flops / (_sixteen_bit_peak(gpu) * 1e12 * eff), mem_s)
@@ -369,7 +369,7 @@ def block_forward_ops(
     ops: list[Op] = []
     # Attention (Narayanan eq. 3: QKV 6bsh^2, scores+AV 4bs^2h, out-proj 2bsh^2 for MHA).
     ops.append(_gemm("qkv", tokens, h, q_local + 2 * kv_local, wb))
-    eager = stack.kernels == "eager"
+    eager = stack.eager
     if not model.learned_position_embeddings:
         rope_bytes = C.EAGER_ROPE_BYTES if eager else C.ROPE_BYTES
         ops.append(Op("rope", 0.0, rope_bytes * tokens * (q_local + kv_local), "mem"))
@@ -427,7 +427,7 @@ def block_forward_ops(
 def _norm_bytes(model: Model, stack: Stack) -> float:
     """HBM bytes per element of one norm: a fused kernel's ``NORM_BYTES``; eager RMSNorm's op
     sequence (``EAGER_RMSNORM_BYTES``; eager LayerNorm is one kernel, ``F.layer_norm``)."""
-    if stack.kernels == "eager" and not has_bias(model):
+    if stack.eager_rmsnorm(model):
         return C.EAGER_RMSNORM_BYTES
     return C.NORM_BYTES
 
@@ -569,7 +569,7 @@ def head_time(
     tokens = float(micro_batch * seq)
     h, v = model.hidden_size, model.vocab_size / tp
     wb = C.BYTES_PER_ELEMENT["bf16"]
-    eager = stack.kernels == "eager"
+    eager = stack.eager
     ce_f = C.EAGER_CROSS_ENTROPY_BYTES if eager else C.CROSS_ENTROPY_BYTES
     ce_b = C.EAGER_CROSS_ENTROPY_BWD_BYTES if eager else C.CROSS_ENTROPY_BWD_BYTES
     norm = Op("final_norm", 0.0, _norm_bytes(model, stack) * tokens * h, "mem")

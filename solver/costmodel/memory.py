@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from ..specs import Model
 from . import constants as C
-from .params import has_bias, kv_heads_per_gpu
+from .params import kv_heads_per_gpu
 from .stack import Stack
 
 __all__ = [
@@ -92,8 +92,8 @@ def block_activation_bytes(
     )
     ab = C.ACTIVATION_BYTES
     masks = 2 * C.DROPOUT_MASK_BYTES if stack.has_dropout else 0.0
-    eager = stack.kernels == "eager"
-    norm_extra = 2 * C.EAGER_NORM_SAVED_EXTRA_BYTES if eager and not has_bias(model) else 0.0
+    eager = stack.eager
+    norm_extra = 2 * C.EAGER_NORM_SAVED_EXTRA_BYTES if stack.eager_rmsnorm(model) else 0.0
     # Not TP-sharded (sharded by SP): norm inputs, QKV input, MLP input(s), dropout masks.
     replicated = s * b * h * (2 * ab + ab + k * ab + masks + norm_extra)
     # TP-sharded: Q, out-proj input, MLP internals; K, V by kv heads per GPU.
@@ -190,9 +190,8 @@ def head_activation_bytes(
         return 0.0
     s, b, h = float(seq), float(micro_batch), float(model.hidden_size)
     div = float(tp) if sequence_parallel else 1.0
-    eager = stack.kernels == "eager"
-    logits = C.EAGER_LOGIT_PEAK_BYTES if eager else C.LOGIT_BYTES
-    norm_extra = C.EAGER_NORM_SAVED_EXTRA_BYTES if eager and not has_bias(model) else 0.0
+    logits = C.EAGER_LOGIT_PEAK_BYTES if stack.eager else C.LOGIT_BYTES
+    norm_extra = C.EAGER_NORM_SAVED_EXTRA_BYTES if stack.eager_rmsnorm(model) else 0.0
     return (2 * C.ACTIVATION_BYTES + norm_extra) * s * b * h / div + logits * s * b * (
         model.vocab_size / tp
     )

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..specs import AttentionKernel, InferenceWorkload, TrainingWorkload
+from ..specs import AttentionKernel, InferenceWorkload, Model, TrainingWorkload
+from .params import has_bias
 
 __all__ = ["MEGATRON_2021", "MODERN", "Stack", "stack_of"]
 
@@ -58,6 +59,15 @@ class Stack:
     @property
     def has_dropout(self) -> bool:
         return self.dropout > 0.0
+
+    @property
+    def eager(self) -> bool:
+        return self.kernels == "eager"
+
+    def eager_rmsnorm(self, model: Model) -> bool:
+        """Whether ``model``'s norms run as eager RMSNorm op sequences (Llama-style models
+        norm with RMSNorm; GPT's LayerNorm is one ``F.layer_norm`` kernel either way)."""
+        return self.eager and not has_bias(model)
 
 
 #: Today's stack: fused attention, no dropout.

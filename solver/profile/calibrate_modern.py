@@ -23,6 +23,7 @@ import numpy as np
 
 from ..catalog import resolve_gpu
 from ..costmodel import constants as C
+from ..costmodel.compute import attention_saturation
 from ..errors import SpecError
 from ..specs import Calibration, GPUSpec
 
@@ -62,7 +63,7 @@ def _attention_asymptotes(sdpa: list[dict[str, Any]], peak: float) -> tuple[floa
     if not pts:
         return None
     s = np.array([float(r["seq"]) for r in pts])
-    share = s / (s + C.ATTENTION_HALF_RATE_SEQ)
+    share = np.array([attention_saturation(x) for x in s])
     fwd = np.array([r["flops_fwd_causal"] / (r["fwd_ms_median"] * 1e-3) for r in pts]) / 1e12
     bwd = (
         np.array(
