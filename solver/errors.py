@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 from typing import Any
 
 from pydantic import ValidationError
 
-__all__ = ["SpecError", "format_validation_error"]
+__all__ = [
+    "MAX_SEED",
+    "MAX_TIME_LIMIT_S",
+    "MAX_WORKERS",
+    "SpecError",
+    "check_solve_options",
+    "format_validation_error",
+]
+
+#: CP-SAT's ``random_seed`` is a 32-bit signed integer: seeds are 0..2^31 - 1.
+MAX_SEED = 2**31 - 1
+#: CP-SAT search workers per solve (and sweep processes): 1..1024.
+MAX_WORKERS = 1_024
+#: The longest time limit accepted, in seconds (about 11.6 days).
+MAX_TIME_LIMIT_S = 1_000_000.0
 
 
 class SpecError(ValueError):
@@ -19,6 +35,59 @@ class SpecError(ValueError):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(str(message).split()))
+
+
+def check_solve_options(
+    *,
+    time_limit_s: Any = None,
+    seed: Any = None,
+    num_workers: Any = None,
+    names: dict[str, str] | None = None,
+) -> None:
+    """Check the solver's own knobs; raise :class:`SpecError` naming the first bad one.
+
+    Parameters
+    ----------
+    time_limit_s
+        A finite number of seconds in (0, :data:`MAX_TIME_LIMIT_S`]; ``nan``, ``inf``, 0 and
+        negative limits are refused (CP-SAT would read them as "no time" or "no limit").
+    seed
+        An integer in 0..:data:`MAX_SEED` (CP-SAT's seed is 32-bit).
+    num_workers
+        An integer in 1..:data:`MAX_WORKERS`.
+    names
+        How to call each argument in the message; default its Python name (the CLI passes
+        ``{"time_limit_s": "--time-limit", "seed": "--seed", "num_workers": "--workers"}``).
+
+    None means "not given" for every argument (default None) and is not checked.
+    """
+    label = {"time_limit_s": "time_limit_s", "seed": "seed", "num_workers": "num_workers"}
+    label.update(names or {})
+
+    def bad(arg: str, what: str, value: Any) -> SpecError:
+        shown = str(value).lower() if isinstance(value, bool) else repr(value)
+        return SpecError(f"{label[arg]}: {what}, got {shown}")
+
+    if time_limit_s is not None:
+        if isinstance(time_limit_s, bool) or not isinstance(time_limit_s, numbers.Real):
+            raise bad("time_limit_s", "must be a number of seconds", time_limit_s)
+        limit = float(time_limit_s)
+        if not (math.isfinite(limit) and 0 < limit <= MAX_TIME_LIMIT_S):
+            raise bad(
+                "time_limit_s",
+                f"must be a finite number of seconds, > 0 and <= {MAX_TIME_LIMIT_S:,.0f}",
+                limit,
+            )
+    for arg, value, low, high in (
+        ("seed", seed, 0, MAX_SEED),
+        ("num_workers", num_workers, 1, MAX_WORKERS),
+    ):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise bad(arg, "must be an integer", value)
+        if not low <= int(value) <= high:
+            raise bad(arg, f"must be an integer from {low} to {high:,}", int(value))
 
 
 # Location parts that pydantic inserts for union members and validators, not field names.
@@ -123,7 +192,8 @@ def _pick(errors: list[dict[str, Any]]) -> tuple[dict[str, Any], str | None, int
 
 
 def _value(v: Any) -> str:
-    s = repr(v)
+    # Booleans as the user wrote them in YAML/JSON ('got true', not 'got True').
+    s = str(v).lower() if isinstance(v, bool) else repr(v)
     return s if len(s) <= 80 else s[:77] + "..."
 
 

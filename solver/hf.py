@@ -16,8 +16,10 @@ GPTNeoXForCausalLM     ``num_hidden_layers, hidden_size, intermediate_size, num_
 =====================  ==========================================================================
 
 Defaults for absent optional keys are those of the corresponding ``transformers`` config class.
-A missing required key, a wrong type, or an unsupported architecture raises
-:class:`~solver.errors.SpecError` naming the key.
+A missing required key, a wrong type, an unsupported architecture, or a ``model_type`` without
+an importer (``mamba``, ``jamba``, ``t5``, ... even under a supported ``architectures`` entry)
+raises :class:`~solver.errors.SpecError` naming the key.  The model is named from the config
+(``_name_or_path``'s last part, else the ``model_type``), never from the folder it sits in.
 """
 
 from __future__ import annotations
@@ -151,9 +153,19 @@ _BY_MODEL_TYPE = {
     "gpt2": "GPT2LMHeadModel",
     "gpt_neox": "GPTNeoXForCausalLM",
 }
+_MODEL_TYPE_OF = {arch: mt for mt, arch in _BY_MODEL_TYPE.items()}
 
 
 def _architecture(cfg: _Config, source: str) -> str:
+    """The importer to use; a ``model_type`` that no importer reads is refused even when the
+    ``architectures`` entry names a supported class (a Mamba or Jamba config relabelled as
+    Llama would otherwise be priced as a transformer it is not)."""
+    mt = cfg.get("model_type")
+    if mt is not None and (not isinstance(mt, str) or mt not in _BY_MODEL_TYPE):
+        raise SpecError(
+            f"{source}: model_type: unsupported model type {mt!r} "
+            f"(supported: {', '.join(_BY_MODEL_TYPE)})"
+        )
     archs = cfg.get("architectures")
     if archs is not None:
         if not isinstance(archs, list) or not archs or not isinstance(archs[0], str):
@@ -166,8 +178,13 @@ def _architecture(cfg: _Config, source: str) -> str:
                 f"{source}: architectures: unsupported architecture {arch!r} "
                 f"(supported: {', '.join(SUPPORTED_ARCHITECTURES)})"
             )
+        builder = SUPPORTED_ARCHITECTURES[arch]
+        if mt is not None and SUPPORTED_ARCHITECTURES[_BY_MODEL_TYPE[mt]] is not builder:
+            raise SpecError(
+                f"{source}: model_type: {mt!r} does not match architectures[0] {arch!r} "
+                f"(expected {_MODEL_TYPE_OF[arch]!r})"
+            )
         return arch
-    mt = cfg.get("model_type")
     if mt is None:
         raise SpecError(
             f"{source}: architectures: required key is missing (and no model_type to fall back on)"
@@ -180,14 +197,22 @@ def _architecture(cfg: _Config, source: str) -> str:
     return _BY_MODEL_TYPE[mt]
 
 
-def _default_name(cfg: _Config, path: Path | None, arch: str) -> str:
-    """A model name: ``_name_or_path``'s last part, else the folder holding the config."""
-    raw = cfg.get("_name_or_path")
-    if isinstance(raw, str) and raw.strip("/"):
-        base = raw.rstrip("/").split("/")[-1]
-    elif path is not None and path.parent.name:
-        base = path.parent.name if path.name == "config.json" else path.stem
-    else:
+#: Config keys that name the model, in order of preference (``_name_or_path`` is what
+#: ``save_pretrained`` writes; ``name_or_path`` and ``model_name`` appear in older exports).
+_NAME_KEYS = ("_name_or_path", "name_or_path", "model_name")
+
+
+def _default_name(cfg: _Config, arch: str) -> str:
+    """A model name from the config itself: the last part of its hub id (``_name_or_path``
+    and kin), else its ``model_type``; never the folder the file happens to sit in (a hub
+    snapshot folder is a commit hash)."""
+    base = ""
+    for key in _NAME_KEYS:
+        raw = cfg.get(key)
+        if isinstance(raw, str) and raw.strip("/ "):
+            base = raw.strip().rstrip("/").split("/")[-1]
+            break
+    if not base:
         base = str(cfg.get("model_type") or arch)
     return re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-").lower() or "imported"
 
@@ -200,8 +225,9 @@ def import_hf(config: _Config | str | os.PathLike[str], name: str | None = None)
     config
         The parsed config, or the path of a ``config.json``.
     name
-        Model name; default: the last part of ``_name_or_path``, else the name of the folder
-        holding ``config.json``, else the ``model_type``, lower-cased.
+        Model name; default: from the config -- the last part of ``_name_or_path`` (or
+        ``name_or_path``, ``model_name``), else its ``model_type`` -- lower-cased.  The folder
+        holding the file is never used (``--name`` overrides).
 
     Returns
     -------
@@ -238,8 +264,10 @@ def import_hf(config: _Config | str | os.PathLike[str], name: str | None = None)
             f"{source}: expected a JSON object at the top level, got {type(cfg).__name__}"
         )
     arch = _architecture(cfg, source)
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise SpecError(f"name: must be a non-empty string, got {name!r}")
     fields = SUPPORTED_ARCHITECTURES[arch](
-        _Reader(cfg, arch, source), name or _default_name(cfg, path, arch)
+        _Reader(cfg, arch, source), name or _default_name(cfg, arch)
     )
     try:
         return Model.model_validate({k: v for k, v in fields.items() if v is not None})

@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
-from collections.abc import Hashable
+import secrets
+import stat
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,6 +32,9 @@ from .specs import (
 )
 
 __all__ = [
+    "check_plan_fits",
+    "output_target",
+    "write_bytes_atomic",
     "write_text_atomic",
     "find_spec",
     "load_calibration",
@@ -242,16 +246,186 @@ def load_calibration(ref: str | os.PathLike[str], relative_to: Path | None = Non
     return c
 
 
-def write_text_atomic(path: Path, text: str, *, newline: str | None = None) -> None:
-    """Replace ``path`` with ``text`` through a temporary file in the same directory, so an
-    interrupted write never leaves half a file (``newline`` as for :func:`open`; the sweep's
-    CSV passes ``""``)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+# --------------------------------------------------------------------------------------------
+# Writing files safely
+# --------------------------------------------------------------------------------------------
+_NOT_REGULAR = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def output_target(path: str | os.PathLike[str]) -> Path:
+    """The file that writing ``path`` replaces, or :class:`SpecError` if it may not be written.
+
+    * absent, or a regular file: ``path`` itself;
+    * a symbolic link: the file it points to (followed to the end), under the same rules --
+      a write goes *through* the link, which stays a link;
+    * a directory, a FIFO, a device, a socket, or a link loop: refused, naming ``path``;
+    * in a directory that does not exist: refused.
+    """
+    p = Path(path)
+    target = Path(os.path.realpath(p)) if p.is_symlink() else p
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as fh:
-            fh.write(text)
-        os.replace(tmp, path)
+        st = os.lstat(target)
+    except FileNotFoundError:
+        parent = target.parent if str(target.parent) else Path(".")
+        if not parent.is_dir():
+            raise SpecError(f"{p}: directory {parent} does not exist") from None
+        return target
+    except OSError as e:
+        raise SpecError(f"{p}: cannot write ({e.strerror})") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise SpecError(f"{p}: a symbolic link that never reaches a file (a loop)")
+    for test, what in _NOT_REGULAR:
+        if test(st.st_mode):
+            via = f" (through the link to {target})" if target != p else ""
+            raise SpecError(f"{p}: is {what}{via}, not a regular file; refusing to write to it")
+    return target
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # not every platform can open a directory
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_atomic(path: Path, write: Callable[[int], None], overwrite: bool) -> None:
+    """Write through a temporary file beside the target, then rename it into place.
+
+    The temporary file is created like ``open(path, "w")`` creates a file (mode 0666 less the
+    umask), then given the mode of the file it replaces, so a new file honours the umask and
+    an existing one keeps its permissions.  ``overwrite=False`` never replaces a file, not even
+    one that appeared since the caller checked (the rename is a hard link, which refuses).
+    """
+    target = output_target(path)
+    try:
+        mode: int | None = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not overwrite:
+        raise FileExistsError(17, "File exists", str(path))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise SpecError(f"{path}: cannot write ({e.strerror})") from None
+    try:
+        try:
+            if mode is not None:
+                os.fchmod(fd, mode)
+            write(fd)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if overwrite:
+            os.replace(tmp, target)
+        else:
+            try:
+                os.link(tmp, target)  # fails if the target appeared meanwhile
+            except FileExistsError:
+                raise FileExistsError(17, "File exists", str(path)) from None
+            except OSError:  # a file system without hard links: a plain rename
+                if os.path.lexists(target):
+                    raise FileExistsError(17, "File exists", str(path)) from None
+                os.replace(tmp, target)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    _fsync_dir(target.parent)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def write_bytes_atomic(path: Path, data: bytes, *, overwrite: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`write_text_atomic`)."""
+    _write_atomic(Path(path), lambda fd: _write_all(fd, data), overwrite)
+
+
+def write_text_atomic(
+    path: Path, text: str, *, newline: str | None = None, overwrite: bool = True
+) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file in the same directory, so an
+    interrupted write never leaves half a file.
+
+    Only a regular file (or nothing) is replaced; a symbolic link is written through to the
+    file it points to; a directory, FIFO, device or socket is refused with :class:`SpecError`
+    (see :func:`output_target`).  An existing file keeps its mode; a new one gets 0666 less
+    the umask, as :func:`open` would give it.  ``newline`` as for :func:`open` (the sweep's CSV
+    passes ``""``); ``overwrite=False`` raises :class:`FileExistsError` rather than replace a
+    file (default True).
+    """
+    if newline is None and os.linesep != "\n":  # pragma: no cover - not POSIX
+        text = text.replace("\n", os.linesep)
+    elif newline not in (None, ""):
+        text = text.replace("\n", newline)
+    write_bytes_atomic(path, text.encode("utf-8"), overwrite=overwrite)
+
+
+# --------------------------------------------------------------------------------------------
+# A plan against the cluster and workload it is meant for
+# --------------------------------------------------------------------------------------------
+def check_plan_fits(plan: Plan, cluster: Cluster, kind: str, source: str = "plan") -> None:
+    """Raise :class:`SpecError` if ``plan`` cannot even be laid on ``cluster``.
+
+    Checks the workload ``kind``, that every stage's pool exists, that each stage has one
+    device list per replica and ``tp`` devices in each, and that every device is a
+    ``(<pool>-<index>, gpu)`` of that pool.  These are *structural* mismatches (a plan for
+    another cluster or workload), named by their field; commands that explain or draw a plan
+    need them ruled out, while :func:`solver.evaluate.evaluate` reports them as violations.
+    """
+    if plan.kind != kind:
+        raise SpecError(f"{source}: kind: the plan is for {plan.kind}, the workload is {kind}")
+    pools = {p.name: p for p in cluster.pools}
+    for g, group in enumerate(plan.replica_groups):
+        for s, stage in enumerate(group.stages):
+            where = f"{source}: replica_groups[{g}].stages[{s}]"
+            pool = pools.get(stage.pool)
+            if pool is None:
+                raise SpecError(
+                    f"{where}.pool: no pool {stage.pool!r} in cluster {cluster.name} "
+                    f"(pools: {', '.join(pools)})"
+                )
+            if len(stage.devices) != group.count:
+                raise SpecError(
+                    f"{where}.devices: one device list per replica (count={group.count}), "
+                    f"got {len(stage.devices)}"
+                )
+            for r, devices in enumerate(stage.devices):
+                if len(devices) != stage.tp:
+                    raise SpecError(
+                        f"{where}.devices[{r}]: {stage.tp} devices (tp={stage.tp}), "
+                        f"got {len(devices)}"
+                    )
+                for d, (node, gpu) in enumerate(devices):
+                    prefix, _, index = node.rpartition("-")
+                    ok = (
+                        prefix == pool.name
+                        and index.isdigit()
+                        and int(index) < pool.nodes
+                        and gpu < pool.gpus_per_node
+                    )
+                    if not ok:
+                        raise SpecError(
+                            f"{where}.devices[{r}][{d}]: no such GPU in pool {pool.name} "
+                            f"(nodes {pool.name}-0..{pool.name}-{pool.nodes - 1}, GPUs "
+                            f"0..{pool.gpus_per_node - 1}), got [{node!r}, {gpu}]"
+                        )

@@ -243,15 +243,39 @@ def test_llama3_8b_yaml_matches_shipped_fields() -> None:
     assert doc == shipped
 
 
-def test_import_from_path_names_the_model_after_its_folder(tmp_path: Path) -> None:
-    """A config.json path is read; the model is named after its folder (a hub snapshot)."""
-    folder = tmp_path / "Meta-Llama-3-8B"
-    folder.mkdir()
+def test_import_from_path_names_the_model_from_the_config(tmp_path: Path) -> None:
+    """A config.json path is read; the name comes from the config, never from its folder."""
+    folder = tmp_path / "snapshots" / "0123abcd"  # a hub cache folder: a commit hash
+    folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps(LLAMA3_8B))
-    assert import_hf(folder / "config.json").name == "meta-llama-3-8b"
+    assert import_hf(folder / "config.json").name == "llama"  # no name key: the model_type
     assert import_hf(str(folder / "config.json"), name="x").name == "x"
     with_path = {**LLAMA3_8B, "_name_or_path": "meta-llama/Meta-Llama-3-8B"}
-    assert import_hf(with_path).name == "meta-llama-3-8b"
+    (folder / "config.json").write_text(json.dumps(with_path))
+    assert import_hf(folder / "config.json").name == "meta-llama-3-8b"
+    assert import_hf({**LLAMA3_8B, "name_or_path": "org/My Model/"}).name == "my-model"
+    assert import_hf(with_path, name="mine").name == "mine"
+
+
+@pytest.mark.parametrize("model_type", ["mamba", "jamba", "falcon_mamba", "rwkv", "t5"])
+def test_unsupported_model_type_is_refused_even_under_a_supported_class(model_type: str) -> None:
+    """A model_type without an importer is refused, naming it, whatever 'architectures' says."""
+    msg = _err({**LLAMA3_8B, "model_type": model_type})
+    assert f"model_type: unsupported model type {model_type!r}" in msg
+    assert "llama" in msg  # the supported ones are listed
+
+
+def test_model_type_must_match_the_architecture() -> None:
+    """A supported model_type that another importer reads (gpt2 under Llama) is refused."""
+    msg = _err({**LLAMA3_8B, "model_type": "gpt2"})
+    assert "model_type: 'gpt2' does not match architectures[0] 'LlamaForCausalLM'" in msg
+    assert import_hf({**LLAMA3_8B, "model_type": "mistral"}).num_layers == 32  # same importer
+
+
+def test_empty_name_is_refused() -> None:
+    """An explicit empty name is a SpecError naming 'name', not an unnamed model."""
+    with pytest.raises(SpecError, match="name: must be a non-empty string"):
+        import_hf(LLAMA3_8B, name="  ")
 
 
 # --------------------------------------------------------------------------------------------

@@ -317,11 +317,20 @@ def _fake_cases(n_models: int, extra: list[str] | None = None) -> list[Case]:
 
 
 def test_resume_skips_finished_and_never_duplicates(tmp_path: Path) -> None:
-    """A resumed sweep runs only the new cases; without resume a used directory is refused."""
-    first = sweep(_fake_cases(2), out=tmp_path, workers=2, task=fake_task)
-    assert (first.solved, first.resumed, first.statuses) == (4, 0, {"OPTIMAL": 4})
+    """A resumed sweep runs only the unfinished cases; without resume a used directory is
+    refused, and so is resuming with another case set (nothing in the directory changes)."""
+    first = sweep(_fake_cases(3), out=tmp_path, workers=2, task=fake_task)
+    assert (first.solved, first.resumed, first.statuses) == (6, 0, {"OPTIMAL": 6})
+    results = tmp_path / RESULTS_FILE
+    lines = results.read_text().splitlines(keepends=True)
+    results.write_text("".join(lines[:4]))  # as if killed after four cases
     with pytest.raises(SpecError, match="--resume"):
-        sweep(_fake_cases(2), out=tmp_path, task=fake_task)
+        sweep(_fake_cases(3), out=tmp_path, task=fake_task)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    for changed in (_fake_cases(2), _fake_cases(4)):
+        with pytest.raises(SpecError, match="--resume: the cases differ"):
+            sweep(changed, out=tmp_path, workers=2, resume=True, task=fake_task)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
     second = sweep(_fake_cases(3), out=tmp_path, workers=2, resume=True, task=fake_task)
     assert (second.solved, second.resumed, second.total, second.remaining) == (2, 4, 6, 0)
     keys = _keys(tmp_path)

@@ -8,7 +8,10 @@ it.  Conventions:
 * :func:`user_errors` turns bad input (:data:`USER_ERRORS`) into one line ``error: ...`` on
   stderr and exit code 2, never a traceback (``SHARDWISE_DEBUG=1`` re-raises);
 * :func:`emit_json` prints exactly one strict-JSON document on stdout;
-* :func:`write_new_file` never overwrites a user's file without ``--force``.
+* :func:`write_new_file` never overwrites a user's file without ``--force``, writes through a
+  temporary file renamed into place, follows a symbolic link to the file it points to, and
+  refuses directories, FIFOs and devices (:func:`solver.io.output_target`);
+* :func:`check_solve_cli` checks ``--time-limit/--seed/--workers`` by the library's rules.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ import yaml
 from pydantic import ValidationError
 from rich.console import Console
 
-from ..errors import SpecError, format_validation_error
-from ..io import write_text_atomic
+from ..errors import SpecError, check_solve_options, format_validation_error
+from ..io import output_target, write_text_atomic
 from ..report import dumps
 
 __all__ = [
@@ -37,6 +40,7 @@ __all__ = [
     "JsonOpt",
     "ModelOpt",
     "WorkloadOpt",
+    "check_solve_cli",
     "emit_json",
     "fail",
     "one_line",
@@ -160,33 +164,41 @@ def stderr_console() -> Console:
     return Console(stderr=True, highlight=False)
 
 
+#: How the CLI spells the planner's knobs in error messages.
+SOLVE_OPTION_NAMES = {"time_limit_s": "--time-limit", "seed": "--seed", "num_workers": "--workers"}
+
+
+def check_solve_cli(time_limit: float, seed: int, workers: int | None) -> None:
+    """``--time-limit`` finite and > 0, ``--seed`` 0..2^31-1, ``--workers`` 1..1024, else
+    SpecError naming the option (before anything is loaded or solved)."""
+    check_solve_options(
+        time_limit_s=time_limit, seed=seed, num_workers=workers, names=SOLVE_OPTION_NAMES
+    )
+
+
 def refuse_overwrite(path: Path, force: bool) -> None:
-    """Raise SpecError unless ``path`` may be written (new, or ``force``) in an existing folder."""
-    if path.is_dir():
-        raise SpecError(f"{path}: is a directory")
-    if path.exists() and not force:
+    """Raise SpecError unless ``path`` may be written: absent, or an existing regular file
+    (or a symbolic link to one) with ``force``, in an existing folder.  Directories, FIFOs,
+    devices and sockets are refused even with ``force``."""
+    output_target(path)
+    if os.path.lexists(path) and not force:
         raise SpecError(f"{path}: already exists; pass --force to overwrite")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise SpecError(f"{path}: directory {parent} does not exist")
 
 
 def write_new_file(path: Path, text: str, *, force: bool = False) -> None:
     """Write ``text`` to ``path``; never touch an existing file unless ``force``.
 
-    Without ``force`` the file is created exclusively (so a file that appeared since the check
-    is not clobbered either); with it the text goes to a temporary file that replaces ``path``
-    atomically, so an interrupted write never leaves half a file behind.
+    The text goes to a temporary file in the same folder that is then renamed into place, so
+    an interrupted write never leaves half a file behind.  Without ``force`` a file that
+    appeared since the check is not clobbered either; with it a regular file is replaced
+    (keeping its mode) and a symbolic link is written through to the file it points to.  A
+    new file honours the umask.
     """
     refuse_overwrite(path, force)
-    if not force:
-        try:
-            with path.open("x", encoding="utf-8") as fh:
-                fh.write(text)
-        except FileExistsError:
-            raise SpecError(f"{path}: already exists; pass --force to overwrite") from None
-        return
-    write_text_atomic(path, text)
+    try:
+        write_text_atomic(path, text, overwrite=force)
+    except FileExistsError:
+        raise SpecError(f"{path}: already exists; pass --force to overwrite") from None
 
 
 def report_dict(report: Any) -> dict[str, Any]:

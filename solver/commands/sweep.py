@@ -14,6 +14,7 @@ import typer
 
 from .common import (
     JsonOpt,
+    check_solve_cli,
     emit_json,
     refuse_overwrite,
     stderr_console,
@@ -190,7 +191,7 @@ def _build_cases(
             saved = out / CASES_FILE
             if not saved.is_file():
                 raise SpecError(f"--resume: {saved} not found (not a sweep directory?)")
-            return cases_from_file(saved)
+            return cases_from_file(saved, relative_to_file=False)
         raise SpecError(
             "no cases: give --models, --clusters and --workloads (or --family/--sizes, or "
             "--cases FILE)"
@@ -432,12 +433,7 @@ def register(app: typer.Typer) -> None:
                 return
             if executor not in ("local", "ray"):
                 raise SpecError(f"--executor: must be 'local' or 'ray', got {executor!r}")
-            if not time_limit > 0:
-                raise SpecError(f"--time-limit: must be > 0 seconds, got {time_limit:g}")
-            if workers is not None and workers < 1:
-                raise SpecError(f"--workers: must be >= 1, got {workers}")
-            if seed < 0:
-                raise SpecError(f"--seed: must be >= 0, got {seed}")
+            check_solve_cli(time_limit, seed, workers)
             if address is not None and executor != "ray":
                 raise SpecError("--address: only meaningful with --executor ray")
             cases = _build_cases(

@@ -162,19 +162,24 @@ def check_unique(cases: Iterable[Case], source: str = "cases") -> list[Case]:
     return out
 
 
-def _file_ref(value: Any, base: Path, where: str) -> Any:
+def _file_ref(value: Any, base: Path | None, where: str) -> Any:
     if isinstance(value, dict):
         return value
     if not isinstance(value, str) or not value.strip():
         raise SpecError(f"{where}: expected a name, a path or an inline spec, got {value!r}")
     path = Path(value)
-    if not path.is_absolute() and (base / path).is_file():
+    if base is not None and not path.is_absolute() and (base / path).is_file():
         return str(base / path)
     return value
 
 
-def cases_from_file(path: Path) -> list[Case]:
-    """Read a case file: a YAML/JSON list of ``{model, cluster, workload}`` mappings."""
+def cases_from_file(path: Path, *, relative_to_file: bool = True) -> list[Case]:
+    """Read a case file: a YAML/JSON list of ``{model, cluster, workload}`` mappings.
+
+    Relative paths in it are read relative to the file (default); ``relative_to_file=False``
+    keeps them as written, as for a sweep's own ``cases.json``, which records the references
+    as they were given (so that resuming reproduces the same case keys).
+    """
     data = read_document(path)
     if not isinstance(data, list) or not data:
         raise SpecError(f"{path}: expected a non-empty list of {{model, cluster, workload}}")
@@ -191,7 +196,8 @@ def cases_from_file(path: Path) -> list[Case]:
         for f in _FIELDS:
             if f not in entry:
                 raise SpecError(f"{where}.{f}: required field is missing")
-        refs = [_file_ref(entry[f], path.parent, f"{where}.{f}") for f in _FIELDS]
+        base = path.parent if relative_to_file else None
+        refs = [_file_ref(entry[f], base, f"{where}.{f}") for f in _FIELDS]
         cases.append(Case(refs[0], refs[1], refs[2]))
     return check_unique(cases, source=str(path))
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import SpecError
+from ..errors import SpecError, check_solve_options
+from ..io import output_target, read_document
 from .cases import Case, ResolvedCase, case_to_dict, check_unique, resolve_cases
 from .executors import (
     FAILURE_STATUSES,
@@ -24,6 +25,8 @@ from .executors import (
 )
 from .store import (
     CASES_FILE,
+    CSV_FILE,
+    LOCK_FILE,
     RESULTS_FILE,
     ResultWriter,
     read_results,
@@ -107,6 +110,36 @@ class SweepSummary:
         }
 
 
+#: The sweep's knobs are named as the CLI spells them (the messages read the same either way).
+_OPTION_NAMES = {"time_limit_s": "--time-limit", "seed": "--seed", "num_workers": "--workers"}
+
+
+def _entries(data: Any) -> set[str]:
+    """A case list as canonical JSON lines (equal sets: the same cases, in any order)."""
+    items = data if isinstance(data, list) else []
+    return {json.dumps(e, sort_keys=True, separators=(",", ":")) for e in items}
+
+
+def _check_same_cases(out: Path, cases: list[Case]) -> None:
+    """Refuse to resume ``out`` with other cases than the ones its ``cases.json`` records.
+
+    Resuming with another case set would rewrite ``cases.json`` and mix results of two
+    sweeps; the directory is left as it is.  A directory without ``cases.json`` (nothing
+    started yet) may be resumed with any cases.
+    """
+    saved = out / CASES_FILE
+    if not saved.is_file():
+        return
+    old = _entries(read_document(saved))
+    new = _entries(json.loads(json.dumps([case_to_dict(c) for c in cases])))
+    if old != new:
+        raise SpecError(
+            f"--resume: the cases differ from those of the sweep in {out} ({len(new - old)} "
+            f"new, {len(old - new)} missing of the {len(old)} in {saved}); resume with the "
+            f"same case options (or just --resume --out {out}), or choose another --out"
+        )
+
+
 def _as_case(item: Case | tuple[Any, Any, Any]) -> Case:
     if isinstance(item, Case):
         return item
@@ -165,10 +198,9 @@ def sweep(
         Counts per status, time, and whether the sweep was interrupted (Ctrl-C stops it
         cleanly: finished cases stay recorded and ``resume=True`` finishes the rest).
     """
-    if not time_limit_s > 0:
-        raise SpecError(f"--time-limit: must be > 0 seconds, got {time_limit_s:g}")
-    if seed < 0:
-        raise SpecError(f"--seed: must be >= 0, got {seed}")
+    check_solve_options(
+        time_limit_s=time_limit_s, seed=seed, num_workers=workers, names=_OPTION_NAMES
+    )
     if hard_timeout_s is not None and not hard_timeout_s > 0:
         raise SpecError(f"hard_timeout_s: must be > 0 seconds, got {hard_timeout_s:g}")
     case_list = check_unique([_as_case(c) for c in cases])
@@ -187,12 +219,17 @@ def sweep(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise SpecError(f"--out: {out} is a file, expected a directory")
-    out.mkdir(parents=True, exist_ok=True)
+    if out.is_dir():
+        for name in (RESULTS_FILE, CSV_FILE, CASES_FILE, LOCK_FILE):
+            output_target(out / name)  # no FIFO, device or directory where a file goes
     if not resume and read_results(out / RESULTS_FILE).records:
         raise SpecError(
             f"--out: {out / RESULTS_FILE} already holds results; pass --resume to continue "
             "that sweep, or choose another directory"
         )
+    if resume:
+        _check_same_cases(out, case_list)  # before anything in out is touched
+    out.mkdir(parents=True, exist_ok=True)
 
     start = time.perf_counter()
     with ResultWriter(out) as writer:

@@ -19,6 +19,7 @@ import io
 import json
 import math
 import os
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,6 +115,8 @@ def read_results(path: Path) -> StoredResults:
     damaged: that raises :class:`SpecError` naming the line, rather than silently dropping it.
     """
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the read forever
+            raise SpecError(f"{path}: not a regular file")
         data = path.read_bytes()
     except FileNotFoundError:
         return StoredResults([], 0, 0, 0)
@@ -203,7 +206,8 @@ class ResultWriter:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` (a file the sweep owns) with ``text``, never leaving half a file."""
+    """Replace ``path`` (a file the sweep owns) with ``text``, never leaving half a file; a new
+    file honours the umask, an existing one keeps its mode (:func:`solver.io.write_text_atomic`)."""
     _write_atomic(path, text, newline="")
 
 

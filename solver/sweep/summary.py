@@ -7,6 +7,7 @@ FEASIBLE), the one with the most tokens/s, ties broken by fewer GPUs, then lower
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from collections import Counter
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
+from ..io import write_bytes_atomic
 from .executors import FAILURE_STATUSES
 from .store import CASES_FILE, RESULTS_FILE, read_results
 
@@ -233,6 +235,11 @@ def plot_heatmap(
                     color="black" if bright == higher_better else "white",
                 )
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    # Rendered in memory, then written like every other output file (temporary file renamed
+    # into place; links followed, FIFOs and devices refused; the umask or old mode kept).
+    buf = io.BytesIO()
+    suffix = Path(path).suffix.lower().lstrip(".") or "png"
+    fig.savefig(buf, dpi=120, format=suffix)
     plt.close(fig)
+    write_bytes_atomic(Path(path), buf.getvalue())
     return path
