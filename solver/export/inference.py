@@ -20,9 +20,11 @@ An uneven layer split goes in ``VLLM_PP_LAYER_PARTITION`` / ``SGLANG_PP_LAYER_PA
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..layout import Device, replica_devices, replica_nodes
 from ..specs import Cluster, InferenceWorkload, Model, Plan, ReplicaGroup
+from .precision import engine_precision, precision_spec
 from .result import ExportResult
 from .text import command_line, comment, header
 
@@ -31,7 +33,9 @@ __all__ = [
     "PORTS",
     "RAY_PORT",
     "SGLANG_DIST_PORT",
+    "TRTLLM_CONFIG",
     "export_inference",
+    "yaml_text",
 ]
 
 #: First HTTP port per engine, each engine's own default (vllm serve --port 8000; SGLang
@@ -43,6 +47,9 @@ DP_RPC_PORT = 13345
 RAY_PORT = 6379
 #: SGLang ``--dist-init-addr`` port for multi-node replicas (any free port works).
 SGLANG_DIST_PORT = 50000
+#: Default file name of the TensorRT-LLM LLM-API options the launch script writes
+#: (``trtllm-serve --config``); ``TRTLLM_CONFIG`` in the environment overrides it.
+TRTLLM_CONFIG = "trtllm-llm-api.yaml"
 
 _PARTITION_ENV = {"vllm": "VLLM_PP_LAYER_PARTITION", "sglang": "SGLANG_PP_LAYER_PARTITION"}
 _TITLE = {"vllm": "vLLM", "sglang": "SGLang", "trtllm": "TensorRT-LLM"}
@@ -83,38 +90,36 @@ def _gpus(devices: list[Device]) -> str:
 def _engine_flags(
     engine: str, group: ReplicaGroup, workload: InferenceWorkload | None
 ) -> list[str]:
+    """Parallelism, batch and context flags (precision flags come from :mod:`.precision`)."""
     tp, pp = group.stages[0].tp, group.pp
     batch = group.batch_size if group.batch_size is not None else 1
     context = None if workload is None else workload.prompt_tokens + workload.output_tokens
-    precision = None if workload is None else workload.precision
-    kv = None if workload is None else (workload.kv_cache_precision or workload.precision)
     if engine == "vllm":
         flags = [f"--tensor-parallel-size {tp}", f"--pipeline-parallel-size {pp}"]
         flags.append(f"--max-num-seqs {batch}")
         if context is not None:
             flags.append(f"--max-model-len {context}")
-        if precision is not None:
-            flags.append("--dtype " + ("float16" if precision == "fp16" else "bfloat16"))
-            if precision == "fp8":
-                flags.append("--quantization fp8")
-        if kv == "fp8":
-            flags.append("--kv-cache-dtype fp8")
         return flags
     if engine == "sglang":
         flags = [f"--tp-size {tp}", f"--pp-size {pp}", f"--max-running-requests {batch}"]
         if context is not None:
             flags.append(f"--context-length {context}")
-        if precision is not None:
-            flags.append("--dtype " + ("float16" if precision == "fp16" else "bfloat16"))
-            if precision == "fp8":
-                flags.append("--quantization fp8")
-        if kv == "fp8":
-            flags.append("--kv-cache-dtype fp8_e5m2")
         return flags
     flags = ["--backend pytorch", f"--tp_size {tp}", f"--pp_size {pp}", f"--max_batch_size {batch}"]
     if context is not None:
         flags.append(f"--max_seq_len {context}")
     return flags
+
+
+def yaml_text(config: dict[str, Any], indent: str = "") -> str:
+    """A nested dict of scalars as block YAML (keys in insertion order)."""
+    out = ""
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out += f"{indent}{key}:\n" + yaml_text(value, indent + "  ")
+        else:
+            out += f"{indent}{key}: {value}\n"
+    return out
 
 
 def _env(engine: str, group: ReplicaGroup, devices: list[Device] | None) -> str:
@@ -331,13 +336,19 @@ def export_inference(
     notes: list[str] = []
     sections: list[str] = []
     ports = _Ports(PORTS[engine])
+    precision_flags: list[str] = []
+    config: dict[str, Any] = {}
+    if workload is not None:
+        options = engine_precision(engine, precision_spec(workload))
+        precision_flags, config = list(options.flags), options.config
+        notes += options.notes
+    if config:
+        precision_flags.append('--config "$TRTLLM_CONFIG"')
     for g, group in enumerate(plan.replica_groups):
-        flags = _engine_flags(engine, group, workload)
+        flags = _engine_flags(engine, group, workload) + precision_flags
         single = all(len(replica_nodes(group, r)) == 1 for r in range(group.count))
         body = (_local_group if single else _multinode_group)(engine, group, flags, ports, notes)
         sections.append(_group_title(group, g, cluster) + body)
-    if workload is not None and workload.precision == "fp8" and engine == "trtllm":
-        notes.append("precision fp8: serve an FP8-quantized checkpoint (TensorRT-LLM reads it)")
     if len(plan.replica_groups) > 1:
         notes.insert(
             0,
@@ -356,5 +367,13 @@ def export_inference(
     lines.append(
         f'MODEL="${{MODEL:?set MODEL to the Hugging Face id or local path of {model.name}}}"'
     )
-    text = "\n".join(lines) + "\n\n" + "\n".join(sections)
+    text = "\n".join(lines) + "\n"
+    if config:
+        text += _c(
+            "precision: TensorRT-LLM's LLM-API options (trtllm-serve --config); the file must "
+            "exist on the node that runs trtllm-serve"
+        )
+        text += f'TRTLLM_CONFIG="${{TRTLLM_CONFIG:-{TRTLLM_CONFIG}}}"\n'
+        text += f"cat > \"$TRTLLM_CONFIG\" <<'EOF'\n{yaml_text(config)}EOF\n"
+    text += "\n" + "\n".join(sections)
     return ExportResult(engine, title, text, {}, tuple(dict.fromkeys(notes)))
