@@ -22,9 +22,16 @@ the planner's predicted tokens/s over the published configuration's predicted to
 evaluator: the value of the search alone), and over the published *measured* throughput
 converted to tokens/s (TFLOP/s per GPU x GPUs / eq. 3 FLOPs per token).
 
+Part A also solves every instance twice: the planner's default (the best plan at least one
+engine launches: Megatron-LM/torchrun/DeepSpeed for training, vLLM/SGLang/TensorRT-LLM for
+inference) and ``engine="any-plan"`` (the unrestricted optimum, beyond any engine), side by
+side, with the engines that launch each plan; ``launch/free`` is the launchable objective's
+advantage over the unrestricted one (<= 1: what launchability costs).
+
 Usage::
 
     python benchmarks/plan_quality.py                 # everything, 10 s per planner call
+    python benchmarks/plan_quality.py --only hetero --no-unrestricted   # launchable only
     python benchmarks/plan_quality.py --quick         # small instances, 3 s per call
     python benchmarks/plan_quality.py --only table1 --knobs paper --time-limit 30
 """
@@ -217,9 +224,14 @@ class HeteroRow:
     vs_rubric: float | None = None
     vs_uniform: float | None = None
     message: str = ""
+    launchable_by: list[str] = field(default_factory=list)
+    unrestricted: dict[str, Any] | None = None
+    unrestricted_status: str | None = None
+    unrestricted_launchable_by: list[str] = field(default_factory=list)
+    launch_vs_free: float | None = None
 
 
-def run_hetero(case: Case, time_limit_s: float) -> HeteroRow:
+def run_hetero(case: Case, time_limit_s: float, unrestricted: bool = True) -> HeteroRow:
     model, cluster, workload = (
         load_model(case.model),
         cluster_by_name(case.cluster),
@@ -253,6 +265,17 @@ def run_hetero(case: Case, time_limit_s: float) -> HeteroRow:
     obj = mine["objective"] if mine else None
     row.vs_rubric = advantage(obj, rub["objective"] if rub else None, workload)
     row.vs_uniform = advantage(obj, uni["objective"] if uni else None, workload)
+    row.launchable_by = res.launchable_by
+    if unrestricted:
+        free = plan(
+            model, cluster, workload, time_limit_s=time_limit_s, compare_baseline=False,
+            engine="any-plan",
+        )  # fmt: skip
+        row.unrestricted = scored(model, cluster, workload, free.plan) if free.ok else None
+        row.unrestricted_status = free.status.value
+        row.unrestricted_launchable_by = free.launchable_by
+        free_obj = row.unrestricted["objective"] if row.unrestricted else None
+        row.launch_vs_free = advantage(obj, free_obj, workload)
     return row
 
 
@@ -373,6 +396,20 @@ def print_tables(hetero: list[HeteroRow], t1: list[Table1Row]) -> None:
             ]  # fmt: skip
             t.add_row(*map(escape, cells))
         console.print(t)
+        if any(r.unrestricted_status is not None for r in hetero):
+            t = Table(title="A'. Launchable plan vs the unrestricted optimum (launch/free <= 1)")
+            for col in ("model", "cluster", "workload", "launchable", "status", "engines",
+                        "unrestricted", "status ", "engines ", "launch/free", "unrestricted plan"):  # fmt: skip
+                t.add_column(col)
+            for r in hetero:
+                cells = [
+                    r.model, r.cluster, r.workload, _obj(r.planner), r.status,
+                    ",".join(r.launchable_by) or "-", _obj(r.unrestricted),
+                    r.unrestricted_status or "-", ",".join(r.unrestricted_launchable_by) or "none",
+                    _fmt(r.launch_vs_free), r.unrestricted["shape"] if r.unrestricted else "-",
+                ]  # fmt: skip
+                t.add_row(*map(escape, cells))
+            console.print(t)
     for knobs in KNOB_SETS:
         rows = [r for r in t1 if r.knobs == knobs]
         if not rows:
@@ -409,6 +446,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--knobs", nargs="+", choices=KNOB_SETS, default=list(KNOB_SETS), help="Part B knob sets"
     )
+    ap.add_argument(
+        "--no-unrestricted",
+        action="store_true",
+        help="Part A: skip the unrestricted (any-plan) solve beside the launchable one",
+    )
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "plan_quality.json"))
     args = ap.parse_args(argv)
     limit = min(args.time_limit, 3.0) if args.quick else args.time_limit
@@ -418,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         for case in HETERO_CASES:
             if args.quick and not case.quick:
                 continue
-            hetero.append(run_hetero(case, limit))
+            hetero.append(run_hetero(case, limit, unrestricted=not args.no_unrestricted))
             print(f"done {case}", file=sys.stderr, flush=True)
     t1: list[Table1Row] = []
     if args.only in (None, "table1"):
@@ -434,6 +476,9 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict[str, Any] = {
         "hetero_geomean_vs_rubric": geomean([r.vs_rubric for r in hetero if r.vs_rubric]),
         "hetero_geomean_vs_uniform": geomean([r.vs_uniform for r in hetero if r.vs_uniform]),
+        "hetero_geomean_launch_vs_free": geomean(
+            [r.launch_vs_free for r in hetero if r.launch_vs_free]
+        ),
     }
     for knobs in KNOB_SETS:
         rows = [r for r in t1 if r.knobs == knobs]

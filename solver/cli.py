@@ -40,6 +40,7 @@ from .commands.common import (
     JsonOpt,
     ModelOpt,
     WorkloadOpt,
+    check_solve_cli,
     emit_json,
     fail,
     one_line,
@@ -184,6 +185,8 @@ def _quiet_line(result: Result, objective: str, kind: str) -> str:
     "  shardwise plan -m gpt-39b -c selene-a100-64 -w train-gpt-s2048 "
     "--time-limit 60 --out plan.json\n\n"
     "  shardwise plan -m tiny-gpt -c h100x2-nvlink -w train-tiny --deterministic --json\n\n"
+    "  shardwise plan -m gpt-7.5b -c hetero-mix -w train-gpt-s2048 --engine megatron\n\n"
+    "  shardwise plan -m gpt-39b -c selene-a100-64 -w train-gpt-s2048 --engine any-plan\n\n"
     "Exits 0 for any solver status (OPTIMAL, FEASIBLE, INFEASIBLE, MODEL_ERROR) and 2 for bad "
     "input (including INVALID_INPUT).",
 )
@@ -219,8 +222,10 @@ def plan_cmd(
             "--engine",
             "-e",
             metavar="ENGINE",
-            help="Plan only what this launcher can run (megatron, deepspeed, torchrun, vllm, "
-            "sglang, trtllm): one TP degree, one GPU type, even splits, its settings.",
+            help="What to plan for: 'launchable' (default: plans at least one engine of the "
+            "workload's kind runs), one launcher (megatron, deepspeed, torchrun, vllm, sglang, "
+            "trtllm: its TP, GPU-type, layer-split and ZeRO/recompute rules), or 'any-plan' "
+            "(the unrestricted optimum, beyond any engine).",
             show_default=False,
         ),
     ] = None,
@@ -247,12 +252,7 @@ def plan_cmd(
 ) -> None:
     """Solve for the optimal plan with CP-SAT and show it, its metrics and the baseline."""
     with user_errors():
-        if not time_limit > 0:
-            raise SpecError(f"--time-limit: must be > 0 seconds, got {time_limit:g}")
-        if workers is not None and workers < 1:
-            raise SpecError(f"--workers: must be >= 1, got {workers}")
-        if seed < 0:
-            raise SpecError(f"--seed: must be >= 0, got {seed}")
+        check_solve_cli(time_limit, seed, workers)
         if out is not None:
             refuse_overwrite(out, force)  # before solving: don't waste a long solve
         if verbose:

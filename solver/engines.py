@@ -11,6 +11,14 @@ Rules about *where* ranks land (node contiguity for torchrun, SGLang multi-node 
 launches) need the plan's devices and live in :mod:`solver.layout`; they are reported by
 :func:`engine_violations` (which sees the plan) but not by :func:`engine_allows` (which sees only
 a shape).
+
+The rules are checked per combination, never collapsed into the strictest single number: ZeRO-3
+under DeepSpeed is refused *with pipeline parallelism* and *with tensor parallelism*, not
+everywhere.  A planner fixes the global knobs of a family (ZeRO stage, recompute, sequence
+parallelism, virtual stages) and asks :func:`family_limits` what that engine then allows of the
+group's shape (:class:`ShapeLimits`: one TP degree, one pool, which layer splits, at most one
+stage, TP 1); the exporter asks :func:`engine_violations`; both read the same
+:class:`EngineRules` fields through :func:`zero_limit` and the split and interleave checks.
 """
 
 from __future__ import annotations
@@ -23,21 +31,46 @@ from .layout import layout_violations
 from .specs import InferenceWorkload, Model, Plan, ReplicaGroup, TrainingWorkload
 
 __all__ = [
+    "ANY_PLAN",
     "ENGINES",
+    "LAUNCHABLE",
+    "MEGATRON_COMMIT",
+    "MEGATRON_VERSION",
     "TARGETS",
     "EngineRules",
     "GroupShape",
+    "ShapeLimits",
+    "covering_engines",
     "engine_allows",
     "engine_violations",
+    "engines_for",
+    "family_limits",
     "group_shape",
+    "launch_check",
+    "megatron_layout_string",
+    "non_dominated",
     "shape_violations",
+    "zero_limit",
 ]
+
+#: The Megatron-LM release whose flags the Megatron and torchrun exporters write, and whose
+#: sources the rules below cite (NVIDIA/Megatron-LM tag ``core_v0.14.0``).
+MEGATRON_VERSION = "core_v0.14.0"
+#: The commit of :data:`MEGATRON_VERSION`.
+MEGATRON_COMMIT = "23e00ed0963c35382dfe8a5a94fb3cda4d21e133"
+
+#: ``plan(engine=...)``: plans at least one engine of the workload's kind can launch (default).
+LAUNCHABLE = "launchable"
+#: ``plan(engine=...)``: every plan the cost model accepts, beyond what any engine launches.
+ANY_PLAN = "any-plan"
 
 #: How the layers may be split over pipeline stages.
 #: ``any``: every stage its own count (vLLM ``VLLM_PP_LAYER_PARTITION``, SGLang
 #: ``SGLANG_PP_LAYER_PARTITION``); ``even_except_ends``: the first and last stage may differ from
 #: the (equal) middle stages (Megatron-Core ``--decoder-first/last-pipeline-num-layers``);
-#: ``even``: every stage the same count.
+#: ``even``: every stage the same count.  Interleaved (virtual) stages: under ``any`` each
+#: chunk its own count (Megatron-Core ``--pipeline-model-parallel-layout``), otherwise every
+#: stage's chunks are equal (``--num-virtual-stages-per-pipeline-rank``).
 LayerSplit = Literal["any", "even_except_ends", "even"]
 
 #: How TP must relate to the model's key/value heads.
@@ -84,6 +117,12 @@ class EngineRules:
     """Workload precisions that can be expressed."""
     source: str
     """Where these limits come from."""
+    places_ranks: bool = False
+    """The launcher also constrains where ranks land (checked on the plan's devices by
+    :func:`solver.layout.layout_violations`: torchrun node blocks, SGLang and TRT-LLM
+    multi-node launches)."""
+    version: str = ""
+    """The engine release the exporter writes flags for (empty: version-independent flags)."""
 
 
 _ALL_RECOMPUTE = frozenset({"none", "selective", "full"})
@@ -101,10 +140,14 @@ _MEGATRON = EngineRules(
     uniform_tp=True,
     # Megatron does not care which GPU type runs a stage; the plan's split accounts for it.
     single_pool=False,
-    # --decoder-first/last-pipeline-num-layers; the middle stages split the rest evenly
-    # (transformer_block.get_num_layers_to_build asserts the divisibility).
-    layer_split="even_except_ends",
-    # --num-layers-per-virtual-pipeline-stage: equal chunks (arguments.validate_args).
+    # --pipeline-model-parallel-layout (core_v0.13.0 on; core_v0.14.0
+    # megatron/core/transformer/pipeline_parallel_layer_layout.py PipelineParallelLayerLayout):
+    # every (virtual) stage its own layer count; get_transformer_layer_offset and
+    # get_num_layers_to_build read it.  Even-except-ends splits keep the older
+    # --decoder-first/last-pipeline-num-layers flags.
+    layer_split="any",
+    # --num-layers-per-virtual-pipeline-stage (equal chunks), --num-virtual-stages-per-pipeline-
+    # rank (uneven first/last stage) or the layout (any chunks): arguments.validate_args.
     interleaved=True,
     # --use-distributed-optimizer shards optimizer state and fp32 master weights (ZeRO-1);
     # ZeRO-2/3 need Megatron-FSDP, which this exporter does not emit.
@@ -118,7 +161,10 @@ _MEGATRON = EngineRules(
     # pure_bf16 (8 B/param, no fp32 copy) has no equivalent.
     memory_policies=frozenset({"megatron_bf16", "amp_fp16"}),
     precisions=_ALL_PRECISIONS,
-    source="megatron/training/arguments.py validate_args; megatron/core/parallel_state.py",
+    source=f"Megatron-LM {MEGATRON_VERSION} ({MEGATRON_COMMIT[:12]}): "
+    "megatron/training/arguments.py validate_args; megatron/core/parallel_state.py; "
+    "megatron/core/transformer/pipeline_parallel_layer_layout.py",
+    version=MEGATRON_VERSION,
 )
 
 _TORCHRUN = EngineRules(
@@ -128,6 +174,7 @@ _TORCHRUN = EngineRules(
         "title": "torchrun + Megatron-LM",
         "source": _MEGATRON.source + "; torch.distributed.run assigns each node a contiguous "
         "block of global ranks (elastic agent _assign_worker_ranks)",
+        "places_ranks": True,
     }
 )
 
@@ -162,7 +209,9 @@ _DEEPSPEED = EngineRules(
 )
 
 
-def _inference(name: str, title: str, layer_split: LayerSplit, source: str) -> EngineRules:
+def _inference(
+    name: str, title: str, layer_split: LayerSplit, source: str, places_ranks: bool = False
+) -> EngineRules:
     return EngineRules(
         name=name,
         title=title,
@@ -181,6 +230,7 @@ def _inference(name: str, title: str, layer_split: LayerSplit, source: str) -> E
         memory_policies=frozenset({"megatron_bf16", "amp_fp16", "pure_bf16"}),
         precisions=_ALL_PRECISIONS,
         source=source,
+        places_ranks=places_ranks,
     )
 
 
@@ -195,6 +245,7 @@ _SGLANG = _inference(
     "SGLang",
     "any",
     "SGLang: " + _INFERENCE_SOURCE + "; SGLANG_PP_LAYER_PARTITION",
+    places_ranks=True,
 )
 _TRTLLM = _inference(
     "trtllm",
@@ -203,6 +254,7 @@ _TRTLLM = _inference(
     # first ranks; only an even split means the same on every release.
     "even",
     "TensorRT-LLM: " + _INFERENCE_SOURCE + "; tensorrt_llm/mapping.py Mapping.pp_layers",
+    places_ranks=True,
 )
 
 #: Every launch target by name, in ``--to`` order.
@@ -268,6 +320,230 @@ def megatron_chunks(num_layers: int, pp: int, v: int) -> list[list[tuple[int, in
     ]
 
 
+def megatron_layout_string(chunk_layers: Sequence[Sequence[int]]) -> str:
+    """``--pipeline-model-parallel-layout`` for per-stage, per-chunk layer counts.
+
+    ``chunk_layers[s][j]`` is the number of transformer layers of stage ``s``'s chunk ``j``.
+    Megatron reads the ``|``-separated virtual stages in the order ``j * pp + s``
+    (``PipelineParallelLayerLayout.__init__``: ``layout[vpp_rank * pp + pp_rank]``), wants the
+    embedding ``E`` first and the loss ``L`` last (``validate_layer_layout``), and unrolls
+    ``t*n`` (``parse_str_to_list``).  E.g. ``[[12], [24], [12]]`` -> ``Et*12|t*24|t*12L``.
+    """
+    pp = len(chunk_layers)
+    v = len(chunk_layers[0])
+    parts: list[str] = []
+    for j in range(v):
+        for s in range(pp):
+            n = chunk_layers[s][j]
+            parts.append("" if n == 0 else "t" if n == 1 else f"t*{n}")
+    parts[0] = "E" + parts[0]
+    parts[-1] = parts[-1] + "L"
+    return "|".join(parts)
+
+
+def zero_limit(rules: EngineRules, pp: int, tp: int) -> tuple[int, str]:
+    """The highest ZeRO stage ``rules`` runs with pipeline depth ``pp`` and largest TP ``tp``,
+    and why (``""``, ``" with pipeline parallelism"`` or ``" with tensor parallelism"``).
+
+    Each combination is its own rule (DeepSpeed: ZeRO-3 alone, ZeRO-1 under a pipeline, ZeRO-2
+    with AutoTP), so a plan without PP or TP is never held to the PP or TP limit.
+    """
+    limit, why = rules.max_zero_stage, ""
+    if pp > 1 and rules.max_zero_stage_with_pp < limit:
+        limit, why = rules.max_zero_stage_with_pp, " with pipeline parallelism"
+    if tp > 1 and rules.max_zero_stage_with_tp < limit:
+        limit, why = rules.max_zero_stage_with_tp, " with tensor parallelism"
+    return limit, why
+
+
+_SPLIT_RANK: dict[str, int] = {"even": 0, "even_except_ends": 1, "any": 2}
+_KV_RANK: dict[str, int] = {"divisible": 0, "divisible_or_replicated": 1}
+
+
+@dataclass(frozen=True)
+class ShapeLimits:
+    """What one or more engines allow of a replica group's shape once a family's global knobs
+    (ZeRO stage, recompute, sequence parallelism, virtual stages, precision) are fixed.
+
+    Built by :func:`family_limits`; a planner turns it into constraints (the CP model's
+    ``_engine`` rule, option filters and depth limits).
+    """
+
+    uniform_tp: bool
+    single_pool: bool
+    layer_split: LayerSplit
+    kv_heads: KvRule
+    max_pp: int | None = None
+    """1: no pipeline parallelism with these knobs (DeepSpeed ZeRO-2/3); None: no limit."""
+    max_tp: int | None = None
+    """1: no tensor parallelism with these knobs (DeepSpeed ZeRO-3, SP without an SP
+    setting); None: no limit."""
+    engines: tuple[str, ...] = ()
+    """The engines these are the limits of."""
+
+    def _key(self) -> tuple[object, ...]:
+        return (
+            self.uniform_tp, self.single_pool, self.layer_split, self.kv_heads, self.max_pp,
+            self.max_tp,
+        )  # fmt: skip
+
+    def covers(self, other: ShapeLimits) -> bool:
+        """Whether every shape ``other`` allows is allowed here too."""
+
+        def at_least(a: int | None, b: int | None) -> bool:
+            return a is None or (b is not None and a >= b)
+
+        split_ok = other.max_pp == 1 or _SPLIT_RANK[self.layer_split] >= _SPLIT_RANK[other.layer_split]
+        return (
+            (other.uniform_tp or not self.uniform_tp)
+            and (other.single_pool or not self.single_pool)
+            and split_ok
+            and _KV_RANK[self.kv_heads] >= _KV_RANK[other.kv_heads]
+            and at_least(self.max_pp, other.max_pp)
+            and at_least(self.max_tp, other.max_tp)
+        )
+
+    def allows_stages(
+        self, tp: Sequence[int], pools: Sequence[str], layers: Sequence[int]
+    ) -> bool:
+        """Whether a pipeline of these stages (TP, pool and layers each) is allowed; the head
+        rules are :meth:`allows_tp`'s."""
+        pp = len(tp)
+        if self.max_pp is not None and pp > self.max_pp:
+            return False
+        if self.max_tp is not None and max(tp) > self.max_tp:
+            return False
+        if self.uniform_tp and len(set(tp)) > 1:
+            return False
+        if self.single_pool and len(set(pools)) > 1:
+            return False
+        if self.layer_split == "even":
+            return len(set(layers)) <= 1
+        if self.layer_split == "even_except_ends":
+            return pp <= 2 or len(set(layers[1:-1])) <= 1
+        return True
+
+    def allows_tp(self, tp: int, heads: int, kv: int) -> bool:
+        """Whether a stage of TP degree ``tp`` is allowed (head rules and :attr:`max_tp`)."""
+        if self.max_tp is not None and tp > self.max_tp:
+            return False
+        if heads and heads % tp:
+            return False
+        if not kv or kv % tp == 0:
+            return True
+        return self.kv_heads == "divisible_or_replicated" and tp % kv == 0
+
+
+def family_limits(
+    rules: EngineRules,
+    *,
+    zero_stage: int = 0,
+    recompute: str = "none",
+    sequence_parallel: bool = False,
+    virtual_stages: int = 1,
+    precision: str | None = None,
+    memory_policy: str | None = None,
+) -> ShapeLimits | None:
+    """What ``rules`` allows of the group's shape under these global knobs, or None when the
+    knobs themselves have no setting in the engine.
+
+    Reads the same fields as :func:`shape_violations`: a ZeRO stage above the limit with PP
+    (:func:`zero_limit`) allows only one stage, above the limit with TP only TP 1; sequence
+    parallelism without an engine setting only TP 1 (where it is a no-op).
+    """
+    if precision is not None and precision not in rules.precisions:
+        return None
+    if memory_policy is not None and rules.kind == "training" and memory_policy not in rules.memory_policies:
+        return None
+    if virtual_stages > 1 and not rules.interleaved:
+        return None
+    max_pp: int | None = None
+    max_tp: int | None = None
+    if rules.kind == "training":
+        if recompute not in rules.recompute or zero_stage > rules.max_zero_stage:
+            return None
+        if zero_stage > zero_limit(rules, 2, 1)[0]:
+            max_pp = 1
+        if zero_stage > zero_limit(rules, 1, 2)[0]:
+            max_tp = 1
+        if sequence_parallel and not rules.sequence_parallel:
+            max_tp = 1
+    if virtual_stages > 1 and max_pp == 1:
+        return None  # interleaving needs a pipeline
+    return ShapeLimits(
+        uniform_tp=rules.uniform_tp,
+        single_pool=rules.single_pool,
+        layer_split=rules.layer_split,
+        kv_heads=rules.kv_heads,
+        max_pp=max_pp,
+        max_tp=max_tp,
+        engines=(rules.name,),
+    )
+
+
+def non_dominated(limits: Sequence[ShapeLimits]) -> list[ShapeLimits]:
+    """The limits no other one covers, equal ones merged (their engines joined), in order.
+
+    Solving under each of these covers the union of the engines' spaces: a space another
+    covers adds no plan.
+    """
+    merged: dict[tuple[object, ...], ShapeLimits] = {}
+    for lim in limits:
+        key = lim._key()
+        if key in merged:
+            old = merged[key]
+            names = old.engines + tuple(e for e in lim.engines if e not in old.engines)
+            merged[key] = ShapeLimits(**{**old.__dict__, "engines": names})
+        else:
+            merged[key] = lim
+    kept = list(merged.values())
+    out: list[ShapeLimits] = []
+    for i, a in enumerate(kept):
+        if any(j != i and b.covers(a) and (not a.covers(b) or j < i) for j, b in enumerate(kept)):
+            continue
+        out.append(a)
+    return out
+
+
+def engines_for(kind: str) -> list[EngineRules]:
+    """The engines that launch ``kind`` (``training`` or ``inference``) plans, ``--to`` order."""
+    return [r for r in ENGINES.values() if r.kind == kind]
+
+
+def _rules_cover(a: EngineRules, b: EngineRules) -> bool:
+    """Whether ``a`` launches every plan ``b`` launches (same kind; rank placement counted)."""
+    if a.kind != b.kind or (a.places_ranks and a.name != b.name):
+        return False
+    la = family_limits(a)
+    lb = family_limits(b)
+    assert la is not None and lb is not None
+    return (
+        la.covers(lb)
+        and (a.interleaved or not b.interleaved)
+        and a.max_zero_stage >= b.max_zero_stage
+        and a.max_zero_stage_with_pp >= b.max_zero_stage_with_pp
+        and a.max_zero_stage_with_tp >= b.max_zero_stage_with_tp
+        and a.recompute >= b.recompute
+        and (a.sequence_parallel or not b.sequence_parallel)
+        and a.memory_policies >= b.memory_policies
+        and a.precisions >= b.precisions
+    )
+
+
+def covering_engines(engines: Sequence[EngineRules]) -> list[EngineRules]:
+    """The engines of ``engines`` that no other one covers (:func:`_rules_cover`), in order:
+    planning for each of them, and keeping the best, plans over the union of all of them."""
+    out: list[EngineRules] = []
+    for i, a in enumerate(engines):
+        if any(
+            j != i and _rules_cover(b, a) and (not _rules_cover(a, b) or j < i)
+            for j, b in enumerate(engines)
+        ):
+            continue
+        out.append(a)
+    return out
+
+
 def _split_violation(rules: EngineRules, layers: Sequence[int]) -> str | None:
     """Why ``layers`` (per stage) cannot be expressed, or None."""
     pp = len(layers)
@@ -282,6 +558,31 @@ def _split_violation(rules: EngineRules, layers: Sequence[int]) -> str | None:
     return None
 
 
+def _chunk_order_violation(shape: GroupShape) -> str | None:
+    """Why the group's chunks are not in Megatron's interleaved order, or None.
+
+    Stage ``s`` chunk ``j`` must hold virtual stage ``j*pp + s``: walking chunk 0 of every
+    stage, then chunk 1, ..., the layer ranges follow each other without gaps
+    (``PipelineParallelLayerLayout.get_layer_offset``; the same order as the flags' offsets).
+    """
+    assert shape.chunks is not None
+    pp, v = shape.pp, shape.virtual_stages
+    if any(len(c) != v for c in shape.chunks):
+        return f"interleaved schedule: every stage must hold virtual_stages={v} chunks"
+    nxt = 0
+    for j in range(v):
+        for s in range(pp):
+            first, last = shape.chunks[s][j]
+            if first != nxt or last < first:
+                return (
+                    "interleaved schedule: the chunks differ from Megatron's order (stage s, "
+                    f"chunk j holds virtual stage j*PP+s); stage {s} chunk {j} is "
+                    f"[{first}, {last}], expected it to start at block {nxt}"
+                )
+            nxt = last + 1
+    return None
+
+
 def _interleave_violation(rules: EngineRules, shape: GroupShape) -> str | None:
     v, pp = shape.virtual_stages, shape.pp
     if v <= 1 and shape.schedule != "interleaved":
@@ -291,21 +592,30 @@ def _interleave_violation(rules: EngineRules, shape: GroupShape) -> str | None:
     total = sum(shape.layers)
     if pp < 2:
         return f"the interleaved schedule needs pipeline parallelism, got PP={pp}"
-    if total % (pp * v):
-        return (
-            f"interleaved schedule: {total} layers do not split into {pp} x {v} equal chunks "
-            "(--num-layers-per-virtual-pipeline-stage)"
+    if shape.chunks is not None:
+        order = _chunk_order_violation(shape)
+        if order is not None:
+            return order
+    if rules.layer_split != "any":
+        # Without a layout, every stage's chunks are equal (layers / v each).
+        sizes = (
+            [[b - a + 1 for a, b in c] for c in shape.chunks]
+            if shape.chunks is not None
+            else [[n // v] * v if n % v == 0 else [-1] for n in shape.layers]
         )
-    want = megatron_chunks(total, pp, v)
-    if shape.chunks is not None and [list(c) for c in shape.chunks] != want:
-        return (
-            "interleaved schedule: the chunks differ from Megatron's layout (stage s, chunk j "
-            f"holds virtual stage j*PP+s of {total // (pp * v)} layers each)"
-        )
-    if shape.chunks is None and len(set(shape.layers)) > 1:
-        return "interleaved schedule: stages hold different numbers of layers"
+        if any(len(set(c)) != 1 or c[0] < 1 for c in sizes):
+            return (
+                "interleaved schedule: a stage's chunks differ in size; without a layout "
+                f"{rules.title} gives each stage layers / virtual_stages per chunk"
+            )
+        if rules.layer_split == "even" and total % (pp * v):
+            return (
+                f"interleaved schedule: {total} layers do not split into {pp} x {v} equal "
+                "chunks (--num-layers-per-virtual-pipeline-stage)"
+            )
     if shape.num_micro_batches is not None and shape.num_micro_batches % pp:
-        # schedules.forward_backward_pipelining_with_interleaving raises on this.
+        # schedules.forward_backward_pipelining_with_interleaving raises unless M is a
+        # multiple of microbatch_group_size_per_vp_stage (default PP) or leaves >= PP over.
         return (
             f"interleaved schedule: num_micro_batches={shape.num_micro_batches} is not a "
             f"multiple of PP={pp}"
@@ -338,11 +648,7 @@ def shape_violations(
     if inter is not None:
         out.append(inter)
     if rules.kind == "training":
-        limit, why = rules.max_zero_stage, ""
-        if shape.pp > 1 and rules.max_zero_stage_with_pp < limit:
-            limit, why = rules.max_zero_stage_with_pp, " with pipeline parallelism"
-        if max(shape.tp) > 1 and rules.max_zero_stage_with_tp < limit:
-            limit, why = rules.max_zero_stage_with_tp, " with tensor parallelism"
+        limit, why = zero_limit(rules, shape.pp, max(shape.tp))
         if shape.zero_stage > limit:
             out.append(
                 f"zero_stage={shape.zero_stage}: {rules.title} supports ZeRO <= {limit}{why}"
@@ -455,3 +761,15 @@ def engine_allows(
             f"{len(shape.tp)}, {len(shape.pools)} and {len(shape.layers)}"
         )
     return not shape_violations(ENGINES[engine], shape, model)
+
+
+def launch_check(
+    plan: Plan,
+    model: Model | None,
+    workload: TrainingWorkload | InferenceWorkload | None = None,
+) -> dict[str, list[str]]:
+    """For every engine of the plan's kind, in ``--to`` order, why it cannot launch ``plan``
+    (:func:`engine_violations`; an empty list: it can)."""
+    return {
+        r.name: engine_violations(plan, model, r.name, workload) for r in engines_for(plan.kind)
+    }

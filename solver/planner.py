@@ -40,8 +40,16 @@ from .catalog import gpu_of
 from .construction import Solved, objective_of
 from .cpsat.plan_inference import solve_inference
 from .cpsat.plan_training import solve_training
-from .engines import ENGINES, EngineRules, engine_violations
-from .errors import SpecError
+from .engines import (
+    ANY_PLAN,
+    ENGINES,
+    LAUNCHABLE,
+    EngineRules,
+    covering_engines,
+    engines_for,
+    launch_check,
+)
+from .errors import SpecError, check_solve_options
 from .evaluate import evaluate
 from .evaluate.calibration import calibrated_cluster
 from .evaluate.checks import precision_gap
@@ -107,16 +115,21 @@ def plan(
     compare_baseline
         Also score the seed rubric's plan (``Result.baseline``) for comparison (default True).
     engine
-        A launch target (``megatron``, ``deepspeed``, ``torchrun``, ``vllm``, ``sglang``,
-        ``trtllm``; see :mod:`solver.engines`): its limits become constraints (one TP degree,
-        one GPU type, even layer splits, the recompute/ZeRO settings it has), so the plan can
-        be exported to it.  Optimality is then within what the engine can express.
+        What to optimise over (see :mod:`solver.engines`).  None or ``"launchable"`` (default):
+        plans at least one engine of the workload's kind can launch (training: Megatron-LM,
+        torchrun + Megatron-LM, DeepSpeed; inference: vLLM, SGLang, TensorRT-LLM); every
+        engine's space is searched and the best plan kept, so OPTIMAL means no launchable plan
+        is better.  A target name (``megatron``, ``deepspeed``, ``torchrun``, ``vllm``,
+        ``sglang``, ``trtllm``): that engine's limits only.  ``"any-plan"``: every plan the cost
+        model accepts, beyond any engine (different TP per stage, ...).
+        ``Result.launch`` says which engines can launch the returned plan.
 
     Returns
     -------
     Result
         Never raises for infeasibility or time-outs; bad input gives ``INVALID_INPUT``.
     """
+    check_solve_options(time_limit_s=time_limit_s, seed=seed, num_workers=num_workers)
     start = time.perf_counter()
     workers = 1 if deterministic else (num_workers or default_workers())
     try:
@@ -124,7 +137,7 @@ def plan(
             # Fold the measured figures into the pools once, so the CP tables and the
             # evaluator's verification price the same GPUs and links.
             cluster = calibrated_cluster(cluster)
-        rules = _engine_rules(engine, workload)
+        scope, engines = _engine_scope(engine, workload)
         _check_prices(cluster, workload)
         unsupported = _precision_gaps(cluster, workload)
         if len(unsupported) == len(cluster.pools):
@@ -143,12 +156,22 @@ def plan(
             names = {p.name for p in keep}
             fabric = [f for f in cluster.fabric if set(f.pools) <= names]
             cluster = cluster.model_copy(update={"pools": keep, "fabric": fabric})
+        if engines == []:
+            return Result(
+                status=Status.INFEASIBLE,
+                message=_no_engine_message(workload),
+                seed=seed,
+                time_s=time.perf_counter() - start,
+                engine_scope=scope,
+            )
         if isinstance(workload, TrainingWorkload):
             res = solve_training(
-                model, cluster, workload, time_limit_s, workers, seed, deterministic, engine=rules
+                model, cluster, workload, time_limit_s, workers, seed, deterministic, engine=engines
             )
         else:
-            res = solve_inference(model, cluster, workload, time_limit_s, workers, seed, engine=rules)
+            res = _solve_inference_over(
+                model, cluster, workload, time_limit_s, workers, seed, engines
+            )
     except SpecError as e:
         return Result(status=Status.INVALID_INPUT, message=str(e), seed=seed, time_s=time.perf_counter() - start)
     if compare_baseline:
@@ -165,18 +188,120 @@ def plan(
 
         def again() -> Solved:
             return solve_training(
-                model, cluster, training, left, workers, seed, deterministic, engine=rules,
+                model, cluster, training, left, workers, seed, deterministic, engine=engines,
                 pessimistic_hops=True,
             )
 
         result = _hop_fallback(model, cluster, workload, res, result, check, start, seed, again)
-    if rules is not None and result.plan is not None and result.status != Status.MODEL_ERROR:
-        broken = engine_violations(result.plan, model, rules.name, workload)
-        if broken:  # the engine constraints are in the model: this is a bug, said loudly
-            message = f"plan breaks {rules.title}'s rules: " + "; ".join(broken)
-            log.error(message)
-            result = dataclasses.replace(result, status=Status.MODEL_ERROR, message=message)
+    return _with_launch(result, model, workload, scope)
+
+
+def _with_launch(
+    result: Result, model: Model, workload: TrainingWorkload | InferenceWorkload, scope: str
+) -> Result:
+    """``result`` with its scope and, for its plan, which engines can launch it.
+
+    A plan planned for an engine (or for any launchable one) that no such engine launches is
+    a bug of the engine constraints, reported as MODEL_ERROR; an ``any-plan`` plan beyond
+    every engine says so in its message (and so in the plan file).
+    """
+    result = dataclasses.replace(result, engine_scope=scope)
+    if result.plan is None:
+        return result
+    launch = launch_check(result.plan, model, workload)
+    result = dataclasses.replace(result, launch=launch)
+    if result.status == Status.MODEL_ERROR:
+        return result
+    ok = result.launchable_by
+    message = result.message
+    if scope == ANY_PLAN:
+        if not ok:
+            why = "; ".join(f"{ENGINES[e].title}: {v[0]}" for e, v in launch.items())
+            message = (message + "; " if message else "") + f"beyond any engine ({why})"
+        return _stamped(dataclasses.replace(result, message=message))
+    wanted = [e.name for e in engines_for(workload.kind)] if scope == LAUNCHABLE else [scope]
+    if not any(e in ok for e in wanted):
+        # The engine constraints are in the model: this is a bug, said loudly.
+        broken = "; ".join(f"{ENGINES[e].title}: " + "; ".join(launch[e]) for e in wanted)
+        message = f"plan breaks the engine rules: {broken}"
+        log.error(message)
+        return dataclasses.replace(result, status=Status.MODEL_ERROR, message=message)
     return result
+
+
+def _no_engine_message(workload: TrainingWorkload | InferenceWorkload) -> str:
+    """Why no engine of the workload's kind can run it (precision or memory policy)."""
+    names = ", ".join(r.title for r in engines_for(workload.kind))
+    what = f"precision {workload.precision}"
+    if isinstance(workload, TrainingWorkload):
+        what += f" with memory_policy {workload.memory_policy}"
+    return (
+        f"engine: no {workload.kind} engine ({names}) runs {what}; plan with engine "
+        f"'{ANY_PLAN}' (CLI: --engine {ANY_PLAN}) for plans beyond any engine"
+    )
+
+
+def _engine_scope(
+    engine: str | None, workload: TrainingWorkload | InferenceWorkload
+) -> tuple[str, list[EngineRules] | None]:
+    """(scope name, the engines whose spaces are searched; None: every plan)."""
+    if engine is None or engine == LAUNCHABLE:
+        engines = [
+            r
+            for r in engines_for(workload.kind)
+            if workload.precision in r.precisions
+            and (
+                not isinstance(workload, TrainingWorkload)
+                or workload.memory_policy in r.memory_policies
+            )
+        ]
+        return LAUNCHABLE, engines
+    if engine == ANY_PLAN:
+        return ANY_PLAN, None
+    rules = _engine_rules(engine, workload)
+    assert rules is not None
+    return rules.name, [rules]
+
+
+def _solve_inference_over(
+    model: Model,
+    cluster: Cluster,
+    workload: InferenceWorkload,
+    time_limit_s: float,
+    workers: int,
+    seed: int,
+    engines: list[EngineRules] | None,
+) -> Solved:
+    """Inference over the union of ``engines``' spaces: one solve per engine no other covers
+    (:func:`~solver.engines.covering_engines`; today vLLM covers SGLang and TensorRT-LLM, so one
+    solve), the time limit split between them, the best plan kept.  OPTIMAL only when every
+    solve is: the union's optimum is the best of the proven per-engine optima."""
+    if engines is None:
+        return solve_inference(model, cluster, workload, time_limit_s, workers, seed, engine=None)
+    cover = covering_engines(engines)
+    results = [
+        solve_inference(
+            model, cluster, workload, time_limit_s / len(cover), workers, seed, engine=rules
+        )
+        for rules in cover
+    ]
+    if len(results) == 1:
+        return results[0]
+    maximise = workload.objective == "max_throughput"
+    found = [r for r in results if r.plan is not None and r.objective is not None]
+    if not found:
+        return results[0]
+    best = (max if maximise else min)(found, key=lambda r: r.objective or 0.0)
+    proven = all(r.status in (Status.OPTIMAL, Status.INFEASIBLE) for r in results)
+    # Each engine's bound holds for its space; the union's is the most optimistic of them
+    # (an engine proven infeasible adds nothing, one without a bound leaves it unknown).
+    open_ = [r for r in results if r.status != Status.INFEASIBLE]
+    bound: float | None = None
+    if all(r.bound is not None for r in open_):
+        bounds = [r.bound for r in open_ if r.bound is not None]
+        bound = (max if maximise else min)(bounds)
+    status = Status.OPTIMAL if proven and best.status == Status.OPTIMAL else Status.FEASIBLE
+    return dataclasses.replace(best, status=status, bound=bound)
 
 
 def _precision_gaps_pool(pool: Pool, workload: TrainingWorkload | InferenceWorkload) -> str | None:
@@ -209,7 +334,8 @@ def _engine_rules(
         return None
     rules = ENGINES.get(engine)
     if rules is None:
-        raise SpecError(f"engine: unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
+        choices = ", ".join([LAUNCHABLE, *ENGINES, ANY_PLAN])
+        raise SpecError(f"engine: unknown engine {engine!r} (choose from {choices})")
     if rules.kind != workload.kind:
         raise SpecError(
             f"engine: {engine!r} launches {rules.kind}, but the workload is {workload.kind}"

@@ -42,6 +42,13 @@ class Result:
         Human explanation: infeasibility reason and smallest relaxation, or the MODEL_ERROR diff.
     baseline
         The rubric baseline's plan metrics, for comparison (None if it has no feasible plan).
+    engine_scope
+        What the plan was optimised over: ``launchable`` (plans at least one engine of the
+        workload's kind launches; the default), one engine's name, or ``any-plan`` (every
+        plan, beyond any engine).  None when no solve ran.
+    launch
+        For every engine of the plan's kind, why it cannot launch ``plan`` as planned (an empty
+        list: it can); None without a plan.
     """
 
     status: Status
@@ -56,10 +63,17 @@ class Result:
     ortools_version: str | None = None
     baseline: dict[str, Any] | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    engine_scope: str | None = None
+    launch: dict[str, list[str]] | None = None
 
     @property
     def ok(self) -> bool:
         return self.status in (Status.OPTIMAL, Status.FEASIBLE)
+
+    @property
+    def launchable_by(self) -> list[str]:
+        """The engines that can launch ``plan`` as planned (``--to`` order)."""
+        return [name for name, why in (self.launch or {}).items() if not why]
 
     def solver_info(self) -> dict[str, Any]:
         return {
@@ -81,4 +95,9 @@ class Result:
             "report": self.report,
             "solver": self.solver_info(),
             "baseline": self.baseline,
+            "engines": {
+                "scope": self.engine_scope,
+                "launchable_by": self.launchable_by if self.launch is not None else None,
+                "refused": {k: v for k, v in (self.launch or {}).items() if v},
+            },
         }

@@ -354,12 +354,16 @@ def test_engine_allows_reads_the_rules() -> None:
     assert not engine_allows("megatron", tp_per_stage=[16], **one)
     assert engine_allows("vllm", tp_per_stage=[16], **one)
     assert not engine_allows("vllm", tp_per_stage=[3], **one)  # 64 heads % 3
-    # Layer splits: Megatron lets only the ends differ; vLLM anything; TRT-LLM even only.
+    # Layer splits: Megatron (--pipeline-model-parallel-layout) and vLLM anything; DeepSpeed
+    # and TRT-LLM even only.
     assert engine_allows(
         "megatron", tp_per_stage=[8] * 4, layers_per_stage=[19, 21, 21, 19], **four
     )
-    assert not engine_allows(
+    assert engine_allows(
         "megatron", tp_per_stage=[8] * 4, layers_per_stage=[20, 19, 21, 20], **four
+    )
+    assert not engine_allows(
+        "deepspeed", tp_per_stage=[8] * 4, layers_per_stage=[20, 19, 21, 20], **four
     )
     assert engine_allows("vllm", tp_per_stage=[8] * 4, layers_per_stage=[20, 19, 21, 20], **four)
     assert not engine_allows(

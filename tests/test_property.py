@@ -326,7 +326,12 @@ def with_explicit_examples(test: Any) -> Any:
 def check_instance(cluster: Cluster, model: Model, workload: AnyWorkload) -> None:
     """The property itself, for one instance."""
     model, workload = avoid_known_bugs(model, cluster, workload)
-    res = plan(model, cluster, workload, time_limit_s=TIME_LIMIT_S, deterministic=True)
+    # any-plan: the infeasibility checks compare with baselines that ignore engine limits, so
+    # the property is about the unrestricted search (tests/test_launchable.py covers the
+    # launchable default).
+    res = plan(
+        model, cluster, workload, time_limit_s=TIME_LIMIT_S, deterministic=True, engine="any-plan"
+    )
     assert res.status != Status.MODEL_ERROR, res.message
     if res.status in (Status.OPTIMAL, Status.FEASIBLE):
         check_solved(model, cluster, workload, res)
@@ -473,7 +478,8 @@ def test_pp_hop_across_nodes_is_priced_as_placed() -> None:
         memory_policy="pure_bf16",
         sp=(True,),
     )
-    _assert_clean(m, c, w, plan(m, c, w, time_limit_s=5, deterministic=True))
+    # Mixed TP per stage and pure_bf16 (no engine has it): the unrestricted search.
+    _assert_clean(m, c, w, plan(m, c, w, time_limit_s=5, deterministic=True, engine="any-plan"))
 
 
 def test_pp_hop_priced_optimistically_falls_back_honestly() -> None:

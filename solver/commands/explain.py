@@ -22,6 +22,7 @@ from .common import (
     JsonOpt,
     ModelOpt,
     WorkloadOpt,
+    check_solve_cli,
     emit_json,
     refuse_overwrite,
     stdout_console,
@@ -51,14 +52,7 @@ def _console() -> Any:
 
 
 def _check_common(time_limit: float, seed: int, workers: int | None) -> None:
-    from ..errors import SpecError
-
-    if not time_limit > 0:
-        raise SpecError(f"--time-limit: must be > 0 seconds, got {time_limit:g}")
-    if workers is not None and workers < 1:
-        raise SpecError(f"--workers: must be >= 1, got {workers}")
-    if seed < 0:
-        raise SpecError(f"--seed: must be >= 0, got {seed}")
+    check_solve_cli(time_limit, seed, workers)
 
 
 def pareto_table(front: "ParetoFront") -> "Table":
@@ -124,6 +118,7 @@ def register(app: typer.Typer) -> None:
         "  shardwise explain -m gpt-39b -c seed-4x8-h100 -w train-gpt-s2048 --plan plan.json "
         "--plot timeline.png\n\n"
         "  shardwise explain -m llama3-70b -c seed-4x8-h100 -w infer-chat-slo --json\n\n"
+        "  shardwise explain -m gpt-7.5b -c hetero-mix -w train-gpt-s2048 --engine-gap\n\n"
         "Without --plan the planner solves first (--time-limit).  Exits 0 for any solver "
         "status, 2 for bad input.",
     )
@@ -155,6 +150,25 @@ def register(app: typer.Typer) -> None:
                 "--no-alternatives", help="Skip building and scoring the alternative plans."
             ),
         ] = False,
+        engine: Annotated[
+            str | None,
+            typer.Option(
+                "--engine",
+                "-e",
+                metavar="ENGINE",
+                help="What the planner plans for without --plan: 'launchable' (default), one "
+                "launcher (megatron, deepspeed, torchrun, vllm, sglang, trtllm) or 'any-plan'.",
+                show_default=False,
+            ),
+        ] = None,
+        engine_gap: Annotated[
+            bool,
+            typer.Option(
+                "--engine-gap",
+                help="Also solve without engine limits (any-plan) and show the gap between the "
+                "unrestricted optimum and the best launchable plan (one or two more solves).",
+            ),
+        ] = False,
         plot: Annotated[Path | None, plot_opt] = None,
         plot_kind: Annotated[
             str | None,
@@ -175,7 +189,7 @@ def register(app: typer.Typer) -> None:
         alternatives (TP/PP x2 and /2, pure DP, recompute, rubric, best uniform) lose."""
         with user_errors():
             from ..errors import SpecError
-            from ..io import load_cluster, load_model, load_plan, load_workload
+            from ..io import check_plan_fits, load_cluster, load_model, load_plan, load_workload
 
             _check_common(time_limit, seed, workers)
             if plot_kind is not None and plot_kind not in ("timeline", "placement"):
@@ -189,6 +203,8 @@ def register(app: typer.Typer) -> None:
                 )
             m, c, w = load_model(model), load_cluster(cluster), load_workload(workload)
             given = load_plan(plan) if plan is not None else None
+            if given is not None:  # a plan for another cluster or workload: bad input, exit 2
+                check_plan_fits(given, c, w.kind, source=str(plan))
             kind: PlotKind = "timeline" if w.kind == "training" else "placement"
             if plot_kind is not None:
                 kind = "timeline" if plot_kind == "timeline" else "placement"
@@ -204,6 +220,8 @@ def register(app: typer.Typer) -> None:
                 seed=seed,
                 num_workers=workers,
                 alternatives=not no_alternatives,
+                engine=engine,
+                engine_gap=engine_gap,
             )
             if json_output or verbose or quiet:
                 expl = explain(m, c, w, given, **kwargs)

@@ -17,43 +17,101 @@ import itertools
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ortools.sat.python import cp_model
 
 from ..construction import Solved, build_stages
-from ..engines import EngineRules
+from ..engines import EngineRules, ShapeLimits, family_limits, non_dominated
 from ..result import Status
 from ..specs import Cluster, Model, Plan, Pool, ReplicaGroup, Stage, TrainingWorkload
 from .bounds import lower_bound_us, pipeline_lp_bound, refine
-from .tables.build import build_tables, for_dp, stages_limit
+from .tables.build import build_tables, for_dp, restrict_options, stages_limit
 from .tables.family import Family, choose_unit, min_block_seconds
 from .training.data import TrainingChoice, TrainTables
 from .training.model import TrainingModel
 from .warmstart import memory_lower_bound_fails, stage_objective, warm_start
 
-__all__ = ["families", "solve_training", "choice_to_plan", "subproblems"]
+__all__ = ["choice_to_plan", "engine_families", "families", "family_spaces", "solve_training", "subproblems"]
 
 log = logging.getLogger(__name__)
 
 
-def engine_families(fams: list[Family], rules: EngineRules | None) -> list[Family]:
-    """The families a target engine can launch (recompute, SP and ZeRO settings it has).
+def family_spaces(
+    fam: Family,
+    engines: Sequence[EngineRules] | None,
+    workload: TrainingWorkload | None = None,
+) -> list[ShapeLimits | None]:
+    """The shape spaces a family is searched in: ``[None]`` (every plan) without engines,
+    else the non-dominated :func:`~solver.engines.family_limits` of the engines that have the
+    family's knobs (empty: none has them).
 
-    ZeRO limits that depend on the plan's shape (DeepSpeed: ZeRO-2/3 only without PP or TP) are
-    applied conservatively: the tightest limit that any pipelined or TP plan would face.
+    Each combination is its own rule: DeepSpeed's ZeRO-3 family is searched without PP and TP,
+    never dropped because ZeRO-3 cannot run under a pipeline.  A space another engine's covers
+    adds no plan and is left out (DeepSpeed's ZeRO-1 space lies inside Megatron's).
     """
-    if rules is None:
-        return fams
-    zero_max = min(rules.max_zero_stage, rules.max_zero_stage_with_pp, rules.max_zero_stage_with_tp)
-    return [
-        f
-        for f in fams
-        if f.recompute in rules.recompute
-        and (rules.sequence_parallel or not f.sequence_parallel)
-        and f.zero_stage <= zero_max
+    if engines is None:
+        return [None]
+    limits = [
+        lim
+        for rules in engines
+        if (
+            lim := family_limits(
+                rules,
+                zero_stage=fam.zero_stage,
+                recompute=fam.recompute,
+                sequence_parallel=fam.sequence_parallel,
+                virtual_stages=fam.virtual_stages,
+                precision=workload.precision if workload is not None else None,
+                memory_policy=workload.memory_policy if workload is not None else None,
+            )
+        )
+        is not None
     ]
+    return list(non_dominated(limits))
+
+
+def engine_families(
+    fams: list[Family], engines: Sequence[EngineRules] | None, workload: TrainingWorkload | None = None
+) -> list[Family]:
+    """The families at least one of ``engines`` can launch (all of them without engines)."""
+    return [f for f in fams if family_spaces(f, engines, workload)]
+
+
+def space_label(tab: TrainTables) -> str:
+    """``megatron+torchrun tp2`` for a sub-problem's engine space ("" without engines)."""
+    lim = tab.engine
+    if lim is None:
+        return ""
+    label = "+".join(lim.engines)
+    tps = sorted({o.tp for o in tab.options})
+    if len(tps) == 1:
+        label += f" tp{tps[0]}"
+    if lim.max_pp == 1:
+        label += " pp1"
+    return label
+
+
+def _limited(tab: TrainTables, limits: ShapeLimits, heads: tuple[int, int]) -> list[TrainTables]:
+    """``tab`` under ``limits``: options the head rules and ``max_tp`` refuse removed, the
+    stage limit cut to ``max_pp``, and one table per TP degree (``uniform_tp``) and per pool
+    (``single_pool``), so that each sub-problem's bounds and warm starts see only what the
+    engines can launch.  Empty when no option is left."""
+    keep = [i for i, o in enumerate(tab.options) if limits.allows_tp(o.tp, *heads)]
+    groups: dict[tuple[int, str], list[int]] = {}
+    for i in keep:
+        o = tab.options[i]
+        key = (o.tp if limits.uniform_tp else 0, o.pool if limits.single_pool else "")
+        groups.setdefault(key, []).append(i)
+    out = []
+    for _, idx in sorted(groups.items()):
+        sub = dataclasses.replace(restrict_options(tab, idx), engine=limits, heads=heads)
+        if limits.max_pp is not None:
+            sub = dataclasses.replace(sub, max_stages=min(sub.max_stages, limits.max_pp))
+        out.append(sub)
+    return out
 
 
 #: Chunks per stage searched for interleaved 1F1B.  Megatron-LM's papers use 2-4 (Narayanan et
@@ -202,6 +260,7 @@ class _Outcome:
     time_s: float
     depth: int = 0  # the sub-problem's stage limit (interleaved: its depth)
     tau: tuple[int, int | None] | None = None  # the T_max slice, if one
+    space: str = ""  # the engines' shape space (space_label)
 
 
 @dataclass
@@ -229,54 +288,65 @@ def subproblems(
     cluster: Cluster,
     workload: TrainingWorkload,
     fams: list[Family],
-    engine: EngineRules | None = None,
+    engine: EngineRules | Sequence[EngineRules] | None = None,
     pessimistic: bool = False,
 ) -> list[tuple[float, Family, TrainTables]]:
-    """Every sub-problem the planner solves, with its cheap lower bound: one per family and
-    DP degree ``d`` (plain 1F1B: the model picks the depth), and for interleaved 1F1B one per
-    depth too.  Those without any plan by the cheap bound (inf) are left out.
+    """Every sub-problem the planner solves, with its cheap lower bound: one per family, shape
+    space (:func:`family_spaces`; under uniform-TP engines one per TP degree) and DP degree
+    ``d`` (plain 1F1B: the model picks the depth), and for interleaved 1F1B one per depth too.
+    Those without any plan by the cheap bound (inf) are left out.
+
+    ``engine``: the launch targets whose spaces together are searched (None: every plan).
 
     Pipeline hand-offs inside a pool are priced for each ``d`` as :func:`~.tables.build.for_dp`
     says: optimistically (NVLink wherever placement *can* keep the hop inside one NVLink
     domain), so each sub-problem's optimum and bounds are valid lower bounds on the
     evaluator's closed form; with ``pessimistic`` at their dearest instead (an upper bound:
     the planner's fallback when placement puts an optimistically priced hop across nodes)."""
+    engines: Sequence[EngineRules] | None = (
+        [engine] if isinstance(engine, EngineRules) else engine
+    )
     unit = choose_unit(min_block_seconds(model, cluster, workload, fams))
+    heads = (model.num_attention_heads, model.num_kv_heads)
     out: list[tuple[float, Family, TrainTables]] = []
     for fam in fams:
-        tab = build_tables(model, cluster, workload, fam, unit_s=unit)
-        if tab is None:
+        spaces = family_spaces(fam, engines, workload)
+        if not spaces:
             continue
-        if engine is not None:
-            heads = (model.num_attention_heads, model.num_kv_heads)
-            tab = dataclasses.replace(tab, engine=engine, heads=heads)
+        full = build_tables(model, cluster, workload, fam, unit_s=unit)
+        if full is None:
+            continue
+        tabs = [
+            t for lim in spaces for t in ([full] if lim is None else _limited(full, lim, heads))
+        ]
         # DP degree outside the model: m = B / (d mb) is then a constant of the model.
         v = fam.virtual_stages
-        for d in tab.dp_degrees:
-            sub = dataclasses.replace(
-                for_dp(tab, d, pessimistic),
-                virtual=v,
-                zero_stage=fam.zero_stage,
-                overlap=workload.overlap_grad_reduce,
-            )
-            limit = stages_limit(sub, d)
-            # 1F1B: one sub-problem, the model picks the depth.  Interleaved: one per depth
-            # p >= 2 with at least one block per chunk.
-            # Megatron's interleaved schedule also needs m divisible by p.
-            depths = (
-                [limit]
-                if v == 1
-                else [
-                    p
-                    for p in range(2, min(limit, model.num_layers // v) + 1)
-                    if sub.m(d) % p == 0
-                ]
-            )
-            for p in depths:
-                one = dataclasses.replace(sub, max_stages=p)
-                lb = lower_bound_us(one)
-                if lb < math.inf:  # inf: no plan (no replica gets a GPU, or L % v != 0)
-                    out.append((lb, fam, one))
+        for tab in tabs:
+            for d in tab.dp_degrees:
+                sub = dataclasses.replace(
+                    for_dp(tab, d, pessimistic),
+                    virtual=v,
+                    zero_stage=fam.zero_stage,
+                    overlap=workload.overlap_grad_reduce,
+                )
+                limit = stages_limit(sub, d)
+                # 1F1B: one sub-problem, the model picks the depth.  Interleaved: one per depth
+                # p >= 2 with at least one block per chunk.
+                # Megatron's interleaved schedule also needs m divisible by p.
+                depths = (
+                    [limit]
+                    if v == 1
+                    else [
+                        p
+                        for p in range(2, min(limit, model.num_layers // v) + 1)
+                        if sub.m(d) % p == 0
+                    ]
+                )
+                for p in depths:
+                    one = dataclasses.replace(sub, max_stages=p)
+                    lb = lower_bound_us(one)
+                    if lb < math.inf:  # inf: no plan (no replica gets a GPU, or L % v != 0)
+                        out.append((lb, fam, one))
     return out
 
 
@@ -313,13 +383,17 @@ def solve_training(
     workers: int,
     seed: int,
     deterministic: bool = False,
-    engine: EngineRules | None = None,
+    engine: EngineRules | Sequence[EngineRules] | None = None,
     pessimistic_hops: bool = False,
 ) -> Solved:
     """Plan training.  Hand-offs inside a pool are priced optimistically (see
     :func:`subproblems`), so OPTIMAL and the bound are valid for the evaluator's pricing; with
     ``pessimistic_hops`` at their dearest (the planner's fallback: the result's plan is then
-    good, its bound is not a valid bound and its status means nothing beyond the plan)."""
+    good, its bound is not a valid bound and its status means nothing beyond the plan).
+
+    ``engine``: one launch target, or several whose spaces are searched together (the union:
+    every sub-problem of every engine's space competes for one incumbent, so OPTIMAL means the
+    best plan any of them launches); None searches every plan."""
     t0 = time.perf_counter()
     # The clock the budgets read: wall time, or in deterministic mode the deterministic time
     # CP-SAT has spent (a work counter), so that a search cut short by the limit stops at the
@@ -330,18 +404,22 @@ def solve_training(
         return work_done[0] if deterministic else time.perf_counter() - t0
 
     tokens = workload.global_batch_size * workload.sequence_length
-    fams = engine_families(families(workload), engine)
+    engines: Sequence[EngineRules] | None = (
+        [engine] if isinstance(engine, EngineRules) else engine
+    )
+    fams = engine_families(families(workload), engines, workload)
     if not fams:
+        names = ", ".join(r.title for r in engines or [])
         return Solved(
             Status.INFEASIBLE,
             None,
             None,
             None,
-            message=f"engine: {engine.title if engine else ''} cannot express any of the "
-            "workload's recompute / sequence_parallel / zero_stages settings",
+            message=f"engine: {names} cannot express any of the workload's recompute / "
+            "sequence_parallel / zero_stages / schedules settings",
             stats={},
         )
-    tables = subproblems(model, cluster, workload, fams, engine, pessimistic_hops)
+    tables = subproblems(model, cluster, workload, fams, engines, pessimistic_hops)
     # Best-first by the cheap bound: the most promising sub-problems give the incumbent early,
     # and everything after the first cheap bound above it is pruned without more work.
     tables.sort(key=lambda x: x[0])
@@ -359,7 +437,7 @@ def solve_training(
 
     def record(job: _Job, status: str, bound: float, dt: float) -> None:
         _, fam, tab = tables[job.i]
-        outcomes.append(_Outcome(fam, tab.dp_degrees[0], status, bound, dt, tab.max_stages, job.tau))
+        outcomes.append(_Outcome(fam, tab.dp_degrees[0], status, bound, dt, tab.max_stages, job.tau, space_label(tab)))
 
     def attempt(job: _Job, budget: float) -> None:
         """CP-SAT on one job with a cut-off at the incumbent; record what it proved."""
@@ -421,10 +499,10 @@ def solve_training(
     for i, (lb, fam, tab) in enumerate(tables):
         d = tab.dp_degrees[0]
         if best is not None and lb >= best[0]:
-            outcomes.append(_Outcome(fam, d, "PRUNED_BY_BOUND", lb, 0.0, tab.max_stages))
+            outcomes.append(_Outcome(fam, d, "PRUNED_BY_BOUND", lb, 0.0, tab.max_stages, space=space_label(tab)))
             continue
         if memory_lower_bound_fails(tab, d):
-            outcomes.append(_Outcome(fam, d, "PRUNED_BY_MEMORY", lb, 0.0, tab.max_stages))
+            outcomes.append(_Outcome(fam, d, "PRUNED_BY_MEMORY", lb, 0.0, tab.max_stages, space=space_label(tab)))
             continue
         if not deterministic and time.perf_counter() - t0 > presolve_until:
             jobs.append(_Job(lb=lb, i=i))  # no time for the LP and the warm start: CP-SAT's turn
@@ -432,10 +510,10 @@ def solve_training(
         t1 = time.perf_counter()
         lb = max(lb, pipeline_lp_bound(tab, target=best[0] if best else math.inf))
         if best is not None and lb >= best[0]:
-            outcomes.append(_Outcome(fam, d, "PRUNED_BY_BOUND", lb, time.perf_counter() - t1, tab.max_stages))
+            outcomes.append(_Outcome(fam, d, "PRUNED_BY_BOUND", lb, time.perf_counter() - t1, tab.max_stages, space=space_label(tab)))
             continue
         if math.isinf(lb):
-            outcomes.append(_Outcome(fam, d, "INFEASIBLE_BY_BOUND", lb, time.perf_counter() - t1, tab.max_stages))
+            outcomes.append(_Outcome(fam, d, "INFEASIBLE_BY_BOUND", lb, time.perf_counter() - t1, tab.max_stages, space=space_label(tab)))
             continue
         start = warm_start(tab, d)
         if start is not None and (best is None or start.objective < best[0]):
@@ -443,7 +521,7 @@ def solve_training(
             best_i = i
         if best is not None and lb >= best[0]:
             closed = "WARM_START_OPTIMAL" if best[2] is start else "PRUNED_BY_BOUND"
-            outcomes.append(_Outcome(fam, d, closed, lb, time.perf_counter() - t1, tab.max_stages))
+            outcomes.append(_Outcome(fam, d, closed, lb, time.perf_counter() - t1, tab.max_stages, space=space_label(tab)))
             continue
         jobs.append(_Job(lb=lb, i=i))
     stats["presolve_s"] = round(time.perf_counter() - t0, 3)
@@ -480,6 +558,7 @@ def solve_training(
             "bound": round(o.bound_us, 1) if math.isfinite(o.bound_us) else None,
             "tmax_slice": list(o.tau) if o.tau is not None else None,
             "time_s": round(o.time_s, 3),
+            "space": o.space or None,
         }
         for o in outcomes
     ]

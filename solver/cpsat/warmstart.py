@@ -313,16 +313,12 @@ def _depths(t: TrainTables, d: int, o: TrainOption, depth: int) -> list[int]:
 
 
 def _engine_ok(t: TrainTables, stages: list[tuple[TrainOption, int]]) -> bool:
-    """Whether the target engine can launch this split (the CP model's engine constraints)."""
-    from ..engines import GroupShape, shape_violations
-
-    assert t.engine is not None
-    shape = GroupShape(
-        tp=tuple(o.tp for o, _ in stages),
-        pools=tuple(o.pool for o, _ in stages),
-        layers=tuple(n for _, n in stages),
-    )
-    return not shape_violations(t.engine, shape, None)
+    """Whether the target engines can launch this split (the CP model's engine constraints)."""
+    if t.engine is None:
+        return True
+    return t.engine.allows_stages(
+        [o.tp for o, _ in stages], [o.pool for o, _ in stages], [n for _, n in stages]
+    ) and all(t.engine.allows_tp(o.tp, *t.heads) for o, _ in stages)
 
 
 def warm_start(t: TrainTables, d: int, search: bool = True) -> TrainingChoice | None:
@@ -331,8 +327,9 @@ def warm_start(t: TrainTables, d: int, search: bool = True) -> TrainingChoice | 
     Candidates: an even split over one option at every useful depth (interleaved: at the
     sub-problem's fixed depth, whole chunks per stage), on several pools a pipeline over all
     of them (:func:`_mixed_candidates`, plain 1F1B), and with ``search`` the local search over
-    pool blocks (:func:`pipeline_search`; not under a target engine's rules, which it does not
-    know).  The choice's ``objective`` is the model's: the step time, or for min_cost the
+    pool blocks (:func:`pipeline_search`).  Under target engines' limits every candidate must
+    satisfy them (:func:`_engine_ok`); the mixed candidates and the search, which choose their
+    own layer split, run only where the engines take any split.  The choice's ``objective`` is the model's: the step time, or for min_cost the
     (rate x step time) product; every candidate is scored by :func:`stage_objective`, which
     rejects what the model would.
     """
@@ -360,10 +357,11 @@ def warm_start(t: TrainTables, d: int, search: bool = True) -> TrainingChoice | 
             for c in list(candidates)
             if (filled := fill_blocks(t, d, [o for o, _ in c])) is not None
         ]
+    free_split = t.engine is None or t.engine.layer_split == "any"
+    if free_split and len(t.pool_gpus) > 1 and v == 1:
+        candidates += _mixed_candidates(t, d)
     if t.engine is not None:
         candidates = [c for c in candidates if _engine_ok(t, c)]
-    elif len(t.pool_gpus) > 1 and v == 1:
-        candidates += _mixed_candidates(t, d)
     best: TrainingChoice | None = None
 
     def offer(stages: list[tuple[TrainOption, int]], step: float, objective: float) -> None:
@@ -376,9 +374,9 @@ def warm_start(t: TrainTables, d: int, search: bool = True) -> TrainingChoice | 
         if step is None:
             continue
         offer(stages, step, step * d * sum(o.price for o, _ in stages) if t.objective == "min_cost" else step)
-    if search and t.engine is None:
+    if search and free_split:
         found = pipeline_search(t, d)
-        if found is not None:
+        if found is not None and _engine_ok(t, found[1]):
             objective, stages = found
             step = stage_objective(t, d, stages)
             assert step is not None  # pipeline_search scored it

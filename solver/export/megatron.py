@@ -1,18 +1,34 @@
 """Megatron-LM arguments for a training plan (``--to megatron``).
 
-Flag names follow ``megatron/training/arguments.py`` (NVIDIA/Megatron-LM, Megatron-Core era):
-``--tensor-model-parallel-size``, ``--pipeline-model-parallel-size``,
+Flag names follow ``megatron/training/arguments.py`` of Megatron-LM
+:data:`~solver.engines.MEGATRON_VERSION` (NVIDIA/Megatron-LM tag ``core_v0.14.0``, commit
+``23e00ed0963c``): ``--tensor-model-parallel-size``, ``--pipeline-model-parallel-size``,
 ``--decoder-first-pipeline-num-layers`` / ``--decoder-last-pipeline-num-layers`` (uneven first
 and last stage; the middle stages split the rest evenly), ``--num-layers-per-virtual-pipeline-
-stage`` (interleaved 1F1B), ``--sequence-parallel``, ``--recompute-granularity``,
-``--use-distributed-optimizer`` (ZeRO-1: optimizer state and fp32 master weights sharded over
-DP), ``--use-tp-pp-dp-mapping`` (rank order ``tp-pp-dp``).
+stage`` (interleaved 1F1B, equal chunks), ``--num-virtual-stages-per-pipeline-rank``
+(interleaved with an uneven first/last stage), ``--pipeline-model-parallel-layout`` (any layer
+count per stage and chunk: heterogeneous pipelines whose stages run on different GPU types),
+``--sequence-parallel``, ``--recompute-granularity``, ``--use-distributed-optimizer`` (ZeRO-1:
+optimizer state and fp32 master weights sharded over DP), ``--use-tp-pp-dp-mapping`` (rank
+order ``tp-pp-dp``).
+
+Which split flags a plan gets (the first that expresses it exactly):
+
+* every stage and chunk equal: none, or ``--num-layers-per-virtual-pipeline-stage``;
+* only the first and last stage differ, each stage's chunks equal: the first/last flags
+  (``get_num_layers_to_build`` / ``get_transformer_layer_offset``), plus
+  ``--num-virtual-stages-per-pipeline-rank`` when interleaved (``validate_args`` refuses the
+  first/last flags with ``--num-layers-per-virtual-pipeline-stage``);
+* anything else: ``--pipeline-model-parallel-layout`` (``PipelineParallelLayerLayout``), which
+  excludes the other three (``validate_args`` asserts at most one of them, and
+  ``TransformerConfig.__post_init__`` refuses the first/last flags beside it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..engines import MEGATRON_COMMIT, MEGATRON_VERSION, megatron_layout_string
 from ..layout import megatron_layout
 from ..specs import Model, Plan, ReplicaGroup, TrainingWorkload
 from .result import ExportResult
@@ -50,14 +66,34 @@ def uneven_flags(layers: list[int]) -> list[str]:
     return out
 
 
+def chunk_layers(group: ReplicaGroup) -> list[list[int]]:
+    """Layers of each stage's chunks (one chunk per stage without interleaving)."""
+    return [[last - first + 1 for first, last in s.layer_ranges] for s in group.stages]
+
+
+def split_flags(group: ReplicaGroup) -> list[str]:
+    """The flags that give Megatron exactly the group's layer split (see the module doc)."""
+    pp, v = group.pp, group.virtual_stages
+    chunks = chunk_layers(group)
+    layers = [sum(c) for c in chunks]
+    per_stage_equal = all(len(set(c)) == 1 for c in chunks)
+    first_last = uneven_flags(layers)
+    middle_even = pp <= 2 or len(set(layers[1:-1])) == 1
+    if v == 1:
+        if middle_even:
+            return first_last
+    elif per_stage_equal and len(set(layers)) == 1:
+        return [f"--num-layers-per-virtual-pipeline-stage {layers[0] // v}"]
+    elif per_stage_equal and middle_even:
+        return [f"--num-virtual-stages-per-pipeline-rank {v}", *first_last]
+    return [f'--pipeline-model-parallel-layout "{megatron_layout_string(chunks)}"']
+
+
 def _parallel_block(group: ReplicaGroup, order_flag: str | None) -> ArgBlock:
     tp, pp, dp = group.stages[0].tp, group.pp, group.count
     layers = [s.num_layers for s in group.stages]
     args = [f"--tensor-model-parallel-size {tp}", f"--pipeline-model-parallel-size {pp}"]
-    if group.virtual_stages > 1:
-        per_chunk = sum(layers) // (pp * group.virtual_stages)
-        args.append(f"--num-layers-per-virtual-pipeline-stage {per_chunk}")
-    args += uneven_flags(layers)
+    args += split_flags(group)
     if group.sequence_parallel and tp > 1:
         args.append("--sequence-parallel")
     if order_flag is not None:
@@ -65,7 +101,12 @@ def _parallel_block(group: ReplicaGroup, order_flag: str | None) -> ArgBlock:
     split = "/".join(str(n) for n in layers)
     comment = f"parallelism: TP={tp} PP={pp} DP={dp} = {tp * pp * dp} ranks; layers {split}"
     if group.virtual_stages > 1:
-        comment += f" in interleaved chunks of {sum(layers) // (pp * group.virtual_stages)}"
+        sizes = sorted({n for c in chunk_layers(group) for n in c})
+        shown = "/".join(str(n) for n in sizes)
+        comment += f" in interleaved chunks of {shown}"
+    pools = list(dict.fromkeys(s.pool for s in group.stages))
+    if len(pools) > 1:
+        comment += "; stages on " + "/".join(s.pool for s in group.stages)
     return ArgBlock(comment, tuple(args))
 
 
@@ -180,6 +221,13 @@ def export_megatron(plan: Plan, model: Model, workload: TrainingWorkload) -> Exp
     blocks, layout_note = megatron_arguments(plan, model, workload)
     world = group.count * group.pp * group.stages[0].tp
     notes = [
+        f"flags of Megatron-LM {MEGATRON_VERSION} (NVIDIA/Megatron-LM commit "
+        f"{MEGATRON_COMMIT[:12]})"
+        + (
+            "; --pipeline-model-parallel-layout needs core_v0.13.0 or later"
+            if any(a.startswith("--pipeline-model-parallel-layout") for a in blocks[0].args)
+            else ""
+        ),
         f"Megatron derives DP from the world size: launch exactly {world} ranks; "
         "'shardwise export --to torchrun' writes per-node torchrun lines that put every rank "
         "on the device the plan names",
@@ -193,6 +241,10 @@ def export_megatron(plan: Plan, model: Model, workload: TrainingWorkload) -> Exp
         lines += comment(n)
     if group.stages[0].tp > 1:
         # validate_args asserts this with tensor (or context) parallelism.
+        lines += comment(
+            "MEGATRON_ARGS below is valid only with CUDA_DEVICE_MAX_CONNECTIONS=1 exported: "
+            "Megatron's validate_args asserts it with tensor parallelism"
+        )
         lines.append("export CUDA_DEVICE_MAX_CONNECTIONS=1")
     text = "\n".join(lines) + "\n" + render_bash_array("MEGATRON_ARGS", blocks)
     text += '# usage: torchrun ... pretrain_gpt.py "${MEGATRON_ARGS[@]}" --data-path ...\n'

@@ -29,15 +29,23 @@ def _span(values: list[int]) -> str:
     return str(lo) if lo == hi else f"{lo}-{hi}"
 
 
-def node_roles(layout: RankLayout, node_rank: int) -> str:
-    """``stage 0, replicas 0-1`` for the ranks of one node."""
+#: Megatron's own name of each rank order (``RankGenerator`` order strings; CP = EP = 1 here).
+MEGATRON_ORDER_NAMES = {"tp-dp-pp": "tp-cp-ep-dp-pp", "tp-pp-dp": "tp-cp-ep-pp-dp"}
+
+
+def node_roles(layout: RankLayout, node_rank: int, pools: list[str] | None = None) -> str:
+    """``stage 0, replicas 0-1`` for the ranks of one node (``, pool h100`` with ``pools``, the
+    pool of each stage, when the stages run on several pools)."""
     slots = [r for r in layout.ranks if r.node_rank == node_rank]
     stages = sorted({r.pp for r in slots})
     replicas = sorted({r.dp for r in slots})
-    return (
+    text = (
         f"stage{'s' if len(stages) > 1 else ''} {_span(stages)}, "
         f"replica{'s' if len(replicas) > 1 else ''} {_span(replicas)}"
     )
+    if pools is not None and len(set(pools)) > 1:
+        text += ", pool " + "/".join(dict.fromkeys(pools[s] for s in stages))
+    return text
 
 
 def rank_map_json(layout: RankLayout) -> str:
@@ -64,9 +72,10 @@ def export_torchrun(plan: Plan, model: Model, workload: TrainingWorkload) -> Exp
     blocks, _ = megatron_arguments(plan, model, workload)
     nnodes = len(layout.nodes)
     master = layout.nodes[0].node
-    order = layout.order + (
+    order = MEGATRON_ORDER_NAMES[layout.order] + (
         f" ({layout.megatron_flag})" if layout.megatron_flag else " (Megatron's default)"
     )
+    pools = [st.pool for st in group.stages]
     lines = header("torchrun", plan, model)
     lines += comment(
         f"{layout.world_size} ranks on {nnodes} node{'s' if nnodes > 1 else ''}; rank order "
@@ -80,12 +89,16 @@ def export_torchrun(plan: Plan, model: Model, workload: TrainingWorkload) -> Exp
         "Add your data, tokenizer, optimizer and checkpoint arguments to MEGATRON_ARGS."
     )
     if group.stages[0].tp > 1:
+        lines += comment(
+            "MEGATRON_ARGS below is valid only with CUDA_DEVICE_MAX_CONNECTIONS=1 exported: "
+            "Megatron's validate_args asserts it with tensor parallelism"
+        )
         lines.append("export CUDA_DEVICE_MAX_CONNECTIONS=1")
     text = "\n".join(lines) + "\n" + render_bash_array("MEGATRON_ARGS", blocks)
     for block in layout.nodes:
         text += (
             f"\n# node {block.node_rank}: {block.node}, ranks "
-            f"{_span([block.first_rank, block.last_rank])} ({node_roles(layout, block.node_rank)})\n"
+            f"{_span([block.first_rank, block.last_rank])} ({node_roles(layout, block.node_rank, pools)})\n"
         )
         text += command_line(
             f"CUDA_VISIBLE_DEVICES={block.cuda_visible_devices} ",

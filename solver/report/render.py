@@ -469,7 +469,30 @@ def solver_table(result: Result, objective: str | None = None, kind: str | None 
         extras.append(f"OR-Tools {result.ortools_version}")
     if extras:
         t.add_row("", ", ".join(extras))
+    if result.engine_scope is not None:
+        t.add_row("planned for", scope_text(result.engine_scope))
+    if result.launch is not None:
+        t.add_row("launchable by", launchable_text(result))
     return t
+
+
+def scope_text(scope: str) -> str:
+    """``launchable (any engine)``, ``megatron only`` or ``any plan (beyond any engine)``."""
+    if scope == "launchable":
+        return "launchable plans (any engine)"
+    if scope == "any-plan":
+        return "any plan (beyond any engine)"
+    return f"{scope} only"
+
+
+def launchable_text(result: Result) -> str:
+    """The engines that launch the plan, or ``none: beyond any engine (megatron: ...)``."""
+    ok = result.launchable_by
+    if ok:
+        return ", ".join(ok)
+    first = next(iter((result.launch or {}).items()), None)
+    why = f" ({first[0]}: {first[1][0]})" if first is not None and first[1] else ""
+    return "none: beyond any engine" + why
 
 
 def _baseline_metrics(baseline: Mapping[str, Any]) -> Mapping[str, Any]:

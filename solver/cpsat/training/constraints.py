@@ -100,26 +100,27 @@ class Constraints(Variables):
                 m.add(_wsum(vs, cs) <= 0).only_enforce_if(sel)
 
     def _engine(self) -> None:
-        """A named target engine's limits (solver.engines): one TP degree, one pool, even splits.
+        """The target engines' limits (:class:`solver.engines.ShapeLimits`): one TP degree, one
+        pool, the layer splits they express.
 
         ``uniform_tp``/``single_pool``: one-hot over TP degrees / pools that every active stage's
-        option must match.  ``layer_split``: ``even`` -- every active stage holds the same block
-        count; ``even_except_ends`` -- every middle stage does (Megatron-Core's first/last stage
-        flags).  TP degrees the engine's head rules refuse are forbidden outright.
+        option must match (the planner usually splits sub-problems by TP degree already, so the
+        one-hot is then fixed).  ``layer_split``: ``even`` -- every active stage holds the same
+        block count; ``even_except_ends`` -- every middle stage does (Megatron-Core's first/last
+        stage flags); ``any`` -- nothing to add (Megatron-Core's pipeline layout, vLLM's
+        partition).  TP degrees the head rules or ``max_tp`` refuse are forbidden outright;
+        ``max_pp`` is the sub-problem's stage limit (``TrainTables.max_stages``).
         """
         rules, t, m = self.t.engine, self.t, self.m
         if rules is None:
             return
         heads, kv = t.heads
         for o, opt in enumerate(t.options):
-            bad = bool(heads) and heads % opt.tp != 0
-            if rules.kv_heads == "divisible":
-                bad = bad or (bool(kv) and kv % opt.tp != 0)
-            elif bool(kv) and kv % opt.tp and opt.tp % kv:
-                bad = True
-            if bad:
+            if not rules.allows_tp(opt.tp, heads, kv):
                 for j in range(self.J):
                     m.add(self.x[j][o] == 0)
+        if rules.max_pp is not None and rules.max_pp < self.J:
+            m.add(_lsum(self.active) <= rules.max_pp)
         for attr, flag in (("tp", rules.uniform_tp), ("pool", rules.single_pool)):
             if not flag:
                 continue

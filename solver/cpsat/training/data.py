@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...engines import EngineRules
+from ...engines import ShapeLimits
 
 __all__ = [
     "KB",
@@ -159,7 +159,7 @@ class TrainTables:
     virtual: int = 1  # interleaved 1F1B with this many chunks per stage (then max_stages is p)
     zero_stage: int = 1  # what a stage's DP traffic hides behind (see TrainingModel._objective)
     overlap: bool = True  # workload.overlap_grad_reduce
-    engine: EngineRules | None = None  # a target engine's limits become constraints
+    engine: ShapeLimits | None = None  # the target engines' limits become constraints
     heads: tuple[int, int] = (0, 0)  # (attention heads, kv heads), for the engine's TP rules
     hops: HopPrices | None = None  # the range of every hand-off's price (p2p_pair lies in it)
 

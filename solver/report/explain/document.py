@@ -106,6 +106,11 @@ class Explanation:
         Binding constraints in words (memory near capacity, SLOs nearly met, all GPUs used).
     alternatives
         Alternative plans, scored, with verdicts.
+    engines
+        Which engines launch the plan (``launchable_by``) and why the others cannot
+        (``refused``), what the planner optimised over (``scope``), and with ``engine_gap``
+        the unrestricted optimum beside the best launchable plan (``gap``: both objectives,
+        their ratio, and what each engine cannot express of the unrestricted plan).
     """
 
     model: str
@@ -128,6 +133,7 @@ class Explanation:
     alternatives: list[Alternative]
     solve_time_s: float | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    engines: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """One JSON-able document (strict JSON after :func:`solver.report.to_jsonable`)."""
@@ -153,6 +159,7 @@ class Explanation:
             "alternatives": [a.to_dict() for a in self.alternatives],
             "report": self.report,
             "solve_time_s": self.solve_time_s,
+            "engines": self.engines or None,
         }
         out: dict[str, Any] = to_jsonable(doc)
         return out

@@ -8,6 +8,7 @@ import math
 from typing import Any
 
 from ...cpsat.options import pipeline_degrees, tp_options
+from ...engines import ANY_PLAN, LAUNCHABLE, launch_check
 from ...errors import SpecError
 from ...planner import plan as solve
 from ...result import Status
@@ -63,6 +64,53 @@ def _closest(model: Model, cluster: Cluster, workload: AnyWorkload) -> _Scored |
 
 
 # ------------------------------------------------------------------------------------------
+# The price of launchability
+# ------------------------------------------------------------------------------------------
+def _engine_gap(
+    model: Model,
+    cluster: Cluster,
+    workload: AnyWorkload,
+    stats: dict[str, Any],
+    solve_kwargs: dict[str, Any],
+) -> dict[str, Any]:
+    """The unrestricted optimum (``any-plan``) beside the best launchable plan.
+
+    ``ratio`` is how many times better the unrestricted plan is (> 1: launchability costs
+    that much; tokens/s unrestricted / launchable, costs and latencies the other way round);
+    ``beyond`` lists, per engine, what it cannot express of the unrestricted plan.  Each side
+    states its solver status: a ratio between two FEASIBLE solves is not a proven gap.
+    """
+    if "launchable_optimum" in stats:
+        launch_obj, launch_status = stats["launchable_optimum"]
+    else:
+        res = solve(model, cluster, workload, compare_baseline=False, engine=LAUNCHABLE, **solve_kwargs)
+        launch_obj, launch_status = res.objective, res.status.value
+    free = solve(model, cluster, workload, compare_baseline=False, engine=ANY_PLAN, **solve_kwargs)
+    ratio = None
+    if free.objective and launch_obj:
+        maximise = workload.objective == "max_throughput"
+        ratio = free.objective / launch_obj if maximise else launch_obj / free.objective
+    beyond = {}
+    if free.plan is not None:
+        beyond = {e: why for e, why in launch_check(free.plan, model, workload).items() if why}
+    shape = None
+    if free.plan is not None:
+        shape = " + ".join(
+            f"{g.count}x[" + " ".join(f"{s.pool}:tp{s.tp}:{s.num_layers}L" for s in g.stages) + "]"
+            for g in free.plan.replica_groups
+        )
+    return {
+        "launchable": launch_obj,
+        "launchable_status": launch_status,
+        "unrestricted": free.objective,
+        "unrestricted_status": free.status.value,
+        "unrestricted_plan": shape,
+        "ratio": ratio,
+        "beyond": beyond,
+    }
+
+
+# ------------------------------------------------------------------------------------------
 # Entry point
 # ------------------------------------------------------------------------------------------
 def explain(
@@ -75,6 +123,8 @@ def explain(
     seed: int = 0,
     num_workers: int | None = None,
     alternatives: bool = True,
+    engine: str | None = None,
+    engine_gap: bool = False,
 ) -> Explanation:
     """Explain ``plan`` (or the planner's plan): memory ledger, bottleneck, alternatives.
 
@@ -89,6 +139,13 @@ def explain(
     alternatives
         Build and score the alternative plans (default True; a few hundred evaluator calls,
         typically 1-5 s on large models).
+    engine
+        What the planner optimises over when ``plan`` is None (default None: launchable plans;
+        see :func:`solver.planner.plan`).
+    engine_gap
+        Also solve without engine limits (``any-plan``) and, for a given plan, for the best
+        launchable plan, and report the gap between the unrestricted optimum and the best
+        launchable plan (default False: one more solve of ``time_limit_s`` or two).
 
     Returns
     -------
@@ -110,9 +167,13 @@ def explain(
             seed=seed,
             num_workers=num_workers,
             compare_baseline=False,
+            engine=engine,
         )
         if result.status == Status.INVALID_INPUT:
             raise SpecError(result.message or "invalid input")
+        stats["engine_scope"] = result.engine_scope
+        if result.ok and engine in (None, LAUNCHABLE):
+            stats["launchable_optimum"] = (result.objective, result.status.value)
         status = result.status.value
         message = result.message
         solve_time = result.time_s
@@ -130,6 +191,9 @@ def explain(
         solve_time_s=solve_time,
         stats=stats,
     )
+    if engine_gap:
+        solve_kwargs: dict[str, Any] = dict(time_limit_s=time_limit_s, seed=seed, num_workers=num_workers)
+        common["engines"] = {"gap": _engine_gap(model, cluster, workload, stats, solve_kwargs)}
     if plan is None:  # INFEASIBLE (or a time-out without a plan): the closest plan's ledger
         closest = _closest(model, cluster, workload)
         if closest is None:
@@ -182,6 +246,13 @@ def explain(
     alts = (
         _alternatives(model, cluster, workload, chosen, terms, better_note) if alternatives else []
     )
+    launch = launch_check(plan, model, workload)
+    common["engines"] = {
+        "scope": stats.get("engine_scope"),
+        "launchable_by": [e for e, why in launch.items() if not why],
+        "refused": {e: why for e, why in launch.items() if why},
+        **common.get("engines", {}),
+    }
     return Explanation(
         status=status,
         objective=chosen.objective if chosen.ok else None,

@@ -1,9 +1,11 @@
 # shardwise export --to torchrun: gpt-39b, training plan TP=4 PP=2 DP=8 on 64 GPUs (dgx-a100)
 # predicted 43,780 tokens/s
-# 64 ranks on 8 nodes; rank order tp-dp-pp (Megatron's default): TP rank fastest
+# 64 ranks on 8 nodes; rank order tp-cp-ep-dp-pp (Megatron's default): TP rank fastest
 # Run each node's line on that node (node names are the plan's: replace them with your hostnames,
 #   here and in the hostfile).  Every rank lands on the GPU the plan names.
 # Add your data, tokenizer, optimizer and checkpoint arguments to MEGATRON_ARGS.
+# MEGATRON_ARGS below is valid only with CUDA_DEVICE_MAX_CONNECTIONS=1 exported: Megatron's
+#   validate_args asserts it with tensor parallelism
 export CUDA_DEVICE_MAX_CONNECTIONS=1
 MEGATRON_ARGS=(
     # parallelism: TP=4 PP=2 DP=8 = 64 ranks; layers 24/24

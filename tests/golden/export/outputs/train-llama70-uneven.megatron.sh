@@ -1,9 +1,12 @@
 # shardwise export --to megatron: llama3-70b, training plan TP=8 PP=2 DP=2 on 32 GPUs (h100)
 # predicted 17,448 tokens/s
+# flags of Megatron-LM core_v0.14.0 (NVIDIA/Megatron-LM commit 23e00ed0963c)
 # Megatron derives DP from the world size: launch exactly 32 ranks; 'shardwise export --to torchrun'
 #   writes per-node torchrun lines that put every rank on the device the plan names
 # add your data, tokenizer, optimizer and checkpoint arguments, and the architecture details the
 #   shardwise model spec does not record (normalization, biases, RoPE base)
+# MEGATRON_ARGS below is valid only with CUDA_DEVICE_MAX_CONNECTIONS=1 exported: Megatron's
+#   validate_args asserts it with tensor parallelism
 export CUDA_DEVICE_MAX_CONNECTIONS=1
 MEGATRON_ARGS=(
     # parallelism: TP=8 PP=2 DP=2 = 32 ranks; layers 39/41

@@ -1,9 +1,11 @@
 # shardwise export --to torchrun: llama3-70b, training plan TP=8 PP=2 DP=2 on 32 GPUs (h100)
 # predicted 17,448 tokens/s
-# 32 ranks on 4 nodes; rank order tp-dp-pp (Megatron's default): TP rank fastest
+# 32 ranks on 4 nodes; rank order tp-cp-ep-dp-pp (Megatron's default): TP rank fastest
 # Run each node's line on that node (node names are the plan's: replace them with your hostnames,
 #   here and in the hostfile).  Every rank lands on the GPU the plan names.
 # Add your data, tokenizer, optimizer and checkpoint arguments to MEGATRON_ARGS.
+# MEGATRON_ARGS below is valid only with CUDA_DEVICE_MAX_CONNECTIONS=1 exported: Megatron's
+#   validate_args asserts it with tensor parallelism
 export CUDA_DEVICE_MAX_CONNECTIONS=1
 MEGATRON_ARGS=(
     # parallelism: TP=8 PP=2 DP=2 = 32 ranks; layers 39/41

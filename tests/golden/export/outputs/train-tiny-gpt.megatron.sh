@@ -1,5 +1,6 @@
 # shardwise export --to megatron: tiny-gpt, training plan TP=1 PP=1 DP=8 on 8 GPUs (a100)
 # solver status OPTIMAL, predicted 15,470,627 tokens/s
+# flags of Megatron-LM core_v0.14.0 (NVIDIA/Megatron-LM commit 23e00ed0963c)
 # Megatron derives DP from the world size: launch exactly 8 ranks; 'shardwise export --to torchrun'
 #   writes per-node torchrun lines that put every rank on the device the plan names
 # add your data, tokenizer, optimizer and checkpoint arguments, and the architecture details the

@@ -1,6 +1,6 @@
 # shardwise export --to torchrun: tiny-gpt, training plan TP=1 PP=1 DP=8 on 8 GPUs (a100)
 # solver status OPTIMAL, predicted 15,470,627 tokens/s
-# 8 ranks on 2 nodes; rank order tp-dp-pp (Megatron's default): TP rank fastest
+# 8 ranks on 2 nodes; rank order tp-cp-ep-dp-pp (Megatron's default): TP rank fastest
 # Run each node's line on that node (node names are the plan's: replace them with your hostnames,
 #   here and in the hostfile).  Every rank lands on the GPU the plan names.
 # Add your data, tokenizer, optimizer and checkpoint arguments to MEGATRON_ARGS.
