@@ -109,6 +109,8 @@ A100_TEMPLATE = "selene-a100"
 
 #: Grand Teton H100 (torchtitan rows): HBM2e at 2.4 TB/s, 500 W (stated); memory as stated.
 GRAND_TETON_BW_GBPS = 2400.0
+#: Its power limit where a row states none ("lower TDP"): the 500 W the Dec 2024 rows state.
+GRAND_TETON_POWER_W = 500.0
 
 #: NeMo-Framework-Launcher default VP at the 24.05 README's commit 5dcb6bb8
 #: (launcher_scripts/conf/training/<family>/<model>.yaml, virtual_pipeline_model_parallel_size),
@@ -230,15 +232,20 @@ def gpu_for(row: dict[str, Any]) -> tuple[str | GPUSpec, str]:
         # Grand Teton / lower-TDP HBM2e H100: stated memory, 2.4 TB/s, catalog tensor peaks.
         mem = re.search(r"(\d+)\s*GB", g)
         mem_gb = float(mem.group(1)) if mem else 96.0
+        # The Dec 2024 / June 2025 rows state "the default 500W power limit"; the Aug 2024
+        # rows say "lower TDP" of the same Grand Teton part: 500 W for both.
+        watts = re.search(r"(\d+)\s*W\b", g)
+        cap = float(watts.group(1)) if watts else GRAND_TETON_POWER_W
         base = resolve_gpu("H100-SXM5-80GB")
         spec = base.model_copy(
             update={
                 "name": f"H100-SXM-{int(mem_gb)}GB-HBM2e",
                 "memory_GB": mem_gb,
                 "memory_bandwidth_GBps": GRAND_TETON_BW_GBPS,
+                "power_limit_W": cap,
                 "source": (
                     "validate_modern.py: catalog H100-SXM5-80GB with the row's stated memory "
-                    f"({mem_gb:g} GB) and 2.4 TB/s HBM2e; 500 W power cap not modelled"
+                    f"({mem_gb:g} GB), 2.4 TB/s HBM2e and a {cap:g} W power limit"
                 ),
             }
         )
@@ -277,10 +284,17 @@ def build_cluster(row: dict[str, Any]) -> Cluster:
 # --------------------------------------------------------------------------------------------
 # Layout
 # --------------------------------------------------------------------------------------------
-def map_recompute(text: str) -> str:
+def map_recompute(text: str, family: str = "nemo") -> str:
+    """The evaluator's recompute setting for a row's stated one.  torchtitan's "selective" is
+    its own per-op policy (``selective_op``) unless the row says "layer" (full AC of every
+    second block, ``full_half``); NeMo/Megatron's is Megatron's."""
     t = text.strip().lower()
     if t.startswith("full"):
         return "full"
+    if t.startswith("selective") and family == "torchtitan":
+        if re.search(r"selective\W*layer", t):
+            return "full_half"
+        return "selective_op"
     if t.startswith("selective"):
         return "selective"
     if t.startswith("no"):  # "none", "none (stated 'no')"
@@ -329,7 +343,10 @@ def layout(row: dict[str, Any]) -> dict[str, Any]:
         if rep > 1:
             notes.append("HSDP: the evaluator shards ZeRO-3 over all dp, not the fsdp degree")
         local = int(b["local_batch_per_dp_rank"])
-        zero, policy = 3, "amp_fp16"
+        # FSDP2 mixed precision over fp32 params; under PP torchtitan neither reshards after
+        # forward nor reduces gradients before the last micro-batch (model_state_bytes'
+        # fsdp2_mixed below ZeRO-3).
+        zero, policy = (3 if pp == 1 else 1), "fsdp2_mixed"
         if pp > 1:
             sched = str(par.get("pp_schedule", "")).lower()
             interleaved = "interleaved" in sched or "looped" in sched
@@ -350,9 +367,7 @@ def layout(row: dict[str, Any]) -> dict[str, Any]:
         rc_text = str(row.get("recompute", "?"))
         if rc_text.strip() == "?":
             raise Skip("torchtitan row without a stated recompute setting")
-        candidates = [map_recompute(rc_text)]
-        if re.search(r"selective\W*layer|'layer'", rc_text.lower()):
-            notes.append("'selective layer' (full AC of every 2nd block) mapped to selective")
+        candidates = [map_recompute(rc_text, "torchtitan")]
     else:
         dp = as_int(par.get("dp"), n // (tp * pp))
         mb = int(b["micro_batch"])
@@ -368,7 +383,10 @@ def layout(row: dict[str, Any]) -> dict[str, Any]:
                 raise Skip(f"pp={pp} with unpublished VP and no launcher default for {key!r}")
             v = VP_LAUNCHER_DEFAULT[key]
             notes.append(f"VP unpublished -> launcher default {v}")
-        zero, policy = 1, "megatron_bf16"
+        # NeMo FP8 performance configs: Apex distributed_fused_adam with a contiguous bf16
+        # gradient buffer (grad_sync_dtype: bf16), fp32 master + Adam sharded: 2 + 2 + 12/dp
+        # (NeMo-Framework-Launcher conf/training/gpt3/20b_fp8_performance.yaml @ 1e46ac6c).
+        zero, policy = 1, "amp_fp16"
         sp_text = str(par.get("sequence_parallel", "?")).lower()
         sp = tp > 1 and (sp_text == "?" or sp_text.startswith(("yes", "true")))
         rc_text = str(row.get("recompute", "?"))
@@ -400,13 +418,17 @@ def layout(row: dict[str, Any]) -> dict[str, Any]:
         # torchtitan: PyTorch eager modules unless the row says torch.compile, and
         # torch.utils.checkpoint (early stop); NeMo: Megatron-Core/Transformer Engine fused
         # kernels and Megatron's reentrant full recompute.
-        kernels=("fused" if row.get("compile") is True else "eager")
+        kernels=("compiled_blocks" if row.get("compile") is True else "eager")
         if fam == "torchtitan"
         else "fused",
         early_stop=fam == "torchtitan",
         # torchtitan: PyTorch gradients, freed by zero_grad(set_to_none=True); NeMo: Megatron's
         # persistent contiguous gradient buffers.
         grad_buffers="on_demand" if fam == "torchtitan" else "persistent",
+        # torchtitan: PyTorch SDPA, whose priority order puts FlashAttention-2 first
+        # (sdp_utils.cpp default_order; torchtitan chose cuDNN only on B200, PR #1196, May
+        # 2025); NeMo: Transformer Engine's cuDNN fused attention.
+        attention_kernel="flash2" if fam == "torchtitan" else "cudnn",
         notes=notes,
     )
 
@@ -436,6 +458,7 @@ def build_plan(
         elementwise_kernels=lay["kernels"],
         recompute_early_stop=lay["early_stop"],
         grad_buffers=lay["grad_buffers"],
+        attention_kernel=lay["attention_kernel"],
     )
     p, v, chunks = lay["pp"], lay["v"], lay["chunks"]
     pool = cluster.pools[0].name
@@ -483,6 +506,9 @@ def score(model: Model, cluster: Cluster, lay: dict[str, Any], recompute: str) -
         "step_time_s": rep["step_time_s"],
         "tokens_per_s": rep["tokens_per_s"],
         "peak_memory_GB_per_gpu": rep["peak_memory_GB_per_gpu"],
+        "peak_reserved_GB_per_gpu": (
+            max(r["reserved_GB"] for r in rep["memory_ledger"]) if rep["memory_ledger"] else None
+        ),
         "capacity_GB": cap,
         "mfu": rep["mfu"],
         "bubble_fraction": rep["bubble_fraction"],
@@ -579,7 +605,9 @@ def evaluate_row(row: dict[str, Any]) -> dict[str, Any]:
             best["tokens_per_s"] / n if best["tokens_per_s"] is not None else None
         ),
         predicted_peak_GB=best["peak_memory_GB_per_gpu"],
-        predicted_peak_gib=gib(best["peak_memory_GB_per_gpu"]),
+        # torchtitan logs the caching allocator's peak *reserved* memory: compare like with like.
+        predicted_peak_gib=gib(best["peak_reserved_GB_per_gpu"]),
+        predicted_peak_allocated_gib=gib(best["peak_memory_GB_per_gpu"]),
         capacity_GB=best["capacity_GB"],
         mfu=best["mfu"],
         bubble_fraction=best["bubble_fraction"],
@@ -645,7 +673,9 @@ def table(recs: list[dict[str, Any]]) -> str:
     for r in recs:
         lay = f"{r['tp']}/{r['pp']}/{r['virtual_stages']}/{r['dp']}"
         status = "ok" if r["feasible"] else "INFEASIBLE: " + (r["violations"] or ["?"])[0]
-        rc = {"none": "none", "selective": "sel", "full": "full"}[r["recompute"]]
+        rc = {"none": "none", "selective": "sel", "full": "full", "selective_op": "op", "full_half": "half"}[
+        r["recompute"]
+    ]
         if len(r["recompute_candidates"]) > 1:
             rc += "*"
         lines.append(

@@ -8,11 +8,27 @@ CP-SAT back-end can trust their inputs.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from .errors import MAX_SEED, MAX_TIME_LIMIT_S, MAX_WORKERS, SpecError
 
 __all__ = [
+    "MAX_SEED",
+    "MAX_TIME_LIMIT_S",
+    "MAX_WORKERS",
+    "RANGES",
     "Calibration",
     "Cluster",
     "FabricLink",
@@ -28,16 +44,167 @@ __all__ = [
     "Stage",
     "TrainingWorkload",
     "Workload",
+    "check_spec_arguments",
 ]
 
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegInt = Annotated[int, Field(ge=0)]
-PositiveFloat = Annotated[float, Field(gt=0)]
-Fraction = Annotated[float, Field(gt=0, le=1)]
+# --------------------------------------------------------------------------------------------
+# Input ranges and strict scalars
+# --------------------------------------------------------------------------------------------
+# Every count, size and rate of an input has a documented range (README "Input ranges"): wide
+# enough for any machine or model built so far and a long way beyond, narrow enough that what
+# the cost model derives from it stays a modest finite number, so the CP model's integer
+# coefficients stay far inside int64.  A bandwidth of 1e-300 GB/s or a billion nodes is a typo
+# to report (naming the field and the value), not an instance to build.
+MAX_LAYERS = 1_024  #: transformer blocks (the deepest published LLMs have ~130)
+MAX_WIDTH = 262_144  #: hidden_size and head_dim (2^18; GPT-1T has 25 600)
+MAX_FFN = 1_048_576  #: ffn_hidden_size and moe_ffn_hidden_size (2^20)
+MAX_HEADS = 16_384  #: query and key/value heads (GPT-1T has 160)
+MAX_VOCAB = 4_194_304  #: vocab_size (2^22; today's largest vocabularies are ~256k)
+MAX_EXPERTS = 4_096  #: MoE experts per layer
+MAX_NODES = 1_048_576  #: nodes of one pool
+MAX_GPUS_PER_NODE = 1_024
+MAX_GPUS = 1_048_576  #: GPUs of a whole cluster (2^20; such a cluster plans in < 0.5 GiB)
+MAX_POOLS = 64
+MAX_NICS = 64  #: scale-out NICs per node
+MAX_TOKENS = 16_777_216  #: sequence_length, prompt_tokens, output_tokens (2^24)
+MAX_BATCH = 16_777_216  #: global batch, micro-batches, inference batch, replicas (2^24)
+MAX_CHOICES = 64  #: entries of an option list (micro_batch_sizes, batch_size, ...)
+MAX_TOKENS_PER_STEP = 1_073_741_824  #: global_batch_size x sequence_length (2^30; Llama 3: 2^24)
+MIN_BANDWIDTH_GBPS = 0.1  #: links, NICs, fabric: 100 MB/s, below 1 Gb Ethernet (0.125 GB/s)
+MIN_HBM_GBPS = 10.0  #: GPU memory bandwidth (the slowest GPUs in use have ~300 GB/s)
+MAX_BANDWIDTH_GBPS = 100_000.0  #: 100 TB/s (HBM3e is 8 TB/s, NVLink 5 0.9 TB/s)
+MAX_LATENCY_US = 100_000.0  #: 100 ms per message or kernel launch
+MIN_MEMORY_GB = 0.1
+MAX_MEMORY_GB = 100_000.0  #: 100 TB per GPU (B200: 192 GB)
+MIN_TFLOPS = 1.0  #: a 2016 P100 has 21 TFLOP/s of FP16
+MIN_GEMM_RATE_TFLOPS = 1e-4  #: one measured GEMM (small shapes, or a CPU test run, are slow)
+MAX_TFLOPS = 100_000.0  #: 100 PFLOP/s per GPU (B200 dense FP8: 4.5 PFLOP/s)
+MAX_FACTOR = 100.0  #: the dimensionless stack factors (elementwise traffic, ...)
+MAX_BYTES_PER_PARAM = 64.0
+MAX_COST_PER_GPU_HOUR = 10_000.0  #: dollars
+MAX_SLO_MS = 10_000_000.0  #: TTFT / TPOT targets (about 2.8 hours)
+MAX_TARGET_TOKENS_PER_S = 1e12
+
+
+def _int_input(v: Any) -> Any:
+    """Refuse a Boolean or a string where a count belongs (``num_layers: true`` is not 1)."""
+    if isinstance(v, bool | str | bytes) or getattr(getattr(v, "dtype", None), "kind", "") == "b":
+        raise PydanticCustomError("int_type", "must be an integer")
+    if isinstance(v, float) and math.isfinite(v) and v.is_integer() and abs(v) >= 2**63:
+        # 1e308 is integral, but no count is that large (pydantic would say 'cannot parse')
+        raise PydanticCustomError("int_type", "must be an integer below 2^63")
+    return v
+
+
+def _float_input(v: Any) -> Any:
+    """Refuse a Boolean or a string where a number belongs (ints are fine: ``450`` GB/s)."""
+    if isinstance(v, bool | str | bytes) or getattr(getattr(v, "dtype", None), "kind", "") == "b":
+        raise PydanticCustomError("float_type", "must be a number")
+    return v
+
+
+def _bool_input(v: Any) -> Any:
+    """Accept only true or false (a YAML/JSON Boolean, or numpy's), never 'yes', 1 or 'true'."""
+    if isinstance(v, bool):
+        return v
+    if getattr(getattr(v, "dtype", None), "kind", "") == "b":
+        return bool(v)
+    raise PydanticCustomError("bool_type", "must be true or false")
+
+
+_INT = BeforeValidator(_int_input)
+_FLOAT = BeforeValidator(_float_input)
+#: ``true`` or ``false`` only.
+Flag = Annotated[bool, BeforeValidator(_bool_input)]
+PositiveInt = Annotated[int, _INT, Field(gt=0, le=MAX_BATCH)]
+Fraction = Annotated[float, _FLOAT, Field(gt=0, le=1)]
+Layers = Annotated[int, _INT, Field(gt=0, le=MAX_LAYERS)]
+LayerIndex = Annotated[int, _INT, Field(ge=0, lt=MAX_LAYERS)]
+Width = Annotated[int, _INT, Field(gt=0, le=MAX_WIDTH)]
+FfnWidth = Annotated[int, _INT, Field(gt=0, le=MAX_FFN)]
+Heads = Annotated[int, _INT, Field(gt=0, le=MAX_HEADS)]
+Experts = Annotated[int, _INT, Field(gt=0, le=MAX_EXPERTS)]
+Tokens = Annotated[int, _INT, Field(gt=0, le=MAX_TOKENS)]
+Batch = Annotated[int, _INT, Field(gt=0, le=MAX_BATCH)]
+Bandwidth = Annotated[float, _FLOAT, Field(ge=MIN_BANDWIDTH_GBPS, le=MAX_BANDWIDTH_GBPS)]
+Latency = Annotated[float, _FLOAT, Field(ge=0, le=MAX_LATENCY_US)]
+Tflops = Annotated[float, _FLOAT, Field(ge=MIN_TFLOPS, le=MAX_TFLOPS)]
+Factor = Annotated[float, _FLOAT, Field(gt=0, le=MAX_FACTOR)]
+BytesPerParam = Annotated[float, _FLOAT, Field(ge=0, le=MAX_BYTES_PER_PARAM)]
+SloMs = Annotated[float, _FLOAT, Field(gt=0, le=MAX_SLO_MS)]
+ZeroStage = Annotated[int, _INT, Field(ge=0, le=3)]
+Price = Annotated[float, _FLOAT, Field(ge=0, le=MAX_COST_PER_GPU_HOUR)]
+TokenRate = Annotated[float, _FLOAT, Field(gt=0, le=MAX_TARGET_TOKENS_PER_S)]
+Int = Annotated[int, _INT]
+
+#: The documented ranges, field by field (README "Input ranges and safe files" lists the same
+#: numbers; tests/test_hostile.py keeps the two in step).
+RANGES: dict[str, tuple[float, float]] = {
+    "num_layers": (1, MAX_LAYERS),
+    "hidden_size, head_dim": (1, MAX_WIDTH),
+    "ffn_hidden_size, moe_ffn_hidden_size": (1, MAX_FFN),
+    "num_attention_heads, num_kv_heads": (1, MAX_HEADS),
+    "vocab_size": (0, MAX_VOCAB),
+    "num_experts, experts_per_token": (1, MAX_EXPERTS),
+    "pools (entries)": (1, MAX_POOLS),
+    "nodes, nvlink_domain_nodes": (1, MAX_NODES),
+    "gpus_per_node": (1, MAX_GPUS_PER_NODE),
+    "GPUs per cluster": (1, MAX_GPUS),
+    "nic.count": (1, MAX_NICS),
+    "bandwidth_GBps (links, NICs, fabric)": (MIN_BANDWIDTH_GBPS, MAX_BANDWIDTH_GBPS),
+    "memory_bandwidth_GBps (HBM)": (MIN_HBM_GBPS, MAX_BANDWIDTH_GBPS),
+    "latency_us, kernel_launch_us": (0, MAX_LATENCY_US),
+    "memory_GB": (MIN_MEMORY_GB, MAX_MEMORY_GB),
+    "bf16_tflops, fp16_tflops, fp8_tflops": (MIN_TFLOPS, MAX_TFLOPS),
+    "gemm_table rates (TFLOP/s)": (MIN_GEMM_RATE_TFLOPS, MAX_TFLOPS),
+    "efficiencies, gemm_realization": (0, 1),
+    "elementwise / backward factors": (0, MAX_FACTOR),
+    "grad_accumulation_bytes_per_param": (0, MAX_BYTES_PER_PARAM),
+    "cost_per_gpu_hour": (0, MAX_COST_PER_GPU_HOUR),
+    "sequence_length, prompt_tokens, output_tokens": (1, MAX_TOKENS),
+    "global_batch_size, micro-batch and batch sizes": (1, MAX_BATCH),
+    "global_batch_size x sequence_length": (1, MAX_TOKENS_PER_STEP),
+    "option lists (micro_batch_sizes, ...)": (1, MAX_CHOICES),
+    "dropout": (0, 1),
+    "ttft_ms, tpot_ms": (0, MAX_SLO_MS),
+    "target_throughput_tokens_per_s": (0, MAX_TARGET_TOKENS_PER_S),
+    "plan tp, count": (1, MAX_GPUS),
+    "seed": (0, MAX_SEED),
+    "workers": (1, MAX_WORKERS),
+    "time_limit_s": (0, MAX_TIME_LIMIT_S),
+}
+
+
+def check_spec_arguments(**specs: Any) -> None:
+    """Raise :class:`SpecError` naming the first argument that is not a validated spec.
+
+    ``check_spec_arguments(model=m, cluster=c, workload=w)``: each value must be an instance
+    of the spec class its name says (``workload``: training or inference), so a library entry
+    point given a dict or a path fails with one line instead of an AttributeError deep inside.
+    """
+    expected: dict[str, tuple[type[BaseModel], ...]] = {
+        "model": (Model,),
+        "cluster": (Cluster,),
+        "workload": (TrainingWorkload, InferenceWorkload),
+        "plan": (Plan,),
+    }
+    for name, value in specs.items():
+        kinds = expected[name]
+        if not isinstance(value, kinds):
+            raise SpecError(
+                f"{name}: expected a {' or '.join(k.__name__ for k in kinds)} (load one with "
+                f"solver.load_{name}), got {type(value).__name__}"
+            )
+
 
 #: One measured GEMM of a calibration's rate table: ``(m, k, n, tflops)`` for the product
 #: ``(m x k) @ (k x n)`` (row-major operands, ``torch.matmul``) timed at ``tflops`` TFLOP/s.
-GemmRate = tuple[PositiveInt, PositiveInt, PositiveInt, PositiveFloat]
+GemmRate = tuple[
+    PositiveInt,
+    PositiveInt,
+    PositiveInt,
+    Annotated[float, _FLOAT, Field(ge=MIN_GEMM_RATE_TFLOPS, le=MAX_TFLOPS)],
+]
 
 
 def _check_gemm_table(v: tuple[GemmRate, ...]) -> tuple[GemmRate, ...]:
@@ -52,7 +219,11 @@ def _check_gemm_table(v: tuple[GemmRate, ...]) -> tuple[GemmRate, ...]:
 
 #: A measured per-shape GEMM rate table (see :func:`solver.costmodel.gemm_table.gemm_rate_tflops`):
 #: a tuple, so that a GPU spec carrying one stays hashable; shapes are unique.
-GemmTable = Annotated[tuple[GemmRate, ...], Field(min_length=1), AfterValidator(_check_gemm_table)]
+GemmTable = Annotated[
+    tuple[GemmRate, ...],
+    Field(min_length=1, max_length=1_000_000),
+    AfterValidator(_check_gemm_table),
+]
 
 
 class _Spec(BaseModel):
@@ -68,32 +239,32 @@ class Model(_Spec):
     """A decoder-only transformer (GPT / Llama / Mixtral style)."""
 
     name: str = Field(description="Model name, e.g. 'llama3-70b'.")
-    num_layers: PositiveInt = Field(description="Number of transformer blocks.")
-    hidden_size: PositiveInt = Field(description="Model (residual stream) width h.")
-    ffn_hidden_size: PositiveInt = Field(
+    num_layers: Layers = Field(description="Number of transformer blocks.")
+    hidden_size: Width = Field(description="Model (residual stream) width h.")
+    ffn_hidden_size: FfnWidth = Field(
         description="MLP inner width (4h for GPT GeLU; ~8h/3 rounded for SwiGLU)."
     )
-    num_attention_heads: PositiveInt = Field(description="Query heads a.")
-    num_kv_heads: PositiveInt = Field(description="Key/value heads (= a for MHA, < a for GQA).")
-    vocab_size: NonNegInt = Field(
+    num_attention_heads: Heads = Field(description="Query heads a.")
+    num_kv_heads: Heads = Field(description="Key/value heads (= a for MHA, < a for GQA).")
+    vocab_size: Annotated[int, _INT, Field(ge=0, le=MAX_VOCAB)] = Field(
         description="Vocabulary size; 0 means a bare block stack with no embedding or head."
     )
     mlp: Literal["gelu", "swiglu"] = Field(
         description="MLP kind: 2-matrix GeLU or 3-matrix SwiGLU."
     )
-    tied_embeddings: bool = Field(
+    tied_embeddings: Flag = Field(
         default=False, description="Input embedding and LM head share one matrix."
     )
-    head_dim: PositiveInt | None = Field(
+    head_dim: Width | None = Field(
         default=None, description="Per-head width; default hidden_size / num_attention_heads."
     )
-    learned_position_embeddings: bool = Field(
+    learned_position_embeddings: Flag = Field(
         default=False,
         description="GPT-style learned position embedding table (sequence_length x h) on stage 0.",
     )
-    num_experts: PositiveInt | None = Field(default=None, description="MoE: experts per layer.")
-    experts_per_token: PositiveInt | None = Field(default=None, description="MoE: top-k routing.")
-    moe_ffn_hidden_size: PositiveInt | None = Field(
+    num_experts: Experts | None = Field(default=None, description="MoE: experts per layer.")
+    experts_per_token: Experts | None = Field(default=None, description="MoE: top-k routing.")
+    moe_ffn_hidden_size: FfnWidth | None = Field(
         default=None, description="MoE: inner width of one expert (default ffn_hidden_size)."
     )
 
@@ -149,15 +320,19 @@ class GPUSpec(_Spec):
     """One GPU type: peak figures from the datasheet plus achievable-fraction factors."""
 
     name: str = Field(description="Catalog name, e.g. 'H100-SXM5-80GB'.")
-    memory_GB: PositiveFloat = Field(description="Usable HBM/GDDR capacity, 10^9 bytes.")
-    bf16_tflops: PositiveFloat = Field(description="Dense BF16/FP16 tensor-core peak, TFLOP/s.")
-    fp16_tflops: PositiveFloat | None = Field(
+    memory_GB: Annotated[float, _FLOAT, Field(ge=MIN_MEMORY_GB, le=MAX_MEMORY_GB)] = Field(
+        description="Usable HBM/GDDR capacity, 10^9 bytes."
+    )
+    bf16_tflops: Tflops = Field(description="Dense BF16/FP16 tensor-core peak, TFLOP/s.")
+    fp16_tflops: Tflops | None = Field(
         default=None, description="Dense FP16 peak if it differs from BF16 (V100 has no BF16)."
     )
-    fp8_tflops: PositiveFloat | None = Field(
+    fp8_tflops: Tflops | None = Field(
         default=None, description="Dense FP8 peak, TFLOP/s; None if the GPU has no FP8."
     )
-    memory_bandwidth_GBps: PositiveFloat = Field(description="HBM bandwidth, GB/s.")
+    memory_bandwidth_GBps: Annotated[
+        float, _FLOAT, Field(ge=MIN_HBM_GBPS, le=MAX_BANDWIDTH_GBPS)
+    ] = Field(description="HBM bandwidth, GB/s.")
     gemm_efficiency: Fraction = Field(
         default=0.8,
         description="Achievable fraction of tensor peak on large transformer GEMMs.",
@@ -170,7 +345,20 @@ class GPUSpec(_Spec):
         description="Achievable fraction of the FP8 tensor peak on large GEMMs (the FP8 MAMF / "
         "fp8_tflops); None: gemm_efficiency.",
     )
-    supports_bf16: bool = Field(default=True, description="False for V100 (fp16 only).")
+    supports_bf16: Flag = Field(default=True, description="False for V100 (fp16 only).")
+    tdp_W: Annotated[float, _FLOAT, Field(gt=0.0, le=5000.0)] | None = Field(
+        default=None,
+        description="Default board power limit, W, at which the efficiencies above were measured.",
+    )
+    idle_power_W: Annotated[float, _FLOAT, Field(ge=0.0, le=5000.0)] | None = Field(
+        default=None, description="Board power at idle, W (static + memory at rest)."
+    )
+    power_limit_W: Annotated[float, _FLOAT, Field(gt=0.0, le=5000.0)] | None = Field(
+        default=None,
+        description="Operating power cap, W, when below tdp_W (nvidia-smi -pl; e.g. 500 W "
+        "H100s): compute-bound kernels run at a lower clock (solver/costmodel/compute.py "
+        "power_clock_fraction).  None: tdp_W.",
+    )
     source: str = Field(default="", description="Where the figures come from.")
     # Software-stack factors: None = the cost model's defaults for Megatron-LM's fused kernels
     # (solver/costmodel/constants.py); a calibration measured on another stack (the eager
@@ -180,16 +368,16 @@ class GPUSpec(_Spec):
         description="Fraction of gemm_efficiency a real step realises; None: "
         "GEMM_REALIZATION_FRACTION.",
     )
-    elementwise_traffic_factor: PositiveFloat | None = Field(
+    elementwise_traffic_factor: Factor | None = Field(
         default=None,
         description="HBM traffic of elementwise kernels relative to Megatron's fused ones; "
         "None: 1.",
     )
-    backward_elementwise_factor: PositiveFloat | None = Field(
+    backward_elementwise_factor: Factor | None = Field(
         default=None,
         description="Backward / forward elementwise traffic; None: BACKWARD_ELEMENTWISE_FACTOR.",
     )
-    kernel_launch_us: Annotated[float, Field(ge=0)] | None = Field(
+    kernel_launch_us: Latency | None = Field(
         default=None,
         description="Host time to issue one operator group; a pass takes at least its groups' "
         "issue time.  None: never host-bound.",
@@ -209,7 +397,16 @@ class GPUSpec(_Spec):
         description="Fused (flash) attention backward, same convention (its executed FLOPs are "
         "2.5x the forward's: the scores are recomputed).  None: attention_efficiency.",
     )
-    grad_accumulation_bytes_per_param: Annotated[float, Field(ge=0)] | None = Field(
+    flash2_attention_efficiency: Fraction | None = Field(
+        default=None,
+        description="The same for the FlashAttention-2 kernel (workload attention_kernel: "
+        "flash2), forward.  None: attention_efficiency.",
+    )
+    flash2_attention_backward_efficiency: Fraction | None = Field(
+        default=None,
+        description="FlashAttention-2 backward.  None: flash2_attention_efficiency.",
+    )
+    grad_accumulation_bytes_per_param: BytesPerParam | None = Field(
         default=None,
         description="HBM bytes per parameter per micro-batch spent adding each micro-batch's "
         "weight gradient into the accumulated one (autograd with bf16 gradients: 6, read both "
@@ -231,20 +428,18 @@ class Link(_Spec):
     kind: Literal["nvswitch", "nvlink", "pcie", "xgmi"] = Field(
         description="nvswitch: all-to-all; nvlink: point links/bridges; pcie: through the host."
     )
-    bandwidth_GBps: PositiveFloat = Field(description="Per-GPU bandwidth, GB/s per direction.")
-    latency_us: Annotated[float, Field(ge=0)] = Field(
-        default=3.0, description="Per-message latency."
-    )
+    bandwidth_GBps: Bandwidth = Field(description="Per-GPU bandwidth, GB/s per direction.")
+    latency_us: Latency = Field(default=3.0, description="Per-message latency.")
 
 
 class Nic(_Spec):
     """Scale-out network interfaces of one node."""
 
-    count: PositiveInt = Field(description="Compute NICs per node.")
-    bandwidth_GBps: PositiveFloat = Field(description="Per-NIC bandwidth, GB/s per direction.")
-    latency_us: Annotated[float, Field(ge=0)] = Field(
-        default=5.0, description="Per-message latency."
+    count: Annotated[int, _INT, Field(gt=0, le=MAX_NICS)] = Field(
+        description="Compute NICs per node."
     )
+    bandwidth_GBps: Bandwidth = Field(description="Per-NIC bandwidth, GB/s per direction.")
+    latency_us: Latency = Field(default=5.0, description="Per-message latency.")
 
 
 class Pool(_Spec):
@@ -252,15 +447,17 @@ class Pool(_Spec):
 
     name: str = Field(description="Pool name; nodes are named '<pool>-<index>'.")
     gpu: str | GPUSpec = Field(description="A catalog GPU name or an inline GPU spec.")
-    nodes: PositiveInt = Field(description="Number of nodes.")
-    gpus_per_node: PositiveInt = Field(description="GPUs per node.")
+    nodes: Annotated[int, _INT, Field(gt=0, le=MAX_NODES)] = Field(description="Number of nodes.")
+    gpus_per_node: Annotated[int, _INT, Field(gt=0, le=MAX_GPUS_PER_NODE)] = Field(
+        description="GPUs per node."
+    )
     intra_node: Link = Field(description="GPU-to-GPU link inside a node.")
-    nvlink_domain_nodes: PositiveInt = Field(
+    nvlink_domain_nodes: Annotated[int, _INT, Field(gt=0, le=MAX_NODES)] = Field(
         default=1,
         description="Nodes sharing one NVLink domain (1 for DGX; 18 for a GB200 NVL72 rack).",
     )
     nic: Nic = Field(description="Scale-out NICs per node.")
-    cost_per_gpu_hour: Annotated[float, Field(ge=0)] | None = Field(
+    cost_per_gpu_hour: Price | None = Field(
         default=None, description="Price per GPU-hour, for min_cost objectives."
     )
 
@@ -293,15 +490,17 @@ class FabricLink(_Spec):
     """Bandwidth/latency between two pools (default: the slower NIC of the two)."""
 
     pools: tuple[str, str] = Field(description="The two pool names (may be equal).")
-    bandwidth_GBps: PositiveFloat = Field(description="Per-GPU bandwidth, GB/s per direction.")
-    latency_us: Annotated[float, Field(ge=0)] = Field(default=5.0, description="Latency.")
+    bandwidth_GBps: Bandwidth = Field(description="Per-GPU bandwidth, GB/s per direction.")
+    latency_us: Latency = Field(default=5.0, description="Latency.")
 
 
 class Cluster(_Spec):
     """A cluster: pools of nodes plus optional inter-pool fabric entries."""
 
     name: str = Field(description="Cluster name.")
-    pools: list[Pool] = Field(min_length=1, description="Homogeneous node pools.")
+    pools: list[Pool] = Field(
+        min_length=1, max_length=MAX_POOLS, description="Homogeneous node pools."
+    )
     fabric: list[FabricLink] = Field(default_factory=list, description="Inter-pool links.")
     calibration: str | None = Field(
         default=None,
@@ -311,6 +510,13 @@ class Cluster(_Spec):
 
     @model_validator(mode="after")
     def _check(self) -> Cluster:
+        total = sum(p.num_gpus for p in self.pools)
+        if total > MAX_GPUS:
+            # Refused here, before anything builds per-node or per-GPU structures.
+            raise ValueError(
+                f"pools: a cluster has at most {MAX_GPUS:,} GPUs, got {total:,} "
+                "(nodes x gpus_per_node over all pools)"
+            )
         names = [p.name for p in self.pools]
         seen: set[str] = set()
         for i, n in enumerate(names):
@@ -346,15 +552,26 @@ class Cluster(_Spec):
 # --------------------------------------------------------------------------------------------
 # Workloads
 # --------------------------------------------------------------------------------------------
-Recompute = Literal["none", "selective", "full"]
+#: Activation recomputation.  ``selective``: Megatron-LM's (the attention core; with flash
+#: attention nothing is left to recompute).  ``full``: every block rebuilt from its input.
+#: ``selective_op``: torchtitan's per-op policy (``_save_list``: the attention kernel's output
+#: and every second matmul output saved, the rest recomputed).  ``full_half``: full recompute
+#: of every second block (torchtitan ``selective_ac_option: "2"``; Megatron-LM
+#: ``--recompute-method block --recompute-num-layers L/2`` stores the same).  The last two are
+#: opt-in: the default knob list is none/selective/full.
+Recompute = Literal["none", "selective", "full", "selective_op", "full_half"]
 Schedule = Literal["1f1b", "interleaved"]
 Precision = Literal["bf16", "fp16", "fp8"]
+#: KV-cache element type: a compute precision, or one of the two FP8 encodings named apart
+#: (``fp8`` means ``fp8_e4m3``, as it does in vLLM, SGLang and TensorRT-LLM; ``fp8_e5m2``
+#: trades mantissa for range).  Every FP8 encoding is one byte per element.
+KvCachePrecision = Literal["bf16", "fp16", "fp8", "fp8_e4m3", "fp8_e5m2"]
 #: The attention kernel: ``flash`` (FlashAttention-2/3, cuDNN fused attention, PyTorch SDPA:
 #: the s x s scores never reach HBM) or ``unfused`` (Megatron-LM 2021: scores, softmax and
 #: dropout as separate kernels over an s x s tensor in HBM).
 AttentionKernel = Literal["flash", "unfused"]
 #: A dropout probability: 0 (no dropout, today's LLM pre-training) up to, not including, 1.
-DropoutRate = Annotated[float, Field(ge=0.0, lt=1.0)]
+DropoutRate = Annotated[float, _FLOAT, Field(ge=0.0, lt=1.0)]
 
 
 def _all_recompute() -> list[Recompute]:
@@ -369,19 +586,21 @@ class TrainingWorkload(_Spec):
     """A training job: global batch, sequence length, numerics and allowed knobs."""
 
     kind: Literal["training"] = Field(description="Discriminator.")
-    global_batch_size: PositiveInt = Field(description="Sequences per optimizer step.")
-    sequence_length: PositiveInt = Field(description="Tokens per sequence.")
+    global_batch_size: Batch = Field(description="Sequences per optimizer step.")
+    sequence_length: Tokens = Field(description="Tokens per sequence.")
     precision: Precision = Field(default="bf16", description="Compute precision of GEMMs.")
     optimizer: Literal["adam"] = Field(default="adam", description="Optimizer.")
-    memory_policy: Literal["megatron_bf16", "amp_fp16", "pure_bf16"] = Field(
+    memory_policy: Literal["megatron_bf16", "amp_fp16", "pure_bf16", "fsdp2_mixed"] = Field(
         default="megatron_bf16",
-        description="Bytes of model state per parameter: megatron_bf16 18, amp_fp16 16, pure_bf16 8.",
+        description="Bytes of model state per parameter: megatron_bf16 18, amp_fp16 16, "
+        "pure_bf16 8, fsdp2_mixed 16 (PyTorch FSDP2 MixedPrecisionPolicy over fp32 params: "
+        "bf16 all-gathers, fp32 gradient reduce-scatters; torchtitan's default).",
     )
-    zero_stage: int | list[int] = Field(
+    zero_stage: Int | list[Int] = Field(
         default=1,
         description="ZeRO stage 0..3 (1 = Megatron distributed optimizer), or a list to choose from.",
     )
-    overlap_grad_reduce: bool = Field(
+    overlap_grad_reduce: Flag = Field(
         default=True, description="DP gradient reduction overlaps the backward pass."
     )
     attention: AttentionKernel = Field(
@@ -389,11 +608,21 @@ class TrainingWorkload(_Spec):
         description="Attention kernel: flash (fused, no s x s tensor stored; today's default) "
         "or unfused (Megatron-LM 2021: scores, softmax and dropout in HBM).",
     )
-    elementwise_kernels: Literal["fused", "eager"] = Field(
+    attention_kernel: Literal["cudnn", "flash2"] = Field(
+        default="cudnn",
+        description="Which fused attention kernel (attention: flash): cudnn (cuDNN fused "
+        "attention: Transformer Engine / Megatron-Core / NeMo, PyTorch SDPA where it prefers "
+        "cuDNN; the GPU's attention_efficiency) or flash2 (FlashAttention-2: PyTorch SDPA's "
+        "FLASH backend, first in its priority order through 2025, torchtitan on H100/H200; the "
+        "GPU's flash2_attention_efficiency).",
+    )
+    elementwise_kernels: Literal["fused", "eager", "compiled_blocks"] = Field(
         default="fused",
         description="Norms, RoPE, SwiGLU and the loss as fused kernels (Megatron-Core / "
         "Transformer Engine, torch.compile) or as PyTorch eager op sequences (Hugging Face "
-        "transformers, torchtitan without compile): eager moves several times the bytes.",
+        "transformers, torchtitan without compile): eager moves several times the bytes. "
+        "compiled_blocks: each block compiled on its own, the final norm, LM head and loss "
+        "eager (torchtitan with compile).",
     )
     grad_buffers: Literal["persistent", "on_demand"] = Field(
         default="persistent",
@@ -403,7 +632,7 @@ class TrainingWorkload(_Spec):
         "(PyTorch's default: torchtitan, Hugging Face), so with one micro-batch per step the "
         "peak is the larger of activations and gradients, not their sum.",
     )
-    recompute_early_stop: bool = Field(
+    recompute_early_stop: Flag = Field(
         default=True,
         description="Full recompute stops once every tensor the backward needs is rebuilt, so "
         "a block's last GEMM (MLP down-projection) and its all-reduce are not recomputed: "
@@ -420,15 +649,19 @@ class TrainingWorkload(_Spec):
         min_length=1,
         description="Allowed activation recomputation options.",
     )
-    micro_batch_sizes: list[PositiveInt] = Field(
-        default_factory=lambda: [1, 2, 4], min_length=1, description="Allowed micro-batch sizes."
+    micro_batch_sizes: list[Batch] = Field(
+        default_factory=lambda: [1, 2, 4],
+        min_length=1,
+        max_length=MAX_CHOICES,
+        description="Allowed micro-batch sizes.",
     )
     schedules: list[Schedule] = Field(
         default_factory=_all_schedules, min_length=1, description="Allowed schedules."
     )
-    sequence_parallel: list[bool] = Field(
+    sequence_parallel: list[Flag] = Field(
         default_factory=lambda: [True, False],
         min_length=1,
+        max_length=MAX_CHOICES,
         description="Allowed Megatron sequence-parallel settings (only meaningful with TP > 1).",
     )
     objective: Literal["max_throughput", "min_cost"] = Field(
@@ -441,10 +674,23 @@ class TrainingWorkload(_Spec):
         stages = v if isinstance(v, list) else [v]
         if not stages:
             raise ValueError("must list at least one ZeRO stage, got []")
+        if len(stages) > MAX_CHOICES:
+            raise ValueError(f"must list at most {MAX_CHOICES} ZeRO stages, got {len(stages)}")
         for s in stages:
             if s not in (0, 1, 2, 3):
                 raise ValueError(f"must be 0, 1, 2 or 3, got {s}")
         return v
+
+    @model_validator(mode="after")
+    def _tokens_per_step(self) -> TrainingWorkload:
+        tokens = self.global_batch_size * self.sequence_length
+        if tokens > MAX_TOKENS_PER_STEP:
+            raise ValueError(
+                f"global_batch_size: global_batch_size x sequence_length must be <= "
+                f"{MAX_TOKENS_PER_STEP:,} tokens per step, got {self.global_batch_size:,} x "
+                f"{self.sequence_length:,} = {tokens:,}"
+            )
+        return self
 
     @property
     def zero_stages(self) -> list[int]:
@@ -455,25 +701,26 @@ class InferenceWorkload(_Spec):
     """An inference deployment: prompt/output lengths, concurrency, SLOs."""
 
     kind: Literal["inference"] = Field(description="Discriminator.")
-    prompt_tokens: PositiveInt = Field(description="Prompt (prefill) tokens per request.")
-    output_tokens: PositiveInt = Field(description="Generated tokens per request.")
-    batch_size: PositiveInt | list[PositiveInt] = Field(
+    prompt_tokens: Tokens = Field(description="Prompt (prefill) tokens per request.")
+    output_tokens: Tokens = Field(description="Generated tokens per request.")
+    batch_size: Batch | Annotated[list[Batch], Field(max_length=MAX_CHOICES)] = Field(
         default=1, description="Concurrent sequences per replica, or a list to choose from."
     )
     precision: Precision = Field(default="bf16", description="Weights/compute precision.")
-    kv_cache_precision: Precision | None = Field(
-        default=None, description="KV-cache element type (default: same as precision)."
+    kv_cache_precision: KvCachePrecision | None = Field(
+        default=None,
+        description="KV-cache element type (default: same as precision); fp8 is fp8_e4m3.",
     )
     attention: AttentionKernel = Field(
         default="flash",
         description="Prefill attention kernel: flash (fused; every serving engine) or unfused.",
     )
-    ttft_ms: PositiveFloat | None = Field(default=None, description="Time-to-first-token SLO.")
-    tpot_ms: PositiveFloat | None = Field(default=None, description="Time-per-output-token SLO.")
+    ttft_ms: SloMs | None = Field(default=None, description="Time-to-first-token SLO.")
+    tpot_ms: SloMs | None = Field(default=None, description="Time-per-output-token SLO.")
     objective: Literal["max_throughput", "min_latency", "min_gpus", "min_cost"] = Field(
         default="max_throughput", description="What the planner optimises."
     )
-    target_throughput_tokens_per_s: PositiveFloat | None = Field(
+    target_throughput_tokens_per_s: TokenRate | None = Field(
         default=None, description="Required output tokens/s (for min_gpus / min_cost)."
     )
 
@@ -507,22 +754,22 @@ class Calibration(_Spec):
     gpu: str = Field(description="GPU catalog name this calibration applies to.")
     gemm_efficiency: Fraction | None = Field(default=None, description="Measured GEMM efficiency.")
     memory_efficiency: Fraction | None = Field(default=None, description="Measured HBM efficiency.")
-    intra_node_bandwidth_GBps: PositiveFloat | None = Field(
+    intra_node_bandwidth_GBps: Bandwidth | None = Field(
         default=None, description="Fitted all-reduce bus bandwidth inside a node."
     )
-    intra_node_latency_us: Annotated[float, Field(ge=0)] | None = Field(
+    intra_node_latency_us: Latency | None = Field(
         default=None, description="Fitted per-collective latency inside a node."
     )
     gemm_realization: Fraction | None = Field(
         default=None, description="Fitted from whole-block timings (see GPUSpec)."
     )
-    elementwise_traffic_factor: PositiveFloat | None = Field(
+    elementwise_traffic_factor: Factor | None = Field(
         default=None, description="Fitted from whole-block timings (see GPUSpec)."
     )
-    backward_elementwise_factor: PositiveFloat | None = Field(
+    backward_elementwise_factor: Factor | None = Field(
         default=None, description="Fitted from whole-block timings (see GPUSpec)."
     )
-    kernel_launch_us: Annotated[float, Field(ge=0)] | None = Field(
+    kernel_launch_us: Latency | None = Field(
         default=None, description="Fitted from whole-block timings (see GPUSpec)."
     )
     optimizer_efficiency: Fraction | None = Field(
@@ -534,7 +781,7 @@ class Calibration(_Spec):
     attention_backward_efficiency: Fraction | None = Field(
         default=None, description="Measured fused-attention backward efficiency (see GPUSpec)."
     )
-    grad_accumulation_bytes_per_param: Annotated[float, Field(ge=0)] | None = Field(
+    grad_accumulation_bytes_per_param: BytesPerParam | None = Field(
         default=None,
         description="From the measured stack's gradient accumulation (see GPUSpec).",
     )
@@ -549,19 +796,21 @@ class Calibration(_Spec):
 # --------------------------------------------------------------------------------------------
 # Plan (output)
 # --------------------------------------------------------------------------------------------
-Device = tuple[str, int]
+Device = tuple[str, Annotated[int, _INT, Field(ge=0, lt=MAX_GPUS_PER_NODE)]]
 
 
 class Stage(_Spec):
     """One pipeline stage: a contiguous range of blocks on one TP group per replica."""
 
-    first_layer: NonNegInt | None = Field(default=None, description="First block (inclusive).")
-    last_layer: NonNegInt | None = Field(default=None, description="Last block (inclusive).")
-    chunks: list[tuple[NonNegInt, NonNegInt]] | None = Field(
+    first_layer: LayerIndex | None = Field(default=None, description="First block (inclusive).")
+    last_layer: LayerIndex | None = Field(default=None, description="Last block (inclusive).")
+    chunks: list[tuple[LayerIndex, LayerIndex]] | None = Field(
         default=None, description="Interleaved schedule: one [first, last] range per virtual stage."
     )
     pool: str = Field(description="Pool whose GPUs run this stage.")
-    tp: PositiveInt = Field(description="Tensor-parallel degree.")
+    tp: Annotated[int, _INT, Field(gt=0, le=MAX_GPUS)] = Field(
+        description="Tensor-parallel degree."
+    )
     devices: list[list[Device]] = Field(
         description="Per replica, the TP group's [node, gpu] list (node = '<pool>-<index>')."
     )
@@ -604,7 +853,9 @@ class Stage(_Spec):
 class ReplicaGroup(_Spec):
     """``count`` identical pipeline replicas."""
 
-    count: PositiveInt = Field(description="Number of identical replicas (DP degree of the group).")
+    count: Annotated[int, _INT, Field(gt=0, le=MAX_GPUS)] = Field(
+        description="Number of identical replicas (DP degree of the group)."
+    )
     micro_batch_size: PositiveInt | None = Field(default=None, description="Training micro-batch.")
     num_micro_batches: PositiveInt | None = Field(
         default=None, description="Micro-batches per step per replica (training), or per batch."
@@ -613,11 +864,13 @@ class ReplicaGroup(_Spec):
         default=None, description="Inference: concurrent sequences per replica."
     )
     schedule: Schedule = Field(default="1f1b", description="Pipeline schedule.")
-    virtual_stages: PositiveInt = Field(default=1, description="Interleaving chunks per stage.")
+    virtual_stages: Layers = Field(default=1, description="Interleaving chunks per stage.")
     recompute: Recompute = Field(default="none", description="Activation recomputation.")
-    zero_stage: int = Field(default=0, ge=0, le=3, description="ZeRO stage.")
-    sequence_parallel: bool = Field(default=False, description="Megatron sequence parallelism.")
-    stages: list[Stage] = Field(min_length=1, description="Pipeline stages in order.")
+    zero_stage: ZeroStage = Field(default=0, description="ZeRO stage.")
+    sequence_parallel: Flag = Field(default=False, description="Megatron sequence parallelism.")
+    stages: list[Stage] = Field(
+        min_length=1, max_length=MAX_LAYERS, description="Pipeline stages in order."
+    )
 
     @property
     def pp(self) -> int:

@@ -95,13 +95,23 @@ def _published() -> dict[str, Any]:
     return hw
 
 
+#: Capacities the catalog takes from a measurement instead of the datasheet figure: the
+#: H100 SXM5 "80GB" is 80 GiB, of which the driver exposes 85.02e9 bytes (measured; see the
+#: catalog comment).
+MEASURED_MEMORY_GB = {"H100-SXM5-80GB": 85.0}
+
+
 @pytest.mark.parametrize("name", EXPECTED)
 def test_figures_match_published_runs(name: str) -> None:
-    """Memory, dense peaks and HBM bandwidth equal published-runs.json (x scale)."""
+    """Memory, dense peaks and HBM bandwidth equal published-runs.json (x scale); memory
+    is the measured usable capacity where MEASURED_MEMORY_GB names one (>= the datasheet's)."""
     key, scale = PUBLISHED_KEY[name]
     pub = _published()[key]
     g = resolve_gpu(name)
-    assert g.memory_GB == pytest.approx(pub["memory_gb"] * scale)
+    if name in MEASURED_MEMORY_GB:
+        assert g.memory_GB == MEASURED_MEMORY_GB[name] >= pub["memory_gb"] * scale
+    else:
+        assert g.memory_GB == pytest.approx(pub["memory_gb"] * scale)
     peak = pub.get("dense_bf16_tflops") or pub["dense_fp16_tensor_tflops"]
     assert g.bf16_tflops == pytest.approx(peak * scale)
     assert g.memory_bandwidth_GBps == pytest.approx(pub["mem_bw_tbps"] * 1000 * scale)

@@ -33,6 +33,8 @@ from .compute import (
 from .flops import model_flops_per_step, narayanan_eq3_flops
 from .memory import (
     BYTES_PER_PARAM,
+    COMM_BYTES_PER_PARAM,
+    ZERO3_LIVE_BYTES_PER_PARAM,
     activation_transient_bytes,
     block_activation_bytes,
     embedding_activation_bytes,
@@ -66,6 +68,8 @@ from .step import dp_hideable_time, dp_step_time, optimizer_step_time
 
 __all__ = [
     "BYTES_PER_PARAM",
+    "COMM_BYTES_PER_PARAM",
+    "ZERO3_LIVE_BYTES_PER_PARAM",
     "LOCAL",
     "LinkTier",
     "Op",

@@ -131,6 +131,7 @@ class Op(NamedTuple):
     dims: tuple[float, float, float] | None = None
     model_flops: float | None = None
     seq: float | None = None  # a fused attention kernel's sequence length (its rate depends on it)
+    kernel: str = "cudnn"  # which fused attention kernel a 'flash' op is (Stack.attention_kernel)
 
     @property
     def counted_flops(self) -> float:
@@ -211,11 +212,45 @@ def op_time(
     if op.kind == "mem" or op.flops <= 0:
         return mem_s
     peak = peak_tflops(gpu, precision) if op.kind == "gemm" else _sixteen_bit_peak(gpu)
+    peak *= power_clock_fraction(gpu)
     real = C.GEMM_REALIZATION_FRACTION if gpu.gemm_realization is None else gpu.gemm_realization
-    if op.kind == "flash" and gpu.attention_efficiency is not None:
-        eff = gpu.attention_efficiency * attention_saturation(op.seq)
+    fwd_eff = _attention_efficiencies(op, gpu)[0] if op.kind == "flash" else None
+    if fwd_eff is not None:
+        eff = fwd_eff * attention_saturation(op.seq)
         return max(op.flops / (peak * 1e12 * eff), mem_s)
     return max(op.flops / (peak * 1e12 * ge * real), mem_s)
+
+
+def power_clock_fraction(gpu: GPUSpec) -> float:
+    """Compute-clock ratio of a GPU run under a power cap below its default limit.
+
+    A tensor-core-bound kernel runs at the board power limit: measured on one H100 SXM5 80GB
+    (700 W default limit), a sustained bf16 8192^3 GEMM draws 698 W at a 1380 MHz SM clock
+    (1980 MHz maximum), 70 W at idle (benchmarks/validation/modern/raw-h100x1-torchtitan-block
+    .json, ``power``).  Dynamic power is alpha C V^2 f and, in the DVFS range, the voltage
+    scales with the clock, so P - P_idle ~ f^3 (``POWER_CLOCK_EXPONENT``; Weste & Harris,
+    CMOS VLSI Design, 4th ed., Sec. 5.1-5.2): under a cap the clock is
+    ((cap - idle) / (tdp - idle))^(1/3) of the default-limit clock, and compute-bound
+    kernels slow by that ratio.  The HBM clock does not change (2619 MHz at idle and under
+    load), so memory-bound kernels keep their rate.  1 unless ``power_limit_W`` is below
+    ``tdp_W`` and ``idle_power_W`` is known.
+    """
+    cap, tdp, idle = gpu.power_limit_W, gpu.tdp_W, gpu.idle_power_W
+    if cap is None or tdp is None or idle is None or cap >= tdp or tdp <= idle:
+        return 1.0
+    ratio = float(max(cap - idle, 0.0) / (tdp - idle))
+    return float(ratio ** (1.0 / C.POWER_CLOCK_EXPONENT))
+
+
+def _attention_efficiencies(op: Op, gpu: GPUSpec) -> tuple[float | None, float | None]:
+    """(forward, backward) asymptotic efficiency of a fused attention op's kernel on ``gpu``:
+    the FlashAttention-2 figures for ``kernel == "flash2"`` where the GPU has them, else the
+    GPU's ``attention_efficiency`` pair (each backward falls back to its forward)."""
+    if op.kernel == "flash2" and gpu.flash2_attention_efficiency is not None:
+        fwd = gpu.flash2_attention_efficiency
+        return fwd, gpu.flash2_attention_backward_efficiency or fwd
+    fwd2 = gpu.attention_efficiency
+    return fwd2, gpu.attention_backward_efficiency or fwd2
 
 
 def attention_saturation(seq: float | None) -> float:
@@ -232,13 +267,14 @@ def _flash_backward_time(op: Op, gpu: GPUSpec, precision: str) -> float:
     Q, K, V, O, dO and the softmax statistics and writes dQ, dK, dV: twice the forward's
     bytes for the memory roof.  Without a measured efficiency: priced like the forward."""
     flops = op.flops * C.FLASH_BACKWARD_FLOP_FACTOR
-    top = gpu.attention_backward_efficiency or gpu.attention_efficiency
+    top = _attention_efficiencies(op, gpu)[1]
     if top is None:
         return op_time(op, gpu, precision) * C.FLASH_BACKWARD_FLOP_FACTOR
     eff = top * attention_saturation(op.seq)
     me = gpu.memory_efficiency
     mem_s = 2.0 * op.bytes / (gpu.memory_bandwidth_GBps * 1e9 * me)
-    return max(flops / (_sixteen_bit_peak(gpu) * 1e12 * eff), mem_s)
+    clock = power_clock_fraction(gpu)
+    return max(flops / (_sixteen_bit_peak(gpu) * clock * 1e12 * eff), mem_s)
 
 
 def _table_op_time(
@@ -258,6 +294,7 @@ def _table_op_time(
     elif op.kind == "gemm":
         rate *= peak_tflops(gpu, precision) / sixteen
     real = C.GEMM_REALIZATION_FRACTION if gpu.gemm_realization is None else gpu.gemm_realization
+    rate *= power_clock_fraction(gpu)
     return max(op.flops / (rate * 1e12 * real), mem_s)
 
 
@@ -380,7 +417,15 @@ def block_forward_ops(
         # Fused kernel (Dao et al. 2022): the s x s scores never leave SRAM.
         executed = C.CAUSAL_EXECUTED_FRACTION * core_flops
         ops.append(
-            Op("attention_core", executed, io_bytes, "flash", model_flops=core_flops, seq=s)
+            Op(
+                "attention_core",
+                executed,
+                io_bytes,
+                "flash",
+                model_flops=core_flops,
+                seq=s,
+                kernel=stack.attention_kernel,
+            )
         )
     else:
         core_bytes = io_bytes + C.ACTIVATION_BYTES * 2 * score_elems
@@ -445,6 +490,56 @@ def _tp_collectives(nbytes: float, tp: int, link: LinkTier, count: int) -> float
 LAST_GEMMS = frozenset({"mlp_down", "moe_down"})
 
 
+#: GEMM groups of which torchtitan's per-op policy recomputes half the FLOPs (see
+#: :func:`_selective_op_recompute`).
+_HALF_RECOMPUTED_GEMMS = frozenset({"qkv", "out_proj", "mlp_up", "moe_up"})
+
+#: Fraction of a block's forward TP traffic that torchtitan's per-op policy re-runs.  With
+#: sequence parallelism (torchtitan's TP always shards the norms) the two all-gathers feeding
+#: Q/K/V and the MLP (their outputs are not in ``_save_list``) and the reduce-scatter after
+#: the recomputed output projection: 3 of the 4 half-collectives of the block's forward;
+#: without SP the all-reduce after the output projection, 1 of 2.
+SELECTIVE_OP_TP_RECOMPUTE_FRACTION = {True: 0.75, False: 0.5}
+
+
+def _selective_op_recompute(
+    ops: list[Op], gpu: GPUSpec, precision: str, sequence_parallel: bool
+) -> tuple[float, float, float]:
+    """(seconds, FLOPs, TP-traffic fraction) torchtitan's per-op selective checkpointing
+    recomputes for one block's backward.
+
+    torchtitan ``parallelize_llama.py`` @ 9dec370: every op outside ``_save_list`` is
+    recomputed -- all elementwise groups (norms, RoPE, SwiGLU, residuals, FP8 casts) -- and
+    of the matmuls every second one, counted afresh in each checkpointed call: of the seven
+    matmuls of a Llama block (wq, wk, wv, wo, w1, w3, w2) wk, wo and w3 are recomputed.
+    Their FLOPs, 2 h (kv + h + f) per token, are half of those of QKV, the output projection
+    and the MLP up-projection together, which is how they are priced (half of each group);
+    none of the down-projection.  The attention kernel's output is saved, so the core is
+    not recomputed.  FP8 is the same (torchao's Float8 linears reach the policy as
+    ``aten.mm`` on a tensor subclass).  Measured on one H100 (torchtitan-style Llama-3-8B
+    block, seq 8192): x1.149 of no recompute eager, x1.137 compiled, against x1.147 / x1.118 predicted
+    (benchmarks/validation/modern/torchtitan_compare.py).
+    """
+    t = 0.0
+    flops = 0.0
+    n = 0
+    for o in ops:
+        if o.kind == "mem":
+            frac = 1.0
+        elif o.name in LAST_GEMMS or o.kind == "flash" or o.name == "attention_core":
+            frac = 0.0
+        elif o.name in _HALF_RECOMPUTED_GEMMS:
+            frac = 0.5
+        else:
+            frac = 1.0
+        if frac:
+            t += frac * op_time(o, gpu, precision)
+            flops += frac * o.flops
+            n += 1
+    tp_frac = SELECTIVE_OP_TP_RECOMPUTE_FRACTION[bool(sequence_parallel)]
+    return _host_bound(t, n, gpu), flops, tp_frac
+
+
 def block_time(
     model: Model,
     gpu: GPUSpec,
@@ -502,6 +597,17 @@ def block_time(
     elif recompute == "selective":
         sel = [o for o in ops if o.name in ("attention_core", "softmax_dropout")]
         re_s, re_flops = _ops_time(sel, gpu, precision), sum(o.flops for o in sel)
+    elif recompute == "selective_op":
+        re_s, re_flops, tp_frac = _selective_op_recompute(
+            ops, gpu, precision, sequence_parallel and tp > 1
+        )
+        tp_bwd += tp_frac * tp_fwd
+    elif recompute == "full_half":
+        # Every second block recomputed in full (early stop as the stack does it).
+        rec = [o for o in ops if not (stack.recompute_early_stop and o.name in LAST_GEMMS)]
+        re_s = 0.5 * _ops_time(rec, gpu, precision)
+        re_flops = 0.5 * sum(o.flops for o in rec)
+        tp_bwd += 0.5 * (tp_fwd / 2 if stack.recompute_early_stop else tp_fwd)
     elif recompute == "none":
         re_s, re_flops = 0.0, 0.0
     else:
@@ -569,10 +675,11 @@ def head_time(
     tokens = float(micro_batch * seq)
     h, v = model.hidden_size, model.vocab_size / tp
     wb = C.BYTES_PER_ELEMENT["bf16"]
-    eager = stack.eager
+    eager = stack.eager_head
     ce_f = C.EAGER_CROSS_ENTROPY_BYTES if eager else C.CROSS_ENTROPY_BYTES
     ce_b = C.EAGER_CROSS_ENTROPY_BWD_BYTES if eager else C.CROSS_ENTROPY_BWD_BYTES
-    norm = Op("final_norm", 0.0, _norm_bytes(model, stack) * tokens * h, "mem")
+    norm_b = C.EAGER_RMSNORM_BYTES if stack.eager_head_rmsnorm(model) else C.NORM_BYTES
+    norm = Op("final_norm", 0.0, norm_b * tokens * h, "mem")
     gemm = _gemm("lm_head", tokens, h, v, wb, kind="attn")
     ce = Op("cross_entropy", 0.0, ce_f * tokens * v, "mem")
     ce_bwd = Op("cross_entropy_bwd", 0.0, ce_b * tokens * v, "mem")

@@ -25,7 +25,15 @@ GEMM_REALIZATION_FRACTION = 0.748
 # --- numeric formats ------------------------------------------------------------------------
 #: Bytes per element of each compute precision's tensors (weights, activations, KV cache).
 #: fp8 GEMM inputs are 1 byte (Micikevicius et al. 2022, "FP8 Formats for Deep Learning").
-BYTES_PER_ELEMENT: dict[str, float] = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp32": 4.0}
+#: ``fp8_e4m3`` and ``fp8_e5m2`` name the two FP8 encodings of a KV cache apart (``fp8`` is E4M3).
+BYTES_PER_ELEMENT: dict[str, float] = {
+    "bf16": 2.0,
+    "fp16": 2.0,
+    "fp8": 1.0,
+    "fp8_e4m3": 1.0,
+    "fp8_e5m2": 1.0,
+    "fp32": 4.0,
+}
 
 #: Activations that are stored for backward and exchanged between GPUs stay 16-bit even in fp8
 #: training (Transformer Engine keeps activations in bf16 and casts only GEMM inputs).
@@ -104,6 +112,12 @@ EAGER_SWIGLU_SAVED_EXTRA_BYTES = 2.0
 #: (logits.float() then F.cross_entropy, Hugging Face and torchtitan); Megatron's fused
 #: vocab-parallel loss works in place on one fp32 copy (``LOGIT_BYTES`` 4).
 EAGER_LOGIT_PEAK_BYTES = 10.0
+#: What PyTorch's ``loss_parallel`` (DTensor cross entropy over vocabulary-sharded logits,
+#: torchtitan's loss with TP) adds to that peak per logit: measured 18.0 B against 14.0 for
+#: the plain ``F.cross_entropy(logits.float())`` in one script on one H100 (PyTorch 2.11,
+#: Llama-3 head 4096 x 128256, 8-16k tokens; both with the bf16 logits still referenced):
+#: benchmarks/validation/modern/raw-h100x1-loss-peak.json (``loss_peak.py``).
+LOSS_PARALLEL_EXTRA_LOGIT_BYTES = 4.0
 
 #: Residual add without dropout: read the branch output and the residual, write the sum,
 #: 3 x 2 bytes per element (the no-dropout form of ``BIAS_DROPOUT_ADD_BYTES``).
@@ -158,13 +172,30 @@ PCIE_BUS_EFFICIENCY = 0.88
 NIC_BUS_EFFICIENCY = 0.9
 
 # --- memory ---------------------------------------------------------------------------------
-#: Per-GPU framework overhead outside the ledger's tensors: CUDA context + cuBLAS/cuDNN
-#: workspaces (~0.5-1 GB on A100/H100), NCCL communicator buffers (NCCL_BUFFSIZE 4 MiB per
-#: channel per peer, ~0.3-0.5 GB for TP+PP+DP communicators) and caching-allocator
-#: fragmentation.  2 GB is the figure commonly reserved in Megatron-LM memory estimates
-#: (e.g. NVIDIA NeMo "memory usage" guide and stas00/ml-engineering training/performance:
-#: "CUDA kernels alone take 1-2 GB").
-FRAMEWORK_OVERHEAD_GB = 2.0
+#: Memory the CUDA context holds outside PyTorch's caching allocator (driver, kernels, cuBLAS
+#: and cuDNN handles): 0.718 GB measured on one H100 SXM5 80GB with PyTorch 2.11/CUDA 13
+#: (``torch.cuda.mem_get_info`` used minus reserved after a first GEMM;
+#: benchmarks/validation/modern/raw-h100x1-fp8-gemm.json, ``context``).
+CUDA_CONTEXT_GB = 0.72
+#: NCCL communicator buffers, an upper bound: NCCL_BUFFSIZE (4 MiB by default, NCCL user
+#: guide "Environment variables") for each of the two ring peers on each of up to 32 channels
+#: (NCCL's MAXCHANNELS) = 0.27 GB per communicator, for three communicators (TP, PP, DP).
+NCCL_BUFFERS_GB = 3 * 2 * 32 * 4 * 2**20 / 1e9
+#: cuBLAS workspaces PyTorch allocates inside its caching allocator: 32 MiB per handle on
+#: Hopper (``CUBLAS_WORKSPACE_CONFIG`` default ``:4096:8``, PyTorch docs "CUDA semantics"), for
+#: the compute and the communication stream.
+CUBLAS_WORKSPACE_GB = 2 * 32 * 2**20 / 1e9
+#: Per-GPU framework overhead outside the ledger's tensors: the three terms above (1.59 GB).
+#: It replaces a flat 2 GB; the caching allocator's fragmentation is not in it (the allocator
+#: releases cached blocks and retries before it fails an allocation, so a plan fits on its
+#: allocated peak) but in the reserved estimate, ``ALLOCATOR_RESERVE_FRACTION``.
+FRAMEWORK_OVERHEAD_GB = CUDA_CONTEXT_GB + NCCL_BUFFERS_GB + CUBLAS_WORKSPACE_GB
+#: What PyTorch's caching allocator reserves beyond the allocated peak, as a fraction of it:
+#: median 5.8% (0.1-25%) over 32 training cases measured on one H100 with PyTorch 2.11
+#: (``max_memory_reserved / max_memory_allocated - 1``; raw-h100x1-modern.json ``train`` and
+#: raw-h100x1-torchtitan-block.json).  Used for the *reserved* peak the ledger reports beside
+#: the allocated one (what torchtitan and ``nvidia-smi`` show), not for feasibility.
+ALLOCATOR_RESERVE_FRACTION = 0.058
 
 #: Adam step HBM traffic per locally-owned parameter: read and write fp32 master, m and v
 #: (2 x 12 B), read the fp32 gradient (4 B) and write the 16-bit weight (2 B) = 30 B
@@ -175,3 +206,10 @@ GB = 1e9
 
 #: Cross-entropy backward: read fp32 softmax (4), write the 16-bit logit gradient (2).
 CROSS_ENTROPY_BWD_BYTES = 6.0
+
+#: Exponent of the board power above idle in the compute clock under a power cap:
+#: P - P_idle ~ f^3 (dynamic power alpha C V^2 f with V ~ f over the DVFS range; Weste &
+#: Harris, CMOS VLSI Design, 4th ed., Sec. 5.1-5.2).  Used by
+#: ``compute.power_clock_fraction``; the end points (70 W idle, 698 W at 1380 MHz under a
+#: sustained bf16 GEMM at the 700 W default limit) were measured on one H100 SXM5.
+POWER_CLOCK_EXPONENT = 3.0

@@ -38,6 +38,8 @@ from .stack import Stack
 
 __all__ = [
     "BYTES_PER_PARAM",
+    "COMM_BYTES_PER_PARAM",
+    "ZERO3_LIVE_BYTES_PER_PARAM",
     "activation_transient_bytes",
     "block_activation_bytes",
     "embedding_activation_bytes",
@@ -54,10 +56,50 @@ __all__ = [
 #: grads: 18"); amp_fp16: fp16 weights and grads, fp32 master + m + v = 2 + 2 + 12 = 16
 #: (ZeRO, Rajbhandari et al. 2019, Sec. 3.1, K = 12); pure_bf16: bf16 weights, grads, m, v
 #: = 2 + 2 + 4 = 8.
+#: fsdp2_mixed: PyTorch FSDP2 with ``MixedPrecisionPolicy(param_dtype=bf16,
+#: reduce_dtype=fp32)`` over fp32 parameters (torchtitan's default, ``training.mixed_precision_
+#: param``/``_reduce``): fp32 sharded params (the master copy), fp32 sharded gradients, fp32
+#: Adam m + v = 4 + 4 + 8 = 16; the bf16 unsharded copies are transient (see
+#: :func:`model_state_bytes` for ZeRO-1, FSDP2 without resharding).
 BYTES_PER_PARAM: dict[str, tuple[float, float, float]] = {
     "megatron_bf16": (2.0, 4.0, 12.0),
     "amp_fp16": (2.0, 2.0, 12.0),
     "pure_bf16": (2.0, 2.0, 4.0),
+    "fsdp2_mixed": (4.0, 4.0, 8.0),
+}
+
+#: (weight all-gather, gradient reduction) bytes per parameter on the wire.  Megatron-LM's
+#: distributed optimizer reduce-scatters its fp32 main grads and all-gathers bf16 params;
+#: amp_fp16 / pure_bf16 move 16-bit both ways; FSDP2 mixed precision all-gathers in
+#: ``param_dtype`` (bf16) and reduce-scatters in ``reduce_dtype`` (fp32: torchtitan's default,
+#: ``mixed_precision_reduce = "float32"``).
+COMM_BYTES_PER_PARAM: dict[str, tuple[float, float]] = {
+    "megatron_bf16": (2.0, 4.0),
+    "amp_fp16": (2.0, 2.0),
+    "pure_bf16": (2.0, 2.0),
+    "fsdp2_mixed": (2.0, 4.0),
+}
+
+#: Bytes per parameter of the 16-bit working copy FSDP2 all-gathers (``param_dtype``).
+FSDP2_UNSHARDED_BYTES = 2.0
+#: Bytes per parameter of the unsharded gradient FSDP2 accumulates when it does not reduce
+#: every micro-batch: it is kept in ``reduce_dtype`` (fp32 in torchtitan), PyTorch
+#: ``torch/distributed/fsdp/_fully_shard/_fsdp_param.py``
+#: ``FSDPParam.to_accumulated_grad_if_needed`` (``unsharded_grad.to(self.reduce_dtype)``).
+FSDP2_ACCUMULATED_GRAD_BYTES = 4.0
+
+#: ZeRO-3 / FSDP bytes live per parameter of ONE block on top of the shards, by policy (see
+#: :func:`zero3_gathered_weight_bytes`).  FSDP2 (``fsdp2_mixed``): in the backward the block
+#: being computed and the next one, prefetched (FSDP2's implicit prefetch of the next
+#: all-gather, PyTorch ``fully_shard`` docs), both gathered in bf16 (2 + 2), plus the current
+#: block's unsharded bf16 gradient (2) and its fp32 copy for the fp32 reduce-scatter (4) = 10.
+#: Others: the one gathered 16-bit block (DeepSpeed bounds it by
+#: ``stage3_max_live_parameters``).
+ZERO3_LIVE_BYTES_PER_PARAM: dict[str, float] = {
+    "megatron_bf16": 2.0,
+    "amp_fp16": 2.0,
+    "pure_bf16": 2.0,
+    "fsdp2_mixed": 10.0,
 }
 
 
@@ -80,6 +122,19 @@ def block_activation_bytes(
     sp_div = float(t) if sequence_parallel else 1.0
     if recompute == "full":
         return C.ACTIVATION_BYTES * s * b * h / sp_div
+    if recompute == "full_half":
+        # Every second block fully recomputed (stores its input), the others store everything.
+        kw = dict(
+            tp=tp,
+            micro_batch=micro_batch,
+            seq=seq,
+            sequence_parallel=sequence_parallel,
+            stack=stack,
+        )
+        none = block_activation_bytes(model, recompute="none", **kw)  # type: ignore[arg-type]
+        return 0.5 * (none + C.ACTIVATION_BYTES * s * b * h / sp_div)
+    if recompute == "selective_op":
+        return _selective_op_bytes(model, tp=tp, s=s, b=b, sp_div=sp_div)
     if recompute not in ("none", "selective"):
         raise ValueError(f"unknown recompute {recompute!r}")
     d = float(model.kv_channels)
@@ -113,6 +168,40 @@ def block_activation_bytes(
     return replicated / sp_div + q_out + kv + mlp + scores
 
 
+def _selective_op_bytes(model: Model, *, tp: int, s: float, b: float, sp_div: float) -> float:
+    """Stored bytes of one block under torchtitan's per-op selective checkpointing.
+
+    torchtitan ``parallelize_llama.py`` (``_save_list`` / ``_apply_ac_to_transformer_block``
+    at 9dec370, Dec 2024): inside the checkpointed block the outputs of ``aten.mm``, the SDPA
+    flash/efficient kernels and ``aten.max`` are saved, "except every second mm" (counted
+    afresh in each call); everything else is recomputed.  Of the seven matmuls of a Llama
+    block (wq, wk, wv, wo, w1, w3, w2) wq, wv, w1 and w2 are saved: the block input, wq (q
+    heads), wv (kv heads), the attention output and its fp32 log-sum-exp, w1 (f / t) and w2
+    (its row-parallel output is whole, s b h, before the reduce-scatter).  For a Llama-3-8B
+    block that is 15.53 s b h, what one H100 measures for a torchtitan-style eager block
+    (13.53 with per-block torch.compile; benchmarks/validation/modern/torchtitan_compare.py).
+    FP8 changes nothing here: torchao's Float8 linears reach the policy as ``aten.mm`` on
+    their float8 tensor subclass (the subclass turns it into ``_scaled_mm`` below the
+    policy's dispatch mode), and torchtitan publishes the same peak for its bf16 and Float8
+    rows (77.0 / 76.8 GiB, Llama 3.1 8B with compile on 8 H100s).
+    """
+    ab = C.ACTIVATION_BYTES
+    h, a, d = float(model.hidden_size), float(model.num_attention_heads), float(model.kv_channels)
+    k = float(model.experts_per_token or 1)
+    f = float(
+        (model.moe_ffn_hidden_size or model.ffn_hidden_size)
+        if model.num_experts is not None
+        else model.ffn_hidden_size
+    )
+    stored = ab * s * b * h / sp_div  # the checkpoint's input
+    stored += ab * s * b * a * d / tp + C.SOFTMAX_STATS_BYTES * a * s * b / tp  # attention out
+    stored += ab * s * b * a * d / tp  # wq
+    stored += ab * s * b * kv_heads_per_gpu(model, tp) * d  # wv
+    stored += k * ab * s * b * f / tp  # w1 (gate)
+    stored += ab * s * b * h  # w2, before its reduce-scatter
+    return stored
+
+
 def activation_transient_bytes(
     model: Model,
     *,
@@ -127,7 +216,8 @@ def activation_transient_bytes(
 
     With recomputation, the backward of a block first rebuilds what was not stored, for one
     block and one micro-batch at a time: full recompute rebuilds all of it (the no-recompute
-    size, on top of the stored 2sbh input); selective rebuilds the attention core's 5as^2b/t.
+    size, on top of the stored 2sbh input), as does ``full_half`` for its recomputed blocks;
+    selective rebuilds the attention core's 5as^2b/t, ``selective_op`` what it did not save.
     Without recomputation nothing is rebuilt (0).  Counted once per stage (Korthikanti et al.
     2022 Sec. 5 / Chen et al. 2016 "Training Deep Nets with Sublinear Memory Cost": peak = stored
     checkpoints + one segment's activations).
@@ -138,9 +228,10 @@ def activation_transient_bytes(
         tp=tp, micro_batch=micro_batch, seq=seq, sequence_parallel=sequence_parallel, stack=stack
     )
     full = block_activation_bytes(model, recompute="none", **kw)  # type: ignore[arg-type]
-    if recompute == "full":
+    if recompute in ("full", "full_half"):
         return full
-    return full - block_activation_bytes(model, recompute="selective", **kw)  # type: ignore[arg-type]
+    stored = block_activation_bytes(model, recompute=recompute, **kw)  # type: ignore[arg-type]
+    return max(0.0, full - stored)
 
 
 def zero3_gathered_weight_bytes(model: Model, *, tp: int, weight_bytes: float = 2.0) -> float:
@@ -184,14 +275,18 @@ def head_activation_bytes(
     Korthikanti et al. 2022 Sec. 4.3: 4 s b h / t (1 + V / h) with SP; without SP the two
     s b h tensors are not sharded.  Eager kernels (``stack.kernels``): the loss peaks at
     ``EAGER_LOGIT_PEAK_BYTES`` per logit (16-bit logits, their fp32 copy and the fp32
-    log-softmax live together) and the final RMSNorm keeps its fp32 input too.
+    log-softmax live together; with TP, PyTorch's ``loss_parallel`` adds
+    ``LOSS_PARALLEL_EXTRA_LOGIT_BYTES``) and the final RMSNorm keeps its fp32 input too.
     """
     if model.vocab_size == 0:
         return 0.0
     s, b, h = float(seq), float(micro_batch), float(model.hidden_size)
     div = float(tp) if sequence_parallel else 1.0
-    logits = C.EAGER_LOGIT_PEAK_BYTES if stack.eager else C.LOGIT_BYTES
-    norm_extra = C.EAGER_NORM_SAVED_EXTRA_BYTES if stack.eager_rmsnorm(model) else 0.0
+    logits = C.EAGER_LOGIT_PEAK_BYTES if stack.eager_head else C.LOGIT_BYTES
+    if stack.eager_head and tp > 1:
+        # PyTorch's loss_parallel over vocabulary-sharded logits (torchtitan with TP).
+        logits += C.LOSS_PARALLEL_EXTRA_LOGIT_BYTES
+    norm_extra = C.EAGER_NORM_SAVED_EXTRA_BYTES if stack.eager_head_rmsnorm(model) else 0.0
     return (2 * C.ACTIVATION_BYTES + norm_extra) * s * b * h / div + logits * s * b * (
         model.vocab_size / tp
     )
@@ -214,6 +309,17 @@ def model_state_bytes(
         raise ValueError(f"zero_stage must be 0..3, got {zero_stage}")
     d = float(max(1, dp))
     p = params_per_gpu
+    if memory_policy == "fsdp2_mixed" and zero_stage < 3:
+        # FSDP2 that keeps the gathered bf16 params from forward to backward
+        # (``reshard_after_forward=False``) and accumulates unsharded bf16 gradients over the
+        # micro-batches before one reduce-scatter: what torchtitan does under pipeline
+        # parallelism (parallelize_llama.py: "For PP, do not reshard after forward to avoid
+        # per-microbatch all-gathers"; torch.distributed.pipelining defers the gradient sync
+        # to the last micro-batch).  Params (bf16) and the accumulated gradient (fp32, its
+        # reduce dtype) are then held whole, the fp32 master, fp32 grad shard and Adam states
+        # stay sharded.
+        u, ga = FSDP2_UNSHARDED_BYTES, FSDP2_ACCUMULATED_GRAD_BYTES
+        return (p * (u + w / d), p * (ga + g / d), p * o / d)
     return (
         p * w / (d if zero_stage >= 3 else 1.0),
         p * g / (d if zero_stage >= 2 else 1.0),

@@ -44,13 +44,24 @@ class Stack:
         ``"fused"``: RMSNorm/LayerNorm, RoPE, SwiGLU and the cross entropy as one kernel each
         (Megatron-Core, Transformer Engine, torch.compile).  ``"eager"``: the PyTorch op
         sequences of Hugging Face transformers / torchtitan without compile, which re-read
-        and re-write their operands, some in fp32 (``EAGER_*_BYTES``).
+        and re-write their operands, some in fp32 (``EAGER_*_BYTES``).  ``"compiled_blocks"``:
+        each transformer block compiled on its own (torchtitan's ``apply_compile``:
+        ``torch.compile(transformer_block, fullgraph=True)`` per block), so the blocks run
+        fused kernels while the final norm, LM head and cross entropy stay eager.
+    attention_kernel
+        Which fused attention kernel runs (with ``attention="flash"``): ``"cudnn"`` at the
+        GPU's ``attention_efficiency`` (cuDNN fused attention: Transformer Engine, NeMo,
+        PyTorch SDPA where it prefers cuDNN), ``"flash2"`` at its
+        ``flash2_attention_efficiency`` (FlashAttention-2: PyTorch SDPA's FLASH backend,
+        first in SDPA's priority order -- ``sdp_utils.cpp`` ``default_order``: flash,
+        efficient, math, cudnn, pytorch/pytorch#138907 -- and what torchtitan ran on H100).
     """
 
     attention: AttentionKernel = "flash"
     dropout: float = 0.0
     recompute_early_stop: bool = True
-    kernels: Literal["fused", "eager"] = "fused"
+    kernels: Literal["fused", "eager", "compiled_blocks"] = "fused"
+    attention_kernel: Literal["cudnn", "flash2"] = "cudnn"
 
     @property
     def flash(self) -> bool:
@@ -64,10 +75,19 @@ class Stack:
     def eager(self) -> bool:
         return self.kernels == "eager"
 
+    @property
+    def eager_head(self) -> bool:
+        """The final norm, LM head and loss run eager (everything but fully fused stacks)."""
+        return self.kernels != "fused"
+
     def eager_rmsnorm(self, model: Model) -> bool:
         """Whether ``model``'s norms run as eager RMSNorm op sequences (Llama-style models
         norm with RMSNorm; GPT's LayerNorm is one ``F.layer_norm`` kernel either way)."""
         return self.eager and not has_bias(model)
+
+    def eager_head_rmsnorm(self, model: Model) -> bool:
+        """Whether the final norm runs as an eager RMSNorm op sequence."""
+        return self.eager_head and not has_bias(model)
 
 
 #: Today's stack: fused attention, no dropout.
@@ -84,5 +104,6 @@ def stack_of(workload: TrainingWorkload | InferenceWorkload) -> Stack:
             dropout=workload.dropout,
             recompute_early_stop=workload.recompute_early_stop,
             kernels=workload.elementwise_kernels,
+            attention_kernel=workload.attention_kernel,
         )
     return Stack(attention=workload.attention, dropout=0.0)

@@ -9,7 +9,7 @@ from .comm import (
     hierarchical_allreduce_time,
     hierarchical_reduce_scatter_time,
 )
-from .memory import BYTES_PER_PARAM
+from .memory import BYTES_PER_PARAM, COMM_BYTES_PER_PARAM
 
 __all__ = ["dp_hideable_time", "dp_step_time", "optimizer_step_time"]
 
@@ -34,9 +34,12 @@ def dp_step_time(
     + one weight all-gather.  ZeRO-3: every micro-batch all-gathers the weights for forward
     and backward (and again for a full-recompute forward) and reduce-scatters gradients:
     3*Psi per micro-batch (Rajbhandari et al. 2019, Sec. 7.2-7.3).  Gradient element size
-    per ``memory_policy`` (fp32 main grads for megatron_bf16: 4 B).
+    per ``memory_policy`` on the wire (``COMM_BYTES_PER_PARAM``: fp32 main grads for
+    megatron_bf16, fp32 reduce-scatters for fsdp2_mixed: 4 B).  fsdp2_mixed below ZeRO-3 is
+    FSDP2 without resharding (torchtitan under PP): one all-gather and one reduce-scatter per
+    step, priced as ZeRO-1.
     """
-    w_el, g_el, _ = BYTES_PER_PARAM[memory_policy]
+    w_el, g_el = COMM_BYTES_PER_PARAM[memory_policy]
     gbytes, wbytes = params_per_gpu * g_el, params_per_gpu * w_el
     k, n = gpus_per_node_in_group, nodes
     if k * n <= 1:

@@ -8,7 +8,7 @@ with one ``check_*`` function (:mod:`solver.evaluate.checks`).  Imports no ortoo
 
 from __future__ import annotations
 
-from ..specs import Cluster, InferenceWorkload, Model, Plan, TrainingWorkload
+from ..specs import Cluster, InferenceWorkload, Model, Plan, TrainingWorkload, check_spec_arguments
 from .calibration import Cal, calibrated_cluster
 from .checks import (
     check_batch,
@@ -81,6 +81,7 @@ def evaluate(
     Report
         ``feasible`` is True iff ``violations`` is empty.
     """
+    check_spec_arguments(model=model, cluster=cluster, workload=workload, plan=plan)
     if calibration is None and cluster.calibration is not None:
         cluster = calibrated_cluster(cluster)  # the cluster's own calibration reference
     violations: list[str] = []

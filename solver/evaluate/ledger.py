@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..costmodel import (
-    BYTES_PER_PARAM,
+    ZERO3_LIVE_BYTES_PER_PARAM,
     activation_transient_bytes,
     block_activation_bytes,
     embedding_activation_bytes,
@@ -40,7 +40,8 @@ def _ledger_row(
     activations: float,
     kv_cache: float,
 ) -> dict[str, Any]:
-    """One memory-ledger row (bytes in, GB out); total includes the framework overhead."""
+    """One memory-ledger row (bytes in, GB out); total includes the framework overhead (CUDA
+    context, NCCL buffers, cuBLAS workspaces: ``overhead_GB``, its parts beside it)."""
     row: dict[str, Any] = {
         "group": group,
         "stage": stage,
@@ -52,12 +53,26 @@ def _ledger_row(
         "activations_GB": _gb(activations),
         "kv_cache_GB": _gb(kv_cache),
         "overhead_GB": C.FRAMEWORK_OVERHEAD_GB,
+        "cuda_context_GB": C.CUDA_CONTEXT_GB,
+        "nccl_buffers_GB": C.NCCL_BUFFERS_GB,
+        "cublas_workspace_GB": C.CUBLAS_WORKSPACE_GB,
     }
     row["total_GB"] = (
         _gb(weights + grads + optimizer + activations + kv_cache) + C.FRAMEWORK_OVERHEAD_GB
     )
     row["capacity_GB"] = gpu.memory_GB
+    _set_reserved(row)
     return row
+
+
+def _set_reserved(row: dict[str, Any]) -> None:
+    """The caching allocator's reserved peak beside the allocated one (``total_GB``): the
+    tensors' peak x (1 + ``ALLOCATOR_RESERVE_FRACTION``) + the overhead outside the allocator
+    (what torchtitan's logs and ``nvidia-smi`` report; feasibility uses ``total_GB``)."""
+    tensors = row["total_GB"] - C.CUDA_CONTEXT_GB - C.NCCL_BUFFERS_GB
+    row["reserved_GB"] = (
+        tensors * (1.0 + C.ALLOCATOR_RESERVE_FRACTION) + C.CUDA_CONTEXT_GB + C.NCCL_BUFFERS_GB
+    )
 
 
 def _training_ledger_row(
@@ -94,7 +109,7 @@ def _training_ledger_row(
     a += transient
     if grp.zero_stage >= 3 and grp.count > 1:
         w += zero3_gathered_weight_bytes(
-            model, tp=st.tp, weight_bytes=BYTES_PER_PARAM[wl.memory_policy][0]
+            model, tp=st.tp, weight_bytes=ZERO3_LIVE_BYTES_PER_PARAM[wl.memory_policy]
         )
     row = _ledger_row(0, s, st, gpu, w, g, o, a, 0.0)
     if wl.grad_buffers == "on_demand" and m == 1:
@@ -102,6 +117,7 @@ def _training_ledger_row(
         # two are never all live together; the peak holds the larger (the simultaneous peak).
         row["total_GB"] -= _gb(min(g, a))
         row["grads_live_with_activations"] = False
+        _set_reserved(row)
     row["in_flight_micro_batches"] = inflight
     row["transient_activations_GB"] = _gb(transient)
     return row

@@ -52,12 +52,15 @@ def _fraction(x: float) -> float:
     return float(min(1.0, max(1e-6, x)))
 
 
-def _attention_asymptotes(sdpa: list[dict[str, Any]], peak: float) -> tuple[float, float] | None:
-    """Least-squares (relative) asymptotes of forward and backward attention efficiency."""
+def _attention_asymptotes(
+    sdpa: list[dict[str, Any]], peak: float, backend: str = "default"
+) -> tuple[float, float] | None:
+    """Least-squares (relative) asymptotes of forward and backward attention efficiency of
+    one SDPA backend (``default``: what PyTorch dispatches to; ``flash``: FlashAttention-2)."""
     pts = [
         r
         for r in sdpa
-        if r.get("status") == "ok" and r.get("backend") == "default"
+        if r.get("status") == "ok" and r.get("backend") == backend
         and r.get("gqa") in ("mha", "enable_gqa") and r.get("bwd_ms_median")
     ]  # fmt: skip
     if not pts:

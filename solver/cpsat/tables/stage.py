@@ -51,14 +51,18 @@ def _option(
     except ValueError:
         return None  # e.g. fp8 on a GPU without fp8
     akw = dict(tp=tp, micro_batch=fam.micro_batch, seq=seq, sequence_parallel=sp)
-    act_layer = cm.block_activation_bytes(model, recompute=fam.recompute, stack=stack, **akw)  # type: ignore[arg-type]
+    act_layer = cm.block_activation_bytes(
+        model, recompute=fam.recompute, stack=stack, **akw  # type: ignore[arg-type]
+    )
     act_embed = cm.embedding_activation_bytes(model, stack=stack, **akw)  # type: ignore[arg-type]
     act_head = cm.head_activation_bytes(model, stack=stack, **akw)  # type: ignore[arg-type]
     # Fixed per stage, as in the evaluator's ledger: recomputing one block for its backward,
     # and (ZeRO-3 with d > 1) one block's gathered weights.
-    rebuilt = cm.activation_transient_bytes(model, recompute=fam.recompute, stack=stack, **akw)  # type: ignore[arg-type]
+    rebuilt = cm.activation_transient_bytes(
+        model, recompute=fam.recompute, stack=stack, **akw  # type: ignore[arg-type]
+    )
     gathered = cm.zero3_gathered_weight_bytes(
-        model, tp=tp, weight_bytes=cm.BYTES_PER_PARAM[workload.memory_policy][0]
+        model, tp=tp, weight_bytes=cm.ZERO3_LIVE_BYTES_PER_PARAM[workload.memory_policy]
     )
 
     def sp_(n: int, first: bool, last: bool) -> float:

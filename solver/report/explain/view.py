@@ -25,6 +25,13 @@ _LEDGER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("overhead_GB", "overhead"),
 )
 
+#: The overhead's named parts, shown under the ledger (one line, not three more columns).
+_OVERHEAD_PARTS: tuple[tuple[str, str], ...] = (
+    ("cuda_context_GB", "CUDA context"),
+    ("nccl_buffers_GB", "NCCL buffers"),
+    ("cublas_workspace_GB", "cuBLAS workspaces"),
+)
+
 
 def _ledger_table(expl: Explanation) -> Table:
     rows = expl.memory_ledger
@@ -56,6 +63,19 @@ def _ledger_table(expl: Explanation) -> Table:
             else None
         )
         t.add_row(*cells, style=style)
+    first = rows[0] if rows else {}
+    parts = [f"{name} {fmt_bytes_GB(first.get(k))}" for k, name in _OVERHEAD_PARTS if k in first]
+    notes = []
+    if parts:
+        notes.append("overhead = " + " + ".join(parts) + " GB")
+    reserved = [r["reserved_GB"] for r in rows if r.get("reserved_GB") is not None]
+    if reserved:
+        notes.append(
+            f"the caching allocator's reserved peak (what nvidia-smi shows): "
+            f"{fmt_bytes_GB(max(reserved))} GB at most; fitting is judged on the total"
+        )
+    if notes:
+        t.caption = "; ".join(notes)
     return t
 
 
@@ -137,6 +157,7 @@ def render_explanation(expl: Explanation, cluster: Cluster | None = None) -> Ren
         parts.append(Text("Bottleneck: ", style="bold") + Text(expl.bottleneck.text))
     for line in expl.limits:
         parts.append(Text("Binding: ", style="bold") + Text(line))
+    parts += engine_lines(expl)
     if expl.alternatives:
         parts.append(Text(""))
         parts.append(_alternatives_table(expl))
@@ -146,3 +167,36 @@ def render_explanation(expl: Explanation, cluster: Cluster | None = None) -> Ren
 def alternative_lines(expl: Explanation) -> list[str]:
     """One plain line per alternative (``label: verdict``), for logs and tests."""
     return [f"{a.label}: {a.verdict}" for a in expl.alternatives]
+
+
+def engine_lines(expl: Explanation) -> list[Text]:
+    """Which engines launch the plan, what the others cannot express, and (when asked) the
+    gap between the unrestricted optimum and the best launchable plan."""
+    eng = expl.engines or {}
+    out: list[Text] = []
+    if "launchable_by" in eng:
+        ok = eng["launchable_by"]
+        out.append(
+            Text("Launchable by: ", style="bold")
+            + Text(", ".join(ok) if ok else "none: beyond any engine", style="" if ok else "yellow")
+        )
+        if not ok:
+            for name, why in eng.get("refused", {}).items():
+                out.append(Text(f"  {name}: ", style="bold") + Text("; ".join(why)))
+    gap = eng.get("gap")
+    if gap:
+        unit = expl.objective_unit
+        ratio = gap.get("ratio")
+        line = (
+            f"unrestricted optimum {fmt_objective(gap.get('unrestricted'), unit)} "
+            f"({gap.get('unrestricted_status')}) vs best launchable "
+            f"{fmt_objective(gap.get('launchable'), unit)} ({gap.get('launchable_status')})"
+        )
+        if ratio is not None:
+            line += f": launchability costs {ratio:.3f}x" if ratio > 1 + TIE_RTOL else ": no gap"
+        out.append(Text("Engine gap: ", style="bold") + Text(line))
+        if gap.get("unrestricted_plan"):
+            out.append(Text("  unrestricted plan: ") + Text(gap["unrestricted_plan"], style="dim"))
+        for name, why in (gap.get("beyond") or {}).items():
+            out.append(Text(f"  {name} cannot: ", style="bold") + Text("; ".join(why[:2])))
+    return out
