@@ -35,7 +35,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("physics", ("solver.costmodel", "solver.placement", "solver.engines")),
-    ("verify", ("solver.evaluate", "solver.profile")),
+    ("verify", ("solver.evaluate", "solver.profile", "solver.serving")),
     ("solve", ("solver.construction", "solver.cpsat", "solver.baselines")),
     ("plan", ("solver.planner",)),
     ("use", ("solver.pareto", "solver.sweep", "solver.export", "solver.report")),
@@ -204,7 +204,7 @@ def test_imports_point_down(graph: dict[str, set[str]]) -> None:
     assert upward == []
 
 
-@pytest.mark.parametrize("package", ["solver.costmodel", "solver.evaluate"])
+@pytest.mark.parametrize("package", ["solver.costmodel", "solver.evaluate", "solver.serving"])
 def test_verifier_loads_no_solver(package: str) -> None:
     """Importing the cost model or the evaluator loads no ortools and nothing above it."""
     code = (

@@ -1,0 +1,51 @@
+"""Continuous-batching serving simulator (verify layer: numpy only, no ortools).
+
+:func:`simulate` serves a stream of requests (:func:`generate_requests`: Poisson arrivals
+and length distributions; :func:`load_trace`: a trace file) on an inference plan's replicas,
+each running vLLM-style continuous batching with chunked prefill
+(:mod:`~solver.serving.simulator`) whose steps are priced by the evaluator's cost model
+(:mod:`~solver.serving.stepcost`), and reports TTFT, TPOT, ITL and end-to-end latency
+percentiles, throughput and goodput (:mod:`~solver.serving.metrics`).
+"""
+
+from __future__ import annotations
+
+from .api import DEFAULT_MAX_NUM_SEQS, Replica, ReplicaSetup, SimulationResult, serve, simulate
+from .metrics import Percentiles, ServingMetrics, serving_metrics
+from .simulator import ReplicaTrace, simulate_replica
+from .stepcost import (
+    ConstantStepCost,
+    FunctionStepCost,
+    RooflineStepCost,
+    StepCost,
+    default_max_num_batched_tokens,
+    kv_capacity_tokens,
+    roofline_step_cost,
+)
+from .workload import Lengths, Requests, generate_requests, load_trace, parse_lengths
+
+__all__ = [
+    "DEFAULT_MAX_NUM_SEQS",
+    "ConstantStepCost",
+    "FunctionStepCost",
+    "Lengths",
+    "Percentiles",
+    "Replica",
+    "ReplicaSetup",
+    "ReplicaTrace",
+    "Requests",
+    "RooflineStepCost",
+    "ServingMetrics",
+    "SimulationResult",
+    "StepCost",
+    "default_max_num_batched_tokens",
+    "generate_requests",
+    "kv_capacity_tokens",
+    "load_trace",
+    "parse_lengths",
+    "roofline_step_cost",
+    "serve",
+    "serving_metrics",
+    "simulate",
+    "simulate_replica",
+]
