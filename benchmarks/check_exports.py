@@ -384,10 +384,45 @@ def _static(
     return n
 
 
+#: Flags of ``vllm serve`` that belong to the API server (vllm/entrypoints/openai/cli_args.py
+#: and the serve subcommand), not to EngineArgs: checked against the quoted lists only.
+VLLM_SERVER_FLAGS = ("--port", "--host", "--headless")
+
+
 def check_vllm(g: Golden) -> str:
     lines = _launches(g)
     n = _static(lines, VLLM)
-    return f"{n} flags against vLLM 0.34.0 source lists (vLLM not installed: CUDA stack)"
+    try:
+        # The wheel is the CUDA build; building EngineArgs' defaults asks for the current
+        # platform, so parse as vLLM's own CPU platform would (nothing is launched).
+        import vllm.platforms as vllm_platforms  # type: ignore[import-not-found]
+        from vllm.platforms.cpu import CpuPlatform  # type: ignore[import-not-found]
+
+        vllm_platforms._current_platform = CpuPlatform()
+        from vllm.engine.arg_utils import AsyncEngineArgs  # type: ignore[import-not-found]
+        from vllm.utils.argparse_utils import (  # type: ignore[import-not-found]
+            FlexibleArgumentParser,
+        )
+    except ImportError:
+        return f"{n} flags against vLLM 0.34.0 source lists (vLLM not importable here)"
+    parsed = 0
+    for _, args in lines:
+        engine_args: list[str] = []
+        skip = False
+        for i, a in enumerate(args):
+            if skip:
+                skip = False
+                continue
+            if a in VLLM_SERVER_FLAGS:
+                # --headless takes no value; --port/--host take one.
+                skip = a != "--headless" and i + 1 < len(args) and not args[i + 1].startswith("--")
+                continue
+            engine_args.append(a)
+        parser = AsyncEngineArgs.add_cli_args(FlexibleArgumentParser())
+        ns = parser.parse_args(["--model", "placeholder/model", *engine_args])
+        AsyncEngineArgs.from_cli_args(ns)
+        parsed += 1
+    return f"{parsed} launch line(s) through vLLM 0.34.0 AsyncEngineArgs; {n} flags against source lists"
 
 
 def check_trtllm(g: Golden) -> str:
