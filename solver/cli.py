@@ -10,8 +10,11 @@ and renders the result with :mod:`solver.report`.  Conventions every command fol
   logs go to stderr and are off in JSON mode).
 * Bad input -- a :class:`~solver.errors.SpecError`, a missing or unreadable file, a value out of
   range -- prints one line ``error: <message>`` on stderr and exits with code 2; never a
-  traceback (``SHARDWISE_DEBUG=1`` re-raises, for debugging).  Any solver status exits 0,
-  except ``INVALID_INPUT``, which is bad input.
+  traceback (``SHARDWISE_DEBUG=1`` re-raises, for debugging).
+* ``plan`` exits with its status's code (:data:`solver.result.EXIT_CODES`): 0 OPTIMAL or
+  FEASIBLE (a plan), 2 INVALID_INPUT (bad input), 4 INFEASIBLE (proven), 5 UNKNOWN (time
+  limit before a plan or a proof), 6 MODEL_ERROR (a bug); its output, ``--json`` included, is
+  printed first.  ``export`` uses 3 for "the engine cannot express the plan".
 * Files the user owns are never overwritten without ``--force``.
 
 New commands (explain, pareto, sweep, export) slot in as more ``@app.command`` functions
@@ -31,7 +34,7 @@ import typer
 from rich.rule import Rule
 
 from . import __version__
-from .commands import explain, export, profile, sweep
+from .commands import explain, export, profile, simulate, sweep
 from .commands.common import (
     EXIT_BAD_INPUT,
     USER_ERRORS,
@@ -42,6 +45,7 @@ from .commands.common import (
     WorkloadOpt,
     check_solve_cli,
     emit_json,
+    exit_for_status,
     fail,
     one_line,
     refuse_overwrite,
@@ -66,7 +70,9 @@ _EPILOG = (
     "  shardwise evaluate -m gpt-39b -c selene-a100-64 -w train-gpt-s2048 --plan plan.json\n\n"
     "  shardwise import-hf config.json --name my-model --out models/my-model.yaml\n\n"
     "Names resolve to models/NAME.yaml and instances/NAME.yaml (also under $SHARDWISE_HOME); "
-    "paths work too.  Exit codes: 0 ok (any solver status), 2 bad input."
+    "paths work too.  Exit codes: 0 ok (plan: OPTIMAL or FEASIBLE), 2 bad input (INVALID_INPUT), "
+    "3 export: the engine cannot express the plan, 4 plan: INFEASIBLE (proven), 5 plan: UNKNOWN "
+    "(time limit before a plan or a proof), 6 plan: MODEL_ERROR (a bug)."
 )
 
 app = typer.Typer(
@@ -187,8 +193,13 @@ def _quiet_line(result: Result, objective: str, kind: str) -> str:
     "  shardwise plan -m tiny-gpt -c h100x2-nvlink -w train-tiny --deterministic --json\n\n"
     "  shardwise plan -m gpt-7.5b -c hetero-mix -w train-gpt-s2048 --engine megatron\n\n"
     "  shardwise plan -m gpt-39b -c selene-a100-64 -w train-gpt-s2048 --engine any-plan\n\n"
-    "Exits 0 for any solver status (OPTIMAL, FEASIBLE, INFEASIBLE, MODEL_ERROR) and 2 for bad "
-    "input (including INVALID_INPUT).",
+    "Statuses and exit codes: 0 OPTIMAL (proven optimal, gap 0); 0 FEASIBLE (a plan with its "
+    "bound and gap); 2 INVALID_INPUT (bad input, one line naming the field); 4 INFEASIBLE "
+    "(proven: no plan fits, the message says why); 5 UNKNOWN (the time limit came before any "
+    "plan or proof: raise --time-limit); 6 MODEL_ERROR (the evaluator disagreed with the "
+    "solver: a bug).  The output (--json too) is printed first; the status string is the "
+    "same in the JSON and in Python (Result.status).  The whole run, model building and "
+    "verification included, returns within 1.1 x --time-limit + 0.5 s.",
 )
 def plan_cmd(
     model: ModelOpt,
@@ -196,7 +207,12 @@ def plan_cmd(
     workload: WorkloadOpt,
     time_limit: Annotated[
         float,
-        typer.Option("--time-limit", "-t", metavar="SECONDS", help="CP-SAT wall-time limit."),
+        typer.Option(
+            "--time-limit",
+            "-t",
+            metavar="SECONDS",
+            help="Wall-time limit of the search; the run returns within 1.1 x it + 0.5 s.",
+        ),
     ] = 10.0,
     seed: Annotated[int, typer.Option("--seed", help="CP-SAT random seed.")] = 0,
     workers: Annotated[
@@ -302,6 +318,7 @@ def plan_cmd(
             console.print(render_result(result, c, w))
             if wrote:
                 console.print(f"plan written to {wrote}")
+    exit_for_status(result.status)  # 0 for a plan; see the epilog for the others
 
 
 # ------------------------------------------------------------------------------------------
@@ -363,7 +380,7 @@ def import_hf_cmd(
 # command groups defined in solver/commands/ (explain/pareto, export, sweep, profile/validate)
 # ------------------------------------------------------------------------------------------
 def _register_command_groups() -> None:
-    for module in (explain, export, sweep, profile):
+    for module in (explain, export, sweep, profile, simulate):
         module.register(app)
 
 

@@ -35,9 +35,10 @@ from dataclasses import dataclass
 from importlib.metadata import version as _pkg_version
 from typing import Any
 
-from .baselines.rubric import rubric_plan_scored
+from .baselines.rubric import rubric_plan_scored, rubric_pool, rubric_shapes
 from .catalog import gpu_of
 from .construction import Solved, objective_of
+from .cpsat.deadline import Deadline
 from .cpsat.plan_inference import solve_inference
 from .cpsat.plan_training import solve_training
 from .engines import (
@@ -100,8 +101,13 @@ def plan(
     model, cluster, workload
         Validated specs (see :mod:`solver.io` to load them by name).
     time_limit_s
-        Wall-clock budget for all CP-SAT solves (default 10 s).  When it runs out the best plan
-        found is returned as FEASIBLE with its bound and gap.
+        Wall-clock budget in seconds (default 10 s).  The search (tables, bounds, warm starts,
+        CP-SAT) stops at it; the whole call, model building and the evaluator's verification
+        included, returns within ``time_limit_s * 1.1 + 0.5`` s
+        (:mod:`solver.cpsat.deadline`), skipping optional work that would not fit (the rubric
+        baseline, the pessimistic-hop re-solve, trying more stage orders) and saying so in
+        ``Result.message``.  When it runs out the best plan found is FEASIBLE with its bound and
+        gap; without a plan the status is UNKNOWN (never INFEASIBLE, which needs a proof).
     seed
         CP-SAT random seed (default 0).
     num_workers
@@ -111,7 +117,7 @@ def plan(
         work counter, roughly seconds of one core) instead of the wall clock, so that the same
         input and seed give the same plan and objective every time -- also when the limit cuts
         the search short.  The wall clock may then run past ``time_limit_s`` on a slow or
-        loaded machine.
+        loaded machine, and no optional work is skipped for time.
     compare_baseline
         Also score the seed rubric's plan (``Result.baseline``) for comparison (default True).
     engine
@@ -131,6 +137,7 @@ def plan(
     """
     check_solve_options(time_limit_s=time_limit_s, seed=seed, num_workers=num_workers)
     start = time.perf_counter()
+    deadline = Deadline.unbounded() if deterministic else Deadline(time_limit_s, start)
     workers = 1 if deterministic else (num_workers or default_workers())
     try:
         if cluster.calibration is not None:
@@ -166,34 +173,86 @@ def plan(
             )
         if isinstance(workload, TrainingWorkload):
             res = solve_training(
-                model, cluster, workload, time_limit_s, workers, seed, deterministic, engine=engines
+                model, cluster, workload, time_limit_s, workers, seed, deterministic,
+                engine=engines, deadline=deadline,
             )
         else:
             res = _solve_inference_over(
-                model, cluster, workload, time_limit_s, workers, seed, engines
+                model, cluster, workload, time_limit_s, workers, seed, engines, deadline
             )
     except SpecError as e:
         return Result(status=Status.INVALID_INPUT, message=str(e), seed=seed, time_s=time.perf_counter() - start)
-    if compare_baseline:
-        res.baseline = _rubric_baseline(model, cluster, workload)
     result, check = _verify(model, cluster, workload, res, start, seed)
+    skipped: list[str] = []
     if check.hop_explained and isinstance(workload, TrainingWorkload):
         training = workload
         # Deterministic runs must not read the wall clock: a fixed share of the limit.
-        left = (
-            0.5 * time_limit_s
-            if deterministic
-            else max(0.25 * time_limit_s, time_limit_s - (time.perf_counter() - start))
-        )
+        left = 0.5 * time_limit_s if deterministic else deadline.left()
+        if deterministic or left >= HOP_RESOLVE_SHARE * time_limit_s:
 
-        def again() -> Solved:
-            return solve_training(
-                model, cluster, training, left, workers, seed, deterministic, engine=engines,
-                pessimistic_hops=True,
-            )
+            def again() -> Solved:
+                return solve_training(
+                    model, cluster, training, left, workers, seed, deterministic,
+                    engine=engines, pessimistic_hops=True, deadline=deadline,
+                )
 
-        result = _hop_fallback(model, cluster, workload, res, result, check, start, seed, again)
+            result = _hop_fallback(model, cluster, workload, res, result, check, start, seed, again)
+        else:
+            skipped.append("the re-solve with every pipeline hand-off at its dearest")
+    if compare_baseline:
+        result = _with_baseline(result, model, cluster, workload, deadline, check.eval_s, skipped)
+    if skipped:
+        note = "time limit: skipped " + " and ".join(skipped)
+        log.info(note)
+        message = (result.message + "; " if result.message else "") + note
+        result = dataclasses.replace(result, message=message, time_s=time.perf_counter() - start)
+        result = _stamped(result)
     return _with_launch(result, model, workload, scope)
+
+
+#: The pessimistic-hop re-solve runs only with at least this share of the limit left.
+HOP_RESOLVE_SHARE = 0.2
+
+
+def _rubric_evaluations(
+    model: Model, cluster: Cluster, workload: TrainingWorkload | InferenceWorkload
+) -> float:
+    """An upper estimate of how many full evaluations the rubric baseline runs.
+
+    Training: its knob settings on the first shape that fits (the rest are rejected on the
+    memory ledger alone, about a twentieth of an evaluation each); inference: every shape
+    and batch size, the worst case (it stops at the first that fits).
+    """
+    pool = rubric_pool(cluster)
+    if isinstance(workload, TrainingWorkload):
+        shapes = sum(1 for _ in rubric_shapes(model, pool))
+        knobs = len(workload.recompute) * len(workload.zero_stages)
+        return knobs + 1 + 0.05 * shapes * knobs
+    shapes = sum(1 for _ in rubric_shapes(model, pool, latency=workload.objective == "min_latency"))
+    return float(shapes * len(workload.batch_sizes))
+
+
+def _with_baseline(
+    result: Result,
+    model: Model,
+    cluster: Cluster,
+    workload: TrainingWorkload | InferenceWorkload,
+    deadline: Deadline,
+    eval_s: float,
+    skipped: list[str],
+) -> Result:
+    """``result`` with the rubric baseline, when the deadline leaves room for it (else
+    ``skipped`` says so); its time is in ``stats["baseline_s"]``."""
+    if deadline.bounded:
+        need = _rubric_evaluations(model, cluster, workload) * max(eval_s, 1e-3) + 0.05
+        if not deadline.allows(need):
+            skipped.append(f"the rubric baseline (about {need:.2g} s)")
+            return result
+    t0 = time.perf_counter()
+    baseline = _rubric_baseline(model, cluster, workload)
+    stats = dict(result.stats)
+    stats["baseline_s"] = round(time.perf_counter() - t0, 3)
+    return dataclasses.replace(result, baseline=baseline, stats=stats)
 
 
 def _with_launch(
@@ -271,28 +330,45 @@ def _solve_inference_over(
     workers: int,
     seed: int,
     engines: list[EngineRules] | None,
+    deadline: Deadline | None = None,
 ) -> Solved:
     """Inference over the union of ``engines``' spaces: one solve per engine no other covers
     (:func:`~solver.engines.covering_engines`; today vLLM covers SGLang and TensorRT-LLM, so one
     solve), the time limit split between them, the best plan kept.  OPTIMAL only when every
     solve is: the union's optimum is the best of the proven per-engine optima."""
     if engines is None:
-        return solve_inference(model, cluster, workload, time_limit_s, workers, seed, engine=None)
-    cover = covering_engines(engines)
-    results = [
-        solve_inference(
-            model, cluster, workload, time_limit_s / len(cover), workers, seed, engine=rules
+        return solve_inference(
+            model, cluster, workload, time_limit_s, workers, seed, engine=None, deadline=deadline
         )
-        for rules in cover
-    ]
+    cover = covering_engines(engines)
+    results = []
+    for k, rules in enumerate(cover):
+        # Each engine gets an equal share of what is left (a later one inherits unused time).
+        share = time_limit_s / len(cover)
+        if deadline is not None and deadline.bounded:
+            share = max(0.0, deadline.left()) / (len(cover) - k)
+        sub = deadline if len(cover) == 1 else None
+        if sub is None and deadline is not None and deadline.bounded:
+            sub = Deadline(share)
+        results.append(
+            solve_inference(
+                model, cluster, workload, share, workers, seed, engine=rules, deadline=sub
+            )
+        )
     if len(results) == 1:
         return results[0]
     maximise = workload.objective == "max_throughput"
     found = [r for r in results if r.plan is not None and r.objective is not None]
     if not found:
+        # INFEASIBLE only if every engine's space is proven empty; a bug outranks a time-out.
+        for status in (Status.MODEL_ERROR, Status.UNKNOWN):
+            for r in results:
+                if r.status == status:
+                    return r
         return results[0]
     best = (max if maximise else min)(found, key=lambda r: r.objective or 0.0)
     proven = all(r.status in (Status.OPTIMAL, Status.INFEASIBLE) for r in results)
+    messages = [r.message for r in results if r.message]
     # Each engine's bound holds for its space; the union's is the most optimistic of them
     # (an engine proven infeasible adds nothing, one without a bound leaves it unknown).
     open_ = [r for r in results if r.status != Status.INFEASIBLE]
@@ -301,7 +377,7 @@ def _solve_inference_over(
         bounds = [r.bound for r in open_ if r.bound is not None]
         bound = (max if maximise else min)(bounds)
     status = Status.OPTIMAL if proven and best.status == Status.OPTIMAL else Status.FEASIBLE
-    return dataclasses.replace(best, status=status, bound=bound)
+    return dataclasses.replace(best, status=status, bound=bound, message="; ".join(messages))
 
 
 def _precision_gaps_pool(pool: Pool, workload: TrainingWorkload | InferenceWorkload) -> str | None:
@@ -381,6 +457,7 @@ class _Check:
 
     reference: float | None = None
     hop_explained: bool = False
+    eval_s: float = 0.0  # wall time of one evaluation of the plan (estimates what else fits)
 
 
 def _within(value: float, span: tuple[float, float], tol: float) -> bool:
@@ -421,7 +498,9 @@ def _verify(
             **common,
         )
         return result, check
+    t_eval = time.perf_counter()
     report = evaluate(model, cluster, workload, res.plan).to_dict()
+    check.eval_s = time.perf_counter() - t_eval
     status = res.status
     message = res.message
     objective = res.objective

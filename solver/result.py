@@ -8,17 +8,35 @@ from typing import Any
 
 from .specs import Plan
 
-__all__ = ["Result", "Status"]
+__all__ = ["EXIT_CODES", "Result", "Status"]
 
 
 class Status(StrEnum):
-    """Outcome of :func:`solver.plan`.  ``solve()`` never raises for these."""
+    """Outcome of :func:`solver.plan`.  ``solve()`` never raises for these.
 
-    OPTIMAL = "OPTIMAL"  #: proven optimal within the model
-    FEASIBLE = "FEASIBLE"  #: time limit hit: best plan, bound and gap
-    INFEASIBLE = "INFEASIBLE"  #: nothing fits; ``message`` says why and what to relax
+    The same string is ``Result.status``, the ``status`` of ``shardwise plan --json`` and the
+    plan file's ``solver.status``; the CLI exits with :data:`EXIT_CODES` of it.
+    """
+
+    OPTIMAL = "OPTIMAL"  #: a plan, proven optimal within the model (gap 0)
+    FEASIBLE = "FEASIBLE"  #: a plan, not proven optimal: its bound and gap say how far it may be
+    INFEASIBLE = "INFEASIBLE"  #: proven: no plan fits; ``message`` says why and what to relax
+    UNKNOWN = "UNKNOWN"  #: time (or resource) limit before any plan or proof: raise the limit
     INVALID_INPUT = "INVALID_INPUT"  #: bad input; ``message`` names the field
     MODEL_ERROR = "MODEL_ERROR"  #: the evaluator disagreed with the solver: a bug
+
+
+#: ``shardwise plan``'s exit code for each status (README "Statuses and exit codes").  0 means
+#: a plan; 2 is every command's bad-input code; 3 is ``export``'s "the engine cannot express
+#: the plan", so the solver's other outcomes start at 4.
+EXIT_CODES: dict[Status, int] = {
+    Status.OPTIMAL: 0,
+    Status.FEASIBLE: 0,
+    Status.INVALID_INPUT: 2,
+    Status.INFEASIBLE: 4,
+    Status.UNKNOWN: 5,
+    Status.MODEL_ERROR: 6,
+}
 
 
 @dataclass(frozen=True)
@@ -30,16 +48,18 @@ class Result:
     status
         See :class:`Status`.
     plan
-        The plan (None when INFEASIBLE / INVALID_INPUT).
+        The plan (None when INFEASIBLE / UNKNOWN / INVALID_INPUT).
     report
         The evaluator's report of ``plan`` as a dict (same keys as ``shardwise evaluate --json``).
     objective, bound, gap
         In user units (tokens/s for max_throughput, $/Mtoken for min_cost, ms for min_latency,
-        GPUs for min_gpus).  ``gap`` is ``|objective - bound| / max(|objective|, 1e-12)``.
+        GPUs for min_gpus).  ``gap`` is ``|objective - bound| / max(|objective|, 1e-12)``:
+        0 when OPTIMAL, None when no valid bound is known.
     time_s
         Wall time of the whole solve (precompute, CP-SAT, verification).
     message
-        Human explanation: infeasibility reason and smallest relaxation, or the MODEL_ERROR diff.
+        Human explanation: infeasibility reason and smallest relaxation, what a time-out left
+        open, the MODEL_ERROR diff, and any optional step skipped to keep the time limit.
     baseline
         The rubric baseline's plan metrics, for comparison (None if it has no feasible plan).
     engine_scope
@@ -69,6 +89,11 @@ class Result:
     @property
     def ok(self) -> bool:
         return self.status in (Status.OPTIMAL, Status.FEASIBLE)
+
+    @property
+    def exit_code(self) -> int:
+        """``shardwise plan``'s exit code for this result (:data:`EXIT_CODES`)."""
+        return EXIT_CODES[self.status]
 
     @property
     def launchable_by(self) -> list[str]:

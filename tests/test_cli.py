@@ -454,15 +454,18 @@ def test_plan_out_force_overwrites(inst: dict[str, Path], tmp_path: Path) -> Non
 
 
 @needs_planner
-def test_plan_infeasible_exits_0_and_explains(inst: dict[str, Path], tmp_path: Path) -> None:
-    """A 39 B model on two 80 GB GPUs is INFEASIBLE with an explanation; exit 0, no file."""
+def test_plan_infeasible_exits_4_and_explains(inst: dict[str, Path], tmp_path: Path) -> None:
+    """A 39 B model on two 80 GB GPUs is INFEASIBLE with an explanation; exit 4 (README:
+    "Statuses and exit codes"), no file, and the JSON still prints."""
     out = tmp_path / "none.json"
     args = ["plan", *_spec_args(inst, "big"), "--workers", "1"]
     res = runner.invoke(app, [*args, "--out", str(out)])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 4, res.output
     assert "INFEASIBLE" in res.stdout and "Why no plan fits" in res.stdout
     assert not out.exists()
-    doc = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    as_json = runner.invoke(app, [*args, "--json"])
+    assert as_json.exit_code == 4
+    doc = json.loads(as_json.stdout)
     assert doc["status"] == "INFEASIBLE" and doc["plan"] is None and doc["solver"]["message"]
 
 

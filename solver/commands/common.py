@@ -11,7 +11,10 @@ it.  Conventions:
 * :func:`write_new_file` never overwrites a user's file without ``--force``, writes through a
   temporary file renamed into place, follows a symbolic link to the file it points to, and
   refuses directories, FIFOs and devices (:func:`solver.io.output_target`);
-* :func:`check_solve_cli` checks ``--time-limit/--seed/--workers`` by the library's rules.
+* :func:`check_solve_cli` checks ``--time-limit/--seed/--workers`` by the library's rules;
+* :func:`exit_for_status` ends a solving command with its status's exit code
+  (:data:`solver.result.EXIT_CODES`: 0 OPTIMAL/FEASIBLE, 2 INVALID_INPUT, 4 INFEASIBLE,
+  5 UNKNOWN, 6 MODEL_ERROR; 3 is ``export``'s "the engine cannot express the plan").
 """
 
 from __future__ import annotations
@@ -31,9 +34,13 @@ from rich.console import Console
 from ..errors import SpecError, check_solve_options, format_validation_error
 from ..io import output_target, write_text_atomic
 from ..report import dumps
+from ..result import EXIT_CODES, Status
 
 __all__ = [
     "EXIT_BAD_INPUT",
+    "EXIT_INFEASIBLE",
+    "EXIT_MODEL_ERROR",
+    "EXIT_UNKNOWN",
     "USER_ERRORS",
     "ClusterOpt",
     "ForceOpt",
@@ -42,6 +49,7 @@ __all__ = [
     "WorkloadOpt",
     "check_solve_cli",
     "emit_json",
+    "exit_for_status",
     "fail",
     "one_line",
     "refuse_overwrite",
@@ -62,6 +70,12 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
 )
 EXIT_BAD_INPUT = 2
+#: ``shardwise plan``: proven that no plan fits (the message says why and what to relax).
+EXIT_INFEASIBLE = EXIT_CODES[Status.INFEASIBLE]
+#: ``shardwise plan``: the time limit came before any plan or proof (raise --time-limit).
+EXIT_UNKNOWN = EXIT_CODES[Status.UNKNOWN]
+#: ``shardwise plan``: the evaluator rejected the solver's plan (a bug, please report).
+EXIT_MODEL_ERROR = EXIT_CODES[Status.MODEL_ERROR]
 
 
 # ------------------------------------------------------------------------------------------
@@ -174,6 +188,14 @@ def check_solve_cli(time_limit: float, seed: int, workers: int | None) -> None:
     check_solve_options(
         time_limit_s=time_limit, seed=seed, num_workers=workers, names=SOLVE_OPTION_NAMES
     )
+
+
+def exit_for_status(status: Status | str) -> None:
+    """End the command with ``status``'s exit code (:data:`solver.result.EXIT_CODES`); return
+    normally for OPTIMAL and FEASIBLE (exit 0)."""
+    code = EXIT_CODES[Status(status)]
+    if code:
+        raise typer.Exit(code)
 
 
 def refuse_overwrite(path: Path, force: bool) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from ortools.sat.python import cp_model
@@ -12,7 +13,8 @@ from ..catalog import gpu_of
 from ..construction import Solved, build_stages, split_layers
 from ..engines import EngineRules, GroupShape, shape_violations
 from ..result import Status
-from ..specs import Cluster, InferenceWorkload, Model, Plan, ReplicaGroup
+from ..specs import Cluster, InferenceWorkload, Model, Plan, Pool, ReplicaGroup
+from .deadline import Deadline
 from .inference import InferenceConfig, InferenceModel
 from .options import pipeline_degrees, tp_options
 
@@ -36,12 +38,18 @@ def _single_replica_plan(
 
 
 def enumerate_configs(
-    model: Model, cluster: Cluster, workload: InferenceWorkload, engine: EngineRules | None = None
+    model: Model,
+    cluster: Cluster,
+    workload: InferenceWorkload,
+    engine: EngineRules | None = None,
+    deadline: Deadline | None = None,
 ) -> tuple[list[InferenceConfig], dict[str, Any]]:
     """All replica shapes that fit memory and meet the SLOs, scored by the evaluator.
 
     Also returns diagnostics for the infeasibility explanation: the best TTFT/TPOT seen among
-    memory-feasible shapes and the smallest peak memory per GPU seen.
+    memory-feasible shapes and the smallest peak memory per GPU seen.  With a ``deadline``
+    the scoring stops when it expires; ``diag["complete"]`` then is False (the shapes are a
+    subset, so nothing built on them is a proof).
     """
     from ..evaluate import evaluate
 
@@ -52,9 +60,51 @@ def enumerate_configs(
         "best_ttft_ms": None,
         "best_tpot_ms": None,
         "memory_fit": 0,
+        "complete": True,
     }
-    for pool in cluster.pools:
+    for pool, tp, pp, batch in _shapes(model, cluster, workload, engine):
+        if deadline is not None and deadline.expired():
+            diag["complete"] = False
+            break
         gpu = gpu_of(pool)
+        plan = _single_replica_plan(cluster, model, pool.name, tp, pp, batch)
+        rep = evaluate(model, cluster, workload, plan).to_dict()
+        diag["evaluated"] += 1
+        mem = float(rep["peak_memory_GB_per_gpu"])
+        cap = gpu.memory_GB
+        if diag["min_memory"] is None or mem / cap < diag["min_memory"][0] / diag["min_memory"][1]:
+            diag["min_memory"] = (mem, cap, pool.name, tp, pp, batch)
+        mem_ok = all(r["total_GB"] <= r["capacity_GB"] + 1e-9 for r in rep["memory_ledger"])
+        if mem_ok:
+            diag["memory_fit"] += 1
+            for key in ("ttft_ms", "tpot_ms"):
+                best = diag[f"best_{key}"]
+                if best is None or rep[key] < best[0]:
+                    diag[f"best_{key}"] = (float(rep[key]), pool.name, tp, pp, batch)
+        if not rep["feasible"]:
+            continue
+        configs.append(
+            InferenceConfig(
+                pool=pool.name,
+                tp=tp,
+                pp=pp,
+                batch=batch,
+                gpus=tp * pp,
+                tokens_per_s=float(rep["tokens_per_s"]),
+                ttft_ms=float(rep["ttft_ms"]),
+                tpot_ms=float(rep["tpot_ms"]),
+                cost_per_hour=tp * pp * (pool.cost_per_gpu_hour or 0.0),
+                peak_memory_GB=mem,
+            )
+        )
+    return configs, diag
+
+
+def _shapes(
+    model: Model, cluster: Cluster, workload: InferenceWorkload, engine: EngineRules | None
+) -> Iterator[tuple[Pool, int, int, int]]:
+    """Every (pool, tp, pp, batch) replica shape the engine allows, in scoring order."""
+    for pool in cluster.pools:
         for tp in tp_options(model, pool):
             for pp in pipeline_degrees(model.num_layers, pool.num_gpus // tp):
                 if engine is not None:
@@ -66,37 +116,7 @@ def enumerate_configs(
                     if shape_violations(engine, shape, model):
                         continue
                 for batch in workload.batch_sizes:
-                    plan = _single_replica_plan(cluster, model, pool.name, tp, pp, batch)
-                    rep = evaluate(model, cluster, workload, plan).to_dict()
-                    diag["evaluated"] += 1
-                    mem = float(rep["peak_memory_GB_per_gpu"])
-                    cap = gpu.memory_GB
-                    if diag["min_memory"] is None or mem / cap < diag["min_memory"][0] / diag["min_memory"][1]:
-                        diag["min_memory"] = (mem, cap, pool.name, tp, pp, batch)
-                    mem_ok = all(r["total_GB"] <= r["capacity_GB"] + 1e-9 for r in rep["memory_ledger"])
-                    if mem_ok:
-                        diag["memory_fit"] += 1
-                        for key in ("ttft_ms", "tpot_ms"):
-                            best = diag[f"best_{key}"]
-                            if best is None or rep[key] < best[0]:
-                                diag[f"best_{key}"] = (float(rep[key]), pool.name, tp, pp, batch)
-                    if not rep["feasible"]:
-                        continue
-                    configs.append(
-                        InferenceConfig(
-                            pool=pool.name,
-                            tp=tp,
-                            pp=pp,
-                            batch=batch,
-                            gpus=tp * pp,
-                            tokens_per_s=float(rep["tokens_per_s"]),
-                            ttft_ms=float(rep["ttft_ms"]),
-                            tpot_ms=float(rep["tpot_ms"]),
-                            cost_per_hour=tp * pp * (pool.cost_per_gpu_hour or 0.0),
-                            peak_memory_GB=mem,
-                        )
-                    )
-    return configs, diag
+                    yield pool, tp, pp, batch
 
 
 def _explain(workload: InferenceWorkload, diag: dict[str, Any]) -> str:
@@ -138,19 +158,50 @@ def solve_inference(
     workers: int,
     seed: int,
     engine: EngineRules | None = None,
+    deadline: Deadline | None = None,
 ) -> Solved:
+    """Plan inference: score every replica shape, then pick replica counts (knapsack).
+
+    ``deadline``: the whole plan() call's budget (default: ``time_limit_s`` from now).  When
+    it expires before every shape is scored, the knapsack runs over the shapes scored so far:
+    a plan is then FEASIBLE without a bound, no plan is UNKNOWN (never INFEASIBLE: the
+    shapes not scored might fit).  INFEASIBLE only when every shape was scored and none fits
+    (or the knapsack proves no mix of them does).
+    """
     t0 = time.perf_counter()
-    configs, diag = enumerate_configs(model, cluster, workload, engine)
+    if deadline is None:
+        deadline = Deadline(time_limit_s, t0)
+    configs, diag = enumerate_configs(model, cluster, workload, engine, deadline)
+    complete = bool(diag["complete"])
     stats: dict[str, Any] = {"configs_evaluated": diag["evaluated"], "configs_feasible": len(configs)}
+    partial = (
+        f"time limit: {diag['evaluated']} replica shapes scored before the limit, not all of "
+        "them"
+    )
+    if not complete:
+        stats["configs_complete"] = False
     if not configs:
+        if not complete:
+            return Solved(
+                Status.UNKNOWN, None, None, None,
+                message=partial + ", and none of those fits; raise --time-limit", stats=stats,
+            )
         return Solved(Status.INFEASIBLE, None, None, None, message=_explain(workload, diag), stats=stats)
     pool_gpus = {p.name: p.num_gpus for p in cluster.pools}
-    # The knapsack is small: it always gets half a second, even when scoring the shapes used
-    # up the limit, rather than give up on a problem it solves in milliseconds.
-    budget = max(MIN_KNAPSACK_S, time_limit_s - (time.perf_counter() - t0))
+    # The knapsack is small: it gets up to half a second of the grace, even when scoring the
+    # shapes used up the limit, rather than give up on a problem it solves in milliseconds.
+    left = min(time_limit_s - (time.perf_counter() - t0), deadline.left())
+    budget = max(left, min(MIN_KNAPSACK_S, deadline.grace_left() - 0.3), 0.05)
     target = workload.target_throughput_tokens_per_s
     if workload.objective in ("min_gpus", "min_cost") or target is not None:
         total = sum((pool_gpus[c.pool] // c.gpus) * c.tokens_per_s for c in configs)
+        if target is not None and total < target and not complete:
+            return Solved(
+                Status.UNKNOWN, None, None, None,
+                message=partial + f", and those reach at most {total:,.0f} tokens/s < target "
+                f"{target:,.0f}; raise --time-limit",
+                stats=stats,
+            )
         if target is not None and total < target:
             best = max(configs, key=lambda c: c.tokens_per_s / c.gpus)
             need = target / (best.tokens_per_s / best.gpus)
@@ -173,21 +224,33 @@ def solve_inference(
         # Second, lexicographic step: the most throughput at that TPOT.
         cap = int(round(obj * cm.tpot_scale))
         cm2 = InferenceModel(configs, pool_gpus, objective, target, tpot_cap=cap)
-        st2, counts2, _, _ = cm2.solve(max(0.05, time_limit_s - (time.perf_counter() - t0)), workers, seed)
+        st2, counts2, _, _ = cm2.solve(
+            max(0.05, min(time_limit_s - (time.perf_counter() - t0), deadline.grace_left() - 0.3)),
+            workers,
+            seed,
+        )
         if counts2:
             counts = counts2
             if st2 != cp_model.OPTIMAL:
                 status = cp_model.FEASIBLE  # type: ignore[assignment,unused-ignore]
     stats["cp_status"] = cp_model.CpSolverStatus(status).name
     if not counts:
-        if status == cp_model.UNKNOWN:
-            message = (
-                "time limit: no feasible replica mix found before the time limit (not proven "
-                "infeasible); raise --time-limit"
-            )
-        else:
+        if status == cp_model.INFEASIBLE and complete:
             message = "GPU count: no mix of the feasible replica shapes fits the pools"
-        return Solved(Status.INFEASIBLE, None, None, None, message=message, stats=stats)
+            return Solved(Status.INFEASIBLE, None, None, None, message=message, stats=stats)
+        if status == cp_model.MODEL_INVALID:
+            return Solved(
+                Status.MODEL_ERROR, None, None, None,
+                message="the replica-count model is invalid (a bug): " + cm.m.validate(),
+                stats=stats,
+            )
+        message = (
+            "time limit: no replica mix found and no proof that none exists before the limit; "
+            "raise --time-limit"
+        )
+        if not complete:
+            message = partial + "; " + message
+        return Solved(Status.UNKNOWN, None, None, None, message=message, stats=stats)
     chosen = sorted(counts.items(), key=lambda kv: (configs[kv[0]].pool, -configs[kv[0]].tp))
     groups = [
         (n, [(configs[i].pool, configs[i].tp, k) for k in split_layers(model.num_layers, configs[i].pp)])
@@ -201,5 +264,12 @@ def solve_inference(
             for (i, n), st in zip(chosen, stages, strict=True)
         ],
     )
+    if not complete:
+        # The optimum over a subset of the shapes: a plan, but no bound on the others.
+        return Solved(
+            Status.FEASIBLE, plan, obj, None,
+            message=partial + ": the plan is the best over those, with no bound on the rest",
+            stats=stats,
+        )
     st = Status.OPTIMAL if status == cp_model.OPTIMAL else Status.FEASIBLE
     return Solved(st, plan, obj, bound, stats=stats)

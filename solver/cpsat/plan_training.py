@@ -25,13 +25,15 @@ from ortools.sat.python import cp_model
 
 from ..construction import Solved, build_stages
 from ..engines import EngineRules, ShapeLimits, family_limits, non_dominated
+from ..errors import SpecError
 from ..result import Status
 from ..specs import Cluster, Model, Plan, Pool, ReplicaGroup, Stage, TrainingWorkload
 from .bounds import lower_bound_us, pipeline_lp_bound, refine
+from .deadline import Deadline
 from .tables.build import build_tables, for_dp, restrict_options, stages_limit
-from .tables.family import Family, choose_unit, min_block_seconds
+from .tables.family import MIN_BLOCK_UNITS, Family, choose_unit, coarser_unit, min_block_seconds
 from .training.data import TrainingChoice, TrainTables
-from .training.model import TrainingModel
+from .training.model import MAX_MAGNITUDE, TrainingModel, magnitude_of
 from .warmstart import memory_lower_bound_fails, stage_objective, warm_start
 
 __all__ = ["choice_to_plan", "engine_families", "families", "family_spaces", "solve_training", "subproblems"]
@@ -204,7 +206,12 @@ MAX_PERMUTED_STAGES = 6
 
 
 def best_stage_order(
-    model: Model, cluster: Cluster, workload: TrainingWorkload, fam: Family, choice: TrainingChoice
+    model: Model,
+    cluster: Cluster,
+    workload: TrainingWorkload,
+    fam: Family,
+    choice: TrainingChoice,
+    deadline: Deadline | None = None,
 ) -> tuple[Plan, bool]:
     """Re-order the chosen stages by the evaluator's event simulation.
 
@@ -214,6 +221,9 @@ def best_stage_order(
     the orders of the same stages (all of them up to :data:`MAX_PERMUTED_STAGES` stages, else
     the CP order, its reverse and the two sorts by per-micro-batch time), keep the one the
     evaluator scores fastest; only memory-feasible orders count.
+
+    ``deadline``: orders are tried only while it leaves room for one more evaluation (and a
+    verification after them); the CP order always stands, so stopping early never loses a plan.
     """
     from ..evaluate import evaluate
 
@@ -232,13 +242,19 @@ def best_stage_order(
             tuple(sorted(range(p), key=lambda i: -key[i])),
         ]
     best_plan = choice_to_plan(cluster, workload, fam, choice)
+    t1 = time.perf_counter()
     best_step = evaluate(model, cluster, workload, best_plan).to_dict()["step_time_s"]
+    # One evaluation's cost; room for the planner's verification (two of them) after us.
+    each = time.perf_counter() - t1
     changed = False
     seen = {tuple((stages[i][0].pool, stages[i][0].tp, stages[i][1]) for i in range(p))}
     for order in orders:
         sig = tuple((stages[i][0].pool, stages[i][0].tp, stages[i][1]) for i in order)
         if sig in seen:
             continue
+        if deadline is not None and not deadline.allows(4 * each + 0.05):
+            log.info("stage order: deadline near, %d orders left untried", len(orders))
+            break
         seen.add(sig)
         cand = dataclasses.replace(choice, stages=[stages[i] for i in order])
         try:
@@ -290,6 +306,9 @@ def subproblems(
     fams: list[Family],
     engine: EngineRules | Sequence[EngineRules] | None = None,
     pessimistic: bool = False,
+    deadline: Deadline | None = None,
+    unbuilt: list[Family] | None = None,
+    unit_s: float | None = None,
 ) -> list[tuple[float, Family, TrainTables]]:
     """Every sub-problem the planner solves, with its cheap lower bound: one per family, shape
     space (:func:`family_spaces`; under uniform-TP engines one per TP degree) and DP degree
@@ -302,20 +321,46 @@ def subproblems(
     says: optimistically (NVLink wherever placement *can* keep the hop inside one NVLink
     domain), so each sub-problem's optimum and bounds are valid lower bounds on the
     evaluator's closed form; with ``pessimistic`` at their dearest instead (an upper bound:
-    the planner's fallback when placement puts an optimistically priced hop across nodes)."""
+    the planner's fallback when placement puts an optimistically priced hop across nodes).
+
+    The time unit is the finest :func:`~.tables.family.choose_unit` allows, coarsened where
+    the model's largest values would not fit 64-bit integers (:func:`_safe_unit`; SpecError
+    when no unit keeps the cheapest block :data:`~.tables.family.MIN_BLOCK_UNITS` wide).
+
+    ``deadline``: families whose tables are not built when it expires are left out and
+    appended to ``unbuilt`` (the caller must then not call its result a proof)."""
     engines: Sequence[EngineRules] | None = (
         [engine] if isinstance(engine, EngineRules) else engine
     )
-    unit = choose_unit(min_block_seconds(model, cluster, workload, fams))
+    min_block = min_block_seconds(model, cluster, workload, fams)
+    unit = choose_unit(min_block) if unit_s is None else unit_s
     heads = (model.num_attention_heads, model.num_kv_heads)
     out: list[tuple[float, Family, TrainTables]] = []
-    for fam in fams:
+    for k, fam in enumerate(fams):
         spaces = family_spaces(fam, engines, workload)
         if not spaces:
             continue
+        if deadline is not None and out and deadline.expired():
+            # Keep at least one family's sub-problems: a search needs something to work on.
+            if unbuilt is not None:
+                unbuilt.extend(f for f in fams[k:] if family_spaces(f, engines, workload))
+            log.info("deadline: tables of %d families not built", len(fams) - k)
+            break
         full = build_tables(model, cluster, workload, fam, unit_s=unit)
         if full is None:
             continue
+        safe = _safe_unit(full, fam, unit, min_block)
+        if safe != unit:
+            log.warning(
+                "time unit %.3g s -> %.3g s: at the finer unit the CP model's values would not "
+                "fit 64-bit integers", unit, safe,
+            )
+            if unbuilt is not None:
+                del unbuilt[:]
+            # Every table in one unit: start over with the coarser one.
+            return subproblems(
+                model, cluster, workload, fams, engine, pessimistic, deadline, unbuilt, unit_s=safe
+            )
         tabs = [
             t for lim in spaces for t in ([full] if lim is None else _limited(full, lim, heads))
         ]
@@ -348,6 +393,25 @@ def subproblems(
                     if lb < math.inf:  # inf: no plan (no replica gets a GPU, or L % v != 0)
                         out.append((lb, fam, one))
     return out
+
+
+def _safe_unit(full: TrainTables, fam: Family, unit: float, min_block_s: float) -> float:
+    """``unit``, or the coarser one :func:`~.tables.family.coarser_unit` picks so that every
+    sub-problem of ``full`` (its largest values: :func:`magnitude_of` with the family's chunks,
+    an upper bound on each DP degree's and depth's) fits :data:`MAX_MAGNITUDE`.
+
+    SpecError (INVALID_INPUT) when even the coarsest faithful unit does not fit.
+    """
+    mag = magnitude_of(dataclasses.replace(full, virtual=fam.virtual_stages))
+    safe = coarser_unit(unit, mag, MAX_MAGNITUDE, min_block_s)
+    if safe is None:
+        raise SpecError(
+            f"workload: the step time spans too many orders of magnitude for the integer CP "
+            f"model (largest value {mag:.3g} units of {unit:g} s > {MAX_MAGNITUDE:.3g}, and a "
+            f"unit coarse enough would leave the cheapest block ({min_block_s:.3g} s) fewer than "
+            f"{MIN_BLOCK_UNITS} units); lower global_batch_size or the cluster size"
+        )
+    return safe
 
 
 def _rescored(t: TrainTables, choice: TrainingChoice) -> TrainingChoice:
@@ -385,6 +449,7 @@ def solve_training(
     deterministic: bool = False,
     engine: EngineRules | Sequence[EngineRules] | None = None,
     pessimistic_hops: bool = False,
+    deadline: Deadline | None = None,
 ) -> Solved:
     """Plan training.  Hand-offs inside a pool are priced optimistically (see
     :func:`subproblems`), so OPTIMAL and the bound are valid for the evaluator's pricing; with
@@ -393,8 +458,21 @@ def solve_training(
 
     ``engine``: one launch target, or several whose spaces are searched together (the union:
     every sub-problem of every engine's space competes for one incumbent, so OPTIMAL means the
-    best plan any of them launches); None searches every plan."""
+    best plan any of them launches); None searches every plan.
+
+    ``deadline``: the whole plan() call's wall-clock budget (:class:`~.deadline.Deadline`):
+    the search stops at ``time_limit_s`` or its limit, whichever is first, and the optional
+    work after it (stage orders, the infeasibility explanation's relaxations) fits its grace.
+
+    Statuses: OPTIMAL only when every sub-problem is closed; INFEASIBLE only with a proof
+    (every sub-problem closed without a plan: by memory, by an infinite bound, or by CP-SAT);
+    UNKNOWN when the limit came before any plan or that proof; FEASIBLE a plan with open
+    sub-problems (their least bound is the result's bound)."""
     t0 = time.perf_counter()
+    if deadline is None:
+        deadline = Deadline.unbounded() if deterministic else Deadline(time_limit_s, t0)
+    if not deterministic:
+        time_limit_s = max(0.0, min(time_limit_s, deadline.left()))
     # The clock the budgets read: wall time, or in deterministic mode the deterministic time
     # CP-SAT has spent (a work counter), so that a search cut short by the limit stops at the
     # same point every run and gives the same plan.
@@ -419,14 +497,37 @@ def solve_training(
             "sequence_parallel / zero_stages / schedules settings",
             stats={},
         )
-    tables = subproblems(model, cluster, workload, fams, engines, pessimistic_hops)
+    unbuilt: list[Family] = []
+    tables = subproblems(
+        model, cluster, workload, fams, engines, pessimistic_hops,
+        deadline=None if deterministic else deadline, unbuilt=unbuilt,
+    )
     # Best-first by the cheap bound: the most promising sub-problems give the incumbent early,
     # and everything after the first cheap bound above it is pruned without more work.
     tables.sort(key=lambda x: x[0])
     stats: dict[str, Any] = {"families": len(fams), "families_buildable": len(tables)}
+    notes: list[str] = []
+    if unbuilt:
+        stats["families_unbuilt"] = len(unbuilt)
+        notes.append(
+            f"time limit: the tables of {len(unbuilt)} of {len(fams)} families were not built "
+            "before the limit (their plans were not searched)"
+        )
+    if tables and tables[0][2].unit_s > 1e-6:
+        stats["time_unit_s"] = tables[0][2].unit_s
+        notes.append(
+            f"time unit coarsened to {tables[0][2].unit_s:g} s so the CP model's values fit "
+            "64-bit integers"
+        )
     if not tables:
+        if unbuilt:
+            return Solved(
+                Status.UNKNOWN, None, None, None, message="; ".join(notes) + "; raise --time-limit",
+                stats=stats,
+            )
         return Solved(
-            Status.INFEASIBLE, None, None, None, message=explain_training(model, cluster, workload), stats=stats
+            Status.INFEASIBLE, None, None, None,
+            message=explain_training(model, cluster, workload, deadline), stats=stats,
         )
     best: tuple[float, Family, TrainingChoice] | None = None
     best_i = -1  # the sub-problem (index into tables) the incumbent comes from
@@ -434,6 +535,7 @@ def solve_training(
     # What is still open: whole sub-problems after pass 1, then their T_max slices.
     jobs: list[_Job] = []
     stalled: list[_Job] = []  # open, but out of attempts
+    invalid: list[_Job] = []  # CP-SAT refused the model: a bug, open
 
     def record(job: _Job, status: str, bound: float, dt: float) -> None:
         _, fam, tab = tables[job.i]
@@ -474,6 +576,12 @@ def solve_training(
             lb = max(bound, job.lb) if status == cp_model.FEASIBLE else job.lb
             again = dataclasses.replace(job, lb=lb, tries=job.tries + 1)
             (jobs if again.tries < MAX_TRIES else stalled).append(again)
+        elif status == cp_model.MODEL_INVALID:
+            # A bug of the model (e.g. an overflowing domain), never a proof: the job stays
+            # open with its valid cheap bound, so the result can be neither OPTIMAL nor
+            # INFEASIBLE.
+            log.error("family %s d=%d: CP-SAT says the model is invalid: %s", fam, tab.dp_degrees[0], cm.m.validate())
+            invalid.append(job)
 
     def split(job: _Job) -> None:
         """Split an open sub-problem into T_max slices worth solving, on the options that can
@@ -504,7 +612,7 @@ def solve_training(
         if memory_lower_bound_fails(tab, d):
             outcomes.append(_Outcome(fam, d, "PRUNED_BY_MEMORY", lb, 0.0, tab.max_stages, space=space_label(tab)))
             continue
-        if not deterministic and time.perf_counter() - t0 > presolve_until:
+        if not deterministic and (time.perf_counter() - t0 > presolve_until or deadline.expired()):
             jobs.append(_Job(lb=lb, i=i))  # no time for the LP and the warm start: CP-SAT's turn
             continue
         t1 = time.perf_counter()
@@ -548,7 +656,15 @@ def solve_training(
     for job in jobs:
         if job.tries == 0 and (best is None or job.lb < best[0]):
             record(job, "NOT_SOLVED", job.lb, 0.0)
-    open_bounds = [j.lb for j in jobs + stalled if best is None or j.lb < best[0]]
+    open_bounds = [j.lb for j in jobs + stalled + invalid if best is None or j.lb < best[0]]
+    if invalid:
+        notes.append(
+            f"{len(invalid)} CP sub-problem(s) were refused by CP-SAT as invalid models (a bug, "
+            "see the log); they are left open"
+        )
+    if unbuilt:
+        # Families never built have no bound: nothing is proven about them.
+        open_bounds.append(0.0)
     stats["families_detail"] = [
         {
             "family": o.fam.label,
@@ -563,21 +679,27 @@ def solve_training(
         for o in outcomes
     ]
     if best is None:
-        if open_bounds:
+        if invalid and not jobs and not stalled and not unbuilt:
             return Solved(
-                Status.INFEASIBLE,
-                None,
-                None,
-                None,
-                message="time limit: no feasible plan found before the time limit (not proven "
-                "infeasible); raise --time-limit",
-                stats=stats,
+                Status.MODEL_ERROR, None, None, None, message="; ".join(notes), stats=stats
             )
+        if open_bounds:
+            notes.insert(
+                0,
+                f"time limit: no plan found and no proof that none exists before the limit "
+                f"({len(jobs) + len(stalled) + len(invalid)} sub-problems left open); raise "
+                "--time-limit",
+            )
+            return Solved(Status.UNKNOWN, None, None, None, message="; ".join(notes), stats=stats)
+        # Every sub-problem closed without a plan: a proof (memory, infinite bound, CP-SAT).
         return Solved(
-            Status.INFEASIBLE, None, None, None, message=explain_training(model, cluster, workload), stats=stats
+            Status.INFEASIBLE, None, None, None,
+            message=explain_training(model, cluster, workload, deadline), stats=stats,
         )
     step_us, fam, choice = best
-    plan, reordered = best_stage_order(model, cluster, workload, fam, choice)
+    plan, reordered = best_stage_order(
+        model, cluster, workload, fam, choice, None if deterministic else deadline
+    )
     stats["stage_order_changed"] = reordered
     unit = tables[0][2].unit_s
     if workload.objective == "min_cost":
@@ -588,13 +710,16 @@ def solve_training(
         def user(v: float) -> float:
             return tokens / (v * unit)
     objective = user(step_us)
-    if open_bounds:
+    if unbuilt:
+        lb_us = 0.0  # unsearched families: no valid bound
+        final = Status.FEASIBLE
+    elif open_bounds:
         lb_us = max(1.0, min(min(open_bounds), step_us))
         final = Status.FEASIBLE
     else:
         lb_us = step_us
         final = Status.OPTIMAL
-    bound = user(lb_us)
+    bound = user(lb_us) if lb_us > 0 else None
     cp_plan = choice_to_plan(cluster, workload, fam, choice) if reordered else None
     # The same stages with every hand-off at its cheapest and at its dearest: the evaluator's
     # closed form of the plan lies between the two (planner._verify reads them).
@@ -605,7 +730,8 @@ def solve_training(
     )
     stats["pipeline_hops"] = "pessimistic" if pessimistic_hops else "optimistic"
     return Solved(
-        final, plan, objective, bound, stats=stats, cp_plan=cp_plan, objective_range=(span[0], span[1])
+        final, plan, objective, bound, message="; ".join(notes), stats=stats, cp_plan=cp_plan,
+        objective_range=(span[0], span[1]),
     )
 
 
@@ -626,8 +752,14 @@ def _scaled(cluster: Cluster, factor: int) -> Cluster:
     return cluster.model_copy(update={"pools": pools})
 
 
-def explain_training(model: Model, cluster: Cluster, workload: TrainingWorkload) -> str:
-    """Which constraint group binds, with numbers, and the smallest relaxation found."""
+def explain_training(
+    model: Model, cluster: Cluster, workload: TrainingWorkload, deadline: Deadline | None = None
+) -> str:
+    """Which constraint group binds, with numbers, and the smallest relaxation found.
+
+    ``deadline``: the search for a larger cluster that fits (tables of every family at 2, 4,
+    8, 16 x the GPUs) stops when it expires, and the message says so.
+    """
     from ..costmodel import total_params
     from .tables.stage import state_bytes_per_param
 
@@ -643,7 +775,11 @@ def explain_training(model: Model, cluster: Cluster, workload: TrainingWorkload)
     if any(workload.global_batch_size % mb for mb in workload.micro_batch_sizes):
         parts.append("batch: some micro_batch_sizes do not divide global_batch_size")
     relax: list[str] = []
+    cut_short = False
     for factor in (2, 4, 8, 16):
+        if deadline is not None and not deadline.allows(0.2):
+            cut_short = True
+            break
         bigger = _scaled(cluster, factor)
         if any(
             build_tables(model, bigger, workload, fam) is not None
@@ -660,6 +796,8 @@ def explain_training(model: Model, cluster: Cluster, workload: TrainingWorkload)
     msg = "; ".join(parts)
     if relax:
         msg += ". Smallest relaxations to try: " + ", or ".join(relax)
+    if cut_short:
+        msg += " (the search for a larger cluster that fits was skipped: time limit)"
     return msg
 
 

@@ -49,6 +49,7 @@ _STATUS_STYLE = {
     Status.OPTIMAL: "bold green",
     Status.FEASIBLE: "bold yellow",
     Status.INFEASIBLE: "bold red",
+    Status.UNKNOWN: "bold magenta",
     Status.INVALID_INPUT: "bold red",
     Status.MODEL_ERROR: "bold white on red",
 }
@@ -550,6 +551,7 @@ def render_result(
         style = "red" if not result.ok else "yellow"
         title = {
             Status.INFEASIBLE: "Why no plan fits",
+            Status.UNKNOWN: "No plan and no proof before the time limit",
             Status.MODEL_ERROR: "MODEL ERROR: solver and evaluator disagree (a bug, please report)",
             Status.INVALID_INPUT: "Invalid input",
         }.get(result.status, "Note")

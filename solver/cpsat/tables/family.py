@@ -14,7 +14,7 @@ from ...specs import Cluster, Model, TrainingWorkload
 from ..options import tp_options
 from ..training.data import KB
 
-__all__ = ["Family", "choose_unit", "min_block_seconds"]
+__all__ = ["MIN_BLOCK_UNITS", "Family", "choose_unit", "coarser_unit", "min_block_seconds"]
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,35 @@ def min_block_seconds(model: Model, cluster: Cluster, workload: TrainingWorkload
 
 
 def choose_unit(min_block_s: float) -> float:
-    """Time unit: 1e-4 of the cheapest block time, in [1 ns, 1 us], rounded to a power of 10."""
+    """Time unit: 1e-4 of the cheapest block time, in [1 ns, 1 us], rounded to a power of 10.
+
+    This is the finest unit worth having; :func:`coarser_unit` coarsens it when the model's
+    largest values (its horizon times the micro-batch count) would not fit 64-bit integers.
+    """
     import math as _m
 
     raw = max(1e-9, min(1e-6, min_block_s * 1e-4))
     return float(10 ** _m.floor(_m.log10(raw)))
+
+
+#: The cheapest block must still span this many time units after :func:`coarser_unit`: each
+#: coefficient then rounds by at most 0.5%, well inside the planner's OBJECTIVE_TOLERANCE.
+MIN_BLOCK_UNITS = 100
+
+
+def coarser_unit(unit_s: float, magnitude: int, limit: int, min_block_s: float) -> float | None:
+    """``unit_s``, or the finest coarser power-of-10 unit that brings ``magnitude`` (the
+    model's largest value in units of ``unit_s``, see
+    :func:`~solver.cpsat.training.model.magnitude_of`) under ``limit``.
+
+    None when that unit would leave the cheapest block (``min_block_s`` seconds) fewer than
+    :data:`MIN_BLOCK_UNITS` units: the instance's times then span too many orders of
+    magnitude for the integer model to price them faithfully.
+    """
+    if magnitude <= limit:
+        return unit_s
+    factor = 10 ** math.ceil(math.log10(magnitude / limit))
+    unit = float(10.0 ** round(math.log10(unit_s * factor)))  # a power of 10, exactly
+    if min_block_s / unit < MIN_BLOCK_UNITS:
+        return None
+    return unit

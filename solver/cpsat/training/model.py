@@ -14,13 +14,75 @@ from .constraints import Constraints
 from .data import TrainingChoice, TrainOption, TrainTables
 from .objective import Objective
 
-__all__ = ["TrainingModel"]
+__all__ = ["MAX_MAGNITUDE", "TrainingModel", "horizon_of", "magnitude_of", "stage_bound_of"]
 
 log = logging.getLogger(__name__)
 
 #: Wall-clock safety cap (s) of one deterministic solve, far above any deterministic budget:
 #: reaching it would break reproducibility, so it only guards against a runaway search.
 DETERMINISTIC_WALL_CAP_S = 3600.0
+
+
+#: Largest value any term of the model may reach (:func:`magnitude_of`).  CP-SAT keeps
+#: integers within +-2^62 and refuses a linear constraint whose terms could overflow 64 bits;
+#: 2^60 leaves room for the sums it forms in presolve.
+MAX_MAGNITUDE = 2**60
+
+
+def stage_bound_of(t: TrainTables) -> int:
+    """An upper bound (time units) on one stage's time per micro-batch in the model built
+    from ``t``: every block on its slowest option, the embedding and the head, and two
+    hand-offs (its own, and under interleaving the last stage's hand-off to the first) at
+    their dearest.  The domain of T_j, B_j, H_j and T_max: a stage time is the sum of its
+    terms at the optimum (minimisation keeps it there), so the bound cuts no solution."""
+    L = t.num_layers
+    hop = max(t.p2p_pair.values(), default=0)
+    if t.hops is not None:  # a hop off a near run costs its far price (_far_unless_near)
+        hop = max(hop, max(t.hops.far.values(), default=0))
+    return int(max(o.t_layer * L + o.t_embed + o.t_head for o in t.options) + 2 * hop + 1)
+
+
+def horizon_of(t: TrainTables) -> int:
+    """An upper bound (time units) on the step time of the model built from ``t`` (and its
+    exposed DP and optimizer terms): the domain of those variables."""
+    L = t.num_layers
+    worst_stage = stage_bound_of(t)
+    m_max = max(t.m(d) for d in t.dp_degrees)
+    extra = max(
+        sum(o.dp[k][d] * (L if k == "layer" else 1) for k in o.dp)
+        + sum(o.opt[k][d] * (L if k == "layer" else 1) for k in o.opt)
+        for o in t.options
+        for d in t.dp_degrees
+    )
+    return int((m_max + t.max_stages) * worst_stage + extra + 1)
+
+
+def magnitude_of(t: TrainTables) -> int:
+    """An upper bound on the largest value any linear expression of the model built from
+    ``t`` can take (sum of |coefficient| x largest |value| over its terms), to keep it inside
+    :data:`MAX_MAGNITUDE`.
+
+    The rows, with each stage time at most ``S`` (:func:`stage_bound_of`) and the step time,
+    DP and optimizer terms at most the horizon ``H``: the step row ``(v m - 1) T_max + sum_j
+    T_j + v (DP + OPT) <= step`` (``(v m + J) S + 3 v H``); the DP rows, whose hidden time
+    counts ``v m`` backwards of every option's blocks (``2 v m n_opt S``) and the stages
+    above (``2 J S``); the work cuts, ``sum tp t_layer y + (gpus // d) T_max`` (``(J n_opt
+    tp_max + gpus) S``); for ``min_cost`` the cost per step, ``rate x v x H``.
+    """
+    horizon = horizon_of(t)
+    stage = stage_bound_of(t)
+    v = max(1, t.virtual)
+    m_max = max(t.m(d) for d in t.dp_degrees)
+    J = t.max_stages
+    n_opt = len(t.options)
+    tp_max = max(o.tp for o in t.options)
+    gpus = max(t.pool_gpus.values(), default=1)
+    per_stage = v * m_max * (1 + 2 * n_opt) + J * (2 + n_opt * tp_max) + gpus
+    rows = 4 * v * horizon + stage * per_stage
+    if t.objective == "min_cost":
+        rate = max(t.dp_degrees) * J * max((o.price for o in t.options), default=0)
+        rows = max(rows, max(1, rate) * v * horizon * 2)
+    return rows
 
 
 class TrainingModel(Constraints, Objective):
@@ -61,7 +123,7 @@ class TrainingModel(Constraints, Objective):
         # z[j,o] = first[j] and x[j,o]: the embedding's cost on the option that holds it.
         self.z = [[m.new_bool_var(f"embed[s{j},{names[o]}]") for o in opts] for j in range(J)]
         self._constraints()
-        self._objective(horizon, upper_bound_us)
+        self._objective(horizon, upper_bound_us, stage_bound_of(t))
 
     def _useful_slots(self) -> int:
         """Stage slots that can be active, at most ``max_stages`` (plain 1F1B; interleaved
@@ -103,21 +165,7 @@ class TrainingModel(Constraints, Objective):
         return max(1, min(J, deepest))
 
     def _horizon(self) -> int:
-        t = self.t
-        L = t.num_layers
-        hop = max(t.p2p_pair.values(), default=0)
-        if t.hops is not None:  # a hop off a near run costs its far price (_far_unless_near)
-            hop = max(hop, max(t.hops.far.values(), default=0))
-        worst_stage = max(o.t_layer * L + o.t_embed + o.t_head + hop for o in t.options)
-        m_max = max(t.m(d) for d in t.dp_degrees)
-        extra = max(
-            sum(o.dp[k][d] * (L if k == "layer" else 1) for k in o.dp)
-            + sum(o.opt[k][d] * (L if k == "layer" else 1) for k in o.opt)
-            for o in t.options
-            for d in t.dp_degrees
-        )
-        return int((m_max + t.max_stages) * worst_stage + extra + 1)
-
+        return horizon_of(self.t)
 
     # -- solving ------------------------------------------------------------------------------
     def hint(self, choice: TrainingChoice) -> None:

@@ -16,7 +16,7 @@ __all__ = ["Objective"]
 class Objective(Variables):
     """The step time (or cost per step) the training model minimises, and its terms."""
 
-    def _objective(self, horizon: int, upper_bound_us: float | None) -> None:
+    def _objective(self, horizon: int, upper_bound_us: float | None, stage_ub: int | None = None) -> None:
         """Minimise (m - 1) * T_max + sum T_j + DP_exposed + OPT_max for the chosen d.
 
         T_j: forward + backward of slot j's blocks (+ embedding / head) + 2 x p2p to the next
@@ -27,12 +27,17 @@ class Objective(Variables):
         gradient has crossed their boundary), so its DP traffic hides behind it.  This is
         the evaluator's exposure whenever the cool-down is a chain (each earlier stage free
         when the gradient reaches it, as on the closed form's stages).
+
+        Stage times (T, B, H, T_max) range over ``[0, stage_ub]`` (default ``horizon``; see
+        :func:`~.model.stage_bound_of`), the step time over ``[0, v horizon]``: tight
+        domains keep the step row's ``v m T_max`` far inside 64 bits.
         """
         t, m = self.t, self.m
+        stage = horizon if stage_ub is None else min(stage_ub, horizon)
         pools = sorted(t.pool_gpus)
         self._near_runs()
-        self.T = [m.new_int_var(0, horizon, f"time[s{j}]") for j in range(self.J)]
-        self.B = [m.new_int_var(0, horizon, f"bwd[s{j}]") for j in range(self.J)]
+        self.T = [m.new_int_var(0, stage, f"time[s{j}]") for j in range(self.J)]
+        self.B = [m.new_int_var(0, stage, f"bwd[s{j}]") for j in range(self.J)]
         # H[j]: slot j's hand-off to slot j - 1 (2 x p2p, as T[j] charges it), j >= 1.
         self.H: list[Any] = [0] * self.J
         for j in range(self.J):
@@ -60,13 +65,13 @@ class Objective(Variables):
                     self._hand_off(j, o, j - 1, hv, hc)
                     self._far_unless_near(j, o, hv, hc)
             if hv:
-                self.H[j] = m.new_int_var(0, horizon, f"hop[s{j}]")
+                self.H[j] = m.new_int_var(0, stage, f"hop[s{j}]")
                 m.add(self.H[j] == _wsum(hv, hc))
                 tv.append(self.H[j])
                 tc.append(1)
             m.add(self.T[j] >= _wsum(tv, tc))
             m.add(self.B[j] == _wsum(bv, bc))
-        self.Tmax = m.new_int_var(0, horizon, "time_max")
+        self.Tmax = m.new_int_var(0, stage, "time_max")
         for j in range(self.J):
             m.add(self.Tmax >= self.T[j])
         self._work_cuts(pools)

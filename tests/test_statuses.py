@@ -1,0 +1,302 @@
+"""Statuses (issue 18): what each one promises, in the Python API, the JSON and the CLI's exit
+codes; time-outs are UNKNOWN (never INFEASIBLE); INFEASIBLE needs a proof; the deadline
+covers the optional work; the CP model's integers never overflow."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+import pytest
+from builders import H100, cluster, gpt, gpu, pool, train
+from ortools.sat.python import cp_model
+from typer.testing import CliRunner
+
+from solver import load_cluster, load_model, load_workload
+from solver.cli import app
+from solver.construction import Solved
+from solver.cpsat import plan_training
+from solver.cpsat.deadline import GRACE_S, GRACE_SHARE, Deadline
+from solver.cpsat.plan_inference import solve_inference
+from solver.cpsat.plan_training import families, subproblems
+from solver.cpsat.tables.family import MIN_BLOCK_UNITS, coarser_unit
+from solver.cpsat.training.model import MAX_MAGNITUDE, TrainingModel, magnitude_of
+from solver.planner import plan
+from solver.result import EXIT_CODES, Result, Status
+
+runner = CliRunner()
+
+TINY = ("tiny-gpt", "tiny-hetero", "train-tiny")
+PLAN_ARGS = ["plan", "-m", "tiny-gpt", "-c", "tiny-hetero", "-w", "train-tiny", "--workers", "1"]
+
+
+def _specs(names: tuple[str, str, str]) -> tuple[Any, Any, Any]:
+    return load_model(names[0]), load_cluster(names[1]), load_workload(names[2])
+
+
+@pytest.fixture
+def cp_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deterministic time-out: no warm start, and every CP-SAT solve stops with no plan and
+    no proof (cp_model.UNKNOWN), as a solve cut short by the limit does."""
+    monkeypatch.setattr(plan_training, "warm_start", lambda *_a, **_k: None)
+
+    def unknown(self: TrainingModel, *_a: Any, **_k: Any) -> tuple[Any, None, float]:
+        self.work = 0.0
+        return cp_model.UNKNOWN, None, math.inf
+
+    monkeypatch.setattr(TrainingModel, "solve", unknown)
+
+
+# ------------------------------------------------------------------------------------------
+# UNKNOWN: a time-out before any plan or proof
+# ------------------------------------------------------------------------------------------
+def test_timeout_without_plan_is_unknown_in_the_api(cp_times_out: None) -> None:
+    """CP-SAT stopping with no plan and no proof gives UNKNOWN with a time-limit note, never
+    INFEASIBLE (the sub-problems are open, not closed)."""
+    res = plan(*_specs(TINY), time_limit_s=0.5, num_workers=1)
+    assert res.status == Status.UNKNOWN
+    assert res.plan is None and res.objective is None
+    assert "time limit" in res.message and "raise --time-limit" in res.message
+    assert res.exit_code == 5
+
+
+def test_timeout_without_plan_is_unknown_in_json_and_exit_code(cp_times_out: None) -> None:
+    """The CLI prints the same status in its JSON and exits 5 for UNKNOWN."""
+    res = runner.invoke(app, [*PLAN_ARGS, "-t", "0.5", "--json"])
+    assert res.exit_code == EXIT_CODES[Status.UNKNOWN] == 5, res.output
+    doc = json.loads(res.stdout)
+    assert doc["status"] == doc["solver"]["status"] == "UNKNOWN"
+    assert doc["plan"] is None
+
+
+def test_expired_deadline_gives_unknown_for_inference() -> None:
+    """Inference whose deadline expired before any replica shape was scored is UNKNOWN (the
+    unscored shapes might fit), not INFEASIBLE."""
+    m, c, w = _specs(("tiny-llama", "tiny-hetero", "infer-chat-slo"))
+    res = solve_inference(m, c, w, 1.0, 1, 0, deadline=Deadline(0.0))
+    assert res.status == Status.UNKNOWN and res.plan is None
+    assert "time limit" in res.message
+
+
+def test_expired_deadline_gives_unknown_for_training() -> None:
+    """Training whose deadline expired before CP-SAT ran leaves every sub-problem open: UNKNOWN."""
+    res = plan_training.solve_training(*_specs(TINY), 1.0, 1, 0, deadline=Deadline(0.0))
+    assert res.status == Status.UNKNOWN and res.plan is None
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        TINY,
+        ("tiny-llama", "tiny-hetero", "infer-chat-slo"),
+        ("gpt-1.7b", "h100x2-nvlink", "train-gpt-s2048"),
+        ("gpt-39b", "hetero-mix", "train-gpt-s2048"),
+    ],
+)
+def test_a_tiny_time_limit_never_claims_infeasible(names: tuple[str, str, str]) -> None:
+    """Instances with plans, under a limit far too short to search: a verified plan or
+    UNKNOWN, never INFEASIBLE, never MODEL_ERROR, never an exception."""
+    res = plan(*_specs(names), time_limit_s=1e-3, num_workers=1)
+    assert res.status in (Status.OPTIMAL, Status.FEASIBLE, Status.UNKNOWN), res.message
+    if res.plan is not None:
+        assert res.report is not None and res.report["feasible"]
+
+
+# ------------------------------------------------------------------------------------------
+# INFEASIBLE only with a proof; MODEL_INVALID is never a proof
+# ------------------------------------------------------------------------------------------
+def test_proven_infeasible_gives_the_reason_with_numbers() -> None:
+    """A 39B model on two 80 GB GPUs: INFEASIBLE, the message names memory with its GB."""
+    res = plan(*_specs(("gpt-39b", "h100x2-nvlink", "train-gpt-s2048")), time_limit_s=10)
+    assert res.status == Status.INFEASIBLE and res.plan is None
+    assert re.search(r"memory: .*need [\d,]+ GB .* has [\d,]+ GB", res.message), res.message
+    assert res.exit_code == 4
+
+
+def test_cli_infeasible_exits_4_with_the_reason() -> None:
+    """`shardwise plan` exits 4 for a proven INFEASIBLE, after printing why."""
+    res = runner.invoke(
+        app, ["plan", "-m", "gpt-39b", "-c", "h100x2-nvlink", "-w", "train-gpt-s2048", "-q"]
+    )
+    assert res.exit_code == 4, res.output
+    assert res.stdout.startswith("INFEASIBLE") and "GB" in res.stdout
+
+
+def test_an_invalid_cp_model_is_never_a_proof(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CP-SAT MODEL_INVALID (a bug, e.g. an overflowing domain) leaves its sub-problem open:
+    MODEL_ERROR without a plan, never INFEASIBLE or OPTIMAL."""
+    monkeypatch.setattr(plan_training, "warm_start", lambda *_a, **_k: None)
+
+    def invalid(self: TrainingModel, *_a: Any, **_k: Any) -> tuple[Any, None, float]:
+        self.work = 0.0
+        return cp_model.MODEL_INVALID, None, math.inf
+
+    monkeypatch.setattr(TrainingModel, "solve", invalid)
+    res = plan(*_specs(TINY), time_limit_s=2, num_workers=1)
+    assert res.status == Status.MODEL_ERROR, res.message
+    assert "invalid" in res.message
+    assert res.exit_code == 6
+
+
+# ------------------------------------------------------------------------------------------
+# OPTIMAL and FEASIBLE: gap 0, or a gap
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "names",
+    [TINY, ("tiny-llama", "tiny-hetero", "infer-chat-slo"), ("gpt-1.7b", "h100x2-nvlink", "train-gpt-s2048")],
+)
+def test_optimal_has_gap_zero(names: tuple[str, str, str]) -> None:
+    """OPTIMAL is reported with gap 0 (the bound equals the objective)."""
+    res = plan(*_specs(names), time_limit_s=10, num_workers=1)
+    assert res.status == Status.OPTIMAL
+    assert res.gap == 0 and res.bound is not None and res.objective is not None
+    assert res.exit_code == 0
+
+
+def test_feasible_carries_its_gap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plan whose sub-problems are not all closed is FEASIBLE with a valid bound on the
+    right side of the objective and a positive gap (here: CP-SAT returns the warm start's
+    plan as FEASIBLE and proves nothing more)."""
+    real_solve = TrainingModel.solve
+
+    def feasible_only(self: TrainingModel, time_limit_s: float, *a: Any, **k: Any) -> Any:
+        status, choice, bound = real_solve(self, time_limit_s, *a, **k)
+        if status == cp_model.OPTIMAL and choice is not None:
+            # Report the plan, but no proof beyond the sub-problem's cheap bound.
+            return cp_model.FEASIBLE, choice, 0.0
+        if status == cp_model.INFEASIBLE:
+            return cp_model.UNKNOWN, None, math.inf
+        return status, choice, bound
+
+    monkeypatch.setattr(TrainingModel, "solve", feasible_only)
+    monkeypatch.setattr(plan_training, "warm_start", lambda *_a, **_k: None)
+    monkeypatch.setattr(plan_training, "MAX_TRIES", 1)
+    res = plan(*_specs(("gpt-1.7b", "h100x2-nvlink", "train-gpt-s2048")), time_limit_s=2, num_workers=1)
+    assert res.status == Status.FEASIBLE, res.message
+    assert res.objective is not None and res.bound is not None and res.gap is not None
+    assert res.bound >= res.objective * (1 - 1e-9)  # max_throughput: the bound is above
+    assert res.gap > 0
+    assert res.exit_code == 0
+
+
+# ------------------------------------------------------------------------------------------
+# Exit codes, as documented
+# ------------------------------------------------------------------------------------------
+def test_exit_codes_are_distinct_per_outcome() -> None:
+    """0 for a plan (OPTIMAL, FEASIBLE), 2 for bad input, and one code of its own for each
+    other status, none of them export's 3."""
+    assert EXIT_CODES[Status.OPTIMAL] == EXIT_CODES[Status.FEASIBLE] == 0
+    assert EXIT_CODES[Status.INVALID_INPUT] == 2
+    others = [EXIT_CODES[s] for s in (Status.INFEASIBLE, Status.UNKNOWN, Status.MODEL_ERROR)]
+    assert others == [4, 5, 6]
+    assert set(EXIT_CODES) == set(Status)
+
+
+@pytest.mark.parametrize("status", list(Status))
+def test_cli_exit_code_follows_the_status(status: Status, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever status the planner returns, `plan --json` prints it and exits with its code."""
+
+    def fixed(*_a: Any, **_k: Any) -> Result:
+        return Result(status=status, message=f"{status.value} for the test")
+
+    monkeypatch.setattr("solver.planner.plan", fixed)
+    res = runner.invoke(app, [*PLAN_ARGS, "--json"])
+    assert res.exit_code == EXIT_CODES[status], res.output
+    assert json.loads(res.stdout)["status"] == status.value
+
+
+def test_exit_codes_are_documented_in_readme_and_help() -> None:
+    """README's status table and `plan --help` give every status its exit code."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    help_text = " ".join(runner.invoke(app, ["plan", "--help"]).stdout.split())
+    for status, code in EXIT_CODES.items():
+        assert re.search(rf"\| `{status.value}` \| {code} \|", readme), status
+        assert f"{code} {status.value}" in help_text, status
+
+
+# ------------------------------------------------------------------------------------------
+# The deadline
+# ------------------------------------------------------------------------------------------
+def test_deadline_arithmetic() -> None:
+    """The promised return time is limit x 1.1 + 0.5 s; an unbounded deadline never expires."""
+    d = Deadline(2.0, start=0.0)
+    assert d.grace_left() - d.left() == pytest.approx(2.0 * GRACE_SHARE + GRACE_S, abs=1e-3)
+    assert Deadline(0.0).expired() and not Deadline.unbounded().expired()
+    assert Deadline.unbounded().allows(1e9)
+
+
+def test_optional_work_is_skipped_and_said_when_time_is_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the verification leaves no room for the rubric baseline, it is skipped and the
+    message says so; the plan is still verified."""
+    monkeypatch.setattr(Deadline, "allows", lambda self, seconds: False)
+    res = plan(*_specs(TINY), time_limit_s=5, num_workers=1)
+    assert res.ok and res.report is not None and res.report["feasible"]
+    assert res.baseline is None
+    assert "skipped the rubric baseline" in res.message
+
+
+def test_planner_passes_its_deadline_to_the_back_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    """solve_training gets the call's deadline, started before it and bounded by the limit."""
+    seen: dict[str, Any] = {}
+
+    def spy(*a: Any, **k: Any) -> Solved:
+        seen.update(k)
+        return Solved(Status.UNKNOWN, None, None, None, message="time limit: spy")
+
+    monkeypatch.setattr("solver.planner.solve_training", spy)
+    res = plan(*_specs(TINY), time_limit_s=3)
+    assert res.status == Status.UNKNOWN
+    deadline = seen["deadline"]
+    assert isinstance(deadline, Deadline) and deadline.limit_s == 3 and deadline.left() <= 3
+
+
+# ------------------------------------------------------------------------------------------
+# Integer scaling: the time unit follows the horizon
+# ------------------------------------------------------------------------------------------
+def _extreme(hidden: int) -> tuple[Any, Any, Any]:
+    """An extreme but valid corner: 1,024 blocks on 1-TFLOP/s GPUs with 100 TB each, 2^19
+    sequences of 2,048 tokens a step (2^30 tokens, the largest allowed), interleaving allowed.
+    At 1 us a unit the step row ``v m T_max`` reaches ~10^18-10^24."""
+    slow = gpu(H100, 100_000).model_copy(update={"bf16_tflops": 1.0, "memory_bandwidth_GBps": 10.0})
+    m = gpt(1024, hidden=hidden, heads=64)
+    c = cluster(pool("slow", slow, nodes=1, gpn=8))
+    w = train(2**19, seq=2048, schedules=("1f1b", "interleaved"), zero=[0, 3], recompute=("full",))
+    return m, c, w
+
+
+def test_time_unit_coarsens_so_the_model_fits_64_bits() -> None:
+    """At the corner the unit is coarsened past 1 us, every sub-problem's largest value fits
+    MAX_MAGNITUDE (< 2^62), and the planner returns a verified plan saying so."""
+    m, c, w = _extreme(16384)
+    subs = subproblems(m, c, w, families(w))
+    assert subs
+    units = {t.unit_s for _, _, t in subs}
+    assert len(units) == 1 and units.pop() > 1e-6
+    assert all(magnitude_of(t) <= MAX_MAGNITUDE < 2**62 for _, _, t in subs)
+    res = plan(m, c, w, time_limit_s=10, num_workers=1)
+    assert res.status in (Status.OPTIMAL, Status.FEASIBLE), res.message
+    assert res.report is not None and res.report["feasible"]
+    assert "time unit coarsened" in res.message
+
+
+def test_coarser_unit_refuses_to_round_the_cheapest_block_away() -> None:
+    """coarser_unit keeps a unit that fits, coarsens by the power of 10 needed, and gives up
+    (None) where that unit leaves the cheapest block fewer than MIN_BLOCK_UNITS units."""
+    assert coarser_unit(1e-6, 10**17, 2**60, 1e-3) == 1e-6
+    assert coarser_unit(1e-6, 10**20, 2**60, 1.0) == 1e-4  # 10^20 / 100 < 2^60 ~ 1.15e18
+    assert coarser_unit(1e-6, 10**30, 2**60, 1.0) is None  # 1 s would be < 100 units of 1e6 s
+    assert MIN_BLOCK_UNITS == 100
+
+
+def test_a_range_no_unit_can_price_is_invalid_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where no unit both fits the integer limit and keeps the cheapest block 100 units wide
+    (here: a limit made tiny), the planner refuses the input -- INVALID_INPUT naming the
+    workload -- rather than build an overflowing model."""
+    monkeypatch.setattr(plan_training, "MAX_MAGNITUDE", 10**6)
+    res = plan(*_specs(TINY), time_limit_s=5, num_workers=1)
+    assert res.status == Status.INVALID_INPUT
+    assert res.message.startswith("workload:") and "orders of magnitude" in res.message
