@@ -29,7 +29,8 @@ test: $(STAMP)
 # parsers, installed at pinned versions in a separate venv that installs on a CPU-only machine.
 # DeepSpeed is an sdist whose setup.py imports torch, so it builds against the CPU torch first;
 # SGLang comes without its GPU stack (--no-deps), plus what importing its ServerArgs needs.
-# vLLM comes without its GPU stack too (its EngineArgs parser imports on a CPU torch);
+# vLLM comes without its GPU stack too (its EngineArgs parser imports on a CPU torch), and
+# megatron-core for its own layer-offset / pipeline-layout functions;
 # TensorRT-LLM (no PyPI wheel) is checked against option lists quoted from its source.
 EXPORTS_VENV  ?= .venv-exports
 EXPORTS_BIN   := $(EXPORTS_VENV)/bin
@@ -46,7 +47,7 @@ $(EXPORTS_STAMP):
 		'ipython==9.19.1' 'aiohttp==3.14.5'
 	# vLLM's own EngineArgs parser: the wheel without its CUDA stack (--no-deps), plus what
 	# importing vllm.engine.arg_utils needs (transformers pinned where vLLM and SGLang overlap).
-	$(EXPORTS_BIN)/pip install --quiet --no-deps 'vllm==0.34.0'
+	$(EXPORTS_BIN)/pip install --quiet --no-deps 'vllm==0.34.0' 'megatron-core==0.14.0'
 	$(EXPORTS_BIN)/pip install --quiet 'huggingface_hub==2.5.0' 'regex==2026.12.2' 'transformers==5.19.0'
 	$(EXPORTS_BIN)/pip install --quiet --no-deps 'cachetools==8.0.3' 'cbor2==6.3.0' \
 		'cloudpickle==3.1.3' 'uvloop==0.23.0' 'prometheus_client==0.26.0' 'llguidance==1.9.1' \
@@ -54,7 +55,7 @@ $(EXPORTS_STAMP):
 	touch $(EXPORTS_STAMP)
 
 check-exports: $(EXPORTS_STAMP)
-	$(EXPORTS_BIN)/python benchmarks/check_exports.py --require deepspeed,sglang,torch,vllm
+	$(EXPORTS_BIN)/python benchmarks/check_exports.py --require deepspeed,sglang,torch,vllm,megatron
 
 clean:
 	rm -rf $(VENV) $(EXPORTS_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,7 @@
 """Feed every golden export to the engine's own parser or validator; print a table.
 
     make check-exports                                  # pinned engines in .venv-exports
-    .venv-exports/bin/python benchmarks/check_exports.py [--require deepspeed,sglang]
+    .venv-exports/bin/python benchmarks/check_exports.py [--require deepspeed,sglang,torch,vllm,megatron]
 
 Golden exports are the files under ``tests/golden/export/outputs/`` and
 ``tests/golden/export/configs/outputs/`` (``<plan>[@variant].<target>.<ext>``); the plan file
@@ -328,10 +328,110 @@ def check_torchrun(g: Golden) -> str:
     return f"torch {torch.__version__} get_args_parser: {len(lines)} node(s), {ranks} ranks; {env_note}"
 
 
+def _plan_chunks(plan: dict[str, Any]) -> list[list[tuple[int, int]]]:
+    """Per pipeline stage, its (first, last) layer ranges in chunk order, from the plan."""
+    out = []
+    for st in plan["replica_groups"][0]["stages"]:
+        if st.get("chunks"):
+            out.append([(int(a), int(b)) for a, b in st["chunks"]])
+        else:
+            out.append([(int(st["first_layer"]), int(st["last_layer"]))])
+    return out
+
+
+def megatron_layer_ranges(args: list[str]) -> list[list[tuple[int, int]]] | None:
+    """The decoder layers each pipeline rank (and virtual stage) builds, computed by
+    Megatron-Core's own ``get_transformer_layer_offset`` / ``get_num_layers_to_build`` from a
+    ``TransformerConfig`` carrying the exported split flags; None without megatron-core.
+
+    megatron-core 0.14.0 (PyPI, = Megatron-LM core_v0.14.0) ships those functions and
+    ``PipelineParallelLayerLayout`` but not ``megatron/training/arguments.py``, so the CLI flags
+    are mapped to the config fields here, one to one: --num-layers, --pipeline-model-parallel-
+    size, --num-layers-per-virtual-pipeline-stage / --num-virtual-stages-per-pipeline-rank,
+    --decoder-first/last-pipeline-num-layers, --pipeline-model-parallel-layout.  The pipeline
+    rank is what ``parallel_state`` reports, so it is set per rank.
+    """
+    try:
+        import torch
+        from megatron.core import parallel_state  # type: ignore[import-not-found]
+        from megatron.core.transformer.transformer_block import (  # type: ignore[import-not-found]
+            get_num_layers_to_build,
+        )
+        from megatron.core.transformer.transformer_config import (  # type: ignore[import-not-found]
+            TransformerConfig,
+        )
+        from megatron.core.transformer.transformer_layer import (  # type: ignore[import-not-found]
+            get_transformer_layer_offset,
+        )
+    except ImportError:
+        return None
+    f = dict(_split_flags(args))
+    layers = int(f["--num-layers"] or 0)
+    pp = int(f.get("--pipeline-model-parallel-size") or 1)
+    vp: int | None = None
+    if f.get("--num-virtual-stages-per-pipeline-rank"):
+        vp = int(f["--num-virtual-stages-per-pipeline-rank"] or 0)
+    elif f.get("--num-layers-per-virtual-pipeline-stage"):
+        vp = layers // pp // int(f["--num-layers-per-virtual-pipeline-stage"] or 1)
+    first, last = (
+        f.get("--decoder-first-pipeline-num-layers"),
+        f.get("--decoder-last-pipeline-num-layers"),
+    )
+    kw: dict[str, Any] = dict(
+        num_layers=layers,
+        hidden_size=int(f["--hidden-size"] or 0),
+        num_attention_heads=int(f["--num-attention-heads"] or 0),
+        pipeline_model_parallel_size=pp,
+        virtual_pipeline_model_parallel_size=vp,
+        num_layers_in_first_pipeline_stage=int(first) if first else None,
+        num_layers_in_last_pipeline_stage=int(last) if last else None,
+        pipeline_dtype=torch.bfloat16,
+    )
+    if f.get("--pipeline-model-parallel-layout"):
+        kw["pipeline_model_parallel_layout"] = f["--pipeline-model-parallel-layout"]
+    cfg = TransformerConfig(**kw)
+    # What initialize_model_parallel would set from the same flags, rank by rank.
+    names = (
+        "get_pipeline_model_parallel_rank",
+        "get_pipeline_model_parallel_world_size",
+        "get_virtual_pipeline_model_parallel_world_size",
+        "is_pipeline_first_stage",
+        "is_pipeline_last_stage",
+    )
+    saved = {n: getattr(parallel_state, n) for n in names}
+    out: list[list[tuple[int, int]]] = []
+    try:
+        parallel_state.get_pipeline_model_parallel_world_size = lambda *a, **k: pp
+        parallel_state.get_virtual_pipeline_model_parallel_world_size = lambda *a, **k: vp
+        for rank in range(pp):
+            parallel_state.get_pipeline_model_parallel_rank = lambda *a, _r=rank, **k: _r
+            parallel_state.is_pipeline_first_stage = lambda *a, _r=rank, **k: _r == 0
+            parallel_state.is_pipeline_last_stage = lambda *a, _r=rank, **k: _r == pp - 1
+            chunks = []
+            for v in range(vp or 1):
+                stage = v if vp else None
+                off = get_transformer_layer_offset(cfg, vp_stage=stage)
+                n = get_num_layers_to_build(cfg, vp_stage=stage)
+                chunks.append((int(off), int(off) + int(n) - 1))
+            out.append(chunks)
+    finally:
+        for n, fn in saved.items():
+            setattr(parallel_state, n, fn)
+    return out
+
+
 def check_megatron(g: Golden) -> str:
     text = g.path.read_text(encoding="utf-8")
     args = bash_array(text, "MEGATRON_ARGS")
-    return f"bash array of {len(args)} words; {_needs_connections_line(g, text)}"
+    detail = f"bash array of {len(args)} words; {_needs_connections_line(g, text)}"
+    built = megatron_layer_ranges(args)
+    if built is None:
+        raise Skip(f"megatron-core not installed: layer ranges not checked ({detail})")
+    want = _plan_chunks(g.plan)
+    assert built == want, f"Megatron-Core builds {built}, the plan says {want}"
+    return (
+        detail + f"; megatron-core 0.14.0 builds the plan's layer ranges on all {len(want)} stages"
+    )
 
 
 _LAUNCH = {
@@ -404,7 +504,7 @@ def check_vllm(g: Golden) -> str:
             FlexibleArgumentParser,
         )
     except ImportError:
-        return f"{n} flags against vLLM 0.34.0 source lists (vLLM not importable here)"
+        raise Skip(f"vllm not importable here; {n} flags match the 0.34.0 source lists") from None
     parsed = 0
     for _, args in lines:
         engine_args: list[str] = []

@@ -70,6 +70,15 @@ CASES: dict[str, tuple[Path, str, str, Any]] = {
         "tiny-hetero",
         _train("train-tiny"),
     ),
+    # The planner's own plan (shardwise plan -m gpt-7.5b -c hetero-mix -w train-gpt-s2048
+    # --engine megatron): stages on H100, A100 and L40S with 16/6/5/5/4 layers, one TP
+    # degree -- Megatron's --pipeline-model-parallel-layout.
+    "train-hetero-mix-layout": (
+        CONFIGS / "train-hetero-mix-layout.json",
+        "gpt-7.5b",
+        "hetero-mix",
+        "train-gpt-s2048",
+    ),
     "train-gpt39-interleaved": (
         EXPORT / "train-gpt39-interleaved.json",
         "gpt-39b",
@@ -109,6 +118,8 @@ GOLDEN_CASES: list[tuple[str, str]] = [
     ("train-tiny-hetero", "deepspeed"),
     ("train-tiny-hetero", "megatron"),
     ("train-tiny-hetero", "torchrun"),
+    ("train-hetero-mix-layout", "megatron"),
+    ("train-hetero-mix-layout", "torchrun"),
     ("train-gpt39-interleaved", "torchrun"),
     ("train-llama70-uneven@fp8", "megatron"),
     ("infer-llama70-chat@kv-fp8", "vllm"),
