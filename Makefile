@@ -30,7 +30,9 @@ test: $(STAMP)
 # DeepSpeed is an sdist whose setup.py imports torch, so it builds against the CPU torch first;
 # SGLang comes without its GPU stack (--no-deps), plus what importing its ServerArgs needs.
 # vLLM comes without its GPU stack too (its EngineArgs parser imports on a CPU torch), and
-# megatron-core for its own layer-offset / pipeline-layout functions;
+# megatron-core for its own layer-offset / pipeline-layout functions (Megatron-LM's training
+# package, parse_args/validate_args, is not on PyPI: point MEGATRON_LM at a core_v0.14.0
+# checkout to run them too);
 # TensorRT-LLM (no PyPI wheel) is checked against option lists quoted from its source.
 EXPORTS_VENV  ?= .venv-exports
 EXPORTS_BIN   := $(EXPORTS_VENV)/bin
@@ -51,7 +53,7 @@ $(EXPORTS_STAMP):
 	$(EXPORTS_BIN)/pip install --quiet 'huggingface_hub==2.5.0' 'regex==2026.12.2' 'transformers==5.19.0'
 	$(EXPORTS_BIN)/pip install --quiet --no-deps 'cachetools==8.0.3' 'cbor2==6.3.0' \
 		'cloudpickle==3.1.3' 'uvloop==0.23.0' 'prometheus_client==0.26.0' 'llguidance==1.9.1' \
-		'xgrammar==0.2.7' 'apache-tvm-ffi==0.1.15.post2'
+		'xgrammar==0.2.7' 'apache-tvm-ffi==0.1.15.post2' 'six==1.17.0'
 	touch $(EXPORTS_STAMP)
 
 check-exports: $(EXPORTS_STAMP)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -420,10 +421,62 @@ def megatron_layer_ranges(args: list[str]) -> list[list[tuple[int, int]]] | None
     return out
 
 
+#: Run in a fresh interpreter per export (Megatron's parse_args reads sys.argv and keeps
+#: global state): Megatron-LM's own ``parse_args`` + ``validate_args`` on the exported array
+#: with the plan's world size, a mock tokenizer/data (what the notes ask the user to add),
+#: and the device architecture the CPU machine cannot query set to Hopper (9).
+_MEGATRON_VALIDATE = r"""
+import contextlib, io, json, os, sys
+spec = json.load(sys.stdin)
+os.environ.update(WORLD_SIZE=str(spec["world"]), RANK="0", LOCAL_RANK="0",
+                  CUDA_DEVICE_MAX_CONNECTIONS="1")
+import megatron.training.arguments as A
+A.get_device_arch_version = lambda: 9
+sys.argv = ["pretrain_gpt.py", *spec["args"], "--tokenizer-type", "NullTokenizer",
+            "--vocab-size", "51200", "--mock-data"]
+with contextlib.redirect_stdout(io.StringIO()):
+    a = A.validate_args(A.parse_args(), {})
+print(json.dumps([a.world_size, a.tensor_model_parallel_size, a.pipeline_model_parallel_size,
+                  a.data_parallel_size]))
+"""
+
+
+def megatron_validate(args: list[str], world: int) -> list[int] | None:
+    """(world, TP, PP, DP) as Megatron-LM's ``validate_args`` derives them, or None when no
+    Megatron-LM checkout is on ``MEGATRON_LM`` (its training package is not on PyPI)."""
+    root = os.environ.get("MEGATRON_LM")
+    if not root:
+        return None
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run(
+        [sys.executable, "-c", _MEGATRON_VALIDATE],
+        input=json.dumps({"args": args, "world": world}),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        raise AssertionError(
+            f"Megatron-LM validate_args: {lines[-1] if lines else proc.returncode}"
+        )
+    out: list[int] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
 def check_megatron(g: Golden) -> str:
     text = g.path.read_text(encoding="utf-8")
     args = bash_array(text, "MEGATRON_ARGS")
     detail = f"bash array of {len(args)} words; {_needs_connections_line(g, text)}"
+    ((tp, pp, dp),) = g.degrees
+    validated = megatron_validate(args, tp * pp * dp)
+    if validated is not None:
+        assert validated == [tp * pp * dp, tp, pp, dp], (
+            f"validate_args derives world/TP/PP/DP {validated}, the plan {[tp * pp * dp, tp, pp, dp]}"
+        )
+        detail += f"; Megatron-LM parse_args + validate_args: world {validated[0]}, DP {dp}"
     built = megatron_layer_ranges(args)
     if built is None:
         raise Skip(f"megatron-core not installed: layer ranges not checked ({detail})")
