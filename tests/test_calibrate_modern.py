@@ -88,3 +88,46 @@ def test_modern_format_matches_the_runner() -> None:
     from solver.profile.calibrate_modern import MODERN_FORMAT
 
     assert modern.FORMAT == MODERN_FORMAT
+
+
+def test_term_errors_measure_each_term_and_calibration_closes_its_own() -> None:
+    """Per-term error: attention timings made at efficiency 0.7/0.5 against the catalog's
+    0.733/0.579 give 0.733/0.7 - 1 and 0.579/0.5 - 1 on every row; the HBM copy 2680/3015 - 1;
+    a calibration from the same run brings GEMM and HBM to 0 and the attention fit to 0."""
+    from solver.catalog import resolve_gpu
+    from solver.profile.calibrate_modern import term_errors
+
+    raw = _raw(0.7, 0.5)
+    h100 = resolve_gpu("H100-SXM5-80GB")
+    doc = term_errors(raw)
+    rows = {(r["term"], r["case"]): r for r in doc["rows"]}
+    fwd = [r for (t, _), r in rows.items() if t == "attention_fwd"]
+    bwd = [r for (t, _), r in rows.items() if t == "attention_bwd"]
+    assert len(fwd) == len(bwd) == 2
+    assert all(r["error"] == pytest.approx(h100.attention_efficiency / 0.7 - 1) for r in fwd)
+    assert all(
+        r["error"] == pytest.approx(h100.attention_backward_efficiency / 0.5 - 1) for r in bwd
+    )
+    (hbm,) = [r for (t, _), r in rows.items() if t == "hbm"]
+    assert hbm["error"] == pytest.approx(3350 * h100.memory_efficiency / 3015 - 1)
+    assert doc["summary"]["gemm"]["n"] == 2
+    calibrated = term_errors(raw, calibration_from_modern(raw))["summary"]
+    for term in ("gemm", "hbm", "attention_fwd", "attention_bwd"):
+        assert calibrated[term]["max_abs_error"] == pytest.approx(0.0, abs=1e-6), term
+
+
+def test_validate_prints_the_per_term_table_for_a_modern_raw(tmp_path: Any) -> None:
+    """`shardwise validate --from-json` on a modern raw JSON prints one row per term."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from solver.cli import app
+    from solver.profile.calibrate_modern import MODERN_FORMAT
+
+    path = tmp_path / "raw.json"
+    path.write_text(json.dumps({"format": MODERN_FORMAT, **_raw(0.7, 0.5)}))
+    res = CliRunner().invoke(app, ["validate", "--from-json", str(path)])
+    assert res.exit_code == 0, res.output
+    for term in ("| gemm |", "| hbm |", "| attention_fwd |", "| attention_bwd |"):
+        assert term in res.output

@@ -89,6 +89,43 @@ def _modern_raw(path: Path) -> dict[str, Any] | None:
     return doc if is_modern_raw(doc) else None
 
 
+def _term_error_doc(raw: dict[str, Any], cal: Any) -> dict[str, Any]:
+    """Per-term errors of a modern raw JSON: with the catalog's figures, and with a
+    calibration (the given one, else the raw JSON's own per-term calibration)."""
+    from ..profile.calibrate_modern import calibration_from_modern, term_errors
+
+    own = cal if cal is not None else calibration_from_modern(raw)
+    return {"catalog": term_errors(raw), "calibrated": term_errors(raw, own)}
+
+
+def _term_error_text(raw: dict[str, Any], cal: Any) -> str:
+    """The per-term error table ``validate`` prints for a modern raw JSON."""
+    doc = _term_error_doc(raw, cal)
+    lines = [
+        f"per-term error of the cost model on {doc['catalog']['gpu']} "
+        "(predicted / measured - 1; micro-benchmarks of the modern runner)",
+        "",
+        "| term | cases | catalog mean abs | catalog max abs | calibrated mean abs | "
+        "calibrated max abs |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for term, s in doc["catalog"]["summary"].items():
+        c = doc["calibrated"]["summary"].get(term, {})
+        lines.append(
+            f"| {term} | {s['n']} | {s['mean_abs_error']:.1%} | {s['max_abs_error']:.1%} | "
+            f"{c.get('mean_abs_error', float('nan')):.1%} | "
+            f"{c.get('max_abs_error', float('nan')):.1%} |"
+        )
+    lines.append("")
+    lines.append(
+        "gemm: peak x gemm_efficiency (MAMF) or the measured gemm_table; attention: peak x "
+        "efficiency x s/(s+1477) on causal FLOPs (FlashAttention-2 figures for the flash "
+        "backend); hbm: bandwidth x memory_efficiency.  Terms a calibration did not measure "
+        "keep the catalog's error."
+    )
+    return "\n".join(lines)
+
+
 def _modern_summary(cal: Any, out: Path | None) -> str:
     """What a per-term calibration from the modern runner replaced, one line per term."""
     lines = [f"per-term calibration for {cal.gpu} (modern runner micro-benchmarks):"]
@@ -395,6 +432,18 @@ def register(app: typer.Typer) -> None:
                 from ..profile.compare import compare, render_markdown
 
                 cal = load_calibration(calibration) if calibration is not None else None
+                modern = _modern_raw(from_json) if from_json is not None else None
+                if modern is not None:
+                    # The modern runner's raw JSON: per-term error of the cost model's figures
+                    # against its micro-benchmarks, catalog and calibrated.
+                    text = _term_error_text(modern, cal)
+                    if out is not None:
+                        write_new_file(out, text + "\n", force=force)
+                    if json_output:
+                        emit_json(_term_error_doc(modern, cal))
+                    else:
+                        typer.echo(text)
+                    return
                 if from_json is not None:
                     raw = read_raw(from_json)
                 else:

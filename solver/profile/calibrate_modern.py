@@ -27,7 +27,7 @@ from ..costmodel.compute import attention_saturation
 from ..errors import SpecError
 from ..specs import Calibration, GPUSpec
 
-__all__ = ["MODERN_FORMAT", "calibration_from_modern", "is_modern_raw", "modern_gpu"]
+__all__ = ["MODERN_FORMAT", "calibration_from_modern", "is_modern_raw", "modern_gpu", "term_errors"]
 
 #: The ``format`` of the raw JSON ``solver/profile/modern.py`` writes (its ``FORMAT``; a test
 #: keeps the two equal -- that module imports torch, this one must not).
@@ -112,3 +112,90 @@ def calibration_from_modern(raw: dict[str, Any], *, source: str = "") -> Calibra
     meta = {k: env.get(k) for k in ("date_utc", "torch", "cuda", "cudnn", "gpu", "driver")}
     meta["source"] = source
     return Calibration(gpu=gpu.name, measured=measured, meta=meta, **fields)
+
+
+def _err(pred: float, meas: float) -> float:
+    return pred / meas - 1.0
+
+
+def term_errors(raw: dict[str, Any], calibration: Calibration | None = None) -> dict[str, Any]:
+    """Per-term error of the cost model's figures against a modern raw JSON's
+    micro-benchmarks: each term priced as the cost model prices it in isolation, on the catalog
+    GPU the run was measured on, with ``calibration``'s fields folded in when given (what a
+    calibration leaves: its own terms reproduce their measurements, the rest keep the
+    catalog's error).
+
+    * ``gemm``: a bf16 GEMM's rate, peak x ``gemm_efficiency`` (the MAMF; a measured
+      ``gemm_table`` rate where the GPU has one), capped by the HBM roof, against each timed
+      shape (forward, data- and weight-gradient passes).  The step-level
+      ``GEMM_REALIZATION_FRACTION`` is not a micro-benchmark term and is left out.
+    * ``attention_fwd`` / ``attention_bwd``: the fused kernel's rate on executed (causal) FLOPs,
+      16-bit peak x efficiency x ``s / (s + ATTENTION_HALF_RATE_SEQ)`` -- the cuDNN figures
+      for the default and ``cudnn`` backends, the FlashAttention-2 ones for ``flash``.
+    * ``hbm``: a 1 GiB ``copy_``, read + write bytes at bandwidth x ``memory_efficiency``.
+
+    Returns ``{"rows": [{term, case, predicted, measured, unit, error}], "summary": {term:
+    {n, mean_abs_error, max_abs_error}}}``.
+    """
+    from ..costmodel.gemm_table import gemm_rate_tflops
+    from ..evaluate.calibration import CALIBRATED_GPU_FIELDS
+
+    micro = raw.get("micro")
+    if not isinstance(micro, dict):
+        raise SpecError("raw JSON: micro: no micro-benchmarks (run modern.py with section micro)")
+    g = modern_gpu(raw)
+    if calibration is not None:
+        fields = {k: getattr(calibration, k) for k in CALIBRATED_GPU_FIELDS}
+        g = g.model_copy(update={k: v for k, v in fields.items() if v is not None})
+    peak = g.bf16_tflops
+    hbm = g.memory_bandwidth_GBps * 1e9 * g.memory_efficiency
+    rows: list[dict[str, Any]] = []
+    for r in micro.get("gemm", []):
+        if not r.get("tflops"):
+            continue
+        m, k, n = float(r["m"]), float(r["k"]), float(r["n"])
+        rate = peak * g.gemm_efficiency
+        if g.gemm_table is not None:
+            rate = min(gemm_rate_tflops(g.gemm_table, (m, k, n)), rate)
+        flops = 2.0 * m * k * n
+        t = max(flops / (rate * 1e12), (m * k + k * n + m * n) * 2.0 / hbm)
+        pred = flops / t / 1e12
+        case = f"{r.get('model')} {r.get('gemm')} {r.get('pass')} {int(m)}x{int(k)}x{int(n)}"
+        rows.append(dict(term="gemm", case=case, predicted=pred, measured=float(r["tflops"]),
+                         unit="TFLOP/s", error=_err(pred, float(r["tflops"]))))  # fmt: skip
+    for r in micro.get("sdpa", []):
+        if r.get("status") != "ok" or not r.get("bwd_ms_median"):
+            continue
+        if r.get("gqa") not in ("mha", "enable_gqa"):
+            continue  # "repeat" times the K/V copy too, not the kernel alone
+        backend = str(r.get("backend"))
+        if backend == "flash" and g.flash2_attention_efficiency is not None:
+            fwd_e = g.flash2_attention_efficiency
+            bwd_e = g.flash2_attention_backward_efficiency or fwd_e
+        elif g.attention_efficiency is not None:
+            fwd_e = g.attention_efficiency
+            bwd_e = g.attention_backward_efficiency or fwd_e
+        else:
+            continue
+        s = float(r["seq"])
+        share = attention_saturation(s)
+        case = f"H{r.get('heads')}/kv{r.get('kv_heads')} s{int(s)} {backend} {r.get('gqa')}"
+        meas_f = float(r["flops_fwd_causal"]) / (float(r["fwd_ms_median"]) * 1e-3) / 1e12
+        bwd_flops = C.FLASH_BACKWARD_FLOP_FACTOR * float(r["flops_fwd_causal"])
+        meas_b = bwd_flops / (float(r["bwd_ms_median"]) * 1e-3) / 1e12
+        for term, eff, meas in (("attention_fwd", fwd_e, meas_f), ("attention_bwd", bwd_e, meas_b)):
+            pred = peak * eff * share
+            rows.append(dict(term=term, case=case, predicted=pred, measured=meas,
+                             unit="TFLOP/s", error=_err(pred, meas)))  # fmt: skip
+    copy = micro.get("copy")
+    if isinstance(copy, dict) and copy.get("gbps_read_plus_write_median"):
+        meas = float(copy["gbps_read_plus_write_median"])
+        pred = hbm / 1e9
+        rows.append(dict(term="hbm", case=f"copy_ {int(copy.get('bytes', 0))} B", predicted=pred,
+                         measured=meas, unit="GB/s", error=_err(pred, meas)))  # fmt: skip
+    summary: dict[str, Any] = {}
+    for term in sorted({r["term"] for r in rows}):
+        errs = [abs(r["error"]) for r in rows if r["term"] == term]
+        summary[term] = dict(n=len(errs), mean_abs_error=float(np.mean(errs)),
+                             max_abs_error=float(np.max(errs)))  # fmt: skip
+    return {"gpu": g.name, "rows": rows, "summary": summary}
