@@ -715,6 +715,23 @@ class InferenceWorkload(_Spec):
         default="flash",
         description="Prefill attention kernel: flash (fused; every serving engine) or unfused.",
     )
+    gpu_memory_utilization: Fraction = Field(
+        default=0.9,
+        description=(
+            "Fraction (0, 1] of each GPU's memory the serving engine may use: weights, working "
+            "set and engine overhead, the rest is its paged KV-cache pool.  Default vLLM's 0.9 "
+            "(CacheConfig.gpu_memory_utilization, vllm/config/cache.py at commit c1d86421; "
+            "later main, commit 002f10e0, has 0.92)."
+        ),
+    )
+    max_num_batched_tokens: Tokens | None = Field(
+        default=None,
+        description=(
+            "Tokens of the engine's largest forward (a chunked-prefill step), which sizes its "
+            "activation working set; default: one micro-batch's prompts in one forward (static "
+            "batching, as prefill is priced)."
+        ),
+    )
     ttft_ms: SloMs | None = Field(default=None, description="Time-to-first-token SLO.")
     tpot_ms: SloMs | None = Field(default=None, description="Time-per-output-token SLO.")
     objective: Literal["max_throughput", "min_latency", "min_gpus", "min_cost"] = Field(
@@ -882,7 +899,9 @@ class SolverInfo(_Spec):
 
     model_config = ConfigDict(allow_inf_nan=True)
 
-    status: str = Field(description="OPTIMAL, FEASIBLE, INFEASIBLE, INVALID_INPUT, MODEL_ERROR.")
+    status: str = Field(
+        description="OPTIMAL, FEASIBLE, INFEASIBLE, UNKNOWN, INVALID_INPUT or MODEL_ERROR."
+    )
     objective: float | None = Field(default=None, description="Objective in user units.")
     bound: float | None = Field(default=None, description="Best proven bound, user units.")
     gap: float | None = Field(default=None, description="Relative gap |obj - bound| / |obj|.")

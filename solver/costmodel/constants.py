@@ -213,3 +213,17 @@ CROSS_ENTROPY_BWD_BYTES = 6.0
 #: ``compute.power_clock_fraction``; the end points (70 W idle, 698 W at 1380 MHz under a
 #: sustained bf16 GEMM at the 700 W default limit) were measured on one H100 SXM5.
 POWER_CLOCK_EXPONENT = 3.0
+
+# --- serving memory (inference engines) --------------------------------------------------------
+#: Tokens per paged-KV-cache block: vLLM's ``CacheConfig.DEFAULT_BLOCK_SIZE = 16``
+#: (vllm/config/cache.py at commit 002f10e0; earlier releases set the same 16 for CUDA in
+#: ``Platform.check_and_update_config``).  A sequence holds whole blocks.
+KV_BLOCK_SIZE_TOKENS = 16
+#: Memory of the serving engine's captured CUDA graphs: vLLM 0.27.1 logs "Estimated CUDA graph
+#: memory: 0.36 GiB total" per worker for a TP=2 model with 16 piecewise capture sizes
+#: (gpustack/runner pull request #251); vLLM counts it inside ``gpu_memory_utilization``
+#: (CUDA-graph memory profiling, "default since v0.21.0", same log).  0.36 GiB in GB.
+CUDA_GRAPH_GB = 0.36 * 2**30 / 1e9
+#: NCCL buffers of ONE communicator: ``NCCL_BUFFERS_GB`` counts three (TP, PP, DP) of
+#: 2 ring peers x 32 channels x 4 MiB; a serving replica has a TP and/or a PP communicator.
+NCCL_BUFFERS_PER_COMMUNICATOR_GB = NCCL_BUFFERS_GB / 3

@@ -52,6 +52,7 @@ def enumerate_configs(
     subset, so nothing built on them is a proof).
     """
     from ..evaluate import evaluate
+    from ..evaluate.checks import check_serving_memory
 
     configs: list[InferenceConfig] = []
     diag: dict[str, Any] = {
@@ -71,10 +72,11 @@ def enumerate_configs(
         rep = evaluate(model, cluster, workload, plan).to_dict()
         diag["evaluated"] += 1
         mem = float(rep["peak_memory_GB_per_gpu"])
-        cap = gpu.memory_GB
+        # The serving engine may use gpu_memory_utilization x capacity (the evaluator's rule).
+        cap = workload.gpu_memory_utilization * gpu.memory_GB
         if diag["min_memory"] is None or mem / cap < diag["min_memory"][0] / diag["min_memory"][1]:
             diag["min_memory"] = (mem, cap, pool.name, tp, pp, batch)
-        mem_ok = all(r["total_GB"] <= r["capacity_GB"] + 1e-9 for r in rep["memory_ledger"])
+        mem_ok = bool(rep["memory_ledger"]) and not check_serving_memory(rep["memory_ledger"])
         if mem_ok:
             diag["memory_fit"] += 1
             for key in ("ttft_ms", "tpot_ms"):
@@ -126,7 +128,8 @@ def _explain(workload: InferenceWorkload, diag: dict[str, Any]) -> str:
         mem, cap, pool, tp, pp, batch = diag["min_memory"]
         return (
             f"memory: the smallest footprint found needs {mem:.1f} GB per GPU "
-            f"(pool {pool}, TP={tp}, PP={pp}, batch {batch}); each GPU has {cap:.0f} GB. "
+            f"(pool {pool}, TP={tp}, PP={pp}, batch {batch}); each GPU lets the engine use "
+            f"{cap:.1f} GB (gpu_memory_utilization {workload.gpu_memory_utilization:g}). "
             "Relax: more GPUs per replica, a smaller batch, or fp8 weights/KV cache"
         )
     parts = []

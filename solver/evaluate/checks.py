@@ -12,6 +12,7 @@ from typing import Any
 
 from ..catalog import gpu_of
 from ..specs import Cluster, GPUSpec, InferenceWorkload, Model, Plan, TrainingWorkload
+from .ledger import serving_memory_violations
 from .links import node_table, parse_node, pool_devices
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "check_layers",
     "check_memory",
     "check_precision",
+    "check_serving_memory",
     "check_slo",
     "check_tp_domain",
     "precision_gap",
@@ -318,6 +320,13 @@ def check_memory(ledger: Sequence[dict[str, Any]]) -> list[str]:
         for e in ledger
         if e["total_GB"] > e["capacity_GB"] + 1e-9
     ]
+
+
+def check_serving_memory(ledger: Sequence[dict[str, Any]]) -> list[str]:
+    """Inference, per GPU: weights + engine overhead + the working set fit under
+    ``gpu_memory_utilization`` x capacity, and the KV pool left holds the batch's full-length
+    sequences (``max_concurrent_sequences >= batch``).  No training activation term."""
+    return [v for e in ledger for v in serving_memory_violations(e)]
 
 
 def check_slo(groups: Sequence[dict[str, Any]], workload: InferenceWorkload) -> list[str]:

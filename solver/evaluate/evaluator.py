@@ -18,6 +18,7 @@ from .checks import (
     check_layers,
     check_memory,
     check_precision,
+    check_serving_memory,
     check_slo,
     check_tp_domain,
 )
@@ -114,9 +115,11 @@ def evaluate(
         except (ValueError, KeyError, IndexError, ZeroDivisionError, RuntimeError) as e:
             violations.append(f"plan could not be priced: {e}")
         rep.cost_per_hour = _cost_per_hour(cluster, plan)
-        violations += check_memory(rep.memory_ledger)
         if isinstance(workload, InferenceWorkload):
+            violations += check_serving_memory(rep.memory_ledger)
             violations += check_slo(rep.groups, workload)
+        else:
+            violations += check_memory(rep.memory_ledger)
     rep.violations = violations
     rep.feasible = not violations
     return rep

@@ -1,5 +1,7 @@
 """Inference evaluation: prefill and decode times per stage, TTFT / TPOT / tokens per second per
-replica group, the inference memory ledger (weights, KV cache, prefill working set) and MFU.
+replica group, the serving memory ledger (weights, engine overhead, one forward's working set,
+the paged KV pool and the maximum concurrent sequences it holds: ``evaluate.ledger.
+serving_ledger_row``) and MFU.
 
 Inference
     TTFT = prefill of the batch through all stages (+ p2p), TPOT = one decode step through
@@ -16,23 +18,21 @@ from typing import Any
 
 import numpy as np
 
+from ..costmodel import constants as C
 from ..costmodel import (
-    block_activation_bytes,
     decode_block_time,
     embedding_time,
     head_time,
-    kv_cache_bytes_per_token,
     model_flops_per_step,
     peak_tflops,
     prefill_block_time,
     stage_params_per_gpu,
 )
-from ..costmodel import constants as C
 from ..costmodel.stack import stack_of
 from ..specs import Cluster, InferenceWorkload, Model, Plan
 from .boundary import _p2p
 from .calibration import Cal, gpu_with_calibration
-from .ledger import _ledger_row
+from .ledger import serving_ledger_row
 from .links import tp_link
 from .report import Report
 
@@ -128,7 +128,8 @@ def _evaluate_inference(
             else:
                 pre_p2p.append(0.0)
                 dec_p2p.append(0.0)
-            # memory
+            # memory: weights + engine overhead + one forward's working set under
+            # gpu_memory_utilization x capacity, the rest a paged KV pool (no training terms)
             params = stage_params_per_gpu(
                 model,
                 n,
@@ -138,27 +139,22 @@ def _evaluate_inference(
                 tp=st.tp,
             )
             w = params * C.BYTES_PER_ELEMENT[wl.precision]
-            kv = (
-                kv_cache_bytes_per_token(model, kvp, st.tp)
-                * n
-                / model.num_layers
-                * B
-                * (wl.prompt_tokens + wl.output_tokens)
+            communicators = int(st.tp > 1) + int(p > 1)
+            ledger.append(
+                serving_ledger_row(
+                    model,
+                    wl,
+                    g,
+                    s,
+                    st,
+                    gpu,
+                    weights=w,
+                    batch=B,
+                    micro_batch=bm,
+                    last=s == p - 1,
+                    communicators=communicators,
+                )
             )
-            # Transient prefill working set: one block's tensors for one micro-batch (eval mode:
-            # no dropout masks; the workload's attention kernel), + last-token logits.
-            a = block_activation_bytes(
-                model,
-                tp=st.tp,
-                micro_batch=bm,
-                seq=wl.prompt_tokens,
-                recompute="none",
-                sequence_parallel=False,
-                stack=stack_of(wl),
-            )
-            if s == p - 1:
-                a += C.LOGIT_BYTES * bm * model.vocab_size / st.tp
-            ledger.append(_ledger_row(g, s, st, gpu, w, 0.0, 0.0, a, kv))
             breakdown.append(
                 {
                     "group": g,
@@ -192,6 +188,10 @@ def _evaluate_inference(
                 "tokens_per_s": tps,
                 "tokens_per_s_total": grp.count * tps,
                 "decode_idle_fraction": float(1.0 - dec_a.sum() / (p * tpot)) if tpot > 0 else 0.0,
+                # The replica's KV pool is bounded by its fullest stage.
+                "max_concurrent_sequences": min(
+                    r["max_concurrent_sequences"] for r in ledger if r["group"] == g
+                ),
             }
         )
     # MFU: 2 x active params (+ attention at the mean context) FLOPs per generated token.
@@ -208,4 +208,9 @@ def _evaluate_inference(
     rep.memory_ledger = ledger
     rep.time_breakdown = breakdown
     rep.peak_memory_GB_per_gpu = max(r["total_GB"] for r in ledger)
-    rep.details = {"decode_context_tokens": ctx}
+    rep.details = {
+        "decode_context_tokens": ctx,
+        "max_model_len": wl.prompt_tokens + wl.output_tokens,
+        "max_concurrent_sequences": min(x["max_concurrent_sequences"] for x in groups),
+        "gpu_memory_utilization": wl.gpu_memory_utilization,
+    }

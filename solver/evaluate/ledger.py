@@ -18,11 +18,29 @@ from ..costmodel import (
     zero3_gathered_weight_bytes,
 )
 from ..costmodel import constants as C
+from ..costmodel.serving_memory import (
+    engine_overhead_GB,
+    kv_block_bytes,
+    kv_blocks_per_sequence,
+    kv_pool_blocks,
+    kv_pool_bytes,
+    max_concurrent_sequences,
+    serving_working_set_bytes,
+)
 from ..costmodel.stack import stack_of
-from ..specs import Cluster, GPUSpec, Model, Plan, ReplicaGroup, Stage, TrainingWorkload
+from ..specs import (
+    Cluster,
+    GPUSpec,
+    InferenceWorkload,
+    Model,
+    Plan,
+    ReplicaGroup,
+    Stage,
+    TrainingWorkload,
+)
 from .calibration import Cal, calibrated_cluster, gpu_with_calibration
 
-__all__ = ["training_memory_ledger"]
+__all__ = ["serving_ledger_row", "serving_memory_violations", "training_memory_ledger"]
 
 
 def _gb(x: float) -> float:
@@ -73,6 +91,94 @@ def _set_reserved(row: dict[str, Any]) -> None:
     row["reserved_GB"] = (
         tensors * (1.0 + C.ALLOCATOR_RESERVE_FRACTION) + C.CUDA_CONTEXT_GB + C.NCCL_BUFFERS_GB
     )
+
+
+def serving_ledger_row(
+    model: Model,
+    wl: InferenceWorkload,
+    group: int,
+    s: int,
+    st: Stage,
+    gpu: GPUSpec,
+    *,
+    weights: float,
+    batch: int,
+    micro_batch: int,
+    last: bool,
+    communicators: int,
+) -> dict[str, Any]:
+    """Memory-ledger row of one GPU of inference stage ``s`` (``weights`` in bytes).
+
+    The serving engine's ledger (:mod:`solver.costmodel.serving_memory`): weights, engine
+    overhead (CUDA context, cuBLAS, CUDA graphs, NCCL per communicator) and the working set
+    of its largest forward (``max_num_batched_tokens``, default one micro-batch's prompts)
+    fit under ``gpu_memory_utilization`` x capacity (``usable_GB``); what is left is the
+    paged KV pool (``kv_pool_GB``, ``kv_blocks`` blocks of ``kv_block_size_tokens``).
+    ``kv_cache_GB`` is what the batch's ``batch`` full-length sequences (prompt + output)
+    occupy, in whole blocks; ``max_concurrent_sequences`` how many such sequences the pool
+    holds (vLLM's "Maximum concurrency").  The plan fits iff ``total_GB <= usable_GB``, i.e.
+    the pool holds the batch.  No training term (gradients, optimizer, stored activations).
+    """
+    kvp = wl.kv_cache_precision or wl.precision
+    seq_tokens = wl.prompt_tokens + wl.output_tokens
+    forward_tokens = micro_batch * wl.prompt_tokens
+    if wl.max_num_batched_tokens is not None:
+        forward_tokens = min(forward_tokens, wl.max_num_batched_tokens)
+    work = serving_working_set_bytes(
+        model, tp=st.tp, tokens=forward_tokens, sequences=micro_batch, last=last
+    )
+    overhead = engine_overhead_GB(communicators=communicators)
+    block = kv_block_bytes(model, kvp, tp=st.tp, layers=st.num_layers)
+    per_seq = kv_blocks_per_sequence(seq_tokens)
+    pool = kv_pool_bytes(
+        capacity_GB=gpu.memory_GB,
+        utilization=wl.gpu_memory_utilization,
+        weights=weights,
+        working_set=work,
+        overhead_GB=overhead,
+    )
+    blocks = kv_pool_blocks(pool, block)
+    kv = batch * per_seq * block
+    row = _ledger_row(group, s, st, gpu, weights, 0.0, 0.0, work, kv)
+    row["overhead_GB"] = overhead
+    row["nccl_buffers_GB"] = communicators * C.NCCL_BUFFERS_PER_COMMUNICATOR_GB
+    row["cuda_graphs_GB"] = C.CUDA_GRAPH_GB
+    row["total_GB"] = _gb(weights + work + kv) + overhead
+    row["gpu_memory_utilization"] = wl.gpu_memory_utilization
+    row["usable_GB"] = wl.gpu_memory_utilization * gpu.memory_GB
+    row["kv_pool_GB"] = _gb(max(pool, 0.0))
+    row["kv_block_size_tokens"] = C.KV_BLOCK_SIZE_TOKENS
+    row["kv_blocks"] = blocks
+    row["kv_blocks_per_sequence"] = per_seq
+    row["max_model_len"] = seq_tokens
+    row["max_concurrent_sequences"] = max_concurrent_sequences(blocks, seq_tokens)
+    row["batch_size"] = batch
+    row["forward_tokens"] = forward_tokens
+    # The engine allocates its whole pool at start-up: it holds the usable fraction.
+    row["reserved_GB"] = max(row["total_GB"], row["usable_GB"])
+    return row
+
+
+def serving_memory_violations(row: dict[str, Any]) -> list[str]:
+    """Why one serving ledger row does not fit (empty: it fits).  Read by the evaluator's
+    :func:`~solver.evaluate.checks.check_serving_memory` and the inference planner alike."""
+    where = f"group {row['group']} stage {row['stage']} on pool {row['pool']}"
+    fixed = row["weights_GB"] + row["activations_GB"] + row["overhead_GB"]
+    if fixed > row["usable_GB"] + 1e-9:
+        return [
+            f"{where}: weights {row['weights_GB']:.1f} + working set {row['activations_GB']:.1f} "
+            f"+ engine overhead {row['overhead_GB']:.1f} GB > gpu_memory_utilization "
+            f"{row['gpu_memory_utilization']:g} x {row['capacity_GB']:.1f} GB = "
+            f"{row['usable_GB']:.1f} GB: no room for a KV cache"
+        ]
+    if row["max_concurrent_sequences"] < row["batch_size"]:
+        return [
+            f"{where}: KV pool {row['kv_pool_GB']:.1f} GB holds "
+            f"{row['max_concurrent_sequences']:.2f} sequences of {row['max_model_len']} tokens "
+            f"< batch {row['batch_size']} (needs {row['kv_cache_GB']:.1f} GB; total "
+            f"{row['total_GB']:.1f} GB > usable {row['usable_GB']:.1f} GB)"
+        ]
+    return []
 
 
 def _training_ledger_row(
