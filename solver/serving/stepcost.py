@@ -56,7 +56,6 @@ from numpy.typing import NDArray
 
 from ..costmodel import (
     Op,
-    block_activation_bytes,
     block_forward_ops,
     decode_block_time,
     embedding_time,
@@ -68,6 +67,13 @@ from ..costmodel import (
 )
 from ..costmodel import constants as C
 from ..costmodel.compute import attention_saturation
+from ..costmodel.serving_memory import (
+    engine_overhead_GB,
+    kv_block_bytes,
+    kv_pool_blocks,
+    kv_pool_bytes,
+    serving_working_set_bytes,
+)
 from ..costmodel.stack import stack_of
 from ..errors import SpecError
 from ..evaluate.boundary import _p2p
@@ -506,15 +512,14 @@ def kv_capacity_tokens(
     max_num_batched_tokens: int,
     calibration: Cal = None,
 ) -> int:
-    """KV-cache tokens one replica of ``group`` holds: per stage, the GPU's memory less the
-    weights, the framework overhead (``FRAMEWORK_OVERHEAD_GB``) and one prefill step's working
-    set (one block's activations at the token budget, the last stage's fp32 logits for
-    ``max_num_seqs`` rows), divided by the stage's KV bytes per token; the smallest stage
-    bounds the replica (the ledger of :mod:`solver.evaluate.inference`, solved for the KV
-    cache instead of checked against it)."""
+    """KV-cache tokens one replica of ``group`` holds: the serving ledger's paged pool
+    (:mod:`solver.costmodel.serving_memory`, as :func:`solver.evaluate.ledger.serving_ledger_row`
+    builds it) -- ``gpu_memory_utilization`` x capacity less the weights, the engine overhead
+    (CUDA context, cuBLAS, CUDA graphs, NCCL per communicator) and one forward's working set
+    at the token budget (with the last stage's logits for ``max_num_seqs`` rows) -- in whole
+    blocks of ``KV_BLOCK_SIZE_TOKENS``; the smallest stage bounds the replica."""
     prec = workload.precision
     kvp = workload.kv_cache_precision or prec
-    stack = stack_of(workload)
     p = group.pp
     cap = math.inf
     for s, st in enumerate(group.stages):
@@ -526,18 +531,16 @@ def kv_capacity_tokens(
             )
             * C.BYTES_PER_ELEMENT[prec]
         )
-        a = block_activation_bytes(
-            model,
-            tp=st.tp,
-            micro_batch=1,
-            seq=max_num_batched_tokens,
-            recompute="none",
-            sequence_parallel=False,
-            stack=stack,
+        work = serving_working_set_bytes(
+            model, tp=st.tp, tokens=max_num_batched_tokens, sequences=max_num_seqs, last=s == p - 1
         )
-        if s == p - 1:
-            a += C.LOGIT_BYTES * max_num_seqs * model.vocab_size / st.tp
-        free = gpu.memory_GB * C.GB - w - a - C.FRAMEWORK_OVERHEAD_GB * C.GB
-        per_token = kv_cache_bytes_per_token(model, kvp, st.tp) * n / model.num_layers
-        cap = min(cap, free / per_token if per_token > 0 else math.inf)
+        pool = kv_pool_bytes(
+            capacity_GB=gpu.memory_GB,
+            utilization=workload.gpu_memory_utilization,
+            weights=w,
+            working_set=work,
+            overhead_GB=engine_overhead_GB(communicators=int(st.tp > 1) + int(p > 1)),
+        )
+        blocks = kv_pool_blocks(pool, kv_block_bytes(model, kvp, tp=st.tp, layers=n))
+        cap = min(cap, float(blocks * C.KV_BLOCK_SIZE_TOKENS))
     return max(0, int(cap)) if math.isfinite(cap) else 2**62
