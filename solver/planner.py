@@ -35,9 +35,10 @@ from dataclasses import dataclass
 from importlib.metadata import version as _pkg_version
 from typing import Any
 
-from .baselines.rubric import rubric_plan_scored, rubric_pool, rubric_shapes
+from .baselines.rubric import RubricCutShort, rubric_plan_scored, rubric_pool, rubric_shapes
 from .catalog import gpu_of
 from .construction import Solved, objective_of
+from .cpsat.advice import Relaxation, advice_text, relaxation_axes, search_relaxations
 from .cpsat.deadline import Deadline
 from .cpsat.plan_inference import solve_inference
 from .cpsat.plan_training import solve_training
@@ -93,6 +94,7 @@ def plan(
     deterministic: bool = False,
     compare_baseline: bool = True,
     engine: str | None = None,
+    advice: bool = True,
 ) -> Result:
     """Find the best plan for ``model`` on ``cluster`` under ``workload``.
 
@@ -129,6 +131,14 @@ def plan(
         ``sglang``, ``trtllm``): that engine's limits only.  ``"any-plan"``: every plan the cost
         model accepts, beyond any engine (different TP per stage, ...).
         ``Result.launch`` says which engines can launch the returned plan.
+    advice
+        For an INFEASIBLE training instance, re-plan relaxations of it (recompute, ZeRO-3,
+        micro-batch 1, a lighter memory policy, any-plan, the nearest dividing batch, more GPUs,
+        a shorter sequence: :mod:`solver.cpsat.advice`) in the time left of ``time_limit_s``
+        (deterministic: re-plans of 0.5 s of deterministic time, ``time_limit_s`` of them in
+        all), single changes first and pairs when none works, and say which plan
+        (``Result.advice``; default True).  Only a relaxation whose re-plan returned a
+        verified plan is called sufficient.
 
     Returns
     -------
@@ -137,6 +147,32 @@ def plan(
     """
     check_solve_options(time_limit_s=time_limit_s, seed=seed, num_workers=num_workers)
     start = time.perf_counter()
+    result = _plan(
+        model, cluster, workload, time_limit_s, seed, num_workers, deterministic,
+        compare_baseline, engine, start,
+    )
+    if advice and result.status == Status.INFEASIBLE and isinstance(workload, TrainingWorkload):
+        result = _with_advice(
+            result, model, cluster, workload, engine, start,
+            time_limit_s=time_limit_s, seed=seed, num_workers=num_workers,
+            deterministic=deterministic,
+        )
+    return result
+
+
+def _plan(
+    model: Model,
+    cluster: Cluster,
+    workload: TrainingWorkload | InferenceWorkload,
+    time_limit_s: float,
+    seed: int,
+    num_workers: int | None,
+    deterministic: bool,
+    compare_baseline: bool,
+    engine: str | None,
+    start: float,
+) -> Result:
+    """:func:`plan` without the advice; ``start``: when the call began (perf_counter)."""
     deadline = Deadline.unbounded() if deterministic else Deadline(time_limit_s, start)
     workers = 1 if deterministic else (num_workers or default_workers())
     try:
@@ -210,6 +246,57 @@ def plan(
     return _with_launch(result, model, workload, scope)
 
 
+def _with_advice(
+    result: Result,
+    model: Model,
+    cluster: Cluster,
+    workload: TrainingWorkload,
+    engine: str | None,
+    start: float,
+    *,
+    time_limit_s: float,
+    seed: int,
+    num_workers: int | None,
+    deterministic: bool,
+) -> Result:
+    """``result`` (INFEASIBLE) with its relaxations re-planned, each a real :func:`plan` call
+    (verified by the evaluator like any plan) within what is left of the call's deadline, and
+    the verdicts in ``message`` and ``advice`` (:mod:`solver.cpsat.advice`)."""
+    # The call's own deadline, from when it began.
+    deadline = Deadline.unbounded() if deterministic else Deadline(time_limit_s, start)
+    scope = result.engine_scope or engine
+
+    def replan(r: Relaxation, limit: float) -> tuple[str, float | None, str]:
+        try:
+            c, w = r.apply(cluster, workload)
+        except (SpecError, ValueError) as e:  # a change the specs refuse: not a plan
+            log.info("relaxation %s: %s", r.change, e)
+            return Status.INVALID_INPUT.value, None, str(e)
+        res = plan(
+            model, c, w, time_limit_s=limit, seed=seed, num_workers=num_workers,
+            deterministic=deterministic, compare_baseline=False,
+            engine=r.engine or engine, advice=False,
+        )
+        rate = res.report.get("tokens_per_s") if res.ok and res.report else None
+        log.info("relaxation %s: %s", r.change, res.status.value)
+        return res.status.value, float(rate) if isinstance(rate, int | float) else None, res.message
+
+    tried = search_relaxations(
+        relaxation_axes(model, cluster, workload, scope), replan, deadline, deterministic,
+        budget_s=time_limit_s,
+    )
+    if not tried:
+        return result
+    text = advice_text(tried)
+    message = (result.message.rstrip(". ") + ". " if result.message else "") + text
+    return dataclasses.replace(
+        result,
+        message=message,
+        advice=[t.to_dict() for t in tried],
+        time_s=time.perf_counter() - start,
+    )
+
+
 #: The pessimistic-hop re-solve runs only with at least this share of the limit left.
 HOP_RESOLVE_SHARE = 0.2
 
@@ -249,7 +336,7 @@ def _with_baseline(
             skipped.append(f"the rubric baseline (about {need:.2g} s)")
             return result
     t0 = time.perf_counter()
-    baseline = _rubric_baseline(model, cluster, workload)
+    baseline = _rubric_baseline(model, cluster, workload, deadline, skipped)
     stats = dict(result.stats)
     stats["baseline_s"] = round(time.perf_counter() - t0, 3)
     return dataclasses.replace(result, baseline=baseline, stats=stats)
@@ -427,11 +514,23 @@ def _engine_rules(
 
 
 def _rubric_baseline(
-    model: Model, cluster: Cluster, workload: TrainingWorkload | InferenceWorkload
+    model: Model,
+    cluster: Cluster,
+    workload: TrainingWorkload | InferenceWorkload,
+    deadline: Deadline | None = None,
+    skipped: list[str] | None = None,
 ) -> dict[str, Any] | None:
-    """The seed rubric's plan and its evaluator metrics, for comparison (None if none fits)."""
+    """The seed rubric's plan and its evaluator metrics, for comparison (None if none fits,
+    or if ``deadline`` stopped its walk: then ``skipped`` says so)."""
     try:
-        found = rubric_plan_scored(model, cluster, workload)
+        found = rubric_plan_scored(
+            model, cluster, workload, deadline if deadline is not None and deadline.bounded else None
+        )
+    except RubricCutShort as e:
+        log.info("%s", e)
+        if skipped is not None:
+            skipped.append(f"the rest of the rubric baseline ({e.shapes} shape(s) walked)")
+        return None
     except (SpecError, ValueError) as e:  # the baseline is informative only
         log.info("rubric baseline failed: %s", e)
         return None

@@ -20,7 +20,7 @@ class Status(StrEnum):
 
     OPTIMAL = "OPTIMAL"  #: a plan, proven optimal within the model (gap 0)
     FEASIBLE = "FEASIBLE"  #: a plan, not proven optimal: its bound and gap say how far it may be
-    INFEASIBLE = "INFEASIBLE"  #: proven: no plan fits; ``message`` says why and what to relax
+    INFEASIBLE = "INFEASIBLE"  #: proven: no plan fits; ``message`` says why and which relaxations plan
     UNKNOWN = "UNKNOWN"  #: time (or resource) limit before any plan or proof: raise the limit
     INVALID_INPUT = "INVALID_INPUT"  #: bad input; ``message`` names the field
     MODEL_ERROR = "MODEL_ERROR"  #: the evaluator disagreed with the solver: a bug
@@ -58,7 +58,7 @@ class Result:
     time_s
         Wall time of the whole solve (precompute, CP-SAT, verification).
     message
-        Human explanation: infeasibility reason and smallest relaxation, what a time-out left
+        Human explanation: infeasibility reason and the relaxations re-planned, what a time-out left
         open, the MODEL_ERROR diff, and any optional step skipped to keep the time limit.
     baseline
         The rubric baseline's plan metrics, for comparison (None if it has no feasible plan).
@@ -69,6 +69,10 @@ class Result:
     launch
         For every engine of the plan's kind, why it cannot launch ``plan`` as planned (an empty
         list: it can); None without a plan.
+    advice
+        INFEASIBLE training results: every relaxation re-planned (``change``, ``axes``, the
+        re-plan's ``status``, ``verdict``, ``sufficient``: whether it planned, ``tokens_per_s``
+        of that verified plan, ``time_s``), in the order tried; None when none was.
     """
 
     status: Status
@@ -85,6 +89,7 @@ class Result:
     stats: dict[str, Any] = field(default_factory=dict)
     engine_scope: str | None = None
     launch: dict[str, list[str]] | None = None
+    advice: list[dict[str, Any]] | None = None
 
     @property
     def ok(self) -> bool:
@@ -125,4 +130,5 @@ class Result:
                 "launchable_by": self.launchable_by if self.launch is not None else None,
                 "refused": {k: v for k, v in (self.launch or {}).items() if v},
             },
+            "advice": self.advice,
         }

@@ -537,3 +537,38 @@ def test_import_hf_missing_config(tmp_path: Path) -> None:
     """A config path that does not exist is one error line, exit 2."""
     res = runner.invoke(app, ["import-hf", str(tmp_path / "config.json")])
     _assert_one_line_error(res.exit_code, res.stderr)
+
+
+@pytest.mark.parametrize(
+    ("statuses", "code"),
+    [
+        ({"OPTIMAL": 2, "INFEASIBLE": 1, "UNKNOWN": 1}, 0),
+        ({"OPTIMAL": 3, "ERROR": 1}, 7),
+        ({"FEASIBLE": 1, "TIMEOUT": 1}, 7),
+        ({"MODEL_ERROR": 1}, 7),
+    ],
+)
+def test_sweep_exits_7_only_when_a_case_failed(
+    tmp_path: Path, statuses: dict[str, int], code: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A finished sweep exits 0 whatever the planner's verdicts (INFEASIBLE, UNKNOWN are
+    results) and 7 when some case failed (ERROR, TIMEOUT, MODEL_ERROR: README "sweep")."""
+    import typer
+
+    from solver.commands.sweep import EXIT_CASES_FAILED, _finish
+    from solver.sweep import SweepSummary
+    from solver.sweep.store import RESULTS_FILE
+
+    (tmp_path / RESULTS_FILE).write_text("")
+    total = sum(statuses.values())
+    summary = SweepSummary(
+        out=tmp_path, executor="local", slots=1, total=total, resumed=0, solved=total,
+        statuses=statuses,
+    )
+    if code == 0:
+        _finish(summary, None, "tokens_per_s", json_output=True, quiet=False)
+    else:
+        with pytest.raises(typer.Exit) as err:
+            _finish(summary, None, "tokens_per_s", json_output=True, quiet=False)
+        assert err.value.exit_code == code == EXIT_CASES_FAILED
+    assert json.loads(capsys.readouterr().out)["total"] == total

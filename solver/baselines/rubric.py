@@ -24,16 +24,23 @@ throughput objectives and the smallest for ``min_latency`` (falling back to the 
 batch that fits memory when none meets the SLOs; the evaluator then reports the violation).
 With a ``target_throughput_tokens_per_s`` the rubric deploys just enough replicas to reach it;
 otherwise every GPU of the pool runs a replica ("DP for the rest").
+
+Time: :func:`rubric_plan_scored` takes a :class:`~solver.cpsat.deadline.Deadline`; the walk
+stops before a candidate whose evaluation would end past the deadline's promised return time
+and raises :class:`RubricCutShort` saying how far it got -- never a None that would read as
+"no rubric candidate fits".
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from typing import Any
 
 from ..catalog import gpu_of
 from ..construction import build_stages, check_stages, split_layers
+from ..cpsat.deadline import Deadline
 from ..cpsat.options import tp_options
 from ..specs import (
     Cluster,
@@ -48,10 +55,50 @@ from ..specs import (
 )
 from ._scoring import AnyWorkload, divisors_up_to, evaluate_plan, memory_ok
 
-__all__ = ["rubric_plan", "rubric_plan_scored", "rubric_pool", "rubric_shapes"]
+__all__ = ["RubricCutShort", "rubric_plan", "rubric_plan_scored", "rubric_pool", "rubric_shapes"]
 
 #: Recomputation options from least to most memory saved (and most compute added).
 RECOMPUTE_ORDER: tuple[Recompute, ...] = ("none", "selective", "full")
+
+#: Seconds kept in hand after the next evaluation when a deadline is given.
+DEADLINE_RESERVE_S = 0.05
+
+
+class RubricCutShort(RuntimeError):
+    """The deadline came before the rubric reached a verdict: ``shapes`` of its ``(tp, pp)``
+    candidates were walked (``evaluations`` full evaluations) when it stopped."""
+
+    def __init__(self, shapes: int, evaluations: int) -> None:
+        super().__init__(
+            f"the rubric baseline stopped at the time limit after {shapes} shape(s) and "
+            f"{evaluations} evaluation(s), before any candidate fitted"
+        )
+        self.shapes = shapes
+        self.evaluations = evaluations
+
+
+class _Clock:
+    """The deadline as the rubric reads it: room for one more evaluation (the slowest so
+    far) before the promised return time, else :class:`RubricCutShort`."""
+
+    def __init__(self, deadline: Deadline | None) -> None:
+        self.deadline = deadline
+        self.slowest = 0.0
+        self.shapes = 0
+        self.evaluations = 0
+
+    def check(self) -> None:
+        d = self.deadline
+        if d is not None and d.bounded and not d.allows(self.slowest + DEADLINE_RESERVE_S):
+            raise RubricCutShort(self.shapes, self.evaluations)
+
+    def evaluate(self, model: Model, cluster: Cluster, workload: AnyWorkload, plan: Plan) -> dict[str, Any]:
+        self.check()
+        t0 = time.perf_counter()
+        report = evaluate_plan(model, cluster, workload, plan)
+        self.slowest = max(self.slowest, time.perf_counter() - t0)
+        self.evaluations += 1
+        return report
 
 
 def rubric_plan(model: Model, cluster: Cluster, workload: AnyWorkload) -> Plan | None:
@@ -74,21 +121,28 @@ def rubric_plan(model: Model, cluster: Cluster, workload: AnyWorkload) -> Plan |
 
 
 def rubric_plan_scored(
-    model: Model, cluster: Cluster, workload: AnyWorkload
+    model: Model, cluster: Cluster, workload: AnyWorkload, deadline: Deadline | None = None
 ) -> tuple[Plan, dict[str, Any] | None] | None:
     """:func:`rubric_plan` with the evaluator's report of that plan (``Report.to_dict()``)
     where the rubric computed it on the way (None where it did not), so that a caller who
-    wants both need not evaluate the plan a second time."""
-    return _rubric(model, cluster, workload)
+    wants both need not evaluate the plan a second time.
+
+    ``deadline`` (default None: no limit): before each candidate shape and each evaluation
+    the walk checks that one more evaluation (the slowest so far) still ends before the
+    deadline's promised return time (:meth:`Deadline.allows`); where it would not, it stops
+    and raises :class:`RubricCutShort`.
+    """
+    return _rubric(model, cluster, workload, _Clock(deadline))
 
 
 def _rubric(
-    model: Model, cluster: Cluster, workload: AnyWorkload
+    model: Model, cluster: Cluster, workload: AnyWorkload, clock: _Clock | None = None
 ) -> tuple[Plan, dict[str, Any] | None] | None:
+    clock = clock or _Clock(None)
     pool = rubric_pool(cluster)
     if isinstance(workload, TrainingWorkload):
-        return _training(model, cluster, workload, pool)
-    return _inference(model, cluster, workload, pool)
+        return _training(model, cluster, workload, pool, clock)
+    return _inference(model, cluster, workload, pool, clock)
 
 
 def rubric_pool(cluster: Cluster) -> Pool:
@@ -153,7 +207,7 @@ def _cannot_fit(model: Model, cluster: Cluster, workload: TrainingWorkload, plan
 
 
 def _training(
-    model: Model, cluster: Cluster, workload: TrainingWorkload, pool: Pool
+    model: Model, cluster: Cluster, workload: TrainingWorkload, pool: Pool, clock: _Clock
 ) -> tuple[Plan, dict[str, Any] | None] | None:
     B = workload.global_batch_size
     micro = [mb for mb in sorted(workload.micro_batch_sizes) if B % mb == 0]
@@ -163,6 +217,8 @@ def _training(
     recomputes = [r for r in RECOMPUTE_ORDER if r in workload.recompute]
     zeros = sorted(workload.zero_stages)
     for tp, pp in rubric_shapes(model, pool):
+        clock.check()
+        clock.shapes += 1
         d = max(divisors_up_to(B // mb, pool.num_gpus // (tp * pp)))
         # Sequence parallelism only removes activation memory; without TP it is a no-op, so
         # tp = 1 takes whichever setting the workload allows (False if both).
@@ -206,7 +262,7 @@ def _training(
         for rc, z in knobs:
             group = ReplicaGroup(recompute=rc, zero_stage=z, stages=stages, **common)
             plan = Plan(kind="training", replica_groups=[group])
-            report = evaluate_plan(model, cluster, workload, plan)
+            report = clock.evaluate(model, cluster, workload, plan)
             if memory_ok(report):
                 return plan, report
     return None
@@ -237,11 +293,12 @@ def _inference_plan(
 
 
 def _inference(
-    model: Model, cluster: Cluster, workload: InferenceWorkload, pool: Pool
+    model: Model, cluster: Cluster, workload: InferenceWorkload, pool: Pool, clock: _Clock
 ) -> tuple[Plan, dict[str, Any] | None] | None:
     latency = workload.objective == "min_latency"
     batches = sorted(workload.batch_sizes, reverse=not latency)
     for tp, pp in rubric_shapes(model, pool, latency=latency):
+        clock.shapes += 1
         replicas = pool.num_gpus // (tp * pp)
         # fitting: the smallest batch that fits memory (fallback); chosen: the first, in
         # preference order, that is feasible in every respect.
@@ -249,7 +306,7 @@ def _inference(
         chosen: tuple[int, Plan, dict[str, Any]] | None = None
         for batch in batches:
             plan = _inference_plan(model, cluster, pool, tp, pp, batch, replicas)
-            report = evaluate_plan(model, cluster, workload, plan)
+            report = clock.evaluate(model, cluster, workload, plan)
             if not memory_ok(report):
                 continue
             if fitting is None or batch < fitting[0]:

@@ -24,6 +24,7 @@ from .common import (
     WorkloadOpt,
     check_solve_cli,
     emit_json,
+    exit_for_status,
     refuse_overwrite,
     stdout_console,
     user_errors,
@@ -119,8 +120,9 @@ def register(app: typer.Typer) -> None:
         "--plot timeline.png\n\n"
         "  shardwise explain -m llama3-70b -c seed-4x8-h100 -w infer-chat-slo --json\n\n"
         "  shardwise explain -m gpt-7.5b -c hetero-mix -w train-gpt-s2048 --engine-gap\n\n"
-        "Without --plan the planner solves first (--time-limit).  Exits 0 for any solver "
-        "status, 2 for bad input.",
+        "Without --plan the planner solves first (--time-limit) and explain exits as plan "
+        "does: 0 OPTIMAL/FEASIBLE, 2 bad input, 4 INFEASIBLE, 5 UNKNOWN, 6 MODEL_ERROR.  With "
+        "--plan: 0 (the given plan's violations are in the output), 2 for bad input.",
     )
     def explain_cmd(
         model: ModelOpt,
@@ -244,21 +246,22 @@ def register(app: typer.Typer) -> None:
                 doc = expl.to_dict()
                 doc["plot"] = wrote
                 emit_json(doc)
-                return
-            if quiet:
+            elif quiet:
                 value = "-" if expl.objective is None else f"{expl.objective:,.6g}"
                 neck = expl.bottleneck.text if expl.bottleneck is not None else expl.message
                 typer.echo(f"{expl.status}  {w.objective}={value} {expl.objective_unit}  {neck}")
-                return
-            from rich.rule import Rule
+            else:
+                from rich.rule import Rule
 
-            out = _console()
-            out.print(Rule(f"{m.name} on {c.name}: {w.kind}, {w.objective}"))
-            out.print(render_explanation(expl, c))
-            if wrote:
-                out.print(f"{kind} written to {wrote}")
-            elif plot_path is not None:
-                out.print(f"no plan to draw to {plot_path} (status {expl.status})")
+                out = _console()
+                out.print(Rule(f"{m.name} on {c.name}: {w.kind}, {w.objective}"))
+                out.print(render_explanation(expl, c))
+                if wrote:
+                    out.print(f"{kind} written to {wrote}")
+                elif plot_path is not None:
+                    out.print(f"no plan to draw to {plot_path} (status {expl.status})")
+        if given is None:  # planned here: the planner's status decides, as for `plan`
+            exit_for_status(expl.status)
 
     @app.command(
         "pareto",

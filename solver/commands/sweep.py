@@ -31,6 +31,14 @@ if TYPE_CHECKING:
 #: Exit code of a sweep stopped by Ctrl-C or SIGTERM (128 + SIGINT, the shell convention).
 EXIT_INTERRUPTED = 130
 
+#: Exit code of a finished sweep in which some case failed: a record with a failure status
+#: (``ERROR``, ``TIMEOUT``, ``MODEL_ERROR``, ``INVALID_INPUT``: the case itself broke, or the
+#: planner reported a bug), counted over every case of the directory, resumed ones included.
+#: The planner's verdicts on an instance (OPTIMAL, FEASIBLE, INFEASIBLE, UNKNOWN) are results,
+#: not failures: a sweep is expected to contain cases that do not fit.  Distinct from plan's
+#: 2-6 (a sweep has no single status) and from 1 (an uncaught crash of the command itself).
+EXIT_CASES_FAILED = 7
+
 _EPILOG = (
     "Examples:\n\n"
     "  shardwise sweep -m llama3-8b,llama3-70b -c seed-4x8-h100,hetero-mix "
@@ -41,8 +49,10 @@ _EPILOG = (
     "  shardwise sweep --resume --out results/        (finish a killed or interrupted sweep)\n\n"
     "  shardwise sweep --summary results/ --plot heatmap.png\n\n"
     "Writes DIR/results.jsonl (one JSON record per case, appended and fsynced as each "
-    "finishes), DIR/results.csv and DIR/cases.json.  Exit codes: 0 done (whatever the "
-    "cases' statuses), 2 bad input, 130 interrupted (resume with --resume)."
+    "finishes), DIR/results.csv and DIR/cases.json.  Exit codes: 0 done, every case with a "
+    "planner verdict (OPTIMAL, FEASIBLE, INFEASIBLE or UNKNOWN); 7 done, but some case "
+    "failed (ERROR, TIMEOUT, MODEL_ERROR or INVALID_INPUT: see the summary); 2 bad input; "
+    "130 interrupted (resume with --resume).  --summary exits 0 (or 2)."
 )
 
 
@@ -575,3 +585,5 @@ def _finish(
         )
         sys.stderr.flush()
         raise typer.Exit(EXIT_INTERRUPTED)
+    if result.failed:
+        raise typer.Exit(EXIT_CASES_FAILED)

@@ -27,7 +27,8 @@ from ..construction import Solved, build_stages
 from ..engines import EngineRules, ShapeLimits, family_limits, non_dominated
 from ..errors import SpecError
 from ..result import Status
-from ..specs import Cluster, Model, Plan, Pool, ReplicaGroup, Stage, TrainingWorkload
+from ..specs import Cluster, Model, Plan, ReplicaGroup, Stage, TrainingWorkload
+from .advice import infeasibility_reasons
 from .bounds import lower_bound_us, pipeline_lp_bound, refine
 from .deadline import Deadline
 from .tables.build import build_tables, for_dp, restrict_options, stages_limit
@@ -462,7 +463,7 @@ def solve_training(
 
     ``deadline``: the whole plan() call's wall-clock budget (:class:`~.deadline.Deadline`):
     the search stops at ``time_limit_s`` or its limit, whichever is first, and the optional
-    work after it (stage orders, the infeasibility explanation's relaxations) fits its grace.
+    work after it (stage orders) fits its grace.
 
     Statuses: OPTIMAL only when every sub-problem is closed; INFEASIBLE only with a proof
     (every sub-problem closed without a plan: by memory, by an infinite bound, or by CP-SAT);
@@ -485,7 +486,13 @@ def solve_training(
     engines: Sequence[EngineRules] | None = (
         [engine] if isinstance(engine, EngineRules) else engine
     )
-    fams = engine_families(families(workload), engines, workload)
+    every = families(workload)
+    if not every:  # no micro-batch divides the global batch: no plan whatever the engine
+        return Solved(
+            Status.INFEASIBLE, None, None, None,
+            message=explain_training(model, cluster, workload), stats={},
+        )
+    fams = engine_families(every, engines, workload)
     if not fams:
         names = ", ".join(r.title for r in engines or [])
         return Solved(
@@ -527,7 +534,7 @@ def solve_training(
             )
         return Solved(
             Status.INFEASIBLE, None, None, None,
-            message=explain_training(model, cluster, workload, deadline), stats=stats,
+            message=explain_training(model, cluster, workload), stats=stats,
         )
     best: tuple[float, Family, TrainingChoice] | None = None
     best_i = -1  # the sub-problem (index into tables) the incumbent comes from
@@ -694,7 +701,7 @@ def solve_training(
         # Every sub-problem closed without a plan: a proof (memory, infinite bound, CP-SAT).
         return Solved(
             Status.INFEASIBLE, None, None, None,
-            message=explain_training(model, cluster, workload, deadline), stats=stats,
+            message=explain_training(model, cluster, workload), stats=stats,
         )
     step_us, fam, choice = best
     plan, reordered = best_stage_order(
@@ -747,62 +754,12 @@ def _objective_with(t: TrainTables, choice: TrainingChoice, pessimistic: bool) -
     return step
 
 
-def _scaled(cluster: Cluster, factor: int) -> Cluster:
-    pools = [p.model_copy(update={"nodes": p.nodes * factor}) for p in cluster.pools]
-    return cluster.model_copy(update={"pools": pools})
+def explain_training(model: Model, cluster: Cluster, workload: TrainingWorkload) -> str:
+    """Which constraint binds, with numbers (:func:`~.advice.infeasibility_reasons`: the batch
+    no micro-batch divides, or memory: the model states against the cluster and the lightest
+    plan's activations against the GB its stages have free).
 
-
-def explain_training(
-    model: Model, cluster: Cluster, workload: TrainingWorkload, deadline: Deadline | None = None
-) -> str:
-    """Which constraint group binds, with numbers, and the smallest relaxation found.
-
-    ``deadline``: the search for a larger cluster that fits (tables of every family at 2, 4,
-    8, 16 x the GPUs) stops when it expires, and the message says so.
+    Relaxations are not suggested here: :func:`solver.planner.plan` re-plans them
+    (:mod:`.advice`) and calls sufficient only those that plan.
     """
-    from ..costmodel import total_params
-    from .tables.stage import state_bytes_per_param
-
-    params = total_params(model, workload.sequence_length)
-    per_param = state_bytes_per_param(workload.memory_policy)
-    need = params * per_param / 1e9
-    have = sum(p.num_gpus * _capacity(p) for p in cluster.pools)
-    parts = [
-        f"memory: the model's weights, gradients and optimizer states need {need:,.0f} GB "
-        f"({params / 1e9:.1f}B params x {per_param:g} B) before activations; the cluster has "
-        f"{have:,.0f} GB in all"
-    ]
-    if any(workload.global_batch_size % mb for mb in workload.micro_batch_sizes):
-        parts.append("batch: some micro_batch_sizes do not divide global_batch_size")
-    relax: list[str] = []
-    cut_short = False
-    for factor in (2, 4, 8, 16):
-        if deadline is not None and not deadline.allows(0.2):
-            cut_short = True
-            break
-        bigger = _scaled(cluster, factor)
-        if any(
-            build_tables(model, bigger, workload, fam) is not None
-            for fam in families(workload)
-        ):
-            relax.append(f"about {factor}x the GPUs ({cluster.num_gpus * factor} in all)")
-            break
-    if "full" not in workload.recompute:
-        relax.append("allow recompute: full")
-    if 3 not in workload.zero_stages:
-        relax.append("allow zero_stage 3")
-    if min(workload.micro_batch_sizes) > 1:
-        relax.append("allow micro_batch_sizes [1]")
-    msg = "; ".join(parts)
-    if relax:
-        msg += ". Smallest relaxations to try: " + ", or ".join(relax)
-    if cut_short:
-        msg += " (the search for a larger cluster that fits was skipped: time limit)"
-    return msg
-
-
-def _capacity(pool: Pool) -> float:
-    from ..catalog import gpu_of
-
-    return gpu_of(pool).memory_GB
-
+    return infeasibility_reasons(model, cluster, workload)

@@ -538,6 +538,41 @@ def baseline_table(report: Mapping[str, Any] | None, baseline: Mapping[str, Any]
     return t
 
 
+def advice_table(advice: Sequence[Mapping[str, Any]]) -> Table:
+    """The relaxations an INFEASIBLE result re-planned: change, verdict (green where the
+    re-plan gave a verified plan), in the order tried."""
+    t = Table(
+        title="Relaxations, each re-planned",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        caption="sufficient = the relaxed instance planned and its plan passed the evaluator",
+        caption_justify="left",
+    )
+    t.add_column("change")
+    t.add_column("verdict")
+    for a in advice:
+        style = "green" if a.get("sufficient") else ("red" if a.get("status") == "INFEASIBLE" else "yellow")
+        t.add_row(str(a.get("change", "")), Text(str(a.get("verdict", "")), style=style))
+    return t
+
+
+def split_advice(
+    message: str, advice: Sequence[Mapping[str, Any]] | None
+) -> tuple[str, Table | None]:
+    """An INFEASIBLE message without its relaxation verdicts (the reason, then the
+    conclusion on a line of its own), and the verdicts as :func:`advice_table` (the message
+    itself keeps them all, for JSON and Python users)."""
+    from ..cpsat.advice import ADVICE_HEAD
+
+    at = message.find(ADVICE_HEAD)
+    if not advice or at < 0:
+        return message, None
+    head = message[:at].rstrip(" .")
+    tail = message[at:]
+    conclusion = tail[tail.rfind(". ") + 2 :] if ". " in tail else ""
+    return (head + (".\n" + conclusion if conclusion else "")), advice_table(advice)
+
+
 def render_result(
     result: Result,
     cluster: Cluster | None = None,
@@ -555,7 +590,10 @@ def render_result(
             Status.MODEL_ERROR: "MODEL ERROR: solver and evaluator disagree (a bug, please report)",
             Status.INVALID_INPUT: "Invalid input",
         }.get(result.status, "Note")
-        parts.append(Panel(Text(result.message), title=title, border_style=style, expand=False))
+        message, advice = split_advice(result.message, result.advice)
+        parts.append(Panel(Text(message), title=title, border_style=style, expand=False))
+        if advice is not None:
+            parts.append(advice)
     if result.plan is not None:
         parts.append(plan_table(result.plan, cluster))
     if result.report is not None:

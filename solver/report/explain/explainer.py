@@ -176,6 +176,8 @@ def explain(
             stats["launchable_optimum"] = (result.objective, result.status.value)
         status = result.status.value
         message = result.message
+        if result.advice:
+            stats["advice"] = result.advice
         solve_time = result.time_s
         plan = result.plan
     else:

@@ -10,7 +10,16 @@ from rich.table import Table
 from rich.text import Text
 
 from ...specs import Cluster
-from ..render import DASH, fmt_bytes_GB, fmt_objective, fmt_pct, fmt_time, plan_table, status_text
+from ..render import (
+    DASH,
+    fmt_bytes_GB,
+    fmt_objective,
+    fmt_pct,
+    fmt_time,
+    plan_table,
+    split_advice,
+    status_text,
+)
 from .bottleneck import MEMORY_TIGHT_FRACTION
 from .document import Explanation
 from .verdicts import TIE_RTOL
@@ -143,7 +152,10 @@ def render_explanation(expl: Explanation, cluster: Cluster | None = None) -> Ren
     if expl.message:
         title = "Why no plan fits" if expl.status == "INFEASIBLE" else "Note"
         style = "red" if expl.status == "INFEASIBLE" else "yellow"
-        parts.append(Panel(Text(expl.message), title=title, border_style=style, expand=False))
+        message, advice = split_advice(expl.message, expl.stats.get("advice"))
+        parts.append(Panel(Text(message), title=title, border_style=style, expand=False))
+        if advice is not None:
+            parts.append(advice)
     if expl.plan is not None:
         t = plan_table(expl.plan, cluster)
         if expl.memory_source == "closest":
