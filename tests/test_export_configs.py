@@ -422,3 +422,27 @@ def test_checker_reads_heredoc_yaml() -> None:
         "quant_config": {"quant_algo": "FP8"},
         "kv_cache_config": {"dtype": "fp8"},
     }
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("vllm", ["--gpu-memory-utilization 0.85", "--max-num-batched-tokens 4096"]),
+        ("sglang", ["--mem-fraction-static 0.85", "--chunked-prefill-size 4096"]),
+        ("trtllm", ["--max_num_tokens 4096"]),
+    ],
+)
+def test_serving_exports_carry_the_memory_and_token_budgets(
+    target: str, expected: list[str]
+) -> None:
+    """The serving ledger's gpu_memory_utilization and max_num_batched_tokens reach each
+    engine under its own name (TensorRT-LLM: the token budget only; its free-memory fraction
+    means something else)."""
+    plan, model, cluster, _ = CASES["infer-llama70-chat@kv-fp8"]
+    wl = _infer(gpu_memory_utilization=0.85, max_num_batched_tokens=4096)
+    text = export_plan(plan, target, model=model, cluster=cluster, workload=wl).text
+    flat = " ".join(text.replace("\\\n", " ").split())
+    for flag in expected:
+        assert flag in flat, (target, flag)
+    if target == "trtllm":
+        assert "0.85" not in flat

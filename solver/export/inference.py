@@ -94,20 +94,37 @@ def _engine_flags(
     tp, pp = group.stages[0].tp, group.pp
     batch = group.batch_size if group.batch_size is not None else 1
     context = None if workload is None else workload.prompt_tokens + workload.output_tokens
+    # The serving ledger's memory budget and token budget (InferenceWorkload
+    # gpu_memory_utilization / max_num_batched_tokens): vLLM's own names; SGLang's
+    # mem_fraction_static (weights + KV pool, server_args.py) and chunked_prefill_size; for
+    # TensorRT-LLM only the token budget (--max_num_tokens): its kv_cache_free_gpu_memory_fraction
+    # is a share of the memory left after the weights, not of the GPU.
+    util = None if workload is None else workload.gpu_memory_utilization
+    budget = None if workload is None else workload.max_num_batched_tokens
     if engine == "vllm":
         flags = [f"--tensor-parallel-size {tp}", f"--pipeline-parallel-size {pp}"]
         flags.append(f"--max-num-seqs {batch}")
         if context is not None:
             flags.append(f"--max-model-len {context}")
+        if util is not None:
+            flags.append(f"--gpu-memory-utilization {util:g}")
+        if budget is not None:
+            flags.append(f"--max-num-batched-tokens {budget}")
         return flags
     if engine == "sglang":
         flags = [f"--tp-size {tp}", f"--pp-size {pp}", f"--max-running-requests {batch}"]
         if context is not None:
             flags.append(f"--context-length {context}")
+        if util is not None:
+            flags.append(f"--mem-fraction-static {util:g}")
+        if budget is not None:
+            flags.append(f"--chunked-prefill-size {budget}")
         return flags
     flags = ["--backend pytorch", f"--tp_size {tp}", f"--pp_size {pp}", f"--max_batch_size {batch}"]
     if context is not None:
         flags.append(f"--max_seq_len {context}")
+    if budget is not None:
+        flags.append(f"--max_num_tokens {budget}")
     return flags
 
 

@@ -6,5 +6,5 @@ MODEL="${MODEL:?set MODEL to the Hugging Face id or local path of llama3-70b}"
 # group 0: 1 replica x TP=4 PP=2 on h100 (H100-SXM5-80GB), layers 39/41, batch 8 per replica
 # on h100-0: endpoint h100-0:30000
 CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7 SGLANG_PP_LAYER_PARTITION=39,41 python -m sglang.launch_server --model-path "$MODEL" \
-    --tp-size 4 --pp-size 2 --max-running-requests 8 --context-length 1280 --dtype bfloat16 \
-    --host 0.0.0.0 --port 30000
+    --tp-size 4 --pp-size 2 --max-running-requests 8 --context-length 1280 \
+    --mem-fraction-static 0.9 --dtype bfloat16 --host 0.0.0.0 --port 30000

@@ -7,4 +7,4 @@ MODEL="${MODEL:?set MODEL to the Hugging Face id or local path of llama3-70b}"
 # on h100-0: endpoint h100-0:8000
 CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7 VLLM_PP_LAYER_PARTITION=39,41 vllm serve "$MODEL" \
     --tensor-parallel-size 4 --pipeline-parallel-size 2 --max-num-seqs 8 --max-model-len 1280 \
-    --dtype bfloat16 --port 8000
+    --gpu-memory-utilization 0.9 --dtype bfloat16 --port 8000

@@ -17,7 +17,7 @@ CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7 ray start --address h100-0:6379
 # then on h100-0:
 vllm serve "$MODEL" \
     --tensor-parallel-size 8 --pipeline-parallel-size 2 --max-num-seqs 8 --max-model-len 1280 \
-    --dtype bfloat16 --quantization fp8 --kv-cache-dtype fp8_e4m3 \
+    --gpu-memory-utilization 0.9 --dtype bfloat16 --quantization fp8 --kv-cache-dtype fp8_e4m3 \
     --distributed-executor-backend ray --port 8000
 # replica 1 on h100-1, h100-3: endpoint h100-1:8000
 # vLLM runs a replica that spans nodes on a Ray cluster; Ray picks which of these nodes runs which
@@ -29,5 +29,5 @@ CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7 ray start --address h100-1:6379
 # then on h100-1:
 vllm serve "$MODEL" \
     --tensor-parallel-size 8 --pipeline-parallel-size 2 --max-num-seqs 8 --max-model-len 1280 \
-    --dtype bfloat16 --quantization fp8 --kv-cache-dtype fp8_e4m3 \
+    --gpu-memory-utilization 0.9 --dtype bfloat16 --quantization fp8 --kv-cache-dtype fp8_e4m3 \
     --distributed-executor-backend ray --port 8000

@@ -7,17 +7,21 @@ MODEL="${MODEL:?set MODEL to the Hugging Face id or local path of llama3-70b}"
 # 4 endpoints, one per node: route requests across them (sglang_router or any HTTP load balancer)
 # on h100-0: endpoint h100-0:30000
 CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7 python -m sglang.launch_server --model-path "$MODEL" \
-    --tp-size 8 --pp-size 1 --max-running-requests 32 --context-length 1280 --dtype bfloat16 \
-    --kv-cache-dtype fp8_e4m3 --host 0.0.0.0 --port 30000
+    --tp-size 8 --pp-size 1 --max-running-requests 32 --context-length 1280 \
+    --mem-fraction-static 0.9 --dtype bfloat16 --kv-cache-dtype fp8_e4m3 --host 0.0.0.0 \
+    --port 30000
 # on h100-1: endpoint h100-1:30000
 CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7 python -m sglang.launch_server --model-path "$MODEL" \
-    --tp-size 8 --pp-size 1 --max-running-requests 32 --context-length 1280 --dtype bfloat16 \
-    --kv-cache-dtype fp8_e4m3 --host 0.0.0.0 --port 30000
+    --tp-size 8 --pp-size 1 --max-running-requests 32 --context-length 1280 \
+    --mem-fraction-static 0.9 --dtype bfloat16 --kv-cache-dtype fp8_e4m3 --host 0.0.0.0 \
+    --port 30000
 # on h100-2: endpoint h100-2:30000
 CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7 python -m sglang.launch_server --model-path "$MODEL" \
-    --tp-size 8 --pp-size 1 --max-running-requests 32 --context-length 1280 --dtype bfloat16 \
-    --kv-cache-dtype fp8_e4m3 --host 0.0.0.0 --port 30000
+    --tp-size 8 --pp-size 1 --max-running-requests 32 --context-length 1280 \
+    --mem-fraction-static 0.9 --dtype bfloat16 --kv-cache-dtype fp8_e4m3 --host 0.0.0.0 \
+    --port 30000
 # on h100-3: endpoint h100-3:30000
 CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7 python -m sglang.launch_server --model-path "$MODEL" \
-    --tp-size 8 --pp-size 1 --max-running-requests 32 --context-length 1280 --dtype bfloat16 \
-    --kv-cache-dtype fp8_e4m3 --host 0.0.0.0 --port 30000
+    --tp-size 8 --pp-size 1 --max-running-requests 32 --context-length 1280 \
+    --mem-fraction-static 0.9 --dtype bfloat16 --kv-cache-dtype fp8_e4m3 --host 0.0.0.0 \
+    --port 30000

@@ -8,23 +8,24 @@ MODEL="${MODEL:?set MODEL to the Hugging Face id or local path of llama3-70b}"
 # on h100-0: DP rank 0
 CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7 vllm serve "$MODEL" \
     --tensor-parallel-size 8 --pipeline-parallel-size 1 --max-num-seqs 32 --max-model-len 1280 \
-    --dtype bfloat16 --kv-cache-dtype fp8_e4m3 --data-parallel-size 4 --data-parallel-size-local 1 \
-    --data-parallel-address h100-0 --data-parallel-rpc-port 13345 --port 8000
+    --gpu-memory-utilization 0.9 --dtype bfloat16 --kv-cache-dtype fp8_e4m3 --data-parallel-size 4 \
+    --data-parallel-size-local 1 --data-parallel-address h100-0 --data-parallel-rpc-port 13345 \
+    --port 8000
 # on h100-1: DP rank 1
 CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7 vllm serve "$MODEL" \
     --tensor-parallel-size 8 --pipeline-parallel-size 1 --max-num-seqs 32 --max-model-len 1280 \
-    --dtype bfloat16 --kv-cache-dtype fp8_e4m3 --headless --data-parallel-size 4 \
-    --data-parallel-size-local 1 --data-parallel-start-rank 1 --data-parallel-address h100-0 \
-    --data-parallel-rpc-port 13345
+    --gpu-memory-utilization 0.9 --dtype bfloat16 --kv-cache-dtype fp8_e4m3 --headless \
+    --data-parallel-size 4 --data-parallel-size-local 1 --data-parallel-start-rank 1 \
+    --data-parallel-address h100-0 --data-parallel-rpc-port 13345
 # on h100-2: DP rank 2
 CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7 vllm serve "$MODEL" \
     --tensor-parallel-size 8 --pipeline-parallel-size 1 --max-num-seqs 32 --max-model-len 1280 \
-    --dtype bfloat16 --kv-cache-dtype fp8_e4m3 --headless --data-parallel-size 4 \
-    --data-parallel-size-local 1 --data-parallel-start-rank 2 --data-parallel-address h100-0 \
-    --data-parallel-rpc-port 13345
+    --gpu-memory-utilization 0.9 --dtype bfloat16 --kv-cache-dtype fp8_e4m3 --headless \
+    --data-parallel-size 4 --data-parallel-size-local 1 --data-parallel-start-rank 2 \
+    --data-parallel-address h100-0 --data-parallel-rpc-port 13345
 # on h100-3: DP rank 3
 CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7 vllm serve "$MODEL" \
     --tensor-parallel-size 8 --pipeline-parallel-size 1 --max-num-seqs 32 --max-model-len 1280 \
-    --dtype bfloat16 --kv-cache-dtype fp8_e4m3 --headless --data-parallel-size 4 \
-    --data-parallel-size-local 1 --data-parallel-start-rank 3 --data-parallel-address h100-0 \
-    --data-parallel-rpc-port 13345
+    --gpu-memory-utilization 0.9 --dtype bfloat16 --kv-cache-dtype fp8_e4m3 --headless \
+    --data-parallel-size 4 --data-parallel-size-local 1 --data-parallel-start-rank 3 \
+    --data-parallel-address h100-0 --data-parallel-rpc-port 13345
