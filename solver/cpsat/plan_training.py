@@ -119,8 +119,11 @@ def _limited(tab: TrainTables, limits: ShapeLimits, heads: tuple[int, int]) -> l
 
 #: Chunks per stage searched for interleaved 1F1B.  Megatron-LM's papers use 2-4 (Narayanan et
 #: al. 2021 Fig. 12 sweeps 2-8 and shows diminishing returns past 4 as p2p traffic grows v-fold);
-#: 3 is in because layer counts like 105 = 35 x 3 (GPT 529.6B, Table 1) only interleave with it.
-VIRTUAL_STAGE_OPTIONS = (2, 3, 4)
+#: 3 is in because layer counts like 105 = 35 x 3 (GPT 529.6B, Table 1) only interleave with it;
+#: 5, 6 and 8 because NeMo's published H100 layouts use them (GPT-3 175B at VP 6, Llama 3 70B at
+#: VP 5; benchmarks/plan_quality_published.py), which on 2,048 H100s is worth +1% over v <= 4.
+#: Each v is one more family of sub-problems: 16,384 GPUs 0.48 -> 0.69 s (solve_time.py).
+VIRTUAL_STAGE_OPTIONS = (2, 3, 4, 5, 6, 8)
 
 
 def families(workload: TrainingWorkload) -> list[Family]:
