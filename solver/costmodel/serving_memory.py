@@ -42,13 +42,15 @@ planner) reuses it from layer to layer.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 from ..specs import Model
 from . import constants as C
 from .memory import kv_cache_bytes_per_token
-from .params import kv_heads_per_gpu
+from .params import kv_heads_per_gpu, stage_params_per_gpu
 
 __all__ = [
+    "StagePool",
     "engine_overhead_GB",
     "kv_block_bytes",
     "kv_blocks_per_sequence",
@@ -56,6 +58,8 @@ __all__ = [
     "kv_pool_bytes",
     "max_concurrent_sequences",
     "serving_working_set_bytes",
+    "stage_kv_pool",
+    "stage_weight_bytes",
 ]
 
 
@@ -146,3 +150,65 @@ def max_concurrent_sequences(
     """Sequences of ``tokens`` tokens the pool holds at once: blocks / blocks per sequence,
     as vLLM prints "Maximum concurrency for N tokens per request: X.XXx"."""
     return pool_blocks / kv_blocks_per_sequence(tokens, block_size)
+
+
+def stage_weight_bytes(
+    model: Model,
+    *,
+    layers: int,
+    first: bool,
+    last: bool,
+    tp: int,
+    context_tokens: int,
+    precision: str,
+) -> float:
+    """Weight bytes on one GPU of a serving stage: its parameters (embedding on the first,
+    head on the last; learned positions up to ``context_tokens``) at ``precision``."""
+    params = stage_params_per_gpu(
+        model, layers, first=first, last=last, sequence_length=context_tokens, tp=tp
+    )
+    return params * C.BYTES_PER_ELEMENT[precision]
+
+
+class StagePool(NamedTuple):
+    """How one GPU of a serving stage splits its memory (bytes unless the name says GB)."""
+
+    working_set: float
+    overhead_GB: float
+    block_bytes: float
+    pool_bytes: float
+    blocks: int
+
+
+def stage_kv_pool(
+    model: Model,
+    *,
+    capacity_GB: float,
+    utilization: float,
+    kv_precision: str,
+    tp: int,
+    layers: int,
+    weights: float,
+    forward_tokens: int,
+    sequences: int,
+    last: bool,
+    communicators: int,
+) -> StagePool:
+    """The paged KV pool of one GPU of a serving stage, as the engine sizes it at start-up:
+    ``utilization`` x capacity less the weights, the engine overhead and the working set of a
+    ``forward_tokens`` forward (with the last stage's logits for ``sequences`` rows), in whole
+    blocks.  The evaluator's serving ledger and the continuous-batching simulator both read
+    it."""
+    work = serving_working_set_bytes(
+        model, tp=tp, tokens=forward_tokens, sequences=sequences, last=last
+    )
+    overhead = engine_overhead_GB(communicators=communicators)
+    block = kv_block_bytes(model, kv_precision, tp=tp, layers=layers)
+    pool = kv_pool_bytes(
+        capacity_GB=capacity_GB,
+        utilization=utilization,
+        weights=weights,
+        working_set=work,
+        overhead_GB=overhead,
+    )
+    return StagePool(work, overhead, block, pool, kv_pool_blocks(pool, block))

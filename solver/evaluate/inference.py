@@ -26,8 +26,8 @@ from ..costmodel import (
     model_flops_per_step,
     peak_tflops,
     prefill_block_time,
-    stage_params_per_gpu,
 )
+from ..costmodel.serving_memory import stage_weight_bytes
 from ..costmodel.stack import stack_of
 from ..specs import Cluster, InferenceWorkload, Model, Plan
 from .boundary import _p2p
@@ -130,15 +130,15 @@ def _evaluate_inference(
                 dec_p2p.append(0.0)
             # memory: weights + engine overhead + one forward's working set under
             # gpu_memory_utilization x capacity, the rest a paged KV pool (no training terms)
-            params = stage_params_per_gpu(
+            w = stage_weight_bytes(
                 model,
-                n,
+                layers=n,
                 first=s == 0,
                 last=s == p - 1,
-                sequence_length=wl.prompt_tokens + wl.output_tokens,
                 tp=st.tp,
+                context_tokens=wl.prompt_tokens + wl.output_tokens,
+                precision=wl.precision,
             )
-            w = params * C.BYTES_PER_ELEMENT[wl.precision]
             communicators = int(st.tp > 1) + int(p > 1)
             ledger.append(
                 serving_ledger_row(

@@ -19,13 +19,9 @@ from ..costmodel import (
 )
 from ..costmodel import constants as C
 from ..costmodel.serving_memory import (
-    engine_overhead_GB,
-    kv_block_bytes,
     kv_blocks_per_sequence,
-    kv_pool_blocks,
-    kv_pool_bytes,
     max_concurrent_sequences,
-    serving_working_set_bytes,
+    stage_kv_pool,
 )
 from ..costmodel.stack import stack_of
 from ..specs import (
@@ -124,20 +120,20 @@ def serving_ledger_row(
     forward_tokens = micro_batch * wl.prompt_tokens
     if wl.max_num_batched_tokens is not None:
         forward_tokens = min(forward_tokens, wl.max_num_batched_tokens)
-    work = serving_working_set_bytes(
-        model, tp=st.tp, tokens=forward_tokens, sequences=micro_batch, last=last
-    )
-    overhead = engine_overhead_GB(communicators=communicators)
-    block = kv_block_bytes(model, kvp, tp=st.tp, layers=st.num_layers)
-    per_seq = kv_blocks_per_sequence(seq_tokens)
-    pool = kv_pool_bytes(
+    work, overhead, block, pool, blocks = stage_kv_pool(
+        model,
         capacity_GB=gpu.memory_GB,
         utilization=wl.gpu_memory_utilization,
+        kv_precision=kvp,
+        tp=st.tp,
+        layers=st.num_layers,
         weights=weights,
-        working_set=work,
-        overhead_GB=overhead,
+        forward_tokens=forward_tokens,
+        sequences=micro_batch,
+        last=last,
+        communicators=communicators,
     )
-    blocks = kv_pool_blocks(pool, block)
+    per_seq = kv_blocks_per_sequence(seq_tokens)
     kv = batch * per_seq * block
     row = _ledger_row(group, s, st, gpu, weights, 0.0, 0.0, work, kv)
     row["overhead_GB"] = overhead

@@ -67,13 +67,7 @@ from ..costmodel import (
 )
 from ..costmodel import constants as C
 from ..costmodel.compute import attention_saturation
-from ..costmodel.serving_memory import (
-    engine_overhead_GB,
-    kv_block_bytes,
-    kv_pool_blocks,
-    kv_pool_bytes,
-    serving_working_set_bytes,
-)
+from ..costmodel.serving_memory import stage_kv_pool, stage_weight_bytes
 from ..costmodel.stack import stack_of
 from ..errors import SpecError
 from ..evaluate.boundary import _p2p
@@ -518,29 +512,32 @@ def kv_capacity_tokens(
     (CUDA context, cuBLAS, CUDA graphs, NCCL per communicator) and one forward's working set
     at the token budget (with the last stage's logits for ``max_num_seqs`` rows) -- in whole
     blocks of ``KV_BLOCK_SIZE_TOKENS``; the smallest stage bounds the replica."""
-    prec = workload.precision
-    kvp = workload.kv_cache_precision or prec
+    kvp = workload.kv_cache_precision or workload.precision
     p = group.pp
     cap = math.inf
     for s, st in enumerate(group.stages):
         gpu = gpu_with_calibration(cluster.pool(st.pool), calibration)
-        n = st.num_layers
-        w = (
-            stage_params_per_gpu(
-                model, n, first=s == 0, last=s == p - 1, sequence_length=1, tp=st.tp
-            )
-            * C.BYTES_PER_ELEMENT[prec]
+        weights = stage_weight_bytes(
+            model,
+            layers=st.num_layers,
+            first=s == 0,
+            last=s == p - 1,
+            tp=st.tp,
+            context_tokens=workload.prompt_tokens + workload.output_tokens,
+            precision=workload.precision,
         )
-        work = serving_working_set_bytes(
-            model, tp=st.tp, tokens=max_num_batched_tokens, sequences=max_num_seqs, last=s == p - 1
-        )
-        pool = kv_pool_bytes(
+        pool = stage_kv_pool(
+            model,
             capacity_GB=gpu.memory_GB,
             utilization=workload.gpu_memory_utilization,
-            weights=w,
-            working_set=work,
-            overhead_GB=engine_overhead_GB(communicators=int(st.tp > 1) + int(p > 1)),
+            kv_precision=kvp,
+            tp=st.tp,
+            layers=st.num_layers,
+            weights=weights,
+            forward_tokens=max_num_batched_tokens,
+            sequences=max_num_seqs,
+            last=s == p - 1,
+            communicators=int(st.tp > 1) + int(p > 1),
         )
-        blocks = kv_pool_blocks(pool, kv_block_bytes(model, kvp, tp=st.tp, layers=n))
-        cap = min(cap, float(blocks * C.KV_BLOCK_SIZE_TOKENS))
+        cap = min(cap, float(pool.blocks * C.KV_BLOCK_SIZE_TOKENS))
     return max(0, int(cap)) if math.isfinite(cap) else 2**62
