@@ -31,10 +31,7 @@ def run(recipe: str, layers: int = 4, seq: int = 8192) -> dict[str, Any]:
         cfg = Float8LinearConfig.from_recipe_name(recipe)
         convert_to_float8_training(blocks, config=cfg)
     blocks = torch.nn.ModuleList([torch.compile(b, fullgraph=True) for b in blocks])
-    pos = torch.arange(seq, device="cuda", dtype=torch.float32)
-    inv = 1.0 / (500000.0 ** (torch.arange(0, tb.HEAD_DIM, 2, device="cuda").float() / tb.HEAD_DIM))
-    freqs = torch.polar(torch.ones(seq, tb.HEAD_DIM // 2, device="cuda"), torch.outer(pos, inv))
-    freqs = freqs.view(1, seq, 1, tb.HEAD_DIM // 2)
+    freqs = tb.rope_freqs(seq)
     x0 = torch.randn(1, seq, tb.DIM, device="cuda", dtype=torch.bfloat16, requires_grad=True)
 
     def step() -> None:

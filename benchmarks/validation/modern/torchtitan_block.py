@@ -161,14 +161,20 @@ def build(layers: int, mode: str, compiled: bool) -> nn.ModuleList:
     return nn.ModuleList(blocks).to(device="cuda", dtype=torch.bfloat16)
 
 
+def rope_freqs(seq: int) -> torch.Tensor:
+    """Complex rotary factors (theta 500000, Llama 3) for ``seq`` positions, shaped to
+    broadcast over (batch, seq, heads, head_dim / 2)."""
+    pos = torch.arange(seq, device="cuda", dtype=torch.float32)
+    inv = 1.0 / (500000.0 ** (torch.arange(0, HEAD_DIM, 2, device="cuda").float() / HEAD_DIM))
+    freqs = torch.polar(torch.ones(seq, HEAD_DIM // 2, device="cuda"), torch.outer(pos, inv))
+    return freqs.view(1, seq, 1, HEAD_DIM // 2)
+
+
 def run_case(layers: int, mode: str, compiled: bool, batch: int, seq: int) -> dict[str, Any]:
     torch.cuda.empty_cache()
     torch._dynamo.reset()
     model = build(layers, mode, compiled)
-    pos = torch.arange(seq, device="cuda", dtype=torch.float32)
-    inv = 1.0 / (500000.0 ** (torch.arange(0, HEAD_DIM, 2, device="cuda").float() / HEAD_DIM))
-    freqs = torch.polar(torch.ones(seq, HEAD_DIM // 2, device="cuda"), torch.outer(pos, inv))
-    freqs = freqs.view(1, seq, 1, HEAD_DIM // 2)
+    freqs = rope_freqs(seq)
     x0 = torch.randn(batch, seq, DIM, device="cuda", dtype=torch.bfloat16, requires_grad=True)
 
     after_forward: list[int] = []
