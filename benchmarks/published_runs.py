@@ -70,15 +70,16 @@ MICRO_BATCH = 1
 VIRTUAL_STAGES_RULE = "two_chunks"
 
 
-def shared_dir() -> Path:
-    """Locate shared/: $SHARDWISE_SHARED, else ../shared next to the repository."""
+def shared_dir(data_file: str = "published-runs.json") -> Path:
+    """Locate shared/ (the one holding ``data/<data_file>``): $SHARDWISE_SHARED, else
+    ../shared next to the repository.  The other benchmarks that read shared/data call this."""
     env = os.environ.get("SHARDWISE_SHARED")
     cands = [Path(env)] if env else []
     cands += [REPO.parent / "shared", REPO / "shared", REPO.parent.parent / "shared"]
     for c in cands:
-        if (c / "data" / "published-runs.json").is_file():
+        if (c / "data" / data_file).is_file():
             return c
-    raise SystemExit("cannot find shared/data/published-runs.json (set SHARDWISE_SHARED)")
+    raise SystemExit(f"cannot find shared/data/{data_file} (set SHARDWISE_SHARED)")
 
 
 def virtual_stages(layers: int, pp: int, rule: str = VIRTUAL_STAGES_RULE) -> int:

@@ -53,13 +53,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import published_runs as pr  # noqa: E402
 
 import solver  # noqa: E402
 from solver.construction import build_stages, split_layers  # noqa: E402
@@ -90,14 +92,8 @@ METRICS = (
 
 
 def shared_dir() -> Path:
-    """Locate shared/: $SHARDWISE_SHARED, else ../shared next to the repository."""
-    env = os.environ.get("SHARDWISE_SHARED")
-    cands = [Path(env)] if env else []
-    cands += [REPO.parent / "shared", REPO / "shared", REPO.parent.parent / "shared"]
-    for c in cands:
-        if (c / "data" / DATA_FILE).is_file():
-            return c
-    raise SystemExit(f"cannot find shared/data/{DATA_FILE} (set SHARDWISE_SHARED)")
+    """shared/ holding ``data/DATA_FILE`` (:func:`published_runs.shared_dir`)."""
+    return pr.shared_dir(DATA_FILE)
 
 
 def build_model(name: str, shape: dict[str, Any]) -> Model:

@@ -74,7 +74,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
 import sys
 import traceback
@@ -83,6 +82,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import published_runs as pr  # noqa: E402
 
 import solver  # noqa: E402
 from solver.catalog import resolve_gpu  # noqa: E402
@@ -133,14 +135,8 @@ class Skip(Exception):
 # Data
 # --------------------------------------------------------------------------------------------
 def shared_dir() -> Path:
-    """Locate shared/: $SHARDWISE_SHARED, else ../shared next to the repository."""
-    env = os.environ.get("SHARDWISE_SHARED")
-    cands = [Path(env)] if env else []
-    cands += [REPO.parent / "shared", REPO / "shared", REPO.parent.parent / "shared"]
-    for c in cands:
-        if (c / "data" / DATA_FILE).is_file():
-            return c
-    raise SystemExit(f"cannot find shared/data/{DATA_FILE} (set SHARDWISE_SHARED)")
+    """shared/ holding ``data/DATA_FILE`` (:func:`published_runs.shared_dir`)."""
+    return pr.shared_dir(DATA_FILE)
 
 
 def known(x: Any) -> bool:
