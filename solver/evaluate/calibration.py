@@ -15,6 +15,7 @@ from .links import tp_link
 __all__ = [
     "CALIBRATED_GPU_FIELDS",
     "Cal",
+    "apply_calibration",
     "calibrated_cluster",
     "gpu_with_calibration",
 ]
@@ -44,13 +45,18 @@ CALIBRATED_GPU_FIELDS = (
 )
 
 
+def apply_calibration(gpu: GPUSpec, calibration: Calibration) -> GPUSpec:
+    """``gpu`` with the calibration's measured fields (``CALIBRATED_GPU_FIELDS`` it sets)."""
+    fields = {k: getattr(calibration, k) for k in CALIBRATED_GPU_FIELDS}
+    return gpu.model_copy(update={k: v for k, v in fields.items() if v is not None})
+
+
 def gpu_with_calibration(pool: Pool, calibration: Cal = None) -> GPUSpec:
     """The pool's GPU spec with a matching calibration's efficiency factors applied."""
     gpu = gpu_of(pool)
     for c in _cals(calibration):
         if c.gpu.lower() == gpu.name.lower() or c.gpu.lower() == pool.gpu_name.lower():
-            upd = {k: getattr(c, k) for k in CALIBRATED_GPU_FIELDS if getattr(c, k) is not None}
-            return gpu.model_copy(update=upd)
+            return apply_calibration(gpu, c)
     return gpu
 
 

@@ -138,15 +138,14 @@ def term_errors(raw: dict[str, Any], calibration: Calibration | None = None) -> 
     {n, mean_abs_error, max_abs_error}}}``.
     """
     from ..costmodel.gemm_table import gemm_rate_tflops
-    from ..evaluate.calibration import CALIBRATED_GPU_FIELDS
+    from ..evaluate.calibration import apply_calibration
 
     micro = raw.get("micro")
     if not isinstance(micro, dict):
         raise SpecError("raw JSON: micro: no micro-benchmarks (run modern.py with section micro)")
     g = modern_gpu(raw)
     if calibration is not None:
-        fields = {k: getattr(calibration, k) for k in CALIBRATED_GPU_FIELDS}
-        g = g.model_copy(update={k: v for k, v in fields.items() if v is not None})
+        g = apply_calibration(g, calibration)
     peak = g.bf16_tflops
     hbm = g.memory_bandwidth_GBps * 1e9 * g.memory_efficiency
     rows: list[dict[str, Any]] = []
