@@ -9,7 +9,22 @@ source publishes them:
 * throughput per GPU: ``output_len x batch / total latency / TP`` (the source's ``out_tps``)
   against the evaluator's ``tokens_per_s / (tp x pp)`` (its static-batching request latency
   TTFT + output x TPOT is the same "total latency");
-* first-token latency (TTFT) at batch 1, output length 1, against the evaluator's ``ttft_ms``.
+* first-token latency (TTFT) at batch 1, output length 1, against the evaluator's ``ttft_ms``;
+* TPOT where the set lets it be derived: the four decode-dominated rows (128-token prompts,
+  2,048 output tokens), whose total latency / output length is the mean time per output
+  token plus a prefill share under 3% (a 128-token prompt's prefill against 2,048 decode
+  steps), against the evaluator's ``tpot_ms``.  The source publishes no TPOT as such.
+
+Each case is predicted twice: with the ``trtllm`` serving-engine profile (TensorRT-LLM as
+gptSessionBenchmark ran it: static batching, no CUDA graphs, custom all-reduce, masked-MHA /
+XQA decode attention; :mod:`solver.costmodel.serving_engine`) and with the ``roofline``
+profile (the cost model before issue 16 item 1), printed side by side per metric.
+
+Physical bound: a decode step reads every weight it uses at least once from HBM, so a static
+batch of B sequences generates at most ``B / (weight bytes per GPU / peak HBM bandwidth)``
+tokens/s per replica (MoE: the experts a batch of B top-k tokens touches, all of them once
+B k >> experts).  A published throughput above that bound (``bound_tok_s_per_gpu``) is
+flagged ``above physical bound``: no cost model can match it honestly.
 
 error = predicted / published - 1.  Every published configuration ran, so the evaluator must
 report each one feasible; the summary counts those it reports infeasible (goal: 0) and lists
@@ -64,7 +79,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import published_runs as pr  # noqa: E402
 
 import solver  # noqa: E402
+from solver.catalog import gpu_of  # noqa: E402
 from solver.construction import build_stages, split_layers  # noqa: E402
+from solver.costmodel.serving_memory import stage_weight_bytes  # noqa: E402
 from solver.evaluate import evaluate  # noqa: E402
 from solver.specs import (  # noqa: E402
     Cluster,
@@ -89,6 +106,16 @@ METRICS = (
     ("throughput_tok_s_per_gpu", "throughput_per_gpu", "tok/s/GPU"),
     ("ttft_ms", "ttft_ms", "TTFT ms"),
 )
+#: The serving-engine profile the published set ran on (TensorRT-LLM 0.9 gptSessionBenchmark)
+#: and the pure roofline it is compared with.
+ENGINE = "trtllm"
+BASELINE = "roofline"
+PROFILES = (BASELINE, ENGINE)
+#: Rows whose total latency / output length approximates TPOT: 128-token prompts, 2,048
+#: output tokens (see the module docstring).
+TPOT_INPUT_LEN, TPOT_OUTPUT_LEN = 128, 2048
+#: Where the derived TPOT is stored among the published metrics.
+TPOT_KEY = "tpot_ms"
 
 
 def shared_dir() -> Path:
@@ -134,7 +161,9 @@ def build_cluster() -> Cluster:
     )
 
 
-def build_workload(case: dict[str, Any], utilization: float) -> InferenceWorkload:
+def build_workload(
+    case: dict[str, Any], utilization: float, engine: str = ENGINE
+) -> InferenceWorkload:
     return InferenceWorkload(
         kind="inference",
         prompt_tokens=case["input_len"],
@@ -143,6 +172,7 @@ def build_workload(case: dict[str, Any], utilization: float) -> InferenceWorkloa
         precision=case["precision"],
         kv_cache_precision=case["kv_precision"],
         attention="flash",
+        serving_engine=engine,
         gpu_memory_utilization=utilization,
     )
 
@@ -159,14 +189,44 @@ def build_plan(cluster: Cluster, model: Model, case: dict[str, Any]) -> Plan:
     )
 
 
+def throughput_bound(case: dict[str, Any], model: Model, cluster: Cluster) -> float:
+    """Upper bound on tokens/s per GPU of a static batch: one read of the weights a decode
+    step uses per step at peak HBM bandwidth, nothing else (module docstring)."""
+    tp, batch = int(case["tp"]), int(case["batch_size"])
+    w = stage_weight_bytes(
+        model,
+        layers=model.num_layers,
+        first=True,
+        last=True,
+        tp=tp,
+        context_tokens=case["input_len"] + case["output_len"],
+        precision=case["precision"],
+    )
+    if model.num_experts and model.experts_per_token:
+        e, k = model.num_experts, model.experts_per_token
+        touched = e * (1.0 - (1.0 - k / e) ** batch)  # experts a batch touches (uniform routing)
+        hd = model.hidden_size
+        f = (model.moe_ffn_hidden_size or model.ffn_hidden_size) / tp
+        n_mat = 3 if model.mlp == "swiglu" else 2
+        per_expert = n_mat * hd * f * 2.0 * model.num_layers  # fp16 bytes of one expert's shard
+        w -= (e - touched) * per_expert
+    bw = gpu_of(cluster.pools[0]).memory_bandwidth_GBps * 1e9
+    return batch / (w / bw) / (tp * int(case["pp"]))
+
+
 def predict(
-    case: dict[str, Any], shapes: dict[str, Any], cluster: Cluster, utilization: float
+    case: dict[str, Any],
+    shapes: dict[str, Any],
+    cluster: Cluster,
+    utilization: float,
+    engine: str = ENGINE,
 ) -> dict[str, Any]:
-    """One case rebuilt and scored: published, predicted, error per metric, feasibility."""
+    """One case rebuilt and scored with serving-engine profile ``engine``: published,
+    predicted, error per metric, feasibility."""
     model = build_model(case["model"], shapes[case["model"]])
     plan = build_plan(cluster, model, case)
-    rep = evaluate(model, cluster, build_workload(case, utilization), plan).to_dict()
-    at_vllm = evaluate(model, cluster, build_workload(case, VLLM_MEMORY_UTILIZATION), plan)
+    rep = evaluate(model, cluster, build_workload(case, utilization, engine), plan).to_dict()
+    at_vllm = evaluate(model, cluster, build_workload(case, VLLM_MEMORY_UTILIZATION, engine), plan)
     gpus = int(case["tp"]) * int(case["pp"])
     predicted = {
         "throughput_per_gpu": (rep["tokens_per_s"] or 0.0) / gpus,
@@ -175,6 +235,7 @@ def predict(
     }
     row: dict[str, Any] = {
         "id": case["id"],
+        "engine": engine,
         "model": case["model"],
         "tp": case["tp"],
         "pp": case["pp"],
@@ -202,6 +263,16 @@ def predict(
             pub = float(case["measured"][pub_key])
             row["published"][pred_key] = pub
             row["error"][pred_key] = predicted[pred_key] / pub - 1.0
+    if "throughput_tok_s_per_gpu" in case["measured"]:
+        bound = throughput_bound(case, model, cluster)
+        row["bound_tok_s_per_gpu"] = bound
+        row["above_physical_bound"] = float(case["measured"]["throughput_tok_s_per_gpu"]) > bound
+        if case["input_len"] == TPOT_INPUT_LEN and case["output_len"] == TPOT_OUTPUT_LEN:
+            # total latency / output tokens (module docstring): batch / (tok/s/GPU x GPUs)
+            pub_tps = float(case["measured"]["throughput_tok_s_per_gpu"])
+            gpus_ = int(case["tp"]) * int(case["pp"])
+            row["published"][TPOT_KEY] = 1e3 * case["batch_size"] / (pub_tps * gpus_)
+            row["error"][TPOT_KEY] = predicted["tpot_ms"] / row["published"][TPOT_KEY] - 1.0
     rep_v = (case.get("replicate") or {}).get("throughput_tok_s_per_gpu")
     if rep_v is not None and "throughput_tok_s_per_gpu" in case["measured"]:
         # Software-version spread: v0.8.0 vs v0.9.0 on the same configuration.
@@ -211,14 +282,24 @@ def predict(
     return row
 
 
+#: Every compared metric: (report key, label); TPOT only on the decode-dominated rows.
+ALL_METRICS = (*((k, lbl) for _, k, lbl in METRICS), (TPOT_KEY, "TPOT ms"))
+
+
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean / max |error| per metric, the same without the rows above the physical bound,
+    and the feasibility counts."""
     out: dict[str, Any] = {"cases": len(rows)}
-    for _, key, _ in METRICS:
-        errs = [abs(r["error"][key]) for r in rows if key in r["error"]]
-        if errs:
-            out[f"{key}_n"] = len(errs)
-            out[f"{key}_mean_abs_error"] = sum(errs) / len(errs)
-            out[f"{key}_max_abs_error"] = max(errs)
+    for key, _ in ALL_METRICS:
+        for suffix, keep in (
+            ("", rows),
+            ("_within_bound", [r for r in rows if not r.get("above_physical_bound")]),
+        ):
+            errs = [abs(r["error"][key]) for r in keep if key in r["error"]]
+            if errs:
+                out[f"{key}{suffix}_n"] = len(errs)
+                out[f"{key}{suffix}_mean_abs_error"] = sum(errs) / len(errs)
+                out[f"{key}{suffix}_max_abs_error"] = max(errs)
     spread = [abs(r["replicate_spread"]) for r in rows if "replicate_spread" in r]
     if spread:
         out["replicate_spread_mean_abs"] = sum(spread) / len(spread)
@@ -226,10 +307,57 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out["infeasible"] = len(bad)
     out["infeasible_ids"] = bad
     out["infeasible_at_vllm_default"] = sum(not r["feasible_at_vllm_default"] for r in rows)
+    out["above_physical_bound"] = [r["id"] for r in rows if r.get("above_physical_bound")]
     return out
 
 
+def _pct(err: float | None) -> str:
+    return f"{100 * err:+7.1f}%" if err is not None else "       -"
+
+
+def metric_table(by_engine: dict[str, list[dict[str, Any]]], key: str, label: str) -> str:
+    """One metric, every case that publishes it: published, then per profile predicted and
+    error."""
+    names = list(by_engine)
+    head = f"{label + ': case':52s} {'B':>5s} {'in':>5s} {'out':>5s} {'pub':>9s}"
+    head += "".join(f" {n + ' pred':>14s} {'err':>8s}" for n in names)
+    lines = [head]
+    for i, r0 in enumerate(by_engine[names[0]]):
+        if key not in r0["published"]:
+            continue
+        line = (
+            f"{r0['id'][6:58]:52s} {r0['batch']:5d} {r0['input_len']:5d} {r0['output_len']:5d} "
+            f"{r0['published'][key]:9.2f}"
+        )
+        for n in names:
+            r = by_engine[n][i]
+            line += f" {r['predicted'][key]:14.2f} {_pct(r['error'].get(key))}"
+        if r0.get("above_physical_bound") and key != "ttft_ms":
+            line += f"  above physical bound ({r0['bound_tok_s_per_gpu']:.0f} tok/s/GPU)"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def summary_table(summaries: dict[str, dict[str, Any]]) -> str:
+    """Mean / max |error| per metric per profile (all rows, and rows within the bound)."""
+    lines = [f"{'metric':34s}" + "".join(f" {n:>22s}" for n in summaries)]
+    for key, label in ALL_METRICS:
+        for suffix, what in (("", "all rows"), ("_within_bound", "within physical bound")):
+            cells = []
+            for summ in summaries.values():
+                if f"{key}{suffix}_n" not in summ:
+                    cells.append(f" {'-':>22s}")
+                    continue
+                cells.append(
+                    f" {100 * summ[f'{key}{suffix}_mean_abs_error']:8.1f}% / "
+                    f"{100 * summ[f'{key}{suffix}_max_abs_error']:5.1f}% n{summ[f'{key}{suffix}_n']:<2d}"
+                )
+            lines.append(f"{label + ' (' + what + ')':34s}" + "".join(cells))
+    return "mean / max |error|\n" + "\n".join(lines)
+
+
 def table(rows: list[dict[str, Any]], summ: dict[str, Any]) -> str:
+    """The per-case table of one profile (memory ledger columns included)."""
     head = (
         f"{'case':50s} {'B':>5s} {'in':>5s} {'out':>5s} {'metric':>9s} {'pub':>8s} "
         f"{'pred':>8s} {'err':>8s} {'TPOT':>7s} {'mem GB':>7s} {'maxseq':>7s} fits"
@@ -237,26 +365,19 @@ def table(rows: list[dict[str, Any]], summ: dict[str, Any]) -> str:
     lines = [head]
     for r in rows:
         key = next(iter(r["published"]), None)
-        label = {k: lbl for _, k, lbl in METRICS}.get(key or "", "-")
+        label = {k: lbl for k, lbl in ALL_METRICS}.get(key or "", "-")
         pub = r["published"].get(key, float("nan")) if key else float("nan")
         pred = r["predicted"].get(key, float("nan")) if key else float("nan")
         err = r["error"].get(key) if key else None
         conc = r.get("max_concurrent_sequences")
         lines.append(
             f"{r['id'][6:56]:50s} {r['batch']:5d} {r['input_len']:5d} {r['output_len']:5d} "
-            f"{label:>9s} {pub:8.1f} {pred:8.1f} "
-            f"{(f'{100 * err:+7.1f}%' if err is not None else '-'):>8s} "
+            f"{label:>9s} {pub:8.1f} {pred:8.1f} {_pct(err):>8s} "
             f"{r['predicted']['tpot_ms']:7.2f} {r['peak_memory_GB_per_gpu'] or 0:7.1f} "
             f"{(f'{conc:7.1f}' if conc is not None else '      -')} "
             f"{'yes' if r['feasible'] else 'NO'}"
         )
     lines.append("")
-    for _, key, label in METRICS:
-        if f"{key}_n" in summ:
-            lines.append(
-                f"{label}: mean |error| {100 * summ[f'{key}_mean_abs_error']:.1f}%  "
-                f"max {100 * summ[f'{key}_max_abs_error']:.1f}%  (n = {summ[f'{key}_n']})"
-            )
     if "replicate_spread_mean_abs" in summ:
         lines.append(
             "software-version spread (v0.8.0 vs v0.9.0, same configuration): mean |diff| "
@@ -288,13 +409,31 @@ def main(argv: list[str] | None = None) -> int:
     data = json.loads((shared_dir() / "data" / DATA_FILE).read_text())
     cluster = build_cluster()
     util = args.gpu_memory_utilization
-    rows = [predict(c, data["model_shapes"], cluster, util) for c in data["cases"]]
-    summ = summary(rows)
-    summ["gpu_memory_utilization"] = util
-    print(table(rows, summ))
+    by_engine = {
+        e: [predict(c, data["model_shapes"], cluster, util, e) for c in data["cases"]]
+        for e in PROFILES
+    }
+    summaries = {
+        e: summary(rows) | {"gpu_memory_utilization": util} for e, rows in by_engine.items()
+    }
+    print(f"serving-engine profile {ENGINE!r} (per case, memory ledger):")
+    print(table(by_engine[ENGINE], summaries[ENGINE]))
+    for key, label in ALL_METRICS:
+        print()
+        print(metric_table(by_engine, key, label))
+    print()
+    print(summary_table(summaries))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"source": data["title"], "summary": summ, "rows": rows}, indent=1))
+    doc = {
+        "source": data["title"],
+        "engine": ENGINE,
+        "summary": summaries[ENGINE],
+        "summary_by_engine": summaries,
+        "rows": by_engine[ENGINE],
+        "rows_by_engine": by_engine,
+    }
+    out.write_text(json.dumps(doc, indent=1))
     print(f"\nwrote {out}")
     return 0
 

@@ -34,7 +34,7 @@ import typer
 from rich.rule import Rule
 
 from . import __version__
-from .commands import explain, export, profile, simulate, sweep
+from .commands import explain, export, plan_serving, profile, simulate, sweep
 from .commands.common import (
     EXIT_BAD_INPUT,
     USER_ERRORS,
@@ -84,6 +84,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
 
 def _version_callback(value: bool) -> None:
     if value:
@@ -150,8 +151,10 @@ def evaluate_cmd(
             emit_json(report)
             return
         if quiet:
-            verdict = "feasible" if report["feasible"] else "INFEASIBLE: " + "; ".join(
-                report["violations"]
+            verdict = (
+                "feasible"
+                if report["feasible"]
+                else "INFEASIBLE: " + "; ".join(report["violations"])
             )
             tps = report.get("tokens_per_s")
             peak = report.get("peak_memory_GB_per_gpu")
@@ -303,7 +306,9 @@ def plan_cmd(
             doc = plan_document(result)
             if doc is None:
                 if not json_output:
-                    stderr_console().print(f"no plan to write to {out} (status {result.status.value})")
+                    stderr_console().print(
+                        f"no plan to write to {out} (status {result.status.value})"
+                    )
             else:
                 write_new_file(out, dumps(doc) + "\n", force=force)
                 wrote = str(out)
@@ -380,7 +385,7 @@ def import_hf_cmd(
 # command groups defined in solver/commands/ (explain/pareto, export, sweep, profile/validate)
 # ------------------------------------------------------------------------------------------
 def _register_command_groups() -> None:
-    for module in (explain, export, sweep, profile, simulate):
+    for module in (explain, export, sweep, profile, simulate, plan_serving):
         module.register(app)
 
 

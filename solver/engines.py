@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from .costmodel import quant
 from .layout import layout_violations
 from .specs import InferenceWorkload, Model, Plan, ReplicaGroup, TrainingWorkload
 
@@ -42,6 +43,7 @@ __all__ = [
     "ShapeLimits",
     "covering_engines",
     "engine_allows",
+    "engine_supports",
     "engine_violations",
     "engines_for",
     "family_limits",
@@ -123,6 +125,9 @@ class EngineRules:
     multi-node launches)."""
     version: str = ""
     """The engine release the exporter writes flags for (empty: version-independent flags)."""
+    quantizations: frozenset[str] = frozenset({"none"})
+    """Serving quantization formats it launches (:data:`solver.costmodel.quant.FORMATS`, whose
+    ``engines`` column it is read from; ``none``: unquantized)."""
 
 
 _ALL_RECOMPUTE = frozenset({"none", "selective", "full"})
@@ -231,6 +236,9 @@ def _inference(
         precisions=_ALL_PRECISIONS,
         source=source,
         places_ranks=places_ranks,
+        quantizations=frozenset(
+            q for q, fmt in quant.FORMATS.items() if q == "none" or name in fmt.engines
+        ),
     )
 
 
@@ -393,7 +401,9 @@ class ShapeLimits:
         def at_least(a: int | None, b: int | None) -> bool:
             return a is None or (b is not None and a >= b)
 
-        split_ok = other.max_pp == 1 or _SPLIT_RANK[self.layer_split] >= _SPLIT_RANK[other.layer_split]
+        split_ok = (
+            other.max_pp == 1 or _SPLIT_RANK[self.layer_split] >= _SPLIT_RANK[other.layer_split]
+        )
         return (
             (other.uniform_tp or not self.uniform_tp)
             and (other.single_pool or not self.single_pool)
@@ -403,9 +413,7 @@ class ShapeLimits:
             and at_least(self.max_tp, other.max_tp)
         )
 
-    def allows_stages(
-        self, tp: Sequence[int], pools: Sequence[str], layers: Sequence[int]
-    ) -> bool:
+    def allows_stages(self, tp: Sequence[int], pools: Sequence[str], layers: Sequence[int]) -> bool:
         """Whether a pipeline of these stages (TP, pool and layers each) is allowed; the head
         rules are :meth:`allows_tp`'s."""
         pp = len(tp)
@@ -453,7 +461,11 @@ def family_limits(
     """
     if precision is not None and precision not in rules.precisions:
         return None
-    if memory_policy is not None and rules.kind == "training" and memory_policy not in rules.memory_policies:
+    if (
+        memory_policy is not None
+        and rules.kind == "training"
+        and memory_policy not in rules.memory_policies
+    ):
         return None
     if virtual_stages > 1 and not rules.interleaved:
         return None
@@ -711,6 +723,11 @@ def engine_violations(
     if workload is not None:
         if workload.precision not in rules.precisions:
             out.append(f"precision {workload.precision} has no {rules.title} setting")
+        elif quant.quantization_of(workload) not in rules.quantizations:
+            out.append(
+                f"quantization {quant.quantization_of(workload)} has no {rules.title} setting "
+                f"(it launches {', '.join(sorted(rules.quantizations - {'none'}))})"
+            )
         if isinstance(workload, TrainingWorkload) and (
             workload.memory_policy not in rules.memory_policies
         ):
@@ -773,3 +790,13 @@ def launch_check(
     return {
         r.name: engine_violations(plan, model, r.name, workload) for r in engines_for(plan.kind)
     }
+
+
+def engine_supports(rules: EngineRules, workload: TrainingWorkload | InferenceWorkload) -> bool:
+    """Whether ``rules``' engine has a setting for the workload's numerics: its precision and
+    (serving) its quantization format, as :func:`engine_violations` checks them; a planner
+    searches only the engines for which this holds."""
+    return (
+        workload.precision in rules.precisions
+        and quant.quantization_of(workload) in rules.quantizations
+    )

@@ -76,9 +76,11 @@ def _layout(
             align = tp if tp <= gpn else gpn
             if cursor % align:
                 cursor += align - cursor % align
-            if tp > gpn and (cursor // gpn) // pool.nvlink_domain_nodes != (
-                (cursor + tp - 1) // gpn
-            ) // pool.nvlink_domain_nodes:
+            if (
+                tp > gpn
+                and (cursor // gpn) // pool.nvlink_domain_nodes
+                != ((cursor + tp - 1) // gpn) // pool.nvlink_domain_nodes
+            ):
                 # Skip to the next domain boundary.
                 cursor = ((cursor // domain) + 1) * domain
             if cursor + tp > total:

@@ -20,7 +20,9 @@ class Status(StrEnum):
 
     OPTIMAL = "OPTIMAL"  #: a plan, proven optimal within the model (gap 0)
     FEASIBLE = "FEASIBLE"  #: a plan, not proven optimal: its bound and gap say how far it may be
-    INFEASIBLE = "INFEASIBLE"  #: proven: no plan fits; ``message`` says why and which relaxations plan
+    INFEASIBLE = (
+        "INFEASIBLE"  #: proven: no plan fits; ``message`` says why and which relaxations plan
+    )
     UNKNOWN = "UNKNOWN"  #: time (or resource) limit before any plan or proof: raise the limit
     INVALID_INPUT = "INVALID_INPUT"  #: bad input; ``message`` names the field
     MODEL_ERROR = "MODEL_ERROR"  #: the evaluator disagreed with the solver: a bug

@@ -155,7 +155,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "memory_bandwidth_GBps (HBM)": (MIN_HBM_GBPS, MAX_BANDWIDTH_GBPS),
     "latency_us, kernel_launch_us": (0, MAX_LATENCY_US),
     "memory_GB": (MIN_MEMORY_GB, MAX_MEMORY_GB),
-    "bf16_tflops, fp16_tflops, fp8_tflops": (MIN_TFLOPS, MAX_TFLOPS),
+    "bf16_tflops, fp16_tflops, fp8_tflops, int8_tops, fp4_tflops": (MIN_TFLOPS, MAX_TFLOPS),
     "gemm_table rates (TFLOP/s)": (MIN_GEMM_RATE_TFLOPS, MAX_TFLOPS),
     "efficiencies, gemm_realization": (0, 1),
     "elementwise / backward factors": (0, MAX_FACTOR),
@@ -329,6 +329,22 @@ class GPUSpec(_Spec):
     )
     fp8_tflops: Tflops | None = Field(
         default=None, description="Dense FP8 peak, TFLOP/s; None if the GPU has no FP8."
+    )
+    int8_tops: Tflops | None = Field(
+        default=None,
+        description="Dense INT8 tensor-core peak, TOP/s (W8A8 int8 GEMMs); None if the GPU has "
+        "no INT8 tensor cores.",
+    )
+    fp4_tflops: Tflops | None = Field(
+        default=None,
+        description="Dense FP4 (E2M1, block-scaled: NVFP4 / MXFP4) tensor-core peak, TFLOP/s; "
+        "None if the GPU has no FP4 tensor cores.",
+    )
+    compute_capability: Annotated[float, _FLOAT, Field(ge=1.0, le=100.0)] | None = Field(
+        default=None,
+        description="CUDA compute capability (major.minor, e.g. 9.0 for H100), which the "
+        "engines' quantized kernels are gated on (solver/costmodel/quant.py); None for "
+        "non-NVIDIA GPUs.",
     )
     memory_bandwidth_GBps: Annotated[
         float, _FLOAT, Field(ge=MIN_HBM_GBPS, le=MAX_BANDWIDTH_GBPS)
@@ -566,6 +582,14 @@ Precision = Literal["bf16", "fp16", "fp8"]
 #: (``fp8`` means ``fp8_e4m3``, as it does in vLLM, SGLang and TensorRT-LLM; ``fp8_e5m2``
 #: trades mantissa for range).  Every FP8 encoding is one byte per element.
 KvCachePrecision = Literal["bf16", "fp16", "fp8", "fp8_e4m3", "fp8_e5m2"]
+#: Serving quantization of the weights (and, for W8A8 / W4A4 formats, of the GEMM inputs):
+#: ``none``; ``fp8`` W8A8 FP8 E4M3; ``int8`` W8A8 INT8 (SmoothQuant); ``int8_weight_only``
+#: W8A16; ``int4_awq`` / ``int4_gptq`` W4A16 (group 128); ``nvfp4`` (E2M1 + an FP8 scale per
+#: 16); ``mxfp4`` (E2M1 + an E8M0 scale per 32).  Bytes, peaks, GPUs and engines per format:
+#: :data:`solver.costmodel.quant.FORMATS`.
+Quantization = Literal[
+    "none", "fp8", "int8", "int8_weight_only", "int4_awq", "int4_gptq", "nvfp4", "mxfp4"
+]
 #: The attention kernel: ``flash`` (FlashAttention-2/3, cuDNN fused attention, PyTorch SDPA:
 #: the s x s scores never reach HBM) or ``unfused`` (Megatron-LM 2021: scores, softmax and
 #: dropout as separate kernels over an s x s tensor in HBM).
@@ -711,9 +735,25 @@ class InferenceWorkload(_Spec):
         default=None,
         description="KV-cache element type (default: same as precision); fp8 is fp8_e4m3.",
     )
+    quantization: Quantization = Field(
+        default="none",
+        description="Serving quantization of the weights (see Quantization): none, fp8, int8, "
+        "int8_weight_only, int4_awq, int4_gptq, nvfp4, mxfp4.  With a format, precision names "
+        "the 16-bit type of activations and unquantized tensors (bf16 or fp16); precision: fp8 "
+        "alone means quantization fp8.",
+    )
     attention: AttentionKernel = Field(
         default="flash",
         description="Prefill attention kernel: flash (fused; every serving engine) or unfused.",
+    )
+    serving_engine: Literal["auto", "vllm", "sglang", "trtllm", "roofline"] = Field(
+        default="auto",
+        description=(
+            "Which engine's step model prices the plan (solver/costmodel/serving_engine.py): "
+            "vllm, sglang or trtllm (per-step overhead, CUDA graphs, paged decode attention, "
+            "small-M GEMMs, custom all-reduce, sampling), or roofline (the pure roofline).  "
+            "auto: vllm, the default inference engine."
+        ),
     )
     gpu_memory_utilization: Fraction = Field(
         default=0.9,
@@ -755,6 +795,11 @@ class InferenceWorkload(_Spec):
         ):
             raise ValueError(
                 f"target_throughput_tokens_per_s: required when objective is {self.objective!r}, got None"
+            )
+        if self.precision == "fp8" and self.quantization not in ("none", "fp8"):
+            raise ValueError(
+                f"quantization: precision fp8 already means W8A8 FP8; give precision bf16 or fp16 "
+                f"with quantization {self.quantization!r}, got precision fp8"
             )
         return self
 
@@ -808,6 +853,32 @@ class Calibration(_Spec):
     )
     measured: dict[str, Any] = Field(default_factory=dict, description="Raw measurements.")
     meta: dict[str, Any] = Field(default_factory=dict, description="Date, driver, versions.")
+    # Serving-engine terms (`shardwise profile --from-aiconfigurator`, solver/profile/
+    # aiconfigurator.py): read from measured engine kernel tables, consumed by the serving
+    # engine step model, not by the training cost model.
+    decode_attention_efficiency: Fraction | None = Field(
+        default=None,
+        description="Decode (generation) attention over the KV cache: KV bytes read / time / "
+        "HBM bandwidth, the asymptote of t = decode_attention_overhead_us + bytes / (eff x BW).",
+    )
+    decode_attention_overhead_us: Latency | None = Field(
+        default=None,
+        description="Fixed time of one decode attention kernel call (same fit), microseconds.",
+    )
+    allreduce_small_latency_us: Latency | None = Field(
+        default=None,
+        description="Engine custom (one-shot) all-reduce inside a node: fixed latency of one "
+        "call in t = latency + (n-1) x S / B, for S <= allreduce_small_max_bytes.",
+    )
+    allreduce_small_bandwidth_GBps: Bandwidth | None = Field(
+        default=None,
+        description="Engine custom (one-shot) all-reduce: per-GPU read bandwidth B of the same fit.",
+    )
+    allreduce_small_max_bytes: Annotated[int, _INT, Field(gt=0, le=2**40)] | None = Field(
+        default=None,
+        description="Largest all-reduce (bytes) the engine's custom kernel beats NCCL at on "
+        "every measured GPU count; above it, the ring alpha-beta (intra_node_*) applies.",
+    )
 
 
 # --------------------------------------------------------------------------------------------

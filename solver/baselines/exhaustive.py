@@ -6,10 +6,14 @@ shares no cost formula with the CP model -- only the evaluator, the placement co
 (:func:`solver.construction.build_stages`) and the TP options (:func:`tp_options`), which define the
 search space.
 
-Training space (one replica group, schedule 1F1B, as in :mod:`solver.cpsat.training`):
+Training space (one replica group, as in :mod:`solver.cpsat.training`):
 
 * every family: micro-batch ``b`` (dividing the global batch), recompute, sequence parallelism,
-  ZeRO stage, each as the workload allows;
+  ZeRO stage and schedule, each as the workload allows: 1F1B, and interleaved 1F1B with ``v``
+  chunks per stage for every ``v`` of
+  :data:`~solver.cpsat.plan_training.VIRTUAL_STAGE_OPTIONS` (``p >= 2`` stages, each holding a
+  multiple of ``v`` blocks, laid out as Megatron-LM does: model chunk ``c p + s`` on stage
+  ``s``);
 * every DP degree ``d`` dividing ``global_batch / b``;
 * every pipeline depth ``p`` and every composition of the ``L`` blocks into ``p`` non-empty
   stages (uneven splits included: ``C(L-1, p-1)`` of them);
@@ -19,6 +23,10 @@ Training space (one replica group, schedule 1F1B, as in :mod:`solver.cpsat.train
 Sequence parallelism is a no-op without TP, so when the workload allows both settings a plan
 whose stages all have ``tp = 1`` is enumerated once, with ``sequence_parallel = False``; when it
 allows only one, that one (the evaluator checks the flag against the workload's list).
+
+``keep`` restricts the space to the plans a predicate accepts (the planner passes its engine
+scope: the launchable plans, or one engine's); plans it refuses are counted as scored but
+never become the best.
 
 Inference space: every multiset of replica shapes ``(pool, tp, pp, batch)`` -- ``pp`` blocks
 split by :func:`split_layers` -- whose GPUs fit every pool, at least one replica.  Each shape is
@@ -36,12 +44,13 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..construction import build_stages, split_layers
 from ..cpsat.options import tp_options
+from ..cpsat.plan_training import VIRTUAL_STAGE_OPTIONS, interleaved_stages
 from ..specs import (
     Cluster,
     InferenceWorkload,
@@ -54,7 +63,7 @@ from ..specs import (
 )
 from ._scoring import AnyWorkload, divisors_up_to, evaluate_plan, is_better, score
 
-__all__ = ["exhaustive_best", "training_plan_count"]
+__all__ = ["exhaustive_best", "training_plan_count", "training_space_work"]
 
 #: Default refusal threshold: the evaluator scores a small plan in ~1-2 ms on one core, so the
 #: largest space accepted by default takes a few minutes.
@@ -66,6 +75,7 @@ def exhaustive_best(
     cluster: Cluster,
     workload: AnyWorkload,
     max_plans: int = DEFAULT_MAX_PLANS,
+    keep: Callable[[Plan], bool] | None = None,
 ) -> tuple[Plan | None, float | None, int]:
     """The best plan of the whole search space by the evaluator's objective.
 
@@ -75,6 +85,8 @@ def exhaustive_best(
         Validated specs; meant for small instances (a few layers, a few GPUs).
     max_plans
         Refuse (``ValueError``) when the space holds more plans than this (default 200,000).
+    keep
+        Only plans this accepts can be the best (default: every plan); training only.
 
     Returns
     -------
@@ -89,7 +101,7 @@ def exhaustive_best(
         If the space is larger than ``max_plans``.
     """
     if isinstance(workload, TrainingWorkload):
-        return _training(model, cluster, workload, max_plans)
+        return _training(model, cluster, workload, max_plans, keep)
     return _inference(model, cluster, workload, max_plans)
 
 
@@ -102,6 +114,7 @@ class _Family:
     recompute: Recompute
     sequence_parallel: bool
     zero_stage: int
+    virtual_stages: int = 1  # 1: plain 1F1B; v > 1: interleaved 1F1B with v chunks per stage
 
 
 Option = tuple[int, int]  # (pool index, tp)
@@ -109,9 +122,13 @@ Option = tuple[int, int]  # (pool index, tp)
 
 def _families(workload: TrainingWorkload) -> list[_Family]:
     sps = sorted(set(workload.sequence_parallel), reverse=True)
+    vs = [1] if "1f1b" in workload.schedules else []
+    if "interleaved" in workload.schedules:
+        vs += list(VIRTUAL_STAGE_OPTIONS)
     return [
-        _Family(mb, rc, sp, z)
-        for mb, rc, sp, z in itertools.product(
+        _Family(mb, rc, sp, z, v)
+        for v, mb, rc, sp, z in itertools.product(
+            vs,
             sorted(set(workload.micro_batch_sizes)),
             list(dict.fromkeys(workload.recompute)),
             sps,
@@ -153,11 +170,18 @@ def _sequences(
             budget[k] += t
 
 
-def _compositions(total: int, parts: int) -> Iterator[tuple[int, ...]]:
-    """Every way to write ``total`` as an ordered sum of ``parts`` positive integers."""
-    for cuts in itertools.combinations(range(1, total), parts - 1):
-        bounds = (0, *cuts, total)
-        yield tuple(bounds[i + 1] - bounds[i] for i in range(parts))
+def _compositions(total: int, parts: int, v: int = 1) -> Iterator[tuple[int, ...]]:
+    """Every way to write ``total`` as an ordered sum of ``parts`` positive multiples of ``v``."""
+    if total % v:
+        return
+    for cuts in itertools.combinations(range(1, total // v), parts - 1):
+        bounds = (0, *cuts, total // v)
+        yield tuple(v * (bounds[i + 1] - bounds[i]) for i in range(parts))
+
+
+def _n_compositions(total: int, parts: int, v: int) -> int:
+    """``len(list(_compositions(total, parts, v)))``, without enumerating."""
+    return 0 if total % v else math.comb(total // v - 1, parts - 1)
 
 
 def _training_blocks(
@@ -172,12 +196,16 @@ def _training_blocks(
     for fam in _families(workload):
         for d in divisors_up_to(workload.global_batch_size // fam.micro_batch, sum(gpus)):
             budget = [g // d for g in gpus]
-            for p in range(1, min(L, sum(budget)) + 1):
+            # Interleaving needs at least 2 stages (the evaluator refuses it on one).
+            for p in range(2 if fam.virtual_stages > 1 else 1, min(L, sum(budget)) + 1):
+                splits = _n_compositions(L, p, fam.virtual_stages)
+                if not splits:
+                    continue
                 seqs = _count_sequences(options, budget, p)
                 if fam.sequence_parallel and sp_both:
                     seqs -= _count_sequences(tp1, budget, p)  # enumerated by the sp=False family
                 if seqs:
-                    yield fam, d, p, seqs * math.comb(L - 1, p - 1)
+                    yield fam, d, p, seqs * splits
 
 
 def training_plan_count(model: Model, cluster: Cluster, workload: TrainingWorkload) -> int:
@@ -185,8 +213,32 @@ def training_plan_count(model: Model, cluster: Cluster, workload: TrainingWorklo
     return sum(n for *_, n in _training_blocks(model, cluster, workload))
 
 
+def training_space_work(
+    model: Model, cluster: Cluster, workload: TrainingWorkload, stop_above: int | None = None
+) -> tuple[int, int]:
+    """(plans, pipeline operations) of the training space, without enumerating: the
+    evaluator's event simulation plays ``2 m p v`` operations per plan (a forward and a
+    backward per micro-batch, stage and chunk), which with a per-plan constant predicts the
+    cost of scoring the whole space (:func:`solver.planner.proof_estimate_s`).
+
+    ``stop_above``: return as soon as the count passes it (the counts so far), since counting a
+    large space (48 blocks on 64 GPUs) itself takes seconds."""
+    plans = ops = 0
+    for fam, d, p, n in _training_blocks(model, cluster, workload):
+        m = workload.global_batch_size // (d * fam.micro_batch)
+        plans += n
+        ops += n * 2 * m * p * fam.virtual_stages
+        if stop_above is not None and plans > stop_above:
+            break
+    return plans, ops
+
+
 def _training(
-    model: Model, cluster: Cluster, workload: TrainingWorkload, max_plans: int
+    model: Model,
+    cluster: Cluster,
+    workload: TrainingWorkload,
+    max_plans: int,
+    keep: Callable[[Plan], bool] | None = None,
 ) -> tuple[Plan | None, float | None, int]:
     blocks = list(_training_blocks(model, cluster, workload))
     total = sum(n for *_, n in blocks)
@@ -201,7 +253,11 @@ def _training(
     names = [pool.name for pool in cluster.pools]
     gpus = [pool.num_gpus for pool in cluster.pools]
     sp_both = len(set(workload.sequence_parallel)) == 2
-    compositions = {p: list(_compositions(L, p)) for p in range(1, L + 1)}
+    # Only the depths the space uses: all of 1..L would list C(L-1, p-1) splits for depths no
+    # GPU budget reaches (millions for L = 24 on 2 GPUs).
+    compositions = {
+        (p, f.virtual_stages): list(_compositions(L, p, f.virtual_stages)) for f, _, p, _ in blocks
+    }
     best: Plan | None = None
     best_obj: float | None = None
     evaluated = 0
@@ -212,7 +268,13 @@ def _training(
                 continue
             # Placement depends on (d, pools, TPs) only; the layer ranges are filled in below.
             placed = build_stages(cluster, [(d, [(names[k], t, 1) for k, t in seq])])[0]
-            for comp in compositions[p]:
+            v = fam.virtual_stages
+            for comp in compositions[(p, v)]:
+                stages = (
+                    interleaved_stages(placed, list(comp), v)
+                    if v > 1
+                    else _with_layers(placed, comp)
+                )
                 plan = Plan(
                     kind="training",
                     replica_groups=[
@@ -220,16 +282,19 @@ def _training(
                             count=d,
                             micro_batch_size=fam.micro_batch,
                             num_micro_batches=B // (d * fam.micro_batch),
-                            schedule="1f1b",
+                            schedule="interleaved" if v > 1 else "1f1b",
+                            virtual_stages=v,
                             recompute=fam.recompute,
                             zero_stage=fam.zero_stage,
                             sequence_parallel=fam.sequence_parallel,
-                            stages=_with_layers(placed, comp),
+                            stages=stages,
                         )
                     ],
                 )
-                obj = score(evaluate_plan(model, cluster, workload, plan), workload)
                 evaluated += 1
+                if keep is not None and not keep(plan):
+                    continue
+                obj = score(evaluate_plan(model, cluster, workload, plan), workload)
                 if obj is not None and is_better(obj, best_obj, workload):
                     best, best_obj = plan, obj
     return best, best_obj, evaluated

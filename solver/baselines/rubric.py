@@ -92,7 +92,9 @@ class _Clock:
         if d is not None and d.bounded and not d.allows(self.slowest + DEADLINE_RESERVE_S):
             raise RubricCutShort(self.shapes, self.evaluations)
 
-    def evaluate(self, model: Model, cluster: Cluster, workload: AnyWorkload, plan: Plan) -> dict[str, Any]:
+    def evaluate(
+        self, model: Model, cluster: Cluster, workload: AnyWorkload, plan: Plan
+    ) -> dict[str, Any]:
         self.check()
         t0 = time.perf_counter()
         report = evaluate_plan(model, cluster, workload, plan)

@@ -141,7 +141,9 @@ def register(app: typer.Typer) -> None:
         json_output: JsonOpt = False,
         quiet: Annotated[
             bool,
-            typer.Option("--quiet", "-q", help="One line: status, objective and bottleneck; no spinner."),
+            typer.Option(
+                "--quiet", "-q", help="One line: status, objective and bottleneck; no spinner."
+            ),
         ] = False,
         time_limit: Annotated[float, time_limit_opt] = 10.0,
         seed: Annotated[int, seed_opt] = 0,

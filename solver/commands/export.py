@@ -36,6 +36,7 @@ def _beside(out: Path, name: str) -> Path:
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+
     @app.command("export", epilog=_EPILOG)
     def export_cmd(
         plan: Annotated[

@@ -148,6 +148,60 @@ def _modern_summary(cal: Any, out: Path | None) -> str:
     return "\n".join(lines)
 
 
+def _aic_summary(cal: Any, out: Path | None) -> str:
+    """What a calibration read from AIConfigurator's tables holds, one line per term."""
+    aic = cal.meta.get("aiconfigurator", {})
+    m = cal.measured
+    lines = [
+        f"calibration for {cal.gpu} from AIConfigurator {aic.get('system')}/"
+        f"{aic.get('backend')}/{aic.get('version')} (aiconfigurator-core "
+        f"{aic.get('package_version')}; NCCL {aic.get('nccl_version')}):"
+    ]
+    if cal.gemm_table:
+        rates = [row[3] for row in cal.gemm_table]
+        lines.append(
+            f"  gemm_table                   {len(rates)} shapes, {min(rates):.3g}-"
+            f"{max(rates):.0f} TFLOP/s; gemm_efficiency {cal.gemm_efficiency:.3g}, "
+            f"gemm_realization {cal.gemm_realization:g}"
+        )
+    if cal.memory_efficiency is not None:
+        lines.append(
+            f"  memory_efficiency            {cal.memory_efficiency:.3g}  (weight streaming of "
+            "decode-sized GEMMs)"
+        )
+    if cal.attention_efficiency is not None:
+        a = m["context_attention"]
+        lines.append(
+            f"  attention_efficiency         {cal.attention_efficiency:.3g}  (prefill flash, "
+            f"{a['rows']} rows, rms error {a['rms_rel_err']:.0%})"
+        )
+    if cal.decode_attention_efficiency is not None:
+        g = m["generation_attention"]
+        lines.append(
+            f"  decode_attention_efficiency  {cal.decode_attention_efficiency:.3g}, overhead "
+            f"{cal.decode_attention_overhead_us:.3g} us  ({g['rows']} rows, rms error "
+            f"{g['rms_rel_err']:.0%})"
+        )
+    if cal.intra_node_bandwidth_GBps is not None:
+        lines.append(
+            f"  intra_node (NCCL ring)       {cal.intra_node_bandwidth_GBps:.1f} GB/s bus, "
+            f"{cal.intra_node_latency_us:.2f} us/step  (rms error "
+            f"{m['nccl']['rms_rel_err']:.0%})"
+        )
+    if cal.allreduce_small_latency_us is not None:
+        lines.append(
+            f"  allreduce_small (custom)     {cal.allreduce_small_latency_us:.2f} us + (n-1) S / "
+            f"{cal.allreduce_small_bandwidth_GBps:.0f} GB/s up to "
+            f"{cal.allreduce_small_max_bytes} B"
+        )
+    for key, v in m.items():
+        if isinstance(v, dict) and "error" in v:
+            lines.append(f"  {key}: not read: {v['error']}")
+    if out is not None:
+        lines.append(f"written to {out}")
+    return "\n".join(lines)
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
     from ..errors import SpecError
@@ -202,6 +256,8 @@ def register(app: typer.Typer) -> None:
         "  python solver/profile/run.py profile --out raw.json   (on a GPU machine with only "
         "torch)\n\n"
         "  shardwise profile --from-json raw.json --out cal.yaml\n\n"
+        "  shardwise profile --from-aiconfigurator a100_sxm trtllm 1.0.0 -o cal.yaml   (NVIDIA "
+        "AIConfigurator's measured tables; pip install 'shardwise[aiconfigurator]')\n\n"
         "A cluster uses the calibration with `calibration: <file>` (a path relative to the "
         "cluster file, or a name under instances/calibration/).",
     )
@@ -223,6 +279,26 @@ def register(app: typer.Typer) -> None:
         world: WorldOpt = None,
         force: ForceOpt = False,
         json_output: JsonOpt = False,
+        from_aiconfigurator: Annotated[
+            tuple[str, str, str] | None,
+            typer.Option(
+                "--from-aiconfigurator",
+                metavar="SYSTEM BACKEND VERSION",
+                help="Read NVIDIA AIConfigurator's measured kernel tables (e.g. a100_sxm "
+                "trtllm 1.0.0; needs the shardwise[aiconfigurator] extra) instead of measuring.",
+                show_default=False,
+            ),
+        ] = None,
+        aic_systems: Annotated[
+            Path | None,
+            typer.Option(
+                "--aiconfigurator-systems",
+                metavar="DIR",
+                help="With --from-aiconfigurator: a systems/ folder laid out like the "
+                "package's \\[default: the installed aiconfigurator-core's].",
+                show_default=False,
+            ),
+        ] = None,
     ) -> None:
         """Measure GEMM efficiency, HBM bandwidth and NCCL collectives on this machine's GPUs
         and fit a calibration (efficiency factors, link alpha-beta) for the evaluator."""
@@ -234,6 +310,26 @@ def register(app: typer.Typer) -> None:
                 raise SpecError("--out: give the calibration YAML to write (or pass --json)")
             if out is not None:
                 refuse_overwrite(out, force)  # before measuring
+            if from_aiconfigurator is not None:
+                # Measured elsewhere: NVIDIA's engine kernel tables (solver/profile/
+                # aiconfigurator.py).  (A `--serving` measurement mode would branch here too.)
+                if from_json is not None:
+                    raise SpecError("--from-aiconfigurator: give it or --from-json, not both")
+                from ..profile.aiconfigurator import calibration_from_aiconfigurator
+
+                system, backend, version = from_aiconfigurator
+                cal = calibration_from_aiconfigurator(
+                    system, backend, version, gpu=gpu, systems_dir=aic_systems
+                )
+                if out is not None:
+                    write_new_file(out, calibration_yaml(cal), force=force)
+                if json_output:
+                    emit_json(cal.model_dump(mode="json"))
+                    return
+                typer.echo(_aic_summary(cal, out))
+                return
+            if aic_systems is not None:
+                raise SpecError("--aiconfigurator-systems: only with --from-aiconfigurator")
             if from_json is not None and (modern := _modern_raw(from_json)) is not None:
                 # The modern runner's micro-benchmarks: a per-term calibration.
                 cal = calibration_from_modern(modern, source=str(from_json))

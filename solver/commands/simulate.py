@@ -33,7 +33,8 @@ _EPILOG = (
     "  shardwise simulate ... --plan chat.json --trace requests.csv   "
     "(columns timestamp,prompt_tokens,output_tokens; or JSONL)\n\n"
     "Every replica of the plan runs vLLM-style continuous batching with chunked prefill; "
-    "requests are dispatched round-robin over the replicas.  Lengths: N, fixed:N, "
+    "requests are dispatched round-robin over the replicas (--routing random: uniformly at "
+    "random).  --plot FILE.png sweeps the rate (--sweep-rate) and plots p50/p99 TTFT and TPOT.  Lengths: N, fixed:N, "
     "uniform:LOW:HIGH, lognormal:MEAN:SIGMA[:MAX], file:PATH:COLUMN (default: the workload's "
     "prompt_tokens / output_tokens).  Exit codes: 0 ok, 2 bad input."
 )
@@ -41,6 +42,75 @@ _EPILOG = (
 
 def _row(table: Table, name: str, unit: str, p: Any) -> None:
     table.add_row(name, unit, f"{p.mean:,.1f}", f"{p.p50:,.1f}", f"{p.p90:,.1f}", f"{p.p99:,.1f}")
+
+
+def _plot_sweep(
+    m: Any,
+    c: Any,
+    w: Any,
+    p: Any,
+    plot: Path,
+    sweep_rate: str | None,
+    rate: float,
+    reqs: Any,
+    pl: Any,
+    ol: Any,
+    seed: int,
+    route: dict[str, Any],
+    max_num_seqs: int | None,
+    max_num_batched_tokens: int | None,
+    step_overhead_s: float,
+) -> None:
+    """Simulate the plan at each rate of the sweep (same requests count, lengths, seed and
+    dispatch) and write the latency-vs-load plot."""
+    from ..errors import SpecError
+    from ..serving import generate_requests, simulate
+    from .plan_serving import LOAD_FRACTIONS, plot_latency_vs_load
+
+    if sweep_rate is not None:
+        try:
+            rates = [float(x) for x in sweep_rate.split(",")]
+        except ValueError:
+            raise SpecError(
+                f"--sweep-rate: expected numbers separated by commas, got {sweep_rate!r}"
+            ) from None
+    else:
+        if not math.isfinite(rate):
+            raise SpecError("--sweep-rate: give the rates to sweep when --rate is inf")
+        rates = [rate * f for f in LOAD_FRACTIONS]
+    for r in rates:
+        if not (math.isfinite(r) and r > 0):
+            raise SpecError(f"--sweep-rate: every rate must be finite and > 0, got {r}")
+    sweep = []
+    for r in rates:
+        run = generate_requests(len(reqs), r, pl, ol, seed=seed)
+        sweep.append(
+            (
+                r,
+                simulate(
+                    m,
+                    c,
+                    w,
+                    p,
+                    run,
+                    max_num_seqs=max_num_seqs,
+                    max_num_batched_tokens=max_num_batched_tokens,
+                    step_overhead_s=step_overhead_s,
+                    **route,
+                ),
+            )
+        )
+    shape = ", ".join(
+        f"{g.count} x TP{g.stages[0].tp} PP{g.pp} {g.stages[0].pool}" for g in p.replica_groups
+    )
+    plot_latency_vs_load(
+        sweep,
+        plot,
+        ttft_slo_ms=w.ttft_ms,
+        tpot_slo_ms=w.tpot_ms,
+        rate_rps=rate if math.isfinite(rate) else None,
+        title=f"{m.name} on {c.name}: {shape}",
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -105,6 +175,33 @@ def register(app: typer.Typer) -> None:
         step_overhead_ms: Annotated[
             float, typer.Option("--step-overhead-ms", help="Fixed time added to every step.")
         ] = 0.0,
+        routing: Annotated[
+            str,
+            typer.Option(
+                "--routing",
+                help="Dispatch: round_robin (request i to replica i mod R) or random (each "
+                "request to a replica drawn uniformly: every replica sees a Poisson stream).",
+            ),
+        ] = "round_robin",
+        plot: Annotated[
+            Path | None,
+            typer.Option(
+                "--plot",
+                metavar="FILE.png",
+                show_default=False,
+                help="Also simulate the plan over a range of rates (--sweep-rate) and plot "
+                "p50/p99 TTFT and TPOT against the rate, SLOs drawn (PNG or SVG).",
+            ),
+        ] = None,
+        sweep_rate: Annotated[
+            str | None,
+            typer.Option(
+                "--sweep-rate",
+                metavar="LIST",
+                show_default=False,
+                help="Rates of the --plot sweep, e.g. 5,10,15,20 (default: 0.1x to 1.6x --rate).",
+            ),
+        ] = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Simulate serving a request stream on an inference plan: TTFT, TPOT, ITL and
@@ -131,6 +228,22 @@ def register(app: typer.Typer) -> None:
             if not isinstance(w, InferenceWorkload):
                 raise SpecError(f"--workload: {workload} is a training workload; need inference")
             p = load_plan(plan)
+            if plot is not None:
+                from ..report.plots import check_plot_path
+
+                check_plot_path(plot)
+                if trace is not None:
+                    raise SpecError("--plot: sweeps Poisson rates; not with --trace")
+            if routing not in ("round_robin", "random"):
+                raise SpecError(f"--routing: expected round_robin or random, got {routing!r}")
+            route: dict[str, Any] = {}
+            if routing == "random":  # uniform: equal weights
+                route = {
+                    "routing": "weighted_random",
+                    "routing_seed": seed + 1,
+                    "replica_weights": [1.0] * len(p.replica_groups),
+                }
+            pl = ol = None
             if trace is not None:
                 reqs = load_trace(trace)
             else:
@@ -162,7 +275,26 @@ def register(app: typer.Typer) -> None:
                 max_num_seqs=max_num_seqs,
                 max_num_batched_tokens=max_num_batched_tokens,
                 step_overhead_s=step_overhead_ms / 1e3,
+                **route,
             )
+            if plot is not None:
+                _plot_sweep(
+                    m,
+                    c,
+                    w,
+                    p,
+                    plot,
+                    sweep_rate,
+                    rate,
+                    reqs,
+                    pl,
+                    ol,
+                    seed,
+                    route,
+                    max_num_seqs,
+                    max_num_batched_tokens,
+                    step_overhead_ms / 1e3,
+                )
         if as_json:
             emit_json(res.model_dump(mode="json"))
             return

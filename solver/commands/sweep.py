@@ -253,6 +253,9 @@ def _summary_only(
     from solver.sweep.store import write_csv
 
     if plot is not None:
+        from solver.report.plots import check_plot_path
+
+        check_plot_path(plot)  # .png or .svg, before anything is read
         refuse_overwrite(plot, force)
     data = load_directory(directory)
     write_csv(directory, data.records)
@@ -276,6 +279,7 @@ def _summary_only(
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+
     @app.command("sweep", epilog=_EPILOG)
     def sweep_cmd(
         models: Annotated[
@@ -368,20 +372,33 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         time_limit: Annotated[
-            float,
+            float | None,
             typer.Option(
-                "--time-limit", "-t", metavar="SECONDS", help="CP-SAT time limit per case."
+                "--time-limit",
+                "-t",
+                metavar="SECONDS",
+                help="CP-SAT time limit per case \\[default: 10, or the resumed sweep's].",
+                show_default=False,
             ),
-        ] = 10.0,
-        seed: Annotated[int, typer.Option("--seed", help="CP-SAT random seed.")] = 0,
+        ] = None,
+        seed: Annotated[
+            int | None,
+            typer.Option(
+                "--seed",
+                help="CP-SAT random seed \\[default: 0, or the resumed sweep's].",
+                show_default=False,
+            ),
+        ] = None,
         deterministic: Annotated[
-            bool,
+            bool | None,
             typer.Option(
                 "--deterministic/--parallel-search",
                 help="One CP-SAT worker per case (reproducible on any executor), or "
-                "cores/processes workers per case.",
+                "cores/processes workers per case \\[default: deterministic, or the resumed "
+                "sweep's].",
+                show_default=False,
             ),
-        ] = True,
+        ] = None,
         resume: Annotated[
             bool,
             typer.Option("--resume", help="Continue the sweep in --out, skipping finished cases."),
@@ -443,7 +460,10 @@ def register(app: typer.Typer) -> None:
                 return
             if executor not in ("local", "ray"):
                 raise SpecError(f"--executor: must be 'local' or 'ray', got {executor!r}")
-            check_solve_cli(time_limit, seed, workers)
+            # Not given: the resumed sweep's value, else the default (solver.sweep.sweep).
+            check_solve_cli(
+                10.0 if time_limit is None else time_limit, 0 if seed is None else seed, workers
+            )
             if address is not None and executor != "ray":
                 raise SpecError("--address: only meaningful with --executor ray")
             cases = _build_cases(
@@ -458,6 +478,9 @@ def register(app: typer.Typer) -> None:
             if out.exists() and not out.is_dir():
                 raise SpecError(f"--out: {out} is a file, expected a directory")
             if plot is not None:
+                from solver.report.plots import check_plot_path
+
+                check_plot_path(plot)  # .png or .svg, refused before the sweep runs
                 refuse_overwrite(plot, force)
             _validate(cases)
             result = _run(
@@ -481,9 +504,9 @@ def _run(
     executor: str,
     address: str | None,
     workers: int | None,
-    time_limit: float,
-    seed: int,
-    deterministic: bool,
+    time_limit: float | None,
+    seed: int | None,
+    deterministic: bool | None,
     resume: bool,
     silent: bool,
 ) -> SweepSummary:

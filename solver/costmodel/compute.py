@@ -24,9 +24,11 @@ from typing import Literal, NamedTuple
 
 from ..specs import AttentionKernel, GPUSpec, Model
 from . import constants as C
-from .comm import LinkTier, allreduce_time
+from . import quant, serving_engine
+from .comm import LinkTier, allgather_time, allreduce_time
 from .gemm_table import GemmDims, gemm_pass_shapes, gemm_rate_tflops
 from .params import block_params_per_gpu, kv_heads_per_gpu, stage_params_per_gpu
+from .serving_engine import EngineProfile
 from .stack import Stack
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "block_time",
     "decode_block_time",
     "embedding_time",
+    "engine_head_time",
     "head_time",
     "op_time",
     "peak_tflops",
@@ -151,6 +154,8 @@ def peak_tflops(gpu: GPUSpec, precision: str) -> float:
         return gpu.bf16_tflops
     if precision == "fp16":
         return gpu.fp16_tflops if gpu.fp16_tflops is not None else gpu.bf16_tflops
+    if quant.is_format(precision):  # int8, weight-only, fp4 serving formats
+        return quant.gemm_peak_tflops(gpu, precision)
     raise ValueError(f"unknown precision {precision!r}")
 
 
@@ -202,8 +207,8 @@ def op_time(
         if shape is not None and op.flops > 0:
             return _table_op_time(op, gpu, precision, shape, memory_efficiency)
     ge = gpu.gemm_efficiency if gemm_efficiency is None else gemm_efficiency
-    if precision == "fp8" and op.kind == "gemm" and gemm_efficiency is None:
-        ge = fp8_gemm_efficiency(gpu)
+    if quant.is_format(precision) and op.kind == "gemm" and gemm_efficiency is None:
+        ge = quant.gemm_efficiency(gpu, precision)  # fp8: fp8_gemm_efficiency
     me = gpu.memory_efficiency if memory_efficiency is None else memory_efficiency
     nbytes = op.bytes
     if op.kind == "mem" and gpu.elementwise_traffic_factor is not None:
@@ -286,9 +291,9 @@ def _table_op_time(
     mem_s = op.bytes / (gpu.memory_bandwidth_GBps * 1e9 * me)
     sixteen = _sixteen_bit_peak(gpu)
     rate = min(gemm_rate_tflops(gpu.gemm_table, dims), sixteen * gpu.gemm_efficiency)
-    if op.kind == "gemm" and precision == "fp8":
-        # The table is measured in 16 bit: scale by the ratio of the FP8 and 16-bit MAMFs.
-        rate *= (peak_tflops(gpu, precision) * fp8_gemm_efficiency(gpu)) / (
+    if op.kind == "gemm" and quant.is_format(precision):
+        # The table is measured in 16 bit: scale by the ratio of the format's and 16-bit MAMFs.
+        rate *= (peak_tflops(gpu, precision) * quant.gemm_efficiency(gpu, precision)) / (
             sixteen * gpu.gemm_efficiency
         )
     elif op.kind == "gemm":
@@ -398,7 +403,7 @@ def block_forward_ops(
     b, s, h, t = micro_batch, seq, model.hidden_size, tp
     hd = model.kv_channels
     tokens = float(b * s)
-    wb = C.BYTES_PER_ELEMENT[precision]
+    wb = quant.weight_bytes_per_element(precision)
     q_local = model.num_attention_heads * hd / t
     kv_local = kv_heads_per_gpu(model, t) * hd
     heads_local = model.num_attention_heads / t
@@ -457,11 +462,13 @@ def block_forward_ops(
         ops.append(_gemm("mlp_up", tokens, h, n_up * f, wb))
         ops.append(Op("activation", 0.0, act_bytes * tokens * f, "mem"))
         ops.append(_gemm("mlp_down", tokens, f, h, wb))
-    if precision == "fp8":
-        # Each GEMM's input is cast to FP8 on every TP rank: QKV and MLP-up read the full
-        # hidden state, out-proj and MLP-down their local shard.
+    if quant.quantizes_activations(precision):
+        # Each GEMM's input is cast to FP8 (INT8 / FP4 in W8A8 / W4A4 serving formats, priced
+        # alike) on every TP rank: QKV and MLP-up read the full hidden state, out-proj and
+        # MLP-down their local shard.
         inputs = 2 * h + q_local + (model.moe_ffn_hidden_size or model.ffn_hidden_size) / t
-        ops.append(Op("fp8_casts", 0.0, C.FP8_CAST_BYTES * tokens * inputs, "mem"))
+        cast = quant.input_cast_bytes(precision)  # fp8: FP8_CAST_BYTES
+        ops.append(Op("fp8_casts", 0.0, cast * tokens * inputs, "mem"))
     # Replicated elementwise: 2 norms + 2 bias-dropout-adds (Megatron fused kernels).
     bda = C.BIAS_DROPOUT_ADD_BYTES if stack.has_dropout else C.RESIDUAL_ADD_BYTES
     norm = _norm_bytes(model, stack)
@@ -715,12 +722,18 @@ def prefill_block_time(
     precision: str,
     tp_link: LinkTier,
     attention: AttentionKernel = "flash",
+    engine: EngineProfile | None = None,
 ) -> PassTime:
     """Prefill of ``batch`` prompts of ``prompt`` tokens through one block (inference forward).
 
     Same operator groups as the training forward, without dropout and with the workload's
     attention kernel (flash by default: every serving engine fuses it), plus writing the new
     K/V into the cache; 2 TP all-reduces.  ``bwd_s`` is 0.
+
+    ``engine`` (:mod:`.serving_engine`; None or ``roofline``: the roofline above): GEMMs by
+    the engine step model's smooth roofline with a fixed kernel time, the all-reduces by the
+    engine's custom kernel where it applies, an eager pass (prefill is never graphed) at
+    least its kernels' host issue time.
     """
     ops = block_forward_ops(
         model,
@@ -732,9 +745,16 @@ def prefill_block_time(
         stack=Stack(attention=attention, dropout=0.0),
     )
     kv_write = 2.0 * batch * prompt * kv_heads_per_gpu(model, tp) * model.kv_channels
-    ops.append(Op("kv_write", 0.0, kv_write * C.BYTES_PER_ELEMENT[precision], "mem"))
-    comp = _ops_time(ops, gpu, precision)
-    comm = _tp_collectives(batch * prompt * model.hidden_size * C.ACTIVATION_BYTES, tp, tp_link, 2)
+    ops.append(Op("kv_write", 0.0, kv_write * quant.default_kv_bytes(precision), "mem"))
+    act = batch * prompt * model.hidden_size * C.ACTIVATION_BYTES
+    if engine is None or not engine.smooth_gemm:
+        comp = _ops_time(ops, gpu, precision)
+        comm = _tp_collectives(act, tp, tp_link, 2)
+    else:
+        comm = 2 * serving_engine.allreduce_time(engine, act, tp, tp_link)
+        gpu_s = sum(_engine_op_time(o, gpu, precision) for o in ops) + comm
+        kernels = len(ops) + (2 if tp > 1 else 0)
+        comp = serving_engine.host_bound(engine, gpu_s, kernels, is_graphed=False) - comm
     return PassTime(
         comp + comm,
         0.0,
@@ -755,6 +775,7 @@ def decode_block_time(
     precision: str,
     kv_precision: str,
     tp_link: LinkTier,
+    engine: EngineProfile | None = None,
 ) -> PassTime:
     """One decode step (one new token per sequence) through one block.
 
@@ -764,10 +785,16 @@ def decode_block_time(
     heads/t x head_dim FLOPs (Pope et al. 2022, "Efficiently Scaling Transformer Inference",
     Sec. 2; NVIDIA "Mastering LLM Techniques: Inference Optimization").  TP: 2 all-reduces of
     batch x h 16-bit elements, latency-dominated.
+
+    ``engine`` (:mod:`.serving_engine`; None or ``roofline``: the roofline above): GEMMs by
+    the smooth roofline with a fixed kernel time; attention by the engine's paged decode
+    kernel (its HBM efficiency and fixed latency, the KV read once per query head where the
+    kernel is not group-aware); the all-reduces by the engine's custom kernel; outside the
+    engine's CUDA-graph batch sizes the block takes at least its kernels' host issue time.
     """
     b, h, t = float(batch), model.hidden_size, tp
     hd = model.kv_channels
-    wb = C.BYTES_PER_ELEMENT[precision]
+    wb = quant.weight_bytes_per_element(precision)
     kvb = C.BYTES_PER_ELEMENT[kv_precision]
     q_local = model.num_attention_heads * hd / t
     kv_local = kv_heads_per_gpu(model, t) * hd
@@ -792,7 +819,68 @@ def decode_block_time(
         ops.append(_gemm("mlp_up", b, h, n_up * f, wb))
         ops.append(_gemm("mlp_down", b, f, h, wb))
     ops.append(Op("elementwise", 0.0, (2 * C.NORM_BYTES + 2 * 6.0) * b * h, "mem"))
-    comp = _ops_time(ops, gpu, precision)
-    comm = _tp_collectives(b * h * C.ACTIVATION_BYTES, tp, tp_link, 2)
     flops = sum(o.flops for o in ops)
-    return PassTime(comp + comm, 0.0, comm, 0.0, flops, flops)
+    if engine is None or not engine.smooth_gemm:
+        comp = _ops_time(ops, gpu, precision)
+        comm = _tp_collectives(b * h * C.ACTIVATION_BYTES, tp, tp_link, 2)
+        return PassTime(comp + comm, 0.0, comm, 0.0, flops, flops)
+    comm = 2 * serving_engine.allreduce_time(engine, b * h * C.ACTIVATION_BYTES, tp, tp_link)
+    reads = serving_engine.kv_reads(engine, model.num_attention_heads / t, kv_local / hd, hd)
+    attn = serving_engine.decode_attention_time(
+        engine, attn_bytes, reads, gpu.memory_bandwidth_GBps * 1e9
+    )
+    gpu_s = attn + comm + sum(_engine_op_time(o, gpu, precision) for o in ops if o.kind != "attn")
+    graphed = serving_engine.graphed(engine, batch, gpu.memory_GB, tp)
+    kernels = len(ops) + (2 if tp > 1 else 0)
+    total = serving_engine.host_bound(engine, gpu_s, kernels, graphed)
+    return PassTime(total, 0.0, comm, 0.0, flops, flops)
+
+
+def _engine_op_time(op: Op, gpu: GPUSpec, precision: str) -> float:
+    """One operator group under a serving-engine profile: a GEMM (or the 16-bit LM head) by
+    :func:`.serving_engine.gemm_time` at the GPU's MAMF and HBM roofs -- by the measured
+    ``gemm_table`` instead when the GPU carries one --, anything else by :func:`op_time`.  The
+    compute roof is realised as in every step of this cost model (``GEMM_REALIZATION_FRACTION``
+    of the MAMF, or the calibration's ``gemm_realization``): the isolated-kernel table the
+    smooth form was fitted on reaches the MAMF, a whole step's back-to-back GEMMs do not."""
+    gemm_like = op.kind == "gemm" or (op.kind == "attn" and op.dims is not None)
+    if not gemm_like or gpu.gemm_table is not None:
+        return op_time(op, gpu, precision)
+    if op.kind == "gemm":
+        peak, eff = peak_tflops(gpu, precision), gpu.gemm_efficiency
+        if quant.is_format(precision):
+            eff = quant.gemm_efficiency(gpu, precision)
+    else:
+        peak, eff = _sixteen_bit_peak(gpu), gpu.gemm_efficiency
+    real = C.GEMM_REALIZATION_FRACTION if gpu.gemm_realization is None else gpu.gemm_realization
+    rate = peak * 1e12 * eff * real * power_clock_fraction(gpu)
+    bw = gpu.memory_bandwidth_GBps * 1e9 * gpu.memory_efficiency
+    return serving_engine.gemm_time(op.flops, op.bytes, rate, bw)
+
+
+def engine_head_time(
+    model: Model,
+    gpu: GPUSpec,
+    *,
+    tp: int,
+    rows: int,
+    tp_link: LinkTier,
+    engine: EngineProfile,
+) -> PassTime:
+    """Final norm, LM head and sampling of ``rows`` sampled rows under a serving engine.
+
+    The vocab-parallel LM head GEMM (16-bit, 2 rows h V / t FLOPs) priced as every engine
+    GEMM; its 16-bit logit shards gathered to the sampler (``rows x V`` values, NCCL:
+    vLLM ``tensor_model_parallel_gather``, TensorRT-LLM's gathered logits); the sampler's
+    passes over the fp32 logits (:func:`.serving_engine.sampling_time`).  No cross entropy:
+    serving computes none (:func:`head_time` is the training head).
+    """
+    if model.vocab_size == 0 or rows <= 0:
+        return ZERO_PASS
+    h, v = model.hidden_size, model.vocab_size
+    norm = Op("final_norm", 0.0, C.NORM_BYTES * rows * h, "mem")
+    gemm = _gemm("lm_head", float(rows), h, v / tp, C.BYTES_PER_ELEMENT["bf16"], kind="attn")
+    gpu_s = _engine_op_time(norm, gpu, "bf16") + _engine_op_time(gemm, gpu, "bf16")
+    gpu_s += serving_engine.sampling_time(engine, rows, v, gpu.memory_bandwidth_GBps * 1e9)
+    comm = allgather_time(rows * v * C.ACTIVATION_BYTES, tp, tp_link)
+    return PassTime(gpu_s + comm, 0.0, comm, 0.0, gemm.flops, gemm.flops)

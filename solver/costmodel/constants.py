@@ -35,6 +35,27 @@ BYTES_PER_ELEMENT: dict[str, float] = {
     "fp32": 4.0,
 }
 
+# --- serving quantization formats (solver/costmodel/quant.py FORMATS reads these) ---------
+#: Bits of one 16-bit scale (fp16/bf16) and of one 8-bit scale (FP8 E4M3 or E8M0).
+SCALE_BITS_16 = 16.0
+SCALE_BITS_8 = 8.0
+#: Group size of the 4-bit and 8-bit integer weight-only checkpoints the engines serve:
+#: AutoAWQ ``q_group_size`` 128 and GPTQ ``group_size`` 128, one fp16 scale per group of 128
+#: input channels (Lin et al. 2024, AWQ, Sec. 4; Frantar et al. 2023, GPTQ, Sec. 5; the Marlin
+#: README counts "the 0.125 bits storage overhead of the group scales": 4 + 16/128).
+INT_WEIGHT_GROUP = 128
+#: AWQ is asymmetric: one 4-bit zero point per group as well (AutoAWQ ``zero_point: true``,
+#: ``qzeros`` packed eight to an int32): + 4/128 bits per weight.  GPTQ as Marlin serves it is
+#: symmetric (no zero points; vLLM ``gptq_marlin`` requires ``sym``).
+AWQ_ZERO_POINT_BITS = 4.0
+#: NVFP4: E2M1 values with one FP8 E4M3 scale per block of 16 (plus one fp32 scale per tensor,
+#: negligible): 4 + 8/16 = 4.5 bits (NVIDIA, "Introducing NVFP4 for Efficient and Accurate
+#: Low-Precision Inference", developer blog, June 2025; TensorRT-LLM ``QuantAlgo.NVFP4``).
+NVFP4_BLOCK = 16
+#: MXFP4 (OCP Microscaling Formats v1.0, Sec. 5.3, Table 1): E2M1 values with one E8M0 shared
+#: scale per block of 32: 4 + 8/32 = 4.25 bits.
+MXFP4_BLOCK = 32
+
 #: Activations that are stored for backward and exchanged between GPUs stay 16-bit even in fp8
 #: training (Transformer Engine keeps activations in bf16 and casts only GEMM inputs).
 ACTIVATION_BYTES = 2.0

@@ -124,7 +124,9 @@ class PipelineSim:
 ScheduleOp = tuple[str, int, int]  # (kind, micro_batch, chunk)
 
 
-def schedule_order(stage: int, pp: int, m: int, schedule: str, virtual_stages: int = 1) -> list[ScheduleOp]:
+def schedule_order(
+    stage: int, pp: int, m: int, schedule: str, virtual_stages: int = 1
+) -> list[ScheduleOp]:
     """The order in which ``stage`` runs its forwards and backwards (Megatron-LM)."""
     v = virtual_stages if schedule == "interleaved" else 1
     if v <= 1:

@@ -17,6 +17,11 @@ vllm/v1/core/kv_cache_utils.py; the engine prints "Maximum concurrency for N tok
 request: X.XXx").  Nothing of training is in it: no gradients, no optimizer, no activations
 stored for a backward -- one forward's transient tensors through one layer at a time.
 
+The weights are the stage's parameters at the workload's serving format
+(:func:`stage_weight_bytes`): 16-bit, or a quantization of :mod:`solver.costmodel.quant`
+(the blocks at its bits per weight with scales, the embedding and LM head 16-bit), so a
+4-bit model leaves about three quarters of the bf16 weights' memory to the KV pool.
+
 The activation working set (the "activation peak" the profile run measures with a forward of
 ``max_num_batched_tokens`` tokens) is the widest point of one layer's forward for T tokens on
 one GPU of a TP group (16-bit tensors, ``ACTIVATION_BYTES``), with the residual stream (h)
@@ -46,8 +51,9 @@ from typing import NamedTuple
 
 from ..specs import Model
 from . import constants as C
+from . import quant
 from .memory import kv_cache_bytes_per_token
-from .params import kv_heads_per_gpu, stage_params_per_gpu
+from .params import block_params_per_gpu, kv_heads_per_gpu, stage_params_per_gpu
 
 __all__ = [
     "StagePool",
@@ -163,11 +169,16 @@ def stage_weight_bytes(
     precision: str,
 ) -> float:
     """Weight bytes on one GPU of a serving stage: its parameters (embedding on the first,
-    head on the last; learned positions up to ``context_tokens``) at ``precision``."""
+    head on the last; learned positions up to ``context_tokens``) at ``precision``, a 16-bit
+    type or a quantization format key (:func:`~solver.costmodel.quant.serving_precision`):
+    quantized formats store the blocks at their bits per weight (scales included) and keep the
+    embedding, LM head and final norm 16-bit (:func:`~solver.costmodel.quant.stage_weight_bytes`).
+    """
     params = stage_params_per_gpu(
         model, layers, first=first, last=last, sequence_length=context_tokens, tp=tp
     )
-    return params * C.BYTES_PER_ELEMENT[precision]
+    blocks = layers * block_params_per_gpu(model, tp)
+    return quant.stage_weight_bytes(blocks, params - blocks, precision)
 
 
 class StagePool(NamedTuple):

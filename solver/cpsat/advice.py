@@ -1,4 +1,4 @@
-"""Why a training instance is infeasible, and which relaxations really make it plan.
+"""Why an instance is infeasible, and which relaxations really make it plan.
 
 Two halves, both for :func:`solver.planner.plan`'s INFEASIBLE results:
 
@@ -14,12 +14,16 @@ Two halves, both for :func:`solver.planner.plan`'s INFEASIBLE results:
   the caller's deadline: single changes first, stopping each axis at its first step that
   plans, then pairs of changes when no single one plans.  Nothing is called sufficient that
   was not re-planned into a verified plan; :func:`advice_text` writes the verdicts.
+* :func:`inference_relaxation_axes` does the same for serving: batch sizes, an fp8 KV cache,
+  the engine scope, the SLOs and the throughput target loosened, more GPUs, shorter prompts;
+  the same search re-plans them.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +36,7 @@ from ..result import Status
 from ..specs import (
     MAX_NODES,
     Cluster,
+    InferenceWorkload,
     Model,
     Plan,
     Pool,
@@ -48,6 +53,7 @@ __all__ = [
     "Tried",
     "advice_text",
     "batch_reason",
+    "inference_relaxation_axes",
     "infeasibility_reasons",
     "relaxation_axes",
     "search_relaxations",
@@ -124,7 +130,9 @@ def batch_reason(workload: TrainingWorkload) -> str | None:
     )
 
 
-def states_GB(model: Model, workload: TrainingWorkload, sequence_length: int | None = None) -> float:
+def states_GB(
+    model: Model, workload: TrainingWorkload, sequence_length: int | None = None
+) -> float:
     """Weights, gradients and optimizer states of the whole model, each held once (GB)."""
     from ..costmodel import total_params
     from .tables.stage import state_bytes_per_param
@@ -181,7 +189,9 @@ def lightest_plan(model: Model, cluster: Cluster, workload: TrainingWorkload) ->
         for tp in tp_options(model, pool):
             for pp in pipeline_degrees(model.num_layers, pool.num_gpus // tp):
                 room = pool.num_gpus // (tp * pp)
-                d = max((k for k in range(1, min(room, sequences) + 1) if sequences % k == 0), default=0)
+                d = max(
+                    (k for k in range(1, min(room, sequences) + 1) if sequences % k == 0), default=0
+                )
                 if d < 1:
                     continue
                 group = ReplicaGroup(
@@ -289,7 +299,9 @@ class Relaxation:
     factor: int = 1  #: every pool's nodes x this
     engine: str | None = None  #: an engine scope to plan with instead of the caller's
 
-    def apply(self, cluster: Cluster, workload: TrainingWorkload) -> tuple[Cluster, TrainingWorkload]:
+    def apply(
+        self, cluster: Cluster, workload: AnyWorkload
+    ) -> tuple[Cluster, AnyWorkload]:
         """The relaxed instance (ValidationError where the change breaks a spec rule)."""
         relaxed = _with(workload, **dict(self.update)) if self.update else workload
         return (scaled(cluster, self.factor) if self.factor > 1 else cluster), relaxed
@@ -307,9 +319,12 @@ class Relaxation:
         )
 
 
-def _with(workload: TrainingWorkload, **update: Any) -> TrainingWorkload:
+AnyWorkload = TrainingWorkload | InferenceWorkload
+
+
+def _with(workload: AnyWorkload, **update: Any) -> AnyWorkload:
     """``workload`` with ``update``, validated (a batch x sequence past the limit raises)."""
-    return TrainingWorkload.model_validate({**workload.model_dump(), **update})
+    return type(workload).model_validate({**workload.model_dump(), **update})
 
 
 def scaled(cluster: Cluster, factor: int) -> Cluster:
@@ -354,9 +369,11 @@ def _lighter_policy(workload: TrainingWorkload, engine_scope: str | None) -> str
     if engine_scope == ANY_PLAN:
         allowed = set(_POLICIES)
     else:
-        rules = engines_for("training") if engine_scope in (None, LAUNCHABLE) else [
-            r for name, r in ENGINES.items() if name == engine_scope
-        ]
+        rules = (
+            engines_for("training")
+            if engine_scope in (None, LAUNCHABLE)
+            else [r for name, r in ENGINES.items() if name == engine_scope]
+        )
         allowed = {
             p for r in rules if workload.precision in r.precisions for p in r.memory_policies
         }
@@ -405,14 +422,25 @@ def relaxation_axes(
     if policy is not None:
         one(f"memory_policy {policy}", "memory_policy", memory_policy=policy)
     if engine_scope != "any-plan":
-        axes.append([Relaxation("plans beyond the engines (engine any-plan)", ("engine",), engine="any-plan")])
+        axes.append(
+            [
+                Relaxation(
+                    "plans beyond the engines (engine any-plan)", ("engine",), engine="any-plan"
+                )
+            ]
+        )
     if batch_reason(workload) is not None:
         # Every plan runs global batch = DP x micro-batch x micro-batches, whatever the GPUs,
         # knobs or sequence: only the batch and the micro-batches can change the verdict.
         axes = [a for a in axes if a[0].axes == ("micro_batch",)]
         b = workload.global_batch_size
         near = sorted(
-            {x for mb in workload.micro_batch_sizes for x in (b // mb * mb, -(-b // mb) * mb) if x > 0},
+            {
+                x
+                for mb in workload.micro_batch_sizes
+                for x in (b // mb * mb, -(-b // mb) * mb)
+                if x > 0
+            },
             key=lambda x: (abs(x - b), -x),
         )
         if near:
@@ -437,6 +465,91 @@ def relaxation_axes(
             seqs.append(r)
     if seqs:
         axes.append(seqs)
+    return axes
+
+
+#: Loosening steps of an inference SLO or throughput target: x2, x4, x10 (a target / 2, / 4,
+#: / 10), the smallest first; a step that plans stops its axis.
+SLO_FACTORS = (2, 4, 10)
+
+#: Halvings of the prompt tried (its KV cache and prefill shrink with it).
+PROMPT_HALVINGS = 3
+
+#: GPU multiples tried for an inference instance: a replica that needs more memory or more
+#: tensor parallelism than the cluster has, or a target that needs more replicas.
+INFERENCE_GPU_FACTORS = (2, 4, 8)
+
+
+#: The inference back-end's own suggestion in an INFEASIBLE message ("loosen ttft_ms to 3.6"),
+#: re-planned first on its SLO's axis so that it is printed with a verdict, never unverified.
+_LOOSEN = re.compile(r"loosen (ttft_ms|tpot_ms) to ([0-9][0-9,]*(?:\.[0-9]+)?)")
+
+
+def inference_relaxation_axes(
+    cluster: Cluster, workload: InferenceWorkload, engine_scope: str | None, message: str = ""
+) -> list[list[Relaxation]]:
+    """The relaxations of an infeasible inference instance worth re-planning, one list per
+    axis, from the knobs a serving engine sets to the hardware and the traffic.
+
+    Axes: allow batch size 1 (less KV cache, faster steps); an fp8 KV cache (half the KV
+    bytes); plans beyond the engines (``any-plan``); the TTFT SLO, the TPOT SLO and the
+    throughput target each loosened by :data:`SLO_FACTORS` (an SLO last dropped altogether;
+    the value the INFEASIBLE ``message`` suggests, ``loosen ttft_ms to 3.6``, tried first); 2x,
+    4x and 8x the GPUs of every pool; the prompt halved, quartered, ...  A change the specs
+    refuse is left out.
+    """
+    axes: list[list[Relaxation]] = []
+
+    def valid(r: Relaxation) -> bool:
+        try:
+            r.apply(cluster, workload)
+        except (ValidationError, ValueError):
+            return False
+        return True
+
+    def axis(steps: list[Relaxation]) -> None:
+        ok = [r for r in steps if valid(r)]
+        if ok:
+            axes.append(ok)
+
+    def step(change: str, name: str, **update: Any) -> Relaxation:
+        return Relaxation(change, (name,), tuple(update.items()))
+
+    batches = sorted(set(workload.batch_sizes))
+    if 1 not in batches:
+        axis([step("allow batch_size 1", "batch", batch_size=[1, *batches])])
+    if workload.kv_cache_precision not in ("fp8", "fp8_e4m3", "fp8_e5m2"):
+        axis([step("kv_cache_precision fp8", "kv_cache", kv_cache_precision="fp8")])
+    if engine_scope != "any-plan":
+        axis([Relaxation("plans beyond the engines (engine any-plan)", ("engine",), engine="any-plan")])
+    suggested = {k: float(v.replace(",", "")) for k, v in _LOOSEN.findall(message)}
+    for name in ("ttft_ms", "tpot_ms"):
+        slo = getattr(workload, name)
+        if slo is not None:
+            values = [slo * f for f in SLO_FACTORS]
+            if name in suggested and suggested[name] > slo:
+                values = sorted({suggested[name], *values})
+            steps = [step(f"{name} {v:g}", name, **{name: v}) for v in values]
+            axis([*steps, step(f"no {name} SLO", name, **{name: None})])
+    target = workload.target_throughput_tokens_per_s
+    if target is not None:
+        axis([
+            step(f"target_throughput_tokens_per_s {target / f:g}", "target",
+                 target_throughput_tokens_per_s=target / f)
+            for f in SLO_FACTORS
+        ])  # fmt: skip
+    most = max(p.nodes for p in cluster.pools)
+    axis([
+        Relaxation(_gpu_label(cluster, f), ("gpus",), factor=f)
+        for f in INFERENCE_GPU_FACTORS
+        if most * f <= MAX_NODES
+    ])  # fmt: skip
+    axis([
+        step(f"prompt_tokens {workload.prompt_tokens >> k}", "prompt",
+             prompt_tokens=workload.prompt_tokens >> k)
+        for k in range(1, PROMPT_HALVINGS + 1)
+        if workload.prompt_tokens >> k >= 1
+    ])  # fmt: skip
     return axes
 
 
@@ -559,9 +672,7 @@ def advice_text(tried: Sequence[Tried]) -> str:
         return ""
     singles = [t for t in tried if len(t.relaxation.axes) == 1]
     pairs = [t for t in tried if len(t.relaxation.axes) > 1]
-    text = f"{ADVICE_HEAD} " + "; ".join(
-        f"{t.relaxation.change}: {t.verdict}" for t in singles
-    )
+    text = f"{ADVICE_HEAD} " + "; ".join(f"{t.relaxation.change}: {t.verdict}" for t in singles)
     if pairs:
         text += ". Pairs of changes re-planned: " + "; ".join(
             f"{t.relaxation.change}: {t.verdict}" for t in pairs if t.plans
@@ -582,4 +693,3 @@ def advice_text(tried: Sequence[Tried]) -> str:
     if any(t.status in (Status.UNKNOWN, "NOT_RUN") for t in tried):
         text += " (some were not verified before the time limit: raise --time-limit)"
     return text
-

@@ -3,7 +3,10 @@
 A *configuration* ``c`` is one replica shape: a pool, a TP degree, a PP degree (layers split as
 evenly as possible) and a batch size.  Each configuration is scored beforehand by the evaluator
 itself (TTFT, TPOT, tokens/s, memory), so the model and the evaluator cannot disagree on a
-replica; configurations that break memory or an SLO are dropped before the model is built.
+replica -- including the serving-engine step model the workload's ``serving_engine`` names
+(:mod:`solver.costmodel.serving_engine`: step overheads, CUDA graphs, decode attention, small-M
+GEMMs, custom all-reduce, sampling), which every coefficient below already contains;
+configurations that break memory or an SLO are dropped before the model is built.
 
 The model is an integer knapsack over replica counts ``n_c``:
 
@@ -86,7 +89,9 @@ class InferenceModel:
             terms = [c.gpus * n for c, n in zip(configs, self.n, strict=True) if c.pool == pool]
             if terms:
                 m.add(sum(terms) <= gpus)
-        tput = sum(int(round(c.tokens_per_s * 1000)) * n for c, n in zip(configs, self.n, strict=True))
+        tput = sum(
+            int(round(c.tokens_per_s * 1000)) * n for c, n in zip(configs, self.n, strict=True)
+        )
         m.add(sum(self.used) >= 1)
         if target_tokens_per_s is not None:
             m.add(tput >= int(target_tokens_per_s * 1000 + 0.999))
@@ -105,7 +110,10 @@ class InferenceModel:
             self.sense = -1
         elif objective == "min_cost":
             m.minimize(
-                sum(int(round(c.cost_per_hour * 1e6)) * n for c, n in zip(configs, self.n, strict=True))
+                sum(
+                    int(round(c.cost_per_hour * 1e6)) * n
+                    for c, n in zip(configs, self.n, strict=True)
+                )
             )
             self.scale = 1e6
             self.sense = -1

@@ -1,4 +1,9 @@
-"""Inference back-end: enumerate replica shapes, score each with the evaluator, pick counts."""
+"""Inference back-end: enumerate replica shapes, score each with the evaluator, pick counts.
+
+The evaluator prices each shape with the workload's serving-engine profile
+(``InferenceWorkload.serving_engine``; ``auto`` = vLLM, also when ``plan(engine=...)`` names
+SGLang or TensorRT-LLM: the verification re-evaluates the same workload, so planner and
+evaluator agree by construction; set ``serving_engine`` to price for another engine)."""
 
 from __future__ import annotations
 
@@ -133,13 +138,21 @@ def _explain(workload: InferenceWorkload, diag: dict[str, Any]) -> str:
             "Relax: more GPUs per replica, a smaller batch, or fp8 weights/KV cache"
         )
     parts = []
-    if workload.ttft_ms is not None and diag["best_ttft_ms"] and diag["best_ttft_ms"][0] > workload.ttft_ms:
+    if (
+        workload.ttft_ms is not None
+        and diag["best_ttft_ms"]
+        and diag["best_ttft_ms"][0] > workload.ttft_ms
+    ):
         v, pool, tp, pp, b = diag["best_ttft_ms"]
         parts.append(
             f"SLO: best TTFT is {v:.1f} ms (pool {pool}, TP={tp}, PP={pp}, batch {b}) > "
             f"ttft_ms {workload.ttft_ms:g}; loosen ttft_ms to {v * 1.01:.1f}"
         )
-    if workload.tpot_ms is not None and diag["best_tpot_ms"] and diag["best_tpot_ms"][0] > workload.tpot_ms:
+    if (
+        workload.tpot_ms is not None
+        and diag["best_tpot_ms"]
+        and diag["best_tpot_ms"][0] > workload.tpot_ms
+    ):
         v, pool, tp, pp, b = diag["best_tpot_ms"]
         parts.append(
             f"SLO: best TPOT is {v:.2f} ms (pool {pool}, TP={tp}, PP={pp}, batch {b}) > "
@@ -176,20 +189,28 @@ def solve_inference(
         deadline = Deadline(time_limit_s, t0)
     configs, diag = enumerate_configs(model, cluster, workload, engine, deadline)
     complete = bool(diag["complete"])
-    stats: dict[str, Any] = {"configs_evaluated": diag["evaluated"], "configs_feasible": len(configs)}
+    stats: dict[str, Any] = {
+        "configs_evaluated": diag["evaluated"],
+        "configs_feasible": len(configs),
+    }
     partial = (
-        f"time limit: {diag['evaluated']} replica shapes scored before the limit, not all of "
-        "them"
+        f"time limit: {diag['evaluated']} replica shapes scored before the limit, not all of them"
     )
     if not complete:
         stats["configs_complete"] = False
     if not configs:
         if not complete:
             return Solved(
-                Status.UNKNOWN, None, None, None,
-                message=partial + ", and none of those fits; raise --time-limit", stats=stats,
+                Status.UNKNOWN,
+                None,
+                None,
+                None,
+                message=partial + ", and none of those fits; raise --time-limit",
+                stats=stats,
             )
-        return Solved(Status.INFEASIBLE, None, None, None, message=_explain(workload, diag), stats=stats)
+        return Solved(
+            Status.INFEASIBLE, None, None, None, message=_explain(workload, diag), stats=stats
+        )
     pool_gpus = {p.name: p.num_gpus for p in cluster.pools}
     # The knapsack is small: it gets up to half a second of the grace, even when scoring the
     # shapes used up the limit, rather than give up on a problem it solves in milliseconds.
@@ -200,7 +221,10 @@ def solve_inference(
         total = sum((pool_gpus[c.pool] // c.gpus) * c.tokens_per_s for c in configs)
         if target is not None and total < target and not complete:
             return Solved(
-                Status.UNKNOWN, None, None, None,
+                Status.UNKNOWN,
+                None,
+                None,
+                None,
                 message=partial + f", and those reach at most {total:,.0f} tokens/s < target "
                 f"{target:,.0f}; raise --time-limit",
                 stats=stats,
@@ -243,7 +267,10 @@ def solve_inference(
             return Solved(Status.INFEASIBLE, None, None, None, message=message, stats=stats)
         if status == cp_model.MODEL_INVALID:
             return Solved(
-                Status.MODEL_ERROR, None, None, None,
+                Status.MODEL_ERROR,
+                None,
+                None,
+                None,
                 message="the replica-count model is invalid (a bug): " + cm.m.validate(),
                 stats=stats,
             )
@@ -256,7 +283,13 @@ def solve_inference(
         return Solved(Status.UNKNOWN, None, None, None, message=message, stats=stats)
     chosen = sorted(counts.items(), key=lambda kv: (configs[kv[0]].pool, -configs[kv[0]].tp))
     groups = [
-        (n, [(configs[i].pool, configs[i].tp, k) for k in split_layers(model.num_layers, configs[i].pp)])
+        (
+            n,
+            [
+                (configs[i].pool, configs[i].tp, k)
+                for k in split_layers(model.num_layers, configs[i].pp)
+            ],
+        )
         for i, n in chosen
     ]
     stages = build_stages(cluster, groups)
@@ -270,7 +303,10 @@ def solve_inference(
     if not complete:
         # The optimum over a subset of the shapes: a plan, but no bound on the others.
         return Solved(
-            Status.FEASIBLE, plan, obj, None,
+            Status.FEASIBLE,
+            plan,
+            obj,
+            None,
             message=partial + ": the plan is the best over those, with no bound on the rest",
             stats=stats,
         )

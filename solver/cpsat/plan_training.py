@@ -37,7 +37,15 @@ from .training.data import TrainingChoice, TrainTables
 from .training.model import MAX_MAGNITUDE, TrainingModel, magnitude_of
 from .warmstart import memory_lower_bound_fails, stage_objective, warm_start
 
-__all__ = ["choice_to_plan", "engine_families", "families", "family_spaces", "solve_training", "subproblems"]
+__all__ = [
+    "choice_to_plan",
+    "engine_families",
+    "families",
+    "family_spaces",
+    "interleaved_stages",
+    "solve_training",
+    "subproblems",
+]
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +85,9 @@ def family_spaces(
 
 
 def engine_families(
-    fams: list[Family], engines: Sequence[EngineRules] | None, workload: TrainingWorkload | None = None
+    fams: list[Family],
+    engines: Sequence[EngineRules] | None,
+    workload: TrainingWorkload | None = None,
 ) -> list[Family]:
     """The families at least one of ``engines`` can launch (all of them without engines)."""
     return [f for f in fams if family_spaces(f, engines, workload)]
@@ -165,7 +175,7 @@ def choice_to_plan(
     stages = build_stages(cluster, [(choice.d, [(o.pool, o.tp, n) for o, n in choice.stages])])[0]
     v = fam.virtual_stages
     if v > 1:
-        stages = _interleave(stages, [n for _, n in choice.stages], v)
+        stages = interleaved_stages(stages, [n for _, n in choice.stages], v)
     m = workload.global_batch_size // (choice.d * fam.micro_batch)
     group = ReplicaGroup(
         count=choice.d,
@@ -181,7 +191,7 @@ def choice_to_plan(
     return Plan(kind="training", replica_groups=[group])
 
 
-def _interleave(stages: list[Stage], layers: list[int], v: int) -> list[Stage]:
+def interleaved_stages(stages: list[Stage], layers: list[int], v: int) -> list[Stage]:
     """Megatron's interleaved layout: model chunk ``c * p + s`` runs on stage ``s``.
 
     Stage s holds v chunks of ``layers[s] / v`` blocks each; walking the virtual stages in
@@ -333,9 +343,7 @@ def subproblems(
 
     ``deadline``: families whose tables are not built when it expires are left out and
     appended to ``unbuilt`` (the caller must then not call its result a proof)."""
-    engines: Sequence[EngineRules] | None = (
-        [engine] if isinstance(engine, EngineRules) else engine
-    )
+    engines: Sequence[EngineRules] | None = [engine] if isinstance(engine, EngineRules) else engine
     min_block = min_block_seconds(model, cluster, workload, fams)
     unit = choose_unit(min_block) if unit_s is None else unit_s
     heads = (model.num_attention_heads, model.num_kv_heads)
@@ -357,7 +365,9 @@ def subproblems(
         if safe != unit:
             log.warning(
                 "time unit %.3g s -> %.3g s: at the finer unit the CP model's values would not "
-                "fit 64-bit integers", unit, safe,
+                "fit 64-bit integers",
+                unit,
+                safe,
             )
             if unbuilt is not None:
                 del unbuilt[:]
@@ -423,7 +433,11 @@ def _rescored(t: TrainTables, choice: TrainingChoice) -> TrainingChoice:
     step = stage_objective(t, choice.d, choice.stages)
     if step is None:  # pragma: no cover - a CP solution is always a plan of its model
         return choice
-    objective = step * choice.d * sum(o.price for o, _ in choice.stages) if t.objective == "min_cost" else step
+    objective = (
+        step * choice.d * sum(o.price for o, _ in choice.stages)
+        if t.objective == "min_cost"
+        else step
+    )
     if objective > choice.objective:  # pragma: no cover - T_max >= the slowest stage, always
         return choice
     return dataclasses.replace(choice, step_us=step, objective=objective)
@@ -486,14 +500,16 @@ def solve_training(
         return work_done[0] if deterministic else time.perf_counter() - t0
 
     tokens = workload.global_batch_size * workload.sequence_length
-    engines: Sequence[EngineRules] | None = (
-        [engine] if isinstance(engine, EngineRules) else engine
-    )
+    engines: Sequence[EngineRules] | None = [engine] if isinstance(engine, EngineRules) else engine
     every = families(workload)
     if not every:  # no micro-batch divides the global batch: no plan whatever the engine
         return Solved(
-            Status.INFEASIBLE, None, None, None,
-            message=explain_training(model, cluster, workload), stats={},
+            Status.INFEASIBLE,
+            None,
+            None,
+            None,
+            message=explain_training(model, cluster, workload),
+            stats={},
         )
     fams = engine_families(every, engines, workload)
     if not fams:
@@ -509,8 +525,14 @@ def solve_training(
         )
     unbuilt: list[Family] = []
     tables = subproblems(
-        model, cluster, workload, fams, engines, pessimistic_hops,
-        deadline=None if deterministic else deadline, unbuilt=unbuilt,
+        model,
+        cluster,
+        workload,
+        fams,
+        engines,
+        pessimistic_hops,
+        deadline=None if deterministic else deadline,
+        unbuilt=unbuilt,
     )
     # Best-first by the cheap bound: the most promising sub-problems give the incumbent early,
     # and everything after the first cheap bound above it is pruned without more work.
@@ -532,12 +554,20 @@ def solve_training(
     if not tables:
         if unbuilt:
             return Solved(
-                Status.UNKNOWN, None, None, None, message="; ".join(notes) + "; raise --time-limit",
+                Status.UNKNOWN,
+                None,
+                None,
+                None,
+                message="; ".join(notes) + "; raise --time-limit",
                 stats=stats,
             )
         return Solved(
-            Status.INFEASIBLE, None, None, None,
-            message=explain_training(model, cluster, workload), stats=stats,
+            Status.INFEASIBLE,
+            None,
+            None,
+            None,
+            message=explain_training(model, cluster, workload),
+            stats=stats,
         )
     best: tuple[float, Family, TrainingChoice] | None = None
     best_i = -1  # the sub-problem (index into tables) the incumbent comes from
@@ -549,7 +579,11 @@ def solve_training(
 
     def record(job: _Job, status: str, bound: float, dt: float) -> None:
         _, fam, tab = tables[job.i]
-        outcomes.append(_Outcome(fam, tab.dp_degrees[0], status, bound, dt, tab.max_stages, job.tau, space_label(tab)))
+        outcomes.append(
+            _Outcome(
+                fam, tab.dp_degrees[0], status, bound, dt, tab.max_stages, job.tau, space_label(tab)
+            )
+        )
 
     def attempt(job: _Job, budget: float) -> None:
         """CP-SAT on one job with a cut-off at the incumbent; record what it proved."""
@@ -590,7 +624,12 @@ def solve_training(
             # A bug of the model (e.g. an overflowing domain), never a proof: the job stays
             # open with its valid cheap bound, so the result can be neither OPTIMAL nor
             # INFEASIBLE.
-            log.error("family %s d=%d: CP-SAT says the model is invalid: %s", fam, tab.dp_degrees[0], cm.m.validate())
+            log.error(
+                "family %s d=%d: CP-SAT says the model is invalid: %s",
+                fam,
+                tab.dp_degrees[0],
+                cm.m.validate(),
+            )
             invalid.append(job)
 
     def split(job: _Job) -> None:
@@ -604,10 +643,14 @@ def solve_training(
             record(job, "PRUNED_BY_BOUND", best[0], dt)
             return
         if len(ref.slices) > MAX_SLICES:
-            jobs.append(_Job(lb=max(job.lb, ref.slices[0][0]), i=job.i, tab=ref.tables, tries=job.tries))
+            jobs.append(
+                _Job(lb=max(job.lb, ref.slices[0][0]), i=job.i, tab=ref.tables, tries=job.tries)
+            )
             return
         for lb, lo, hi in ref.slices:
-            jobs.append(_Job(lb=max(job.lb, lb), i=job.i, tab=ref.tables, tau=(lo, hi), tries=job.tries))
+            jobs.append(
+                _Job(lb=max(job.lb, lb), i=job.i, tab=ref.tables, tau=(lo, hi), tries=job.tries)
+            )
 
     # Pass 1, best-first by the cheap bound, no CP-SAT: prune by bound and memory, tighten
     # the bound of what survives with the pipeline LP, and seed the incumbent with warm
@@ -617,10 +660,16 @@ def solve_training(
     for i, (lb, fam, tab) in enumerate(tables):
         d = tab.dp_degrees[0]
         if best is not None and lb >= best[0]:
-            outcomes.append(_Outcome(fam, d, "PRUNED_BY_BOUND", lb, 0.0, tab.max_stages, space=space_label(tab)))
+            outcomes.append(
+                _Outcome(fam, d, "PRUNED_BY_BOUND", lb, 0.0, tab.max_stages, space=space_label(tab))
+            )
             continue
         if memory_lower_bound_fails(tab, d):
-            outcomes.append(_Outcome(fam, d, "PRUNED_BY_MEMORY", lb, 0.0, tab.max_stages, space=space_label(tab)))
+            outcomes.append(
+                _Outcome(
+                    fam, d, "PRUNED_BY_MEMORY", lb, 0.0, tab.max_stages, space=space_label(tab)
+                )
+            )
             continue
         if not deterministic and (time.perf_counter() - t0 > presolve_until or deadline.expired()):
             jobs.append(_Job(lb=lb, i=i))  # no time for the LP and the warm start: CP-SAT's turn
@@ -628,10 +677,30 @@ def solve_training(
         t1 = time.perf_counter()
         lb = max(lb, pipeline_lp_bound(tab, target=best[0] if best else math.inf))
         if best is not None and lb >= best[0]:
-            outcomes.append(_Outcome(fam, d, "PRUNED_BY_BOUND", lb, time.perf_counter() - t1, tab.max_stages, space=space_label(tab)))
+            outcomes.append(
+                _Outcome(
+                    fam,
+                    d,
+                    "PRUNED_BY_BOUND",
+                    lb,
+                    time.perf_counter() - t1,
+                    tab.max_stages,
+                    space=space_label(tab),
+                )
+            )
             continue
         if math.isinf(lb):
-            outcomes.append(_Outcome(fam, d, "INFEASIBLE_BY_BOUND", lb, time.perf_counter() - t1, tab.max_stages, space=space_label(tab)))
+            outcomes.append(
+                _Outcome(
+                    fam,
+                    d,
+                    "INFEASIBLE_BY_BOUND",
+                    lb,
+                    time.perf_counter() - t1,
+                    tab.max_stages,
+                    space=space_label(tab),
+                )
+            )
             continue
         start = warm_start(tab, d)
         if start is not None and (best is None or start.objective < best[0]):
@@ -639,7 +708,17 @@ def solve_training(
             best_i = i
         if best is not None and lb >= best[0]:
             closed = "WARM_START_OPTIMAL" if best[2] is start else "PRUNED_BY_BOUND"
-            outcomes.append(_Outcome(fam, d, closed, lb, time.perf_counter() - t1, tab.max_stages, space=space_label(tab)))
+            outcomes.append(
+                _Outcome(
+                    fam,
+                    d,
+                    closed,
+                    lb,
+                    time.perf_counter() - t1,
+                    tab.max_stages,
+                    space=space_label(tab),
+                )
+            )
             continue
         jobs.append(_Job(lb=lb, i=i))
     stats["presolve_s"] = round(time.perf_counter() - t0, 3)
@@ -662,7 +741,9 @@ def solve_training(
             split(job)
             continue
         share = remaining / (len(jobs) + 1)
-        attempt(job, max(min(remaining, (2 if job.tries == 0 else 1) * share), min(remaining, 0.05)))
+        attempt(
+            job, max(min(remaining, (2 if job.tries == 0 else 1) * share), min(remaining, 0.05))
+        )
     for job in jobs:
         if job.tries == 0 and (best is None or job.lb < best[0]):
             record(job, "NOT_SOLVED", job.lb, 0.0)
@@ -703,8 +784,12 @@ def solve_training(
             return Solved(Status.UNKNOWN, None, None, None, message="; ".join(notes), stats=stats)
         # Every sub-problem closed without a plan: a proof (memory, infinite bound, CP-SAT).
         return Solved(
-            Status.INFEASIBLE, None, None, None,
-            message=explain_training(model, cluster, workload), stats=stats,
+            Status.INFEASIBLE,
+            None,
+            None,
+            None,
+            message=explain_training(model, cluster, workload),
+            stats=stats,
         )
     step_us, fam, choice = best
     plan, reordered = best_stage_order(
@@ -717,8 +802,10 @@ def solve_training(
         def user(v: float) -> float:
             return v / 1000.0 / 3600.0 * unit / tokens * 1e6
     else:
+
         def user(v: float) -> float:
             return tokens / (v * unit)
+
     objective = user(step_us)
     if unbuilt:
         lb_us = 0.0  # unsearched families: no valid bound
@@ -740,7 +827,13 @@ def solve_training(
     )
     stats["pipeline_hops"] = "pessimistic" if pessimistic_hops else "optimistic"
     return Solved(
-        final, plan, objective, bound, message="; ".join(notes), stats=stats, cp_plan=cp_plan,
+        final,
+        plan,
+        objective,
+        bound,
+        message="; ".join(notes),
+        stats=stats,
+        cp_plan=cp_plan,
         objective_range=(span[0], span[1]),
     )
 

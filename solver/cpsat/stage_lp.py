@@ -109,7 +109,8 @@ class _StageLP:
 
     def caps(self, tau: float) -> list[int]:
         return [
-            self._cap(tau, i, mem, self.extra[i]) for (i, _), mem in zip(self.keys, self.memcap, strict=True)
+            self._cap(tau, i, mem, self.extra[i])
+            for (i, _), mem in zip(self.keys, self.memcap, strict=True)
         ]
 
     def force(self, option: int | None) -> None:
@@ -124,7 +125,10 @@ class _StageLP:
         from ortools.linear_solver import pywraplp
 
         caps = self.caps(tau)
-        fcaps = [self._cap(tau, i, mem, self.fextra[i]) for i, mem in zip(self.fkeys, self.fmem, strict=True)]
+        fcaps = [
+            self._cap(tau, i, mem, self.fextra[i])
+            for i, mem in zip(self.fkeys, self.fmem, strict=True)
+        ]
         lmins = [min((caps[k] for k in linked), default=0) for _, linked in self.lrows]
         # Only the coefficients that changed since the last solve (GLOP then re-solves warm).
         last, flast, llast = self.last or ([-1] * len(caps), [-1] * len(fcaps), [-1] * len(lmins))
@@ -310,16 +314,36 @@ def _stage_lp(t: TrainTables, integer: bool = False, exact: bool = True) -> _Sta
     objective.SetCoefficient(dp_var, float(v))
     objective.SetCoefficient(opt_var, float(v))
     objective.SetMinimization()
-    most = {i: max((mc for (ki, _), mc in zip(keys, memcap, strict=True) if ki == i), default=0) for i in idx}
+    most = {
+        i: max((mc for (ki, _), mc in zip(keys, memcap, strict=True) if ki == i), default=0)
+        for i in idx
+    }
     points = {n * opts[i].t_layer + extra[i] for i in idx for n in range(v, most[i] + 1, v)}
     fextra = {i: opts[i].t_embed + extra[i] for i in fkeys}
-    points |= {n * opts[i].t_layer + fextra[i] for i, mem in zip(fkeys, fmem, strict=True) for n in range(v, mem + 1, v)}
+    points |= {
+        n * opts[i].t_layer + fextra[i]
+        for i, mem in zip(fkeys, fmem, strict=True)
+        for n in range(v, mem + 1, v)
+    }
     return _StageLP(
-        solver=lp, rows=rows, svars=svars, keys=keys, memcap=memcap,
-        t_layer={i: o.t_layer for i, o in opts.items()}, extra=extra, v=v, force_row=force_row,
-        points=[float(x) for x in sorted(points)], const=float(const),
+        solver=lp,
+        rows=rows,
+        svars=svars,
+        keys=keys,
+        memcap=memcap,
+        t_layer={i: o.t_layer for i, o in opts.items()},
+        extra=extra,
+        v=v,
+        force_row=force_row,
+        points=[float(x) for x in sorted(points)],
+        const=float(const),
         floor_sum=float(L * min(o.t_layer for o in opts.values()) + const),
-        frows=frows, fvars=fvars, fkeys=fkeys, fmem=fmem, fextra=fextra, lrows=lrows,
+        frows=frows,
+        fvars=fvars,
+        fkeys=fkeys,
+        fmem=fmem,
+        fextra=fextra,
+        lrows=lrows,
     )
 
 
@@ -438,8 +462,11 @@ def _first_stage_terms(t: TrainTables, idx: list[int]) -> _FirstStage:
         beta = o.dp["embed"][d] + o.dp["fixed"][d] - hidden(o.b_embed, o.t_embed)
         opt_e = float(o.opt["embed"][d])
         if v == 1:  # a lone stage: embedding on the last slot, with the head
-            alone = o.dp["head"][d] + o.dp["embed_last"][d] + o.dp["fixed"][d] - hidden(
-                o.b_embed + o.b_head, o.t_embed + o.t_head
+            alone = (
+                o.dp["head"][d]
+                + o.dp["embed_last"][d]
+                + o.dp["fixed"][d]
+                - hidden(o.b_embed + o.b_head, o.t_embed + o.t_head)
             )
             beta = min(beta, alone)
             opt_e = min(opt_e, float(o.opt["head"][d] + o.opt["embed_last"][d]))

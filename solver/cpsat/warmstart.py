@@ -21,7 +21,13 @@ import math
 
 from .training.data import HopRuns, TrainingChoice, TrainOption, TrainTables, hop_runs
 
-__all__ = ["fill_blocks", "memory_lower_bound_fails", "pipeline_search", "stage_objective", "warm_start"]
+__all__ = [
+    "fill_blocks",
+    "memory_lower_bound_fails",
+    "pipeline_search",
+    "stage_objective",
+    "warm_start",
+]
 
 
 def memory_lower_bound_fails(t: TrainTables, d: int) -> bool:
@@ -80,7 +86,9 @@ def stage_objective(t: TrainTables, d: int, stages: list[tuple[TrainOption, int]
         first, last = s == 0, j == 0
         k = min(m, j + 1) if v == 1 else min(m * v, 2 * j + (v - 1) * p + 1) / v
 
-        def part(table: dict[str, dict[int, int]], n: int = n, first: bool = first, last: bool = last) -> int:
+        def part(
+            table: dict[str, dict[int, int]], n: int = n, first: bool = first, last: bool = last
+        ) -> int:
             val = table["layer"][d] * n
             if last:
                 val += table["head"][d] + (table["embed_last"][d] if first else 0)
@@ -258,7 +266,12 @@ def _least_extra(
 
 
 def _most_saved(
-    runs: HopRuns, d: int, ex: list[int], far: list[int], tau: int, opts: list[tuple[int, TrainOption]]
+    runs: HopRuns,
+    d: int,
+    ex: list[int],
+    far: list[int],
+    tau: int,
+    opts: list[tuple[int, TrainOption]],
 ) -> int | None:
     """Most excess the near runs save with every stage's time <= ``tau`` (None: impossible).
 
@@ -339,7 +352,9 @@ def warm_start(t: TrainTables, d: int, search: bool = True) -> TrainingChoice | 
             [(o, n) for n in _even(t.num_layers, p)]
             for o in t.options
             if o.allowed.get(d, False)
-            for p in _depths(t, d, o, min(t.max_stages, t.num_layers, (t.pool_gpus[o.pool] // d) // o.tp))
+            for p in _depths(
+                t, d, o, min(t.max_stages, t.num_layers, (t.pool_gpus[o.pool] // d) // o.tp)
+            )
         ]
     elif t.num_layers % v:
         return None  # no split into whole chunks exists
@@ -373,7 +388,11 @@ def warm_start(t: TrainTables, d: int, search: bool = True) -> TrainingChoice | 
         step = stage_objective(t, d, stages)
         if step is None:
             continue
-        offer(stages, step, step * d * sum(o.price for o, _ in stages) if t.objective == "min_cost" else step)
+        offer(
+            stages,
+            step,
+            step * d * sum(o.price for o, _ in stages) if t.objective == "min_cost" else step,
+        )
     if search and free_split:
         found = pipeline_search(t, d)
         if found is not None and _engine_ok(t, found[1]):
@@ -462,7 +481,9 @@ def _slot_capacity(t: TrainTables, d: int, o: TrainOption, s: int, p: int) -> in
     return (min(cap, t.num_layers) // v) * v
 
 
-def fill_blocks(t: TrainTables, d: int, seq: list[TrainOption]) -> list[tuple[TrainOption, int]] | None:
+def fill_blocks(
+    t: TrainTables, d: int, seq: list[TrainOption]
+) -> list[tuple[TrainOption, int]] | None:
     """Blocks for the stage sequence ``seq`` (stage 0 first): the smallest ``T_max`` at which
     every stage's cap (memory, and ``(T_max - its other terms) / t_layer``) holds all blocks,
     then the surplus taken off the slowest stages.  None if even memory alone cannot."""
@@ -533,8 +554,11 @@ def pipeline_search(
     v = t.virtual
     gk = {k: g // d for k, g in t.pool_gpus.items()}
     ok = [
-        i for i, o in enumerate(t.options)
-        if o.allowed.get(d, False) and gk[o.pool] // o.tp >= 1 and _slot_capacity(t, d, o, 0, 1) >= v
+        i
+        for i, o in enumerate(t.options)
+        if o.allowed.get(d, False)
+        and gk[o.pool] // o.tp >= 1
+        and _slot_capacity(t, d, o, 0, 1) >= v
     ]
     if not ok:
         return None
@@ -580,14 +604,14 @@ def pipeline_search(
             room = gk[o.pool] // o.tp
             for c2 in {c + 1, c - 1, 2 * c, c // 2, room}:
                 if 1 <= c2 <= room and c2 != c:
-                    out.append(tuple(bl[:a] + [(i, c2)] + bl[a + 1:]))
+                    out.append(tuple(bl[:a] + [(i, c2)] + bl[a + 1 :]))
             for i2 in by_pool[o.pool]:
                 if i2 != i:
                     o2 = t.options[i2]
                     for c2 in {max(1, c * o.tp // o2.tp), gk[o.pool] // o2.tp}:
-                        out.append(tuple(bl[:a] + [(i2, c2)] + bl[a + 1:]))
+                        out.append(tuple(bl[:a] + [(i2, c2)] + bl[a + 1 :]))
             if len(bl) > 1:
-                rest = bl[:a] + bl[a + 1:]
+                rest = bl[:a] + bl[a + 1 :]
                 out.append(tuple(rest))
                 for b in range(len(bl)):
                     if b != a:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..catalog import gpu_of
+from ..costmodel import quant
 from ..specs import Cluster, GPUSpec, InferenceWorkload, Model, Plan, TrainingWorkload
 from .ledger import serving_memory_violations
 from .links import node_table, parse_node, pool_devices
@@ -26,7 +27,9 @@ __all__ = [
     "check_serving_memory",
     "check_slo",
     "check_tp_domain",
+    "numerics_field",
     "precision_gap",
+    "workload_precision_gap",
 ]
 
 #: A device's node name (devices are ``(node, gpu)`` tuples, :data:`solver.specs.Device`).
@@ -285,31 +288,60 @@ def check_precision(
     cluster: Cluster, plan: Plan, workload: TrainingWorkload | InferenceWorkload
 ) -> list[str]:
     """Every GPU a stage runs on supports the workload precision (fp8 needs fp8 tensor cores;
-    V100 has no bf16)."""
+    V100 has no bf16) and its serving quantization (:func:`workload_precision_gap`)."""
     out: list[str] = []
-    # Only the compute precision needs tensor-core support: an fp8 KV cache is storage, which
+    # Only the compute formats need tensor-core support: an fp8 KV cache is storage, which
     # any GPU can hold (vLLM converts it to the compute type before attention).
-    precs = {workload.precision}
     pools = {st.pool for grp in plan.replica_groups for st in grp.stages}
     for name in sorted(pools):
         try:
             gpu = gpu_of(cluster.pool(name))
         except KeyError:
             continue
-        for prec in sorted(precs):
-            gap = precision_gap(gpu, prec)
-            if gap is not None:
-                out.append(f"pool {name}: {gap}")
+        gap = workload_precision_gap(gpu, workload)
+        if gap is not None:
+            out.append(f"pool {name}: {gap}")
     return out
 
 
 def precision_gap(gpu: GPUSpec, precision: str) -> str | None:
-    """Why ``gpu`` cannot compute at ``precision`` (None if it can)."""
+    """Why ``gpu`` cannot compute at ``precision`` (None if it can): a workload precision, or
+    a serving quantization format (:data:`solver.costmodel.quant.FORMATS`)."""
     if precision == "fp8" and gpu.fp8_tflops is None:
         return f"GPU {gpu.name} has no fp8 tensor cores (precision fp8)"
     if precision == "bf16" and not gpu.supports_bf16:
         return f"GPU {gpu.name} does not support bf16"
+    if quant.is_format(precision) and precision != "fp8":
+        gap = quant.gpu_gap(gpu, precision)
+        return None if gap is None else f"{gap} (quantization {precision})"
     return None
+
+
+def numerics_field(workload: TrainingWorkload | InferenceWorkload) -> tuple[str, str]:
+    """The input field that names the workload's numerics and its value: ``("quantization",
+    "nvfp4")`` when a serving quantization is set beside a 16-bit precision, else
+    ``("precision", ...)``; refusals name it."""
+    q = quant.quantization_of(workload)
+    if q not in ("none", workload.precision):
+        return "quantization", q
+    return "precision", workload.precision
+
+
+def workload_precision_gap(
+    gpu: GPUSpec, workload: TrainingWorkload | InferenceWorkload
+) -> str | None:
+    """Why ``gpu`` cannot run the workload's numerics (None if it can): its ``precision``
+    (:func:`precision_gap`), then its ``quantization`` (``fp8`` needs FP8 tensor cores, ``int8``
+    INT8 ones, ``nvfp4`` / ``mxfp4`` FP4 ones; each format a minimum compute capability:
+    :func:`solver.costmodel.quant.gpu_gap`)."""
+    gap = precision_gap(gpu, workload.precision)
+    if gap is not None:
+        return gap
+    q = quant.quantization_of(workload)
+    if q in ("none", workload.precision):
+        return None
+    fmt_gap = quant.gpu_gap(gpu, q)
+    return None if fmt_gap is None else f"{fmt_gap} (quantization {q})"
 
 
 def check_memory(ledger: Sequence[dict[str, Any]]) -> list[str]:

@@ -10,10 +10,24 @@ Inference
     batch x output / (TTFT + output x TPOT) (static batching), total = sum over replicas.
     With num_micro_batches m > 1 the batch is split into m micro-batches that overlap across
     stages: TTFT = sum_s t_s + (m-1) max_s t_s, TPOT = max(sum_s d_s, m max_s d_s).
+
+Serving engine
+    ``InferenceWorkload.serving_engine`` picks the step model (:mod:`solver.costmodel.
+    serving_engine`; ``auto`` = vLLM): prefill and decode blocks with the engine's GEMM,
+    decode-attention, all-reduce and launch terms; the last stage's LM head without cross
+    entropy plus the sampler (:func:`~solver.costmodel.compute.engine_head_time`); and the
+    engine's host time once per step (prefill and every decode step) on the last stage.
+    ``roofline`` is the pure roofline (training head, no step overhead).  A calibration's
+    serving terms (``decode_attention_efficiency``, ``decode_attention_overhead_us``,
+    ``allreduce_small_latency_us`` / ``_bandwidth_GBps`` / ``_max_bytes``) replace the
+    profile's (:func:`engine_for_gpu`).  The
+    simulator's step cost (:mod:`solver.serving.stepcost`) and the CP inference tables (which
+    score every replica shape with this evaluator) price the same terms.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -27,9 +41,13 @@ from ..costmodel import (
     peak_tflops,
     prefill_block_time,
 )
+from ..costmodel import serving_engine as SE
+from ..costmodel.comm import LinkTier
+from ..costmodel.compute import engine_head_time
+from ..costmodel.quant import serving_precision
 from ..costmodel.serving_memory import stage_weight_bytes
 from ..costmodel.stack import stack_of
-from ..specs import Cluster, InferenceWorkload, Model, Plan
+from ..specs import Calibration, Cluster, GPUSpec, InferenceWorkload, Model, Plan
 from .boundary import _p2p
 from .calibration import Cal, gpu_with_calibration
 from .ledger import serving_ledger_row
@@ -37,10 +55,40 @@ from .links import tp_link
 from .report import Report
 
 
+def engine_for_gpu(
+    name: str, gpu: GPUSpec, cal: Cal = None, link: LinkTier | None = None
+) -> SE.EngineProfile:
+    """The serving-engine profile ``name`` (``auto`` = vLLM) with the serving terms of a
+    calibration for ``gpu`` (matched by GPU name, as :func:`gpu_with_calibration` does):
+    ``decode_attention_efficiency``, ``decode_attention_overhead_us``,
+    ``allreduce_small_latency_us``, with the TP ``link`` ``allreduce_small_bandwidth_GBps`` as
+    the one-shot kernel's share of the link, and ``allreduce_small_max_bytes`` as the largest
+    message that measured line prices (NCCL above it: :func:`SE.with_calibration`)."""
+    profile = SE.resolve(name)
+    cals = [] if cal is None else [cal] if isinstance(cal, Calibration) else list(cal)
+    for c in cals:
+        if c.gpu.lower() == gpu.name.lower():
+            bw = getattr(c, "allreduce_small_bandwidth_GBps", None)
+            share = None
+            if bw is not None and link is not None and math.isfinite(link.bandwidth_GBps):
+                share = bw / link.bandwidth_GBps
+            return SE.with_calibration(
+                profile,
+                decode_attention_efficiency=getattr(c, "decode_attention_efficiency", None),
+                decode_attention_fixed_us=getattr(c, "decode_attention_overhead_us", None),
+                allreduce_latency_us=getattr(c, "allreduce_small_latency_us", None),
+                oneshot_link_fraction=share,
+                allreduce_max_bytes=getattr(c, "allreduce_small_max_bytes", None),
+                source=f"calibration for {c.gpu}",
+            )
+    return profile
+
+
 def _evaluate_inference(
     model: Model, cluster: Cluster, wl: InferenceWorkload, plan: Plan, cal: Cal, rep: Report
 ) -> None:
     kvp = wl.kv_cache_precision or wl.precision
+    prec = serving_precision(wl)  # the quantization format when one is set (costmodel.quant)
     ctx = wl.prompt_tokens + wl.output_tokens // 2
     h = model.hidden_size
     ledger: list[dict[str, Any]] = []
@@ -58,6 +106,7 @@ def _evaluate_inference(
             pool = cluster.pool(st.pool)
             gpu = gpu_with_calibration(pool, cal)
             link = tp_link(pool, cal)
+            engine = engine_for_gpu(wl.serving_engine, gpu, cal, link)
             n = st.num_layers
             pb = prefill_block_time(
                 model,
@@ -65,9 +114,10 @@ def _evaluate_inference(
                 tp=st.tp,
                 batch=bm,
                 prompt=wl.prompt_tokens,
-                precision=wl.precision,
+                precision=prec,
                 tp_link=link,
                 attention=wl.attention,
+                engine=engine,
             )
             db = decode_block_time(
                 model,
@@ -75,9 +125,10 @@ def _evaluate_inference(
                 tp=st.tp,
                 batch=bm,
                 context_len=ctx,
-                precision=wl.precision,
+                precision=prec,
                 kv_precision=kvp,
                 tp_link=link,
+                engine=engine,
             )
             t_pre, t_dec = n * pb.fwd_s, n * db.fwd_s
             tp_pre, tp_dec = n * pb.tp_comm_fwd_s, n * db.tp_comm_fwd_s
@@ -88,7 +139,7 @@ def _evaluate_inference(
                     tp=st.tp,
                     micro_batch=bm,
                     seq=wl.prompt_tokens,
-                    precision=wl.precision,
+                    precision=prec,
                     tp_link=link,
                 )
                 e2 = embedding_time(
@@ -97,23 +148,29 @@ def _evaluate_inference(
                     tp=st.tp,
                     micro_batch=bm,
                     seq=1,
-                    precision=wl.precision,
+                    precision=prec,
                     tp_link=link,
                 )
                 t_pre, t_dec = t_pre + e1.fwd_s, t_dec + e2.fwd_s
                 tp_pre, tp_dec = tp_pre + e1.tp_comm_fwd_s, tp_dec + e2.tp_comm_fwd_s
             if s == p - 1:
-                hd = head_time(
-                    model,
-                    gpu,
-                    tp=st.tp,
-                    micro_batch=bm,
-                    seq=1,
-                    precision=wl.precision,
-                    tp_link=link,
-                    stack=stack_of(wl),
-                )
-                t_pre, t_dec = t_pre + hd.fwd_s, t_dec + hd.fwd_s
+                if engine.smooth_gemm:
+                    hd = engine_head_time(
+                        model, gpu, tp=st.tp, rows=bm, tp_link=link, engine=engine
+                    )
+                else:
+                    hd = head_time(
+                        model,
+                        gpu,
+                        tp=st.tp,
+                        micro_batch=bm,
+                        seq=1,
+                        precision=prec,
+                        tp_link=link,
+                        stack=stack_of(wl),
+                    )
+                host = SE.step_overhead_s(engine)  # once per step, prefill or decode
+                t_pre, t_dec = t_pre + hd.fwd_s + host, t_dec + hd.fwd_s + host
                 tp_pre, tp_dec = tp_pre + hd.tp_comm_fwd_s, tp_dec + hd.tp_comm_fwd_s
             pre.append(t_pre)
             dec.append(t_dec)
@@ -137,7 +194,7 @@ def _evaluate_inference(
                 last=s == p - 1,
                 tp=st.tp,
                 context_tokens=wl.prompt_tokens + wl.output_tokens,
-                precision=wl.precision,
+                precision=prec,
             )
             communicators = int(st.tp > 1) + int(p > 1)
             ledger.append(
@@ -170,7 +227,7 @@ def _evaluate_inference(
                     "decode_step_s": t_dec,
                 }
             )
-            peak_all += grp.count * st.tp * peak_tflops(gpu, wl.precision) * 1e12
+            peak_all += grp.count * st.tp * peak_tflops(gpu, prec) * 1e12
         pre_a, dec_a = np.asarray(pre), np.asarray(dec)
         ttft = float(pre_a.sum() + sum(pre_p2p) + (m - 1) * pre_a.max())
         tpot = float(max(dec_a.sum() + sum(dec_p2p), m * dec_a.max()))
@@ -213,4 +270,5 @@ def _evaluate_inference(
         "max_model_len": wl.prompt_tokens + wl.output_tokens,
         "max_concurrent_sequences": min(x["max_concurrent_sequences"] for x in groups),
         "gpu_memory_utilization": wl.gpu_memory_utilization,
+        "serving_engine": SE.resolve(wl.serving_engine).name,
     }

@@ -150,9 +150,7 @@ def pool_devices(cluster: Cluster, pool: Pool) -> frozenset[Device]:
     out = sets.get(pool.name)
     if out is None:
         gpn = pool.gpus_per_node
-        out = frozenset(
-            (f"{pool.name}-{i}", g) for i in range(pool.nodes) for g in range(gpn)
-        )
+        out = frozenset((f"{pool.name}-{i}", g) for i in range(pool.nodes) for g in range(gpn))
         sets[pool.name] = out
     return out
 

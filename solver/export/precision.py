@@ -1,12 +1,16 @@
 """One precision spec, each serving engine's own options (``--to vllm|sglang|trtllm``).
 
 A :class:`PrecisionSpec` names three formats: the weights' (``bf16``, ``fp16``, ``fp8`` = FP8
-E4M3 weights and GEMM inputs, ``int8`` / ``int4`` weight-only, ``fp4`` = NVFP4), the 16-bit
+E4M3 weights and GEMM inputs, ``int8_w8a8`` = W8A8 INT8 (SmoothQuant), ``int8`` / ``int4`` /
+``int4_gptq`` weight-only (W8A16, W4A16 AWQ, W4A16 GPTQ), ``fp4`` = NVFP4, ``mxfp4``), the 16-bit
 type of the activations and of everything left unquantized (``bf16`` or ``fp16``), and the KV
 cache's (``bf16``, ``fp16``, ``fp8_e4m3``, ``fp8_e5m2``).  :func:`engine_precision` maps it to
 one engine's flags (vLLM, SGLang) or LLM-API YAML entries (TensorRT-LLM, which has no flag for
 them) and raises :class:`~solver.export.result.EngineCannotExpress` with one line where the
-engine lacks a format: one plan, one meaning, on every engine.
+engine lacks a format: one plan, one meaning, on every engine.  The quantization method per
+engine (and the checkpoint it needs) is the ``engines`` column of
+:data:`solver.costmodel.quant.FORMATS`, which the cost model and the engine rules read too; a
+workload's ``quantization`` maps to the weights name its ``spec_weights`` gives.
 
 Option names and values, each from the engine's source at a pinned version:
 
@@ -39,6 +43,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..costmodel import quant
 from ..specs import InferenceWorkload
 from .result import EngineCannotExpress
 
@@ -51,12 +56,25 @@ __all__ = [
     "precision_spec",
 ]
 
-WeightFormat = Literal["bf16", "fp16", "fp8", "int8", "int4", "fp4"]
+WeightFormat = Literal[
+    "bf16", "fp16", "fp8", "int8_w8a8", "int8", "int4", "int4_gptq", "fp4", "mxfp4"
+]
 ActivationFormat = Literal["bf16", "fp16"]
 KvFormat = Literal["bf16", "fp16", "fp8_e4m3", "fp8_e5m2"]
 
-#: Weight formats: 16-bit, FP8 E4M3 (W8A8), int8 / int4 weight-only (W8A16 / W4A16), NVFP4.
-WEIGHT_FORMATS: tuple[str, ...] = ("bf16", "fp16", "fp8", "int8", "int4", "fp4")
+#: Weight formats: 16-bit, FP8 E4M3 (W8A8), INT8 W8A8, int8 / int4 weight-only (W8A16, W4A16
+#: AWQ and GPTQ), NVFP4, MXFP4.
+WEIGHT_FORMATS: tuple[str, ...] = (
+    "bf16",
+    "fp16",
+    "fp8",
+    "int8_w8a8",
+    "int8",
+    "int4",
+    "int4_gptq",
+    "fp4",
+    "mxfp4",
+)
 #: KV-cache formats (``fp8`` in a workload means ``fp8_e4m3``).
 KV_FORMATS: tuple[str, ...] = ("bf16", "fp16", "fp8_e4m3", "fp8_e5m2")
 
@@ -101,7 +119,9 @@ def precision_spec(workload: InferenceWorkload) -> PrecisionSpec:
     )
     if kv == "fp8":
         kv = "fp8_e4m3"
-    return PrecisionSpec(weights=workload.precision, activations=activations, kv_cache=kv)
+    q = quant.quantization_of(workload)
+    weights = workload.precision if q == "none" else quant.FORMATS[q].spec_weights
+    return PrecisionSpec(weights=weights, activations=activations, kv_cache=kv)
 
 
 @dataclass(frozen=True)
@@ -126,25 +146,9 @@ class EnginePrecision:
 _TITLE = {"vllm": "vLLM", "sglang": "SGLang", "trtllm": "TensorRT-LLM"}
 _TORCH_DTYPE = {"bf16": "bfloat16", "fp16": "float16"}
 
-#: Weight formats served from a pre-quantized checkpoint, per engine: (quantization method,
-#: checkpoint).  FP8 is quantized online by vLLM and SGLang (``--quantization fp8``).
-_CHECKPOINT: dict[str, dict[str, tuple[str, str]]] = {
-    "vllm": {
-        "int8": ("gptq_marlin", "a GPTQ 8-bit (W8A16) checkpoint"),
-        "int4": ("awq_marlin", "an AWQ 4-bit (W4A16) checkpoint"),
-        "fp4": ("modelopt_fp4", "an NVFP4 checkpoint from NVIDIA ModelOpt (Blackwell GPUs)"),
-    },
-    "sglang": {
-        "int8": ("gptq_marlin", "a GPTQ 8-bit (W8A16) checkpoint"),
-        "int4": ("awq_marlin", "an AWQ 4-bit (W4A16) checkpoint"),
-        "fp4": ("modelopt_fp4", "an NVFP4 checkpoint from NVIDIA ModelOpt (Blackwell GPUs)"),
-    },
-    "trtllm": {
-        "fp8": ("FP8", "an FP8 checkpoint from NVIDIA ModelOpt"),
-        "int8": ("W8A16", "an int8 weight-only (W8A16) checkpoint from NVIDIA ModelOpt"),
-        "int4": ("W4A16_AWQ", "an AWQ 4-bit (W4A16) checkpoint"),
-        "fp4": ("NVFP4", "an NVFP4 checkpoint from NVIDIA ModelOpt (Blackwell GPUs)"),
-    },
+#: The quantization format of each quantized weights name (``quant.FORMATS`` ``spec_weights``).
+_FORMAT_OF: dict[str, quant.QuantFormat] = {
+    f.spec_weights: f for f in quant.FORMATS.values() if f.spec_weights
 }
 
 
@@ -192,14 +196,22 @@ def engine_precision(engine: str, spec: PrecisionSpec) -> EnginePrecision:
     kv = _kv_value(engine, spec)
     notes: list[str] = []
     method: str | None = None
-    if spec.weights in _CHECKPOINT[engine]:
-        method, checkpoint = _CHECKPOINT[engine][spec.weights]
-        notes.append(
-            f"weights {spec.weights}: serve {checkpoint}; {title} reads its scales from the "
-            "checkpoint"
-        )
-    elif spec.weights == "fp8":
-        method = "fp8"  # vLLM / SGLang: online dynamic FP8 (E4M3) from a 16-bit checkpoint
+    fmt = _FORMAT_OF.get(spec.weights)
+    if fmt is not None:
+        how = fmt.engines.get(engine)
+        if how is None:
+            launched = ", ".join(q for q, f in quant.FORMATS.items() if engine in f.engines)
+            raise _refuse(
+                engine,
+                f"quantization {fmt.name} ({fmt.title}): {title} has no setting for it "
+                f"(it launches {launched})",
+            )
+        method = how.value  # vLLM / SGLang fp8: online dynamic E4M3 from a 16-bit checkpoint
+        if how.checkpoint:
+            notes.append(
+                f"weights {spec.weights}: serve {how.checkpoint}; {title} reads its scales "
+                "from the checkpoint"
+            )
     elif spec.weights != spec.activations:
         raise _refuse(
             engine, f"weights {spec.weights} with {spec.activations} activations: no {title} dtype"

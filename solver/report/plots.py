@@ -4,8 +4,11 @@ Each ``plot_*`` function builds a :class:`matplotlib.figure.Figure` without pypl
 figure registry, no GUI backend: the file is rendered by Agg for PNG and by the SVG backend
 for SVG, chosen by ``path``'s suffix), writes it to ``path`` when given, and returns it so that
 callers and tests can inspect its artists.  Artists that carry meaning have a ``gid``
-(``stage0-F``, ``gpu``, ``idle``, ``nvlink-domain``, ``front``), which the SVG keeps as the
-element ``id``.
+(``stage0-F``, ``gpu``, ``idle``, ``nvlink-domain``, ``pcie-node``, ``front``), which the SVG
+keeps as the element ``id``.  Files are written like every other output of the tool
+(:func:`solver.io.write_bytes_atomic`: rendered in memory, then a temporary file in the same
+folder renamed into place; links written through, FIFOs and devices refused, an existing
+file's mode kept and a new one's from the umask).
 
 matplotlib is an optional dependency (``pip install 'shardwise[plot]'``); without it the
 functions raise :class:`~solver.errors.SpecError` with that hint.
@@ -13,12 +16,14 @@ functions raise :class:`~solver.errors.SpecError` with that hint.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import SpecError
-from ..specs import Cluster, InferenceWorkload, Model, Plan, TrainingWorkload
+from ..io import write_bytes_atomic
+from ..specs import Cluster, InferenceWorkload, Model, Plan, Pool, TrainingWorkload
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -32,6 +37,7 @@ __all__ = [
     "plot_pareto",
     "plot_pipeline_timeline",
     "plot_placement_map",
+    "save_figure",
 ]
 
 #: File types the plots are written as, by suffix (Agg renders PNG, the SVG backend SVG).
@@ -47,6 +53,12 @@ MAX_MAP_NODES = 128
 #: Micro-batch numbers are written inside the timeline's blocks when a stage has at most this
 #: many operations (beyond it the labels overlap).
 MAX_LABELLED_OPS = 48
+
+#: ... and only in blocks at least this share of the axis wide: a label of up to three digits at
+#: 6 pt is ~0.15 in, and the full-width axis is ~9.5 in (zoom panels half of it), so a narrower
+#: block would let its label run into the next one's (the zoomed panels showed a smear of digits).
+LABEL_MIN_SHARE = 1 / 48
+ZOOM_LABEL_MIN_SHARE = 1 / 24
 
 #: Blocks get white edges (so consecutive micro-batches stay apart) up to this many operations
 #: per stage; denser rows would be all edge.
@@ -86,12 +98,42 @@ def _new_figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), layout="constrained")
 
 
-def _save(fig: Figure, path: str | Path | None) -> None:
-    if path is None:
-        return
+def save_figure(fig: Figure, path: str | Path, dpi: int = PNG_DPI) -> Path:
+    """Render ``fig`` in memory (format from the suffix) and write it atomically, as every
+    output file is written (:func:`solver.io.write_bytes_atomic`)."""
     p = check_plot_path(path)
+    buf = io.BytesIO()
     # bbox "tight": long tick labels and outside legends stay inside the file.
-    fig.savefig(p, dpi=PNG_DPI, format=p.suffix.lower().lstrip("."), bbox_inches="tight")
+    fig.savefig(buf, dpi=dpi, format=p.suffix.lower().lstrip("."), bbox_inches="tight")
+    write_bytes_atomic(p, buf.getvalue())
+    return p
+
+
+def _save(fig: Figure, path: str | Path | None) -> None:
+    if path is not None:
+        save_figure(fig, path)
+
+
+def layers_text(ranges: Sequence[tuple[int, int]]) -> str:
+    """``[(0, 2), (8, 8)] -> '0-2,8'``: a one-block range is written as its block."""
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
+
+
+#: How each intra-node link kind's outline is drawn on the placement map: (gid, legend label,
+#: colour, line style).  Only NVLink/NVSwitch nodes form an NVLink domain; a PCIe node's GPUs
+#: talk through the host, an AMD node's over xGMI (Infinity Fabric).
+LineStyle = Literal["-", "--"]
+_DOMAIN_STYLES: dict[str, tuple[str, str, str, LineStyle]] = {
+    "nvswitch": ("nvlink-domain", "NVLink domain", "tab:purple", "-"),
+    "nvlink": ("nvlink-domain", "NVLink domain", "tab:purple", "-"),
+    "pcie": ("pcie-node", "PCIe node (no NVLink)", "tab:brown", "--"),
+    "xgmi": ("xgmi-node", "xGMI node", "tab:olive", "-"),
+}
+
+
+def domain_style(pool: Pool) -> tuple[str, str, str, LineStyle]:
+    """(gid, label, colour, line style) of ``pool``'s outline on the placement map."""
+    return _DOMAIN_STYLES[pool.intra_node.kind]
 
 
 def _time_unit(seconds: float) -> tuple[float, str]:
@@ -172,12 +214,13 @@ def plot_pipeline_timeline(
 
     # (stage, kind, chunk) -> [(start, width)]
     blocks: dict[tuple[int, str, int], list[tuple[float, float]]] = {}
-    labels: list[tuple[float, int, int]] = []  # (x centre, stage, micro-batch)
+    labels: list[tuple[float, float, int, int]] = []  # (x centre, width, stage, micro-batch)
     for e in sim.events:
         blocks.setdefault((e.stage, e.kind, e.chunk), []).append(
             (e.start * scale, (e.end - e.start) * scale)
         )
-        labels.append(((e.start + e.end) / 2 * scale, e.stage, e.micro_batch))
+        labels.append(((e.start + e.end) / 2 * scale, (e.end - e.start) * scale, e.stage,
+                       e.micro_batch))  # fmt: skip
     tail = [
         ("DP sync (exposed)", makespan, dp_exposed, _DP_SYNC, "dp-sync"),
         ("optimizer step", makespan + dp_exposed, step - makespan - dp_exposed, _OPTIMIZER,
@@ -186,7 +229,9 @@ def plot_pipeline_timeline(
     ops_per_stage = len(sim.events) / p
     zoom = m > ZOOM_ABOVE_MICRO_BATCHES
 
-    def draw(ax: Any, suffix: str, label_ops: bool) -> None:
+    def draw(ax: Any, suffix: str, label_ops: bool, min_share: float = LABEL_MIN_SHARE) -> int:
+        """Draw the blocks on ``ax``; returns how many micro-batch numbers were written."""
+        written = 0
         for (s, kind, chunk), xr in sorted(blocks.items()):
             color = _FORWARD if kind == "F" else _BACKWARD
             alpha = 1.0 - 0.45 * chunk / max(1, v - 1) if v > 1 else 1.0
@@ -198,10 +243,11 @@ def plot_pipeline_timeline(
             coll.set_gid(f"stage{s}-{kind}" + (f"-c{chunk}" if v > 1 else "") + suffix)
         if label_ops:
             lo, hi = ax.get_xlim()
-            for x, s, mb in labels:
-                if lo <= x <= hi:
+            for x, w, s, mb in labels:
+                if lo <= x <= hi and w >= min_share * (hi - lo):
                     ax.text(x, s, str(mb), ha="center", va="center", fontsize=6, color="white",
-                            clip_on=True)  # fmt: skip
+                            clip_on=True, gid="micro-batch")  # fmt: skip
+                    written += 1
         for _, start, width, color, gid in tail:
             if width > 0:
                 coll = ax.broken_barh(
@@ -211,11 +257,11 @@ def plot_pipeline_timeline(
                 coll.set_gid(gid + suffix)
         ax.set_ylim(p - 0.5, -0.5)  # stage 0 on top
         ax.grid(axis="x", alpha=0.3)
+        return written
 
     ticks = []
     for s, st in enumerate(grp.stages):
-        layers = ",".join(f"{a}-{b}" for a, b in st.layer_ranges)
-        ticks.append(f"stage {s}\nTP{st.tp} {st.pool}\nlayers {layers}")
+        ticks.append(f"stage {s}\nTP{st.tp} {st.pool}\nlayers {layers_text(st.layer_ranges)}")
     row_h = 0.55 * p
     fig = _new_figure(11.0, 1.4 + row_h + (1.0 + row_h if zoom else 0.0))
     if zoom:
@@ -237,9 +283,9 @@ def plot_pipeline_timeline(
         windows = [(0.0, width), (makespan * scale - width, step * scale)]
         for zax, (lo, hi), name in zip(zooms, windows, ("warm-up", "cool-down"), strict=True):
             zax.set_xlim(lo, hi)
-            draw(zax, f"-{name}", True)
+            numbered = draw(zax, f"-{name}", True, ZOOM_LABEL_MIN_SHARE)
             zax.set_yticks(range(p), [f"stage {s}" for s in range(p)], fontsize=7)
-            zax.set_xlabel(f"{name} ({unit}); numbers = micro-batch")
+            zax.set_xlabel(f"{name} ({unit})" + ("; numbers = micro-batch" if numbered else ""))
             zax.set_title(f"zoom: {name}", fontsize=8)
     from matplotlib.patches import Patch
 
@@ -252,10 +298,12 @@ def plot_pipeline_timeline(
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False,
                fontsize=8)  # fmt: skip
     sched = grp.schedule + (f", v={v}" if v > 1 else "")
+    # The same figures, formatted by the same functions, as the report's summary
+    # (solver.report.render): step time, pipeline bubble, tokens/s.
     ax.set_title(
         f"{model.name} on {cluster.name}: {sched}, PP={p}, DP={grp.count}, {m} micro-batches "
         f"of {grp.micro_batch_size}\nstep {fmt_time(step)}, bubble "
-        f"{fmt_pct(sim.bubble_fraction)}, {report.tokens_per_s:,.0f} tokens/s",
+        f"{fmt_pct(report.bubble_fraction)}, {report.tokens_per_s:,.0f} tokens/s",
         fontsize=10,
     )
     _save(fig, path)
@@ -302,7 +350,7 @@ def plot_placement_map(cluster: Cluster, plan: Plan, path: str | Path | None = N
     index = 0
     for g, grp in enumerate(plan.replica_groups):
         for s, st in enumerate(grp.stages):
-            layers = ",".join(f"{a}-{b}" for a, b in st.layer_ranges)
+            layers = layers_text(st.layer_ranges)
             prefix = f"g{g} " if multi else ""
             legend.append((index, f"{prefix}stage {s}: {st.pool} TP{st.tp}, layers {layers}"))
             for r, devs in enumerate(st.devices):
@@ -336,14 +384,18 @@ def plot_placement_map(cluster: Cluster, plan: Plan, path: str | Path | None = N
             )  # fmt: skip
             ax.text(gpu + 0.5, y + 0.5, label, ha="center", va="center", fontsize=6,
                     bbox={"facecolor": "white", "alpha": 0.7, "pad": 0.5, "linewidth": 0})  # fmt: skip
-    # NVLink domains: nvlink_domain_nodes consecutive nodes of a pool share one NVLink fabric.
+    # NVLink domains: nvlink_domain_nodes consecutive nodes of a pool share one NVLink fabric;
+    # a PCIe (or xGMI) pool has no NVLink: each node is outlined as what it is.
+    outlines: dict[str, tuple[str, str, LineStyle]] = {}  # gid -> (label, colour, style)
     for pool in cluster.pools:
-        dom = pool.nvlink_domain_nodes
+        gid, label, color, style = domain_style(pool)
+        outlines[gid] = (label, color, style)
+        dom = pool.nvlink_domain_nodes if gid == "nvlink-domain" else 1
         for first in range(0, pool.nodes, dom):
             y0 = row_of[f"{pool.name}-{first}"]
             ax.add_patch(
                 Rectangle((-0.02, y0 - 0.02), pool.gpus_per_node + 0.04, dom + 0.04, fill=False,
-                          edgecolor="tab:purple", linewidth=1.8, gid="nvlink-domain")
+                          edgecolor=color, linestyle=style, linewidth=1.8, gid=gid)
             )  # fmt: skip
     ax.set_xlim(-0.2, width + 0.2)
     ax.set_ylim(len(nodes) + 0.1, -0.1)
@@ -364,16 +416,22 @@ def plot_placement_map(cluster: Cluster, plan: Plan, path: str | Path | None = N
         for grp in plan.replica_groups
     )
     gpu_types = ", ".join(f"{p.name} = {p.gpu_name}" for p in cluster.pools)
+    kinds = ", ".join(
+        f"{c[4:] if c.startswith('tab:') else c} = {lab}" for lab, c, _ in outlines.values()
+    )
     ax.set_title(
         f"Placement on {cluster.name} ({gpu_types}): {shape}\n{used} of {cluster.num_gpus} GPUs "
-        "used (colour = stage, hatch/label = replica, purple = NVLink domain)",
+        f"used (colour = stage, hatch/label = replica, {kinds})",
         fontsize=9,
     )
     handles: list[Any] = [
         Patch(facecolor=colors[i], edgecolor="black", label=t) for i, t in legend[:20]
     ]
     handles.append(Patch(facecolor=_IDLE_FACE, edgecolor="#bbbbbb", label="idle"))
-    handles.append(Patch(fill=False, edgecolor="tab:purple", linewidth=1.8, label="NVLink domain"))
+    for lab, color, style in outlines.values():
+        handles.append(
+            Patch(fill=False, edgecolor=color, linestyle=style, linewidth=1.8, label=lab)
+        )
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7,
               frameon=False)  # fmt: skip
     _save(fig, path)

@@ -551,7 +551,11 @@ def advice_table(advice: Sequence[Mapping[str, Any]]) -> Table:
     t.add_column("change")
     t.add_column("verdict")
     for a in advice:
-        style = "green" if a.get("sufficient") else ("red" if a.get("status") == "INFEASIBLE" else "yellow")
+        style = (
+            "green"
+            if a.get("sufficient")
+            else ("red" if a.get("status") == "INFEASIBLE" else "yellow")
+        )
         t.add_row(str(a.get("change", "")), Text(str(a.get("verdict", "")), style=style))
     return t
 

@@ -10,7 +10,16 @@ percentiles, throughput and goodput (:mod:`~solver.serving.metrics`).
 
 from __future__ import annotations
 
-from .api import DEFAULT_MAX_NUM_SEQS, Replica, ReplicaSetup, SimulationResult, serve, simulate
+from .api import (
+    DEFAULT_MAX_NUM_SEQS,
+    Replica,
+    ReplicaSetup,
+    SimulationResult,
+    serve,
+    simulate,
+    weighted_assignment,
+    weighted_random_assignment,
+)
 from .metrics import Percentiles, ServingMetrics, serving_metrics
 from .simulator import ReplicaTrace, simulate_replica
 from .stepcost import (
@@ -48,4 +57,6 @@ __all__ = [
     "serving_metrics",
     "simulate",
     "simulate_replica",
+    "weighted_assignment",
+    "weighted_random_assignment",
 ]

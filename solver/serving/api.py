@@ -2,10 +2,24 @@
 
 Every replica of every replica group of the plan runs the continuous-batching engine of
 :mod:`solver.serving.simulator`, priced by the roofline step cost of
-:mod:`solver.serving.stepcost` for its group.  Requests are dispatched **round-robin** over
-all replicas in arrival order (request i to replica i mod R, groups in plan order), so
-replicas never wait for each other and simulate independently; a faster group gets the same
-share of requests as a slower one (no join-shortest-queue balancing).
+:mod:`solver.serving.stepcost` for its group.  Requests are dispatched in arrival order,
+before they are served, so replicas never wait for each other and simulate independently:
+
+* **round-robin** (the default): request i to replica i mod R, groups in plan order; a faster
+  group gets the same share of requests as a slower one;
+* **weighted round-robin** (``routing="weighted_round_robin"`` with weights): deterministic
+  stride scheduling (:func:`weighted_assignment`): replica k gets requests at the "virtual
+  times" ``(j + 1/2) / w_k``, merged in order, so every prefix of the stream is split in
+  proportion to the weights to within one request per replica, and one replica's requests
+  are evenly spaced in the stream (smoother than the stream itself);
+* **weighted random** (``routing="weighted_random"`` with weights): each request goes to
+  replica k with probability ``w_k / sum(w)``, independently (seeded).  Random thinning of a
+  Poisson process is a Poisson process (e.g. Kingman, *Poisson Processes*, 1993, sec. 5.1),
+  so each replica then sees exactly the Poisson stream, at ``rate w_k / sum(w)``, that the
+  serving planner measured its capacity on; the planner verifies with it by default.
+
+Not modelled: join-shortest-queue or least-load routing, which would couple the replicas'
+simulations (a request's replica would depend on the others' queues at its arrival).
 """
 
 from __future__ import annotations
@@ -34,11 +48,14 @@ from .workload import Requests
 
 __all__ = [
     "DEFAULT_MAX_NUM_SEQS",
+    "ROUTINGS",
     "Replica",
     "ReplicaSetup",
     "SimulationResult",
     "serve",
     "simulate",
+    "weighted_assignment",
+    "weighted_random_assignment",
 ]
 
 #: Sequences per replica when the plan's group gives no batch size (vLLM's default
@@ -82,14 +99,62 @@ class SimulationResult(ServingMetrics):
     wall_time_s: float = Field(description="Wall time of the simulation itself, seconds.")
 
 
+def weighted_assignment(num_requests: int, weights: Sequence[float]) -> list[np.ndarray]:
+    """Split requests ``0..num_requests-1`` (in arrival order) over replicas in proportion to
+    ``weights``, deterministically (stride scheduling, see the module docstring).
+
+    Returns each replica's request indices, sorted.  Equal weights give round-robin.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 1 or w.size == 0:
+        raise SpecError("weights: need one weight per replica")
+    bad = np.flatnonzero(~np.isfinite(w) | (w <= 0))
+    if bad.size:
+        i = int(bad[0])
+        raise SpecError(f"weights[{i}]: must be finite and > 0, got {w[i]!r}")
+    n = int(num_requests)
+    share = w / w.sum()
+    # Enough virtual slots per replica that the first n merged slots never run one out.
+    slots = np.ceil(share * n).astype(np.int64) + 1
+    owner = np.repeat(np.arange(w.size), slots)
+    j = np.concatenate([np.arange(k, dtype=np.float64) for k in slots])
+    vtime = (j + 0.5) / share[owner]
+    order = np.lexsort((owner, vtime))[:n]  # ties: lower replica index first
+    target = owner[order]
+    return [np.flatnonzero(target == k) for k in range(w.size)]
+
+
+def weighted_random_assignment(
+    num_requests: int, weights: Sequence[float], seed: int = 0
+) -> list[np.ndarray]:
+    """Send each request to replica k with probability ``w_k / sum(w)``, independently
+    (numpy ``Generator.choice`` seeded with ``seed``).  Returns each replica's indices."""
+    w = np.asarray(weights, dtype=np.float64)
+    weighted_assignment(1, weights)  # the same checks
+    rng = np.random.default_rng(seed)
+    target = rng.choice(w.size, size=int(num_requests), p=w / w.sum())
+    return [np.flatnonzero(target == k) for k in range(w.size)]
+
+
+#: Dispatch policies of :func:`serve` / :func:`simulate` (the module docstring).
+ROUTINGS = ("round_robin", "weighted_round_robin", "weighted_random")
+
+
 def serve(
     requests: Requests,
     replicas: Sequence[Replica],
     *,
     ttft_slo_ms: float | None = None,
     tpot_slo_ms: float | None = None,
+    weights: Sequence[float] | None = None,
+    routing: str | None = None,
+    routing_seed: int = 0,
 ) -> tuple[ServingMetrics, list[ReplicaTrace], list[np.ndarray]]:
-    """Round-robin ``requests`` over ``replicas`` and simulate each.
+    """Dispatch ``requests`` over ``replicas`` and simulate each.
+
+    ``routing``: one of :data:`ROUTINGS`; default ``round_robin`` without ``weights`` and
+    ``weighted_round_robin`` with them (:func:`weighted_assignment`);
+    ``weighted_random`` (:func:`weighted_random_assignment`, seeded with ``routing_seed``).
 
     Returns the metrics, each replica's trace and each replica's request indices (into
     ``requests``).
@@ -100,12 +165,26 @@ def serve(
         if v is not None and not (math.isfinite(v) and v > 0):
             raise SpecError(f"{name}: must be finite and > 0, got {v!r}")
     n, r = len(requests), len(replicas)
+    if weights is not None and len(weights) != r:
+        raise SpecError(f"weights: need one weight per replica ({r}), got {len(weights)}")
+    routing = routing or ("round_robin" if weights is None else "weighted_round_robin")
+    if routing not in ROUTINGS:
+        raise SpecError(f"routing: expected one of {', '.join(ROUTINGS)}, got {routing!r}")
+    if routing != "round_robin" and weights is None:
+        raise SpecError(f"routing: {routing} needs weights (one per replica), got None")
+    if routing == "round_robin":
+        split = [np.arange(k, n, r) for k in range(r)]
+    elif routing == "weighted_round_robin":
+        assert weights is not None
+        split = weighted_assignment(n, weights)
+    else:
+        assert weights is not None
+        split = weighted_random_assignment(n, weights, routing_seed)
     first = np.full(n, np.nan)
     finish = np.full(n, np.nan)
     traces: list[ReplicaTrace] = []
     shares: list[np.ndarray] = []
-    for k, rep in enumerate(replicas):
-        idx = np.arange(k, n, r)
+    for rep, idx in zip(replicas, split, strict=True):
         shares.append(idx)
         if idx.size == 0:
             continue
@@ -154,6 +233,9 @@ def simulate(
     ttft_slo_ms: float | None = None,
     tpot_slo_ms: float | None = None,
     calibration: Cal = None,
+    replica_weights: Sequence[float] | None = None,
+    routing: str | None = None,
+    routing_seed: int = 0,
 ) -> SimulationResult:
     """Simulate continuous-batching serving of ``requests`` on ``plan``.
 
@@ -178,6 +260,15 @@ def simulate(
         SLOs for goodput; default the workload's ``ttft_ms`` / ``tpot_ms`` (None: no limit).
     calibration
         As for :func:`solver.evaluate.evaluate`; default the cluster's own reference.
+    replica_weights
+        One weight per replica group (each replica of group g gets weight
+        ``replica_weights[g]``): dispatch in proportion to them
+        (:func:`weighted_assignment`), e.g. each replica's capacity in requests/s; default
+        round-robin.
+    routing, routing_seed
+        Dispatch policy (:data:`ROUTINGS`; default ``round_robin``, or
+        ``weighted_round_robin`` with ``replica_weights``) and the seed of
+        ``weighted_random``.
 
     Returns
     -------
@@ -205,6 +296,19 @@ def simulate(
     _positive_int(max_num_seqs, "max_num_seqs")
     _positive_int(max_num_batched_tokens, "max_num_batched_tokens")
     _positive_int(kv_capacity, "kv_capacity")
+    if replica_weights is not None and len(replica_weights) != len(plan.replica_groups):
+        raise SpecError(
+            f"replica_weights: need one per replica group ({len(plan.replica_groups)}), "
+            f"got {len(replica_weights)}"
+        )
+    for g, wt in enumerate(replica_weights or ()):
+        if (
+            isinstance(wt, bool)
+            or not isinstance(wt, (int, float))
+            or not math.isfinite(wt)
+            or wt <= 0
+        ):
+            raise SpecError(f"replica_weights[{g}]: must be finite and > 0, got {wt!r}")
     if calibration is None and cluster.calibration is not None:
         cluster = calibrated_cluster(cluster)
     ttft_slo = workload.ttft_ms if ttft_slo_ms is None else ttft_slo_ms
@@ -249,7 +353,24 @@ def simulate(
                 "kv_capacity_tokens": kv,
             }
         )
-    metrics, _, shares = serve(requests, replicas, ttft_slo_ms=ttft_slo, tpot_slo_ms=tpot_slo)
+    weights = (
+        None
+        if replica_weights is None
+        else [
+            float(wt)
+            for wt, grp in zip(replica_weights, plan.replica_groups, strict=True)
+            for _ in range(grp.count)
+        ]
+    )
+    metrics, _, shares = serve(
+        requests,
+        replicas,
+        ttft_slo_ms=ttft_slo,
+        tpot_slo_ms=tpot_slo,
+        weights=weights,
+        routing=routing,
+        routing_seed=routing_seed,
+    )
     start = 0
     groups = []
     for setup, grp in zip(setups, plan.replica_groups, strict=True):
@@ -258,6 +379,7 @@ def simulate(
         groups.append(ReplicaSetup.model_validate({**setup, "requests": got}))
     return SimulationResult(
         **metrics.model_dump(),
+        routing=routing or ("round_robin" if weights is None else "weighted_round_robin"),
         replicas=len(replicas),
         groups=groups,
         step_overhead_s=step_overhead_s,

@@ -30,6 +30,7 @@ running set.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from dataclasses import dataclass
 
@@ -40,7 +41,7 @@ from ..errors import SpecError
 from .stepcost import StepCost
 from .workload import Requests
 
-__all__ = ["ReplicaTrace", "simulate_replica"]
+__all__ = ["ReplicaTrace", "SloStop", "simulate_replica"]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -69,6 +70,44 @@ class ReplicaTrace:
     step_s: FloatArray
     step_decode: IntArray
     step_prefill_tokens: IntArray
+    stopped: bool = False
+
+
+@dataclass(frozen=True)
+class SloStop:
+    """Stop a simulation once a p99 SLO is certain to be missed (the capacity search's
+    failing probes then cost a fraction of a full run).
+
+    A request *misses* TTFT once it has waited ``ttft_s`` without a first token (counted
+    for requests still queued too: their TTFT can only grow), and misses TPOT when it
+    finishes with ``(finish - first) / (output - 1) > tpot_s``.  With numpy's (linear)
+    percentile over n values, p99 >= the value at sorted index ``floor(0.99 (n - 1))``, so
+    once ``n - floor(0.99 (n - 1))`` requests miss, the p99 exceeds the SLO whatever the rest
+    do: :meth:`for_p99` sets the limits so.  The trace of a stopped run is partial
+    (``stopped`` True; unfinished requests NaN).
+    """
+
+    ttft_s: float
+    tpot_s: float
+    max_ttft_misses: int
+    max_tpot_misses: int
+
+    @staticmethod
+    def misses_for_p99(n: int) -> int:
+        """Misses among n values that force numpy's p99 above the limit."""
+        return n - int(np.floor(0.99 * (n - 1))) if n > 0 else 1
+
+    @classmethod
+    def for_p99(cls, requests: Requests, ttft_s: float | None, tpot_s: float | None) -> SloStop:
+        """Limits for the p99s of ``requests`` (None: that SLO never stops the run)."""
+        multi = int((requests.output_tokens > 1).sum())
+        big = len(requests) + 1
+        return cls(
+            ttft_s=np.inf if ttft_s is None else ttft_s,
+            tpot_s=np.inf if tpot_s is None else tpot_s,
+            max_ttft_misses=big if ttft_s is None else cls.misses_for_p99(len(requests)),
+            max_tpot_misses=big if tpot_s is None or multi == 0 else cls.misses_for_p99(multi),
+        )
 
 
 def _check_limits(
@@ -98,6 +137,7 @@ def simulate_replica(
     max_num_seqs: int,
     max_num_batched_tokens: int,
     kv_capacity_tokens: int,
+    stop: SloStop | None = None,
 ) -> ReplicaTrace:
     """Serve ``requests`` on one replica; see the module docstring for the scheduler.
 
@@ -113,6 +153,8 @@ def simulate_replica(
         Token budget of one step (decode tokens + prefill chunk tokens); >= max_num_seqs.
     kv_capacity_tokens
         KV-cache tokens; every request's prompt + output must fit.
+    stop
+        Stop early once the p99 SLOs it names are certainly missed (:class:`SloStop`).
     """
     _check_limits(requests, max_num_seqs, max_num_batched_tokens, kv_capacity_tokens)
     n = len(requests)
@@ -137,7 +179,14 @@ def simulate_replica(
     done = 0
     step = 0
     t = 0.0
+    ttft_miss = tpot_miss = 0
+    stopped = False
     while done < n:
+        if stop is not None:
+            queued_late = bisect.bisect_left(arrival, t - stop.ttft_s, lo=nxt) - nxt
+            if ttft_miss + queued_late >= stop.max_ttft_misses or tpot_miss >= stop.max_tpot_misses:
+                stopped = True
+                break
         d = len(decoding)
         if d == 0 and not prefilling and nxt < n and arrival[nxt] > t:
             t = arrival[nxt]  # idle until the next arrival
@@ -181,6 +230,8 @@ def simulate_replica(
                 if end:
                     rid = entry[0]
                     first[rid] = t
+                    if stop is not None and t - arrival[rid] > stop.ttft_s:
+                        ttft_miss += 1
                     if output[rid] == 1:
                         finish[rid] = t
                         kv_used -= prompt[rid] + output[rid]
@@ -217,6 +268,8 @@ def simulate_replica(
         while decoding and decoding[0][0] == step:
             _, rid, offset = heapq.heappop(decoding)
             finish[rid] = t
+            if stop is not None and t - first[rid] > stop.tpot_s * (output[rid] - 1):
+                tpot_miss += 1
             kv_used -= prompt[rid] + output[rid]
             ctx_base -= offset
             done += 1
@@ -227,4 +280,5 @@ def simulate_replica(
         step_s=np.concatenate(seg_s) if seg_s else np.zeros(0),
         step_decode=np.repeat(np.asarray(seg_decode, dtype=np.int64), lens),
         step_prefill_tokens=np.repeat(np.asarray(seg_prefill, dtype=np.int64), lens),
+        stopped=stopped,
     )

@@ -36,8 +36,16 @@ The roofline step (``step-time model``, named so issue 16 item 1 can refine it):
 * ``t_weights``: one read of every stage's weights.  A mixed step streams the weights once
   (the decode rows ride in the prefill's GEMMs), so a step with both kinds of work saves one
   weight read, but never costs less than either part alone.
-* ``step_overhead_s``: a fixed per-step cost (scheduler, sampling, launches); 0 by default:
-  no sourced figure yet (issue 16 item 1: engine step overheads, CUDA graphs).
+* ``step_overhead_s``: a fixed per-step cost: the serving engine's exposed host time per step
+  (``step_host_us`` of its profile) plus any extra ``step_overhead_s`` the caller adds.
+
+Serving engine (``engine`` argument, default the workload's ``serving_engine``; ``auto`` =
+vLLM): every table is built from the evaluator's functions with the engine's profile
+(:mod:`solver.costmodel.serving_engine`): GEMMs at small M, the paged decode attention
+kernel, the custom all-reduce, CUDA graphs within the captured batch sizes (eager launches
+outside them), and an LM head with the sampler instead of the training head; ``roofline``
+gives the tables of the pure roofline.  A static batch therefore costs what
+:func:`solver.evaluate.evaluate` charges for it, step by step.
 
 Approximations: the ``max`` of a kernel-launch-bound pass (``kernel_launch_us`` of a
 calibration) is applied per table entry, not to the whole mixed step; MoE weight reads in
@@ -63,15 +71,17 @@ from ..costmodel import (
     kv_cache_bytes_per_token,
     op_time,
     prefill_block_time,
-    stage_params_per_gpu,
 )
 from ..costmodel import constants as C
-from ..costmodel.compute import attention_saturation
+from ..costmodel import serving_engine as SE
+from ..costmodel.compute import attention_saturation, engine_head_time
+from ..costmodel.quant import serving_precision
 from ..costmodel.serving_memory import stage_kv_pool, stage_weight_bytes
 from ..costmodel.stack import stack_of
 from ..errors import SpecError
 from ..evaluate.boundary import _p2p
 from ..evaluate.calibration import Cal, gpu_with_calibration
+from ..evaluate.inference import engine_for_gpu
 from ..evaluate.links import tp_link
 from ..specs import Cluster, GPUSpec, InferenceWorkload, Model, ReplicaGroup
 
@@ -318,6 +328,7 @@ class _Tables:
     kv_per_token: float = 0.0
     weights_s: float = 0.0
     saturates: bool = False
+    host_s: float = 0.0
 
 
 def _add_stage(
@@ -330,18 +341,22 @@ def _add_stage(
     s: int,
     grid: FloatArray,
     calibration: Cal,
+    engine_name: str,
 ) -> None:
     """Add stage ``s``'s terms to ``tables`` and its attention coefficients to ``attn``."""
-    prec = workload.precision
-    kvp = workload.kv_cache_precision or prec
+    prec = serving_precision(workload)  # the quantization format when set (costmodel.quant)
+    kvp = workload.kv_cache_precision or workload.precision
     stack = stack_of(workload)
     h = model.hidden_size
     st = group.stages[s]
     pool = cluster.pool(st.pool)
     gpu = gpu_with_calibration(pool, calibration)
     link = tp_link(pool, calibration)
+    engine = engine_for_gpu(engine_name, gpu, calibration, link)
     n = st.num_layers
     first, last = s == 0, s == group.pp - 1
+    if last:
+        tables.host_s = SE.step_overhead_s(engine)
 
     def dec_block(b: int, ctx: int) -> float:
         return decode_block_time(
@@ -353,9 +368,14 @@ def _add_stage(
             precision=prec,
             kv_precision=kvp,
             tp_link=link,
+            engine=engine,
         ).fwd_s
 
     def head(rows: int) -> float:
+        if engine.smooth_gemm:
+            return engine_head_time(
+                model, gpu, tp=st.tp, rows=rows, tp_link=link, engine=engine
+            ).fwd_s
         return head_time(
             model, gpu, tp=st.tp, micro_batch=rows, seq=1, precision=prec, tp_link=link, stack=stack
         ).fwd_s
@@ -387,6 +407,7 @@ def _add_stage(
             precision=prec,
             tp_link=link,
             attention=workload.attention,
+            engine=engine,
         ).fwd_s
         ops = block_forward_ops(
             model,
@@ -430,8 +451,10 @@ def _add_stage(
             s_per_byte,
         ]
     )
-    weights = stage_params_per_gpu(model, n, first=first, last=last, sequence_length=1, tp=st.tp)
-    tables.weights_s += weights * C.BYTES_PER_ELEMENT[prec] * s_per_byte
+    weights = stage_weight_bytes(  # bytes: quantized blocks, 16-bit embedding/head
+        model, layers=n, first=first, last=last, tp=st.tp, context_tokens=1, precision=prec
+    )
+    tables.weights_s += weights * s_per_byte
 
 
 def roofline_step_cost(
@@ -445,6 +468,7 @@ def roofline_step_cost(
     calibration: Cal = None,
     step_overhead_s: float = 0.0,
     exact_tokens: tuple[int, ...] = (),
+    engine: str | None = None,
 ) -> RooflineStepCost:
     """Tabulate :class:`RooflineStepCost` for one replica of ``group``.
 
@@ -457,9 +481,12 @@ def roofline_step_cost(
     calibration
         As for :func:`solver.evaluate.evaluate`.
     step_overhead_s
-        Fixed seconds per step (default 0).
+        Extra fixed seconds per step (default 0), on top of the engine's host time per step.
     exact_tokens
         Token counts to put on the prefill grid exactly (besides 0..64 and the budget).
+    engine
+        Serving-engine profile (``auto``, ``vllm``, ``sglang``, ``trtllm``, ``roofline``);
+        default None: the workload's ``serving_engine``.
     """
     if workload.attention != "flash":
         raise SpecError(
@@ -468,6 +495,9 @@ def roofline_step_cost(
         )
     if not math.isfinite(step_overhead_s) or step_overhead_s < 0:
         raise SpecError(f"step_overhead_s: must be finite and >= 0, got {step_overhead_s!r}")
+    engine_name = workload.serving_engine if engine is None else engine
+    if engine_name not in ("auto", *SE.ENGINES):
+        raise SpecError(f"engine: one of auto, {', '.join(SE.ENGINES)}, got {engine_name!r}")
     grid = _grid(max_num_batched_tokens, exact_tokens)
     tables = _Tables(
         decode=np.zeros(max_num_seqs + 1),
@@ -476,7 +506,7 @@ def roofline_step_cost(
     )
     attn: list[list[float]] = []
     for s in range(group.pp):
-        _add_stage(tables, attn, model, cluster, workload, group, s, grid, calibration)
+        _add_stage(tables, attn, model, cluster, workload, group, s, grid, calibration, engine_name)
     a = np.asarray(attn)
     return RooflineStepCost(
         decode_s=tables.decode,
@@ -492,7 +522,7 @@ def roofline_step_cost(
         attn_s_per_byte=a[:, 5],
         attn_saturates=tables.saturates,
         weights_s=tables.weights_s,
-        step_overhead_s=step_overhead_s,
+        step_overhead_s=step_overhead_s + tables.host_s,
     )
 
 
@@ -524,7 +554,7 @@ def kv_capacity_tokens(
             last=s == p - 1,
             tp=st.tp,
             context_tokens=workload.prompt_tokens + workload.output_tokens,
-            precision=workload.precision,
+            precision=serving_precision(workload),
         )
         pool = stage_kv_pool(
             model,

@@ -28,13 +28,14 @@ from .store import (
     CSV_FILE,
     LOCK_FILE,
     RESULTS_FILE,
+    SETTINGS_FILE,
     ResultWriter,
     read_results,
     write_csv,
     write_text_atomic,
 )
 
-__all__ = ["SweepProgress", "SweepSummary", "sweep"]
+__all__ = ["SweepProgress", "SweepSummary", "saved_settings", "settings_document", "sweep"]
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,80 @@ def _check_same_cases(out: Path, cases: list[Case]) -> None:
         )
 
 
+#: How each stored solve option is named in a refusal (the CLI's spelling where it has one).
+_SETTING_NAMES = {
+    "time_limit_s": "--time-limit",
+    "seed": "--seed",
+    "deterministic": "--deterministic/--parallel-search",
+    "num_workers": "--workers (CP-SAT workers per case: cores / --workers)",
+    "hard_timeout_s": "hard_timeout_s",
+    "compare_baseline": "compare_baseline",
+}
+
+#: The defaults of the options a sweep is solved with (``sweep(...)``'s None).
+_DEFAULTS: dict[str, Any] = {"time_limit_s": 10.0, "seed": 0, "deterministic": True}
+
+
+def settings_document(settings: SolveSettings) -> dict[str, Any]:
+    """The solve options that change a case's result, as ``settings.json`` stores them.
+
+    CP-SAT's worker count matters only without ``deterministic`` (one worker then); how many
+    cases run at once (the sweep's own ``workers``) changes no result and is not stored.
+    """
+    return {
+        "time_limit_s": settings.time_limit_s,
+        "seed": settings.seed,
+        "deterministic": settings.deterministic,
+        "num_workers": None if settings.deterministic else settings.num_workers,
+        "hard_timeout_s": settings.hard_timeout_s,
+        "compare_baseline": settings.compare_baseline,
+    }
+
+
+def saved_settings(out: Path) -> dict[str, Any]:
+    """The solve options of the sweep in ``out``: its ``settings.json``, or for a directory
+    written before that file existed the time limit and seed its records carry; {} if none."""
+    path = out / SETTINGS_FILE
+    if path.is_file():
+        data = read_document(path)
+        if not isinstance(data, dict):
+            raise SpecError(f"--resume: {path} is not a settings document")
+        return {k: data[k] for k in _SETTING_NAMES if k in data}
+    records = read_results(out / RESULTS_FILE).records if (out / RESULTS_FILE).is_file() else []
+    if not records:
+        return {}
+    return {k: records[0][k] for k in ("time_limit_s", "seed") if k in records[0]}
+
+
+def _check_same_settings(out: Path, wanted: dict[str, Any], saved: dict[str, Any]) -> None:
+    """Refuse to resume ``out`` with other solve options than its cases were solved with:
+    the results would mix two sweeps.  Nothing in ``out`` is touched."""
+    changed = [
+        f"{_SETTING_NAMES[k]} {_shown(saved[k])} -> {_shown(wanted[k])}"
+        for k in _SETTING_NAMES
+        if k in saved and k in wanted and saved[k] != wanted[k]
+    ]
+    if changed:
+        raise SpecError(
+            f"--resume: the solve options differ from those of the sweep in {out} "
+            f"({'; '.join(changed)}); resume with the same options (or none: --resume --out "
+            f"{out} reuses them), or choose another --out"
+        )
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "default" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _resolved(name: str, given: Any, saved: dict[str, Any]) -> Any:
+    """A solve option: as given, else the resumed sweep's, else the default."""
+    if given is not None:
+        return given
+    return saved.get(name, _DEFAULTS[name])
+
+
 def _as_case(item: Case | tuple[Any, Any, Any]) -> Case:
     if isinstance(item, Case):
         return item
@@ -155,9 +230,9 @@ def sweep(
     executor: str | Executor = "local",
     workers: int | None = None,
     address: str | None = None,
-    time_limit_s: float = 10.0,
-    seed: int = 0,
-    deterministic: bool = True,
+    time_limit_s: float | None = None,
+    seed: int | None = None,
+    deterministic: bool | None = None,
     hard_timeout_s: float | None = None,
     compare_baseline: bool = False,
     resume: bool = False,
@@ -183,9 +258,14 @@ def sweep(
     time_limit_s, seed, deterministic, hard_timeout_s, compare_baseline
         How each case is solved (see :class:`~solver.sweep.executors.SolveSettings`); defaults
         10 s, 0, True (reproducible: one CP-SAT worker per case), 3 x limit + 30 s, False.
+        With ``resume``, the time limit, seed and ``deterministic`` not given (None) are the
+        resumed sweep's.
     resume
         Continue a sweep in ``out``: cases already in results.jsonl are skipped (default
-        False; without it an ``out`` that already holds results is an error).
+        False; without it an ``out`` that already holds results is an error).  Another case
+        set, or other solve options than those in ``out/settings.json`` (time limit, seed,
+        deterministic, CP-SAT workers per case without it, hard timeout, baseline), is refused
+        with :class:`SpecError` naming ``--resume``, and ``out`` is left untouched.
     progress
         Called with a :class:`SweepProgress` before the first case and after each record.
     task
@@ -201,6 +281,11 @@ def sweep(
     check_solve_options(
         time_limit_s=time_limit_s, seed=seed, num_workers=workers, names=_OPTION_NAMES
     )
+    out = Path(out)
+    saved = saved_settings(out) if resume and out.is_dir() else {}
+    time_limit_s = float(_resolved("time_limit_s", time_limit_s, saved))
+    seed = int(_resolved("seed", seed, saved))
+    deterministic = bool(_resolved("deterministic", deterministic, saved))
     if hard_timeout_s is not None and not hard_timeout_s > 0:
         raise SpecError(f"hard_timeout_s: must be > 0 seconds, got {hard_timeout_s:g}")
     case_list = check_unique([_as_case(c) for c in cases])
@@ -216,11 +301,10 @@ def sweep(
             compare_baseline=compare_baseline,
         )
     )
-    out = Path(out)
     if out.exists() and not out.is_dir():
         raise SpecError(f"--out: {out} is a file, expected a directory")
     if out.is_dir():
-        for name in (RESULTS_FILE, CSV_FILE, CASES_FILE, LOCK_FILE):
+        for name in (RESULTS_FILE, CSV_FILE, CASES_FILE, SETTINGS_FILE, LOCK_FILE):
             output_target(out / name)  # no FIFO, device or directory where a file goes
     if not resume and read_results(out / RESULTS_FILE).records:
         raise SpecError(
@@ -229,6 +313,7 @@ def sweep(
         )
     if resume:
         _check_same_cases(out, case_list)  # before anything in out is touched
+        _check_same_settings(out, settings_document(settings), saved)
     out.mkdir(parents=True, exist_ok=True)
 
     start = time.perf_counter()
@@ -242,6 +327,9 @@ def sweep(
         write_text_atomic(
             out / CASES_FILE,
             json.dumps([case_to_dict(c) for c in case_list], indent=1) + "\n",
+        )
+        write_text_atomic(
+            out / SETTINGS_FILE, json.dumps(settings_document(settings), indent=1) + "\n"
         )
         todo = [c for c in case_list if c.key not in stored.keys]
         solved = 0

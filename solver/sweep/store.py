@@ -1,5 +1,6 @@
 """The sweep's output directory: ``results.jsonl`` (durable, append-only), ``results.csv``,
-``cases.json``.
+``cases.json`` and ``settings.json`` (the solve options every case was solved with, which
+``--resume`` must match).
 
 ``results.jsonl`` holds one JSON object per finished case, in the order cases finished.  Only
 the sweep's driver process writes it: each record is one ``os.write`` of the whole line
@@ -33,6 +34,7 @@ __all__ = [
     "CSV_COLUMNS",
     "CSV_FILE",
     "RESULTS_FILE",
+    "SETTINGS_FILE",
     "ResultWriter",
     "StoredResults",
     "read_results",
@@ -44,6 +46,7 @@ __all__ = [
 RESULTS_FILE = "results.jsonl"
 CSV_FILE = "results.csv"
 CASES_FILE = "cases.json"
+SETTINGS_FILE = "settings.json"
 LOCK_FILE = ".sweep.lock"
 
 #: Columns of ``results.csv``: every scalar field of a record (the plan stays in the JSONL).

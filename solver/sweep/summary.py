@@ -7,7 +7,6 @@ FEASIBLE), the one with the most tokens/s, ties broken by fewer GPUs, then lower
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections import Counter
@@ -17,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
-from ..io import write_bytes_atomic
 from .executors import FAILURE_STATUSES
 from .store import CASES_FILE, RESULTS_FILE, read_results
 
@@ -26,6 +24,8 @@ __all__ = [
     "BestRow",
     "SweepDirectory",
     "best_rows",
+    "cell_note",
+    "heatmap_figure",
     "load_directory",
     "plot_heatmap",
 ]
@@ -159,35 +159,60 @@ def load_directory(out: Path) -> SweepDirectory:
 
 
 def _short(value: float) -> str:
-    """``15470627 -> '15.5M'``, ``0.0479 -> '0.048'``."""
+    """Three significant digits with an SI suffix, the same for every cell:
+    ``15470627 -> '15.5M'``, ``94621 -> '94.6k'``, ``0.0479 -> '0.0479'``."""
     for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(value) >= scale:
             return f"{value / scale:.3g}{suffix}"
-    return f"{value:.2g}"
+    return f"{value:.3g}"
 
 
-def plot_heatmap(
-    records: Sequence[dict[str, Any]], path: Path, *, metric: str = "tokens_per_s"
-) -> Path:
-    """Save a heat map of the best plan per model (rows, by size) x cluster (columns).
+def cell_note(records: Sequence[dict[str, Any]]) -> str:
+    """What a heat-map cell without a value says: ``no case`` (the sweep has no case for it),
+    ``infeasible`` (every case proven INFEASIBLE), ``n/a`` (a plan, but not this metric, e.g.
+    no price for $ per token), else its cases' statuses (``unknown``, ``error/timeout``)."""
+    if not records:
+        return "no case"
+    statuses = Counter(r.get("status") or "ERROR" for r in records)
+    if any(st in _PLANNED for st in statuses):
+        return "n/a"
+    if set(statuses) == {"INFEASIBLE"}:
+        return "infeasible"
+    return "/".join(sorted(st.lower() for st in statuses))
 
-    One panel per workload kind; colour is ``metric`` (``tokens_per_s`` or
-    ``cost_per_mtoken``) on a log scale; a cell without a plan is grey.
+
+#: Heat-map cells hold their value as text up to this many cells per panel (beyond it the
+#: text would be too small to read; the colour bar still gives the value).
+MAX_TEXT_CELLS = 400
+
+
+def heatmap_figure(records: Sequence[dict[str, Any]], *, metric: str = "tokens_per_s") -> Any:
+    """The heat map of :func:`plot_heatmap` as a :class:`matplotlib.figure.Figure` (no pyplot).
+
+    One panel per workload kind: rows are models (by size), columns clusters; a cell's colour
+    and text are the best plan's ``metric`` (three significant digits, log colour scale).  A
+    cell without a value is grey, hatched (``gid='no-plan'``) and says why (:func:`cell_note`:
+    ``infeasible``, ``unknown``, ``no case``, ...).  Value texts have ``gid='cell-value'``,
+    notes ``gid='cell-note'``.
     """
     if metric not in PLOT_METRICS:
         raise SpecError(f"--plot-metric: must be one of {', '.join(PLOT_METRICS)}, got {metric!r}")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib import colormaps
     from matplotlib.colors import LogNorm
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
 
     label, higher_better = PLOT_METRICS[metric]
     rows = best_rows(records)
     kinds = list(dict.fromkeys(r.kind for r in rows))
     if not kinds:
         raise SpecError("--plot: the sweep has no records to plot")
+    by_cell: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for rec in records:
+        by_cell.setdefault((rec.get("kind") or "unknown", rec["model"], rec["cluster"]), []).append(
+            rec
+        )
     panels = []
     for kind in kinds:
         sub = [r for r in rows if r.kind == kind]
@@ -200,46 +225,59 @@ def plot_heatmap(
                 grid[models.index(r.model), clusters.index(r.cluster)] = float(value)
         panels.append((kind, models, clusters, grid))
 
-    width = max(6.0, max(0.7 * len(p[2]) for p in panels) + 3.0)
-    heights = [max(2.5, 0.35 * len(p[1]) + 1.8) for p in panels]
-    fig, axes = plt.subplots(
-        len(panels),
-        1,
-        figsize=(width, sum(heights)),
-        squeeze=False,
-        gridspec_kw={"height_ratios": heights},
-    )
-    cmap = plt.get_cmap("viridis" if higher_better else "viridis_r").with_extremes(bad="#d0d0d0")
+    width = max(6.0, max(0.8 * len(p[2]) for p in panels) + 3.0)
+    heights = [max(2.5, 0.4 * len(p[1]) + 1.8) for p in panels]
+    fig = Figure(figsize=(width, sum(heights)), layout="constrained")
+    axes = fig.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": heights})
+    cmap = colormaps["viridis" if higher_better else "viridis_r"].with_extremes(bad="#d0d0d0")
     for ax, (kind, models, clusters, grid) in zip(axes[:, 0], panels, strict=True):
         finite = grid[np.isfinite(grid)]
-        norm = LogNorm(vmin=finite.min(), vmax=finite.max()) if finite.size else None
+        norm = None
+        if finite.size:
+            lo, hi = float(finite.min()), float(finite.max())
+            if lo == hi:  # one value (or all equal): a decade around it, not a degenerate norm
+                lo, hi = lo / 10**0.5, hi * 10**0.5
+            norm = LogNorm(vmin=lo, vmax=hi)
         image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, aspect="auto")
         ax.set_xticks(range(len(clusters)), clusters, rotation=35, ha="right", fontsize=8)
         ax.set_yticks(range(len(models)), models, fontsize=8)
-        ax.set_title(f"{kind}: {label}; grey = no plan", fontsize=10)
+        ax.set_title(f"{kind}: {label}; hatched = no plan", fontsize=10)
         if finite.size:
             fig.colorbar(image, ax=ax, label=label)
-        if grid.size <= 400:
-            for (i, j), v in np.ndenumerate(grid):
-                if not np.isfinite(v):
-                    ax.text(j, i, "no plan", ha="center", va="center", fontsize=6, color="#555555")
-                    continue
+        text = grid.size <= MAX_TEXT_CELLS
+        for (i, j), v in np.ndenumerate(grid):
+            if not np.isfinite(v):
+                ax.add_patch(
+                    Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///",
+                              edgecolor="#888888", linewidth=0, gid="no-plan")
+                )  # fmt: skip
+                if text:
+                    note = cell_note(by_cell.get((kind, models[i], clusters[j]), []))
+                    ax.text(j, i, note, ha="center", va="center", fontsize=7, color="black",
+                            bbox={"facecolor": "#d0d0d0", "linewidth": 0, "pad": 1},
+                            gid="cell-note")  # fmt: skip
+                continue
+            if text:
                 bright = norm is not None and float(norm(v)) > 0.6
-                ax.text(
-                    j,
-                    i,
-                    _short(v),
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="black" if bright == higher_better else "white",
-                )
-    fig.tight_layout()
-    # Rendered in memory, then written like every other output file (temporary file renamed
-    # into place; links followed, FIFOs and devices refused; the umask or old mode kept).
-    buf = io.BytesIO()
-    suffix = Path(path).suffix.lower().lstrip(".") or "png"
-    fig.savefig(buf, dpi=120, format=suffix)
-    plt.close(fig)
-    write_bytes_atomic(Path(path), buf.getvalue())
+                ax.text(j, i, _short(v), ha="center", va="center", fontsize=7,
+                        color="black" if bright == higher_better else "white",
+                        gid="cell-value")  # fmt: skip
+    return fig
+
+
+def plot_heatmap(
+    records: Sequence[dict[str, Any]], path: Path, *, metric: str = "tokens_per_s"
+) -> Path:
+    """Save the heat map of the best plan per model (rows, by size) x cluster (columns)
+    (:func:`heatmap_figure`), written atomically like every output file
+    (:func:`solver.report.plots.save_figure`: a temporary file in the same folder renamed into
+    place; links written through, FIFOs and devices refused, the umask or old mode kept)."""
+    from ..report.plots import save_figure
+
+    fig = heatmap_figure(records, metric=metric)
+    save_figure(fig, path, dpi=HEATMAP_DPI)
     return path
+
+
+#: The heat map's raster resolution (it holds text only at cell size: 120 dpi is enough).
+HEATMAP_DPI = 120

@@ -27,7 +27,9 @@ def block_placeable(pool: Pool, tp: int, d: int) -> bool:
     return size % gpn == 0 or (gpn % size == 0 and size & (size - 1) == 0)
 
 
-def dp_topology(cluster: Cluster, pool: Pool, tp: int, d: int) -> tuple[int, int, cm.LinkTier, cm.LinkTier]:
+def dp_topology(
+    cluster: Cluster, pool: Pool, tp: int, d: int
+) -> tuple[int, int, cm.LinkTier, cm.LinkTier]:
     """(members per node k, nodes, intra link, inter link) of a stage's DP group.
 
     Matches :func:`solver.evaluate.links.dp_links` for the block placement above; across
@@ -49,8 +51,14 @@ def dp_topology(cluster: Cluster, pool: Pool, tp: int, d: int) -> tuple[int, int
 
 
 def dp_time(
-    cluster: Cluster, pool: Pool, tp: int, d: int, params: float, workload: TrainingWorkload,
-    fam: Family, m: int,
+    cluster: Cluster,
+    pool: Pool,
+    tp: int,
+    d: int,
+    params: float,
+    workload: TrainingWorkload,
+    fam: Family,
+    m: int,
 ) -> float:
     """DP traffic of one stage per step: the evaluator's formula on the block's DP span."""
     k, nodes, intra, inter = dp_topology(cluster, pool, tp, d)

@@ -31,7 +31,9 @@ class Family:
     @property
     def label(self) -> str:
         sp = "+sp" if self.sequence_parallel else ""
-        sched = self.schedule if self.virtual_stages == 1 else f"{self.schedule}{self.virtual_stages}"
+        sched = (
+            self.schedule if self.virtual_stages == 1 else f"{self.schedule}{self.virtual_stages}"
+        )
         return f"mb{self.micro_batch}/{self.recompute}{sp}/zero{self.zero_stage}/{sched}"
 
 
@@ -44,7 +46,9 @@ def _kb_up(nbytes: float) -> int:
     return int(math.ceil(nbytes / KB - 1e-9))
 
 
-def min_block_seconds(model: Model, cluster: Cluster, workload: TrainingWorkload, fams: list[Family]) -> float:
+def min_block_seconds(
+    model: Model, cluster: Cluster, workload: TrainingWorkload, fams: list[Family]
+) -> float:
     """The cheapest forward + backward of one block over every family, pool and TP option."""
     from ...evaluate.links import tp_link
 
@@ -55,9 +59,15 @@ def min_block_seconds(model: Model, cluster: Cluster, workload: TrainingWorkload
             for tp in tp_options(model, pool):
                 try:
                     blk = cm.block_time(
-                        model, gpu, tp=tp, micro_batch=fam.micro_batch, seq=workload.sequence_length,
-                        recompute=fam.recompute, sequence_parallel=fam.sequence_parallel and tp > 1,
-                        precision=workload.precision, tp_link=tp_link(pool),
+                        model,
+                        gpu,
+                        tp=tp,
+                        micro_batch=fam.micro_batch,
+                        seq=workload.sequence_length,
+                        recompute=fam.recompute,
+                        sequence_parallel=fam.sequence_parallel and tp > 1,
+                        precision=workload.precision,
+                        tp_link=tp_link(pool),
                         stack=stack_of(workload),
                     )
                 except ValueError:

@@ -41,10 +41,17 @@ def _option(
     link = tp_link(pool)
     sp = fam.sequence_parallel and tp > 1
     stack = stack_of(workload)
-    kw = dict(tp=tp, micro_batch=fam.micro_batch, seq=seq, precision=workload.precision, tp_link=link)
+    kw = dict(
+        tp=tp, micro_batch=fam.micro_batch, seq=seq, precision=workload.precision, tp_link=link
+    )
     try:
         blk = cm.block_time(
-            model, gpu, recompute=fam.recompute, sequence_parallel=sp, stack=stack, **kw  # type: ignore[arg-type]
+            model,
+            gpu,
+            recompute=fam.recompute,
+            sequence_parallel=sp,
+            stack=stack,
+            **kw,  # type: ignore[arg-type]
         )
         emb = cm.embedding_time(model, gpu, **kw)  # type: ignore[arg-type]
         head = cm.head_time(model, gpu, stack=stack, **kw)  # type: ignore[arg-type]
@@ -52,14 +59,20 @@ def _option(
         return None  # e.g. fp8 on a GPU without fp8
     akw = dict(tp=tp, micro_batch=fam.micro_batch, seq=seq, sequence_parallel=sp)
     act_layer = cm.block_activation_bytes(
-        model, recompute=fam.recompute, stack=stack, **akw  # type: ignore[arg-type]
+        model,
+        recompute=fam.recompute,
+        stack=stack,
+        **akw,  # type: ignore[arg-type]
     )
     act_embed = cm.embedding_activation_bytes(model, stack=stack, **akw)  # type: ignore[arg-type]
     act_head = cm.head_activation_bytes(model, stack=stack, **akw)  # type: ignore[arg-type]
     # Fixed per stage, as in the evaluator's ledger: recomputing one block for its backward,
     # and (ZeRO-3 with d > 1) one block's gathered weights.
     rebuilt = cm.activation_transient_bytes(
-        model, recompute=fam.recompute, stack=stack, **akw  # type: ignore[arg-type]
+        model,
+        recompute=fam.recompute,
+        stack=stack,
+        **akw,  # type: ignore[arg-type]
     )
     gathered = cm.zero3_gathered_weight_bytes(
         model, tp=tp, weight_bytes=cm.ZERO3_LIVE_BYTES_PER_PARAM[workload.memory_policy]
@@ -73,7 +86,9 @@ def _option(
     p_head = sp_(0, False, True)
     p_embed_last = sp_(0, True, True) - p_head  # tied embedding stored once on a lone stage
     static: dict[str, dict[int, int]] = {k: {} for k in ("layer", "embed", "head", "embed_last")}
-    dpt: dict[str, dict[int, int]] = {k: {} for k in ("layer", "embed", "head", "embed_last", "fixed")}
+    dpt: dict[str, dict[int, int]] = {
+        k: {} for k in ("layer", "embed", "head", "embed_last", "fixed")
+    }
     opt: dict[str, dict[int, int]] = {k: {} for k in ("layer", "embed", "head", "embed_last")}
     allowed: dict[int, bool] = {}
     params = {"layer": p_layer, "embed": p_embed, "head": p_head, "embed_last": p_embed_last}

@@ -79,7 +79,6 @@ class Constraints(Variables):
             for d, sel in self.dsel.items():
                 m.add(used <= gpus // d).only_enforce_if(sel)
 
-
     def _memory(self) -> None:
         """Per stage, weights + grads + optimizer + in-flight activations + overhead <= capacity.
 

@@ -16,7 +16,9 @@ __all__ = ["Objective"]
 class Objective(Variables):
     """The step time (or cost per step) the training model minimises, and its terms."""
 
-    def _objective(self, horizon: int, upper_bound_us: float | None, stage_ub: int | None = None) -> None:
+    def _objective(
+        self, horizon: int, upper_bound_us: float | None, stage_ub: int | None = None
+    ) -> None:
         """Minimise (m - 1) * T_max + sum T_j + DP_exposed + OPT_max for the chosen d.
 
         T_j: forward + backward of slot j's blocks (+ embedding / head) + 2 x p2p to the next
@@ -115,10 +117,14 @@ class Objective(Variables):
             d = t.dp_degrees[0]
             rate_ub = d * sum(max(o.price for o in t.options) for _ in range(self.J))
             self.rate = m.new_int_var(0, rate_ub, "rate_mUSD_per_h")
-            m.add(self.rate == d * _wsum(
-                [self.x[j][o] for j in range(self.J) for o in range(len(t.options))],
-                [opt.price for _ in range(self.J) for opt in t.options],
-            ))
+            m.add(
+                self.rate
+                == d
+                * _wsum(
+                    [self.x[j][o] for j in range(self.J) for o in range(len(t.options))],
+                    [opt.price for _ in range(self.J) for opt in t.options],
+                )
+            )
             self.cost = m.new_int_var(0, rate_ub * v * horizon, "cost_per_step")
             m.add_multiplication_equality(self.cost, [self.rate, self.step])
             if upper_bound_us is not None:  # strictly better than the incumbent

@@ -83,7 +83,9 @@ def _engine_gap(
     if "launchable_optimum" in stats:
         launch_obj, launch_status = stats["launchable_optimum"]
     else:
-        res = solve(model, cluster, workload, compare_baseline=False, engine=LAUNCHABLE, **solve_kwargs)
+        res = solve(
+            model, cluster, workload, compare_baseline=False, engine=LAUNCHABLE, **solve_kwargs
+        )
         launch_obj, launch_status = res.objective, res.status.value
     free = solve(model, cluster, workload, compare_baseline=False, engine=ANY_PLAN, **solve_kwargs)
     ratio = None
@@ -194,7 +196,9 @@ def explain(
         stats=stats,
     )
     if engine_gap:
-        solve_kwargs: dict[str, Any] = dict(time_limit_s=time_limit_s, seed=seed, num_workers=num_workers)
+        solve_kwargs: dict[str, Any] = dict(
+            time_limit_s=time_limit_s, seed=seed, num_workers=num_workers
+        )
         common["engines"] = {"gap": _engine_gap(model, cluster, workload, stats, solve_kwargs)}
     if plan is None:  # INFEASIBLE (or a time-out without a plan): the closest plan's ledger
         closest = _closest(model, cluster, workload)

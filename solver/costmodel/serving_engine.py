@@ -1,0 +1,616 @@
+"""Serving-engine step model: what vLLM, SGLang and TensorRT-LLM add to the roofline of a step.
+
+A serving step (one prefill or one decode forward) costs more than the roofline of its
+operators: kernels do not reach both their compute and memory roofs near the ridge point,
+every kernel has a fixed fill/drain latency, the decode attention kernel reads the paged KV
+cache at its own HBM efficiency, the tensor-parallel all-reduces of a decode step are a few
+kilobytes and latency-bound (the engines run their own one-shot / two-shot kernels for
+them), the host schedules, launches (or replays a CUDA graph) and samples every step.  One
+:class:`EngineProfile` per engine names each of these terms with its source; ``roofline`` is
+the pure roofline (the cost model before issue 16 item 1), kept for comparison.
+
+Terms (used by :func:`solver.costmodel.compute.decode_block_time`,
+:func:`~solver.costmodel.compute.prefill_block_time`,
+:func:`~solver.costmodel.compute.engine_head_time` and the step overhead below):
+
+GEMM at small M (:func:`gemm_time`)
+    ``t = GEMM_KERNEL_FIXED_US + (t_c^p + t_m^p)^(1/p)``, ``t_c`` = FLOPs at the GPU's
+    MAMF (peak x ``gemm_efficiency``) x ``GEMM_REALIZATION_FRACTION`` (what a whole step's
+    back-to-back GEMMs realise of it, as everywhere in this cost model), ``t_m`` = bytes at
+    HBM bandwidth x ``memory_efficiency``.  Physically: a GEMM streams its weight tiles while its tensor cores
+    work on earlier ones; far from the ridge point (M << or >> peak/bandwidth FLOP/byte) one
+    roof hides the other and the form is the roofline, near it neither pipeline is full and
+    the two times partly add (``p`` = 1 would be no overlap at all, p -> infinity the
+    roofline); the fixed term is the kernel's pipeline fill and drain and its last partial
+    wave.  ``p`` and the fixed term are two global constants fitted once on NVIDIA's
+    measured A100 GEMM table (see their definitions).
+Decode attention (:func:`decode_attention_time`)
+    ``t = fixed + KV bytes x re-reads / (HBM bandwidth x decode_attention_efficiency)``:
+    the paged-KV decode kernel's own efficiency, measured per engine, linear in the context.
+    ``re-reads``: a kernel that is not group-aware (TensorRT-LLM's masked MHA, one CTA per
+    query head) reads each KV head once per query head of its group, the first from HBM and
+    the rest from L2 (:func:`kv_reads`).
+Tensor-parallel all-reduce (:func:`allreduce_time`)
+    the engine's custom kernel below its size threshold -- one-shot ``alpha + (n-1) S / B``
+    (every rank reads all peers' buffers) or two-shot ``2 alpha + 2 (n-1)/n S / B``
+    (reduce-scatter then all-gather) at the engine's switch-over size, ``B`` the share of the
+    link these kernels reach (measured) -- and NCCL's ring
+    (:func:`solver.costmodel.comm.allreduce_time`) above it or where the kernel cannot run
+    (no NVLink between more than two GPUs, unsupported world size).
+Launch and step overhead (:func:`host_bound`, :func:`step_overhead_s`)
+    a CUDA-graphed decode (batch within the engine's captured sizes) pays no per-kernel host
+    issue; an eager pass takes at least ``kernels x launch_us``; every step adds the engine's
+    exposed host time (scheduler, input preparation, output processing).
+Sampling and logits (:func:`sampling_time`)
+    the LM head is a GEMM (priced as above, no cross entropy), followed by the sampler's passes
+    over the fp32 logits of every sampled row.
+Prefill attention
+    the fused (flash) kernel of :func:`~solver.costmodel.compute.block_forward_ops`, as before.
+
+Which engine prices a workload: ``InferenceWorkload.serving_engine`` (:func:`resolve`);
+``"auto"`` is vLLM (the default inference engine, whose launchable plan space covers SGLang's
+and TensorRT-LLM's: ``solver.engines.covering_engines``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Literal
+
+from .comm import LinkTier
+from .comm import allreduce_time as ring_allreduce_time
+
+__all__ = [
+    "ENGINES",
+    "GEMM_KERNEL_FIXED_US",
+    "GEMM_OVERLAP_EXPONENT",
+    "L2_TO_HBM_BANDWIDTH",
+    "ROOFLINE",
+    "SGLANG",
+    "TRTLLM",
+    "VLLM",
+    "CustomAllReduce",
+    "EngineName",
+    "EngineProfile",
+    "Sourced",
+    "allreduce_time",
+    "custom_allreduce_algorithm",
+    "decode_attention_time",
+    "gemm_time",
+    "graphed",
+    "host_bound",
+    "kv_reads",
+    "resolve",
+    "sampling_time",
+    "step_overhead_s",
+    "with_calibration",
+]
+
+EngineName = Literal["auto", "vllm", "sglang", "trtllm", "roofline"]
+
+#: The measured table the GEMM and decode-attention constants below are read from or fitted to:
+#: NVIDIA's AIConfigurator operator tables for A100-SXM4-80GB, shipped in the
+#: ``aiconfigurator-core`` 0.12.0 wheel (PyPI, Apache-2.0), ``aiconfigurator_core/systems/data/
+#: a100_sxm/...``.
+AIC = "aiconfigurator-core 0.12.0 (PyPI), systems/data/a100_sxm"
+
+
+@dataclass(frozen=True)
+class Sourced:
+    """A named constant and where it comes from (engine source at a commit, a paper, a
+    datasheet or a measurement)."""
+
+    value: float
+    source: str
+
+
+#: Exponent of the smooth roofline ``(t_c^p + t_m^p)^(1/p)`` of a GEMM.  Fitted once (with
+#: ``GEMM_KERNEL_FIXED_US``) on the 3,738 bf16 shapes with N x K >= 8M of AIConfigurator's
+#: measured A100 GEMM table (``a100_sxm/gemm/trtllm/1.0.0/gemm_perf.parquet``, torch flow), the
+#: roofs being the catalog's A100 MAMF (0.87 x 312 TFLOPS) and HBM (0.902 x 2,039 GB/s): mean
+#: |log error| 8.2% (median -6% at M <= 16, 0% at M 64-256, -2% at M >= 1024), against 32%
+#: for the roofline (-49% at M 64-256).  Out of sample, vLLM 0.14's table on the same GPU
+#: (``a100_sxm/gemm/vllm/0.14.0``): 9.6% (roofline 34%).
+GEMM_OVERLAP_EXPONENT = Sourced(1.5, f"fit to {AIC}/gemm/trtllm/1.0.0/gemm_perf.parquet")
+#: Fixed time of one GEMM kernel (pipeline fill and drain, last partial wave), microseconds;
+#: fitted with ``GEMM_OVERLAP_EXPONENT`` (same table).
+GEMM_KERNEL_FIXED_US = Sourced(8.0, f"fit to {AIC}/gemm/trtllm/1.0.0/gemm_perf.parquet")
+
+
+@dataclass(frozen=True)
+class CustomAllReduce:
+    """An engine's custom (IPC, NVLink) all-reduce kernel and when it is used.
+
+    Attributes
+    ----------
+    world_sizes
+        TP degrees the kernel supports.
+    max_bytes
+        ``(largest world size, largest message in bytes)`` rules, first match wins; larger
+        messages go to NCCL.
+    oneshot_below
+        ``(largest world size, bytes)`` rules: messages under the bytes run one-shot, others
+        two-shot.
+    latency_us
+        Launch + cross-GPU barrier latency of one kernel (alpha).
+    oneshot_link_fraction, twoshot_link_fraction
+        Share of the TP link's bandwidth the one-shot / two-shot kernel reaches (these
+        latency-optimised kernels move data with plain loads and stores, not NCCL's pipelined
+        copies): fitted as ``B`` of ``t = alpha + (n-1) S / B`` (one-shot) and ``t = 2 alpha +
+        2 (n-1)/n S / B`` (two-shot) to the engine's measured A100 table, divided by the
+        NVSwitch link's 240 GB/s of ``instances/selene-a100.yaml``.
+    source
+        Where the thresholds are read.
+    calibrated_max_bytes
+        Set by a calibration (``allreduce_small_max_bytes``, :func:`with_calibration`): the
+        largest message the measured kernel beat NCCL at.  The calibration fits one line
+        ``alpha + (n-1) S / B`` to every measured size up to it, so that line (the one-shot
+        form, with the calibrated ``latency_us`` and ``oneshot_link_fraction``) prices every
+        message up to it and NCCL's ring every larger one, in place of the engine's source
+        thresholds.  None: the thresholds above.
+    """
+
+    world_sizes: tuple[int, ...]
+    max_bytes: tuple[tuple[int, float], ...]
+    oneshot_below: tuple[tuple[int, float], ...]
+    latency_us: Sourced
+    oneshot_link_fraction: Sourced
+    twoshot_link_fraction: Sourced
+    source: str
+    calibrated_max_bytes: float | None = None
+
+
+_VLLM_CAR_SRC = (
+    "vllm-project/vllm csrc/custom_all_reduce.cuh @ 036bb685 (CustomAllreduce::allreduce: "
+    "world 2 -> 1-stage; full NVLink: world <= 4 and < 512 KiB or world <= 8 and < 256 KiB -> "
+    "1-stage, else 2-stage); vllm/distributed/device_communicators/custom_all_reduce.py @ "
+    "00d618aa (max_size 8192 * 1024, world sizes 2/4/6/8, one node, > 2 GPUs need NVLink)"
+)
+#: vLLM's custom all-reduce (SGLang's sgl-kernel carries the same kernels,
+#: ``sglang::cross_device_reduce_1stage/2stage``, with the same dispatch).
+VLLM_CUSTOM_ALLREDUCE = CustomAllReduce(
+    world_sizes=(2, 4, 6, 8),
+    max_bytes=((8, 8192.0 * 1024),),
+    oneshot_below=((2, math.inf), (4, 512.0 * 1024), (8, 256.0 * 1024)),
+    latency_us=Sourced(
+        4.9,
+        f"{AIC}/comm/vllm/0.14.0/custom_allreduce_perf.parquet: 4.87 / 5.15 us at 256 B, "
+        "TP 2 / 4, CUDA-graph replay",
+    ),
+    oneshot_link_fraction=Sourced(
+        0.65,
+        f"{AIC}/comm/vllm/0.14.0/custom_allreduce_perf.parquet (graph): TP 8 at 256 KiB "
+        "11.4 us, TP 4 at 512 KiB 14.5 us -> ~155 GB/s of 240",
+    ),
+    twoshot_link_fraction=Sourced(
+        0.90,
+        f"{AIC}/comm/vllm/0.14.0/custom_allreduce_perf.parquet (graph): TP 8 at 2 / 4 MiB "
+        "27.9 / 45.4 us -> ~216 GB/s of 240",
+    ),
+    source=_VLLM_CAR_SRC,
+)
+#: TensorRT-LLM's AllReduce plugin in AUTO strategy.
+TRTLLM_CUSTOM_ALLREDUCE = CustomAllReduce(
+    world_sizes=(2, 4, 6, 8),
+    max_bytes=((2, 16e6), (8, 8e6)),
+    oneshot_below=((2, math.inf), (4, 1e6), (8, 500e3)),
+    latency_us=Sourced(
+        4.1,
+        f"{AIC}/comm/trtllm/1.0.0/custom_allreduce_perf.parquet: 3.8 / 4.0 / 4.4 us at 128 "
+        "elements, TP 2 / 4 / 8",
+    ),
+    oneshot_link_fraction=Sourced(
+        0.60,
+        f"{AIC}/comm/trtllm/1.0.0/custom_allreduce_perf.parquet: TP 8 at 512 KiB 16.3 us, TP 4 "
+        "at 1 MiB 13.9 us, TP 2 at 2 MiB 11.6 us -> 134-159 GB/s of 240",
+    ),
+    twoshot_link_fraction=Sourced(
+        0.40,
+        f"{AIC}/comm/trtllm/1.0.0/custom_allreduce_perf.parquet: TP 8 at 4 / 8 MB 53.6 / 75.9 "
+        "us, TP 4 at 4 MB 48.3 us -> 79-109 GB/s of 240",
+    ),
+    source=(
+        "NVIDIA/TensorRT-LLM cpp/tensorrt_llm/plugins/ncclPlugin/allreducePlugin.cpp @ "
+        "b57221b7 (AllreducePlugin::selectImplementation: world <= 2 ONESHOT, <= 4 ONESHOT "
+        "under 1,000,000 B, else ONESHOT under 500,000 B, TWOSHOT above, NCCL past the "
+        "workspace); cpp/tensorrt_llm/common/customAllReduceUtils.h "
+        "(getMaxRequiredWorkspaceSize: 16,000,000 B at world <= 2, else 8,000,000 B); even "
+        "world sizes up to 8 (isCustomAllReduceSupported); use_custom_all_reduce = True in "
+        "tensorrt_llm/plugin/plugin.py PluginConfig (0.9)"
+    ),
+)
+
+
+@dataclass(frozen=True)
+class EngineProfile:
+    """One serving engine's step-model constants (see the module docstring).
+
+    Attributes
+    ----------
+    name
+        ``vllm``, ``sglang``, ``trtllm`` or ``roofline``.
+    version
+        The engine version (and run mode) the constants describe.
+    smooth_gemm
+        GEMMs priced by :func:`gemm_time` (False: the roofline ``max``).
+    cuda_graphs
+        1 if decode steps replay CUDA graphs (within ``graph_max_batch``), else 0.
+    graph_max_batch
+        Largest captured decode batch (0: none); SGLang's depends on the GPU
+        (:func:`graphed`).
+    launch_us
+        Host issue time per kernel of an eager pass (microseconds).
+    step_host_us
+        Host time per step the GPU waits for (scheduler, input preparation, output
+        processing, synchronisation), microseconds.
+    decode_attention_kernel
+        Name of the paged-KV decode attention kernel.
+    decode_attention_efficiency
+        Its achieved fraction of HBM bandwidth on a large KV cache.
+    decode_attention_fixed_us
+        Its latency on a tiny KV cache (launch, one tile), microseconds per layer.
+    group_aware_sizes
+        Query-heads-per-KV-head groups for which the kernel reads a KV head once (empty
+        value ``()`` with ``group_aware_all``: every group).
+    group_aware_all
+        Whether every group size is read once (FlashInfer / FlashAttention decode).
+    sampling_bytes_per_logit
+        HBM bytes the sampler moves per logit of a sampled row.
+    custom_allreduce
+        The engine's custom all-reduce, None: NCCL only.
+    """
+
+    name: str
+    version: str
+    smooth_gemm: bool
+    cuda_graphs: Sourced
+    graph_max_batch: Sourced
+    launch_us: Sourced
+    step_host_us: Sourced
+    decode_attention_kernel: str
+    decode_attention_efficiency: Sourced
+    decode_attention_fixed_us: Sourced
+    group_aware_sizes: tuple[int, ...]
+    group_aware_all: bool
+    group_aware_source: str
+    sampling_bytes_per_logit: Sourced
+    custom_allreduce: CustomAllReduce | None
+
+    def constants(self) -> dict[str, Sourced]:
+        """Every sourced constant of the profile by field name."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {k: v for k, v in out.items() if isinstance(v, Sourced)}
+
+
+_NONE = "not modelled by the roofline profile"
+
+#: Today's pure roofline (before issue 16 item 1), for comparison.
+ROOFLINE = EngineProfile(
+    name="roofline",
+    version="-",
+    smooth_gemm=False,
+    cuda_graphs=Sourced(0.0, _NONE),
+    graph_max_batch=Sourced(0.0, _NONE),
+    launch_us=Sourced(0.0, _NONE),
+    step_host_us=Sourced(0.0, _NONE),
+    decode_attention_kernel="roofline",
+    decode_attention_efficiency=Sourced(math.nan, "the GPU's memory_efficiency (roofline)"),
+    decode_attention_fixed_us=Sourced(0.0, _NONE),
+    group_aware_sizes=(),
+    group_aware_all=True,
+    group_aware_source=_NONE,
+    sampling_bytes_per_logit=Sourced(0.0, _NONE),
+    custom_allreduce=None,
+)
+
+#: Host issue time of one kernel launched from PyTorch eager code (vLLM / SGLang outside their
+#: captured batch sizes): the whole-block fit of this repository's H100 calibration,
+#: ``kernel_launch_us`` 56 us per operator group (instances/calibration/h100-sxm5-80gb.yaml,
+#: PyTorch eager Llama blocks; H200: 44 us).
+_TORCH_EAGER_LAUNCH = Sourced(
+    56.0, "instances/calibration/h100-sxm5-80gb.yaml kernel_launch_us (PyTorch eager, per op group)"
+)
+
+VLLM = EngineProfile(
+    name="vllm",
+    version="v0.11-0.14 (V1 engine, FULL_AND_PIECEWISE CUDA graphs)",
+    smooth_gemm=True,
+    cuda_graphs=Sourced(
+        1.0, "vllm/config/compilation.py: cudagraph_mode default FULL_AND_PIECEWISE"
+    ),
+    graph_max_batch=Sourced(
+        512.0,
+        "vllm/config/vllm.py _set_cudagraph_sizes: max_cudagraph_capture_size = "
+        "min(max_num_seqs * 2, 512) (max_num_seqs default 256 or more); sizes [1, 2, 4] + "
+        "range(8, 256, 8) + range(256, max + 1, 16), a batch pads up to the next one",
+    ),
+    launch_us=_TORCH_EAGER_LAUNCH,
+    step_host_us=Sourced(
+        1500.0,
+        "vllm-project/vllm PR #17866 (May 2025, V1): Llama-3.2-1B TPOT 2.73 ms with "
+        "~10% saved by the fast decode-prepare path; its 2.5 GB of weights at H100 "
+        "3.35 TB/s x 0.8 take 0.93 ms: (2.73 x 0.9 - 0.93) ms ~ 1.5 ms of host time per step",
+    ),
+    decode_attention_kernel="FlashAttention-2 paged decode (vllm_flash_attn)",
+    decode_attention_efficiency=Sourced(
+        0.70,
+        f"{AIC}/attention/vllm/0.14.0/generation_attention_perf.parquet: median achieved "
+        "HBM fraction 0.68-0.72 over batches 2-2048 at >= 256 MB of KV",
+    ),
+    decode_attention_fixed_us=Sourced(
+        12.6,
+        f"{AIC}/attention/vllm/0.14.0/generation_attention_perf.parquet: batch 1, < 2 MB of KV",
+    ),
+    group_aware_sizes=(),
+    group_aware_all=True,
+    group_aware_source="FlashAttention decode packs a KV head's query heads into one tile (GQA-aware)",
+    sampling_bytes_per_logit=Sourced(
+        36.0,
+        "vllm/v1/sample/sampler.py: logits to fp32 (2+4 B), temperature (4+4), softmax (4+4), "
+        "exponential-race divide (4+4+4) and argmax (4) per logit",
+    ),
+    custom_allreduce=VLLM_CUSTOM_ALLREDUCE,
+)
+
+SGLANG = EngineProfile(
+    name="sglang",
+    version="v0.5.x (overlap scheduler, CUDA graphs)",
+    smooth_gemm=True,
+    cuda_graphs=Sourced(1.0, "sglang python/sglang/srt/server_args.py: disable_cuda_graph = False"),
+    graph_max_batch=Sourced(
+        256.0,
+        "sglang server_args.py _handle_gpu_memory_settings: cuda_graph_max_bs 256 (TP < 4) or "
+        "512 (TP >= 4) at 60-160 GiB, 32 / 160 at 35-60 GiB, 24 / 80 below (graphed())",
+    ),
+    launch_us=_TORCH_EAGER_LAUNCH,
+    step_host_us=Sourced(
+        0.0,
+        "SGLang v0.4 blog (Dec 2024), 'zero-overhead batch scheduler': the next batch is "
+        "scheduled while the GPU runs the current one (overlap schedule, default on)",
+    ),
+    decode_attention_kernel="FlashAttention / FlashInfer paged decode",
+    decode_attention_efficiency=Sourced(
+        0.48,
+        f"{AIC}/attention/sglang/0.5.10/generation_attention_perf.parquet: median achieved "
+        "HBM fraction 0.44-0.52 at >= 4 MB of KV",
+    ),
+    decode_attention_fixed_us=Sourced(
+        14.4, f"{AIC}/attention/sglang/0.5.10/generation_attention_perf.parquet: batch 1, < 2 MB"
+    ),
+    group_aware_sizes=(),
+    group_aware_all=True,
+    group_aware_source="FlashInfer / FlashAttention decode are GQA-aware (one KV read per group)",
+    sampling_bytes_per_logit=Sourced(
+        24.0,
+        "sglang srt/layers/sampler.py with FlashInfer sampling: logits to fp32 (2+4 B), "
+        "temperature (4+4), fused softmax + top-k/top-p sampling (4+4+2)",
+    ),
+    custom_allreduce=CustomAllReduce(
+        world_sizes=VLLM_CUSTOM_ALLREDUCE.world_sizes,
+        max_bytes=VLLM_CUSTOM_ALLREDUCE.max_bytes,
+        oneshot_below=VLLM_CUSTOM_ALLREDUCE.oneshot_below,
+        latency_us=Sourced(
+            4.9, f"{AIC}/comm/sglang/0.5.10/custom_allreduce_perf.parquet (as vLLM's kernel)"
+        ),
+        oneshot_link_fraction=VLLM_CUSTOM_ALLREDUCE.oneshot_link_fraction,
+        twoshot_link_fraction=VLLM_CUSTOM_ALLREDUCE.twoshot_link_fraction,
+        source="sgl-kernel custom_all_reduce (vLLM's kernel and dispatch): " + _VLLM_CAR_SRC,
+    ),
+)
+
+TRTLLM = EngineProfile(
+    name="trtllm",
+    version="0.9 C++ session runtime as gptSessionBenchmark runs it (no CUDA graphs)",
+    smooth_gemm=True,
+    cuda_graphs=Sourced(
+        0.0,
+        "NVIDIA/TensorRT-LLM benchmarks/cpp/gptSessionBenchmark.cpp @ 3c44cb97: "
+        "sessionConfig.cudaGraphMode only with --enable_cuda_graph (absent from the "
+        "performance.md commands)",
+    ),
+    graph_max_batch=Sourced(0.0, "no CUDA graphs (see cuda_graphs)"),
+    launch_us=Sourced(
+        3.8,
+        "NVIDIA Technical Blog 'Getting Started with CUDA Graphs' (A. Gray, 2019): 3.8 us per "
+        "kernel issued back to back from C++ (TensorRT enqueues its kernels from C++)",
+    ),
+    step_host_us=Sourced(
+        300.0,
+        "cpp/tensorrt_llm/runtime/gptSession.cpp @ 027cd518 generateSingleBatch: every step "
+        "ends in shouldStopSync (cudaEventSynchronize), then the host prepares the next step "
+        "(prepareNextStep, setInputTensors) before enqueueing it: an idle GPU gap per step; "
+        "0.3 ms is an assumption (no published measurement), the scale of a Python-free "
+        "host round trip with a handful of small H2D copies",
+    ),
+    decode_attention_kernel="masked MHA (decoderMaskedMultiheadAttention) / XQA",
+    decode_attention_efficiency=Sourced(
+        0.84,
+        f"{AIC}/attention/trtllm/1.0.0/generation_attention_perf.parquet: MHA rows "
+        "(one KV head per query head) at >= 4 MB of KV, fit t = fixed + bytes / (eff x BW)",
+    ),
+    decode_attention_fixed_us=Sourced(
+        14.2, f"{AIC}/attention/trtllm/1.0.0/generation_attention_perf.parquet: batch 1, < 2 MB"
+    ),
+    group_aware_sizes=(8,),
+    group_aware_all=False,
+    group_aware_source=(
+        "TensorRT-LLM 0.7-0.9 precompiled XQA cubins xqa_kernel_dt_fp16_d_128_beam_1_kvt_*_"
+        "nqpkv_8_* (head_dim 128, 8 query heads per KV head; decoderXQAImplPrecompiled "
+        "supportConfig looks the group up); other groups run the masked MHA kernel, one CTA "
+        "per (query head, sequence), reading its KV head once per query head"
+    ),
+    sampling_bytes_per_logit=Sourced(
+        8.0,
+        "gptSessionBenchmark: greedy (topK 1): the decoder's top-k kernel reads the fp32 "
+        "logits once and writes one token per row (4 + 4 B)",
+    ),
+    custom_allreduce=TRTLLM_CUSTOM_ALLREDUCE,
+)
+
+#: Profiles by name (``auto`` is resolved by :func:`resolve`).
+ENGINES: dict[str, EngineProfile] = {p.name: p for p in (VLLM, SGLANG, TRTLLM, ROOFLINE)}
+
+
+def resolve(name: str) -> EngineProfile:
+    """The profile for ``InferenceWorkload.serving_engine``: ``auto`` is vLLM (module docstring)."""
+    return ENGINES["vllm" if name == "auto" else name]
+
+
+def gemm_time(flops: float, nbytes: float, flops_per_s: float, bytes_per_s: float) -> float:
+    """One GEMM kernel: ``GEMM_KERNEL_FIXED_US + (t_c^p + t_m^p)^(1/p)`` (module docstring).
+
+    ``flops_per_s``: the compute roof (peak x ``gemm_efficiency`` x clock); ``bytes_per_s``:
+    the memory roof (HBM bandwidth x ``memory_efficiency``).
+    """
+    if flops <= 0 and nbytes <= 0:
+        return 0.0
+    p = GEMM_OVERLAP_EXPONENT.value
+    tc = flops / flops_per_s
+    tm = nbytes / bytes_per_s
+    return GEMM_KERNEL_FIXED_US.value * 1e-6 + float((tc**p + tm**p) ** (1.0 / p))
+
+
+#: L2 / HBM bandwidth ratio the re-reads of a group-unaware decode kernel run at: A100 L2 reads
+#: 5,120 B/clk (NVIDIA A100 Tensor Core GPU Architecture whitepaper, 2020, "L2 cache") x 1.41 GHz
+#: = 7.2 TB/s against 2.04 TB/s of HBM2e: 3.5x.  Applied to every GPU (H100: 2.6-3x by the same
+#: count), for lack of per-GPU L2 figures in the catalog.
+L2_TO_HBM_BANDWIDTH = Sourced(
+    3.5, "NVIDIA A100 whitepaper (2020): 5,120 B/clk L2 x 1.41 GHz / 2,039 GB/s"
+)
+
+
+def kv_reads(profile: EngineProfile, q_heads: float, kv_heads: float, head_dim: int) -> float:
+    """HBM-equivalent reads of each cached K/V element by the decode kernel: 1 for a
+    group-aware kernel; for one that is not (a CTA per query head), the group's CTAs of one
+    sequence run side by side, so the first reads the KV head from HBM and the others hit L2:
+    ``max(1, group / L2_TO_HBM_BANDWIDTH)`` (whichever of HBM and L2 traffic takes longer)."""
+    group = max(1.0, q_heads / max(kv_heads, 1.0))
+    if profile.group_aware_all:
+        return 1.0
+    if head_dim == 128 and round(group) in profile.group_aware_sizes:
+        return 1.0
+    return max(1.0, group / L2_TO_HBM_BANDWIDTH.value)
+
+
+def decode_attention_time(
+    profile: EngineProfile, kv_bytes: float, reads: float, bytes_per_s: float
+) -> float:
+    """Paged-KV decode attention of one layer: ``fixed + kv_bytes x reads / (BW x eff)``.
+
+    ``kv_bytes``: the K and V of every context token of every sequence on this GPU;
+    ``bytes_per_s``: the GPU's HBM bandwidth (peak).
+    """
+    eff = profile.decode_attention_efficiency.value
+    fixed = profile.decode_attention_fixed_us.value * 1e-6
+    return fixed + kv_bytes * reads / (bytes_per_s * eff)
+
+
+def _first(rules: tuple[tuple[int, float], ...], n: int) -> float | None:
+    for max_n, value in rules:
+        if n <= max_n:
+            return value
+    return None
+
+
+def custom_allreduce_algorithm(
+    profile: EngineProfile, nbytes: float, n: int, link: LinkTier
+) -> Literal["oneshot", "twoshot", "nccl"]:
+    """Which all-reduce the engine runs for ``nbytes`` over ``n`` GPUs on ``link``."""
+    car = profile.custom_allreduce
+    if car is None or n not in car.world_sizes:
+        return "nccl"
+    if n > 2 and link.name not in ("nvlink", "nvswitch"):
+        return "nccl"  # more than two GPUs need a full NVLink mesh
+    if car.calibrated_max_bytes is not None:  # a calibration's measured crossover to NCCL
+        return "oneshot" if nbytes <= car.calibrated_max_bytes else "nccl"
+    limit = _first(car.max_bytes, n)
+    if limit is None or nbytes > limit or (profile.name != "trtllm" and nbytes >= limit):
+        return "nccl"  # vLLM: inp_size < max_size; TensorRT-LLM: <= workspace
+    below = _first(car.oneshot_below, n)
+    return "oneshot" if below is not None and nbytes < below else "twoshot"
+
+
+def allreduce_time(profile: EngineProfile, nbytes: float, n: int, link: LinkTier) -> float:
+    """The engine's all-reduce of ``nbytes`` over ``n`` GPUs (module docstring)."""
+    if n <= 1 or nbytes <= 0:
+        return 0.0
+    algo = custom_allreduce_algorithm(profile, nbytes, n, link)
+    if algo == "nccl" or profile.custom_allreduce is None:
+        return ring_allreduce_time(nbytes, n, link)
+    car = profile.custom_allreduce
+    alpha = car.latency_us.value * 1e-6
+    if algo == "oneshot":
+        return alpha + (n - 1) * nbytes / (link.bytes_per_s * car.oneshot_link_fraction.value)
+    bw = link.bytes_per_s * car.twoshot_link_fraction.value
+    return 2.0 * alpha + 2.0 * (n - 1) / n * nbytes / bw
+
+
+def graphed(profile: EngineProfile, batch: int, memory_GB: float, tp: int) -> bool:
+    """Whether a decode step of ``batch`` sequences replays a captured CUDA graph."""
+    if not profile.cuda_graphs.value:
+        return False
+    limit = profile.graph_max_batch.value
+    if profile.name == "sglang":
+        gib = memory_GB * 1e9 / 2**30
+        if gib < 35:
+            limit = 24 if tp < 4 else 80
+        elif gib < 60:
+            limit = 32 if tp < 4 else 160
+        else:
+            limit = 256 if tp < 4 else 512
+    return batch <= limit
+
+
+def host_bound(profile: EngineProfile, gpu_s: float, kernels: float, is_graphed: bool) -> float:
+    """A pass of ``kernels`` kernels: its GPU time, or the host's issue time when longer
+    (eager passes only; a graph replay is one launch)."""
+    if is_graphed or profile.launch_us.value <= 0:
+        return gpu_s
+    return max(gpu_s, kernels * profile.launch_us.value * 1e-6)
+
+
+def sampling_time(profile: EngineProfile, rows: float, vocab: float, bytes_per_s: float) -> float:
+    """The sampler's passes over ``rows`` x ``vocab`` fp32 logits (HBM-bound)."""
+    return rows * vocab * profile.sampling_bytes_per_logit.value / bytes_per_s
+
+
+def step_overhead_s(profile: EngineProfile) -> float:
+    """Host time per step the GPU waits for (``step_host_us``), seconds."""
+    return profile.step_host_us.value * 1e-6
+
+
+def with_calibration(
+    profile: EngineProfile,
+    *,
+    decode_attention_efficiency: float | None = None,
+    decode_attention_fixed_us: float | None = None,
+    allreduce_latency_us: float | None = None,
+    oneshot_link_fraction: float | None = None,
+    allreduce_max_bytes: float | None = None,
+    source: str = "calibration",
+) -> EngineProfile:
+    """``profile`` with measured serving terms (a calibration's, e.g. read from AIConfigurator's
+    tables by ``shardwise profile --from-aiconfigurator``) in place of its defaults; the
+    roofline profile is returned unchanged.
+
+    ``allreduce_latency_us``, ``oneshot_link_fraction`` (the calibration's
+    ``allreduce_small_bandwidth_GBps`` over the TP link's) and ``allreduce_max_bytes``
+    (``allreduce_small_max_bytes``) are one measured fit ``alpha + (n-1) S / B`` valid up to
+    the crossover with NCCL: with ``allreduce_max_bytes`` every message up to it is priced by
+    that line and every larger one by NCCL (:attr:`CustomAllReduce.calibrated_max_bytes`)."""
+    if not profile.smooth_gemm:
+        return profile
+    out = profile
+    if decode_attention_efficiency is not None:
+        out = replace(out, decode_attention_efficiency=Sourced(decode_attention_efficiency, source))
+    if decode_attention_fixed_us is not None:
+        out = replace(out, decode_attention_fixed_us=Sourced(decode_attention_fixed_us, source))
+    car = out.custom_allreduce
+    if car is not None and allreduce_latency_us is not None:
+        car = replace(car, latency_us=Sourced(allreduce_latency_us, source))
+    if car is not None and oneshot_link_fraction is not None:
+        car = replace(car, oneshot_link_fraction=Sourced(oneshot_link_fraction, source))
+    if car is not None and allreduce_max_bytes is not None:
+        car = replace(car, calibrated_max_bytes=float(allreduce_max_bytes))
+    return replace(out, custom_allreduce=car)

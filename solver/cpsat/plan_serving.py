@@ -1,0 +1,1192 @@
+"""Serving planner: replicas x TP x PP per GPU type for a request rate under p99 SLOs.
+
+``plan_serving`` answers "how many GPUs, which TP, for this traffic at a p99 TTFT of X":
+
+1. **Candidates.**  Every replica shape ``(pool, TP, PP, max_num_seqs)``: TP from
+   :func:`~solver.cpsat.options.tp_options` (powers of two that divide the heads and fit a
+   node or NVLink domain), PP ``auto`` (the smallest depth whose KV cache holds the longest
+   request, see :func:`_auto_pp`) or a given list, ``max_num_seqs`` from the workload's
+   ``batch_size`` list when it sets one, else vLLM's default 256.  A replica's stages all
+   sit in one pool (no cross-pool pipelines).
+2. **Capacity.**  For each candidate, :func:`solver.serving.capacity.search_capacity`: the
+   highest Poisson rate one replica sustains with p99 TTFT and p99 TPOT within the SLOs
+   (bisection on the simulated rate, :data:`~solver.serving.capacity.REL_TOL` = 2%).
+3. **Replica counts (CP-SAT).**  Integers ``n_c >= 0`` with ``sum_c n_c gpus_c <= G_pool``
+   per pool and
+
+   * ``min_cost`` / ``min_gpus``: ``sum_c n_c cap_c >= rate``, minimise $/h (pools'
+     ``cost_per_gpu_hour``) or GPUs; then, at that optimum, maximise the capacity (headroom);
+   * ``max_goodput``: maximise ``sum_c n_c cap_c``; then, at that capacity, minimise cost.
+
+   Capacities in integer milli-requests/s (rounded down; the target rounded up), cost in
+   1e-4 $/h.  OPTIMAL means proven optimal **over these candidates and their simulated
+   capacities, within the pools' GPU counts**; it says nothing about shapes not enumerated.
+4. **Verification.**  The chosen fleet is simulated as a whole at the target rate
+   (:func:`solver.serving.simulate`, requests dispatched in proportion to each replica's
+   capacity, at random by default -- random thinning of a Poisson stream leaves each replica
+   the Poisson stream its capacity was measured on -- or weighted round-robin; a fresh
+   request sample, seed + 1, at least :data:`VERIFY_MIN_REQUESTS`).  If the
+   fleet's p99 TTFT or TPOT misses its SLO, a replica of the candidate with the most
+   capacity per $ (per GPU for ``min_gpus``) that still fits is added and the fleet
+   re-verified, at most :data:`MAX_EXTRA_REPLICAS` times; the status is then FEASIBLE (no
+   longer the proven optimum).  A fleet that never verifies is reported UNKNOWN without a
+   plan: an unverified plan is never reported as meeting the SLOs.  ``max_goodput`` verifies
+   at the summed capacity and, if that fails, bisects the offered rate down to one the fleet
+   meets (FEASIBLE).
+5. **Trimming** (``trim``, default on).  Once a fleet verifies, replicas are removed, most
+   expensive first, while the fleet still meets the SLOs on the same requests; a trimmed
+   fleet is FEASIBLE (verified, not proven minimal), the CP-SAT optimum kept as
+   ``model_optimum``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib.metadata import version as _pkg_version
+from typing import Any, Literal
+
+from ortools.sat.python import cp_model
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..catalog import gpu_of
+from ..construction import build_stages, split_layers
+from ..errors import SpecError, check_solve_options
+from ..evaluate.calibration import calibrated_cluster, gpu_with_calibration
+from ..evaluate.checks import check_divisibility, check_precision
+from ..result import Status
+from ..serving import (
+    DEFAULT_MAX_NUM_SEQS,
+    Lengths,
+    Replica,
+    Requests,
+    SimulationResult,
+    default_max_num_batched_tokens,
+    generate_requests,
+    kv_capacity_tokens,
+    roofline_step_cost,
+    simulate,
+)
+from ..serving.capacity import (
+    REL_TOL,
+    SEARCH_REQUESTS,
+    CapacitySearch,
+    meets_slos,
+    search_capacity,
+)
+from ..specs import Cluster, InferenceWorkload, Model, Plan, Pool, ReplicaGroup, SolverInfo
+from .deadline import Deadline
+from .options import pipeline_degrees, tp_options
+
+__all__ = [
+    "MAX_EXTRA_REPLICAS",
+    "OBJECTIVES",
+    "VERIFY_MIN_REQUESTS",
+    "Candidate",
+    "FleetGroup",
+    "ServingPlanResult",
+    "choose_replicas",
+    "plan_serving",
+]
+
+log = logging.getLogger(__name__)
+
+Objective = Literal["min_cost", "min_gpus", "max_goodput"]
+OBJECTIVES: tuple[str, ...] = ("min_cost", "min_gpus", "max_goodput")
+#: Fewest requests the fleet verification simulates (and at least SEARCH_REQUESTS per
+#: replica, so every replica sees as many requests as its capacity search did).
+VERIFY_MIN_REQUESTS = 2000
+#: Most requests one verification simulates (about 1 s of simulation on 2 cores).
+VERIFY_MAX_REQUESTS = 50_000
+#: Replicas verification may add before giving up (UNKNOWN, no plan).
+MAX_EXTRA_REPLICAS = 8
+#: Most fleet simulations trimming may run.
+MAX_TRIM_TRIES = 6
+#: max_goodput: bisection steps on the offered rate when the fleet misses at its capacity.
+GOODPUT_BISECTIONS = 6
+#: Integer units of the CP model.
+_MILLI = 1000.0  # capacity: milli-requests/s
+_COST_UNIT = 1e4  # cost: 1e-4 $/h
+_ORTOOLS_VERSION = _pkg_version("ortools")
+_UNITS = {"min_cost": "$/h", "min_gpus": "GPUs", "max_goodput": "requests/s"}
+
+
+class Candidate(BaseModel):
+    """One replica shape and its simulated capacity."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=True)
+
+    pool: str = Field(description="Pool of every stage.")
+    gpu: str = Field(description="GPU of the pool.")
+    tp: int = Field(description="TP degree of every stage.")
+    pp: int = Field(description="Pipeline stages.")
+    gpus: int = Field(description="GPUs per replica (tp x pp).")
+    max_num_seqs: int = Field(description="Most running requests per replica.")
+    max_num_batched_tokens: int = Field(description="Token budget per engine step.")
+    kv_capacity_tokens: int = Field(description="KV-cache tokens per replica.")
+    cost_per_hour: float | None = Field(description="$/h of one replica (None: unpriced).")
+    capacity_rps: float = Field(description="Requests/s one replica sustains under the SLOs.")
+    upper_rps: float | None = Field(description="Lowest simulated rate that missed the SLOs.")
+    probes: int = Field(description="Simulations the capacity search ran.")
+    complete: bool = Field(description="False: the search was cut short by the time limit.")
+    saturated: bool = Field(
+        default=False, description="The SLOs held up to the saturated throughput (the capacity)."
+    )
+    reason: str | None = Field(default=None, description="Why the capacity is 0.")
+
+    @property
+    def key(self) -> str:
+        return f"{self.pool}/tp{self.tp}/pp{self.pp}/seqs{self.max_num_seqs}"
+
+
+class FleetGroup(BaseModel):
+    """Replicas of one candidate in the chosen fleet."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pool: str = Field(description="Pool.")
+    gpu: str = Field(description="GPU.")
+    tp: int = Field(description="TP degree.")
+    pp: int = Field(description="Pipeline stages.")
+    max_num_seqs: int = Field(description="Most running requests per replica.")
+    count: int = Field(description="Replicas.")
+    gpus: int = Field(description="GPUs of the group.")
+    capacity_rps: float = Field(description="Simulated capacity of one replica, requests/s.")
+    cost_per_hour: float | None = Field(description="$/h of the group (None: unpriced).")
+
+
+class ServingPlanResult(BaseModel):
+    """What :func:`plan_serving` returns (never raises for INFEASIBLE / UNKNOWN)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=True)
+
+    status: str = Field(description="OPTIMAL, FEASIBLE, INFEASIBLE or UNKNOWN.")
+    objective: str = Field(description="min_cost, min_gpus or max_goodput.")
+    objective_value: float | None = Field(
+        default=None, description="$/h, GPUs, or the fleet's capacity in requests/s."
+    )
+    bound: float | None = Field(default=None, description="CP-SAT's proven bound, same unit.")
+    unit: str = Field(description="Unit of objective_value.")
+    rate_rps: float | None = Field(description="Target (or verified, max_goodput) rate.")
+    ttft_slo_ms: float | None = Field(description="p99 TTFT SLO.")
+    tpot_slo_ms: float | None = Field(description="p99 TPOT SLO.")
+    gpus: int | None = Field(default=None, description="GPUs of the fleet.")
+    cost_per_hour: float | None = Field(default=None, description="$/h of the fleet.")
+    capacity_rps: float | None = Field(default=None, description="Summed replica capacity.")
+    fleet: list[FleetGroup] = Field(default_factory=list, description="The chosen replicas.")
+    plan: Plan | None = Field(default=None, description="Launchable plan (verified).")
+    verified: bool = Field(default=False, description="The fleet met both p99 SLOs.")
+    verification: SimulationResult | None = Field(
+        default=None, description="The last fleet simulation."
+    )
+    extra_replicas: int = Field(default=0, description="Replicas verification added.")
+    removed_replicas: int = Field(
+        default=0, description="Replicas trimming removed (the fleet still verified)."
+    )
+    model_optimum: float | None = Field(
+        default=None, description="CP-SAT's optimum over the single-replica capacities."
+    )
+    candidates: list[Candidate] = Field(default_factory=list, description="Every shape.")
+    message: str = Field(default="", description="What the status rests on.")
+    settings: dict[str, Any] = Field(default_factory=dict, description="Search settings.")
+    timings_s: dict[str, float] = Field(default_factory=dict, description="Wall time by phase.")
+    time_s: float = Field(description="Wall time of the whole call.")
+
+
+# ------------------------------------------------------------------------------------------
+# Input checks
+# ------------------------------------------------------------------------------------------
+def _check_slo(v: Any, name: str) -> float | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+        raise SpecError(f"{name}: must be finite and > 0 ms, got {v!r}")
+    return float(v)
+
+
+def _check_rate(rate: Any) -> float:
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+        raise SpecError(f"rate: must be a number of requests/s, got {rate!r}")
+    if not math.isfinite(rate) or rate <= 0:
+        raise SpecError(f"rate: must be finite and > 0 requests/s, got {rate!r}")
+    return float(rate)
+
+
+def _check_choices(values: Sequence[int] | None, name: str, high: int) -> list[int] | None:
+    if values is None:
+        return None
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= high:
+            raise SpecError(f"{name}: every value must be an integer in 1..{high:,}, got {v!r}")
+        out.append(v)
+    if not out:
+        raise SpecError(f"{name}: must list at least one value, got []")
+    return sorted(set(out))
+
+
+def _objective(objective: str | None, cluster: Cluster) -> str:
+    if objective is None:
+        priced = all(p.cost_per_gpu_hour is not None for p in cluster.pools)
+        return "min_cost" if priced else "min_gpus"
+    if objective not in OBJECTIVES:
+        raise SpecError(f"objective: expected one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    if objective == "min_cost":
+        for i, p in enumerate(cluster.pools):
+            if p.cost_per_gpu_hour is None:
+                raise SpecError(
+                    f"pools[{i}].cost_per_gpu_hour: objective min_cost needs a price for pool "
+                    f"{p.name!r}, got None"
+                )
+    return objective
+
+
+def _rate_and_lengths(
+    rate: Any,
+    trace: Requests | None,
+    prompt: Lengths | None,
+    output: Lengths | None,
+    objective: str,
+    workload: InferenceWorkload,
+) -> tuple[float | None, Lengths, Lengths]:
+    """The target rate and the length distributions: from the trace (its mean rate, its
+    lengths resampled) or the arguments (default the workload's fixed lengths)."""
+    if trace is not None:
+        if not isinstance(trace, Requests):
+            raise SpecError(f"trace: expected Requests, got {type(trace).__name__}")
+        span = float(trace.arrival_s[-1] - trace.arrival_s[0])
+        if len(trace) < 2 or span <= 0:
+            raise SpecError("trace: needs at least two requests with different timestamps")
+        if rate is not None:
+            raise SpecError("rate: give a rate or a trace, not both (the trace sets the rate)")
+        rate = (len(trace) - 1) / span
+        prompt = prompt or Lengths("file", values=tuple(int(v) for v in trace.prompt_tokens))
+        output = output or Lengths("file", values=tuple(int(v) for v in trace.output_tokens))
+    if rate is None and objective != "max_goodput":
+        raise SpecError(f"rate: objective {objective} needs a request rate, got None")
+    return (
+        None if rate is None else _check_rate(rate),
+        prompt or Lengths.fixed(workload.prompt_tokens),
+        output or Lengths.fixed(workload.output_tokens),
+    )
+
+
+def _seqs_choices(max_num_seqs: Sequence[int] | None, workload: InferenceWorkload) -> list[int]:
+    """max_num_seqs values to score: given, else the workload's batch_size list when it sets
+    one, else vLLM's default."""
+    if max_num_seqs is not None:
+        return _check_choices(max_num_seqs, "max_num_seqs", 1_000_000) or []
+    if "batch_size" in workload.model_fields_set:
+        return sorted(set(workload.batch_sizes))
+    return [DEFAULT_MAX_NUM_SEQS]
+
+
+# ------------------------------------------------------------------------------------------
+# Candidates and their capacities
+# ------------------------------------------------------------------------------------------
+def _group(cluster: Cluster, model: Model, pool: str, tp: int, pp: int, seqs: int) -> ReplicaGroup:
+    stages = build_stages(
+        cluster, [(1, [(pool, tp, n) for n in split_layers(model.num_layers, pp)])]
+    )
+    return ReplicaGroup(count=1, batch_size=seqs, stages=stages[0])
+
+
+def _replica(
+    model: Model, cluster: Cluster, workload: InferenceWorkload, grp: ReplicaGroup, seqs: int
+) -> Replica:
+    """The engine :func:`solver.serving.simulate` builds for one replica of ``grp`` (same
+    budget, step cost and KV capacity, so the search and the verification agree)."""
+    gpu = gpu_with_calibration(cluster.pool(grp.stages[0].pool), None)
+    budget = max(default_max_num_batched_tokens(gpu), seqs)
+    cost = roofline_step_cost(
+        model, cluster, workload, grp, max_num_seqs=seqs, max_num_batched_tokens=budget
+    )
+    kv = kv_capacity_tokens(
+        model, cluster, workload, grp, max_num_seqs=seqs, max_num_batched_tokens=budget
+    )
+    return Replica(cost, seqs, budget, kv)
+
+
+def _auto_pp(
+    model: Model,
+    cluster: Cluster,
+    workload: InferenceWorkload,
+    pool: Pool,
+    tp: int,
+    seqs: int,
+    longest: int,
+) -> int | None:
+    """The smallest PP whose replica's KV cache holds the longest request (None: none does).
+
+    Deeper pipelines at the same TP add GPUs and KV memory but no speed in the simulator's
+    step model (a step's stages run one after another), so the shallowest depth that fits
+    is the one worth scoring; pass ``pp`` explicitly to score others."""
+    for pp in pipeline_degrees(model.num_layers, pool.num_gpus // tp):
+        grp = _group(cluster, model, pool.name, tp, pp, seqs)
+        gpu = gpu_with_calibration(pool, None)
+        budget = max(default_max_num_batched_tokens(gpu), seqs)
+        kv = kv_capacity_tokens(
+            model, cluster, workload, grp, max_num_seqs=seqs, max_num_batched_tokens=budget
+        )
+        if kv >= longest:
+            return pp
+    return None
+
+
+def _shapes(
+    model: Model,
+    cluster: Cluster,
+    workload: InferenceWorkload,
+    tps: list[int] | None,
+    pps: list[int] | None,
+    seqs_list: list[int],
+    longest: int,
+) -> list[tuple[Pool, int, int, int]]:
+    """Every (pool, tp, pp, max_num_seqs) to score, in pool order then TP descending."""
+    out = []
+    for pool in cluster.pools:
+        for tp in sorted(tp_options(model, pool), reverse=True):
+            if tps is not None and tp not in tps:
+                continue
+            if pps is None:
+                depth = _auto_pp(model, cluster, workload, pool, tp, max(seqs_list), longest)
+                depths = [] if depth is None else [depth]
+            else:
+                depths = [p for p in pps if p * tp <= pool.num_gpus and p <= model.num_layers]
+            for pp in depths:
+                probe = Plan(
+                    kind="inference",
+                    replica_groups=[_group(cluster, model, pool.name, tp, pp, seqs_list[0])],
+                )
+                if check_divisibility(model, probe) or check_precision(cluster, probe, workload):
+                    continue
+                out += [(pool, tp, pp, s) for s in seqs_list]
+    return out
+
+
+def _score(
+    model: Model,
+    cluster: Cluster,
+    workload: InferenceWorkload,
+    shape: tuple[Pool, int, int, int],
+    prompt: Lengths,
+    output: Lengths,
+    slo: tuple[float | None, float | None],
+    *,
+    requests: int,
+    seed: int,
+    rel_tol: float,
+    deadline: Deadline,
+    hint: tuple[float, float | None] | None = None,
+) -> Candidate:
+    pool, tp, pp, seqs = shape
+    grp = _group(cluster, model, pool.name, tp, pp, seqs)
+    rep = _replica(model, cluster, workload, grp, seqs)
+    if rep.kv_capacity_tokens < 1:
+        res = CapacitySearch(
+            capacity_rps=0.0, guess_rps=0.0, reason="memory: the weights leave no KV cache"
+        )
+    else:
+        res = search_capacity(
+            rep,
+            prompt,
+            output,
+            ttft_slo_ms=slo[0],
+            tpot_slo_ms=slo[1],
+            requests=requests,
+            seed=seed,
+            rel_tol=rel_tol,
+            expired=deadline.expired,
+            hint=hint,
+        )
+    price = pool.cost_per_gpu_hour
+    return Candidate(
+        pool=pool.name,
+        gpu=gpu_of(pool).name,
+        tp=tp,
+        pp=pp,
+        gpus=tp * pp,
+        max_num_seqs=seqs,
+        max_num_batched_tokens=rep.max_num_batched_tokens,
+        kv_capacity_tokens=rep.kv_capacity_tokens,
+        cost_per_hour=None if price is None else price * tp * pp,
+        capacity_rps=res.capacity_rps,
+        upper_rps=res.upper_rps,
+        probes=len(res.probes),
+        complete=res.complete,
+        saturated=res.saturated,
+        reason=res.reason,
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# Replica counts (CP-SAT)
+# ------------------------------------------------------------------------------------------
+def _weight(c: Candidate, objective: str) -> int:
+    if objective == "min_gpus":
+        return c.gpus
+    return round((c.cost_per_hour or 0.0) * _COST_UNIT)
+
+
+def choose_replicas(
+    cands: list[Candidate],
+    pool_gpus: dict[str, int],
+    objective: str,
+    target: float | None,
+    time_limit_s: float,
+    workers: int,
+    seed: int,
+) -> tuple[int, dict[int, int], float | None, float | None]:
+    """Lexicographic: the objective, then (at its optimum) headroom or cost.  Returns the
+    CP status of the first solve, counts, objective and bound in user units."""
+    cap = [math.floor(c.capacity_rps * _MILLI) for c in cands]
+
+    def build(fix: int | None) -> tuple[cp_model.CpModel, list[cp_model.IntVar]]:
+        m = cp_model.CpModel()
+        n = [m.new_int_var(0, pool_gpus[c.pool] // c.gpus, f"n{i}") for i, c in enumerate(cands)]
+        for pool, g in pool_gpus.items():
+            terms = [n[i] * c.gpus for i, c in enumerate(cands) if c.pool == pool]
+            if terms:
+                m.add(sum(terms) <= g)
+        total_cap = sum(n[i] * cap[i] for i in range(len(cands)))
+        weight = sum(
+            n[i] * _weight(c, objective if objective != "max_goodput" else "min_cost")
+            for i, c in enumerate(cands)
+        )
+        if objective == "max_goodput":
+            if fix is None:
+                m.maximize(total_cap)
+            else:
+                m.add(total_cap >= fix)
+                m.minimize(weight)
+        else:
+            assert target is not None
+            m.add(total_cap >= math.ceil(target * _MILLI - 1e-9))
+            if fix is None:
+                m.minimize(weight)
+            else:
+                m.add(weight <= fix)
+                m.maximize(total_cap)
+        return m, n
+
+    def solve(m: cp_model.CpModel, limit: float) -> tuple[cp_model.CpSolver, Any]:
+        s = cp_model.CpSolver()
+        s.parameters.max_time_in_seconds = max(limit, 0.05)
+        s.parameters.num_workers = workers
+        s.parameters.random_seed = seed
+        return s, s.solve(m)
+
+    t0 = time.perf_counter()
+    m, n = build(None)
+    s, code = solve(m, time_limit_s - (time.perf_counter() - t0))
+    if code not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return code, {}, None, None
+    counts = {i: int(s.value(v)) for i, v in enumerate(n) if s.value(v) > 0}
+    obj, bound = s.objective_value, s.best_objective_bound
+    if code == cp_model.OPTIMAL:
+        m2, n2 = build(round(obj))
+        s2, code2 = solve(m2, time_limit_s - (time.perf_counter() - t0))
+        if code2 in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            counts = {i: int(s2.value(v)) for i, v in enumerate(n2) if s2.value(v) > 0}
+    scale = (
+        _MILLI if objective == "max_goodput" else (1.0 if objective == "min_gpus" else _COST_UNIT)
+    )
+    return code, counts, obj / scale, bound / scale
+
+
+# ------------------------------------------------------------------------------------------
+# The fleet: plan, verification
+# ------------------------------------------------------------------------------------------
+def _fleet(cands: list[Candidate], counts: dict[int, int]) -> list[FleetGroup]:
+    out = []
+    for i in sorted(counts, key=lambda k: (cands[k].pool, -cands[k].tp, cands[k].pp)):
+        c, k = cands[i], counts[i]
+        out.append(
+            FleetGroup(
+                pool=c.pool,
+                gpu=c.gpu,
+                tp=c.tp,
+                pp=c.pp,
+                max_num_seqs=c.max_num_seqs,
+                count=k,
+                gpus=k * c.gpus,
+                capacity_rps=c.capacity_rps,
+                cost_per_hour=None if c.cost_per_hour is None else k * c.cost_per_hour,
+            )
+        )
+    return out
+
+
+def _plan(model: Model, cluster: Cluster, fleet: list[FleetGroup]) -> Plan:
+    groups = [
+        (g.count, [(g.pool, g.tp, n) for n in split_layers(model.num_layers, g.pp)]) for g in fleet
+    ]
+    stages = build_stages(cluster, groups)
+    return Plan(
+        kind="inference",
+        replica_groups=[
+            ReplicaGroup(count=g.count, batch_size=g.max_num_seqs, stages=st)
+            for g, st in zip(fleet, stages, strict=True)
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class _Check:
+    """What a fleet verification checks and how it dispatches."""
+
+    ttft_ms: float | None
+    tpot_ms: float | None
+    routing: str
+    routing_seed: int
+
+
+def _verify(
+    model: Model,
+    cluster: Cluster,
+    workload: InferenceWorkload,
+    plan: Plan,
+    fleet: list[FleetGroup],
+    reqs: Requests,
+    check: _Check,
+) -> tuple[SimulationResult, bool]:
+    res = simulate(
+        model,
+        cluster,
+        workload,
+        plan,
+        reqs,
+        ttft_slo_ms=check.ttft_ms,
+        tpot_slo_ms=check.tpot_ms,
+        replica_weights=[g.capacity_rps for g in fleet],
+        routing=check.routing,
+        routing_seed=check.routing_seed,
+    )
+    return res, meets_slos(res.ttft_ms.p99, res.tpot_ms.p99, check.ttft_ms, check.tpot_ms)
+
+
+def _verify_requests(n_replicas: int, search_requests: int) -> int:
+    return min(VERIFY_MAX_REQUESTS, max(VERIFY_MIN_REQUESTS, search_requests * n_replicas))
+
+
+def _add_one(
+    cands: list[Candidate], counts: dict[int, int], pool_gpus: dict[str, int], objective: str
+) -> bool:
+    """Add the replica with the most capacity per $ (per GPU) that still fits; False if none."""
+    used: dict[str, int] = {}
+    for i, k in counts.items():
+        used[cands[i].pool] = used.get(cands[i].pool, 0) + k * cands[i].gpus
+    best, score = None, -1.0
+    for i, c in enumerate(cands):
+        if c.capacity_rps <= 0 or used.get(c.pool, 0) + c.gpus > pool_gpus[c.pool]:
+            continue
+        w = c.gpus if objective == "min_gpus" else (c.cost_per_hour or c.gpus)
+        if c.capacity_rps / w > score:
+            best, score = i, c.capacity_rps / w
+    if best is None:
+        return False
+    counts[best] = counts.get(best, 0) + 1
+    return True
+
+
+# ------------------------------------------------------------------------------------------
+# The entry point
+# ------------------------------------------------------------------------------------------
+def plan_serving(
+    model: Model,
+    cluster: Cluster,
+    workload: InferenceWorkload,
+    *,
+    rate: float | None = None,
+    objective: str | None = None,
+    ttft_slo_ms: float | None = None,
+    tpot_slo_ms: float | None = None,
+    prompt: Lengths | None = None,
+    output: Lengths | None = None,
+    trace: Requests | None = None,
+    tp: Sequence[int] | None = None,
+    pp: Sequence[int] | None = None,
+    max_num_seqs: Sequence[int] | None = None,
+    search_requests: int = SEARCH_REQUESTS,
+    rel_tol: float = REL_TOL,
+    time_limit_s: float = 30.0,
+    seed: int = 0,
+    num_workers: int = 1,
+    trim: bool = True,
+    routing: str = "weighted_random",
+) -> ServingPlanResult:
+    """Plan a serving fleet for ``rate`` requests/s under p99 SLOs (module docstring).
+
+    Parameters
+    ----------
+    model, cluster, workload
+        Specs; ``workload`` gives precision, KV precision, the memory reserve, the default
+        lengths (``prompt_tokens``/``output_tokens``), SLOs (``ttft_ms``/``tpot_ms``) and
+        ``max_num_seqs`` candidates (its ``batch_size`` list, when set).
+    rate
+        Target requests/s (min_cost / min_gpus); with ``trace`` default the trace's mean rate.
+    objective
+        ``min_cost`` (default when every pool has ``cost_per_gpu_hour``), ``min_gpus``
+        (default otherwise) or ``max_goodput``.
+    ttft_slo_ms, tpot_slo_ms
+        p99 SLOs; default the workload's.  At least one.
+    prompt, output
+        Length distributions; default fixed at the workload's (or, with ``trace``, the
+        trace's lengths resampled).
+    trace
+        Requests to verify on (and whose lengths the capacity search resamples).
+    tp, pp, max_num_seqs
+        Candidate lists (default: every valid TP, PP auto, the workload's batch sizes).
+    search_requests, rel_tol
+        Requests per capacity probe and the bisection's relative tolerance.
+    time_limit_s, seed, num_workers
+        The budget of the capacity searches and CP-SAT, counted from the call's start (the
+        verification, never skipped, runs after it; trimming only while it lasts); the seed
+        of the search's requests (verification: seed + 1, its dispatch seed + 2) and of
+        CP-SAT; CP-SAT's workers.
+    trim
+        After the fleet verifies, try removing replicas (most expensive first) while the
+        fleet, simulated on the same requests, still meets the SLOs (at most
+        :data:`MAX_TRIM_TRIES` simulations, while the time limit lasts); a trimmed plan is
+        FEASIBLE (verified, not proven minimal).
+    routing
+        How the verification dispatches requests (``weighted_random``, the default: each
+        replica then sees a Poisson stream, as in its capacity search; or
+        ``weighted_round_robin``: smoother per-replica streams, which favour TTFT and can
+        hurt TPOT, since prefills then arrive one by one instead of batched).
+
+    Raises
+    ------
+    SpecError
+        Bad input, one line naming the field.
+    """
+    t0 = time.perf_counter()
+    check_solve_options(time_limit_s=time_limit_s, seed=seed, num_workers=num_workers)
+    if not isinstance(workload, InferenceWorkload):
+        raise SpecError("workload: the serving planner needs an inference workload")
+    if workload.attention != "flash":
+        raise SpecError(
+            f"attention: serving is priced with flash attention, got {workload.attention!r}"
+        )
+    obj = _objective(objective, cluster)
+    if routing not in ("weighted_random", "weighted_round_robin"):
+        raise SpecError(
+            f"routing: expected weighted_random or weighted_round_robin, got {routing!r}"
+        )
+    slo = (
+        _check_slo(workload.ttft_ms if ttft_slo_ms is None else ttft_slo_ms, "ttft_slo_ms"),
+        _check_slo(workload.tpot_ms if tpot_slo_ms is None else tpot_slo_ms, "tpot_slo_ms"),
+    )
+    if slo == (None, None):
+        raise SpecError("ttft_slo_ms: give a p99 TTFT or TPOT SLO (or both), got neither")
+    if (
+        isinstance(search_requests, bool)
+        or not isinstance(search_requests, int)
+        or not (100 <= search_requests <= 100_000)
+    ):
+        raise SpecError(
+            f"search_requests: must be an integer in 100..100,000, got {search_requests!r}"
+        )
+    if not (isinstance(rel_tol, (int, float)) and 0.001 <= rel_tol <= 0.5):
+        raise SpecError(f"rel_tol: must be in 0.001..0.5, got {rel_tol!r}")
+    rate, prompt, output = _rate_and_lengths(rate, trace, prompt, output, obj, workload)
+    tps = _check_choices(tp, "tp", 1 << 20)
+    pps = _check_choices(pp, "pp", model.num_layers)
+    seqs_list = _seqs_choices(max_num_seqs, workload)
+    if cluster.calibration is not None:
+        cluster = calibrated_cluster(cluster)
+    deadline = Deadline(time_limit_s, t0)
+    settings = {
+        "search_requests": search_requests,
+        "rel_tol": rel_tol,
+        "seed": seed,
+        "verify_seed": seed + 1,
+        "routing_seed": seed + 2,
+        "num_workers": num_workers,
+        "time_limit_s": time_limit_s,
+        "max_num_seqs": seqs_list,
+        "tp": tps or "all",
+        "pp": pps or "auto",
+        "routing": routing,
+    }
+    timings: dict[str, float] = {}
+
+    def done(status: Status, message: str, **kw: Any) -> ServingPlanResult:
+        timings["total"] = time.perf_counter() - t0
+        unit = _UNITS[obj]
+        return ServingPlanResult(
+            status=status.value,
+            objective=obj,
+            unit=unit,
+            rate_rps=kw.pop("rate_rps", rate),
+            ttft_slo_ms=slo[0],
+            tpot_slo_ms=slo[1],
+            candidates=cands,
+            message=message,
+            settings=settings,
+            timings_s=timings,
+            time_s=timings["total"],
+            **kw,
+        )
+
+    # 1-2. Candidates and capacities.
+    sample = generate_requests(search_requests, 1.0, prompt, output, seed=seed)
+    longest = int((sample.prompt_tokens + sample.output_tokens).max())
+    if trace is not None:
+        longest = max(longest, int((trace.prompt_tokens + trace.output_tokens).max()))
+    shapes = _shapes(model, cluster, workload, tps, pps, seqs_list, longest)
+    cands: list[Candidate] = []
+    scored_all = True
+    for shape in shapes:
+        if deadline.expired():
+            scored_all = False
+            break
+        # The same pool/TP/PP with the previous max_num_seqs: its capacity is a close guess.
+        prev = cands[-1] if cands else None
+        same = prev is not None and (prev.pool, prev.tp, prev.pp) == (
+            shape[0].name,
+            shape[1],
+            shape[2],
+        )
+        hint = (prev.capacity_rps, prev.upper_rps) if same and prev is not None else None
+        cands.append(
+            _score(
+                model,
+                cluster,
+                workload,
+                shape,
+                prompt,
+                output,
+                slo,
+                requests=search_requests,
+                seed=seed,
+                rel_tol=rel_tol,
+                deadline=deadline,
+                hint=hint,
+            )
+        )
+    timings["capacity_search"] = time.perf_counter() - t0
+    complete = scored_all and all(c.complete for c in cands)
+    usable = [c for c in cands if c.capacity_rps > 0]
+    if not usable:
+        if not scored_all:
+            return done(
+                Status.UNKNOWN,
+                f"time limit: {len(cands)} of {len(shapes)} replica "
+                "shapes scored and none sustains any load under the SLOs; raise the limit",
+            )
+        return done(Status.INFEASIBLE, _why_none(cands, shapes, slo))
+    pool_gpus = {p.name: p.num_gpus for p in cluster.pools}
+    if obj != "max_goodput":
+        assert rate is not None
+        by_pool = _pool_capacity(usable, pool_gpus)
+        if by_pool < rate:
+            upper = _pool_capacity(
+                [c.model_copy(update={"capacity_rps": _upper(c)}) for c in usable], pool_gpus
+            )
+            if not complete:
+                return done(
+                    Status.UNKNOWN,
+                    f"time limit: {len(cands)} of {len(shapes)} replica shapes scored (or "
+                    f"searches cut short); those sustain {by_pool:,.2f} req/s under the SLOs "
+                    f"< target {rate:g}; raise the time limit",
+                )
+            if upper >= rate:
+                return done(
+                    Status.UNKNOWN,
+                    f"capacity: the pools sustain {by_pool:,.2f} req/s under the SLOs by the "
+                    f"rates simulated, < target {rate:g}, but up to {upper:,.2f} req/s within "
+                    "the search tolerance; lower the tolerance",
+                )
+            best = max(usable, key=lambda c: c.capacity_rps / c.gpus)
+            need = math.ceil(rate / best.capacity_rps) * best.gpus
+            return done(
+                Status.INFEASIBLE,
+                (
+                    f"GPU count: at most {by_pool:,.2f} req/s fit this cluster under the SLOs "
+                    f"(best per GPU: {best.key} at {best.capacity_rps:.3g} req/s per replica) < "
+                    f"target {rate:g} req/s; about {need} GPUs of pool {best.pool} would be needed"
+                    f" (each pool's best: {_pool_summary(usable, pool_gpus)})"
+                ),
+            )
+    # 3. Replica counts.
+    t1 = time.perf_counter()
+    cp_limit = max(deadline.left(), 0.5)
+    code, counts, value, bound = choose_replicas(
+        usable, pool_gpus, obj, rate, cp_limit, num_workers, seed
+    )
+    timings["cp_sat"] = time.perf_counter() - t1
+    if not counts:
+        if code == cp_model.INFEASIBLE and complete:
+            return done(
+                Status.INFEASIBLE,
+                f"GPU count: no whole number of replicas reaches {rate:g} req/s within the "
+                f"pools' GPUs (the pools' best capacity per GPU would give "
+                f"{_pool_capacity(usable, pool_gpus):,.2f} req/s with no GPU left idle)",
+            )
+        return done(Status.UNKNOWN, "time limit: CP-SAT found no replica mix; raise the limit")
+    # 4. Verification.
+    t2 = time.perf_counter()
+    check = _Check(slo[0], slo[1], routing, seed + 2)
+    out = _verify_loop(
+        model,
+        cluster,
+        workload,
+        usable,
+        counts,
+        pool_gpus,
+        obj,
+        rate,
+        check,
+        trace,
+        prompt,
+        output,
+        search_requests,
+        seed,
+    )
+    timings["verification"] = time.perf_counter() - t2
+    fleet, plan, res, ok, extra, offered, missed = out
+    proven = code == cp_model.OPTIMAL and complete and extra == 0
+    cp_value = value
+    removed = 0
+    if ok and trim and extra == 0 and obj != "max_goodput":
+        t3 = time.perf_counter()
+        fleet, plan, res, removed = _trim(
+            model,
+            cluster,
+            workload,
+            usable,
+            counts,
+            obj,
+            offered,
+            check,
+            trace,
+            prompt,
+            output,
+            res.num_requests,
+            seed,
+            (fleet, plan, res),
+            deadline,
+        )
+        timings["trim"] = time.perf_counter() - t3
+    what = (
+        f"over {len(cands)} replica shapes ({len(usable)} sustain load) and their simulated "
+        f"capacities (bisection to {rel_tol:.0%}), within the pools' GPU counts"
+    )
+    kw = _totals(fleet)
+    if not ok:
+        return done(
+            Status.UNKNOWN,
+            f"verification: the fleet misses the SLOs at {offered:g} req/s "
+            + (
+                f"even after adding {extra} replica(s)"
+                if extra
+                else "and no scored shape fits the GPUs left"
+            )
+            + f": p99 TTFT {res.ttft_ms.p99:,.0f} ms, p99 TPOT {res.tpot_ms.p99:,.1f} ms; no "
+            "verified plan"
+            + (
+                ""
+                if scored_all
+                else f" ({len(cands)} of {len(shapes)} replica shapes scored "
+                "before the time limit: raise it)"
+            ),
+            verification=res,
+            fleet=fleet,
+            extra_replicas=extra,
+            **kw,
+        )
+    notes = []
+    if extra:
+        notes.append(
+            f"verification added {extra} replica(s) to the CP-SAT optimum over single-replica "
+            f"capacities ({cp_value:,.4g} {_UNITS[obj]}), which missed the SLOs when simulated "
+            f"as a fleet ({missed})"
+        )
+        bound = None
+    if not complete:
+        notes.append(
+            "time limit: some capacity searches were cut short (capacities are "
+            "rates that met the SLOs, not the boundary)"
+        )
+    if obj == "max_goodput" and offered < (kw["capacity_rps"] or 0) - 1e-9:
+        notes.append(
+            f"the fleet met the SLOs at {offered:.3g} req/s, not at its summed capacity "
+            f"{kw['capacity_rps']:.3g} ({missed})"
+        )
+        proven = False
+    status = Status.OPTIMAL if proven else Status.FEASIBLE
+    if removed:
+        notes.append(
+            f"the CP-SAT optimum over single-replica capacities is {cp_value:,.4g} "
+            f"{_UNITS[obj]} (proven {what}); simulated as a fleet, "
+            f"{removed} replica(s) fewer still meet the SLOs: verified, not proven minimal "
+            "(a replica behind capacity-weighted dispatch sees smoother arrivals than the "
+            "Poisson stream its capacity was measured on)"
+        )
+        proven = False
+        bound = None
+    status = Status.OPTIMAL if proven else Status.FEASIBLE
+    if obj != "max_goodput" and (extra or removed):
+        value = kw["cost_per_hour"] if obj == "min_cost" else kw["gpus"]
+    message = ("proven optimal " + what) if proven else "; ".join(notes) or "not proven optimal"
+    gap = None if value in (None, 0) or bound is None else abs(value - bound) / abs(value)
+    plan = plan.model_copy(
+        update={
+            "predicted": {
+                "rate_rps": float(offered),
+                "capacity_rps": float(kw["capacity_rps"] or 0.0),
+                "ttft_p99_ms": res.ttft_ms.p99,
+                "tpot_p99_ms": res.tpot_ms.p99,
+                "goodput_rps": res.goodput,
+                "slo_attainment": res.slo_attainment,
+            },
+            "solver": SolverInfo(
+                status=status.value,
+                objective=value,
+                bound=bound,
+                gap=gap,
+                time_s=time.perf_counter() - t0,
+                ortools_version=_ORTOOLS_VERSION,
+                seed=seed,
+                message=message,
+            ),
+        }
+    )
+    return done(
+        status,
+        message,
+        objective_value=value,
+        bound=bound,
+        plan=plan,
+        verified=True,
+        verification=res,
+        fleet=fleet,
+        extra_replicas=extra,
+        removed_replicas=removed,
+        model_optimum=cp_value,
+        rate_rps=offered,
+        **kw,
+    )
+
+
+def _trim(
+    model: Model,
+    cluster: Cluster,
+    workload: InferenceWorkload,
+    cands: list[Candidate],
+    counts: dict[int, int],
+    objective: str,
+    rate: float,
+    slo: _Check,
+    trace: Requests | None,
+    prompt: Lengths,
+    output: Lengths,
+    n_requests: int,
+    seed: int,
+    best: tuple[list[FleetGroup], Plan, SimulationResult],
+    deadline: Deadline,
+) -> tuple[list[FleetGroup], Plan, SimulationResult, int]:
+    """Remove replicas, most expensive first, while the fleet still verifies on the same
+    requests.  Returns the smallest verified fleet, its plan and result, replicas removed."""
+    reqs = (
+        trace
+        if trace is not None
+        else generate_requests(n_requests, rate, prompt, output, seed=seed + 1)
+    )
+    removed = tries = 0
+    while tries < MAX_TRIM_TRIES and deadline.left() > 0:
+        progress = False
+        for i in sorted(counts, key=lambda k: (-_weight(cands[k], objective), k)):
+            if tries >= MAX_TRIM_TRIES or deadline.left() <= 0:
+                break
+            trial = {k: v - (k == i) for k, v in counts.items() if v - (k == i) > 0}
+            if not trial:
+                continue
+            tries += 1
+            fleet = _fleet(cands, trial)
+            plan = _plan(model, cluster, fleet)
+            res, ok = _verify(model, cluster, workload, plan, fleet, reqs, slo)
+            if ok:
+                counts.clear()
+                counts.update(trial)
+                best, removed, progress = (fleet, plan, res), removed + 1, True
+                break
+        if not progress:
+            break
+    return best[0], best[1], best[2], removed
+
+
+def _upper(c: Candidate) -> float:
+    """An upper bound of a shape's capacity: the lowest rate that missed the SLOs, or the
+    saturated throughput; unbounded when the search stopped short of both."""
+    if c.upper_rps is not None:
+        return c.upper_rps
+    return c.capacity_rps if c.saturated else math.inf
+
+
+def _pool_capacity(cands: list[Candidate], pool_gpus: dict[str, int]) -> float:
+    """Most requests/s the pools hold with each pool's best capacity per GPU (an upper bound
+    on any mix: per pool, the capacity is at most G x the best capacity per GPU)."""
+    total = 0.0
+    for pool, g in pool_gpus.items():
+        per = [c.capacity_rps / c.gpus for c in cands if c.pool == pool]
+        total += g * max(per, default=0.0)
+    return total
+
+
+def _pool_summary(cands: list[Candidate], pool_gpus: dict[str, int]) -> str:
+    parts = []
+    for pool in pool_gpus:
+        mine = [c for c in cands if c.pool == pool]
+        if mine:
+            b = max(mine, key=lambda c: c.capacity_rps / c.gpus)
+            parts.append(f"{pool} {b.key} {b.capacity_rps:.3g} req/s on {b.gpus} GPUs")
+    return "; ".join(parts)
+
+
+def _why_none(
+    cands: list[Candidate], shapes: list[Any], slo: tuple[float | None, float | None]
+) -> str:
+    """INFEASIBLE's message: no shape, or every shape's reason with its numbers."""
+    if not shapes:
+        return (
+            "no replica shape: no pool has a TP/PP that divides the model, runs its precision "
+            "and holds the longest request in its KV cache"
+        )
+    need = " and ".join(
+        f"p99 {name} <= {v:g} ms" for name, v in zip(("TTFT", "TPOT"), slo, strict=True) if v
+    )
+    reasons = "; ".join(f"{c.key}: {c.reason}" for c in cands[:3])
+    more = f"; and {len(cands) - 3} more" if len(cands) > 3 else ""
+    return (
+        f"SLO: none of the {len(cands)} replica shapes meets {need} at any load ({reasons}{more})"
+    )
+
+
+def _totals(fleet: list[FleetGroup]) -> dict[str, Any]:
+    costs = [g.cost_per_hour for g in fleet]
+    return {
+        "gpus": sum(g.gpus for g in fleet),
+        "cost_per_hour": None if any(c is None for c in costs) else float(sum(costs)),  # type: ignore[arg-type]
+        "capacity_rps": float(sum(g.count * g.capacity_rps for g in fleet)),
+    }
+
+
+def _verify_loop(
+    model: Model,
+    cluster: Cluster,
+    workload: InferenceWorkload,
+    cands: list[Candidate],
+    counts: dict[int, int],
+    pool_gpus: dict[str, int],
+    objective: str,
+    rate: float | None,
+    slo: _Check,
+    trace: Requests | None,
+    prompt: Lengths,
+    output: Lengths,
+    search_requests: int,
+    seed: int,
+) -> tuple[list[FleetGroup], Plan, SimulationResult, bool, int, float, str | None]:
+    """Simulate the fleet; add replicas (min objectives) or lower the rate (max_goodput)
+    until it meets the SLOs.  Returns fleet, plan, last result, met, replicas added, rate,
+    and a description of the first fleet that missed (None if the first one met them)."""
+    extra = 0
+    missed: str | None = None
+    while True:
+        fleet = _fleet(cands, counts)
+        plan = _plan(model, cluster, fleet)
+        offered = (
+            rate
+            if objective != "max_goodput" or rate is not None
+            else sum(g.count * g.capacity_rps for g in fleet)
+        )
+        assert offered is not None
+        n_rep = sum(g.count for g in fleet)
+        reqs = (
+            trace
+            if trace is not None
+            else generate_requests(
+                _verify_requests(n_rep, search_requests), offered, prompt, output, seed=seed + 1
+            )
+        )
+        res, ok = _verify(model, cluster, workload, plan, fleet, reqs, slo)
+        if ok:
+            return fleet, plan, res, True, extra, offered, missed
+        if missed is None:
+            missed = (
+                " + ".join(f"{g.count} x TP{g.tp} PP{g.pp} {g.pool}" for g in fleet)
+                + f" at {offered:g} req/s: p99 TTFT {res.ttft_ms.p99:,.0f} ms, p99 TPOT "
+                f"{res.tpot_ms.p99:,.1f} ms"
+            )
+        if objective == "max_goodput" and trace is None:
+            down = _goodput_down(
+                model,
+                cluster,
+                workload,
+                plan,
+                fleet,
+                offered,
+                prompt,
+                output,
+                slo,
+                search_requests,
+                seed,
+                res,
+            )
+            return (*down, missed)
+        if extra >= MAX_EXTRA_REPLICAS or not _add_one(cands, counts, pool_gpus, objective):
+            return fleet, plan, res, False, extra, offered, missed
+        extra += 1
+
+
+def _goodput_down(
+    model: Model,
+    cluster: Cluster,
+    workload: InferenceWorkload,
+    plan: Plan,
+    fleet: list[FleetGroup],
+    offered: float,
+    prompt: Lengths,
+    output: Lengths,
+    slo: _Check,
+    search_requests: int,
+    seed: int,
+    failed: SimulationResult,
+) -> tuple[list[FleetGroup], Plan, SimulationResult, bool, int, float]:
+    """max_goodput: bisect the offered rate down from the fleet's summed capacity."""
+    n = _verify_requests(sum(g.count for g in fleet), search_requests)
+    lo, hi = 0.5 * offered, offered
+    best: tuple[SimulationResult, float] | None = None
+    res, ok = _verify(
+        model,
+        cluster,
+        workload,
+        plan,
+        fleet,
+        generate_requests(n, lo, prompt, output, seed=seed + 1),
+        slo,
+    )
+    if not ok:
+        return fleet, plan, failed, False, 0, offered
+    best = (res, lo)
+    for _ in range(GOODPUT_BISECTIONS):
+        mid = 0.5 * (lo + hi)
+        res, ok = _verify(
+            model,
+            cluster,
+            workload,
+            plan,
+            fleet,
+            generate_requests(n, mid, prompt, output, seed=seed + 1),
+            slo,
+        )
+        if ok:
+            lo, best = mid, (res, mid)
+        else:
+            hi = mid
+    return fleet, plan, best[0], True, 0, best[1]

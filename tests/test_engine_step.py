@@ -1,0 +1,378 @@
+"""The serving-engine step model (solver/costmodel/serving_engine.py): all-reduce algorithm
+switches at each engine's thresholds, CUDA graphs against eager launches, decode attention
+linear in the context at the named efficiency, the smooth GEMM roofline, the profiles'
+sources, and the evaluator and the simulator agreeing on a static batch under every profile."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from solver.catalog import gpu_of
+from solver.costmodel import serving_engine as SE
+from solver.costmodel.comm import LinkTier
+from solver.costmodel.comm import allreduce_time as ring_allreduce_time
+from solver.costmodel.compute import decode_block_time, prefill_block_time
+from solver.errors import SpecError
+from solver.evaluate import evaluate
+from solver.io import load_cluster, load_model
+from solver.serving import Lengths, generate_requests, roofline_step_cost, simulate
+from solver.specs import InferenceWorkload, Model, Plan
+
+NVSWITCH = LinkTier(bandwidth_GBps=240.0, latency_us=3.0, name="nvswitch")
+PCIE = LinkTier(bandwidth_GBps=24.0, latency_us=5.0, name="pcie")
+CLUSTER = load_cluster("seed-4x8-h100")
+GPU = gpu_of(CLUSTER.pools[0])
+MODEL8 = load_model("llama3-8b")
+KIB = 1024.0
+
+
+# --- all-reduce ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("engine", "n", "below", "at"),
+    [
+        (SE.VLLM, 8, 256 * KIB - 16, 256 * KIB),  # custom_all_reduce.cuh: world <= 8, < 256 KiB
+        (SE.VLLM, 4, 512 * KIB - 16, 512 * KIB),  # world <= 4, < 512 KiB
+        (SE.SGLANG, 8, 256 * KIB - 16, 256 * KIB),  # sgl-kernel carries vLLM's dispatch
+        (SE.TRTLLM, 8, 500e3 - 16, 500e3),  # allreducePlugin: world > 4, < 500,000 B
+        (SE.TRTLLM, 4, 1e6 - 16, 1e6),  # world <= 4, < 1,000,000 B
+    ],
+)
+def test_allreduce_switches_to_two_shot_at_the_threshold(
+    engine: SE.EngineProfile, n: int, below: float, at: float
+) -> None:
+    """One-shot strictly below the engine's size threshold, two-shot at it, each timed by its
+    formula: alpha + (n-1) S / B1 and 2 alpha + 2 (n-1)/n S / B2."""
+    car = engine.custom_allreduce
+    assert car is not None
+    assert SE.custom_allreduce_algorithm(engine, below, n, NVSWITCH) == "oneshot"
+    assert SE.custom_allreduce_algorithm(engine, at, n, NVSWITCH) == "twoshot"
+    a = car.latency_us.value * 1e-6
+    b1 = 240e9 * car.oneshot_link_fraction.value
+    b2 = 240e9 * car.twoshot_link_fraction.value
+    assert SE.allreduce_time(engine, below, n, NVSWITCH) == pytest.approx(
+        a + (n - 1) * below / b1, rel=1e-12
+    )
+    assert SE.allreduce_time(engine, at, n, NVSWITCH) == pytest.approx(
+        2 * a + 2 * (n - 1) / n * at / b2, rel=1e-12
+    )
+
+
+@pytest.mark.parametrize(
+    ("engine", "n", "fits", "too_big"),
+    [
+        (SE.VLLM, 8, 8 * 1024 * KIB - 16, 8 * 1024 * KIB),  # inp_size < max_size (8 MiB)
+        (SE.VLLM, 2, 8 * 1024 * KIB - 16, 8 * 1024 * KIB),
+        (SE.TRTLLM, 8, 8e6, 8e6 + 16),  # messageSizeBytes <= 8,000,000 workspace
+        (SE.TRTLLM, 2, 16e6, 16e6 + 16),  # 16,000,000 at world <= 2
+    ],
+)
+def test_allreduce_falls_back_to_nccl_past_the_workspace(
+    engine: SE.EngineProfile, n: int, fits: float, too_big: float
+) -> None:
+    """Past the custom kernel's buffer the engine calls NCCL: the ring alpha-beta time."""
+    assert SE.custom_allreduce_algorithm(engine, fits, n, NVSWITCH) != "nccl"
+    assert SE.custom_allreduce_algorithm(engine, too_big, n, NVSWITCH) == "nccl"
+    assert SE.allreduce_time(engine, too_big, n, NVSWITCH) == ring_allreduce_time(
+        too_big, n, NVSWITCH
+    )
+
+
+def test_allreduce_needs_nvlink_beyond_two_gpus_and_a_supported_world_size() -> None:
+    """vLLM: two PCIe GPUs still run the custom kernel, four do not; TP 3 is unsupported; the
+    roofline profile is always the ring."""
+    assert SE.custom_allreduce_algorithm(SE.VLLM, 4096, 2, PCIE) == "oneshot"
+    assert SE.custom_allreduce_algorithm(SE.VLLM, 4096, 4, PCIE) == "nccl"
+    assert SE.custom_allreduce_algorithm(SE.VLLM, 4096, 3, NVSWITCH) == "nccl"
+    assert SE.allreduce_time(SE.ROOFLINE, 4096, 8, NVSWITCH) == ring_allreduce_time(
+        4096, 8, NVSWITCH
+    )
+    # A decode-sized message: one-shot is latency-bound, far under the ring's 2 (n-1) alpha.
+    assert SE.allreduce_time(SE.VLLM, 16 * KIB, 8, NVSWITCH) < 0.25 * ring_allreduce_time(
+        16 * KIB, 8, NVSWITCH
+    )
+
+
+# --- CUDA graphs and launches -------------------------------------------------------------
+TINY = Model(
+    name="tiny",
+    num_layers=2,
+    hidden_size=64,
+    ffn_hidden_size=256,
+    num_attention_heads=4,
+    num_kv_heads=4,
+    vocab_size=256,
+    mlp="swiglu",
+)
+
+
+def _decode(engine: SE.EngineProfile, batch: int, ctx: int, model: Model = TINY, tp: int = 1):
+    return decode_block_time(
+        model,
+        GPU,
+        tp=tp,
+        batch=batch,
+        context_len=ctx,
+        precision="bf16",
+        kv_precision="bf16",
+        tp_link=NVSWITCH,
+        engine=engine,
+    )
+
+
+def test_graphed_step_is_cheaper_than_eager_by_the_launch_overhead() -> None:
+    """A tiny model is launch-bound: eager, one block takes kernels x launch_us (6 kernels at
+    TP 1: qkv, decode attention, out-proj, MLP up, MLP down, elementwise); graphed (same batch,
+    same profile otherwise) it takes only its GPU time, less than that."""
+    eager = dataclasses.replace(SE.VLLM, cuda_graphs=SE.Sourced(0.0, "test: graphs off"))
+    t_graph = _decode(SE.VLLM, 4, 64).fwd_s
+    t_eager = _decode(eager, 4, 64).fwd_s
+    kernels = 6  # qkv, attention_decode, out_proj, mlp_up, mlp_down, elementwise
+    assert t_eager == pytest.approx(kernels * SE.VLLM.launch_us.value * 1e-6, rel=1e-12)
+    assert t_graph < t_eager
+    assert SE.graphed(SE.VLLM, 512, 80, 1) and not SE.graphed(SE.VLLM, 513, 80, 1)
+
+
+def test_sglang_graph_batch_depends_on_memory_and_tp() -> None:
+    """server_args.py: 256 (TP < 4) / 512 (TP >= 4) at 60-160 GiB, 32 / 160 at 35-60 GiB."""
+    assert SE.graphed(SE.SGLANG, 256, 80.0, 2) and not SE.graphed(SE.SGLANG, 257, 80.0, 2)
+    assert SE.graphed(SE.SGLANG, 512, 80.0, 4) and not SE.graphed(SE.SGLANG, 513, 80.0, 4)
+    assert not SE.graphed(SE.SGLANG, 33, 40.0, 1) and SE.graphed(SE.SGLANG, 160, 40.0, 8)
+    assert not SE.graphed(SE.TRTLLM, 1, 80.0, 1)  # gptSessionBenchmark: no CUDA graphs
+
+
+# --- decode attention -----------------------------------------------------------------------
+@pytest.mark.parametrize("engine", [SE.VLLM, SE.SGLANG, SE.TRTLLM])
+def test_decode_attention_is_linear_in_context_at_the_named_efficiency(
+    engine: SE.EngineProfile,
+) -> None:
+    """Llama-3-8B at TP 1 (8 KV heads x 128, 4 query heads each; batch 8): one more context
+    token per sequence costs 2 x 8 x 128 x 2 B of K and V per sequence, times the kernel's
+    re-reads (1 when group-aware; TensorRT-LLM's masked MHA at a group of 4: 4 / 3.5 L2 ratio),
+    at HBM bandwidth x the profile's decode efficiency."""
+    b, lo, hi = 8, 1024, 3072
+    per_token = b * 2 * 8 * 128 * 2.0
+    reads = 1.0 if engine is not SE.TRTLLM else 4 / SE.L2_TO_HBM_BANDWIDTH.value
+    eff = engine.decode_attention_efficiency.value
+    want = (hi - lo) * per_token * reads / (GPU.memory_bandwidth_GBps * 1e9 * eff)
+    d = _decode(engine, b, hi, MODEL8).fwd_s - _decode(engine, b, lo, MODEL8).fwd_s
+    assert d == pytest.approx(want, rel=1e-9)
+    d2 = _decode(engine, b, 2 * hi - lo, MODEL8).fwd_s - _decode(engine, b, hi, MODEL8).fwd_s
+    assert d2 == pytest.approx(d, rel=1e-9)  # linear
+
+
+def test_group_aware_decode_kernels_read_the_cache_once() -> None:
+    """FlashAttention / FlashInfer: 1 read; TensorRT-LLM XQA covers head_dim 128 at 8 query
+    heads per KV head; masked MHA at a group of 29 (Falcon-180B at TP 8) re-reads through L2."""
+    assert SE.kv_reads(SE.VLLM, 29, 1, 64) == 1.0
+    assert SE.kv_reads(SE.TRTLLM, 64, 8, 128) == 1.0
+    assert SE.kv_reads(SE.TRTLLM, 29, 1, 64) == pytest.approx(29 / 3.5)
+    assert SE.kv_reads(SE.TRTLLM, 32, 32, 128) == 1.0  # MHA: one query head per KV head
+
+
+# --- GEMM ----------------------------------------------------------------------------------
+def test_smooth_gemm_adds_at_the_ridge_and_is_the_roofline_far_from_it() -> None:
+    """At t_c = t_m the GEMM takes fixed + 2^(1/p) t_c; with t_m = 1000 t_c, within 0.1% of
+    fixed + t_m; never below the roofline max."""
+    p = SE.GEMM_OVERLAP_EXPONENT.value
+    fixed = SE.GEMM_KERNEL_FIXED_US.value * 1e-6
+    t = SE.gemm_time(1e12, 1e9, 1e15, 1e12)  # 1 ms each
+    assert t == pytest.approx(fixed + 2 ** (1 / p) * 1e-3, rel=1e-12)
+    far = SE.gemm_time(1e9, 1e9, 1e15, 1e12)  # 1 us compute, 1 ms memory
+    assert far == pytest.approx(fixed + 1e-3, rel=1e-3)
+    assert far >= fixed + 1e-3
+
+
+def test_roofline_profile_is_todays_cost_model() -> None:
+    """engine=ROOFLINE prices decode and prefill exactly as no engine at all."""
+    kw = dict(tp=2, batch=16, precision="bf16", tp_link=NVSWITCH)
+    a = prefill_block_time(MODEL8, GPU, prompt=512, **kw)  # type: ignore[arg-type]
+    b = prefill_block_time(MODEL8, GPU, prompt=512, engine=SE.ROOFLINE, **kw)  # type: ignore[arg-type]
+    assert a == b
+    assert _decode(SE.ROOFLINE, 16, 900, MODEL8, tp=2) == decode_block_time(
+        MODEL8,
+        GPU,
+        tp=2,
+        batch=16,
+        context_len=900,
+        precision="bf16",
+        kv_precision="bf16",
+        tp_link=NVSWITCH,
+    )
+
+
+# --- sources -------------------------------------------------------------------------------
+@pytest.mark.parametrize("engine", [SE.VLLM, SE.SGLANG, SE.TRTLLM])
+def test_every_profile_constant_names_its_source(engine: SE.EngineProfile) -> None:
+    """Every Sourced field of a profile (and of its custom all-reduce) has a value and a
+    source string; the group-aware rule and the all-reduce thresholds cite theirs."""
+    consts = engine.constants()
+    assert len(consts) == 7  # graphs, graph batch, launch, host, attention eff + fixed, sampling
+    car = engine.custom_allreduce
+    assert car is not None
+    consts |= {
+        "latency_us": car.latency_us,
+        "oneshot": car.oneshot_link_fraction,
+        "twoshot": car.twoshot_link_fraction,
+    }
+    for name, c in consts.items():
+        assert isinstance(c.source, str) and len(c.source) > 20, name
+        assert math.isfinite(c.value), name
+    assert len(car.source) > 40 and len(engine.group_aware_source) > 20
+    for g in (SE.GEMM_OVERLAP_EXPONENT, SE.GEMM_KERNEL_FIXED_US, SE.L2_TO_HBM_BANDWIDTH):
+        assert len(g.source) > 20
+
+
+def test_auto_is_vllm_and_bad_names_are_refused() -> None:
+    """auto resolves to vLLM; the workload field and the step cost refuse unknown engines."""
+    assert SE.resolve("auto") is SE.VLLM
+    with pytest.raises(ValueError, match="serving_engine"):
+        InferenceWorkload(kind="inference", prompt_tokens=8, output_tokens=8, serving_engine="tgi")
+    wl = InferenceWorkload(kind="inference", prompt_tokens=64, output_tokens=8, batch_size=2)
+    plan = _plan(MODEL8.num_layers, 1, 2)
+    with pytest.raises(SpecError, match="engine"):
+        roofline_step_cost(
+            MODEL8,
+            CLUSTER,
+            wl,
+            plan.replica_groups[0],
+            max_num_seqs=2,
+            max_num_batched_tokens=128,
+            engine="tgi",
+        )
+
+
+# --- evaluator and simulator ---------------------------------------------------------------
+def _plan(layers: int, tp: int, batch: int) -> Plan:
+    return Plan.model_validate(
+        {
+            "kind": "inference",
+            "replica_groups": [
+                {
+                    "count": 1,
+                    "batch_size": batch,
+                    "stages": [
+                        {
+                            "first_layer": 0,
+                            "last_layer": layers - 1,
+                            "pool": "h100",
+                            "tp": tp,
+                            "devices": [[["h100-0", j] for j in range(tp)]],
+                        }
+                    ],
+                }
+            ],
+        }
+    )
+
+
+@pytest.mark.parametrize("engine", ["roofline", "vllm", "sglang", "trtllm"])
+def test_evaluator_and_simulator_agree_on_a_static_batch(engine: str) -> None:
+    """All requests at t=0, no chunking: the simulator's TTFT and mean TPOT are the
+    evaluator's under every profile (same step model, same step overhead)."""
+    prompt, out, batch, tp = 512, 64, 8, 2
+    wl = InferenceWorkload(
+        kind="inference",
+        prompt_tokens=prompt,
+        output_tokens=out,
+        batch_size=batch,
+        serving_engine=engine,  # type: ignore[arg-type]
+    )
+    plan = _plan(MODEL8.num_layers, tp, batch)
+    rep = evaluate(MODEL8, CLUSTER, wl, plan)
+    assert rep.feasible, rep.violations
+    g = rep.groups[0]
+    reqs = generate_requests(batch, math.inf, Lengths.fixed(prompt), Lengths.fixed(out))
+    res = simulate(MODEL8, CLUSTER, wl, plan, reqs, max_num_batched_tokens=batch * prompt)
+    assert res.ttft_ms.p99 == pytest.approx(g["ttft_ms"], rel=1e-9)
+    assert res.tpot_ms.mean == pytest.approx(g["tpot_ms"], rel=1e-9)
+
+
+def test_engine_step_is_slower_than_the_roofline_and_counts_the_host_time() -> None:
+    """Each engine's decode step costs more than the roofline's (fixed kernel times, decode
+    efficiency below 1, host time); vLLM's differs from SGLang's by at least its extra host
+    time per step minus what SGLang's slower decode kernel adds at this small context."""
+    wl0 = InferenceWorkload(kind="inference", prompt_tokens=128, output_tokens=32, batch_size=4)
+    plan = _plan(MODEL8.num_layers, 1, 4)
+    tpot = {
+        e: evaluate(MODEL8, CLUSTER, wl0.model_copy(update={"serving_engine": e}), plan).tpot_ms
+        for e in ("roofline", "vllm", "sglang", "trtllm")
+    }
+    assert all(tpot[e] is not None for e in tpot)
+    assert min(tpot["vllm"], tpot["sglang"], tpot["trtllm"]) > tpot["roofline"]  # type: ignore[operator]
+    host = (SE.VLLM.step_host_us.value - SE.SGLANG.step_host_us.value) * 1e-3
+    assert tpot["vllm"] - tpot["sglang"] > 0.5 * host  # type: ignore[operator]
+
+
+def test_simulator_tables_take_the_engine_argument() -> None:
+    """roofline_step_cost(engine=...) overrides the workload's engine: the step overhead is the
+    profile's host time, and the roofline tables have none."""
+    wl = InferenceWorkload(kind="inference", prompt_tokens=64, output_tokens=8, batch_size=2)
+    group = _plan(MODEL8.num_layers, 1, 2).replica_groups[0]
+    kw = dict(max_num_seqs=2, max_num_batched_tokens=128)
+    roof = roofline_step_cost(MODEL8, CLUSTER, wl, group, engine="roofline", **kw)  # type: ignore[arg-type]
+    vllm = roofline_step_cost(MODEL8, CLUSTER, wl, group, **kw)  # type: ignore[arg-type]
+    assert roof.step_overhead_s == 0.0
+    assert vllm.step_overhead_s == pytest.approx(SE.VLLM.step_host_us.value * 1e-6)
+    assert np.all(vllm.decode_s[1:] > roof.decode_s[1:])
+
+
+def test_a_calibration_replaces_the_decode_attention_efficiency() -> None:
+    """A calibration measuring half vLLM's decode-attention efficiency (0.35 for 0.70) doubles
+    the per-context-token decode cost the evaluator charges (TPOT difference between two
+    output lengths: the mean context moves by half the output difference)."""
+    from solver.specs import Calibration
+
+    cal = Calibration(gpu=GPU.name, decode_attention_efficiency=0.35)
+    plan = _plan(MODEL8.num_layers, 1, 8)
+
+    def slope(c: Calibration | None) -> float:
+        t = []
+        for out in (256, 2304):  # mean context 128 + 128 and 128 + 1152
+            wl = InferenceWorkload(
+                kind="inference", prompt_tokens=128, output_tokens=out, batch_size=8
+            )
+            tpot = evaluate(MODEL8, CLUSTER, wl, plan, calibration=c).tpot_ms
+            assert tpot is not None
+            t.append(tpot)
+        return t[1] - t[0]
+
+    assert slope(cal) == pytest.approx(2.0 * slope(None), rel=1e-9)
+
+
+def test_a_calibration_prices_small_allreduces_by_its_measured_line_up_to_its_crossover() -> None:
+    """``allreduce_small_latency_us`` / ``_bandwidth_GBps`` / ``_max_bytes`` (written by
+    ``profile --from-aiconfigurator``) replace vLLM's source thresholds: every message up to
+    the measured crossover costs ``alpha + (n-1) S / B`` -- also past vLLM's 256 KiB one-shot
+    threshold at TP 8, where the uncalibrated profile runs two-shot --, and a larger one NCCL's
+    ring, although vLLM's 8 MiB workspace would still take it."""
+    from solver.evaluate.inference import engine_for_gpu
+    from solver.specs import Calibration
+
+    cal = Calibration(
+        gpu=GPU.name,
+        allreduce_small_latency_us=7.0,
+        allreduce_small_bandwidth_GBps=120.0,
+        allreduce_small_max_bytes=1024 * 1024,
+    )
+    eng = engine_for_gpu("vllm", GPU, cal, NVSWITCH)
+    assert SE.custom_allreduce_algorithm(SE.VLLM, 512 * KIB, 8, NVSWITCH) == "twoshot"
+    assert SE.custom_allreduce_algorithm(eng, 512 * KIB, 8, NVSWITCH) == "oneshot"
+    assert SE.allreduce_time(eng, 512 * KIB, 8, NVSWITCH) == pytest.approx(
+        7e-6 + 7 * 512 * KIB / 120e9, rel=1e-12
+    )
+    assert SE.allreduce_time(eng, 1024 * KIB, 8, NVSWITCH) == pytest.approx(
+        7e-6 + 7 * 1024 * KIB / 120e9, rel=1e-12
+    )
+    big = 1024 * KIB + 16
+    assert SE.custom_allreduce_algorithm(SE.VLLM, big, 8, NVSWITCH) == "twoshot"
+    assert SE.custom_allreduce_algorithm(eng, big, 8, NVSWITCH) == "nccl"
+    assert SE.allreduce_time(eng, big, 8, NVSWITCH) == ring_allreduce_time(big, 8, NVSWITCH)
+    # No NVLink mesh beyond two GPUs: NCCL whatever the calibration says.
+    assert SE.custom_allreduce_algorithm(eng, 512 * KIB, 4, PCIE) == "nccl"
+    # A calibration for another GPU leaves the profile alone.
+    other = Calibration(gpu="A100-SXM4-80GB", allreduce_small_max_bytes=16)
+    assert engine_for_gpu("vllm", GPU, other, NVSWITCH) == SE.VLLM
