@@ -187,3 +187,70 @@ def test_budget_skips_sections() -> None:
     """A spent budget records every section as skipped instead of measuring it."""
     r = serving.run_serving_profile(quick=True, allow_cpu=True, budget_s=-1.0)
     assert all("budget" in r[name]["skipped"] for name in serving.SECTIONS)
+
+
+# --------------------------------------------------------------------------------------------
+# profile --serving -> calibration (solver/profile/calibrate_serving.py)
+# --------------------------------------------------------------------------------------------
+_RAW_H100 = (
+    Path(__file__).resolve().parents[1] / "benchmarks/validation/serving/raw-h100x1-serving.json"
+)
+
+
+def _doc_with_attention(fixed_s: float, bps: float) -> dict[str, Any]:
+    """A result document whose decode-attention cases follow t = fixed + bytes / bps exactly."""
+    best: dict[int, dict[int, dict[str, Any]]] = {}
+    for b in (1, 8, 32):
+        for ctx in (512, 8192):
+            nbytes = b * ctx * 2 * 8 * 128 * 2.0  # K and V, 8 KV heads, dim 128, bf16
+            t = fixed_s + nbytes / bps
+            best.setdefault(b, {})[ctx] = {"s": t, "kv_Bps": nbytes / t}
+    return {
+        "format": serving.RESULT_FORMAT,
+        "meta": {"gpu": "NVIDIA H100 80GB HBM3"},
+        "summary": {"decode_attn_best": best},
+    }
+
+
+def test_serving_calibration_recovers_a_hand_made_fit() -> None:
+    from solver.profile.calibrate_serving import calibration_from_serving
+
+    cal = calibration_from_serving(_doc_with_attention(5e-6, 2.68e12))
+    assert cal.gpu == "H100-SXM5-80GB"
+    assert cal.decode_attention_efficiency == pytest.approx(2.68e12 / 3.35e12, abs=1e-4)
+    assert cal.decode_attention_overhead_us == pytest.approx(5.0, abs=0.01)
+
+
+def test_serving_calibration_of_the_recorded_h100_run() -> None:
+    """The committed H100 run fits 6.8 us + bytes / 3.16 TB/s (its README's numbers)."""
+    from solver.profile.calibrate_serving import calibration_from_serving
+
+    cal = calibration_from_serving(json.loads(_RAW_H100.read_text()))
+    assert cal.decode_attention_efficiency == pytest.approx(3.16e12 / 3.35e12, abs=0.01)
+    assert cal.decode_attention_overhead_us == pytest.approx(6.8, abs=0.2)
+
+
+def test_serving_calibration_refuses_a_bandwidth_beyond_the_datasheet() -> None:
+    from solver.profile.calibrate_serving import calibration_from_serving
+
+    with pytest.raises(SpecError, match="beyond A100-SXM4-80GB's datasheet"):
+        calibration_from_serving(_doc_with_attention(5e-6, 2.68e12), gpu="A100-SXM4-80GB")
+
+
+def test_profile_from_serving_json_cli(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from solver.cli import app
+    from solver.io import load_calibration
+
+    out = tmp_path / "cal.yaml"
+    res = CliRunner().invoke(app, ["profile", "--from-json", str(_RAW_H100), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "decode_attention_efficiency" in res.output
+    cal = load_calibration(out)
+    assert cal.decode_attention_overhead_us == pytest.approx(6.8, abs=0.2)
+    bad = tmp_path / "bad.json"
+    doc = {"format": serving.RESULT_FORMAT, "meta": {"gpu": "NVIDIA H100 80GB HBM3"}, "summary": {}}
+    bad.write_text(json.dumps(doc))
+    res = CliRunner().invoke(app, ["profile", "--from-json", str(bad), "-o", str(tmp_path / "b")])
+    assert res.exit_code == 2 and "decode_attention" in res.output

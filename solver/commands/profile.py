@@ -202,6 +202,63 @@ def _aic_summary(cal: Any, out: Path | None) -> str:
     return "\n".join(lines)
 
 
+def _serving_raw(path: Path) -> dict[str, Any] | None:
+    """The document at ``path`` if it is a ``profile --serving`` result, else None."""
+    import json
+
+    from ..profile.calibrate_serving import is_serving_raw
+
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # the other readers report what is wrong with the file
+    return doc if is_serving_raw(doc) else None
+
+
+def _profile_serving(
+    from_json: Path | None,
+    raw_out: Path | None,
+    out: Path | None,
+    gpu: str | None,
+    force: bool,
+    json_output: bool,
+) -> None:
+    """``profile --serving``: measure here (or read ``--from-json``), fit, write, summarise."""
+    from ..errors import SpecError
+    from ..profile.calibrate import calibration_yaml
+    from ..profile.calibrate_serving import calibration_from_serving
+
+    if from_json is not None:
+        raw = _serving_raw(from_json)
+        if raw is None:
+            raise SpecError(f"--from-json: {from_json} is not a profile --serving result")
+        source = str(from_json)
+    else:
+        _require_torch()
+        from ..profile.serving import run_serving_profile, to_json
+
+        if raw_out is not None:
+            refuse_overwrite(raw_out, force)
+        raw = run_serving_profile(log=lambda m: typer.echo(m, err=True))
+        if raw_out is not None:
+            write_new_file(raw_out, to_json(raw), force=force)
+        source = str(raw_out) if raw_out else "measured by shardwise profile --serving"
+    cal = calibration_from_serving(raw, gpu=gpu, source=source)
+    if out is not None:
+        write_new_file(out, calibration_yaml(cal), force=force)
+    if json_output:
+        emit_json(cal.model_dump(mode="json"))
+        return
+    fit = cal.measured["serving"]["decode_attention_fit"]
+    typer.echo(
+        f"calibration for {cal.gpu} (serving, measured on {cal.meta.get('gpu', '?')}):\n"
+        f"  decode_attention_efficiency   {cal.decode_attention_efficiency:.3g}  "
+        f"({fit['B_Bps'] / 1e12:.2f} TB/s over {fit['cases']} batch x context cases)\n"
+        f"  decode_attention_overhead_us  {cal.decode_attention_overhead_us:.3g}"
+        + (f"\nwritten to {out}" if out is not None else "")
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
     from ..errors import SpecError
@@ -258,6 +315,8 @@ def register(app: typer.Typer) -> None:
         "  shardwise profile --from-json raw.json --out cal.yaml\n\n"
         "  shardwise profile --from-aiconfigurator a100_sxm trtllm 1.0.0 -o cal.yaml   (NVIDIA "
         "AIConfigurator's measured tables; pip install 'shardwise[aiconfigurator]')\n\n"
+        "  shardwise profile --serving --raw-out serving.json -o cal.yaml   (serving terms on "
+        "this GPU: decode attention, small-M GEMM, CUDA-graph step overhead)\n\n"
         "A cluster uses the calibration with `calibration: <file>` (a path relative to the "
         "cluster file, or a name under instances/calibration/).",
     )
@@ -289,6 +348,15 @@ def register(app: typer.Typer) -> None:
                 show_default=False,
             ),
         ] = None,
+        serving: Annotated[
+            bool,
+            typer.Option(
+                "--serving",
+                help="Measure the serving engine's terms on this GPU (decode attention over a "
+                "KV cache, small-M GEMMs, eager vs CUDA-graph decode steps, small-token "
+                "prefill; minutes) and fit the decode-attention calibration from them.",
+            ),
+        ] = False,
         aic_systems: Annotated[
             Path | None,
             typer.Option(
@@ -330,6 +398,9 @@ def register(app: typer.Typer) -> None:
                 return
             if aic_systems is not None:
                 raise SpecError("--aiconfigurator-systems: only with --from-aiconfigurator")
+            if serving or (from_json is not None and _serving_raw(from_json) is not None):
+                _profile_serving(from_json, raw_out, out, gpu, force, json_output)
+                return
             if from_json is not None and (modern := _modern_raw(from_json)) is not None:
                 # The modern runner's micro-benchmarks: a per-term calibration.
                 cal = calibration_from_modern(modern, source=str(from_json))
