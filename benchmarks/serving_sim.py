@@ -5,12 +5,17 @@ Plans llama3-70b on seed-4x8-h100 for infer-chat-slo (``shardwise plan``: 4 x TP
 * times :func:`solver.serving.simulate` on 1k, 10k and 100k ShareGPT-like requests
   (Poisson arrivals, lognormal prompt mean 1024 / sigma 1.0 clipped at 8192, output mean 256 /
   sigma 0.8 clipped at 2048; best of 3 runs for 1k and 10k, one for 100k);
-* sweeps the request rate and reports p50/p99 TTFT, p50/p99 TPOT, p99 ITL, throughput and
-  goodput under the workload's SLOs (TTFT <= 2 s, TPOT <= 50 ms).
+* times 10k requests with join-shortest-queue dispatch (``routing="jsq"``: the replicas'
+  engines advance together), and compares round-robin, random and JSQ dispatch at 20 req/s;
+* sweeps the request rate and reports p50/p99 TTFT, p50/p99 TPOT, p99 ITL, throughput,
+  goodput under the workload's SLOs (TTFT <= 2 s, TPOT <= 50 ms) and KV-cache preemptions;
+* KV pressure: the same plan with its KV cache cut to 20k and 30k tokens per replica at
+  12 req/s, vLLM's preemption (``kv_policy="preempt"``, the default) against TensorRT-LLM's
+  no-evict reservation (``reserve``).
 
 Prints a table and writes benchmarks/results/serving_sim.json.
 
-    python benchmarks/serving_sim.py            # ~20 s on a 2-core machine
+    python benchmarks/serving_sim.py            # ~40 s on a 2-core machine
     python benchmarks/serving_sim.py --quick    # smaller sweep, no 100k run
 """
 
@@ -69,6 +74,50 @@ def main() -> None:
         print(
             f"{n:>9,} {16.0:>6g} {min(walls):>8.3f} {r.num_steps:>10,} {r.request_throughput:>8.2f}"
         )
+    reqs = generate_requests(10_000, 16.0, PROMPT, OUTPUT, seed=0)
+    walls = []
+    for _ in range(3):
+        t = time.perf_counter()
+        r = simulate(model, cluster, workload, p, reqs, routing="jsq")
+        walls.append(time.perf_counter() - t)
+    speed.append(
+        {
+            "requests": 10_000,
+            "rate": 16.0,
+            "routing": "jsq",
+            "wall_s": min(walls),
+            "num_steps": r.num_steps,
+        }
+    )
+    print(
+        f"{10_000:>9,} {16.0:>6g} {min(walls):>8.3f} {r.num_steps:>10,} {r.request_throughput:>8.2f}  (jsq)"
+    )
+
+    routing_rows: list[dict[str, Any]] = []
+    print(
+        f"\n{'dispatch at 20 req/s':<22} {'TTFT p50':>9} {'TTFT p99':>9} {'TPOT p99':>9} {'goodput':>8}"
+    )
+    reqs = generate_requests(args.sweep_requests, 20.0, PROMPT, OUTPUT, seed=0)
+    n_groups = len(p.replica_groups)
+    for name, kw in (
+        ("round_robin", {}),
+        ("random", {"routing": "weighted_random", "replica_weights": [1.0] * n_groups}),
+        ("jsq", {"routing": "jsq"}),
+    ):
+        r = simulate(model, cluster, workload, p, reqs, **kw)
+        routing_rows.append(
+            {
+                "routing": name,
+                "ttft_ms_p50": r.ttft_ms.p50,
+                "ttft_ms_p99": r.ttft_ms.p99,
+                "tpot_ms_p99": r.tpot_ms.p99,
+                "goodput": r.goodput,
+            }
+        )
+        print(
+            f"{name:<22} {r.ttft_ms.p50:>9,.0f} {r.ttft_ms.p99:>9,.0f} {r.tpot_ms.p99:>9.1f} "
+            f"{r.goodput:>8.2f}"
+        )
 
     sweep: list[dict[str, Any]] = []
     rates = RATES[::2] if args.quick else RATES
@@ -91,6 +140,7 @@ def main() -> None:
             "goodput": r.goodput,
             "slo_attainment": r.slo_attainment,
             "mean_decode_batch": r.mean_decode_batch,
+            "num_preemptions": r.num_preemptions,
         }
         sweep.append(row)
         print(
@@ -99,6 +149,34 @@ def main() -> None:
             f"{r.tpot_ms.p99:>9.1f} {r.itl_ms.p99:>8.1f} {r.goodput:>8.2f} "
             f"{r.slo_attainment:>8.1%}"
         )
+
+    pressure: list[dict[str, Any]] = []
+    print(
+        f"\n{'KV tokens':>9} {'policy':>8} {'TTFT p50':>9} {'TTFT p99':>9} {'TPOT p99':>9} "
+        f"{'goodput':>8} {'preempted':>10} {'recomputed':>11}"
+    )
+    reqs = generate_requests(args.sweep_requests, 12.0, PROMPT, OUTPUT, seed=0)
+    for kv in (20_000, 30_000):
+        for policy in ("preempt", "reserve"):
+            r = simulate(model, cluster, workload, p, reqs, kv_capacity=kv, kv_policy=policy)
+            pressure.append(
+                {
+                    "kv_capacity_tokens": kv,
+                    "kv_policy": policy,
+                    "rate": 12.0,
+                    "ttft_ms_p50": r.ttft_ms.p50,
+                    "ttft_ms_p99": r.ttft_ms.p99,
+                    "tpot_ms_p99": r.tpot_ms.p99,
+                    "goodput": r.goodput,
+                    "num_preemptions": r.num_preemptions,
+                    "recomputed_tokens": r.recomputed_tokens,
+                }
+            )
+            print(
+                f"{kv:>9,} {policy:>8} {r.ttft_ms.p50:>9,.0f} {r.ttft_ms.p99:>9,.0f} "
+                f"{r.tpot_ms.p99:>9.1f} {r.goodput:>8.2f} {r.num_preemptions:>10,} "
+                f"{r.recomputed_tokens:>11,}"
+            )
     doc = {
         "model": "llama3-70b",
         "cluster": "seed-4x8-h100",
@@ -112,7 +190,9 @@ def main() -> None:
             "python": platform.python_version(),
         },
         "speed": speed,
+        "routing_at_20rps": routing_rows,
         "sweep": sweep,
+        "kv_pressure": pressure,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")

@@ -15,9 +15,10 @@ source publishes them:
   token plus a prefill share under 3% (a 128-token prompt's prefill against 2,048 decode
   steps), against the evaluator's ``tpot_ms``.  The source publishes no TPOT as such.
 
-Each case is predicted twice: with the ``trtllm`` serving-engine profile (TensorRT-LLM as
-gptSessionBenchmark ran it: static batching, no CUDA graphs, custom all-reduce, masked-MHA /
-XQA decode attention; :mod:`solver.costmodel.serving_engine`) and with the ``roofline``
+Each case is predicted twice: with the ``trtllm-0.9`` serving-engine profile (TensorRT-LLM 0.9
+as gptSessionBenchmark ran it: static batching, no CUDA graphs, custom all-reduce, masked-MHA /
+precompiled-XQA decode attention; :data:`solver.costmodel.serving_engine.TRTLLM_SESSION_09`)
+and with the ``roofline``
 profile (the cost model before issue 16 item 1), printed side by side per metric.
 
 Physical bound: a decode step reads every weight it uses at least once from HBM, so a static
@@ -81,7 +82,9 @@ import published_runs as pr  # noqa: E402
 import solver  # noqa: E402
 from solver.catalog import gpu_of  # noqa: E402
 from solver.construction import build_stages, split_layers  # noqa: E402
+from solver.costmodel.serving_engine import ENGINES  # noqa: E402
 from solver.costmodel.serving_memory import stage_weight_bytes  # noqa: E402
+from solver.errors import SpecError  # noqa: E402
 from solver.evaluate import evaluate  # noqa: E402
 from solver.specs import (  # noqa: E402
     Cluster,
@@ -106,9 +109,10 @@ METRICS = (
     ("throughput_tok_s_per_gpu", "throughput_per_gpu", "tok/s/GPU"),
     ("ttft_ms", "ttft_ms", "TTFT ms"),
 )
-#: The serving-engine profile the published set ran on (TensorRT-LLM 0.9 gptSessionBenchmark)
-#: and the pure roofline it is compared with.
-ENGINE = "trtllm"
+#: The serving-engine profile the published set ran on (TensorRT-LLM 0.9 gptSessionBenchmark:
+#: the 0.9 session runtime, ``serving_engine.TRTLLM_SESSION_09``) and the pure roofline it is
+#: compared with.
+ENGINE = "trtllm-0.9"
 BASELINE = "roofline"
 PROFILES = (BASELINE, ENGINE)
 #: Rows whose total latency / output length approximates TPOT: 128-token prompts, 2,048
@@ -161,10 +165,18 @@ def build_cluster() -> Cluster:
     )
 
 
+def with_engine(work: InferenceWorkload, engine: str) -> InferenceWorkload:
+    """``work`` priced by the serving-engine profile ``engine`` (a name of
+    ``serving_engine.ENGINES``, versioned ones such as ``trtllm-0.9`` included)."""
+    if engine not in ("auto", *ENGINES):
+        raise SpecError(f"engine: one of auto, {', '.join(ENGINES)}, got {engine!r}")
+    return InferenceWorkload.model_validate({**work.model_dump(), "serving_engine": engine})
+
+
 def build_workload(
     case: dict[str, Any], utilization: float, engine: str = ENGINE
 ) -> InferenceWorkload:
-    return InferenceWorkload(
+    work = InferenceWorkload(
         kind="inference",
         prompt_tokens=case["input_len"],
         output_tokens=case["output_len"],
@@ -172,9 +184,9 @@ def build_workload(
         precision=case["precision"],
         kv_cache_precision=case["kv_precision"],
         attention="flash",
-        serving_engine=engine,
         gpu_memory_utilization=utilization,
     )
+    return with_engine(work, engine)
 
 
 def build_plan(cluster: Cluster, model: Model, case: dict[str, Any]) -> Plan:

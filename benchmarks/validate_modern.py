@@ -39,6 +39,11 @@ Workload
     16 B/param, all sharded over the FSDP degree: ``amp_fp16`` (2 + 2 + 12 = 16 B) with
     ``zero_stage`` 3 and DP = fsdp x hsdp_replicate.  ``attention`` / ``dropout`` are left at
     the workload defaults (today's stack).
+    FP8 recipe (``fp8_recipe``): NeMo rows Transformer Engine ``delayed`` scaling (TE 1.x has
+    no other); torchtitan rows torchao ``rowwise`` where the row states it, else its default
+    ``tensorwise``.  torchtitan's norm kernel and loss as its config ran them at the commit of
+    the numbers: ``fused_norm`` for the (group, model) pairs of ``TORCHTITAN_FUSED_RMSNORM``,
+    ``compiled_loss`` for the compiled rows of the groups in ``TORCHTITAN_COMPILED_LOSS``.
 Recompute
     torchtitan: as stated ("no" -> none, "selective op" / "selective layer" -> selective,
     "full" -> full).  NeMo rows ("?"): each of none, selective, full is evaluated and the
@@ -122,6 +127,25 @@ VP_LAUNCHER_DEFAULT: dict[str, int] = {
     "Llama 2 13B": 10,  # llama/llama2_13b.yaml
     "Llama 2 70B": 20,  # llama/llama2_70b.yaml
     "Nemotron-3 22B": 10,  # nemotron/nemotron_22b.yaml
+}
+
+#: torchtitan rows whose model's train config ran the Triton fused RMSNorm (``norm_type =
+#: "fused_rmsnorm"``) when the numbers were measured, (group, model) -> where it says so.
+#: Every other torchtitan row's config says ``rmsnorm`` (eager) or compiles the blocks.
+TORCHTITAN_FUSED_RMSNORM: dict[tuple[str, str], str] = {
+    # The 13B A100 numbers entered docs/performance.md at 395a526 (2024-04-18), whose
+    # train_configs/llama_13b.toml (the 64-A100 preset: batch_size 2, seq_len 4096) sets
+    # norm_type = "fused_rmsnorm", compile = false; llama_70b.toml sets "rmsnorm".
+    ("torchtitan_2024_a100_fsdp", "Llama 2 13B"): "torchtitan 395a526 train_configs/llama_13b.toml",
+}
+
+#: torchtitan row groups run at a commit that compiles the loss with ``training.compile``
+#: (``build_cross_entropy_loss``: ``if job_config.training.compile: loss_fn =
+#: torch.compile(loss_fn)``, torchtitan bbb1b61, 2025-04-02; off from e8977b0, 2024-12-18,
+#: so the Dec 2024 rows at 9dec370 run it eager).  Applies to the group's compiled rows.
+TORCHTITAN_COMPILED_LOSS: dict[str, str] = {
+    "torchtitan_2025-06_async_tp_h100": "torchtitan 820504e torchtitan/components/loss.py",
+    "torchtitan_2025-06_h200_trainy": "torchtitan e7c0cae torchtitan/components/loss.py",
 }
 
 RECOMPUTE_CHOICES = ("none", "selective", "full")
@@ -411,6 +435,9 @@ def layout(row: dict[str, Any]) -> dict[str, Any]:
         schedule="interleaved" if v > 1 else "1f1b",
         candidates=candidates,
         precision=precision_of(row),
+        fp8_recipe=fp8_recipe_of(row),
+        fused_norm=(row["group"], row["model"]["name"]) in TORCHTITAN_FUSED_RMSNORM,
+        compiled_loss=row.get("compile") is True and row["group"] in TORCHTITAN_COMPILED_LOSS,
         # torchtitan: PyTorch eager modules unless the row says torch.compile, and
         # torch.utils.checkpoint (early stop); NeMo: Megatron-Core/Transformer Engine fused
         # kernels and Megatron's reentrant full recompute.
@@ -427,6 +454,17 @@ def layout(row: dict[str, Any]) -> dict[str, Any]:
         attention_kernel="flash2" if fam == "torchtitan" else "cudnn",
         notes=notes,
     )
+
+
+def fp8_recipe_of(row: dict[str, Any]) -> str:
+    """The FP8 scaling recipe: NeMo / Megatron rows run Transformer Engine's delayed scaling
+    (the only FP8 recipe of TE 1.x, NeMo 24.05 / 24.07: ``fp8_hybrid``, ``fp8_amax_history_len``
+    in the launcher configs); torchtitan rows torchao's ``rowwise`` where stated, else its
+    default ``tensorwise``."""
+    if family(row) != "torchtitan":
+        return "delayed"
+    stated = str(row["precision"].get("fp8_recipe", "")).lower()
+    return "rowwise" if "rowwise" in stated else "tensorwise"
 
 
 def precision_of(row: dict[str, Any]) -> str:
@@ -455,6 +493,9 @@ def build_plan(
         recompute_early_stop=lay["early_stop"],
         grad_buffers=lay["grad_buffers"],
         attention_kernel=lay["attention_kernel"],
+        fp8_recipe=lay["fp8_recipe"],
+        fused_norm=lay["fused_norm"],
+        compiled_loss=lay["compiled_loss"],
     )
     p, v, chunks = lay["pp"], lay["v"], lay["chunks"]
     pool = cluster.pools[0].name
@@ -669,9 +710,13 @@ def table(recs: list[dict[str, Any]]) -> str:
     for r in recs:
         lay = f"{r['tp']}/{r['pp']}/{r['virtual_stages']}/{r['dp']}"
         status = "ok" if r["feasible"] else "INFEASIBLE: " + (r["violations"] or ["?"])[0]
-        rc = {"none": "none", "selective": "sel", "full": "full", "selective_op": "op", "full_half": "half"}[
-        r["recompute"]
-    ]
+        rc = {
+            "none": "none",
+            "selective": "sel",
+            "full": "full",
+            "selective_op": "op",
+            "full_half": "half",
+        }[r["recompute"]]
         if len(r["recompute_candidates"]) > 1:
             rc += "*"
         lines.append(

@@ -41,8 +41,13 @@ Engine limits
     W, so it maps to ``(W + f (M - W)) / M`` of capacity M (:func:`trtllm_utilization`).
 Engine step model
     if the inference workload has a ``serving_engine`` field (the engine-step model of
-    ``solver/costmodel/serving_engine.py``), the case's engine is passed to it; otherwise the
-    roofline step cost is used as is (no per-step overhead) and the JSON says so.
+    ``solver/costmodel/serving_engine.py``), the case's engine is passed to it, by name and
+    version (TensorRT-LLM 0.9 -> ``trtllm-0.9``, vLLM 0.6 -> ``vllm-0.6``, SGLang 0.3 ->
+    ``sglang-0.3``: ``engine_key``); otherwise the roofline step cost is used as is (no
+    per-step overhead) and the JSON says so.  A versioned profile the workload schema does
+    not accept yet is priced by its family's current one (``schema_engine``), and a case's
+    ``num_scheduler_steps`` (vLLM multi-step) is passed to the simulator only if it takes one
+    (``scheduler_steps``); either fallback is listed per case and in the summary.
 
 Usage::
 
@@ -55,6 +60,7 @@ Always exits 0: it is a measuring instrument, not a test.
 from __future__ import annotations
 
 import argparse
+import inspect
 import itertools
 import json
 import math
@@ -62,14 +68,13 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import validate_inference as vi  # noqa: E402
-from pydantic import ValidationError  # noqa: E402
 
 import solver  # noqa: E402
 from solver.catalog import gpu_of  # noqa: E402
@@ -95,8 +100,19 @@ GPUS_PER_NODE = 8
 POOL = "gpus"
 #: Requests are generated with this seed for every case (one global choice).
 SEED = 0
-#: Engine name prefix -> the ``serving_engine`` value of the engine-step model.
+#: Engine name prefix -> the ``serving_engine`` value of the engine-step model (older versions:
+#: :data:`CURRENT_FROM`, :func:`engine_key`).
 ENGINE_KEYS = (("TensorRT-LLM", "trtllm"), ("SGLang", "sglang"), ("vLLM", "vllm"))
+#: First version of each engine priced by its current profile; older versions get the
+#: versioned one (``serving_engine``): TensorRT-LLM before 0.11 (the XQA JIT path; GptSession
+#: deprecated in 0.10, release notes) -> ``trtllm-0.9``; vLLM before 0.8 (V1 the default
+#: engine from 0.8.0) -> ``vllm-0.6``; SGLang before 0.4 (the overlap scheduler the default
+#: from 0.4, sgl-project/sglang PR #2067) -> ``sglang-0.3``.
+CURRENT_FROM: dict[str, tuple[tuple[int, int], str]] = {
+    "trtllm": ((0, 11), "trtllm-0.9"),
+    "vllm": ((0, 8), "vllm-0.6"),
+    "sglang": ((0, 4), "sglang-0.3"),
+}
 #: Published metric -> (group, label).  Groups are what the issue's done-when scores.
 METRICS: dict[str, tuple[str, str]] = {
     "throughput_tok_s_per_gpu": ("throughput", "out tok/s/GPU"),
@@ -152,9 +168,17 @@ def build_plan(cluster: Cluster, model: Model, tp: int, pp: int, batch: int) -> 
 
 
 def engine_key(engine: str) -> str:
-    """The ``serving_engine`` name of a case's engine string ('vLLM 0.6.0 ...' -> 'vllm')."""
+    """The ``serving_engine`` profile of a case's engine string by name and version
+    ('TensorRT-LLM 0.9.0' -> 'trtllm-0.9', 0.11 and later -> 'trtllm'; 'vLLM 0.6.0 ...' ->
+    'vllm-0.6'; 'SGLang 0.3.0' -> 'sglang-0.3'; :data:`CURRENT_FROM`)."""
     for prefix, key in ENGINE_KEYS:
         if engine.startswith(prefix):
+            words = engine[len(prefix) :].split()
+            parts = words[0].split(".")[:2] if words else []
+            if key in CURRENT_FROM and len(parts) == 2 and all(x.isdigit() for x in parts):
+                first, older = CURRENT_FROM[key]
+                if (int(parts[0]), int(parts[1])) < first:
+                    return older
             return key
     raise SpecError(f"engine: unknown serving engine {engine!r}")
 
@@ -162,6 +186,29 @@ def engine_key(engine: str) -> str:
 def has_engine_field() -> bool:
     """Whether the inference workload takes a ``serving_engine`` (the engine-step model)."""
     return "serving_engine" in InferenceWorkload.model_fields
+
+
+def schema_engine(key: str) -> tuple[str, str | None]:
+    """``key`` if ``InferenceWorkload.serving_engine`` accepts it, else its engine family's
+    current profile and a note saying so (a versioned profile the workload schema does not
+    name yet is reported, never dropped silently)."""
+    field = InferenceWorkload.model_fields.get("serving_engine")
+    if field is None or key in get_args(field.annotation):
+        return key, None
+    family = key.split("-")[0]
+    return family, f"{key} not accepted by InferenceWorkload.serving_engine: priced as {family}"
+
+
+def scheduler_steps(case: dict[str, Any]) -> tuple[dict[str, int], str | None]:
+    """Keyword arguments for :func:`solver.serving.simulate` that run the case's
+    ``num_scheduler_steps`` (vLLM 0.5.5-0.7 multi-step scheduling, recorded in the data), and a
+    note when the simulator has no such option (then it schedules every step)."""
+    k = int(case.get("num_scheduler_steps", 1))
+    if k == 1:
+        return {}, None
+    if "num_scheduler_steps" in inspect.signature(simulate).parameters:
+        return {"num_scheduler_steps": k}, None
+    return {}, f"num_scheduler_steps {k} not modelled by the simulator (one step per schedule)"
 
 
 def lengths(case: dict[str, Any]) -> tuple[Lengths, Lengths, float, float]:
@@ -218,16 +265,11 @@ def serving_workload(
         "gpu_memory_utilization": util,
         "max_num_batched_tokens": int(case["max_num_batched_tokens"]),
     }
-    engine = None
-    if has_engine_field():
-        engine = engine_key(case["engine"])
-        try:
-            return InferenceWorkload.model_validate({**doc, "serving_engine": engine}), engine
-        except ValidationError:
-            engine = f"{engine} (not accepted by serving_engine)"
-    # TODO(engine-step): without InferenceWorkload.serving_engine the roofline step cost runs
-    # for every engine alike (no CPU/launch overhead per step, no multi-step scheduling).
-    return InferenceWorkload(**doc), engine
+    work = InferenceWorkload(**doc)
+    if not has_engine_field():
+        return work, None
+    engine, _ = schema_engine(engine_key(case["engine"]))
+    return vi.with_engine(work, engine), engine
 
 
 # --- prediction -------------------------------------------------------------------------------
@@ -252,13 +294,10 @@ def predict_static(case: dict[str, Any], model: Model, cluster: Cluster) -> dict
         "lengths": [case["input_len"], case["output_len"]],
     }
     plan = build_plan(cluster, model, int(case["tp"]), int(case["pp"]), int(case["batch_size"]))
-    work = vi.build_workload(case, vi.TRTLLM_MEMORY_UTILIZATION)
     row["serving_engine"] = None
     if has_engine_field():
-        row["serving_engine"] = engine_key(case["engine"])
-        work = InferenceWorkload.model_validate(
-            {**work.model_dump(), "serving_engine": row["serving_engine"]}
-        )
+        row["serving_engine"], row["engine_note"] = schema_engine(engine_key(case["engine"]))
+    work = vi.build_workload(case, vi.TRTLLM_MEMORY_UTILIZATION, row["serving_engine"] or "auto")
     rep = evaluate(model, cluster, work, plan).to_dict()
     gpus = int(case["tp"]) * int(case["pp"])
     row["feasible"] = bool(rep["feasible"])
@@ -285,13 +324,24 @@ def predict_rate(
     ]
     work, engine = serving_workload(case, model, cluster, mean_in, mean_out)
     row["serving_engine"] = engine
+    if engine is not None:
+        row["engine_note"] = schema_engine(engine_key(case["engine"]))[1]
+    steps, row["scheduler_note"] = scheduler_steps(case)
+    row["num_scheduler_steps"] = int(case.get("num_scheduler_steps", 1))
     row["gpu_memory_utilization_used"] = work.gpu_memory_utilization
     seqs, budget = int(case["max_num_seqs"]), int(case["max_num_batched_tokens"])
     plan = build_plan(cluster, model, int(case["tp"]), int(case["pp"]), seqs)
     reqs = generate_requests(n, rate, prompt, output, seed=SEED)
     try:
         res = simulate(
-            model, cluster, work, plan, reqs, max_num_seqs=seqs, max_num_batched_tokens=budget
+            model,
+            cluster,
+            work,
+            plan,
+            reqs,
+            max_num_seqs=seqs,
+            max_num_batched_tokens=budget,
+            **steps,  # type: ignore[arg-type]
         )
     except SpecError as exc:
         row["feasible"], row["violations"] = False, [str(exc)]
@@ -435,6 +485,19 @@ def summary_lines(summ: dict[str, Any]) -> Iterable[str]:
         )
     )
     yield f"engine-step model: {summ['engine_step_model']}"
+    for note, n in summ["model_notes"].items():
+        yield f"  not applied ({n} cases): {note}"
+
+
+def model_notes(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Each engine or scheduler setting of the data the model could not apply, and how many
+    cases it concerns (:func:`schema_engine`, :func:`scheduler_steps`)."""
+    notes: dict[str, int] = {}
+    for r in rows:
+        for key in ("engine_note", "scheduler_note"):
+            if r.get(key):
+                notes[r[key]] = notes.get(r[key], 0) + 1
+    return notes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -476,6 +539,7 @@ def main(argv: list[str] | None = None) -> int:
             else "TODO: InferenceWorkload has no serving_engine field yet; roofline step cost, "
             "no per-step overhead"
         ),
+        "model_notes": model_notes(rows),
         "max_prompts": args.max_prompts,
         "wall_s": time.perf_counter() - started,
     }

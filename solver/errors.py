@@ -1,4 +1,16 @@
-"""Errors raised for bad input.  Every message is one line naming the field and the value."""
+"""shardwise's exceptions, and the checks of bad input.
+
+One hierarchy (all exported from :mod:`solver`)::
+
+    ShardwiseError                      every error shardwise raises on purpose
+    +-- InvalidInput (also ValueError)  bad input: one line naming the field and the value
+    |   = SpecError                     the same class, under the name the code base uses
+    +-- ModelError (also RuntimeError)  the evaluator disagreed with the solver: a bug
+
+:func:`solver.plan` reports bad input and model errors as ``Result.status`` (INVALID_INPUT,
+MODEL_ERROR) where it can; it raises :class:`InvalidInput` for arguments it refuses before
+solving (time limit, seed, workers) and for specs that do not load.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +25,9 @@ __all__ = [
     "MAX_SEED",
     "MAX_TIME_LIMIT_S",
     "MAX_WORKERS",
+    "InvalidInput",
+    "ModelError",
+    "ShardwiseError",
     "SpecError",
     "check_solve_options",
     "format_validation_error",
@@ -26,15 +41,32 @@ MAX_WORKERS = 1_024
 MAX_TIME_LIMIT_S = 1_000_000.0
 
 
-class SpecError(ValueError):
+class ShardwiseError(Exception):
+    """Base of every exception shardwise raises on purpose (``except solver.ShardwiseError``)."""
+
+
+class InvalidInput(ShardwiseError, ValueError):
     """Bad user input: a one-line message naming the file, field and value.
 
-    Newlines in the message are folded into spaces, so the message is always one line (the CLI
-    prints it as ``error: <message>`` and exits with status 2).
+    A :class:`ValueError` too, so ``except ValueError`` keeps catching it.  Newlines in the
+    message are folded into spaces, so the message is always one line (the CLI prints it as
+    ``error: <message>`` and exits with status 2).
     """
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(str(message).split()))
+
+
+#: The name the code base raises and catches: the same class as :class:`InvalidInput`.
+SpecError = InvalidInput
+
+
+class ModelError(ShardwiseError, RuntimeError):
+    """The evaluator disagreed with the solver's plan: a bug in shardwise, not in the input.
+
+    :func:`solver.plan` reports it as ``Status.MODEL_ERROR``; :meth:`solver.Result.raise_for_status`
+    raises it.
+    """
 
 
 def check_solve_options(

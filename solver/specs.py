@@ -627,6 +627,14 @@ class TrainingWorkload(_Spec):
     overlap_grad_reduce: Flag = Field(
         default=True, description="DP gradient reduction overlaps the backward pass."
     )
+    fp8_recipe: Literal["tensorwise", "rowwise", "delayed"] = Field(
+        default="tensorwise",
+        description="FP8 scaling (precision: fp8): tensorwise (one dynamic scale per tensor: "
+        "torchao's tensorwise recipe, Transformer Engine current scaling), rowwise (torchao's "
+        "rowwise recipe: every GEMM operand scaled per row along each GEMM's reduction "
+        "dimension, CUTLASS rowwise GEMMs) or delayed (Transformer Engine delayed scaling, "
+        "NeMo / Megatron-Core: the linears save their FP8-cast inputs for the backward).",
+    )
     attention: AttentionKernel = Field(
         default="flash",
         description="Attention kernel: flash (fused, no s x s tensor stored; today's default) "
@@ -647,6 +655,19 @@ class TrainingWorkload(_Spec):
         "transformers, torchtitan without compile): eager moves several times the bytes. "
         "compiled_blocks: each block compiled on its own, the final norm, LM head and loss "
         "eager (torchtitan with compile).",
+    )
+    compiled_loss: Flag = Field(
+        default=False,
+        description="The cross entropy runs under torch.compile: the fp32 upcast, log-softmax "
+        "and loss fused into reductions (torchtitan's build_cross_entropy_loss with "
+        "training.compile, since torchtitan bbb1b61, April 2025); false: eager unless "
+        "elementwise_kernels is fused.",
+    )
+    fused_norm: Flag = Field(
+        default=False,
+        description="The RMSNorms run as one fused kernel that saves only its 16-bit input "
+        "and the per-row rstd even where the rest of the block is eager (torchtitan's "
+        "norm_type = fused_rmsnorm, a Triton kernel); false: elementwise_kernels decides.",
     )
     grad_buffers: Literal["persistent", "on_demand"] = Field(
         default="persistent",
@@ -721,6 +742,63 @@ class TrainingWorkload(_Spec):
         return self.zero_stage if isinstance(self.zero_stage, list) else [self.zero_stage]
 
 
+#: Most requests/s a serving workload may name (``request_rate``): far above any fleet.
+MAX_REQUEST_RATE = 1e9
+#: Requests per second of a serving workload's arrival process (finite, > 0).
+RequestRate = Annotated[float, _FLOAT, Field(gt=0, le=MAX_REQUEST_RATE)]
+#: A latency percentile an SLO applies to, in (0, 100].
+Percentile = Annotated[float, _FLOAT, Field(gt=0, le=100)]
+#: Most decode steps per schedule (``num_scheduler_steps``, vLLM multi-step scheduling): an
+#: input range, not an engine limit (vLLM has none; its multi-step benchmarks use 8-10, PR #7000).
+MAX_SCHEDULER_STEPS = 64
+SchedulerSteps = Annotated[int, _INT, Field(ge=1, le=MAX_SCHEDULER_STEPS)]
+
+
+class LengthDistribution(_Spec):
+    """Token lengths of a serving workload's requests (``solver.serving.Lengths``): ``fixed``
+    (``value``), ``uniform`` (integers ``low``..``high``), ``lognormal`` (expectation
+    ``mean``, log-space ``sigma``, clipped to ``max``) or ``file`` (a ``column`` of a CSV/JSONL
+    file of token counts at ``path``, resampled; relative to the workload file's folder)."""
+
+    kind: Literal["fixed", "uniform", "lognormal", "file"] = Field(description="Distribution.")
+    value: Tokens | None = Field(default=None, description="fixed: the length.")
+    low: Tokens | None = Field(default=None, description="uniform: smallest length.")
+    high: Tokens | None = Field(default=None, description="uniform: largest length.")
+    mean: Annotated[float, _FLOAT, Field(gt=0, le=MAX_TOKENS)] | None = Field(
+        default=None, description="lognormal: expectation, tokens."
+    )
+    sigma: Annotated[float, _FLOAT, Field(ge=0, le=10)] | None = Field(
+        default=None, description="lognormal: standard deviation of the log."
+    )
+    max: Tokens | None = Field(default=None, description="lognormal: clip samples to this.")
+    path: Annotated[str, Field(min_length=1, max_length=4096)] | None = Field(
+        default=None, description="file: CSV (header row) or JSONL of token counts."
+    )
+    column: Annotated[str, Field(min_length=1, max_length=256)] | None = Field(
+        default=None, description="file: the column to resample."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> LengthDistribution:
+        needs = {
+            "fixed": ("value",),
+            "uniform": ("low", "high"),
+            "lognormal": ("mean", "sigma"),
+            "file": ("path", "column"),
+        }[self.kind]
+        allowed = set(needs) | ({"max"} if self.kind == "lognormal" else set())
+        for name in needs:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name}: required for kind {self.kind}, got None")
+        for name in ("value", "low", "high", "mean", "sigma", "max", "path", "column"):
+            if name not in allowed and getattr(self, name) is not None:
+                raise ValueError(f"{name}: not a parameter of kind {self.kind}")
+        if self.kind == "uniform" and self.high is not None and self.low is not None:
+            if self.high < self.low:
+                raise ValueError(f"high: must be >= low ({self.low}), got {self.high}")
+        return self
+
+
 class InferenceWorkload(_Spec):
     """An inference deployment: prompt/output lengths, concurrency, SLOs."""
 
@@ -746,13 +824,17 @@ class InferenceWorkload(_Spec):
         default="flash",
         description="Prefill attention kernel: flash (fused; every serving engine) or unfused.",
     )
-    serving_engine: Literal["auto", "vllm", "sglang", "trtllm", "roofline"] = Field(
+    serving_engine: Literal[
+        "auto", "vllm", "vllm-0.6", "sglang", "sglang-0.3", "trtllm", "trtllm-0.9", "roofline"
+    ] = Field(
         default="auto",
         description=(
             "Which engine's step model prices the plan (solver/costmodel/serving_engine.py): "
             "vllm, sglang or trtllm (per-step overhead, CUDA graphs, paged decode attention, "
             "small-M GEMMs, custom all-reduce, sampling), or roofline (the pure roofline).  "
-            "auto: vllm, the default inference engine."
+            "auto: vllm, the default inference engine.  Versioned profiles of older runtimes: "
+            "vllm-0.6 (V0 engine, no prefill CUDA graphs), sglang-0.3 (no overlap scheduler: host "
+            "time on every step), trtllm-0.9 (the session runtime)."
         ),
     )
     gpu_memory_utilization: Fraction = Field(
@@ -774,6 +856,35 @@ class InferenceWorkload(_Spec):
     )
     ttft_ms: SloMs | None = Field(default=None, description="Time-to-first-token SLO.")
     tpot_ms: SloMs | None = Field(default=None, description="Time-per-output-token SLO.")
+    # Serving traffic (``shardwise plan-serving`` / ``simulate``; their options override these).
+    request_rate: RequestRate | None = Field(
+        default=None, description="Mean arrival rate of requests, requests/s (arrival poisson)."
+    )
+    arrival: Literal["poisson", "trace"] = Field(
+        default="poisson",
+        description="Arrival process: poisson (at request_rate) or trace (the trace file's "
+        "timestamps and lengths).",
+    )
+    trace: Annotated[str, Field(min_length=1, max_length=4096)] | None = Field(
+        default=None,
+        description="arrival trace: CSV (timestamp,prompt_tokens,output_tokens) or JSONL file; "
+        "a relative path is relative to the workload file's folder.",
+    )
+    prompt_tokens_distribution: LengthDistribution | None = Field(
+        default=None, description="Prompt lengths of the traffic (default: fixed prompt_tokens)."
+    )
+    output_tokens_distribution: LengthDistribution | None = Field(
+        default=None, description="Output lengths of the traffic (default: fixed output_tokens)."
+    )
+    slo_percentile: Percentile = Field(
+        default=99.0, description="Percentile (0, 100] that ttft_ms and tpot_ms apply to."
+    )
+    num_scheduler_steps: SchedulerSteps = Field(
+        default=1,
+        description="Decode steps per schedule (vLLM 0.5.5-0.7 --num-scheduler-steps, multi-step "
+        "scheduling): a decode batch runs this many steps and streams them as one chunk; 1: "
+        "every step is scheduled (solver/serving/simulator.py).",
+    )
     objective: Literal["max_throughput", "min_latency", "min_gpus", "min_cost"] = Field(
         default="max_throughput", description="What the planner optimises."
     )
@@ -784,6 +895,21 @@ class InferenceWorkload(_Spec):
     @property
     def batch_sizes(self) -> list[int]:
         return self.batch_size if isinstance(self.batch_size, list) else [self.batch_size]
+
+    @model_validator(mode="after")
+    def _check_traffic(self) -> InferenceWorkload:
+        if self.arrival == "trace" and self.trace is None:
+            raise ValueError("trace: arrival trace needs a trace file, got None")
+        if self.arrival == "poisson" and self.trace is not None:
+            raise ValueError(f"arrival: a trace file is given ({self.trace}); set arrival: trace")
+        if self.arrival == "trace" and self.request_rate is not None:
+            raise ValueError(
+                f"request_rate: the trace sets the arrivals (arrival: trace), got {self.request_rate}"
+            )
+        for name in ("prompt_tokens_distribution", "output_tokens_distribution"):
+            if self.arrival == "trace" and getattr(self, name) is not None:
+                raise ValueError(f"{name}: the trace gives the lengths (arrival: trace)")
+        return self
 
     @model_validator(mode="after")
     def _check(self) -> InferenceWorkload:

@@ -141,21 +141,22 @@ def test_sglang_graph_batch_depends_on_memory_and_tp() -> None:
     assert SE.graphed(SE.SGLANG, 256, 80.0, 2) and not SE.graphed(SE.SGLANG, 257, 80.0, 2)
     assert SE.graphed(SE.SGLANG, 512, 80.0, 4) and not SE.graphed(SE.SGLANG, 513, 80.0, 4)
     assert not SE.graphed(SE.SGLANG, 33, 40.0, 1) and SE.graphed(SE.SGLANG, 160, 40.0, 8)
-    assert not SE.graphed(SE.TRTLLM, 1, 80.0, 1)  # gptSessionBenchmark: no CUDA graphs
+    assert not SE.graphed(SE.TRTLLM_SESSION_09, 1, 80.0, 1)  # gptSessionBenchmark: no graphs
+    assert not SE.graphed(SE.TRTLLM, 1, 80.0, 1)  # executor: cudaGraphMode = false by default
 
 
 # --- decode attention -----------------------------------------------------------------------
-@pytest.mark.parametrize("engine", [SE.VLLM, SE.SGLANG, SE.TRTLLM])
+@pytest.mark.parametrize("engine", [SE.VLLM, SE.SGLANG, SE.TRTLLM, SE.TRTLLM_SESSION_09])
 def test_decode_attention_is_linear_in_context_at_the_named_efficiency(
     engine: SE.EngineProfile,
 ) -> None:
     """Llama-3-8B at TP 1 (8 KV heads x 128, 4 query heads each; batch 8): one more context
     token per sequence costs 2 x 8 x 128 x 2 B of K and V per sequence, times the kernel's
-    re-reads (1 when group-aware; TensorRT-LLM's masked MHA at a group of 4: 4 / 3.5 L2 ratio),
-    at HBM bandwidth x the profile's decode efficiency."""
+    re-reads (1 when group-aware; TensorRT-LLM 0.9's masked MHA at a group of 4: 4 / 3.5 L2
+    ratio), at HBM bandwidth x the profile's decode efficiency."""
     b, lo, hi = 8, 1024, 3072
     per_token = b * 2 * 8 * 128 * 2.0
-    reads = 1.0 if engine is not SE.TRTLLM else 4 / SE.L2_TO_HBM_BANDWIDTH.value
+    reads = 1.0 if engine is not SE.TRTLLM_SESSION_09 else 4 / SE.L2_TO_HBM_BANDWIDTH.value
     eff = engine.decode_attention_efficiency.value
     want = (hi - lo) * per_token * reads / (GPU.memory_bandwidth_GBps * 1e9 * eff)
     d = _decode(engine, b, hi, MODEL8).fwd_s - _decode(engine, b, lo, MODEL8).fwd_s
@@ -165,12 +166,17 @@ def test_decode_attention_is_linear_in_context_at_the_named_efficiency(
 
 
 def test_group_aware_decode_kernels_read_the_cache_once() -> None:
-    """FlashAttention / FlashInfer: 1 read; TensorRT-LLM XQA covers head_dim 128 at 8 query
-    heads per KV head; masked MHA at a group of 29 (Falcon-180B at TP 8) re-reads through L2."""
+    """FlashAttention / FlashInfer: 1 read; TensorRT-LLM 0.9's precompiled XQA covers head_dim
+    128 at 8 query heads per KV head, its masked MHA at a group of 29 (Falcon-180B at TP 8)
+    re-reads through L2; the executor's JIT XQA (0.11+) reads every group once."""
+    old = SE.TRTLLM_SESSION_09
     assert SE.kv_reads(SE.VLLM, 29, 1, 64) == 1.0
-    assert SE.kv_reads(SE.TRTLLM, 64, 8, 128) == 1.0
-    assert SE.kv_reads(SE.TRTLLM, 29, 1, 64) == pytest.approx(29 / 3.5)
-    assert SE.kv_reads(SE.TRTLLM, 32, 32, 128) == 1.0  # MHA: one query head per KV head
+    assert SE.kv_reads(old, 64, 8, 128) == 1.0
+    assert SE.kv_reads(old, 29, 1, 64) == pytest.approx(29 / 3.5)
+    assert SE.kv_reads(old, 32, 8, 128) == pytest.approx(4 / 3.5)  # Llama-3-8B's group of 4
+    assert SE.kv_reads(old, 32, 32, 128) == 1.0  # MHA: one query head per KV head
+    assert SE.kv_reads(SE.TRTLLM, 29, 1, 64) == 1.0
+    assert SE.kv_reads(SE.TRTLLM, 32, 8, 128) == 1.0
 
 
 # --- GEMM ----------------------------------------------------------------------------------
@@ -205,12 +211,16 @@ def test_roofline_profile_is_todays_cost_model() -> None:
 
 
 # --- sources -------------------------------------------------------------------------------
-@pytest.mark.parametrize("engine", [SE.VLLM, SE.SGLANG, SE.TRTLLM])
+@pytest.mark.parametrize(
+    "engine", [SE.VLLM, SE.VLLM_V0_06, SE.SGLANG, SE.SGLANG_V0_3, SE.TRTLLM, SE.TRTLLM_SESSION_09]
+)
 def test_every_profile_constant_names_its_source(engine: SE.EngineProfile) -> None:
     """Every Sourced field of a profile (and of its custom all-reduce) has a value and a
     source string; the group-aware rule and the all-reduce thresholds cite theirs."""
     consts = engine.constants()
-    assert len(consts) == 7  # graphs, graph batch, launch, host, attention eff + fixed, sampling
+    # graphs, graph batch, prefill piecewise graphs, launch, host, decode attention eff +
+    # fixed, prefill attention fixed, sampling
+    assert len(consts) == 9
     car = engine.custom_allreduce
     assert car is not None
     consts |= {
@@ -376,3 +386,128 @@ def test_a_calibration_prices_small_allreduces_by_its_measured_line_up_to_its_cr
     # A calibration for another GPU leaves the profile alone.
     other = Calibration(gpu="A100-SXM4-80GB", allreduce_small_max_bytes=16)
     assert engine_for_gpu("vllm", GPU, other, NVSWITCH) == SE.VLLM
+
+
+def test_prefill_attention_fixed_latency_is_paid_once_per_forward() -> None:
+    """The context-attention op's fixed latency (AIConfigurator: about 11-14 us per layer on a
+    one-token prompt) is added once per block forward -- one varlen call, whatever the batch
+    and prompt -- on top of the fused kernel's FLOP time; the roofline profile has none."""
+    kw = dict(tp=1, precision="bf16", tp_link=NVSWITCH)
+    none = dataclasses.replace(SE.VLLM, prefill_attention_fixed_us=SE.Sourced(0.0, "test: off"))
+    for batch, prompt in ((1, 4096), (8, 2048)):  # GPU-bound: the eager launch floor is below
+        with_fixed = prefill_block_time(
+            MODEL8, GPU, batch=batch, prompt=prompt, engine=SE.VLLM, **kw
+        )  # type: ignore[arg-type]
+        without = prefill_block_time(MODEL8, GPU, batch=batch, prompt=prompt, engine=none, **kw)  # type: ignore[arg-type]
+        assert with_fixed.fwd_s - without.fwd_s == pytest.approx(11.2e-6, rel=1e-9)
+    assert SE.prefill_attention_fixed_s(SE.ROOFLINE) == 0.0
+    for e in (SE.VLLM, SE.SGLANG, SE.TRTLLM, SE.TRTLLM_SESSION_09):
+        assert 5.0 < e.prefill_attention_fixed_us.value < 20.0
+
+
+def test_trtllm_has_an_executor_and_a_0_9_session_profile() -> None:
+    """``trtllm`` is the executor (0.11+), ``trtllm-0.9`` the session runtime of the published
+    0.9 tables; they share the all-reduce (workspace rule: <= 8,000,000 B custom), launch and
+    sampling terms and differ in the decode kernel's group coverage; the benchmarks map an
+    engine string to one by version; the simulator's step cost takes either by name."""
+    assert SE.resolve("trtllm") is SE.TRTLLM and SE.resolve("trtllm-0.9") is SE.TRTLLM_SESSION_09
+    for e in (SE.TRTLLM, SE.TRTLLM_SESSION_09):
+        assert SE.custom_allreduce_algorithm(e, 8e6, 8, NVSWITCH) == "twoshot"  # <= workspace
+        assert SE.custom_allreduce_algorithm(e, 8e6 + 16, 8, NVSWITCH) == "nccl"
+    assert SE.TRTLLM.custom_allreduce == SE.TRTLLM_SESSION_09.custom_allreduce
+    assert SE.TRTLLM.group_aware_all and not SE.TRTLLM_SESSION_09.group_aware_all
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import validate_serving as vs
+
+    assert vs.engine_key("TensorRT-LLM 0.9.0") == "trtllm-0.9"
+    assert vs.engine_key("TensorRT-LLM 0.14.0 (Triton tensorrtllm_backend)") == "trtllm"
+    assert vs.engine_key("TensorRT-LLM 0.17") == "trtllm"
+    assert vs.engine_key("vLLM 0.6.0 (--num-scheduler-steps 10)") == "vllm-0.6"
+    assert vs.engine_key("vLLM 0.11.0") == "vllm"
+    assert vs.engine_key("SGLang 0.3.0") == "sglang-0.3"
+    assert vs.engine_key("SGLang 0.4.0") == "sglang"
+    plan = _plan(MODEL8.num_layers, 1, 8)
+    wl = InferenceWorkload(kind="inference", prompt_tokens=128, output_tokens=64, batch_size=8)
+    grp = plan.replica_groups[0]
+    kw = dict(max_num_seqs=8, max_num_batched_tokens=1024)
+    new = roofline_step_cost(MODEL8, CLUSTER, wl, grp, engine="trtllm", **kw)  # type: ignore[arg-type]
+    old = roofline_step_cost(MODEL8, CLUSTER, wl, grp, engine="trtllm-0.9", **kw)  # type: ignore[arg-type]
+    assert new.kv_per_token_s < old.kv_per_token_s  # group of 4: read once vs 4 / 3.5 times
+
+
+def test_vllm_v1_prefill_runs_piecewise_graphs_and_v0_runs_it_eager() -> None:
+    """vLLM V1 (FULL_AND_PIECEWISE) replays piecewise graphs for a prefill of at most its
+    largest capture size in tokens: the host issues 2 launches per layer (attention op + graph
+    piece), so a short launch-bound prefill costs its GPU time; V0 (0.6) and a longer prefill
+    run eager, at least kernels x launch_us (H100 measurement: one Llama-3-8B layer at 128
+    tokens, 293 us graphed vs 586 us eager, benchmarks/validation/serving/raw-h100x1-serving-
+    run1.json)."""
+    kw = dict(tp=1, batch=1, precision="bf16", tp_link=NVSWITCH)
+    v1 = prefill_block_time(MODEL8, GPU, prompt=128, engine=SE.VLLM, **kw)  # type: ignore[arg-type]
+    v0 = prefill_block_time(MODEL8, GPU, prompt=128, engine=SE.VLLM_V0_06, **kw)  # type: ignore[arg-type]
+    kernels = 9  # the block's operator groups at TP 1 (eager launch floor)
+    assert v0.fwd_s == pytest.approx(kernels * SE.VLLM.launch_us.value * 1e-6, rel=1e-12)
+    assert v1.fwd_s < v0.fwd_s
+    assert v1.fwd_s >= SE.PIECEWISE_LAUNCHES_PER_LAYER * SE.VLLM.launch_us.value * 1e-6
+    assert SE.prefill_piecewise(SE.VLLM, 512, 80.0, 1)
+    assert not SE.prefill_piecewise(SE.VLLM, 513, 80.0, 1)
+    assert not SE.prefill_piecewise(SE.VLLM_V0_06, 16, 80.0, 1)
+    assert not SE.prefill_piecewise(SE.SGLANG, 16, 80.0, 1)
+    assert SE.graphed(SE.VLLM_V0_06, 256, 80.0, 1) and not SE.graphed(SE.VLLM_V0_06, 257, 80.0, 1)
+
+
+def test_sglang_0_3_is_sglang_with_its_synchronous_scheduler_host_time() -> None:
+    """``sglang-0.3`` (no overlap scheduler) differs from ``sglang`` only by the host time every
+    step adds; the step cost's decode tables are the same and its overhead is larger by exactly
+    that; SGLang's memory-dependent graph batch limit applies to it too."""
+    old, new = SE.resolve("sglang-0.3"), SE.SGLANG
+    assert old is SE.SGLANG_V0_3
+    differ = {
+        f.name for f in dataclasses.fields(old) if getattr(old, f.name) != getattr(new, f.name)
+    }
+    assert differ == {"name", "version", "step_host_us"}
+    assert new.step_host_us.value == 0.0 < old.step_host_us.value
+    assert "1738" in old.step_host_us.source  # the PR that measured what the overlap hides
+    assert not SE.graphed(old, 33, 40.0, 1) and SE.graphed(old, 256, 80.0, 1)
+    wl = InferenceWorkload(kind="inference", prompt_tokens=64, output_tokens=8, batch_size=2)
+    group = _plan(MODEL8.num_layers, 1, 2).replica_groups[0]
+    kw = dict(max_num_seqs=2, max_num_batched_tokens=128)
+    t_old = roofline_step_cost(MODEL8, CLUSTER, wl, group, engine="sglang-0.3", **kw)  # type: ignore[arg-type]
+    t_new = roofline_step_cost(MODEL8, CLUSTER, wl, group, engine="sglang", **kw)  # type: ignore[arg-type]
+    assert np.array_equal(t_old.decode_s, t_new.decode_s)
+    assert t_old.step_overhead_s - t_new.step_overhead_s == pytest.approx(
+        old.step_host_us.value * 1e-6, rel=1e-12
+    )
+
+
+def test_validation_reports_engine_settings_it_cannot_apply() -> None:
+    """benchmarks/validate_serving.py prices a versioned profile only where the workload
+    schema names it and runs ``num_scheduler_steps`` only where the simulator takes it;
+    otherwise it falls back visibly (a note per case), never silently."""
+    import sys
+    import typing
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import validate_serving as vs
+
+    accepted = typing.get_args(InferenceWorkload.model_fields["serving_engine"].annotation)
+    assert vs.schema_engine("vllm-0.6") == ("vllm-0.6", None)
+    key, note = vs.schema_engine("sglang-0.3")
+    if "sglang-0.3" in accepted:
+        assert (key, note) == ("sglang-0.3", None)
+    else:
+        assert key == "sglang" and note is not None and "sglang-0.3" in note
+    assert vs.scheduler_steps({}) == ({}, None)
+    kwargs, note = vs.scheduler_steps({"num_scheduler_steps": 10})
+    import inspect
+
+    if "num_scheduler_steps" in inspect.signature(simulate).parameters:
+        assert (kwargs, note) == ({"num_scheduler_steps": 10}, None)
+    else:
+        assert kwargs == {} and note is not None and "num_scheduler_steps 10" in note
+    rows = [{"engine_note": "a"}, {"engine_note": "a", "scheduler_note": "b"}, {}]
+    assert vs.model_notes(rows) == {"a": 2, "b": 1}

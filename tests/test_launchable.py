@@ -362,9 +362,22 @@ def _single_pool_best(model: str, cluster: Cluster, workload: str) -> float:
         one = cluster.model_copy(update={"pools": [p], "fabric": []})
         res = plan(load_model(model), one, load_workload(workload), time_limit_s=10, num_workers=2,
                    compare_baseline=False, engine="megatron")  # fmt: skip
-        assert res.status == Status.OPTIMAL, res.message
+        _proven_or_evaluator_bounded(res)
         best = max(best, res.objective or 0.0)
     return best
+
+
+def _proven_or_evaluator_bounded(res: Result) -> None:
+    """OPTIMAL, or FEASIBLE because the evaluator-bound pass (solver.planner._paths_closed) did
+    not prove the closed form's optimum optimal under the evaluator (the gap is then on the
+    evaluator's scale, against its paths bound; a better plan it found replaces the CP's)."""
+    if res.status == Status.FEASIBLE:
+        assert "evaluator bound" in res.message, res.message
+        assert "evaluator_bound" in res.stats and res.objective is not None
+        if "closed_form_optimum" in res.stats:
+            assert res.objective >= res.stats["closed_form_optimum"]["objective"] * (1 - 1e-9)
+    else:
+        assert res.status == Status.OPTIMAL, res.message
 
 
 @pytest.mark.parametrize(
@@ -379,7 +392,7 @@ def test_hetero_megatron_plan_beats_single_pool_and_exports(model: str, cluster:
     c = load_cluster(cluster)
     res = plan(load_model(model), c, load_workload(workload), time_limit_s=20, num_workers=2,
                compare_baseline=False, engine="megatron")  # fmt: skip
-    assert res.status == Status.OPTIMAL, res.message
+    _proven_or_evaluator_bounded(res)
     assert res.plan is not None and res.objective is not None
     assert len({s.pool for s in res.plan.replica_groups[0].stages}) > 1
     assert {"megatron", "torchrun"} <= set(res.launchable_by)
@@ -456,11 +469,12 @@ def test_deepspeed_plans_zero3_without_pp_and_tp() -> None:
 # The default: launchable; the unrestricted optimum on request
 # ------------------------------------------------------------------------------------------
 def test_quick_start_plan_is_launchable_by_default() -> None:
-    """The README quick start (gpt-39b on selene-a100-64) returns, by default, a proven-optimal
-    plan that Megatron and torchrun launch, never better than the unrestricted optimum."""
+    """The README quick start (gpt-39b on selene-a100-64) returns, by default, the closed form's
+    proven optimum (with its evaluator bound and gap) that Megatron and torchrun launch, never
+    better than the unrestricted optimum."""
     m, c, w = load_model("gpt-39b"), load_cluster("selene-a100-64"), load_workload("train-gpt-s2048")
     res = plan(m, c, w, time_limit_s=10, num_workers=2, compare_baseline=False)
-    assert res.status == Status.OPTIMAL, res.message
+    _proven_or_evaluator_bounded(res)  # measured: FEASIBLE, 5.5% gap to the evaluator bound
     assert res.engine_scope == "launchable"
     assert res.plan is not None and {"megatron", "torchrun"} <= set(res.launchable_by)
     free = plan(m, c, w, time_limit_s=10, num_workers=2, compare_baseline=False, engine="any-plan")
@@ -520,7 +534,10 @@ def test_explain_engine_gap_on_request_only() -> None:
     assert "megatron" in plain.engines["launchable_by"] and "gap" not in plain.engines
     gap = explain(m, c, w, time_limit_s=10, num_workers=2, alternatives=False, engine_gap=True)
     g = gap.to_dict()["engines"]["gap"]
-    assert g["launchable_status"] == "OPTIMAL" and g["launchable"] == pytest.approx(plain.objective)
+    # OPTIMAL, or FEASIBLE where the evaluator-bound pass found a better plan than the closed
+    # form's optimum (tiny-hetero: +0.15%, against a loose paths bound)
+    assert g["launchable_status"] in ("OPTIMAL", "FEASIBLE")
+    assert g["launchable"] == pytest.approx(plain.objective)
     if g["unrestricted_status"] == "OPTIMAL":
         assert g["ratio"] >= 1 - 1e-6
     assert "deepspeed" in g["beyond"]  # its 6/18 split is uneven: DeepSpeed splits evenly

@@ -261,18 +261,22 @@ def test_verification_catches_an_under_provisioned_plan(monkeypatch: pytest.Monk
     adds replicas until it meets them (FEASIBLE, says so); with no room to add, UNKNOWN and
     no plan: an unverified fleet is never reported."""
     real = search_capacity
+    # 1.6 x the best single replica's simulated capacity: two replicas are needed, while the
+    # inflated capacities make CP-SAT believe one is enough.
+    honest = plan_serving(TINY, TINY_HETERO, TINY_W, rate=1.0, tp=[1], trim=False)
+    rate = 1.6 * max(c.capacity_rps for c in honest.candidates)
 
     def inflated(*args: Any, **kwargs: Any) -> CapacitySearch:
         r = real(*args, **kwargs)
         return r.model_copy(update={"capacity_rps": 3.0 * r.capacity_rps, "upper_rps": None})
 
     monkeypatch.setattr(ps, "search_capacity", inflated)
-    res = plan_serving(TINY, TINY_HETERO, TINY_W, rate=300.0, tp=[1], trim=False)
+    res = plan_serving(TINY, TINY_HETERO, TINY_W, rate=rate, tp=[1], trim=False)
     assert res.status == "FEASIBLE" and res.verified and res.extra_replicas >= 1
     assert "verification added" in res.message
     assert res.verification is not None and res.verification.tpot_ms.p99 <= 5
     monkeypatch.setattr(ps, "MAX_EXTRA_REPLICAS", 0)
-    res = plan_serving(TINY, TINY_HETERO, TINY_W, rate=300.0, tp=[1], trim=False)
+    res = plan_serving(TINY, TINY_HETERO, TINY_W, rate=rate, tp=[1], trim=False)
     assert res.status == "UNKNOWN" and res.plan is None and not res.verified
     assert res.message.startswith("verification: the fleet misses the SLOs")
 
@@ -303,7 +307,7 @@ def test_rate_beyond_the_cluster_is_infeasible_with_numbers() -> None:
         ({"rate": None}, "rate: objective min_cost needs a request rate"),
         ({"rate": 5.0, "objective": "fastest"}, "objective: expected one of"),
         ({"rate": 5.0, "tp": [3, 0]}, "tp: every value must be an integer"),
-        ({"rate": 5.0, "routing": "jsq"}, "routing: expected"),
+        ({"rate": 5.0, "routing": "shortest"}, "routing: expected"),
     ],
 )
 def test_bad_arguments_name_the_field(kwargs: dict[str, Any], message: str) -> None:

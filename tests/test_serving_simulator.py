@@ -137,13 +137,21 @@ def test_two_requests_chunked_prefill_exact_times() -> None:
 
 
 def test_decode_first_mixed_step_and_kv_wait() -> None:
-    """A full KV pool makes the next request wait for a completion (no preemption); with room,
-    all prompts prefill in one step and the decodes run side by side."""
+    """Reserve policy (TensorRT-LLM GUARANTEED_NO_EVICT): a full KV pool makes the next
+    request wait for a completion (no preemption); with room, all prompts prefill in one step
+    and the decodes run side by side."""
     r = _reqs([0.0, 0.0, 0.0], [4, 4, 4], [3, 1, 2])
     # KV of 8 tokens: A (4+3=7) runs alone; B (5) waits until A finishes, then C after B.
     tr = simulate_replica(
-        r, ConstantStepCost(0.01), max_num_seqs=4, max_num_batched_tokens=64, kv_capacity_tokens=8
+        r,
+        ConstantStepCost(0.01),
+        max_num_seqs=4,
+        max_num_batched_tokens=64,
+        kv_capacity_tokens=8,
+        block_size=1,
+        kv_policy="reserve",
     )
+    assert tr.num_preemptions == 0
     # A: prefill step 1 (t=.01), decodes steps 2, 3 (t=.03 done).  B: prefill step 4 (t=.04,
     # output 1: done).  C: prefill step 5 (t=.05), decode step 6 (t=.06).
     assert tr.first_token_s.tolist() == pytest.approx([0.01, 0.04, 0.05])

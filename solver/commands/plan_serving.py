@@ -7,6 +7,13 @@ simulation, replica counts by CP-SAT, the fleet verified by the simulator).  Exi
 
 ``--plot`` draws p50/p99 TTFT and TPOT of the chosen plan against the request rate
 (:func:`plot_latency_vs_load`), written through a temporary file renamed into place.
+
+The traffic comes from the workload file when it describes one (``request_rate``,
+``arrival: trace`` + ``trace``, ``prompt_tokens_distribution`` /
+``output_tokens_distribution``, ``slo_percentile``; relative paths from the workload file's
+folder, :func:`workload_dir`); ``--rate``, ``--trace``, ``--prompt-len``, ``--output-len``
+and ``--slo-percentile`` override it; ``--num-scheduler-steps`` overrides the workload's
+``num_scheduler_steps`` (vLLM multi-step scheduling in every simulation).
 """
 
 from __future__ import annotations
@@ -41,10 +48,17 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from ..cpsat.plan_serving import ServingPlanResult
-    from ..serving import Lengths, SimulationResult
+    from ..serving import Lengths, Requests, SimulationResult
     from ..specs import Cluster, InferenceWorkload, Model
 
-__all__ = ["LOAD_FRACTIONS", "load_sweep", "parse_int_list", "plot_latency_vs_load", "register"]
+__all__ = [
+    "LOAD_FRACTIONS",
+    "load_sweep",
+    "parse_int_list",
+    "plot_latency_vs_load",
+    "register",
+    "workload_dir",
+]
 
 #: Rates of the latency-vs-load plot, as fractions of the plan's rate: from light load to
 #: past the fleet's capacity, so the knee where p99 TTFT leaves the SLO is on the plot.
@@ -57,14 +71,29 @@ _EPILOG = (
     "  shardwise plan-serving ... --rate 20 --out fleet.json --plot latency.png\n\n"
     "  shardwise plan-serving ... --objective max_goodput --json\n\n"
     "  shardwise plan-serving ... --trace requests.csv   (the trace's mean rate and lengths)\n\n"
+    "  shardwise plan-serving -m llama3-70b -c serving-h100-a100 -w serve-sharegpt-20rps   "
+    "(rate, lengths and SLOs from the workload file)\n\n"
     "For every replica shape (pool, TP, PP, max_num_seqs) the simulator finds the highest "
     "Poisson rate one replica sustains with p99 TTFT and p99 TPOT within the SLOs (bisection "
     "to --tolerance); CP-SAT picks replica counts at minimum $/h or GPUs (or maximum "
     "goodput) within the pools' GPU counts; the whole fleet is then simulated at the target "
     "rate (requests dispatched in proportion to capacity) and only a fleet that meets both "
-    "p99 SLOs is reported.  SLOs default to the workload's ttft_ms / tpot_ms.  Exit codes: "
+    "p99 SLOs is reported.  SLOs default to the workload's ttft_ms / tpot_ms at its "
+    "slo_percentile (99), the rate and lengths to its request_rate / trace and length "
+    "distributions; options override them.  Exit codes: "
     "0 OPTIMAL / FEASIBLE, 2 bad input, 4 INFEASIBLE, 5 UNKNOWN."
 )
+
+
+def workload_dir(ref: str) -> Path | None:
+    """The folder of the workload file ``ref`` names (a path, or a name under instances/):
+    relative ``trace`` and length-file paths in it are relative to that folder."""
+    from ..io import find_spec
+
+    try:
+        return find_spec(ref, "instances/").resolve().parent
+    except Exception:  # noqa: BLE001 - the load that follows reports a missing file
+        return None
 
 
 def parse_int_list(text: str | None, option: str) -> list[int] | None:
@@ -103,6 +132,7 @@ def load_sweep(
     n = result.verification.num_requests if result.verification else 2000
     seed = int(result.settings.get("verify_seed", 1))
     routing = str(result.settings.get("routing", "weighted_random"))
+    pct = float(result.settings.get("slo_percentile", 99.0))
     out = []
     for f in fractions:
         r = result.rate_rps * f
@@ -121,6 +151,7 @@ def load_sweep(
                     replica_weights=weights,
                     routing=routing,
                     routing_seed=seed + 1,
+                    slo_percentile=pct,
                 ),
             )
         )
@@ -181,15 +212,16 @@ def plot_latency_vs_load(
 
 def _render(res: ServingPlanResult, model: str, cluster: str) -> None:
     con = stdout_console()
+    q = float(res.settings.get("slo_percentile", 99.0))
     slo = " and ".join(
-        f"p99 {n} <= {v:g} ms"
+        f"p{q:g} {n} <= {v:g} ms"
         for n, v in (("TTFT", res.ttft_slo_ms), ("TPOT", res.tpot_slo_ms))
         if v is not None
     )
     target = f"{res.rate_rps:g} req/s" if res.rate_rps is not None else "max goodput"
     con.print(f"[bold]{model}[/] on {cluster}: {target} under {slo}, objective {res.objective}")
     cand = Table(
-        title="Replica shapes: requests/s one replica sustains under the p99 SLOs (simulated)",
+        title=f"Replica shapes: requests/s one replica sustains under the p{q:g} SLOs (simulated)",
         title_justify="left",
     )
     for col in ("pool", "TP", "PP", "max_num_seqs", "GPUs", "KV tokens", "$/h", "req/s", "probes"):
@@ -243,25 +275,38 @@ def _render(res: ServingPlanResult, model: str, cluster: str) -> None:
         con.print(f"fleet: {res.gpus} GPUs{cost}, summed capacity {res.capacity_rps:.3g} req/s")
     v = res.verification
     if v is not None:
+        how = (
+            "join-shortest-queue dispatch"
+            if v.routing == "jsq"
+            else f"{v.routing.replace('_', ' ')} dispatch by replica capacity"
+        )
         con.print(
-            f"Verified by simulation: {v.num_requests:,} Poisson requests at {res.rate_rps:g} "
-            f"req/s, {v.routing.replace('_', ' ')} dispatch by replica capacity"
+            f"Verified by simulation: {v.num_requests:,} requests at {res.rate_rps:g} "
+            f"req/s, {how}, KV cache {v.kv_policy}"
         )
         lat = Table()
-        for col in ("metric", "p50", "p90", "p99", "SLO"):
+        cols = ["metric", "p50", "p90", "p99"] + ([] if q == 99.0 else [f"p{q:g}"]) + ["SLO"]
+        for col in cols:
             lat.add_column(col, justify="left" if col == "metric" else "right")
-        for name, p, s in (
-            ("TTFT ms", v.ttft_ms, res.ttft_slo_ms),
-            ("TPOT ms", v.tpot_ms, res.tpot_slo_ms),
+        for name, p, at, s in (
+            ("TTFT ms", v.ttft_ms, v.ttft_at_percentile_ms, res.ttft_slo_ms),
+            ("TPOT ms", v.tpot_ms, v.tpot_at_percentile_ms, res.tpot_slo_ms),
         ):
+            extra = [] if q == 99.0 else [f"{at:,.1f}"]
             lat.add_row(
                 name,
                 f"{p.p50:,.1f}",
                 f"{p.p90:,.1f}",
                 f"{p.p99:,.1f}",
+                *extra,
                 "-" if s is None else f"{s:g}",
             )
         con.print(lat)
+        if v.num_preemptions:
+            con.print(
+                f"KV-cache preemptions: {v.num_preemptions:,} ({v.recomputed_tokens:,} tokens "
+                "recomputed)"
+            )
         con.print(
             f"goodput {v.goodput:.2f} req/s ({v.slo_attainment:.1%} of requests meet both SLOs)"
             f"; throughput {v.request_throughput:.2f} req/s"
@@ -284,7 +329,10 @@ def register(app: typer.Typer) -> None:
         rate: Annotated[
             float | None,
             typer.Option(
-                "--rate", help="Target Poisson request rate, requests/s.", show_default=False
+                "--rate",
+                help="Target Poisson request rate, requests/s (default: the workload's "
+                "request_rate, or its trace's mean rate).",
+                show_default=False,
             ),
         ] = None,
         objective: Annotated[
@@ -300,7 +348,7 @@ def register(app: typer.Typer) -> None:
             float | None,
             typer.Option(
                 "--ttft-ms",
-                help="p99 TTFT SLO (default: the workload's ttft_ms).",
+                help="TTFT SLO at the SLO percentile (default: the workload's ttft_ms).",
                 show_default=False,
             ),
         ] = None,
@@ -308,7 +356,7 @@ def register(app: typer.Typer) -> None:
             float | None,
             typer.Option(
                 "--tpot-ms",
-                help="p99 TPOT SLO (default: the workload's tpot_ms).",
+                help="TPOT SLO at the SLO percentile (default: the workload's tpot_ms).",
                 show_default=False,
             ),
         ] = None,
@@ -320,7 +368,27 @@ def register(app: typer.Typer) -> None:
                 show_default=False,
                 help="Trace (CSV/JSONL: timestamp, prompt_tokens, output_tokens): its "
                 "mean rate is the target, its lengths are resampled, and the fleet "
-                "is verified on it.",
+                "is verified on it (default: the workload's trace, with arrival: trace).",
+            ),
+        ] = None,
+        slo_percentile: Annotated[
+            float | None,
+            typer.Option(
+                "--slo-percentile",
+                metavar="Q",
+                show_default=False,
+                help="Percentile (0, 100] the SLOs apply to (default: the workload's "
+                "slo_percentile, 99).",
+            ),
+        ] = None,
+        num_scheduler_steps: Annotated[
+            int | None,
+            typer.Option(
+                "--num-scheduler-steps",
+                metavar="K",
+                show_default=False,
+                help="Decode steps per schedule, 1..64 (vLLM multi-step scheduling, as for "
+                "simulate; default the workload's num_scheduler_steps, 1).",
             ),
         ] = None,
         prompt_len: Annotated[
@@ -328,7 +396,8 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--prompt-len",
                 metavar="DIST",
-                help="Prompt lengths (as for simulate; default the workload's).",
+                help="Prompt lengths (as for simulate; default the workload's "
+                "prompt_tokens_distribution, else prompt_tokens).",
             ),
         ] = None,
         output_len: Annotated[
@@ -336,7 +405,8 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--output-len",
                 metavar="DIST",
-                help="Output lengths (as for simulate; default the workload's).",
+                help="Output lengths (as for simulate; default the workload's "
+                "output_tokens_distribution, else output_tokens).",
             ),
         ] = None,
         tp: Annotated[
@@ -412,7 +482,8 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--routing",
                 help="Dispatch of the fleet verification: weighted_random (each replica sees "
-                "a Poisson stream, as in its capacity search) or weighted_round_robin.",
+                "a Poisson stream, as in its capacity search), weighted_round_robin, or jsq "
+                "(join-shortest-queue: least outstanding requests).",
             ),
         ] = "weighted_random",
         no_trim: Annotated[
@@ -433,7 +504,9 @@ def register(app: typer.Typer) -> None:
             from ..io import load_cluster, load_model, load_workload
             from ..report import dumps
             from ..report.plots import check_plot_path
-            from ..serving import Lengths, load_trace, parse_lengths
+            from ..serving import Lengths, load_trace, parse_lengths, workload_traffic
+            from ..serving.api import check_percentile
+            from ..serving.simulator import check_scheduler_steps
             from ..specs import InferenceWorkload
 
             check_solve_cli(time_limit, seed, workers)
@@ -442,6 +515,10 @@ def register(app: typer.Typer) -> None:
             for name, v in (("--ttft-ms", ttft_ms), ("--tpot-ms", tpot_ms)):
                 if v is not None and not (math.isfinite(v) and v > 0):
                     raise SpecError(f"{name}: must be finite and > 0 ms, got {v}")
+            if slo_percentile is not None:
+                check_percentile(slo_percentile, "--slo-percentile")
+            if num_scheduler_steps is not None:
+                check_scheduler_steps(num_scheduler_steps, "--num-scheduler-steps")
             if out is not None:
                 refuse_overwrite(out, force)
             if plot is not None:
@@ -449,9 +526,20 @@ def register(app: typer.Typer) -> None:
             m, c, w = load_model(model), load_cluster(cluster), load_workload(workload)
             if not isinstance(w, InferenceWorkload):
                 raise SpecError(f"--workload: {workload} is a training workload; need inference")
-            reqs = load_trace(trace) if trace is not None else None
+            if num_scheduler_steps is not None:
+                w = w.model_copy(update={"num_scheduler_steps": num_scheduler_steps})
+            wdir = workload_dir(workload)
+            traffic = workload_traffic(w, wdir)
+            reqs: Requests | None
+            if trace is not None:
+                reqs = load_trace(trace)
+            else:
+                reqs = traffic.trace if rate is None else None
             prompt = parse_lengths(prompt_len, "--prompt-len") if prompt_len else None
             output = parse_lengths(output_len, "--output-len") if output_len else None
+            if reqs is None:
+                prompt = prompt or traffic.prompt
+                output = output or traffic.output
             kwargs: dict[str, Any] = {
                 "rate": rate,
                 "objective": objective,
@@ -470,6 +558,8 @@ def register(app: typer.Typer) -> None:
                 "num_workers": workers,
                 "trim": not no_trim,
                 "routing": routing,
+                "slo_percentile": slo_percentile,
+                "workload_dir": wdir,
             }
             try:
                 if as_json:
@@ -491,6 +581,8 @@ def register(app: typer.Typer) -> None:
                     ("trace:", "--trace:"),
                     ("routing:", "--routing:"),
                 ):
+                    if key == "trace:" and trace is None:
+                        continue  # the workload's own trace: keep the field's name
                     if msg.startswith(key):
                         msg = opt + msg[len(key) :]
                 raise SpecError(msg) from None

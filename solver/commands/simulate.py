@@ -2,6 +2,10 @@
 
 Exit codes: 0 simulated; 2 bad input (a missing or malformed file, a training plan, a bad
 ``--rate``/``--requests``/length spec, a request longer than a replica's KV cache).
+
+The traffic defaults to the workload file's (``request_rate``, ``arrival: trace`` with
+``trace``, the length distributions, ``slo_percentile``, ``num_scheduler_steps``); options
+override it.
 """
 
 from __future__ import annotations
@@ -32,11 +36,15 @@ _EPILOG = (
     "--output-len lognormal:256:0.8:2048 --json\n\n"
     "  shardwise simulate ... --plan chat.json --trace requests.csv   "
     "(columns timestamp,prompt_tokens,output_tokens; or JSONL)\n\n"
-    "Every replica of the plan runs vLLM-style continuous batching with chunked prefill; "
+    "Every replica of the plan runs vLLM-style continuous batching with chunked prefill and "
+    "KV-cache preemption (--kv-policy reserve: TensorRT-LLM's no-evict admission); "
     "requests are dispatched round-robin over the replicas (--routing random: uniformly at "
-    "random).  --plot FILE.png sweeps the rate (--sweep-rate) and plots p50/p99 TTFT and TPOT.  Lengths: N, fixed:N, "
+    "random; --routing jsq: join-shortest-queue); --num-scheduler-steps K: vLLM multi-step scheduling (decode batches run K steps per schedule and stream K tokens at once).  --plot FILE.png sweeps the rate "
+    "(--sweep-rate) and plots p50/p99 TTFT and TPOT.  Lengths: N, fixed:N, "
     "uniform:LOW:HIGH, lognormal:MEAN:SIGMA[:MAX], file:PATH:COLUMN (default: the workload's "
-    "prompt_tokens / output_tokens).  Exit codes: 0 ok, 2 bad input."
+    "length distributions, else prompt_tokens / output_tokens).  Rate, trace and SLO "
+    "percentile default to the workload's request_rate, trace and slo_percentile.  "
+    "Exit codes: 0 ok, 2 bad input."
 )
 
 
@@ -60,6 +68,7 @@ def _plot_sweep(
     max_num_seqs: int | None,
     max_num_batched_tokens: int | None,
     step_overhead_s: float,
+    sim_kw: dict[str, Any],
 ) -> None:
     """Simulate the plan at each rate of the sweep (same requests count, lengths, seed and
     dispatch) and write the latency-vs-load plot."""
@@ -97,6 +106,7 @@ def _plot_sweep(
                     max_num_batched_tokens=max_num_batched_tokens,
                     step_overhead_s=step_overhead_s,
                     **route,
+                    **sim_kw,
                 ),
             )
         )
@@ -131,9 +141,14 @@ def register(app: typer.Typer) -> None:
             ),
         ],
         rate: Annotated[
-            float,
-            typer.Option("--rate", help="Poisson arrival rate, requests/s (inf: all at t=0)."),
-        ] = 5.0,
+            float | None,
+            typer.Option(
+                "--rate",
+                help="Poisson arrival rate, requests/s (inf: all at t=0); default the "
+                "workload's request_rate, else 5.",
+                show_default=False,
+            ),
+        ] = None,
         requests: Annotated[
             int, typer.Option("--requests", "-n", help="Requests to generate.")
         ] = 2000,
@@ -143,7 +158,8 @@ def register(app: typer.Typer) -> None:
                 "--trace",
                 metavar="FILE",
                 help="Trace file (CSV/JSONL: timestamp, prompt_tokens, output_tokens); "
-                "replaces --rate, --requests and the length options.",
+                "replaces --rate, --requests and the length options (default: the "
+                "workload's trace, with arrival: trace, unless --rate is given).",
                 show_default=False,
             ),
         ] = None,
@@ -179,10 +195,42 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option(
                 "--routing",
-                help="Dispatch: round_robin (request i to replica i mod R) or random (each "
-                "request to a replica drawn uniformly: every replica sees a Poisson stream).",
+                help="Dispatch: round_robin (request i to replica i mod R), random (each "
+                "request to a replica drawn uniformly: every replica sees a Poisson stream) "
+                "or jsq (join-shortest-queue: the replica with the fewest outstanding "
+                "requests at the arrival, ties to the lowest index).",
             ),
         ] = "round_robin",
+        kv_policy: Annotated[
+            str | None,
+            typer.Option(
+                "--kv-policy",
+                help="KV cache: preempt (vLLM: grow, preempt the newest request when full) or "
+                "reserve (TensorRT-LLM GUARANTEED_NO_EVICT: prompt + output reserved at "
+                "admission); default the workload's serving_engine's.",
+                show_default=False,
+            ),
+        ] = None,
+        slo_percentile: Annotated[
+            float | None,
+            typer.Option(
+                "--slo-percentile",
+                metavar="Q",
+                help="Percentile (0, 100] the SLOs apply to (default: the workload's, 99).",
+                show_default=False,
+            ),
+        ] = None,
+        num_scheduler_steps: Annotated[
+            int | None,
+            typer.Option(
+                "--num-scheduler-steps",
+                metavar="K",
+                help="Decode steps per schedule, 1..64 (vLLM --num-scheduler-steps, multi-step "
+                "scheduling: a decode batch runs K steps and streams them as one chunk; a "
+                "batch with prefills runs one step); default the workload's, 1.",
+                show_default=False,
+            ),
+        ] = None,
         plot: Annotated[
             Path | None,
             typer.Option(
@@ -210,13 +258,17 @@ def register(app: typer.Typer) -> None:
             from ..errors import SpecError
             from ..io import load_cluster, load_model, load_plan, load_workload
             from ..serving import (
-                Lengths,
+                KV_POLICIES,
                 generate_requests,
                 load_trace,
                 parse_lengths,
                 simulate,
+                workload_traffic,
             )
+            from ..serving.api import check_percentile
+            from ..serving.simulator import check_scheduler_steps
             from ..specs import InferenceWorkload
+            from .plan_serving import workload_dir
 
             if not math.isfinite(step_overhead_ms) or step_overhead_ms < 0:
                 raise SpecError(
@@ -234,29 +286,48 @@ def register(app: typer.Typer) -> None:
                 check_plot_path(plot)
                 if trace is not None:
                     raise SpecError("--plot: sweeps Poisson rates; not with --trace")
-            if routing not in ("round_robin", "random"):
-                raise SpecError(f"--routing: expected round_robin or random, got {routing!r}")
+            if routing not in ("round_robin", "random", "jsq"):
+                raise SpecError(f"--routing: expected round_robin, random or jsq, got {routing!r}")
+            if kv_policy is not None and kv_policy not in KV_POLICIES:
+                raise SpecError(
+                    f"--kv-policy: expected one of {', '.join(KV_POLICIES)}, got {kv_policy!r}"
+                )
+            if slo_percentile is not None:
+                check_percentile(slo_percentile, "--slo-percentile")
+            if num_scheduler_steps is not None:
+                check_scheduler_steps(num_scheduler_steps, "--num-scheduler-steps")
+            sim_kw: dict[str, Any] = {
+                "kv_policy": kv_policy,
+                "slo_percentile": slo_percentile,
+                "num_scheduler_steps": num_scheduler_steps,
+            }
+            traffic = workload_traffic(w, workload_dir(workload))
+            if trace is None and rate is None and traffic.trace is not None:
+                if plot is not None:
+                    raise SpecError("--plot: sweeps Poisson rates; give --rate (workload trace)")
             route: dict[str, Any] = {}
-            if routing == "random":  # uniform: equal weights
+            if routing == "jsq":
+                route = {"routing": "jsq"}
+            elif routing == "random":  # uniform: equal weights
                 route = {
                     "routing": "weighted_random",
                     "routing_seed": seed + 1,
                     "replica_weights": [1.0] * len(p.replica_groups),
                 }
             pl = ol = None
+            src = ""
             if trace is not None:
                 reqs = load_trace(trace)
+                src = f"trace {trace}"
+            elif rate is None and traffic.trace is not None:
+                reqs = traffic.trace
+                src = f"workload trace {w.trace}"
             else:
-                pl = (
-                    parse_lengths(prompt_len, "--prompt-len")
-                    if prompt_len
-                    else Lengths.fixed(w.prompt_tokens)
-                )
-                ol = (
-                    parse_lengths(output_len, "--output-len")
-                    if output_len
-                    else Lengths.fixed(w.output_tokens)
-                )
+                if rate is None:
+                    rate = traffic.rate if traffic.rate is not None else 5.0
+                pl = parse_lengths(prompt_len, "--prompt-len") if prompt_len else traffic.prompt
+                ol = parse_lengths(output_len, "--output-len") if output_len else traffic.output
+                src = f"Poisson {rate:g} req/s, seed {seed}"
                 names = {"rate": "--rate", "num_requests": "--requests", "seed": "--seed"}
                 try:
                     reqs = generate_requests(requests, rate, pl, ol, seed=seed)
@@ -276,8 +347,10 @@ def register(app: typer.Typer) -> None:
                 max_num_batched_tokens=max_num_batched_tokens,
                 step_overhead_s=step_overhead_ms / 1e3,
                 **route,
+                **sim_kw,
             )
             if plot is not None:
+                assert rate is not None
                 _plot_sweep(
                     m,
                     c,
@@ -294,15 +367,21 @@ def register(app: typer.Typer) -> None:
                     max_num_seqs,
                     max_num_batched_tokens,
                     step_overhead_ms / 1e3,
+                    sim_kw,
                 )
         if as_json:
             emit_json(res.model_dump(mode="json"))
             return
         con = stdout_console()
-        src = f"trace {trace}" if trace is not None else f"Poisson {rate:g} req/s, seed {seed}"
         con.print(
             f"[bold]{m.name}[/] on {c.name}: {res.num_requests:,} requests ({src}), "
-            f"{res.replicas} replicas, {res.routing.replace('_', '-')} dispatch"
+            f"{res.replicas} replicas, {res.routing.replace('_', '-')} dispatch, "
+            f"KV cache {res.kv_policy}"
+            + (
+                f", {res.num_scheduler_steps} scheduler steps (multi-step)"
+                if res.num_scheduler_steps > 1
+                else ""
+            )
         )
         for g in res.groups:
             con.print(
@@ -313,6 +392,7 @@ def register(app: typer.Typer) -> None:
         lat = Table(title="Latency", title_justify="left")
         for col in ("metric", "unit", "mean", "p50", "p90", "p99"):
             lat.add_column(col, justify="left" if col in ("metric", "unit") else "right")
+        q = res.slo_percentile
         _row(lat, "TTFT", "ms", res.ttft_ms)
         _row(lat, "TPOT", "ms", res.tpot_ms)
         _row(lat, "ITL", "ms", res.itl_ms)
@@ -326,6 +406,11 @@ def register(app: typer.Typer) -> None:
             slo.append(f"TTFT <= {res.ttft_slo_ms:g} ms")
         if res.tpot_slo_ms is not None:
             slo.append(f"TPOT <= {res.tpot_slo_ms:g} ms")
+        if q != 99.0:
+            thr.add_row(
+                f"TTFT / TPOT at p{q:g}",
+                f"{res.ttft_at_percentile_ms:,.1f} / {res.tpot_at_percentile_ms:,.1f} ms",
+            )
         thr.add_row("requests/s", f"{res.request_throughput:,.2f}")
         thr.add_row("output tokens/s", f"{res.output_throughput:,.0f}")
         thr.add_row("total tokens/s", f"{res.total_token_throughput:,.0f}")
@@ -337,9 +422,13 @@ def register(app: typer.Typer) -> None:
         thr.add_row(
             "engine steps", f"{res.num_steps:,} (mean decode batch {res.mean_decode_batch:.1f})"
         )
+        thr.add_row(
+            "KV-cache preemptions",
+            f"{res.num_preemptions:,} ({res.recomputed_tokens:,} tokens recomputed)",
+        )
         thr.add_row("simulation wall time", f"{res.wall_time_s:.2f} s")
         con.print(thr)
         con.print(
-            "Not modelled: preemption (KV reserved for prompt + output at admission), prefix "
-            "caching, engine step overheads (--step-overhead-ms)."
+            "Not modelled: prefix caching, swapping preempted requests to CPU, speculative "
+            "decoding, engine step overheads beyond the profile (--step-overhead-ms)."
         )

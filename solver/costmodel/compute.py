@@ -375,6 +375,25 @@ def _expert_gemm(op: Op, extra_bytes: float, touched: float) -> Op:
     return Op(op.name, op.flops, op.bytes + extra_bytes, "gemm", (m / max(touched, 1.0), k, n))
 
 
+#: torchao's rowwise Float8 recipe over its tensorwise one, per element of a GEMM input cast
+#: (forward; the backward's casts follow at ``backward_elementwise_factor`` x, as for every
+#: cast), in HBM-byte equivalents.  Mechanism (torchao ``Float8LinearConfig.from_recipe_name
+#: ("rowwise")``: input, weight and grad-output all ``ScalingGranularity.AXISWISE``, power-of-2
+#: scales): each operand is scaled along the reduction dimension of each GEMM it feeds, so
+#: input, weight and output gradient are each reduced (amax) and cast twice, once per axis,
+#: where tensorwise casts once and transposes; the rowwise GEMM is PyTorch's CUTLASS kernel,
+#: 3-8% slower than cuBLAS tensorwise on the 8B forward shapes and up to 31% on the 70B
+#: ones (``raw-h100x1-fp8-gemm.json``; pytorch/pytorch#147971).  The per-cast cost does not
+#: shrink with TP while the GEMMs do, which is why rowwise lost to bf16 under TP8 until
+#: torchao's ``_auto_filter_for_recipe`` (pytorch/ao#2410, June 2025, after the torchtitan
+#: 820504e runs) left the small wk/wv linears in bf16 (pytorch/torchtitan#1207).
+#: Fitted -- one global value -- to one measurement: 4 torchtitan-style Llama-3-8B blocks,
+#: seq 8192, per-block torch.compile, one H100, torchao 0.18 / torch 2.11: rowwise 20.85 ms
+#: vs tensorwise 18.09 ms per block (``benchmarks/validation/modern/raw-h100x1-float8-block
+#: -run1.json``), the difference priced at the catalog H100's HBM rate.
+FP8_ROWWISE_EXTRA_CAST_BYTES = 11.3
+
+
 def block_forward_ops(
     model: Model,
     *,
@@ -468,6 +487,8 @@ def block_forward_ops(
         # MLP-down their local shard.
         inputs = 2 * h + q_local + (model.moe_ffn_hidden_size or model.ffn_hidden_size) / t
         cast = quant.input_cast_bytes(precision)  # fp8: FP8_CAST_BYTES
+        if stack.fp8_recipe == "rowwise":
+            cast += FP8_ROWWISE_EXTRA_CAST_BYTES
         ops.append(Op("fp8_casts", 0.0, cast * tokens * inputs, "mem"))
     # Replicated elementwise: 2 norms + 2 bias-dropout-adds (Megatron fused kernels).
     bda = C.BIAS_DROPOUT_ADD_BYTES if stack.has_dropout else C.RESIDUAL_ADD_BYTES
@@ -673,7 +694,7 @@ def head_time(
 ) -> PassTime:
     """Final norm + vocab-parallel LM head GEMM (2 b s h V / t FLOPs, kept 16-bit) + cross
     entropy on fp32 logits (``CROSS_ENTROPY_BYTES`` per logit forward, ``CROSS_ENTROPY_BWD_BYTES``
-    backward; the ``EAGER_*`` counts with ``stack.kernels == "eager"``).  TP: three b*s fp32 all-reduces in the loss (max, sum-exp, target logit) forward
+    backward; the ``EAGER_*`` counts where the head runs eager and the loss is not compiled).  TP: three b*s fp32 all-reduces in the loss (max, sum-exp, target logit) forward
     and one b*s*h all-reduce of the input gradient backward (Megatron-LM
     ``vocab_parallel_cross_entropy``; Narayanan eq. 3 term 6 B s h V for fwd+bwd).
     """
@@ -682,7 +703,7 @@ def head_time(
     tokens = float(micro_batch * seq)
     h, v = model.hidden_size, model.vocab_size / tp
     wb = C.BYTES_PER_ELEMENT["bf16"]
-    eager = stack.eager_head
+    eager = stack.eager_head and not stack.compiled_loss
     ce_f = C.EAGER_CROSS_ENTROPY_BYTES if eager else C.CROSS_ENTROPY_BYTES
     ce_b = C.EAGER_CROSS_ENTROPY_BWD_BYTES if eager else C.CROSS_ENTROPY_BWD_BYTES
     norm_b = C.EAGER_RMSNORM_BYTES if stack.eager_head_rmsnorm(model) else C.NORM_BYTES
@@ -731,9 +752,11 @@ def prefill_block_time(
     K/V into the cache; 2 TP all-reduces.  ``bwd_s`` is 0.
 
     ``engine`` (:mod:`.serving_engine`; None or ``roofline``: the roofline above): GEMMs by
-    the engine step model's smooth roofline with a fixed kernel time, the all-reduces by the
-    engine's custom kernel where it applies, an eager pass (prefill is never graphed) at
-    least its kernels' host issue time.
+    the engine step model's smooth roofline with a fixed kernel time, the attention op's fixed
+    latency (``prefill_attention_fixed_us``, once per forward whatever the batch: one varlen
+    call), the all-reduces by the engine's custom kernel where it applies, an eager pass at
+    least its kernels' host issue time -- a piecewise-graphed one (vLLM V1 up to its largest
+    captured size in tokens) that of its attention op and one graph replay.
     """
     ops = block_forward_ops(
         model,
@@ -753,7 +776,10 @@ def prefill_block_time(
     else:
         comm = 2 * serving_engine.allreduce_time(engine, act, tp, tp_link)
         gpu_s = sum(_engine_op_time(o, gpu, precision) for o in ops) + comm
-        kernels = len(ops) + (2 if tp > 1 else 0)
+        gpu_s += serving_engine.prefill_attention_fixed_s(engine)  # one attention op per forward
+        kernels: float = len(ops) + (2 if tp > 1 else 0)
+        if serving_engine.prefill_piecewise(engine, batch * prompt, gpu.memory_GB, tp):
+            kernels = serving_engine.PIECEWISE_LAUNCHES_PER_LAYER
         comp = serving_engine.host_bound(engine, gpu_s, kernels, is_graphed=False) - comm
     return PassTime(
         comp + comm,

@@ -103,6 +103,15 @@ ZERO3_LIVE_BYTES_PER_PARAM: dict[str, float] = {
 }
 
 
+#: Bytes per element of a GEMM input that Transformer Engine's FP8 linears save for the
+#: weight-gradient GEMM: the FP8 cast (1 byte), not the 16-bit input.  NVIDIA/
+#: TransformerEngine ``transformer_engine/pytorch/module/linear.py`` (1.x, the NeMo 24.05 /
+#: 24.07 containers), ``_Linear.forward``: ``if fp8 and not fp8_meta["recipe"].
+#: override_linear_precision.wgrad: saved_inputmat = inputmat`` (the FP8 tensor), likewise
+#: ``LayerNormLinear`` for its norm output; torchao's Float8 linears save the 16-bit input.
+TE_FP8_SAVED_INPUT_BYTES = 1.0
+
+
 def block_activation_bytes(
     model: Model,
     *,
@@ -149,13 +158,19 @@ def block_activation_bytes(
     masks = 2 * C.DROPOUT_MASK_BYTES if stack.has_dropout else 0.0
     eager = stack.eager
     norm_extra = 2 * C.EAGER_NORM_SAVED_EXTRA_BYTES if stack.eager_rmsnorm(model) else 0.0
+    # GEMM inputs saved for the weight gradient: 16-bit, or FP8 under Transformer Engine.
+    gin = TE_FP8_SAVED_INPUT_BYTES if stack.te_fp8 else ab
     # Not TP-sharded (sharded by SP): norm inputs, QKV input, MLP input(s), dropout masks.
-    replicated = s * b * h * (2 * ab + ab + k * ab + masks + norm_extra)
-    # TP-sharded: Q, out-proj input, MLP internals; K, V by kv heads per GPU.
-    q_out = 2 * ab * s * b * a * d / t
+    replicated = s * b * h * (2 * ab + gin + k * gin + masks + norm_extra)
+    # TP-sharded: Q, out-proj input, MLP internals; K, V by kv heads per GPU.  Under TE FP8
+    # the attention output stays saved in 16 bit by the fused attention kernel and the
+    # output projection saves its own FP8 copy of it.
+    q_out = (2 * ab + (gin if stack.te_fp8 else 0.0)) * s * b * a * d / t
     kv = 2 * ab * s * b * kv_heads_per_gpu(model, t) * d
-    mlp_mult = 2.0 if model.mlp == "gelu" else 3.0
-    mlp = k * mlp_mult * ab * s * b * f / t
+    # GeLU-type: activation input (16 bit) + down-projection input; SwiGLU: gate/up output
+    # (2 x 16 bit) + down-projection input.
+    mlp_mult = 1.0 if model.mlp == "gelu" else 2.0
+    mlp = k * (mlp_mult * ab + gin) * s * b * f / t
     if eager and model.mlp == "swiglu":
         mlp += k * C.EAGER_SWIGLU_SAVED_EXTRA_BYTES * s * b * f / t
     scores = 0.0

@@ -39,17 +39,40 @@ Tensor-parallel all-reduce (:func:`allreduce_time`)
     (no NVLink between more than two GPUs, unsupported world size).
 Launch and step overhead (:func:`host_bound`, :func:`step_overhead_s`)
     a CUDA-graphed decode (batch within the engine's captured sizes) pays no per-kernel host
-    issue; an eager pass takes at least ``kernels x launch_us``; every step adds the engine's
-    exposed host time (scheduler, input preparation, output processing).
+    issue; an eager pass takes at least ``kernels x launch_us``; a prefill the engine runs
+    under piecewise graphs (vLLM V1, tokens within the captured sizes:
+    :func:`prefill_piecewise`) issues only its attention op and one graph replay per layer;
+    every step adds the engine's exposed host time (scheduler, input preparation, output
+    processing).
 Sampling and logits (:func:`sampling_time`)
     the LM head is a GEMM (priced as above, no cross entropy), followed by the sampler's passes
     over the fp32 logits of every sampled row.
 Prefill attention
-    the fused (flash) kernel of :func:`~solver.costmodel.compute.block_forward_ops`, as before.
+    the fused (flash) kernel of :func:`~solver.costmodel.compute.block_forward_ops`, plus the
+    attention op's fixed latency per layer and forward (``prefill_attention_fixed_us``: its
+    launch, its helper kernels -- RoPE, K/V cache write, sequence offsets -- and its first
+    tile; what the engine's measured context-attention op takes on a one-token prompt).
 
 Which engine prices a workload: ``InferenceWorkload.serving_engine`` (:func:`resolve`);
 ``"auto"`` is vLLM (the default inference engine, whose launchable plan space covers SGLang's
-and TensorRT-LLM's: ``solver.engines.covering_engines``).
+and TensorRT-LLM's: ``solver.engines.covering_engines``).  Versioned profiles for published
+runs of older engines: ``trtllm`` is the C++ executor of 0.11 and later, ``trtllm-0.9`` the
+0.9 session runtime NVIDIA's 0.9 tables ran (:data:`TRTLLM_SESSION_09`); ``vllm`` is the V1
+engine, ``vllm-0.6`` the V0 engine of 0.6 (:data:`VLLM_V0_06`); ``sglang`` is SGLang with
+its overlap scheduler (0.4 and later), ``sglang-0.3`` the synchronous scheduler loop before it
+(:data:`SGLANG_V0_3`); the simulator's step cost takes any of them by name
+(``roofline_step_cost(..., engine=)``).
+
+Not modelled here: vLLM's multi-step scheduling (``--num-scheduler-steps k``, vLLM 0.5.5-0.7
+``SchedulerConfig.num_scheduler_steps``, removed with the V0 engine).  In vLLM 0.6.0 a batch
+with prefills runs a single step (``Scheduler._get_num_lookahead_slots``: 0 for prefills,
+and ``LLMEngine.step`` caches the schedule for further steps only when
+``num_lookahead_slots > 0``) and its first tokens are returned at once; a decode batch runs k
+steps with the scheduler idle in between, and its outputs are processed after the last of
+them.  So a client sees decode tokens in bursts of k (the ITL it measures is k steps) and a
+new request waits for the running k-step group (about k/2 steps more TTFT).  The streaming
+and admission belong to the simulator's scheduler (:mod:`solver.serving.simulator`), not to
+a step's cost: the step cost here is the same per step.
 """
 
 from __future__ import annotations
@@ -68,8 +91,11 @@ __all__ = [
     "L2_TO_HBM_BANDWIDTH",
     "ROOFLINE",
     "SGLANG",
+    "SGLANG_V0_3",
     "TRTLLM",
+    "TRTLLM_SESSION_09",
     "VLLM",
+    "VLLM_V0_06",
     "CustomAllReduce",
     "EngineName",
     "EngineProfile",
@@ -81,13 +107,18 @@ __all__ = [
     "graphed",
     "host_bound",
     "kv_reads",
+    "PIECEWISE_LAUNCHES_PER_LAYER",
+    "prefill_attention_fixed_s",
+    "prefill_piecewise",
     "resolve",
     "sampling_time",
     "step_overhead_s",
     "with_calibration",
 ]
 
-EngineName = Literal["auto", "vllm", "sglang", "trtllm", "roofline"]
+EngineName = Literal[
+    "auto", "vllm", "vllm-0.6", "sglang", "sglang-0.3", "trtllm", "trtllm-0.9", "roofline"
+]
 
 #: The measured table the GEMM and decode-attention constants below are read from or fitted to:
 #: NVIDIA's AIConfigurator operator tables for A100-SXM4-80GB, shipped in the
@@ -229,7 +260,9 @@ class EngineProfile:
     Attributes
     ----------
     name
-        ``vllm``, ``sglang``, ``trtllm`` or ``roofline``.
+        ``vllm`` (V1), ``vllm-0.6`` (V0), ``sglang`` (overlap scheduler), ``sglang-0.3``
+        (synchronous scheduler), ``trtllm`` (the executor, 0.11 and later), ``trtllm-0.9``
+        (the 0.9 session runtime) or ``roofline``.
     version
         The engine version (and run mode) the constants describe.
     smooth_gemm
@@ -239,6 +272,9 @@ class EngineProfile:
     graph_max_batch
         Largest captured decode batch (0: none); SGLang's depends on the GPU
         (:func:`graphed`).
+    prefill_piecewise_graphs
+        1 if prefill and mixed batches of at most ``graph_max_batch`` tokens replay piecewise
+        CUDA graphs (the attention op launched eagerly between the pieces), else 0.
     launch_us
         Host issue time per kernel of an eager pass (microseconds).
     step_host_us
@@ -250,6 +286,9 @@ class EngineProfile:
         Its achieved fraction of HBM bandwidth on a large KV cache.
     decode_attention_fixed_us
         Its latency on a tiny KV cache (launch, one tile), microseconds per layer.
+    prefill_attention_fixed_us
+        The context (prefill) attention op's latency on a one-token prompt, microseconds per
+        layer and forward (module docstring); added to the fused kernel's FLOP / byte time.
     group_aware_sizes
         Query-heads-per-KV-head groups for which the kernel reads a KV head once (empty
         value ``()`` with ``group_aware_all``: every group).
@@ -266,11 +305,13 @@ class EngineProfile:
     smooth_gemm: bool
     cuda_graphs: Sourced
     graph_max_batch: Sourced
+    prefill_piecewise_graphs: Sourced
     launch_us: Sourced
     step_host_us: Sourced
     decode_attention_kernel: str
     decode_attention_efficiency: Sourced
     decode_attention_fixed_us: Sourced
+    prefill_attention_fixed_us: Sourced
     group_aware_sizes: tuple[int, ...]
     group_aware_all: bool
     group_aware_source: str
@@ -292,11 +333,13 @@ ROOFLINE = EngineProfile(
     smooth_gemm=False,
     cuda_graphs=Sourced(0.0, _NONE),
     graph_max_batch=Sourced(0.0, _NONE),
+    prefill_piecewise_graphs=Sourced(0.0, _NONE),
     launch_us=Sourced(0.0, _NONE),
     step_host_us=Sourced(0.0, _NONE),
     decode_attention_kernel="roofline",
     decode_attention_efficiency=Sourced(math.nan, "the GPU's memory_efficiency (roofline)"),
     decode_attention_fixed_us=Sourced(0.0, _NONE),
+    prefill_attention_fixed_us=Sourced(0.0, _NONE),
     group_aware_sizes=(),
     group_aware_all=True,
     group_aware_source=_NONE,
@@ -309,7 +352,11 @@ ROOFLINE = EngineProfile(
 #: ``kernel_launch_us`` 56 us per operator group (instances/calibration/h100-sxm5-80gb.yaml,
 #: PyTorch eager Llama blocks; H200: 44 us).
 _TORCH_EAGER_LAUNCH = Sourced(
-    56.0, "instances/calibration/h100-sxm5-80gb.yaml kernel_launch_us (PyTorch eager, per op group)"
+    56.0,
+    "instances/calibration/h100-sxm5-80gb.yaml kernel_launch_us (PyTorch eager, per op group); "
+    "checked on one H100 (benchmarks/validation/serving/raw-h100x1-serving-run1.json, torch "
+    "2.11, CUDA 13.0): an eager Llama-3-8B layer prefill of 128 tokens issues for 583 us "
+    "(65 us per op group of this cost model), 293 us graph-replayed",
 )
 
 VLLM = EngineProfile(
@@ -324,6 +371,14 @@ VLLM = EngineProfile(
         "vllm/config/vllm.py _set_cudagraph_sizes: max_cudagraph_capture_size = "
         "min(max_num_seqs * 2, 512) (max_num_seqs default 256 or more); sizes [1, 2, 4] + "
         "range(8, 256, 8) + range(256, max + 1, 16), a batch pads up to the next one",
+    ),
+    prefill_piecewise_graphs=Sourced(
+        1.0,
+        "vllm/config/compilation.py CUDAGraphMode: 'FULL_AND_PIECEWISE mode: Capture full "
+        "cudagraph for decode batches and piecewise cudagraph for prefill and mixed "
+        "prefill-decode batches ... the default'; PIECEWISE keeps 'some attention ops' outside "
+        "the graph; vllm/v1/cudagraph_dispatcher.py dispatch: num_tokens > max capture size -> "
+        "no graph",
     ),
     launch_us=_TORCH_EAGER_LAUNCH,
     step_host_us=Sourced(
@@ -342,6 +397,11 @@ VLLM = EngineProfile(
         12.6,
         f"{AIC}/attention/vllm/0.14.0/generation_attention_perf.parquet: batch 1, < 2 MB of KV",
     ),
+    prefill_attention_fixed_us=Sourced(
+        11.2,
+        f"{AIC}/attention/vllm/0.14.0/context_attention_perf.parquet: batch 1, 1-token prompt, "
+        "32 heads x 128 (11.2 us; 12.9 us at 128 tokens; H100 vLLM 0.24 table: 11.6 us)",
+    ),
     group_aware_sizes=(),
     group_aware_all=True,
     group_aware_source="FlashAttention decode packs a KV head's query heads into one tile (GQA-aware)",
@@ -353,6 +413,25 @@ VLLM = EngineProfile(
     custom_allreduce=VLLM_CUSTOM_ALLREDUCE,
 )
 
+#: vLLM's V0 engine (0.6.x; V1 became the default in 0.8): what differs from :data:`VLLM` is
+#: the CUDA-graph coverage -- decode batches only, up to 256 sequences; prefill and mixed
+#: batches eager.  Named apart because published vLLM 0.6 runs are in the validation set.
+VLLM_V0_06 = replace(
+    VLLM,
+    name="vllm-0.6",
+    version="v0.6 (V0 engine: decode-only CUDA graphs)",
+    graph_max_batch=Sourced(
+        256.0,
+        "vllm-project/vllm vllm/worker/model_runner.py (v0.6.0): _BATCH_SIZES_TO_CAPTURE = "
+        "[1, 2, 4] + [8 * i for i in range(1, 33)]: decode batches up to 256 are graphed",
+    ),
+    prefill_piecewise_graphs=Sourced(
+        0.0,
+        "vllm/worker/model_runner.py (v0.6.0): CUDA graphs only for decode batches "
+        "(use_cuda_graph requires a decode-only batch); prefill runs eager",
+    ),
+)
+
 SGLANG = EngineProfile(
     name="sglang",
     version="v0.5.x (overlap scheduler, CUDA graphs)",
@@ -362,6 +441,11 @@ SGLANG = EngineProfile(
         256.0,
         "sglang server_args.py _handle_gpu_memory_settings: cuda_graph_max_bs 256 (TP < 4) or "
         "512 (TP >= 4) at 60-160 GiB, 32 / 160 at 35-60 GiB, 24 / 80 below (graphed())",
+    ),
+    prefill_piecewise_graphs=Sourced(
+        0.0,
+        "sglang server_args.py: CUDA graphs capture decode batches (cuda_graph_max_bs); "
+        "extend (prefill) batches run eager unless --enable-piecewise-cuda-graph (off by default)",
     ),
     launch_us=_TORCH_EAGER_LAUNCH,
     step_host_us=Sourced(
@@ -377,6 +461,11 @@ SGLANG = EngineProfile(
     ),
     decode_attention_fixed_us=Sourced(
         14.4, f"{AIC}/attention/sglang/0.5.10/generation_attention_perf.parquet: batch 1, < 2 MB"
+    ),
+    prefill_attention_fixed_us=Sourced(
+        14.3,
+        f"{AIC}/attention/sglang/0.5.10/context_attention_perf.parquet: batch 1, 1-token prompt, "
+        "32 heads x 128 (14.3 us; H100 SGLang 0.5.14 table: 10.0 us)",
     ),
     group_aware_sizes=(),
     group_aware_all=True,
@@ -399,8 +488,36 @@ SGLANG = EngineProfile(
     ),
 )
 
-TRTLLM = EngineProfile(
-    name="trtllm",
+#: SGLang before its overlap scheduler (0.3.x; ``--enable-overlap-schedule`` appeared in
+#: October 2024 and became the default in 0.4, sgl-project/sglang PR #2067, 2024-11-18): the
+#: scheduler loop (``ModelTpServer.forward_step`` in ``srt/managers/tp_worker.py``) receives
+#: requests, builds the batch, launches the forward, waits for the sampled ids and streams
+#: them before it builds the next batch, so its host time adds to every step.  With streaming
+#: requests the loop returns to the scheduler after every decode step (``forward_step``: the
+#: ``num_continue_decode_steps`` (10) loop breaks ``if self.out_pyobjs and
+#: self.running_batch.has_stream()``).  Named apart because the published SGLang 0.3.0 runs
+#: (``sglang-v0.3.0-vs-vllm-v0.6.0``) are in the validation set.
+SGLANG_V0_3 = replace(
+    SGLANG,
+    name="sglang-0.3",
+    version="v0.3.x (synchronous scheduler: no overlap of CPU scheduling with the GPU)",
+    step_host_us=Sourced(
+        1500.0,
+        "sgl-project/sglang PR #1738 (2024-10-21, 'Faster overlap mode scheduler'): hiding "
+        "the scheduler's host time behind the GPU 'can bring 10% throughput improvement even "
+        "when radix cache is turned off' (Llama-3.1-8B, ShareGPT), i.e. the synchronous loop "
+        "exposes ~10% of a step: 1.1-2.3 ms on the 11-23 ms decode steps of the published "
+        "SGLang 0.3.0 runs (8B on A100, 70B TP4 on H100); 1.5 ms, the same scale as vLLM's "
+        "host time per step (VLLM.step_host_us), one global value for every GPU and model",
+    ),
+)
+
+#: TensorRT-LLM 0.9's C++ session runtime (``GptSession``) as ``gptSessionBenchmark`` runs it:
+#: one static batch, non-paged KV cache, no CUDA graphs, precompiled XQA cubins only.  Named
+#: apart from :data:`TRTLLM` (the executor of 0.11 and later) because the published 0.9 tables
+#: (``shared/data/published-inference.json``, the ``trtllm-v0.9.0-perf`` cases) ran it.
+TRTLLM_SESSION_09 = EngineProfile(
+    name="trtllm-0.9",
     version="0.9 C++ session runtime as gptSessionBenchmark runs it (no CUDA graphs)",
     smooth_gemm=True,
     cuda_graphs=Sourced(
@@ -410,6 +527,7 @@ TRTLLM = EngineProfile(
         "performance.md commands)",
     ),
     graph_max_batch=Sourced(0.0, "no CUDA graphs (see cuda_graphs)"),
+    prefill_piecewise_graphs=Sourced(0.0, "no CUDA graphs (see cuda_graphs)"),
     launch_us=Sourced(
         3.8,
         "NVIDIA Technical Blog 'Getting Started with CUDA Graphs' (A. Gray, 2019): 3.8 us per "
@@ -432,6 +550,11 @@ TRTLLM = EngineProfile(
     decode_attention_fixed_us=Sourced(
         14.2, f"{AIC}/attention/trtllm/1.0.0/generation_attention_perf.parquet: batch 1, < 2 MB"
     ),
+    prefill_attention_fixed_us=Sourced(
+        13.7,
+        f"{AIC}/attention/trtllm/1.0.0/context_attention_perf.parquet: batch 1, 16-token prompt "
+        "(its shortest), 32 heads x 128 (13.7 us; H100 / H200 TensorRT-LLM 1.3 tables: 13.4 us)",
+    ),
     group_aware_sizes=(8,),
     group_aware_all=False,
     group_aware_source=(
@@ -448,8 +571,47 @@ TRTLLM = EngineProfile(
     custom_allreduce=TRTLLM_CUSTOM_ALLREDUCE,
 )
 
+_XQA_JIT = (
+    "NVIDIA/TensorRT-LLM docs/source/release-notes.md @ 001eaece: 0.11.0 'Added Hopper qgmma "
+    "kernel to XQA JIT codepath' (the XQA kernel compiled for the model's own head / group "
+    "configuration: decoderXQAImplJIT, supportConfigHMMA / supportConfigQGMMA), 0.16.0 "
+    "'Removed enable_xqa argument' (XQA always on) and 'Added head size 64 support for the XQA "
+    "kernel': every GQA group at head_dim 64 / 128 reads a KV head once"
+)
+
+#: TensorRT-LLM's C++ executor (0.11 to 0.17, TensorRT engines: ``trtllm-bench``, the Triton
+#: ``tensorrtllm_backend``, ``trtllm-serve``) -- what differs from :data:`TRTLLM_SESSION_09`:
+#: in-flight batching over a paged KV cache (the simulator's scheduler, not a step-cost term);
+#: the XQA decode kernel JIT-compiled for every GQA group (``_XQA_JIT``); CUDA graphs still off
+#: by default.  Host time per step: the executor's scheduling and decoder setup, no published
+#: measurement either (same assumption).
+TRTLLM = replace(
+    TRTLLM_SESSION_09,
+    name="trtllm",
+    version="0.11-0.17 C++ executor, TensorRT engines (in-flight batching, paged KV cache)",
+    cuda_graphs=Sourced(
+        0.0,
+        "cpp/include/tensorrt_llm/executor/executor.h ExtendedRuntimePerfKnobConfig("
+        "multiBlockMode = true, enableContextFMHAFP32Acc = false, cudaGraphMode = false); "
+        "triton tensorrtllm_backend model_instance_state.cc: cuda_graph_mode false unless set",
+    ),
+    step_host_us=Sourced(
+        300.0,
+        "executor loop (batch manager forwardAsync: schedule, prepare the paged-KV inputs, "
+        "enqueue, decoder setup) runs between steps without an overlap scheduler in the "
+        "TensorRT-engine path; 0.3 ms is the session runtime's assumption, kept (no published "
+        "measurement)",
+    ),
+    decode_attention_kernel="XQA (JIT, every GQA group) / masked MHA for MHA models",
+    group_aware_sizes=(),
+    group_aware_all=True,
+    group_aware_source=_XQA_JIT,
+)
+
 #: Profiles by name (``auto`` is resolved by :func:`resolve`).
-ENGINES: dict[str, EngineProfile] = {p.name: p for p in (VLLM, SGLANG, TRTLLM, ROOFLINE)}
+ENGINES: dict[str, EngineProfile] = {
+    p.name: p for p in (VLLM, VLLM_V0_06, SGLANG, SGLANG_V0_3, TRTLLM, TRTLLM_SESSION_09, ROOFLINE)
+}
 
 
 def resolve(name: str) -> EngineProfile:
@@ -525,7 +687,8 @@ def custom_allreduce_algorithm(
     if car.calibrated_max_bytes is not None:  # a calibration's measured crossover to NCCL
         return "oneshot" if nbytes <= car.calibrated_max_bytes else "nccl"
     limit = _first(car.max_bytes, n)
-    if limit is None or nbytes > limit or (profile.name != "trtllm" and nbytes >= limit):
+    trt = profile.name.startswith("trtllm")
+    if limit is None or nbytes > limit or (not trt and nbytes >= limit):
         return "nccl"  # vLLM: inp_size < max_size; TensorRT-LLM: <= workspace
     below = _first(car.oneshot_below, n)
     return "oneshot" if below is not None and nbytes < below else "twoshot"
@@ -551,7 +714,7 @@ def graphed(profile: EngineProfile, batch: int, memory_GB: float, tp: int) -> bo
     if not profile.cuda_graphs.value:
         return False
     limit = profile.graph_max_batch.value
-    if profile.name == "sglang":
+    if profile.name.startswith("sglang"):
         gib = memory_GB * 1e9 / 2**30
         if gib < 35:
             limit = 24 if tp < 4 else 80
@@ -560,6 +723,17 @@ def graphed(profile: EngineProfile, batch: int, memory_GB: float, tp: int) -> bo
         else:
             limit = 256 if tp < 4 else 512
     return batch <= limit
+
+
+#: Host launches per layer of a piecewise-graphed prefill: the eager attention op and the replay
+#: of the graph piece that follows it (vllm/compilation: the model is split at each attention
+#: op, ``splitting_ops``, one piece per layer).
+PIECEWISE_LAUNCHES_PER_LAYER = 2
+
+
+def prefill_piecewise(profile: EngineProfile, tokens: int, memory_GB: float, tp: int) -> bool:
+    """Whether a prefill (or mixed) forward of ``tokens`` tokens replays piecewise graphs."""
+    return bool(profile.prefill_piecewise_graphs.value) and graphed(profile, tokens, memory_GB, tp)
 
 
 def host_bound(profile: EngineProfile, gpu_s: float, kernels: float, is_graphed: bool) -> float:
@@ -573,6 +747,11 @@ def host_bound(profile: EngineProfile, gpu_s: float, kernels: float, is_graphed:
 def sampling_time(profile: EngineProfile, rows: float, vocab: float, bytes_per_s: float) -> float:
     """The sampler's passes over ``rows`` x ``vocab`` fp32 logits (HBM-bound)."""
     return rows * vocab * profile.sampling_bytes_per_logit.value / bytes_per_s
+
+
+def prefill_attention_fixed_s(profile: EngineProfile) -> float:
+    """The context-attention op's fixed latency of one layer's prefill forward, seconds."""
+    return profile.prefill_attention_fixed_us.value * 1e-6
 
 
 def step_overhead_s(profile: EngineProfile) -> float:

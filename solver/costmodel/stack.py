@@ -55,6 +55,25 @@ class Stack:
         ``flash2_attention_efficiency`` (FlashAttention-2: PyTorch SDPA's FLASH backend,
         first in SDPA's priority order -- ``sdp_utils.cpp`` ``default_order``: flash,
         efficient, math, cudnn, pytorch/pytorch#138907 -- and what torchtitan ran on H100).
+    fused_norm
+        The RMSNorms are one fused kernel (saving the 16-bit input and the per-row rstd)
+        even with ``kernels="eager"``: torchtitan's ``norm_type = "fused_rmsnorm"``
+        (``TritonFusedRMSNorm``, ``ctx.save_for_backward(x, weight, rstd)``, torchtitan
+        ``torchtitan/models/norms.py`` at 395a526).
+    compiled_loss
+        The loss is compiled (torchtitan's ``build_cross_entropy_loss`` under
+        ``training.compile``, torchtitan bbb1b61 onwards): its traffic is a fused loss's
+        (``CROSS_ENTROPY_BYTES`` / ``CROSS_ENTROPY_BWD_BYTES``).  Its memory peak is still
+        charged as the eager loss's (an upper bound) until measured
+        (``benchmarks/validation/modern/loss_peak_compiled.py``).
+    fp8_recipe
+        FP8 scaling of the GEMM operands; ``"none"`` unless the workload's precision is fp8.
+        ``"tensorwise"``: one dynamic scale per tensor (torchao's tensorwise recipe).
+        ``"rowwise"``: torchao's rowwise recipe, priced by
+        :data:`solver.costmodel.compute.FP8_ROWWISE_EXTRA_CAST_BYTES`.  ``"delayed"``:
+        Transformer Engine's delayed scaling (NeMo, Megatron-Core), whose linears save their
+        FP8-cast input for the weight-gradient GEMM instead of the 16-bit one
+        (:func:`solver.costmodel.memory.block_activation_bytes`).
     """
 
     attention: AttentionKernel = "flash"
@@ -62,6 +81,14 @@ class Stack:
     recompute_early_stop: bool = True
     kernels: Literal["fused", "eager", "compiled_blocks"] = "fused"
     attention_kernel: Literal["cudnn", "flash2"] = "cudnn"
+    fp8_recipe: Literal["none", "tensorwise", "rowwise", "delayed"] = "none"
+    fused_norm: bool = False
+    compiled_loss: bool = False
+
+    @property
+    def te_fp8(self) -> bool:
+        """Transformer Engine FP8 linears (delayed scaling) are in use."""
+        return self.fp8_recipe == "delayed"
 
     @property
     def flash(self) -> bool:
@@ -83,11 +110,11 @@ class Stack:
     def eager_rmsnorm(self, model: Model) -> bool:
         """Whether ``model``'s norms run as eager RMSNorm op sequences (Llama-style models
         norm with RMSNorm; GPT's LayerNorm is one ``F.layer_norm`` kernel either way)."""
-        return self.eager and not has_bias(model)
+        return self.eager and not has_bias(model) and not self.fused_norm
 
     def eager_head_rmsnorm(self, model: Model) -> bool:
         """Whether the final norm runs as an eager RMSNorm op sequence."""
-        return self.eager_head and not has_bias(model)
+        return self.eager_head and not has_bias(model) and not self.fused_norm
 
 
 #: Today's stack: fused attention, no dropout.
@@ -105,5 +132,8 @@ def stack_of(workload: TrainingWorkload | InferenceWorkload) -> Stack:
             recompute_early_stop=workload.recompute_early_stop,
             kernels=workload.elementwise_kernels,
             attention_kernel=workload.attention_kernel,
+            fp8_recipe=workload.fp8_recipe if workload.precision == "fp8" else "none",
+            fused_norm=workload.fused_norm,
+            compiled_loss=workload.compiled_loss,
         )
     return Stack(attention=workload.attention, dropout=0.0)

@@ -33,6 +33,17 @@
    plan: an unverified plan is never reported as meeting the SLOs.  ``max_goodput`` verifies
    at the summed capacity and, if that fails, bisects the offered rate down to one the fleet
    meets (FEASIBLE).
+Traffic and SLOs default to the workload's own fields (``request_rate``, ``arrival: trace``
+with ``trace``, ``prompt_tokens_distribution`` / ``output_tokens_distribution``,
+``slo_percentile``); arguments override them.  The SLOs apply at ``slo_percentile`` (99:
+p99).  Replicas run the KV-cache policy of the workload's engine
+(:func:`solver.serving.kv_policy_for`: vLLM's preemption unless TensorRT-LLM).
+
+Routing of the verification: ``weighted_random`` (default: each replica sees the Poisson
+stream its capacity was measured on), ``weighted_round_robin`` or ``jsq``
+(join-shortest-queue, which couples the replicas; usually kinder to the p99 than random
+dispatch, so a fleet sized for random dispatch is conservative under it).
+
 5. **Trimming** (``trim``, default on).  Once a fleet verifies, replicas are removed, most
    expensive first, while the fleet still meets the SLOs on the same requests; a trimmed
    fleet is FEASIBLE (verified, not proven minimal), the CP-SAT optimum kept as
@@ -47,6 +58,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import version as _pkg_version
+from pathlib import Path
 from typing import Any, Literal
 
 from ortools.sat.python import cp_model
@@ -67,9 +79,12 @@ from ..serving import (
     default_max_num_batched_tokens,
     generate_requests,
     kv_capacity_tokens,
+    kv_policy_for,
+    lengths_from_spec,
     roofline_step_cost,
     simulate,
 )
+from ..serving.api import check_percentile
 from ..serving.capacity import (
     REL_TOL,
     SEARCH_REQUESTS,
@@ -77,6 +92,7 @@ from ..serving.capacity import (
     meets_slos,
     search_capacity,
 )
+from ..serving.workload import load_workload_trace
 from ..specs import Cluster, InferenceWorkload, Model, Plan, Pool, ReplicaGroup, SolverInfo
 from .deadline import Deadline
 from .options import pipeline_degrees, tp_options
@@ -112,6 +128,8 @@ _MILLI = 1000.0  # capacity: milli-requests/s
 _COST_UNIT = 1e4  # cost: 1e-4 $/h
 _ORTOOLS_VERSION = _pkg_version("ortools")
 _UNITS = {"min_cost": "$/h", "min_gpus": "GPUs", "max_goodput": "requests/s"}
+#: Dispatch of the fleet verification (module docstring).
+ROUTINGS: tuple[str, ...] = ("weighted_random", "weighted_round_robin", "jsq")
 
 
 class Candidate(BaseModel):
@@ -251,9 +269,26 @@ def _rate_and_lengths(
     output: Lengths | None,
     objective: str,
     workload: InferenceWorkload,
-) -> tuple[float | None, Lengths, Lengths]:
-    """The target rate and the length distributions: from the trace (its mean rate, its
-    lengths resampled) or the arguments (default the workload's fixed lengths)."""
+    workload_dir: Path | None = None,
+) -> tuple[float | None, Lengths, Lengths, Requests | None]:
+    """The target rate, the length distributions and the trace: from the arguments, else
+    the workload's traffic fields (its ``trace`` file when ``arrival: trace`` and neither a
+    rate nor a trace is given; its ``request_rate``; its length distributions), else the
+    workload's fixed lengths.  A trace gives its mean rate and its lengths (resampled)."""
+    if trace is None and rate is None and workload.arrival == "trace":
+        assert workload.trace is not None
+        trace = load_workload_trace(workload.trace, workload_dir)
+    if trace is None and rate is None:
+        rate = workload.request_rate
+    if trace is None:
+        if prompt is None and workload.prompt_tokens_distribution is not None:
+            prompt = lengths_from_spec(
+                workload.prompt_tokens_distribution, "prompt_tokens_distribution", workload_dir
+            )
+        if output is None and workload.output_tokens_distribution is not None:
+            output = lengths_from_spec(
+                workload.output_tokens_distribution, "output_tokens_distribution", workload_dir
+            )
     if trace is not None:
         if not isinstance(trace, Requests):
             raise SpecError(f"trace: expected Requests, got {type(trace).__name__}")
@@ -271,6 +306,7 @@ def _rate_and_lengths(
         None if rate is None else _check_rate(rate),
         prompt or Lengths.fixed(workload.prompt_tokens),
         output or Lengths.fixed(workload.output_tokens),
+        trace,
     )
 
 
@@ -307,7 +343,14 @@ def _replica(
     kv = kv_capacity_tokens(
         model, cluster, workload, grp, max_num_seqs=seqs, max_num_batched_tokens=budget
     )
-    return Replica(cost, seqs, budget, kv)
+    return Replica(
+        cost,
+        seqs,
+        budget,
+        kv,
+        kv_policy_for(workload),
+        num_scheduler_steps=workload.num_scheduler_steps,
+    )
 
 
 def _auto_pp(
@@ -381,6 +424,7 @@ def _score(
     rel_tol: float,
     deadline: Deadline,
     hint: tuple[float, float | None] | None = None,
+    percentile: float = 99.0,
 ) -> Candidate:
     pool, tp, pp, seqs = shape
     grp = _group(cluster, model, pool.name, tp, pp, seqs)
@@ -401,6 +445,7 @@ def _score(
             rel_tol=rel_tol,
             expired=deadline.expired,
             hint=hint,
+            slo_percentile=percentile,
         )
     price = pool.cost_per_gpu_hour
     return Candidate(
@@ -542,6 +587,7 @@ class _Check:
     tpot_ms: float | None
     routing: str
     routing_seed: int
+    percentile: float = 99.0
 
 
 def _verify(
@@ -564,8 +610,12 @@ def _verify(
         replica_weights=[g.capacity_rps for g in fleet],
         routing=check.routing,
         routing_seed=check.routing_seed,
+        slo_percentile=check.percentile,
     )
-    return res, meets_slos(res.ttft_ms.p99, res.tpot_ms.p99, check.ttft_ms, check.tpot_ms)
+    ok = meets_slos(
+        res.ttft_at_percentile_ms, res.tpot_at_percentile_ms, check.ttft_ms, check.tpot_ms
+    )
+    return res, ok
 
 
 def _verify_requests(n_replicas: int, search_requests: int) -> int:
@@ -617,6 +667,8 @@ def plan_serving(
     num_workers: int = 1,
     trim: bool = True,
     routing: str = "weighted_random",
+    slo_percentile: float | None = None,
+    workload_dir: Path | None = None,
 ) -> ServingPlanResult:
     """Plan a serving fleet for ``rate`` requests/s under p99 SLOs (module docstring).
 
@@ -627,7 +679,8 @@ def plan_serving(
         lengths (``prompt_tokens``/``output_tokens``), SLOs (``ttft_ms``/``tpot_ms``) and
         ``max_num_seqs`` candidates (its ``batch_size`` list, when set).
     rate
-        Target requests/s (min_cost / min_gpus); with ``trace`` default the trace's mean rate.
+        Target requests/s (min_cost / min_gpus); with ``trace`` default the trace's mean rate;
+        default the workload's ``request_rate`` (or its trace, ``arrival: trace``).
     objective
         ``min_cost`` (default when every pool has ``cost_per_gpu_hour``), ``min_gpus``
         (default otherwise) or ``max_goodput``.
@@ -654,9 +707,15 @@ def plan_serving(
         FEASIBLE (verified, not proven minimal).
     routing
         How the verification dispatches requests (``weighted_random``, the default: each
-        replica then sees a Poisson stream, as in its capacity search; or
+        replica then sees a Poisson stream, as in its capacity search;
         ``weighted_round_robin``: smoother per-replica streams, which favour TTFT and can
-        hurt TPOT, since prefills then arrive one by one instead of batched).
+        hurt TPOT, since prefills then arrive one by one instead of batched; or ``jsq``:
+        join-shortest-queue, the least-outstanding-requests balancer).
+    slo_percentile
+        Percentile (0, 100] the SLOs apply to; default the workload's (99).
+    workload_dir
+        Folder that the workload's relative ``trace`` / length-file paths are relative to
+        (the workload file's; default the working directory).
 
     Raises
     ------
@@ -672,16 +731,15 @@ def plan_serving(
             f"attention: serving is priced with flash attention, got {workload.attention!r}"
         )
     obj = _objective(objective, cluster)
-    if routing not in ("weighted_random", "weighted_round_robin"):
-        raise SpecError(
-            f"routing: expected weighted_random or weighted_round_robin, got {routing!r}"
-        )
+    if routing not in ROUTINGS:
+        raise SpecError(f"routing: expected one of {', '.join(ROUTINGS)}, got {routing!r}")
+    q = check_percentile(workload.slo_percentile if slo_percentile is None else slo_percentile)
     slo = (
         _check_slo(workload.ttft_ms if ttft_slo_ms is None else ttft_slo_ms, "ttft_slo_ms"),
         _check_slo(workload.tpot_ms if tpot_slo_ms is None else tpot_slo_ms, "tpot_slo_ms"),
     )
     if slo == (None, None):
-        raise SpecError("ttft_slo_ms: give a p99 TTFT or TPOT SLO (or both), got neither")
+        raise SpecError("ttft_slo_ms: give a TTFT or TPOT SLO (or both), got neither")
     if (
         isinstance(search_requests, bool)
         or not isinstance(search_requests, int)
@@ -692,7 +750,9 @@ def plan_serving(
         )
     if not (isinstance(rel_tol, (int, float)) and 0.001 <= rel_tol <= 0.5):
         raise SpecError(f"rel_tol: must be in 0.001..0.5, got {rel_tol!r}")
-    rate, prompt, output = _rate_and_lengths(rate, trace, prompt, output, obj, workload)
+    rate, prompt, output, trace = _rate_and_lengths(
+        rate, trace, prompt, output, obj, workload, workload_dir
+    )
     tps = _check_choices(tp, "tp", 1 << 20)
     pps = _check_choices(pp, "pp", model.num_layers)
     seqs_list = _seqs_choices(max_num_seqs, workload)
@@ -711,6 +771,7 @@ def plan_serving(
         "tp": tps or "all",
         "pp": pps or "auto",
         "routing": routing,
+        "slo_percentile": q,
     }
     timings: dict[str, float] = {}
 
@@ -766,6 +827,7 @@ def plan_serving(
                 rel_tol=rel_tol,
                 deadline=deadline,
                 hint=hint,
+                percentile=q,
             )
         )
     timings["capacity_search"] = time.perf_counter() - t0
@@ -778,7 +840,7 @@ def plan_serving(
                 f"time limit: {len(cands)} of {len(shapes)} replica "
                 "shapes scored and none sustains any load under the SLOs; raise the limit",
             )
-        return done(Status.INFEASIBLE, _why_none(cands, shapes, slo))
+        return done(Status.INFEASIBLE, _why_none(cands, shapes, slo, q))
     pool_gpus = {p.name: p.num_gpus for p in cluster.pools}
     if obj != "max_goodput":
         assert rate is not None
@@ -830,7 +892,7 @@ def plan_serving(
         return done(Status.UNKNOWN, "time limit: CP-SAT found no replica mix; raise the limit")
     # 4. Verification.
     t2 = time.perf_counter()
-    check = _Check(slo[0], slo[1], routing, seed + 2)
+    check = _Check(slo[0], slo[1], routing, seed + 2, q)
     out = _verify_loop(
         model,
         cluster,
@@ -886,7 +948,8 @@ def plan_serving(
                 if extra
                 else "and no scored shape fits the GPUs left"
             )
-            + f": p99 TTFT {res.ttft_ms.p99:,.0f} ms, p99 TPOT {res.tpot_ms.p99:,.1f} ms; no "
+            + f": p{q:g} TTFT {res.ttft_at_percentile_ms:,.0f} ms, p{q:g} TPOT "
+            f"{res.tpot_at_percentile_ms:,.1f} ms; no "
             "verified plan"
             + (
                 ""
@@ -941,6 +1004,9 @@ def plan_serving(
                 "capacity_rps": float(kw["capacity_rps"] or 0.0),
                 "ttft_p99_ms": res.ttft_ms.p99,
                 "tpot_p99_ms": res.tpot_ms.p99,
+                "slo_percentile": q,
+                "ttft_at_slo_percentile_ms": res.ttft_at_percentile_ms,
+                "tpot_at_slo_percentile_ms": res.tpot_at_percentile_ms,
                 "goodput_rps": res.goodput,
                 "slo_attainment": res.slo_attainment,
             },
@@ -1049,7 +1115,10 @@ def _pool_summary(cands: list[Candidate], pool_gpus: dict[str, int]) -> str:
 
 
 def _why_none(
-    cands: list[Candidate], shapes: list[Any], slo: tuple[float | None, float | None]
+    cands: list[Candidate],
+    shapes: list[Any],
+    slo: tuple[float | None, float | None],
+    q: float = 99.0,
 ) -> str:
     """INFEASIBLE's message: no shape, or every shape's reason with its numbers."""
     if not shapes:
@@ -1058,7 +1127,7 @@ def _why_none(
             "and holds the longest request in its KV cache"
         )
     need = " and ".join(
-        f"p99 {name} <= {v:g} ms" for name, v in zip(("TTFT", "TPOT"), slo, strict=True) if v
+        f"p{q:g} {name} <= {v:g} ms" for name, v in zip(("TTFT", "TPOT"), slo, strict=True) if v
     )
     reasons = "; ".join(f"{c.key}: {c.reason}" for c in cands[:3])
     more = f"; and {len(cands) - 3} more" if len(cands) > 3 else ""
@@ -1120,8 +1189,9 @@ def _verify_loop(
         if missed is None:
             missed = (
                 " + ".join(f"{g.count} x TP{g.tp} PP{g.pp} {g.pool}" for g in fleet)
-                + f" at {offered:g} req/s: p99 TTFT {res.ttft_ms.p99:,.0f} ms, p99 TPOT "
-                f"{res.tpot_ms.p99:,.1f} ms"
+                + f" at {offered:g} req/s: p{slo.percentile:g} TTFT "
+                f"{res.ttft_at_percentile_ms:,.0f} ms, p{slo.percentile:g} TPOT "
+                f"{res.tpot_at_percentile_ms:,.1f} ms"
             )
         if objective == "max_goodput" and trace is None:
             down = _goodput_down(

@@ -77,10 +77,10 @@ def to_jsonable(obj: Any) -> Any:
         return int(obj)
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):  # before BaseModel: ``ReportModel`` is both, and keeps its keys
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, BaseModel):
         return to_jsonable(obj.model_dump(mode="json", exclude_none=True))
-    if isinstance(obj, Mapping):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple | set | frozenset):
         return [to_jsonable(v) for v in obj]
     if isinstance(obj, PurePath):

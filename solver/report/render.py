@@ -464,6 +464,10 @@ def solver_table(result: Result, objective: str | None = None, kind: str | None 
     t.add_row("bound", fmt_objective(result.bound, unit))
     gap = _num(result.gap)
     t.add_row("gap", DASH if gap is None else f"{100 * gap:.3g}%")
+    under = result.stats.get("optimal_under") if result.stats else None
+    if result.status == Status.OPTIMAL and under is not None:
+        text = "the evaluator" if under == "evaluator" else "the CP model's closed-form step"
+        t.add_row("optimal under", text)
     t.add_row("time", fmt_time(result.time_s))
     extras = [f"seed {result.seed}"] if result.seed is not None else []
     if result.ortools_version:

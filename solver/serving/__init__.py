@@ -2,7 +2,7 @@
 
 :func:`simulate` serves a stream of requests (:func:`generate_requests`: Poisson arrivals
 and length distributions; :func:`load_trace`: a trace file) on an inference plan's replicas,
-each running vLLM-style continuous batching with chunked prefill
+each running vLLM-style continuous batching with chunked prefill and KV-cache preemption
 (:mod:`~solver.serving.simulator`) whose steps are priced by the evaluator's cost model
 (:mod:`~solver.serving.stepcost`), and reports TTFT, TPOT, ITL and end-to-end latency
 percentiles, throughput and goodput (:mod:`~solver.serving.metrics`).
@@ -12,16 +12,19 @@ from __future__ import annotations
 
 from .api import (
     DEFAULT_MAX_NUM_SEQS,
+    KV_POLICIES,
     Replica,
     ReplicaSetup,
     SimulationResult,
+    jsq_assignment,
+    kv_policy_for,
     serve,
     simulate,
     weighted_assignment,
     weighted_random_assignment,
 )
 from .metrics import Percentiles, ServingMetrics, serving_metrics
-from .simulator import ReplicaTrace, simulate_replica
+from .simulator import Engine, ReplicaTrace, simulate_replica
 from .stepcost import (
     ConstantStepCost,
     FunctionStepCost,
@@ -31,11 +34,22 @@ from .stepcost import (
     kv_capacity_tokens,
     roofline_step_cost,
 )
-from .workload import Lengths, Requests, generate_requests, load_trace, parse_lengths
+from .workload import (
+    Lengths,
+    Requests,
+    Traffic,
+    generate_requests,
+    lengths_from_spec,
+    load_trace,
+    parse_lengths,
+    workload_traffic,
+)
 
 __all__ = [
     "DEFAULT_MAX_NUM_SEQS",
+    "KV_POLICIES",
     "ConstantStepCost",
+    "Engine",
     "FunctionStepCost",
     "Lengths",
     "Percentiles",
@@ -47,9 +61,13 @@ __all__ = [
     "ServingMetrics",
     "SimulationResult",
     "StepCost",
+    "Traffic",
     "default_max_num_batched_tokens",
     "generate_requests",
+    "jsq_assignment",
     "kv_capacity_tokens",
+    "kv_policy_for",
+    "lengths_from_spec",
     "load_trace",
     "parse_lengths",
     "roofline_step_cost",
@@ -59,4 +77,5 @@ __all__ = [
     "simulate_replica",
     "weighted_assignment",
     "weighted_random_assignment",
+    "workload_traffic",
 ]

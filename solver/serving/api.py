@@ -16,10 +16,28 @@ before they are served, so replicas never wait for each other and simulate indep
   replica k with probability ``w_k / sum(w)``, independently (seeded).  Random thinning of a
   Poisson process is a Poisson process (e.g. Kingman, *Poisson Processes*, 1993, sec. 5.1),
   so each replica then sees exactly the Poisson stream, at ``rate w_k / sum(w)``, that the
-  serving planner measured its capacity on; the planner verifies with it by default.
+  serving planner measured its capacity on; the planner verifies with it by default;
+* **join-shortest-queue** (``routing="jsq"``): each request, at its arrival, goes to the
+  replica with the fewest *outstanding* requests (dispatched there and not finished), ties
+  to the lowest replica index -- the "least outstanding requests" policy of common load
+  balancers (AWS Application Load Balancer's ``least_outstanding_requests`` routing
+  algorithm); SGLang's router (sgl-router, ``cache_aware`` policy) likewise sends a request
+  without a strong prefix-cache match, and every request while the workers' loads are
+  imbalanced, to the lowest-load worker (prefix caching is not modelled here, so that is the
+  whole policy).  This couples the replicas: every replica's engine (:class:`~solver.serving.simulator.Engine`)
+  is advanced to the arrival time before the request is placed, so the queues it compares
+  are those the simulation has at that instant.  Weights are not used.
 
-Not modelled: join-shortest-queue or least-load routing, which would couple the replicas'
-simulations (a request's replica would depend on the others' queues at its arrival).
+KV cache policy (``kv_policy``, :mod:`solver.serving.simulator`): ``preempt`` (vLLM and
+SGLang: blocks allocated as sequences grow, the newest running request preempted and
+recomputed when the pool is full) or ``reserve`` (TensorRT-LLM's default
+``GUARANTEED_NO_EVICT``: prompt + output reserved at admission); default by the workload's
+``serving_engine`` (:func:`kv_policy_for`).
+
+Multi-step scheduling (``num_scheduler_steps`` k, default the workload's, 1): every replica's
+engine runs its decode batches k steps per schedule and streams them as one chunk (vLLM
+0.5.5-0.7 ``--num-scheduler-steps``; :mod:`solver.serving.simulator`).  Under JSQ a request
+counts as outstanding until its last chunk is delivered.
 """
 
 from __future__ import annotations
@@ -32,12 +50,21 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..costmodel.constants import KV_BLOCK_SIZE_TOKENS
 from ..errors import SpecError
 from ..evaluate.calibration import Cal, calibrated_cluster, gpu_with_calibration
 from ..evaluate.checks import check_divisibility, check_kind, check_layers, check_precision
 from ..specs import Cluster, InferenceWorkload, Model, Plan, check_spec_arguments
 from .metrics import ServingMetrics, serving_metrics
-from .simulator import ReplicaTrace, simulate_replica
+from .simulator import (
+    KV_POLICIES,
+    Engine,
+    ReplicaTrace,
+    SloStop,
+    check_fit,
+    check_scheduler_steps,
+    simulate_replica,
+)
 from .stepcost import (
     StepCost,
     default_max_num_batched_tokens,
@@ -48,10 +75,14 @@ from .workload import Requests
 
 __all__ = [
     "DEFAULT_MAX_NUM_SEQS",
+    "KV_POLICIES",
     "ROUTINGS",
     "Replica",
     "ReplicaSetup",
     "SimulationResult",
+    "check_percentile",
+    "jsq_assignment",
+    "kv_policy_for",
     "serve",
     "simulate",
     "weighted_assignment",
@@ -71,6 +102,33 @@ class Replica:
     max_num_seqs: int
     max_num_batched_tokens: int
     kv_capacity_tokens: int
+    kv_policy: str = "preempt"
+    block_size: int = KV_BLOCK_SIZE_TOKENS
+    num_scheduler_steps: int = 1
+
+    def engine(self, stop: SloStop | None = None) -> Engine:
+        """A fresh engine of this replica (:class:`~solver.serving.simulator.Engine`)."""
+        return Engine(
+            self.cost,
+            max_num_seqs=self.max_num_seqs,
+            max_num_batched_tokens=self.max_num_batched_tokens,
+            kv_capacity_tokens=self.kv_capacity_tokens,
+            block_size=self.block_size,
+            kv_policy=self.kv_policy,
+            stop=stop,
+            num_scheduler_steps=self.num_scheduler_steps,
+        )
+
+
+def kv_policy_for(workload: InferenceWorkload) -> str:
+    """The KV-cache policy of the workload's serving engine: ``reserve`` for TensorRT-LLM
+    (its default capacity scheduler, GUARANTEED_NO_EVICT), ``preempt`` otherwise (vLLM, the
+    ``auto`` engine; the pure roofline follows vLLM).  SGLang also frees and re-queues
+    running requests for recomputation when decode memory runs out
+    (``ScheduleBatch.retract_decode``, python/sglang/srt/managers/schedule_batch.py), but
+    picks the request with the fewest output tokens (longest prompt on ties) rather than the
+    newest: approximated here by vLLM's choice."""
+    return "reserve" if workload.serving_engine == "trtllm" else "preempt"
 
 
 class ReplicaSetup(BaseModel):
@@ -93,6 +151,10 @@ class SimulationResult(ServingMetrics):
     """:class:`~solver.serving.metrics.ServingMetrics` of the run plus how it was set up."""
 
     routing: str = Field(default="round_robin", description="How requests reach replicas.")
+    kv_policy: str = Field(default="preempt", description="KV-cache policy: preempt or reserve.")
+    num_scheduler_steps: int = Field(
+        default=1, description="Decode steps per schedule (vLLM multi-step scheduling)."
+    )
     replicas: int = Field(description="Replicas over all groups.")
     groups: list[ReplicaSetup] = Field(default_factory=list, description="Per replica group.")
     step_overhead_s: float = Field(default=0.0, description="Fixed time added to every step.")
@@ -137,7 +199,37 @@ def weighted_random_assignment(
 
 
 #: Dispatch policies of :func:`serve` / :func:`simulate` (the module docstring).
-ROUTINGS = ("round_robin", "weighted_round_robin", "weighted_random")
+ROUTINGS = ("round_robin", "weighted_round_robin", "weighted_random", "jsq")
+
+
+def jsq_assignment(
+    requests: Requests, replicas: Sequence[Replica]
+) -> tuple[list[ReplicaTrace], list[np.ndarray]]:
+    """Join-shortest-queue dispatch (module docstring), simulated: each replica's trace and
+    request indices.  Every request must fit every replica's KV cache (any may get it)."""
+    for rep in replicas:
+        check_fit(
+            requests.prompt_tokens, requests.output_tokens, rep.kv_capacity_tokens, rep.block_size
+        )
+    engines = [rep.engine() for rep in replicas]
+    arrival = requests.arrival_s.tolist()
+    prompt = requests.prompt_tokens.tolist()
+    output = requests.output_tokens.tolist()
+    owner: list[list[int]] = [[] for _ in engines]
+    for i, t in enumerate(arrival):
+        best, fewest = 0, -1
+        for k, eng in enumerate(engines):
+            eng.run(t)
+            q = eng.outstanding(t)
+            if fewest < 0 or q < fewest:
+                best, fewest = k, q
+                if q == 0:
+                    break  # an idle replica: no later one can beat it (ties: lowest index)
+        engines[best].add(t, prompt[i], output[i])
+        owner[best].append(i)
+    for eng in engines:
+        eng.run()
+    return [e.trace() for e in engines], [np.asarray(o, dtype=np.int64) for o in owner]
 
 
 def serve(
@@ -149,12 +241,15 @@ def serve(
     weights: Sequence[float] | None = None,
     routing: str | None = None,
     routing_seed: int = 0,
+    slo_percentile: float = 99.0,
 ) -> tuple[ServingMetrics, list[ReplicaTrace], list[np.ndarray]]:
     """Dispatch ``requests`` over ``replicas`` and simulate each.
 
     ``routing``: one of :data:`ROUTINGS`; default ``round_robin`` without ``weights`` and
     ``weighted_round_robin`` with them (:func:`weighted_assignment`);
-    ``weighted_random`` (:func:`weighted_random_assignment`, seeded with ``routing_seed``).
+    ``weighted_random`` (:func:`weighted_random_assignment`, seeded with ``routing_seed``);
+    ``jsq`` (:func:`jsq_assignment`, weights unused).  ``slo_percentile`` (0, 100]: the
+    percentile the metrics report TTFT and TPOT at besides p50/p90/p99.
 
     Returns the metrics, each replica's trace and each replica's request indices (into
     ``requests``).
@@ -170,33 +265,44 @@ def serve(
     routing = routing or ("round_robin" if weights is None else "weighted_round_robin")
     if routing not in ROUTINGS:
         raise SpecError(f"routing: expected one of {', '.join(ROUTINGS)}, got {routing!r}")
-    if routing != "round_robin" and weights is None:
+    if routing not in ("round_robin", "jsq") and weights is None:
         raise SpecError(f"routing: {routing} needs weights (one per replica), got None")
-    if routing == "round_robin":
-        split = [np.arange(k, n, r) for k in range(r)]
-    elif routing == "weighted_round_robin":
-        assert weights is not None
-        split = weighted_assignment(n, weights)
-    else:
-        assert weights is not None
-        split = weighted_random_assignment(n, weights, routing_seed)
+    check_percentile(slo_percentile)
     first = np.full(n, np.nan)
     finish = np.full(n, np.nan)
     traces: list[ReplicaTrace] = []
     shares: list[np.ndarray] = []
-    for rep, idx in zip(replicas, split, strict=True):
-        shares.append(idx)
-        if idx.size == 0:
-            continue
-        tr = simulate_replica(
-            requests.subset(idx),
-            rep.cost,
-            max_num_seqs=rep.max_num_seqs,
-            max_num_batched_tokens=rep.max_num_batched_tokens,
-            kv_capacity_tokens=rep.kv_capacity_tokens,
-        )
-        first[idx], finish[idx] = tr.first_token_s, tr.finish_s
-        traces.append(tr)
+    if routing == "jsq":
+        all_traces, shares = jsq_assignment(requests, replicas)
+        for tr, idx in zip(all_traces, shares, strict=True):
+            if idx.size:
+                first[idx], finish[idx] = tr.first_token_s, tr.finish_s
+                traces.append(tr)
+    else:
+        if routing == "round_robin":
+            split = [np.arange(k, n, r) for k in range(r)]
+        elif routing == "weighted_round_robin":
+            assert weights is not None
+            split = weighted_assignment(n, weights)
+        else:
+            assert weights is not None
+            split = weighted_random_assignment(n, weights, routing_seed)
+        for rep, idx in zip(replicas, split, strict=True):
+            shares.append(idx)
+            if idx.size == 0:
+                continue
+            tr = simulate_replica(
+                requests.subset(idx),
+                rep.cost,
+                max_num_seqs=rep.max_num_seqs,
+                max_num_batched_tokens=rep.max_num_batched_tokens,
+                kv_capacity_tokens=rep.kv_capacity_tokens,
+                block_size=rep.block_size,
+                kv_policy=rep.kv_policy,
+                num_scheduler_steps=rep.num_scheduler_steps,
+            )
+            first[idx], finish[idx] = tr.first_token_s, tr.finish_s
+            traces.append(tr)
     metrics = serving_metrics(
         requests.arrival_s,
         requests.prompt_tokens,
@@ -207,8 +313,37 @@ def serve(
         np.concatenate([t.step_decode for t in traces]),
         ttft_slo_ms=ttft_slo_ms,
         tpot_slo_ms=tpot_slo_ms,
+        slo_percentile=slo_percentile,
+        num_preemptions=sum(t.num_preemptions for t in traces),
+        recomputed_tokens=sum(t.recomputed_tokens for t in traces),
+        **_itl_samples(traces),
     )
     return metrics, traces, shares
+
+
+def _itl_samples(traces: Sequence[ReplicaTrace]) -> dict[str, np.ndarray]:
+    """``itl_s`` / ``itl_weight`` for :func:`serving_metrics` when a trace has multi-step
+    samples (the others' steps stand for theirs); none otherwise."""
+    if all(t.itl_s is None for t in traces):
+        return {}
+    return {
+        "itl_s": np.concatenate([t.step_s if t.itl_s is None else t.itl_s for t in traces]),
+        "itl_weight": np.concatenate(
+            [t.step_decode if t.itl_weight is None else t.itl_weight for t in traces]
+        ),
+    }
+
+
+def check_percentile(value: object, name: str = "slo_percentile") -> float:
+    """``value`` as a percentile in (0, 100], else SpecError naming ``name``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not 0 < value <= 100
+    ):
+        raise SpecError(f"{name}: must be a percentile in (0, 100], got {value!r}")
+    return float(value)
 
 
 def _positive_int(v: int | None, name: str) -> int | None:
@@ -236,6 +371,9 @@ def simulate(
     replica_weights: Sequence[float] | None = None,
     routing: str | None = None,
     routing_seed: int = 0,
+    kv_policy: str | None = None,
+    slo_percentile: float | None = None,
+    num_scheduler_steps: int | None = None,
 ) -> SimulationResult:
     """Simulate continuous-batching serving of ``requests`` on ``plan``.
 
@@ -267,8 +405,16 @@ def simulate(
         round-robin.
     routing, routing_seed
         Dispatch policy (:data:`ROUTINGS`; default ``round_robin``, or
-        ``weighted_round_robin`` with ``replica_weights``) and the seed of
-        ``weighted_random``.
+        ``weighted_round_robin`` with ``replica_weights``; ``jsq``: join-shortest-queue)
+        and the seed of ``weighted_random``.
+    kv_policy
+        ``preempt`` or ``reserve`` (:mod:`solver.serving.simulator`); default the workload's
+        engine's (:func:`kv_policy_for`).
+    slo_percentile
+        Percentile the SLOs apply to (default the workload's ``slo_percentile``, 99).
+    num_scheduler_steps
+        Decode steps per schedule, 1..64 (vLLM multi-step scheduling,
+        :mod:`solver.serving.simulator`); default the workload's ``num_scheduler_steps``, 1.
 
     Returns
     -------
@@ -309,6 +455,13 @@ def simulate(
             or wt <= 0
         ):
             raise SpecError(f"replica_weights[{g}]: must be finite and > 0, got {wt!r}")
+    policy = kv_policy_for(workload) if kv_policy is None else kv_policy
+    if policy not in KV_POLICIES:
+        raise SpecError(f"kv_policy: expected one of {', '.join(KV_POLICIES)}, got {policy!r}")
+    pct = check_percentile(workload.slo_percentile if slo_percentile is None else slo_percentile)
+    steps = check_scheduler_steps(
+        workload.num_scheduler_steps if num_scheduler_steps is None else num_scheduler_steps
+    )
     if calibration is None and cluster.calibration is not None:
         cluster = calibrated_cluster(cluster)
     ttft_slo = workload.ttft_ms if ttft_slo_ms is None else ttft_slo_ms
@@ -340,7 +493,7 @@ def simulate(
         )
         if kv < 1:
             raise SpecError(f"plan.replica_groups[{g}]: the weights leave no memory for a KV cache")
-        replicas += [Replica(cost, seqs, budget, kv)] * grp.count
+        replicas += [Replica(cost, seqs, budget, kv, policy, num_scheduler_steps=steps)] * grp.count
         setups.append(
             {
                 "group": g,
@@ -370,6 +523,7 @@ def simulate(
         weights=weights,
         routing=routing,
         routing_seed=routing_seed,
+        slo_percentile=pct,
     )
     start = 0
     groups = []
@@ -380,6 +534,8 @@ def simulate(
     return SimulationResult(
         **metrics.model_dump(),
         routing=routing or ("round_robin" if weights is None else "weighted_round_robin"),
+        kv_policy=policy,
+        num_scheduler_steps=steps,
         replicas=len(replicas),
         groups=groups,
         step_overhead_s=step_overhead_s,

@@ -21,6 +21,11 @@ KV cache holding requests back), so :func:`search_capacity` measures it with the
   reason); then bisect between the highest rate that met the SLOs and the lowest that did
   not until they are within ``rel_tol`` (default :data:`REL_TOL`) of each other.
 
+The SLOs apply at ``slo_percentile`` (default 99: p99, as issue 16 states them; a workload's
+``slo_percentile`` field changes it); the probes' ``ttft_p99_ms`` / ``tpot_p99_ms`` then hold
+the values at that percentile.  The replica's engine runs its KV-cache policy
+(``Replica.kv_policy``: vLLM's preemption by default, :mod:`solver.serving.simulator`).
+
 The reported ``capacity_rps`` is the highest rate *simulated* that met the SLOs, so it is a
 lower bound of the boundary on this request sample, and ``upper_rps`` (the lowest rate that
 failed) an upper bound.  Bisection assumes that meeting the SLOs is monotone in the rate
@@ -39,8 +44,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import SpecError
-from .api import Replica
-from .simulator import SloStop, simulate_replica
+from .api import Replica, check_percentile
+from .simulator import SloStop
 from .stepcost import StepCost
 from .workload import Lengths, Requests, generate_requests
 
@@ -81,8 +86,11 @@ class Probe(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=True)
 
     rate_rps: float = Field(description="Poisson arrival rate simulated, requests/s.")
-    ttft_p99_ms: float = Field(description="p99 time to first token, ms.")
-    tpot_p99_ms: float = Field(description="p99 time per output token, ms (NaN: none).")
+    ttft_p99_ms: float = Field(description="Time to first token at the SLO percentile, ms.")
+    tpot_p99_ms: float = Field(
+        description="Time per output token at the SLO percentile, ms (NaN: none)."
+    )
+    percentile: float = Field(default=99.0, description="The SLO percentile (99: p99).")
     meets: bool = Field(description="Whether both p99s met their SLOs.")
     stopped: bool = Field(
         default=False, description="Stopped once a p99 was certainly missed (p99s NaN)."
@@ -164,14 +172,10 @@ def saturated_rate(replica: Replica, unit: Requests) -> float:
     is sustained (the queue would grow without bound).  Caps the capacity search when the
     SLOs are loose enough to hold at any rate the sample can show."""
     reqs = Requests(np.zeros(len(unit)), unit.prompt_tokens, unit.output_tokens)
-    tr = simulate_replica(
-        reqs,
-        replica.cost,
-        max_num_seqs=replica.max_num_seqs,
-        max_num_batched_tokens=replica.max_num_batched_tokens,
-        kv_capacity_tokens=replica.kv_capacity_tokens,
-    )
-    return len(unit) / float(np.nanmax(tr.finish_s))
+    eng = replica.engine()
+    eng.add_all(reqs)
+    eng.run()
+    return len(unit) / float(np.nanmax(eng.trace().finish_s))
 
 
 def _probe(
@@ -182,50 +186,54 @@ def _probe(
     tpot_slo_ms: float | None,
     *,
     early: bool = True,
+    percentile: float = 99.0,
 ) -> Probe:
-    """Simulate ``unit`` at ``rate`` on ``replica``; with ``early`` stop once a p99 is
-    certainly missed (:class:`~solver.serving.simulator.SloStop`; its p99s are then NaN)."""
+    """Simulate ``unit`` at ``rate`` on ``replica``; with ``early`` stop once a percentile
+    is certainly missed (:class:`~solver.serving.simulator.SloStop`; its values are then NaN)."""
     reqs = Requests(unit.arrival_s / rate, unit.prompt_tokens, unit.output_tokens)
     stop = None
     if early:
-        stop = SloStop.for_p99(
+        stop = SloStop.for_percentile(
             reqs,
             None if ttft_slo_ms is None else ttft_slo_ms / 1e3,
             None if tpot_slo_ms is None else tpot_slo_ms / 1e3,
+            percentile,
         )
-    tr = simulate_replica(
-        reqs,
-        replica.cost,
-        max_num_seqs=replica.max_num_seqs,
-        max_num_batched_tokens=replica.max_num_batched_tokens,
-        kv_capacity_tokens=replica.kv_capacity_tokens,
-        stop=stop,
-    )
+    eng = replica.engine(stop)
+    eng.add_all(reqs)
+    eng.run()
+    tr = eng.trace()
     if tr.stopped:
         return Probe(
-            rate_rps=rate, ttft_p99_ms=math.nan, tpot_p99_ms=math.nan, meets=False, stopped=True
+            rate_rps=rate,
+            ttft_p99_ms=math.nan,
+            tpot_p99_ms=math.nan,
+            percentile=percentile,
+            meets=False,
+            stopped=True,
         )
     # The same definitions and percentiles as solver.serving.metrics.
-    ttft = float(np.percentile(tr.first_token_s - reqs.arrival_s, 99.0)) * 1e3
+    ttft = float(np.percentile(tr.first_token_s - reqs.arrival_s, percentile)) * 1e3
     multi = reqs.output_tokens > 1
     tpot = math.nan
     if multi.any():
         per = (tr.finish_s[multi] - tr.first_token_s[multi]) / (reqs.output_tokens[multi] - 1)
-        tpot = float(np.percentile(per, 99.0)) * 1e3
+        tpot = float(np.percentile(per, percentile)) * 1e3
     return Probe(
         rate_rps=rate,
         ttft_p99_ms=ttft,
         tpot_p99_ms=tpot,
+        percentile=percentile,
         meets=meets_slos(ttft, tpot, ttft_slo_ms, tpot_slo_ms),
     )
 
 
-def _slo_text(ttft_slo_ms: float | None, tpot_slo_ms: float | None) -> str:
+def _slo_text(ttft_slo_ms: float | None, tpot_slo_ms: float | None, q: float = 99.0) -> str:
     parts = []
     if ttft_slo_ms is not None:
-        parts.append(f"p99 TTFT <= {ttft_slo_ms:g} ms")
+        parts.append(f"p{q:g} TTFT <= {ttft_slo_ms:g} ms")
     if tpot_slo_ms is not None:
-        parts.append(f"p99 TPOT <= {tpot_slo_ms:g} ms")
+        parts.append(f"p{q:g} TPOT <= {tpot_slo_ms:g} ms")
     return " and ".join(parts)
 
 
@@ -242,6 +250,7 @@ def search_capacity(
     rel_tol: float = REL_TOL,
     expired: Callable[[], bool] | None = None,
     hint: tuple[float, float | None] | None = None,
+    slo_percentile: float = 99.0,
 ) -> CapacitySearch:
     """The highest Poisson rate ``replica`` sustains under the p99 SLOs (module docstring).
 
@@ -268,19 +277,23 @@ def search_capacity(
         doubling each step (galloping), instead of doubling the guess or jumping to
         ``LOW_LOAD_FRACTION`` of it; two probes settle a shape whose boundary lies in the
         same bracket.
+    slo_percentile
+        The percentile (0, 100] the SLOs apply to (default 99).
     """
     if ttft_slo_ms is None and tpot_slo_ms is None:
         raise SpecError("ttft_slo_ms: give a TTFT or a TPOT SLO (or both), got neither")
     if not (isinstance(rel_tol, (int, float)) and 0 < rel_tol < 1):
         raise SpecError(f"rel_tol: must be in (0, 1), got {rel_tol!r}")
+    q = check_percentile(slo_percentile)
     unit = generate_requests(requests, 1.0, prompt, output, seed=seed)
     need = unit.prompt_tokens + unit.output_tokens
-    if int(need.max()) > replica.kv_capacity_tokens:
+    whole = (replica.kv_capacity_tokens // replica.block_size) * replica.block_size
+    if int(need.max()) > whole:
         return CapacitySearch(
             capacity_rps=0.0,
             guess_rps=0.0,
             reason=(
-                f"KV cache: {replica.kv_capacity_tokens:,} tokens per replica < the longest "
+                f"KV cache: {whole:,} tokens per replica < the longest "
                 f"request's prompt + output {int(need.max()):,}"
             ),
         )
@@ -299,7 +312,7 @@ def search_capacity(
     probes: list[Probe] = []
 
     def probe(rate: float, early: bool = True) -> Probe:
-        pr = _probe(replica, unit, rate, ttft_slo_ms, tpot_slo_ms, early=early)
+        pr = _probe(replica, unit, rate, ttft_slo_ms, tpot_slo_ms, early=early, percentile=q)
         probes.append(pr)
         return pr
 
@@ -313,9 +326,9 @@ def search_capacity(
             guess_rps=guess_rps,
             probes=probes,
             reason=(
-                f"SLO: even at light load ({floor:.3g} req/s) p99 TTFT "
-                f"{low.ttft_p99_ms:,.0f} ms, p99 TPOT {low.tpot_p99_ms:,.1f} ms; needs "
-                f"{_slo_text(ttft_slo_ms, tpot_slo_ms)}"
+                f"SLO: even at light load ({floor:.3g} req/s) p{q:g} TTFT "
+                f"{low.ttft_p99_ms:,.0f} ms, p{q:g} TPOT {low.tpot_p99_ms:,.1f} ms; needs "
+                f"{_slo_text(ttft_slo_ms, tpot_slo_ms, q)}"
             ),
         )
 

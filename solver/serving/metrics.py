@@ -5,7 +5,10 @@
   tokens (the mean inter-token time of one request).
 * **ITL**: every gap between two consecutive tokens of a request, over all tokens (a token
   sampled in an engine step of duration d arrives d after the previous one of its request:
-  every running sequence decodes in every step).
+  every running sequence decodes in every step).  With multi-step scheduling
+  (``num_scheduler_steps`` > 1) a client receives a run's tokens as one chunk and, as vLLM's
+  ``benchmark_serving`` counts one ITL per streamed chunk, each delivered chunk is one sample:
+  the time since that request's previous chunk (:mod:`~solver.serving.simulator`).
 * **E2E latency**: last token - arrival.
 * **Throughput**: completed requests, output tokens and prompt + output tokens per second of
   the run, from the first arrival to the last completion.
@@ -14,7 +17,13 @@
   vLLM's ``--goodput`` definition.
 
 Percentiles are numpy's default (linear interpolation) over requests; ITL percentiles are
-weighted by the tokens each step sampled (the inverted empirical CDF).
+weighted by the tokens each step sampled, or the chunks each multi-step sample counts for (the
+inverted empirical CDF).  Besides p50/p90/p99,
+TTFT and TPOT are reported at the SLO percentile (``slo_percentile``, default 99: the one a
+serving plan is held to).
+
+* **Preemptions** (vLLM's KV-cache preemption, :mod:`~solver.serving.simulator`): how many
+  times a running request was preempted, and the KV tokens discarded (recomputed later).
 """
 
 from __future__ import annotations
@@ -85,6 +94,19 @@ class ServingMetrics(BaseModel):
     e2e_latency_s: Percentiles = Field(description="Arrival to last token, seconds.")
     num_steps: int = Field(description="Engine steps over all replicas.")
     mean_decode_batch: float = Field(description="Mean decoding sequences per decode step.")
+    slo_percentile: float = Field(default=99.0, description="Percentile the SLOs apply to.")
+    ttft_at_percentile_ms: float = Field(
+        default=math.nan, description="TTFT at slo_percentile, ms."
+    )
+    tpot_at_percentile_ms: float = Field(
+        default=math.nan, description="TPOT at slo_percentile, ms (NaN: no request has two tokens)."
+    )
+    num_preemptions: int = Field(
+        default=0, description="Running requests preempted for KV-cache space (recomputed later)."
+    )
+    recomputed_tokens: int = Field(
+        default=0, description="KV tokens the preemptions discarded and prefilled again."
+    )
 
 
 def serving_metrics(
@@ -98,9 +120,16 @@ def serving_metrics(
     *,
     ttft_slo_ms: float | None = None,
     tpot_slo_ms: float | None = None,
+    slo_percentile: float = 99.0,
+    num_preemptions: int = 0,
+    recomputed_tokens: int = 0,
+    itl_s: FloatArray | None = None,
+    itl_weight: IntArray | None = None,
 ) -> ServingMetrics:
     """:class:`ServingMetrics` of per-request times and per-step durations (all replicas'
-    steps concatenated)."""
+    steps concatenated).  ``itl_s`` / ``itl_weight``: inter-token latency samples and the
+    tokens or chunks each counts for (multi-step scheduling); default every step's duration
+    weighted by its decoding sequences."""
     ttft = first_token_s - arrival_s
     e2e = finish_s - arrival_s
     multi = output_tokens > 1
@@ -113,16 +142,21 @@ def serving_metrics(
     if tpot_slo_ms is not None:
         ok &= tpot * 1e3 <= tpot_slo_ms
     dec = step_decode > 0
-    if dec.any():
-        w = step_decode[dec].astype(np.float64)
-        x = step_s[dec] * 1e3
+    mean_batch = float(step_decode[dec].astype(np.float64).mean()) if dec.any() else 0.0
+    if itl_s is None or itl_weight is None:
+        itl_s, itl_weight = step_s, step_decode
+    got = itl_weight > 0
+    if got.any():
+        w = itl_weight[got].astype(np.float64)
+        x = itl_s[got] * 1e3
         q50, q90, q99 = weighted_quantiles(x, w, (0.50, 0.90, 0.99))
         itl = Percentiles(mean=float((x * w).sum() / w.sum()), p50=q50, p90=q90, p99=q99)
-        mean_batch = float(w.mean())
     else:
         itl = percentiles(np.zeros(0))
-        mean_batch = 0.0
     n = len(arrival_s)
+    q = float(slo_percentile)
+    ttft_q = float(np.percentile(ttft, q)) * 1e3
+    tpot_q = float(np.percentile(tpot[multi], q)) * 1e3 if multi.any() else math.nan
     return ServingMetrics(
         num_requests=n,
         duration_s=duration,
@@ -139,4 +173,9 @@ def serving_metrics(
         e2e_latency_s=percentiles(e2e),
         num_steps=len(step_s),
         mean_decode_batch=mean_batch,
+        slo_percentile=q,
+        ttft_at_percentile_ms=ttft_q,
+        tpot_at_percentile_ms=tpot_q,
+        num_preemptions=num_preemptions,
+        recomputed_tokens=recomputed_tokens,
     )

@@ -485,8 +485,9 @@ def roofline_step_cost(
     exact_tokens
         Token counts to put on the prefill grid exactly (besides 0..64 and the budget).
     engine
-        Serving-engine profile (``auto``, ``vllm``, ``sglang``, ``trtllm``, ``roofline``);
-        default None: the workload's ``serving_engine``.
+        Serving-engine profile (``auto``, ``vllm``, ``sglang``, ``trtllm``, ``roofline``, or a
+        versioned one of ``serving_engine.ENGINES``: ``vllm-0.6``, ``trtllm-0.9``); default
+        None: the workload's ``serving_engine``.
     """
     if workload.attention != "flash":
         raise SpecError(

@@ -15,6 +15,11 @@ expectation is ``mean``; ShareGPT-like traffic is long-tailed this way), and ``f
 (resampled with replacement from a column of a CSV/JSONL file of token counts, e.g. a
 pre-tokenised ShareGPT dump).  Every sample is rounded to an integer and clipped to
 ``[1, max]``.  Every bad parameter raises :class:`~solver.errors.SpecError` naming it.
+
+A workload spec may describe its traffic itself (``request_rate``, ``arrival``, ``trace``,
+``prompt_tokens_distribution``, ``output_tokens_distribution``, ``slo_percentile`` of
+:class:`~solver.specs.InferenceWorkload`): :func:`workload_traffic` turns those fields into
+a :class:`Traffic` (relative file paths resolved against the workload file's folder).
 """
 
 from __future__ import annotations
@@ -30,16 +35,20 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import MAX_SEED, SpecError
+from ..specs import InferenceWorkload, LengthDistribution
 
 __all__ = [
     "MAX_REQUESTS",
     "MAX_TOKENS",
     "Lengths",
     "Requests",
+    "Traffic",
     "generate_requests",
+    "lengths_from_spec",
     "load_trace",
     "parse_lengths",
     "read_columns",
+    "workload_traffic",
 ]
 
 #: The most requests one simulation takes (memory: a few arrays of this length).
@@ -314,3 +323,92 @@ def load_trace(path: str | Path) -> Requests:
         cols["prompt_tokens"][order].astype(np.int64),
         cols["output_tokens"][order].astype(np.int64),
     )
+
+
+def _resolve(path: str, base_dir: Path | None) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() or base_dir is None else base_dir / p
+
+
+def lengths_from_spec(
+    dist: LengthDistribution, field: str, base_dir: Path | None = None
+) -> Lengths:
+    """The :class:`Lengths` a workload's ``*_tokens_distribution`` names (``file`` paths
+    relative to ``base_dir``, the workload file's folder; default the working directory)."""
+    if dist.kind == "fixed":
+        assert dist.value is not None
+        return Lengths.fixed(dist.value, field)
+    if dist.kind == "uniform":
+        assert dist.low is not None and dist.high is not None
+        return Lengths.uniform(dist.low, dist.high, field)
+    if dist.kind == "lognormal":
+        assert dist.mean is not None and dist.sigma is not None
+        return Lengths.lognormal(dist.mean, dist.sigma, dist.max or MAX_TOKENS, field)
+    assert dist.path is not None and dist.column is not None
+    path = _resolve(dist.path, base_dir)
+    if not path.is_file():
+        raise SpecError(f"{field}.path: file not found: {path}")
+    try:
+        return Lengths.from_file(path, dist.column, field)
+    except SpecError as e:
+        raise SpecError(f"{field}: {e}") from None
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """A serving workload's traffic, from its spec (:func:`workload_traffic`).
+
+    Attributes
+    ----------
+    rate
+        Poisson requests/s (None: not given; with a trace, its mean rate is used by callers).
+    prompt, output
+        Length distributions (default fixed at ``prompt_tokens`` / ``output_tokens``).
+    trace
+        The trace's requests (``arrival: trace``), else None.
+    slo_percentile
+        The percentile the SLOs apply to.
+    """
+
+    rate: float | None
+    prompt: Lengths
+    output: Lengths
+    trace: Requests | None
+    slo_percentile: float
+
+
+def load_workload_trace(path: str | Path, base_dir: Path | None = None) -> Requests:
+    """:func:`load_trace` of a workload's ``trace`` (relative to ``base_dir``); every error
+    a one-line SpecError naming the ``trace`` field."""
+    p = _resolve(str(path), base_dir)
+    if not p.is_file():
+        raise SpecError(f"trace: file not found: {p}")
+    try:
+        return load_trace(p)
+    except SpecError as e:
+        raise SpecError(f"trace: {e}") from None
+
+
+def workload_traffic(workload: InferenceWorkload, base_dir: Path | None = None) -> Traffic:
+    """The traffic ``workload`` describes: its ``request_rate`` (Poisson) or ``trace``, its
+    length distributions and SLO percentile; ``base_dir`` resolves relative paths (the
+    workload file's folder; default the working directory)."""
+    prompt = (
+        lengths_from_spec(
+            workload.prompt_tokens_distribution, "prompt_tokens_distribution", base_dir
+        )
+        if workload.prompt_tokens_distribution is not None
+        else Lengths.fixed(workload.prompt_tokens, "prompt_tokens")
+    )
+    output = (
+        lengths_from_spec(
+            workload.output_tokens_distribution, "output_tokens_distribution", base_dir
+        )
+        if workload.output_tokens_distribution is not None
+        else Lengths.fixed(workload.output_tokens, "output_tokens")
+    )
+    trace = None
+    if workload.arrival == "trace":
+        assert workload.trace is not None
+        trace = load_workload_trace(workload.trace, base_dir)
+    return Traffic(workload.request_rate, prompt, output, trace, workload.slo_percentile)

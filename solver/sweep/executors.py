@@ -297,7 +297,7 @@ def solve_case(case: ResolvedCase, settings: SolveSettings) -> dict[str, Any]:
             case, "ERROR", f"{type(e).__name__}: {e}", settings, wall_s=time.perf_counter() - start
         )
     rec = blank_record(case, settings)
-    report = result.report or {}
+    report = dict(result.report or {})
     tokens = _number(report.get("tokens_per_s")) if result.plan is not None else None
     cost = _number(report.get("cost_per_hour")) if result.plan is not None else None
     rec.update(

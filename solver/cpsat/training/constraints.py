@@ -5,6 +5,7 @@ memory and a target engine's limits."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from .variables import Variables, _lsum, _wsum
 
@@ -80,23 +81,48 @@ class Constraints(Variables):
                 m.add(used <= gpus // d).only_enforce_if(sel)
 
     def _memory(self) -> None:
-        """Per stage, weights + grads + optimizer + in-flight activations + overhead <= capacity.
+        """Per stage, the simultaneous peak <= capacity, as the evaluator's ledger takes it.
 
-        In-flight micro-batches of stage slot j under 1F1B are min(m, j + 1) (slot 0 = last).
+        Weights + grads + optimizer + in-flight activations + overhead; in-flight micro-batches
+        of stage slot j under 1F1B are min(m, j + 1) (slot 0 = last).  Gradients allocated on
+        demand (options with a ``grads`` table) with one micro-batch per step are made in the
+        backward as the activations are freed, so the peak holds the larger of the two, not
+        their sum (:func:`solver.evaluate.ledger._training_ledger_row`): two constraints, one
+        without the gradients and one without the activations.
         """
         t, m = self.t, self.m
         for d, sel in self.dsel.items():
             mm = t.m(d)
             for j in range(self.J):
                 k = self.in_flight(j, mm)
-                vs, cs = self._part(j, "static", d)
-                y, x, z = self.y[j], self.x[j], self.z[j]
-                for o, opt in enumerate(t.options):
-                    fixed = opt.overhead + opt.transient[d] - opt.capacity
-                    fixed += opt.act_head if j == 0 else 0
-                    vs += (y[o], x[o], z[o])
-                    cs += (math.ceil(opt.act_layer * k), fixed, math.ceil(opt.act_embed * k))
-                m.add(_wsum(vs, cs) <= 0).only_enforce_if(sel)
+                on_demand = mm == 1 and bool(t.options) and all(opt.grads for opt in t.options)
+                m.add(self._peak(j, d, k, grads=not on_demand) <= 0).only_enforce_if(sel)
+                if on_demand:
+                    m.add(self._peak(j, d, k, activations=False) <= 0).only_enforce_if(sel)
+
+    def _peak(
+        self, j: int, d: int, k: float, *, grads: bool = True, activations: bool = True
+    ) -> Any:
+        """Slot ``j``'s memory less its capacity (KB) with ``k`` in-flight micro-batches: model
+        state (without on-demand gradients unless ``grads``), overhead, and the activations,
+        the head's and the rebuilt block unless not ``activations``."""
+        t = self.t
+        vs, cs = self._part(j, "static", d)
+        if not grads:
+            _, gs = self._part(j, "grads", d)
+            cs = [c - g for c, g in zip(cs, gs, strict=True)]
+        y, x, z = self.y[j], self.x[j], self.z[j]
+        for o, opt in enumerate(t.options):
+            fixed = opt.overhead + opt.transient[d] - opt.capacity
+            if activations:
+                fixed += opt.act_head if j == 0 else 0
+                acts = (math.ceil(opt.act_layer * k), math.ceil(opt.act_embed * k))
+            else:
+                fixed -= opt.rebuilt.get(d, 0)
+                acts = (0, 0)
+            vs += (y[o], x[o], z[o])
+            cs += (acts[0], fixed, acts[1])
+        return _wsum(vs, cs)
 
     def _engine(self) -> None:
         """The target engines' limits (:class:`solver.engines.ShapeLimits`): one TP degree, one

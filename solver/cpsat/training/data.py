@@ -53,6 +53,14 @@ class TrainOption:
     opt: dict[str, dict[int, int]]  # optimizer step
     allowed: dict[int, bool]  # d -> the stage block places exactly
     price: int = 0  # tp x cost_per_gpu_hour in milli-dollars per hour (min_cost)
+    # Gradients allocated on demand (workload grad_buffers: on_demand): their part of
+    # ``static`` by part and d, for the simultaneous peak of a one-micro-batch step
+    # (``max(grads, activations)``, as the evaluator's ledger); empty: persistent buffers,
+    # summed with the activations.
+    grads: dict[str, dict[int, int]] = field(default_factory=dict)
+    # The part of ``transient`` that is a block rebuilt for its backward (an activation; the
+    # rest is ZeRO-3's gathered block, a weight), by d; empty: all of it counted as weights.
+    rebuilt: dict[int, int] = field(default_factory=dict)
 
     def free_kb(self, d: int) -> int:
         """Memory a GPU has for blocks after the framework overhead and the stage's transient."""
@@ -60,8 +68,11 @@ class TrainOption:
 
     def blocks_that_fit(self, d: int, in_flight: float) -> int:
         """Most blocks one stage of this option holds by memory alone, with ``in_flight``
-        micro-batches of activations (embedding and head only lower it further)."""
-        per_block = self.static["layer"][d] + math.ceil(self.act_layer * in_flight)
+        micro-batches of activations (embedding and head only lower it further).  With
+        on-demand gradients the gradients are left out: a valid upper bound whether or not
+        they are live with the activations."""
+        grads = self.grads["layer"][d] if self.grads else 0
+        per_block = self.static["layer"][d] - grads + math.ceil(self.act_layer * in_flight)
         return max(0, self.free_kb(d) // max(1, per_block))
 
 

@@ -1,20 +1,59 @@
 """The training model's objective: each slot's time with its hand-off (priced per option pair,
 far unless on a near run), the DP traffic a stage cannot hide, the optimizer step, and the
-closed-form step time (times the rate for ``min_cost``), with redundant work cuts."""
+closed-form step time (times the rate for ``min_cost``), with redundant work cuts -- or, with
+``form = PATHS``, the evaluator's step time itself: its event simulation as inequalities
+(exact where small enough) or paths through it (a lower bound), each stage's DP sync from its
+own last backward, and the optimizer (issue 18, one objective)."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
+from ...costmodel.pipeline import schedule_order
 from .data import hop_runs
 from .variables import Variables, _lsum, _wsum
 
-__all__ = ["Objective"]
+__all__ = ["CLOSED", "PATHS", "Objective"]
+
+
+def cycle_counts(j: int, m: int) -> tuple[int, int, int]:
+    """(N, nf, nb) of :meth:`Objective._cycles`: a stage with ``w = min(j, m)`` warm-up
+    forwards of Megatron-LM's 1F1B (:func:`~solver.costmodel.schedule_order`) runs, after the
+    backward of micro-batch ``k`` (``k + w + 1 < m``), the forward of ``k + w + 1``; the round
+    trips at ``k = 0, w + 1, 2 (w + 1), ...`` number ``N = (m - 1) // (w + 1) + 1``, and
+    ``nf`` forwards and ``nb`` backwards of the stage's order follow the last one's backward."""
+    w = min(j, m)
+    n_cyc = (m - 1) // (w + 1) + 1
+    last = (n_cyc - 1) * (w + 1)
+    order = [(kind, mb) for kind, mb, _ in schedule_order(0, w + 1, m, "1f1b")]
+    rest = order[order.index(("B", last)) + 1 :]
+    nf = sum(1 for kind, _ in rest if kind == "F")
+    return n_cyc, nf, len(rest) - nf
+
+
+#: Largest pipeline (operations, 2 m J) whose event simulation the paths objective encodes
+#: exactly (:meth:`Objective._events`); larger ones keep the path bounds alone.  A model of
+#: 4,096 operations builds in ~0.2 s on this project's 2-core machine.
+EVENT_MAX_OPS = 4096
+
+
+#: :attr:`Objective.form`: the closed-form step time (the planner's search) ...
+CLOSED = "closed"
+#: ... or the evaluator's step time bounded from below by paths of its schedule
+#: (:meth:`Objective._paths_objective`; the planner's bound on the evaluator's optimum).
+PATHS = "paths"
 
 
 class Objective(Variables):
     """The step time (or cost per step) the training model minimises, and its terms."""
+
+    #: Which step time the model minimises: :data:`CLOSED` or :data:`PATHS`.
+    form: str = CLOSED
+    #: :data:`PATHS` only: encode the event simulation exactly (:meth:`_events`) where it is
+    #: small enough; without it the path inequalities alone (weaker, much faster to solve).
+    events: bool = True
+    events_used: bool = False  # set by the paths objective: the encoding is exact
 
     def _objective(
         self, horizon: int, upper_bound_us: float | None, stage_ub: int | None = None
@@ -42,6 +81,7 @@ class Objective(Variables):
         self.B = [m.new_int_var(0, stage, f"bwd[s{j}]") for j in range(self.J)]
         # H[j]: slot j's hand-off to slot j - 1 (2 x p2p, as T[j] charges it), j >= 1.
         self.H: list[Any] = [0] * self.J
+        self.wrap: Any = 0  # interleaved: slot 0's hand-off to the first stage
         for j in range(self.J):
             tv: list[Any] = []
             tc: list[int] = []
@@ -49,6 +89,8 @@ class Objective(Variables):
             bc: list[int] = []
             hv: list[Any] = []
             hc: list[int] = []
+            wv: list[Any] = []
+            wc: list[int] = []
             y, x, z = self.y[j], self.x[j], self.z[j]
             for o, opt in enumerate(t.options):
                 tv += (y[o], z[o])
@@ -62,10 +104,16 @@ class Objective(Variables):
                     bc.append(opt.b_head)
                     if t.virtual > 1 and self.J > 1:
                         # Interleaved: the last stage passes each chunk on to the first.
-                        self._hand_off(j, o, self.J - 1, tv, tc)
+                        self._hand_off(j, o, self.J - 1, wv, wc)
                 if j >= 1:
                     self._hand_off(j, o, j - 1, hv, hc)
                     self._far_unless_near(j, o, hv, hc)
+            if wv:
+                # The wrap hand-off (2 x p2p, last stage -> first), in T[0] as before.
+                self.wrap = m.new_int_var(0, stage, "hop[wrap]")
+                m.add(self.wrap == _wsum(wv, wc))
+                tv.append(self.wrap)
+                tc.append(1)
             if hv:
                 self.H[j] = m.new_int_var(0, stage, f"hop[s{j}]")
                 m.add(self.H[j] == _wsum(hv, hc))
@@ -76,6 +124,12 @@ class Objective(Variables):
         self.Tmax = m.new_int_var(0, stage, "time_max")
         for j in range(self.J):
             m.add(self.Tmax >= self.T[j])
+        if self.form == PATHS:
+            # The simulated step can exceed the closed form (interleaved: up to ~20%); twice
+            # the horizon keeps every plan's step inside the domain (an INFEASIBLE model must
+            # mean "nothing beats the cut-off"), and the rows inside magnitude_of's 4 v H.
+            self._paths_objective(2 * horizon, upper_bound_us, stage)
+            return
         self._work_cuts(pools)
         self.DP = m.new_int_var(0, horizon, "dp_exposed")
         self.OPT = m.new_int_var(0, horizon, "optimizer_max")
@@ -112,28 +166,260 @@ class Objective(Variables):
                 self.step >= (v * t.m(d) - 1) * self.Tmax + Tsum + v * (self.DP + self.OPT)
             ).only_enforce_if(sel)
         if t.objective == "min_cost":
-            # The one product in the model, only for min_cost: $ per step = rate x step time.
-            # d is fixed outside (one candidate per model), so the rate is linear in x.
-            d = t.dp_degrees[0]
-            rate_ub = d * sum(max(o.price for o in t.options) for _ in range(self.J))
-            self.rate = m.new_int_var(0, rate_ub, "rate_mUSD_per_h")
-            m.add(
-                self.rate
-                == d
-                * _wsum(
-                    [self.x[j][o] for j in range(self.J) for o in range(len(t.options))],
-                    [opt.price for _ in range(self.J) for opt in t.options],
-                )
-            )
-            self.cost = m.new_int_var(0, rate_ub * v * horizon, "cost_per_step")
-            m.add_multiplication_equality(self.cost, [self.rate, self.step])
-            if upper_bound_us is not None:  # strictly better than the incumbent
-                m.add(self.cost <= math.ceil(v * upper_bound_us) - 1)
-            m.minimize(self.cost)
+            self._min_cost(upper_bound_us, horizon)
         else:
             if upper_bound_us is not None:  # strictly better than the incumbent
                 m.add(self.step <= math.ceil(v * upper_bound_us) - 1)
             m.minimize(self.step)
+
+    def _min_cost(self, upper_bound_us: float | None, horizon: int) -> None:
+        """Minimise the cost per step, rate x ``self.step``."""
+        t, m, v = self.t, self.m, self.t.virtual
+        # The one product in the model, only for min_cost: $ per step = rate x step time.
+        # d is fixed outside (one candidate per model), so the rate is linear in x.
+        d = t.dp_degrees[0]
+        rate_ub = d * sum(max(o.price for o in t.options) for _ in range(self.J))
+        self.rate = m.new_int_var(0, rate_ub, "rate_mUSD_per_h")
+        m.add(
+            self.rate
+            == d
+            * _wsum(
+                [self.x[j][o] for j in range(self.J) for o in range(len(t.options))],
+                [opt.price for _ in range(self.J) for opt in t.options],
+            )
+        )
+        self.cost = m.new_int_var(0, rate_ub * v * horizon, "cost_per_step")
+        m.add_multiplication_equality(self.cost, [self.rate, self.step])
+        if upper_bound_us is not None:  # strictly better than the incumbent
+            m.add(self.cost <= math.ceil(v * upper_bound_us) - 1)
+        m.minimize(self.cost)
+
+    def _paths_objective(self, horizon: int, upper_bound_us: float | None, stage: int) -> None:
+        """Minimise a lower bound on the evaluator's step time: paths through its schedule.
+
+        The evaluator's pipeline (:func:`~solver.costmodel.simulate_pipeline`) starts every
+        operation when its stage is free and its input has arrived, so its makespan is the
+        longest path through the graph of operations (each stage's in its schedule order,
+        plus the hand-offs between stages, one-way p2p ``H / 2`` each); the length of *any*
+        path is a lower bound, and a linear one in the model's stage times.  With ``C``,
+        ``F = C - B`` and ``B`` a stage's compute, forward and backward per micro-batch, slot
+        ``j`` (``j`` warm-up forwards in 1F1B, Megatron-LM's ``p - s - 1``) and ``m``
+        micro-batches:
+
+        * fill, all of slot j, drain: ``sum_{i > j} (C_i + H_i) + m C_j`` (with interleaving
+          the fill and drain pass one chunk, ``C_i / v``);
+        * plain 1F1B, fill, slot j up to its last forward (``m F_j + (m - j - 1) B_j``), the
+          last micro-batch's round trip through the later stages, its last backward, drain:
+          ``m C_j - j B_j + sum_{i != j} C_i + sum_{i >= 1} H_i``.
+
+        The paths that end at slot j's last backward (the same without the drain) bound when
+        its gradients are complete; its DP traffic less what hides behind its own compute
+        (:meth:`_own_hide`, as the evaluator's :func:`~solver.costmodel.dp_hideable_time`)
+        starts there, and the step is the later of the pipeline's end and every stage's DP
+        end, plus the slowest optimizer step -- the evaluator's step, term by term.  So the
+        objective is <= the evaluator's step of every plan the model holds (hand-offs at
+        their optimistic prices, coefficients rounded to the unit): its optimum is a lower
+        bound on the evaluator's optimum.  Where the paths above are the critical ones
+        (uniform or last-heavy pipelines, the bottleneck's warm-up covering the round trip)
+        it *is* the evaluator's step.  The step row is scaled by ``2 v`` to stay integral
+        (``H / 2``, ``C / v``); the model's objective is ``v`` x step time as in the closed form.
+        """
+        t, m = self.t, self.m
+        v, J = t.virtual, self.J
+        C: list[Any] = []
+        for j in range(J):
+            cv: list[Any] = []
+            cc: list[int] = []
+            for o, opt in enumerate(t.options):
+                cv += (self.y[j][o], self.z[j][o])
+                cc += (opt.t_layer, opt.t_embed)
+                if j == 0:
+                    cv.append(self.x[j][o])
+                    cc.append(opt.t_head)
+            c = m.new_int_var(0, stage, f"compute[s{j}]")
+            m.add(c == _wsum(cv, cc))
+            C.append(c)
+        H = [h for h in self.H[1:] if not isinstance(h, int)]
+        Hj = [(i, h) for i, h in enumerate(self.H) if not isinstance(h, int)]
+        self.DP = m.new_int_var(0, 0, "dp_exposed")  # folded into the step rows below
+        self.OPT = m.new_int_var(0, horizon, "optimizer_max")
+        self.step = m.new_int_var(0, v * horizon, "step_time_x_v")
+        two_v = 2 * v
+        for d, sel in self.dsel.items():
+            mm = t.m(d)
+            for j in range(J):
+                m.add(self.OPT >= _wsum(*self._part(j, "opt", d))).only_enforce_if(sel)
+            # 2 v x (step - OPT) >= every path below.
+            base = self.step * 2 - two_v * self.OPT
+            dp_rows: list[Any] = []  # per slot: 2 v x (its DP traffic - what hides behind it)
+            for j in range(J):
+                above = C[j + 1 :]
+                hops_above = [h for i, h in Hj if i > j]
+                # fill + drain of one micro-batch (chunk) through the stages before slot j
+                fill_drain = _wsum(above + hops_above, [2] * len(above) + [two_v] * len(hops_above))
+                m.add(base >= two_v * mm * C[j] + fill_drain).only_enforce_if(sel)
+                if v == 1 and j >= 1:
+                    others = C[:j] + C[j + 1 :]
+                    trip = _wsum(others + H, [2] * len(others) + [2] * len(H))
+                    m.add(base >= 2 * mm * C[j] - 2 * j * self.B[j] + trip).only_enforce_if(sel)
+                    cyc = self._cycles(j, mm, C, Hj)
+                    m.add(base >= 2 * cyc + fill_drain).only_enforce_if(sel)
+                # Slot j's gradients complete (fill in forwards only, one-way hops), then its
+                # DP traffic less what hides behind its own compute.
+                dv, dc = self._part(j, "dp", d)
+                dv += self.x[j]
+                dc += [opt.dp["fixed"][d] for opt in t.options]
+                hv, hc = self._paths_hide(j, d)  # v x the hidden time
+                fwd = [(C[i], self.B[i]) for i in range(j + 1, J)]
+                fv = [c for c, _ in fwd] + [b for _, b in fwd] + hops_above
+                fc = [2] * len(fwd) + [-2] * len(fwd) + [v] * len(hops_above)
+                dp_net = _wsum(dv + hv, [two_v * c for c in dc] + [-2 * c for c in hc])
+                tail = _wsum(fv, fc) + dp_net
+                m.add(base >= two_v * mm * C[j] + tail).only_enforce_if(sel)
+                dp_rows.append(dp_net)
+                if v == 1 and j >= 1:
+                    low = C[:j]
+                    trip_h = [h for i, h in Hj if 1 <= i <= j]
+                    extra = _wsum(low + trip_h, [2] * len(low) + [2] * len(trip_h))
+                    m.add(base >= 2 * mm * C[j] - 2 * j * self.B[j] + extra + tail).only_enforce_if(
+                        sel
+                    )
+                    m.add(base >= 2 * self._cycles(j, mm, C, Hj) + tail).only_enforce_if(sel)
+            if self.events and len(self.dsel) == 1 and 2 * mm * v * J <= EVENT_MAX_OPS:
+                self.events_used = True
+                makespan, grads = self._events(mm, Hj, 2 * v * horizon)
+                m.add(base >= makespan)
+                for j in range(J):
+                    m.add(base >= grads[j] + dp_rows[j])
+            # Work cut: each GPU busy m C_j <= makespan, at most gpus // d per replica.
+            for k in sorted(t.pool_gpus):
+                idx = [o for o, opt in enumerate(t.options) if opt.pool == k]
+                ys = [self.y[j][o] for j in range(J) for o in idx]
+                work = [
+                    v * mm * t.options[o].tp * t.options[o].t_layer for _ in range(J) for o in idx
+                ]
+                cut = _wsum([*ys, self.step], [*work, -(t.pool_gpus[k] // d)])
+                m.add(cut <= 0).only_enforce_if(sel)
+        if t.objective == "min_cost":
+            self._min_cost(upper_bound_us, horizon)
+        else:
+            if upper_bound_us is not None:  # strictly better than the incumbent
+                m.add(self.step <= math.ceil(v * upper_bound_us) - 1)
+            m.minimize(self.step)
+
+    def _events(self, mm: int, Hj: list[tuple[int, Any]], ub: int) -> tuple[Any, list[Any]]:
+        """The evaluator's event simulation, exactly, as a system of inequalities.
+
+        One variable per operation, its end time (x ``2 v``, so that one-way hand-offs
+        ``H / 2`` and chunks ``1 / v`` stay integral), at least the end of the operation
+        before it on its slot (Megatron-LM's order, :func:`~solver.costmodel.schedule_order`:
+        slot ``j`` is stage ``p - 1 - j``) plus its duration, and at least the end of its input
+        plus its duration: the forward of the stage before (under interleaving chunk ``c >
+        0`` of the first stage: chunk ``c - 1`` of the last, over the wrap hand-off), the
+        backward of the stage after (the last stage: chunk ``c + 1`` of the first, or its own
+        forward), one-way hand-off added -- the simulation's ``start = max(stage free, input
+        arrived)``.  A chunk is ``1 / v`` of the stage's blocks, the embedding on the first
+        stage's chunk 0 and the head on the last stage's chunk ``v - 1``, as the evaluator
+        splits them.  At the optimum every end is its least value, the simulation's.  In
+        plain 1F1B, inactive slots above the first stage (zero durations and hand-offs) add
+        nothing: each of their waits is one the first stage's own order already implies.
+        Returns (2 v x makespan, 2 v x the end of every slot's last backward).  ``2 m v J``
+        variables: used up to :data:`EVENT_MAX_OPS`.
+        """
+        m, J, v = self.m, self.J, self.t.virtual
+        hop = dict(Hj)
+        ends: dict[tuple[int, str, int, int], Any] = {}
+        orders = []
+        for j in range(J):
+            if v == 1:
+                order = schedule_order(0, min(j, mm) + 1, mm, "1f1b")
+            else:
+                order = schedule_order(J - 1 - j, J, mm, "interleaved", v)
+            orders.append(order)
+            for kind, k, c in order:
+                ends[(j, kind, k, c)] = m.new_int_var(0, ub, f"end[s{j},{kind}{k}.{c}]")
+        makespan = m.new_int_var(0, ub, "makespan_x2v")
+        last = []
+        for j, order in enumerate(orders):
+            dur = self._chunk_durations(j)
+            prev: Any = 0
+            for kind, k, c in order:
+                e = ends[(j, kind, k, c)]
+                d = dur[(kind, c)]
+                m.add(e >= prev + d)
+                if kind == "F":
+                    if j + 1 < J:
+                        m.add(e >= ends[(j + 1, "F", k, c)] + v * hop.get(j + 1, 0) + d)
+                    elif c > 0:
+                        m.add(e >= ends[(0, "F", k, c - 1)] + v * self.wrap + d)
+                elif j >= 1:
+                    m.add(e >= ends[(j - 1, "B", k, c)] + v * hop.get(j, 0) + d)
+                elif c < v - 1:
+                    m.add(e >= ends[(J - 1, "B", k, c + 1)] + v * self.wrap + d)
+                else:
+                    m.add(e >= ends[(j, "F", k, c)] + d)
+                prev = e
+            m.add(makespan >= prev)
+            last.append(prev)
+        return makespan, last
+
+    def _chunk_durations(self, j: int) -> dict[tuple[str, int], Any]:
+        """2 v x the forward and backward of each chunk of slot j, by (kind, chunk)."""
+        t, v = self.t, self.t.virtual
+        parts: dict[str, tuple[list[Any], list[int]]] = {
+            k: ([], []) for k in ("lf", "lb", "ef", "eb", "hf", "hb")
+        }
+
+        def put(key: str, var: Any, coef: int) -> None:
+            parts[key][0].append(var)
+            parts[key][1].append(coef)
+
+        for o, opt in enumerate(t.options):
+            put("lf", self.y[j][o], opt.t_layer - opt.b_layer)
+            put("lb", self.y[j][o], opt.b_layer)
+            put("ef", self.z[j][o], opt.t_embed - opt.b_embed)
+            put("eb", self.z[j][o], opt.b_embed)
+            if j == 0:
+                put("hf", self.x[j][o], opt.t_head - opt.b_head)
+                put("hb", self.x[j][o], opt.b_head)
+        s = {k: _wsum(*vc) if vc[0] else 0 for k, vc in parts.items()}
+        out: dict[tuple[str, int], Any] = {}
+        for c in range(v):
+            emb = 1 if c == 0 else 0
+            head = 1 if c == v - 1 else 0
+            for kind, lay, e, h in (("F", "lf", "ef", "hf"), ("B", "lb", "eb", "hb")):
+                out[(kind, c)] = 2 * s[lay] + 2 * v * (emb * s[e] + head * s[h])
+        return out
+
+    def _cycles(self, j: int, mm: int, C: list[Any], Hj: list[tuple[int, Any]]) -> Any:
+        """Plain 1F1B, slot ``j`` >= 1 (``j`` warm-up forwards): the path from its first
+        forward to its last backward that sends micro-batch ``k`` on a round trip through the
+        later stages (``R = sum_{i < j} C_i + sum_{1 <= i <= j} H_i``) and back to its
+        backward, whose next operation is the forward of ``k + j + 1``, from ``k = 0`` on: ``N``
+        cycles of ``C_j + R`` and the ``nf`` forwards and ``nb`` backwards left after the last
+        one (:func:`cycle_counts`).  When the hand-offs are slow this is the critical path: the
+        evaluator's simulation charges them in the steady state, not only in fill and drain."""
+        n_cyc, nf, nb = cycle_counts(j, mm)
+        low = C[:j]
+        trip_h = [h for i, h in Hj if 1 <= i <= j]
+        return _wsum(
+            [C[j], self.B[j], *low, *trip_h],
+            [n_cyc + nf, nb - nf] + [n_cyc] * (len(low) + len(trip_h)),
+        )
+
+    def _paths_hide(self, j: int, d: int) -> tuple[list[Any], list[int]]:
+        """:meth:`_own_hide`, exactly as the evaluator hides under interleaving with ZeRO-0/1:
+        behind the stage's last backward operation, chunk 0 of its last micro-batch (1/v of its
+        blocks, and the embedding on the first stage; the head is on chunk v - 1)."""
+        t = self.t
+        if t.virtual == 1 or t.zero_stage >= 2 or not t.overlap:
+            return self._own_hide(j, d)
+        vs: list[Any] = []
+        cs: list[int] = []
+        for o, opt in enumerate(t.options):
+            vs += (self.y[j][o], self.z[j][o])
+            cs += (opt.b_layer, t.virtual * opt.b_embed)
+        return vs, cs
 
     def _own_hide(self, j: int, d: int) -> tuple[list[Any], list[int]]:
         """v x the compute slot j's own DP traffic hides behind (the evaluator's
