@@ -29,8 +29,11 @@ from solver.cpsat.tables.build import build_tables, for_dp
 from solver.cpsat.training.data import KB, TrainTables
 from solver.cpsat.training.model import TrainingModel
 from solver.errors import SpecError
+from solver.evaluate import evaluate
 from solver.evaluate.ledger import training_memory_ledger
 from solver.io import load_workload
+from solver.planner import plan
+from solver.result import Status
 from solver.specs import Model
 
 RAW = (
@@ -142,32 +145,33 @@ def _ledger_totals(m: Any, cl: Any, wl: Any) -> tuple[float, float]:
 
 
 def _cp_tables(m: Any, cl: Any, wl: Any, *, with_grads: bool) -> TrainTables:
-    """The CP tables of the instance for d = 2, with the on-demand gradient part filled in as
-    the tables would (the gradients of ``model_state_bytes`` per part; the rebuilt block of
-    ``activation_transient_bytes``) when ``with_grads``."""
+    """The CP tables of the instance for d = 2: as built (with on-demand gradients the tables
+    fill the gradient part, checked here against ``model_state_bytes`` per part and the
+    rebuilt block of ``activation_transient_bytes``), or with that part removed (the summing
+    model of before) when not ``with_grads``."""
     fam = families(wl)[0]
     tab = build_tables(m, cl, wl, fam)
     assert tab is not None
     sub = dataclasses.replace(for_dp(tab, 2), zero_stage=fam.zero_stage)
-    if not with_grads:
-        return sub
-    opts = []
+    st = dict(memory_policy=wl.memory_policy, zero_stage=fam.zero_stage, dp=2)
     for opt in sub.options:
-        st = dict(memory_policy=wl.memory_policy, zero_stage=fam.zero_stage, dp=2)
+        kw = dict(sequence_length=4096, tp=opt.tp)
         parts = {
-            "layer": stage_params_per_gpu(
-                m, 1, first=False, last=False, sequence_length=4096, tp=1
-            ),
-            "embed": stage_params_per_gpu(m, 0, first=True, last=False, sequence_length=4096, tp=1),
-            "head": stage_params_per_gpu(m, 0, first=False, last=True, sequence_length=4096, tp=1),
+            "layer": stage_params_per_gpu(m, 1, first=False, last=False, **kw),  # type: ignore[arg-type]
+            "embed": stage_params_per_gpu(m, 0, first=True, last=False, **kw),  # type: ignore[arg-type]
+            "head": stage_params_per_gpu(m, 0, first=False, last=True, **kw),  # type: ignore[arg-type]
         }
-        both = stage_params_per_gpu(m, 0, first=True, last=True, sequence_length=4096, tp=1)
+        both = stage_params_per_gpu(m, 0, first=True, last=True, **kw)  # type: ignore[arg-type]
         parts["embed_last"] = both - parts["head"]
-        grads = {
-            k: {2: int(model_state_bytes(p, **st)[1] // KB)}  # type: ignore[arg-type]
+        want = {
+            k: int(model_state_bytes(p, **st)[1] // KB)  # type: ignore[arg-type]
             for k, p in parts.items()
         }
-        opts.append(dataclasses.replace(opt, grads=grads, rebuilt={2: 0}))
+        assert {k: v[2] for k, v in opt.grads.items()} == want
+        assert opt.rebuilt[2] >= 0
+    if with_grads:
+        return sub
+    opts = [dataclasses.replace(opt, grads={}, rebuilt={}) for opt in sub.options]
     return dataclasses.replace(sub, options=opts)
 
 
@@ -191,6 +195,21 @@ def test_cp_memory_matches_the_ledger_peak_with_on_demand_gradients() -> None:
     assert _cp_feasible(_cp_tables(m, cl, wl, with_grads=True))
     m, cl, wl = _on_demand_instance(peak - 0.01)
     assert not _cp_feasible(_cp_tables(m, cl, wl, with_grads=True))
+
+
+def test_planner_fits_what_the_ledger_fits_with_on_demand_gradients() -> None:
+    """End to end: at a capacity between the ledger's peak and the sum of its terms, the
+    planner returns a plan (the tables fill the gradient part), and the evaluator fits it."""
+    m, cl, wl = _on_demand_instance(80.0)
+    summed, peak = _ledger_totals(m, cl, wl)
+    m, cl, wl = _on_demand_instance((summed + peak) / 2)
+    res = plan(m, cl, wl, time_limit_s=10, deterministic=True, compare_baseline=False)
+    assert res.status in (Status.OPTIMAL, Status.FEASIBLE), res.message
+    assert res.plan is not None and evaluate(m, cl, wl, res.plan).feasible
+    # DP 2 x TP 1 (1.16M tokens/s measured), the plan the summing model refused: it then fell
+    # back to TP 2 (0.91M, what persistent gradient buffers still get).
+    (g,) = res.plan.replica_groups
+    assert g.count == 2 and [st.tp for st in g.stages] == [1]
 
 
 def test_fused_rmsnorm_in_an_eager_block_saves_like_a_fused_norm() -> None:

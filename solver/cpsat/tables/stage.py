@@ -90,6 +90,14 @@ def _option(
         k: {} for k in ("layer", "embed", "head", "embed_last", "fixed")
     }
     opt: dict[str, dict[int, int]] = {k: {} for k in ("layer", "embed", "head", "embed_last")}
+    # Gradients allocated on demand (made in the backward as activations are freed): the CP's
+    # memory constraint then takes max(gradients, activations) as the evaluator's ledger does
+    # (TrainOption.grads / rebuilt).  Rounded down: subtracting them keeps the peak an upper
+    # bound of the ledger's.
+    on_demand = workload.grad_buffers == "on_demand"
+    grads: dict[str, dict[int, int]] = (
+        {k: {} for k in ("layer", "embed", "head", "embed_last")} if on_demand else {}
+    )
     allowed: dict[int, bool] = {}
     params = {"layer": p_layer, "embed": p_embed, "head": p_head, "embed_last": p_embed_last}
     for d in dps:
@@ -103,7 +111,10 @@ def _option(
         per_param = (t2 - t1) / 1e9
         dpt["fixed"][d] = _us(max(0.0, t1 - per_param * 1e9))
         for key, prm in params.items():
-            static[key][d] = _kb_up(sum(cm.model_state_bytes(prm, **st)))  # type: ignore[arg-type]
+            state = cm.model_state_bytes(prm, **st)  # type: ignore[arg-type]
+            static[key][d] = _kb_up(sum(state))
+            if on_demand:
+                grads[key][d] = int(state[1] // KB)
             dpt[key][d] = _us(per_param * prm)
             opt[key][d] = _us(
                 cm.optimizer_step_time(
@@ -128,6 +139,8 @@ def _option(
             d: _kb_up(rebuilt + (gathered if fam.zero_stage >= 3 and d > 1 else 0.0)) for d in dps
         },
         static=static,
+        grads=grads,
+        rebuilt={d: int(rebuilt // KB) for d in dps} if on_demand else {},
         dp=dpt,
         opt=opt,
         allowed=allowed,
