@@ -109,6 +109,14 @@ CASES: dict[str, tuple[Path, str, str, Any]] = {
         "seed-4x8-h100",
         _infer(precision="fp8"),
     ),
+    # W4A16 AWQ weights (quantization: int4_awq): vLLM/SGLang --quantization awq_marlin,
+    # TensorRT-LLM quant_algo W4A16_AWQ; the engines' parsers check the flag (check-exports).
+    "infer-llama70-chat@int4-awq": (
+        EXPORT / "infer-llama70-chat.json",
+        "llama3-70b",
+        "seed-4x8-h100",
+        _infer(quantization="int4_awq"),
+    ),
 }
 
 #: (case, target) pairs with golden outputs.
@@ -130,6 +138,9 @@ GOLDEN_CASES: list[tuple[str, str]] = [
     ("infer-llama405-pp2@fp8", "vllm"),
     ("infer-llama405-pp2@fp8", "sglang"),
     ("infer-llama405-pp2@fp8", "trtllm"),
+    ("infer-llama70-chat@int4-awq", "vllm"),
+    ("infer-llama70-chat@int4-awq", "sglang"),
+    ("infer-llama70-chat@int4-awq", "trtllm"),
 ]
 
 
