@@ -40,14 +40,10 @@ Engine limits
     ``kv_cache_free_gpu_mem_fraction`` f is a fraction of the memory *left after the weights*
     W, so it maps to ``(W + f (M - W)) / M`` of capacity M (:func:`trtllm_utilization`).
 Engine step model
-    if the inference workload has a ``serving_engine`` field (the engine-step model of
-    ``solver/costmodel/serving_engine.py``), the case's engine is passed to it, by name and
-    version (TensorRT-LLM 0.9 -> ``trtllm-0.9``, vLLM 0.6 -> ``vllm-0.6``, SGLang 0.3 ->
-    ``sglang-0.3``: ``engine_key``); otherwise the roofline step cost is used as is (no
-    per-step overhead) and the JSON says so.  A versioned profile the workload schema does
-    not accept yet is priced by its family's current one (``schema_engine``), and a case's
-    ``num_scheduler_steps`` (vLLM multi-step) is passed to the simulator only if it takes one
-    (``scheduler_steps``); either fallback is listed per case and in the summary.
+    the case's engine is passed to the workload's ``serving_engine`` (the engine-step model of
+    ``solver/costmodel/serving_engine.py``), by name and version (TensorRT-LLM 0.9 ->
+    ``trtllm-0.9``, vLLM 0.6 -> ``vllm-0.6``, SGLang 0.3 -> ``sglang-0.3``: ``engine_key``),
+    and a case's ``num_scheduler_steps`` (vLLM multi-step) to the simulator.
 
 Usage::
 
@@ -60,7 +56,6 @@ Always exits 0: it is a measuring instrument, not a test.
 from __future__ import annotations
 
 import argparse
-import inspect
 import itertools
 import json
 import math
@@ -68,7 +63,7 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -183,32 +178,11 @@ def engine_key(engine: str) -> str:
     raise SpecError(f"engine: unknown serving engine {engine!r}")
 
 
-def has_engine_field() -> bool:
-    """Whether the inference workload takes a ``serving_engine`` (the engine-step model)."""
-    return "serving_engine" in InferenceWorkload.model_fields
-
-
-def schema_engine(key: str) -> tuple[str, str | None]:
-    """``key`` if ``InferenceWorkload.serving_engine`` accepts it, else its engine family's
-    current profile and a note saying so (a versioned profile the workload schema does not
-    name yet is reported, never dropped silently)."""
-    field = InferenceWorkload.model_fields.get("serving_engine")
-    if field is None or key in get_args(field.annotation):
-        return key, None
-    family = key.split("-")[0]
-    return family, f"{key} not accepted by InferenceWorkload.serving_engine: priced as {family}"
-
-
-def scheduler_steps(case: dict[str, Any]) -> tuple[dict[str, int], str | None]:
+def scheduler_steps(case: dict[str, Any]) -> dict[str, int]:
     """Keyword arguments for :func:`solver.serving.simulate` that run the case's
-    ``num_scheduler_steps`` (vLLM 0.5.5-0.7 multi-step scheduling, recorded in the data), and a
-    note when the simulator has no such option (then it schedules every step)."""
+    ``num_scheduler_steps`` (vLLM 0.5.5-0.7 multi-step scheduling, recorded in the data)."""
     k = int(case.get("num_scheduler_steps", 1))
-    if k == 1:
-        return {}, None
-    if "num_scheduler_steps" in inspect.signature(simulate).parameters:
-        return {"num_scheduler_steps": k}, None
-    return {}, f"num_scheduler_steps {k} not modelled by the simulator (one step per schedule)"
+    return {"num_scheduler_steps": k} if k != 1 else {}
 
 
 def lengths(case: dict[str, Any]) -> tuple[Lengths, Lengths, float, float]:
@@ -248,8 +222,8 @@ def trtllm_utilization(
 
 def serving_workload(
     case: dict[str, Any], model: Model, cluster: Cluster, mean_in: float, mean_out: float
-) -> tuple[InferenceWorkload, str | None]:
-    """The inference workload of a request-rate case, and the engine passed (None: no field)."""
+) -> tuple[InferenceWorkload, str]:
+    """The inference workload of a request-rate case, and the engine profile it names."""
     util = float(case["gpu_memory_utilization"])
     prompt, output = max(1, round(mean_in)), max(1, round(mean_out))
     if case["engine"].startswith("TensorRT-LLM"):
@@ -265,11 +239,8 @@ def serving_workload(
         "gpu_memory_utilization": util,
         "max_num_batched_tokens": int(case["max_num_batched_tokens"]),
     }
-    work = InferenceWorkload(**doc)
-    if not has_engine_field():
-        return work, None
-    engine, _ = schema_engine(engine_key(case["engine"]))
-    return vi.with_engine(work, engine), engine
+    engine = engine_key(case["engine"])
+    return vi.with_engine(InferenceWorkload(**doc), engine), engine
 
 
 # --- prediction -------------------------------------------------------------------------------
@@ -294,10 +265,8 @@ def predict_static(case: dict[str, Any], model: Model, cluster: Cluster) -> dict
         "lengths": [case["input_len"], case["output_len"]],
     }
     plan = build_plan(cluster, model, int(case["tp"]), int(case["pp"]), int(case["batch_size"]))
-    row["serving_engine"] = None
-    if has_engine_field():
-        row["serving_engine"], row["engine_note"] = schema_engine(engine_key(case["engine"]))
-    work = vi.build_workload(case, vi.TRTLLM_MEMORY_UTILIZATION, row["serving_engine"] or "auto")
+    row["serving_engine"] = engine_key(case["engine"])
+    work = vi.build_workload(case, vi.TRTLLM_MEMORY_UTILIZATION, row["serving_engine"])
     rep = evaluate(model, cluster, work, plan).to_dict()
     gpus = int(case["tp"]) * int(case["pp"])
     row["feasible"] = bool(rep["feasible"])
@@ -324,9 +293,7 @@ def predict_rate(
     ]
     work, engine = serving_workload(case, model, cluster, mean_in, mean_out)
     row["serving_engine"] = engine
-    if engine is not None:
-        row["engine_note"] = schema_engine(engine_key(case["engine"]))[1]
-    steps, row["scheduler_note"] = scheduler_steps(case)
+    steps = scheduler_steps(case)
     row["num_scheduler_steps"] = int(case.get("num_scheduler_steps", 1))
     row["gpu_memory_utilization_used"] = work.gpu_memory_utilization
     seqs, budget = int(case["max_num_seqs"]), int(case["max_num_batched_tokens"])
@@ -484,20 +451,6 @@ def summary_lines(summ: dict[str, Any]) -> Iterable[str]:
             else ""
         )
     )
-    yield f"engine-step model: {summ['engine_step_model']}"
-    for note, n in summ["model_notes"].items():
-        yield f"  not applied ({n} cases): {note}"
-
-
-def model_notes(rows: list[dict[str, Any]]) -> dict[str, int]:
-    """Each engine or scheduler setting of the data the model could not apply, and how many
-    cases it concerns (:func:`schema_engine`, :func:`scheduler_steps`)."""
-    notes: dict[str, int] = {}
-    for r in rows:
-        for key in ("engine_note", "scheduler_note"):
-            if r.get(key):
-                notes[r[key]] = notes.get(r[key], 0) + 1
-    return notes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -533,13 +486,6 @@ def main(argv: list[str] | None = None) -> int:
         "tp_sweeps": sweep_summary(sweeps),
         "infeasible": len(bad),
         "infeasible_ids": bad,
-        "engine_step_model": (
-            "serving_engine passed per case"
-            if has_engine_field()
-            else "TODO: InferenceWorkload has no serving_engine field yet; roofline step cost, "
-            "no per-step overhead"
-        ),
-        "model_notes": model_notes(rows),
         "max_prompts": args.max_prompts,
         "wall_s": time.perf_counter() - started,
     }

@@ -6,6 +6,7 @@ sources, and the evaluator and the simulator agreeing on a static batch under ev
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 
 import numpy as np
@@ -483,31 +484,24 @@ def test_sglang_0_3_is_sglang_with_its_synchronous_scheduler_host_time() -> None
     )
 
 
-def test_validation_reports_engine_settings_it_cannot_apply() -> None:
-    """benchmarks/validate_serving.py prices a versioned profile only where the workload
-    schema names it and runs ``num_scheduler_steps`` only where the simulator takes it;
-    otherwise it falls back visibly (a note per case), never silently."""
+def test_validation_prices_every_published_engine_by_its_own_profile() -> None:
+    """benchmarks/validate_serving.py maps each case's engine and version to a profile
+    (``engine_key``): every profile it names is one the workload schema accepts, so no case is
+    priced by a fallback, and a case's ``num_scheduler_steps`` reaches the simulator."""
+    import json
     import sys
     import typing
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    bench = Path(__file__).resolve().parent.parent / "benchmarks"
+    sys.path.insert(0, str(bench))
     import validate_serving as vs
 
     accepted = typing.get_args(InferenceWorkload.model_fields["serving_engine"].annotation)
-    assert vs.schema_engine("vllm-0.6") == ("vllm-0.6", None)
-    key, note = vs.schema_engine("sglang-0.3")
-    if "sglang-0.3" in accepted:
-        assert (key, note) == ("sglang-0.3", None)
-    else:
-        assert key == "sglang" and note is not None and "sglang-0.3" in note
-    assert vs.scheduler_steps({}) == ({}, None)
-    kwargs, note = vs.scheduler_steps({"num_scheduler_steps": 10})
-    import inspect
-
-    if "num_scheduler_steps" in inspect.signature(simulate).parameters:
-        assert (kwargs, note) == ({"num_scheduler_steps": 10}, None)
-    else:
-        assert kwargs == {} and note is not None and "num_scheduler_steps 10" in note
-    rows = [{"engine_note": "a"}, {"engine_note": "a", "scheduler_note": "b"}, {}]
-    assert vs.model_notes(rows) == {"a": 2, "b": 1}
+    cases = json.loads((bench / "data" / "published-serving.json").read_text())["cases"]
+    keys = {vs.engine_key(c["engine"]) for c in cases}
+    assert {"trtllm-0.9", "vllm-0.6", "sglang-0.3"} <= keys
+    assert keys <= set(accepted)
+    assert vs.scheduler_steps({}) == {}
+    assert vs.scheduler_steps({"num_scheduler_steps": 10}) == {"num_scheduler_steps": 10}
+    assert "num_scheduler_steps" in inspect.signature(simulate).parameters
