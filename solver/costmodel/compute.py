@@ -39,6 +39,7 @@ __all__ = [
     "decode_block_time",
     "embedding_time",
     "engine_head_time",
+    "serving_head_time",
     "head_time",
     "op_time",
     "peak_tflops",
@@ -882,6 +883,34 @@ def _engine_op_time(op: Op, gpu: GPUSpec, precision: str) -> float:
     rate = peak * 1e12 * eff * real * power_clock_fraction(gpu)
     bw = gpu.memory_bandwidth_GBps * 1e9 * gpu.memory_efficiency
     return serving_engine.gemm_time(op.flops, op.bytes, rate, bw)
+
+
+def serving_head_time(
+    model: Model,
+    gpu: GPUSpec,
+    *,
+    tp: int,
+    rows: int,
+    precision: str,
+    tp_link: LinkTier,
+    stack: Stack,
+    engine: EngineProfile | None,
+) -> PassTime:
+    """The head of one serving step for ``rows`` sampled rows: :func:`engine_head_time` under a
+    serving engine's profile, else (None or ``roofline``) the roofline :func:`head_time` at one
+    token per row -- the same switch as :func:`prefill_block_time` / :func:`decode_block_time`."""
+    if engine is not None and engine.smooth_gemm:
+        return engine_head_time(model, gpu, tp=tp, rows=rows, tp_link=tp_link, engine=engine)
+    return head_time(
+        model,
+        gpu,
+        tp=tp,
+        micro_batch=rows,
+        seq=1,
+        precision=precision,
+        tp_link=tp_link,
+        stack=stack,
+    )
 
 
 def engine_head_time(

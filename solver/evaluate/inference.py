@@ -36,14 +36,13 @@ from ..costmodel import constants as C
 from ..costmodel import (
     decode_block_time,
     embedding_time,
-    head_time,
     model_flops_per_step,
     peak_tflops,
     prefill_block_time,
 )
 from ..costmodel import serving_engine as SE
 from ..costmodel.comm import LinkTier
-from ..costmodel.compute import engine_head_time
+from ..costmodel.compute import serving_head_time
 from ..costmodel.quant import serving_precision
 from ..costmodel.serving_memory import stage_weight_bytes
 from ..costmodel.stack import stack_of
@@ -154,21 +153,16 @@ def _evaluate_inference(
                 t_pre, t_dec = t_pre + e1.fwd_s, t_dec + e2.fwd_s
                 tp_pre, tp_dec = tp_pre + e1.tp_comm_fwd_s, tp_dec + e2.tp_comm_fwd_s
             if s == p - 1:
-                if engine.smooth_gemm:
-                    hd = engine_head_time(
-                        model, gpu, tp=st.tp, rows=bm, tp_link=link, engine=engine
-                    )
-                else:
-                    hd = head_time(
-                        model,
-                        gpu,
-                        tp=st.tp,
-                        micro_batch=bm,
-                        seq=1,
-                        precision=prec,
-                        tp_link=link,
-                        stack=stack_of(wl),
-                    )
+                hd = serving_head_time(
+                    model,
+                    gpu,
+                    tp=st.tp,
+                    rows=bm,
+                    precision=prec,
+                    tp_link=link,
+                    stack=stack_of(wl),
+                    engine=engine,
+                )
                 host = SE.step_overhead_s(engine)  # once per step, prefill or decode
                 t_pre, t_dec = t_pre + hd.fwd_s + host, t_dec + hd.fwd_s + host
                 tp_pre, tp_dec = tp_pre + hd.tp_comm_fwd_s, tp_dec + hd.tp_comm_fwd_s

@@ -67,14 +67,13 @@ from ..costmodel import (
     block_forward_ops,
     decode_block_time,
     embedding_time,
-    head_time,
     kv_cache_bytes_per_token,
     op_time,
     prefill_block_time,
 )
 from ..costmodel import constants as C
 from ..costmodel import serving_engine as SE
-from ..costmodel.compute import attention_saturation, engine_head_time
+from ..costmodel.compute import attention_saturation, serving_head_time
 from ..costmodel.quant import serving_precision
 from ..costmodel.serving_memory import stage_kv_pool, stage_weight_bytes
 from ..costmodel.stack import stack_of
@@ -372,12 +371,15 @@ def _add_stage(
         ).fwd_s
 
     def head(rows: int) -> float:
-        if engine.smooth_gemm:
-            return engine_head_time(
-                model, gpu, tp=st.tp, rows=rows, tp_link=link, engine=engine
-            ).fwd_s
-        return head_time(
-            model, gpu, tp=st.tp, micro_batch=rows, seq=1, precision=prec, tp_link=link, stack=stack
+        return serving_head_time(
+            model,
+            gpu,
+            tp=st.tp,
+            rows=rows,
+            precision=prec,
+            tp_link=link,
+            stack=stack,
+            engine=engine,
         ).fwd_s
 
     def embed(rows: int, seq: int) -> float:
