@@ -79,12 +79,10 @@ from ..serving import (
     default_max_num_batched_tokens,
     generate_requests,
     kv_capacity_tokens,
-    kv_policy_for,
     lengths_from_spec,
-    roofline_step_cost,
     simulate,
 )
-from ..serving.api import check_percentile
+from ..serving.api import check_percentile, replica_for
 from ..serving.capacity import (
     REL_TOL,
     SEARCH_REQUESTS,
@@ -333,24 +331,9 @@ def _group(cluster: Cluster, model: Model, pool: str, tp: int, pp: int, seqs: in
 def _replica(
     model: Model, cluster: Cluster, workload: InferenceWorkload, grp: ReplicaGroup, seqs: int
 ) -> Replica:
-    """The engine :func:`solver.serving.simulate` builds for one replica of ``grp`` (same
-    budget, step cost and KV capacity, so the search and the verification agree)."""
-    gpu = gpu_with_calibration(cluster.pool(grp.stages[0].pool), None)
-    budget = max(default_max_num_batched_tokens(gpu), seqs)
-    cost = roofline_step_cost(
-        model, cluster, workload, grp, max_num_seqs=seqs, max_num_batched_tokens=budget
-    )
-    kv = kv_capacity_tokens(
-        model, cluster, workload, grp, max_num_seqs=seqs, max_num_batched_tokens=budget
-    )
-    return Replica(
-        cost,
-        seqs,
-        budget,
-        kv,
-        kv_policy_for(workload),
-        num_scheduler_steps=workload.num_scheduler_steps,
-    )
+    """The engine :func:`solver.serving.simulate` builds for one replica of ``grp``
+    (:func:`~solver.serving.api.replica_for`, so the search and the verification agree)."""
+    return replica_for(model, cluster, workload, grp, max_num_seqs=seqs)
 
 
 def _auto_pp(

@@ -54,7 +54,7 @@ from ..costmodel.constants import KV_BLOCK_SIZE_TOKENS
 from ..errors import SpecError
 from ..evaluate.calibration import Cal, calibrated_cluster, gpu_with_calibration
 from ..evaluate.checks import check_divisibility, check_kind, check_layers, check_precision
-from ..specs import Cluster, InferenceWorkload, Model, Plan, check_spec_arguments
+from ..specs import Cluster, InferenceWorkload, Model, Plan, ReplicaGroup, check_spec_arguments
 from .metrics import ServingMetrics, serving_metrics
 from .simulator import (
     KV_POLICIES,
@@ -83,6 +83,7 @@ __all__ = [
     "check_percentile",
     "jsq_assignment",
     "kv_policy_for",
+    "replica_for",
     "serve",
     "simulate",
     "weighted_assignment",
@@ -118,6 +119,58 @@ class Replica:
             stop=stop,
             num_scheduler_steps=self.num_scheduler_steps,
         )
+
+
+def replica_for(
+    model: Model,
+    cluster: Cluster,
+    workload: InferenceWorkload,
+    group: ReplicaGroup,
+    *,
+    max_num_seqs: int,
+    max_num_batched_tokens: int | None = None,
+    kv_capacity: int | None = None,
+    calibration: Cal = None,
+    step_overhead_s: float = 0.0,
+    kv_policy: str | None = None,
+    num_scheduler_steps: int | None = None,
+) -> Replica:
+    """The engine of one replica of ``group``, as :func:`simulate` runs it and the serving
+    planner's capacity search scores it: token budget ``max_num_batched_tokens`` (default
+    vLLM's for the first stage's GPU, :func:`default_max_num_batched_tokens`) and at least
+    ``max_num_seqs``; the roofline step cost; the serving ledger's KV capacity unless
+    ``kv_capacity`` is given; the workload's KV policy and scheduler steps unless given."""
+    gpu = gpu_with_calibration(cluster.pool(group.stages[0].pool), calibration)
+    budget = max(max_num_batched_tokens or default_max_num_batched_tokens(gpu), max_num_seqs)
+    cost = roofline_step_cost(
+        model,
+        cluster,
+        workload,
+        group,
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=budget,
+        calibration=calibration,
+        step_overhead_s=step_overhead_s,
+    )
+    kv = kv_capacity or kv_capacity_tokens(
+        model,
+        cluster,
+        workload,
+        group,
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=budget,
+        calibration=calibration,
+    )
+    return Replica(
+        cost,
+        max_num_seqs,
+        budget,
+        kv,
+        kv_policy_for(workload) if kv_policy is None else kv_policy,
+        num_scheduler_steps=(
+            workload.num_scheduler_steps if num_scheduler_steps is None else num_scheduler_steps
+        ),
+    )
 
 
 def kv_policy_for(workload: InferenceWorkload) -> str:
@@ -470,30 +523,23 @@ def simulate(
     setups: list[dict[str, int | str]] = []
     for g, grp in enumerate(plan.replica_groups):
         seqs = max_num_seqs or grp.batch_size or DEFAULT_MAX_NUM_SEQS
-        gpu = gpu_with_calibration(cluster.pool(grp.stages[0].pool), calibration)
-        budget = max(max_num_batched_tokens or default_max_num_batched_tokens(gpu), seqs)
-        cost = roofline_step_cost(
+        rep = replica_for(
             model,
             cluster,
             workload,
             grp,
             max_num_seqs=seqs,
-            max_num_batched_tokens=budget,
+            max_num_batched_tokens=max_num_batched_tokens,
+            kv_capacity=kv_capacity,
             calibration=calibration,
             step_overhead_s=step_overhead_s,
+            kv_policy=policy,
+            num_scheduler_steps=steps,
         )
-        kv = kv_capacity or kv_capacity_tokens(
-            model,
-            cluster,
-            workload,
-            grp,
-            max_num_seqs=seqs,
-            max_num_batched_tokens=budget,
-            calibration=calibration,
-        )
+        budget, kv = rep.max_num_batched_tokens, rep.kv_capacity_tokens
         if kv < 1:
             raise SpecError(f"plan.replica_groups[{g}]: the weights leave no memory for a KV cache")
-        replicas += [Replica(cost, seqs, budget, kv, policy, num_scheduler_steps=steps)] * grp.count
+        replicas += [rep] * grp.count
         setups.append(
             {
                 "group": g,
