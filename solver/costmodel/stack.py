@@ -65,7 +65,7 @@ class Stack:
         ``training.compile``, torchtitan bbb1b61 onwards): its traffic is a fused loss's
         (``CROSS_ENTROPY_BYTES`` / ``CROSS_ENTROPY_BWD_BYTES``).  Its memory peak is still
         charged as the eager loss's (an upper bound) until measured
-        (``benchmarks/validation/modern/loss_peak_compiled.py``).
+        (``benchmarks/validation/modern/loss_peak.py --kinds plain,compiled``).
     fp8_recipe
         FP8 scaling of the GEMM operands; ``"none"`` unless the workload's precision is fp8.
         ``"tensorwise"``: one dynamic scale per tensor (torchao's tensorwise recipe).

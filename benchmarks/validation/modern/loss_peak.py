@@ -2,6 +2,7 @@
 (torch only; one GPU).
 
     python benchmarks/validation/modern/loss_peak.py --out raw-loss-peak.json
+    python benchmarks/validation/modern/loss_peak.py --kinds plain,compiled --out raw-loss-peak-compiled.json
 
 For logits of shape (b, s, V) produced by a bf16 linear head, measures the allocated peak of
 forward + backward above what exists before the head (the hidden states, the head weight),
@@ -12,7 +13,10 @@ divided by b*s*V, for:
 * ``loss_parallel``: the same under ``torch.distributed.tensor.parallel.loss_parallel()`` with
   the logits a DTensor sharded on the vocabulary (a one-rank mesh) -- torchtitan with TP;
 * ``hf``: logits upcast to fp32 first, then ``F.cross_entropy`` (Hugging Face's
-  ``ForCausalLMLoss``), for reference.
+  ``ForCausalLMLoss``), for reference;
+* ``compiled``: ``plain`` under ``torch.compile`` -- torchtitan's ``build_cross_entropy_loss``
+  when ``training.compile`` is on (2025 torchtitan; the Dec 2024 runs left the loss eager),
+  compiled on the same shapes before the measured region.
 """
 
 from __future__ import annotations
@@ -26,7 +30,17 @@ import torch
 import torch.nn.functional as F
 
 
+def _ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(0, 1))
+
+
 def measure(kind: str, b: int, s: int, h: int, v: int) -> dict[str, Any]:
+    compiled = torch.compile(_ce) if kind == "compiled" else None
+    for _ in range(2 if compiled is not None else 0):  # compile outside the measured region
+        xw = torch.randn(b, s, h, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+        ww = torch.randn(v, h, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+        compiled(xw @ ww.t(), torch.randint(0, v, (b, s), device="cuda")).backward()  # type: ignore[misc]
+        del xw, ww
     torch.cuda.empty_cache()
     x = torch.randn(b, s, h, device="cuda", dtype=torch.bfloat16, requires_grad=True)
     w = torch.randn(v, h, device="cuda", dtype=torch.bfloat16, requires_grad=True)
@@ -36,7 +50,9 @@ def measure(kind: str, b: int, s: int, h: int, v: int) -> dict[str, Any]:
     torch.cuda.reset_peak_memory_stats()
     logits = x @ w.t()
     if kind == "plain":
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(0, 1))
+        loss = _ce(logits, labels)
+    elif compiled is not None:
+        loss = compiled(logits, labels)
     elif kind == "hf":
         loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(0, 1))
     else:
@@ -61,6 +77,7 @@ def measure(kind: str, b: int, s: int, h: int, v: int) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
+    ap.add_argument("--kinds", default="plain,hf,loss_parallel", help="comma-separated kinds")
     args = ap.parse_args()
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ.setdefault("MASTER_PORT", "29512")
@@ -69,7 +86,7 @@ def main() -> None:
     torch.distributed.init_process_group("nccl")
     torch.cuda.set_device(0)
     res: dict[str, Any] = dict(torch=torch.__version__, device=torch.cuda.get_device_name(), rows=[])
-    for kind in ("plain", "hf", "loss_parallel"):
+    for kind in args.kinds.split(","):
         for b, s in ((1, 8192), (2, 8192)):
             try:
                 r = measure(kind, b, s, 4096, 128256)
