@@ -18,6 +18,7 @@ for those terms (calibration replaces only the terms it fitted).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,12 @@ from ..errors import SpecError
 from ..specs import Calibration
 from .calibrate import gpu_for_device
 
-__all__ = ["calibration_from_serving", "decode_attention_fit", "is_serving_raw"]
+__all__ = [
+    "calibration_from_serving",
+    "decode_attention_fit",
+    "fit_fixed_plus_bytes",
+    "is_serving_raw",
+]
 
 #: ``format`` of :func:`solver.profile.serving.run_serving_profile`'s result.
 _FORMAT_PREFIX = "shardwise-serving-micro/"
@@ -36,6 +42,14 @@ _FORMAT_PREFIX = "shardwise-serving-micro/"
 def is_serving_raw(doc: Any) -> bool:
     """Whether ``doc`` is a ``profile --serving`` result document."""
     return isinstance(doc, dict) and str(doc.get("format", "")).startswith(_FORMAT_PREFIX)
+
+
+def fit_fixed_plus_bytes(seconds: Sequence[float], nbytes: Sequence[float]) -> tuple[float, float]:
+    """Least squares ``t = fixed + bytes x inv_B``: ``(fixed_s, inv_B)`` (unclamped)."""
+    t = np.asarray(seconds, dtype=np.float64)
+    x = np.asarray(nbytes, dtype=np.float64)
+    (fixed, inv_b), *_ = np.linalg.lstsq(np.stack([np.ones_like(x), x], axis=1), t, rcond=None)
+    return float(fixed), float(inv_b)
 
 
 def decode_attention_fit(best: dict[Any, dict[Any, dict[str, Any]]]) -> tuple[float, float, int]:
@@ -51,10 +65,7 @@ def decode_attention_fit(best: dict[Any, dict[Any, dict[str, Any]]]) -> tuple[fl
         raise SpecError(
             f"profile --serving: decode_attention: need >= 2 measured cases to fit, got {len(rows)}"
         )
-    t = np.array([r[0] for r in rows])
-    nbytes = np.array([r[1] for r in rows])
-    a = np.stack([np.ones_like(nbytes), nbytes], axis=1)
-    (fixed, inv_b), *_ = np.linalg.lstsq(a, t, rcond=None)
+    fixed, inv_b = fit_fixed_plus_bytes([r[0] for r in rows], [r[1] for r in rows])
     if not inv_b > 0:
         raise SpecError("profile --serving: decode_attention: the fit has no positive bandwidth")
     return max(0.0, float(fixed)), 1.0 / float(inv_b), len(rows)

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from solver.profile.calibrate_serving import fit_fixed_plus_bytes
+
 #: What ``solver/costmodel/serving_engine.py`` uses (fitted on an A100 table), for comparison.
 A100_FIT = {"p": 1.5, "fixed_us": 8.0}
 #: H100 SXM5 HBM3 bandwidth, NVIDIA H100 datasheet (2023): the memory roof's reference.
@@ -72,10 +74,7 @@ def gemm_fit(rows: list[dict[str, Any]], flops_roof: float, hbm_peak: float) -> 
 
 def attention_fit(best: list[dict[str, Any]]) -> dict[str, Any]:
     """Least squares ``t = fixed + bytes / B`` over the fastest kernel of each case."""
-    x = np.array([r["kv_bytes"] for r in best])
-    t = np.array([r["s"] for r in best])
-    a = np.stack([np.ones_like(x), x], 1)
-    (fixed, inv_b), *_ = np.linalg.lstsq(a, t, rcond=None)
+    fixed, inv_b = fit_fixed_plus_bytes([r["s"] for r in best], [r["kv_bytes"] for r in best])
     return {"fixed_us": float(fixed * 1e6), "B_eff_Bps": float(1.0 / inv_b), "cases": len(best)}
 
 
