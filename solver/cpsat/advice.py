@@ -299,12 +299,18 @@ class Relaxation:
     factor: int = 1  #: every pool's nodes x this
     engine: str | None = None  #: an engine scope to plan with instead of the caller's
 
-    def apply(
-        self, cluster: Cluster, workload: AnyWorkload
-    ) -> tuple[Cluster, AnyWorkload]:
+    def apply(self, cluster: Cluster, workload: AnyWorkload) -> tuple[Cluster, AnyWorkload]:
         """The relaxed instance (ValidationError where the change breaks a spec rule)."""
         relaxed = _with(workload, **dict(self.update)) if self.update else workload
         return (scaled(cluster, self.factor) if self.factor > 1 else cluster), relaxed
+
+    def applies(self, cluster: Cluster, workload: AnyWorkload) -> bool:
+        """Whether the specs accept the change (:meth:`apply` raises nothing)."""
+        try:
+            self.apply(cluster, workload)
+        except (ValidationError, ValueError):
+            return False
+        return True
 
     def __add__(self, other: Relaxation) -> Relaxation | None:
         """Both changes at once (None where they touch the same axis)."""
@@ -397,16 +403,9 @@ def relaxation_axes(
     """
     axes: list[list[Relaxation]] = []
 
-    def valid(r: Relaxation) -> bool:
-        try:
-            r.apply(cluster, workload)
-        except (ValidationError, ValueError):
-            return False
-        return True
-
     def one(change: str, axis: str, **update: Any) -> None:
         r = Relaxation(change, (axis,), tuple(update.items()))
-        if valid(r):
+        if r.applies(cluster, workload):
             axes.append([r])
 
     if "full" not in workload.recompute:
@@ -461,7 +460,7 @@ def relaxation_axes(
         if seq < 1 or (k > 1 and states_GB(model, workload, seq) > have):
             break
         r = Relaxation(f"sequence_length {seq}", ("sequence",), (("sequence_length", seq),))
-        if valid(r):
+        if r.applies(cluster, workload):
             seqs.append(r)
     if seqs:
         axes.append(seqs)
@@ -500,15 +499,8 @@ def inference_relaxation_axes(
     """
     axes: list[list[Relaxation]] = []
 
-    def valid(r: Relaxation) -> bool:
-        try:
-            r.apply(cluster, workload)
-        except (ValidationError, ValueError):
-            return False
-        return True
-
     def axis(steps: list[Relaxation]) -> None:
-        ok = [r for r in steps if valid(r)]
+        ok = [r for r in steps if r.applies(cluster, workload)]
         if ok:
             axes.append(ok)
 
@@ -521,7 +513,13 @@ def inference_relaxation_axes(
     if workload.kv_cache_precision not in ("fp8", "fp8_e4m3", "fp8_e5m2"):
         axis([step("kv_cache_precision fp8", "kv_cache", kv_cache_precision="fp8")])
     if engine_scope != "any-plan":
-        axis([Relaxation("plans beyond the engines (engine any-plan)", ("engine",), engine="any-plan")])
+        axis(
+            [
+                Relaxation(
+                    "plans beyond the engines (engine any-plan)", ("engine",), engine="any-plan"
+                )
+            ]
+        )
     suggested = {k: float(v.replace(",", "")) for k, v in _LOOSEN.findall(message)}
     for name in ("ttft_ms", "tpot_ms"):
         slo = getattr(workload, name)
