@@ -27,6 +27,17 @@ tokens/s per replica (MoE: the experts a batch of B top-k tokens touches, all of
 B k >> experts).  A published throughput above that bound (``bound_tok_s_per_gpu``) is
 flagged ``above physical bound``: no cost model can match it honestly.
 
+Physical floor of a first-token latency: a batch-1 prefill reads every weight it uses once
+(at peak HBM bandwidth) and executes its forward FLOPs (at the dense tensor peak), so it takes
+at least ``max(weight bytes / peak bandwidth, FLOPs / peak)`` (``ttft_floor_ms``; MoE: the
+experts its tokens touch).  A published TTFT below it is flagged ``below physical floor``; the
+ratio shows how close to the hardware a row ran (A100 Mixtral at 128 tokens: 0.96 of it).
+
+Where the time goes (``time_split``, printed for the ``trtllm-0.9`` profile): the request's
+prefill, its decode steps (output x step), the TP all-reduces inside both, and the engine's
+host time per step (``step_host_us`` x (1 + output)), in ms -- to tell which term a row's
+error lives in.
+
 error = predicted / published - 1.  Every published configuration ran, so the evaluator must
 report each one feasible; the summary counts those it reports infeasible (goal: 0) and lists
 their violations.
@@ -82,10 +93,12 @@ import published_runs as pr  # noqa: E402
 import solver  # noqa: E402
 from solver.catalog import gpu_of  # noqa: E402
 from solver.construction import build_stages, split_layers  # noqa: E402
-from solver.costmodel.serving_engine import ENGINES  # noqa: E402
+from solver.costmodel.compute import peak_tflops, prefill_block_time  # noqa: E402
+from solver.costmodel.quant import weight_bytes_per_element  # noqa: E402
+from solver.costmodel.serving_engine import ENGINES, resolve, step_overhead_s  # noqa: E402
 from solver.costmodel.serving_memory import stage_weight_bytes  # noqa: E402
 from solver.errors import SpecError  # noqa: E402
-from solver.evaluate import evaluate  # noqa: E402
+from solver.evaluate import evaluate, tp_link  # noqa: E402
 from solver.specs import (  # noqa: E402
     Cluster,
     InferenceWorkload,
@@ -226,6 +239,63 @@ def throughput_bound(case: dict[str, Any], model: Model, cluster: Cluster) -> fl
     return batch / (w / bw) / (tp * int(case["pp"]))
 
 
+def _touched_weight_bytes(case: dict[str, Any], model: Model, tokens: int) -> float:
+    """Weight bytes on one GPU a forward of ``tokens`` tokens reads at the case's precision:
+    all of them for a dense model, the experts its tokens touch for an MoE."""
+    tp = int(case["tp"])
+    w = stage_weight_bytes(
+        model,
+        layers=model.num_layers,
+        first=True,
+        last=True,
+        tp=tp,
+        context_tokens=case["input_len"] + case["output_len"],
+        precision=case["precision"],
+    )
+    if model.num_experts and model.experts_per_token:
+        e, k = model.num_experts, model.experts_per_token
+        touched = e * (1.0 - (1.0 - k / e) ** tokens)  # uniform routing, as throughput_bound
+        f = (model.moe_ffn_hidden_size or model.ffn_hidden_size) / tp
+        n_mat = 3 if model.mlp == "swiglu" else 2
+        width = weight_bytes_per_element(case["precision"])
+        w -= (e - touched) * n_mat * model.hidden_size * f * width * model.num_layers
+    return w
+
+
+def ttft_floor_ms(case: dict[str, Any], model: Model, cluster: Cluster) -> float:
+    """Lower bound on a batch-1 first-token latency: ``max(weights read / peak HBM bandwidth,
+    forward FLOPs / dense tensor peak)`` on one GPU of the TP group (module docstring)."""
+    pool = cluster.pools[0]
+    gpu = gpu_of(pool)
+    tokens = int(case["batch_size"]) * int(case["input_len"])
+    block = prefill_block_time(
+        model,
+        gpu,
+        tp=int(case["tp"]),
+        batch=int(case["batch_size"]),
+        prompt=int(case["input_len"]),
+        precision=case["precision"],
+        tp_link=tp_link(pool),
+    )
+    flops = block.flops_fwd * model.num_layers
+    mem_s = _touched_weight_bytes(case, model, tokens) / (gpu.memory_bandwidth_GBps * 1e9)
+    compute_s = flops / (peak_tflops(gpu, case["precision"]) * 1e12)
+    return 1e3 * max(mem_s, compute_s)
+
+
+def time_split(rep: dict[str, Any], case: dict[str, Any], engine: str) -> dict[str, float]:
+    """Where a request's latency goes, ms (module docstring): prefill, decode (output x step),
+    the TP all-reduces inside both, and the engine's host time per step."""
+    stage = rep["time_breakdown"][0]  # every case is one stage (PP = 1)
+    out = int(case["output_len"])
+    return {
+        "prefill_ms": 1e3 * stage["prefill_s"],
+        "decode_ms": 1e3 * out * stage["decode_step_s"],
+        "tp_comm_ms": 1e3 * stage["tp_comm_s"],
+        "host_ms": 1e3 * (1 + out) * step_overhead_s(resolve(engine)),
+    }
+
+
 def predict(
     case: dict[str, Any],
     shapes: dict[str, Any],
@@ -262,6 +332,7 @@ def predict(
         "error": {},
         "peak_memory_GB_per_gpu": rep["peak_memory_GB_per_gpu"],
     }
+    row["time_split"] = time_split(rep, case, engine)
     ledger = rep["memory_ledger"]
     if ledger:
         first = ledger[0]
@@ -275,6 +346,10 @@ def predict(
             pub = float(case["measured"][pub_key])
             row["published"][pred_key] = pub
             row["error"][pred_key] = predicted[pred_key] / pub - 1.0
+    if "ttft_ms" in case["measured"]:
+        floor = ttft_floor_ms(case, model, cluster)
+        row["ttft_floor_ms"] = floor
+        row["below_physical_floor"] = float(case["measured"]["ttft_ms"]) < floor
     if "throughput_tok_s_per_gpu" in case["measured"]:
         bound = throughput_bound(case, model, cluster)
         row["bound_tok_s_per_gpu"] = bound
@@ -320,6 +395,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out["infeasible_ids"] = bad
     out["infeasible_at_vllm_default"] = sum(not r["feasible_at_vllm_default"] for r in rows)
     out["above_physical_bound"] = [r["id"] for r in rows if r.get("above_physical_bound")]
+    out["below_physical_floor"] = [r["id"] for r in rows if r.get("below_physical_floor")]
     return out
 
 
@@ -346,6 +422,10 @@ def metric_table(by_engine: dict[str, list[dict[str, Any]]], key: str, label: st
             line += f" {r['predicted'][key]:14.2f} {_pct(r['error'].get(key))}"
         if r0.get("above_physical_bound") and key != "ttft_ms":
             line += f"  above physical bound ({r0['bound_tok_s_per_gpu']:.0f} tok/s/GPU)"
+        if key == "ttft_ms" and "ttft_floor_ms" in r0:
+            ratio = r0["ttft_floor_ms"] / r0["published"][key]
+            flag = "below physical floor" if r0["below_physical_floor"] else "floor"
+            line += f"  {flag} {r0['ttft_floor_ms']:.1f} ms ({ratio:.2f} of published)"
         lines.append(line)
     return "\n".join(lines)
 
@@ -406,6 +486,24 @@ def table(rows: list[dict[str, Any]], summ: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def split_table(rows: list[dict[str, Any]]) -> str:
+    """Where each case's predicted request latency goes (``time_split``), with its errors."""
+    head = (
+        f"{'where the time goes: case':52s} {'prefill':>9s} {'decode':>9s} {'TP comm':>8s} "
+        f"{'host':>7s}  errors"
+    )
+    lines = [head]
+    for r in rows:
+        t = r["time_split"]
+        total = t["prefill_ms"] + t["decode_ms"]
+        errs = " ".join(f"{k} {_pct(e).strip()}" for k, e in r["error"].items())
+        lines.append(
+            f"{r['id'][6:58]:52s} {t['prefill_ms']:9.1f} {t['decode_ms']:9.1f} "
+            f"{100 * t['tp_comm_ms'] / total:7.1f}% {100 * t['host_ms'] / total:6.1f}%  {errs}"
+        )
+    return "\n".join(lines) + "\n(ms of one request; TP comm and host as shares of it)"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
@@ -433,6 +531,8 @@ def main(argv: list[str] | None = None) -> int:
     for key, label in ALL_METRICS:
         print()
         print(metric_table(by_engine, key, label))
+    print()
+    print(split_table(by_engine[ENGINE]))
     print()
     print(summary_table(summaries))
     out = Path(args.out)

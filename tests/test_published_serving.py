@@ -118,3 +118,66 @@ def test_small_request_rate_case_simulates() -> None:
     assert row["feasible"] and row["num_prompts"] == 200
     assert set(row["error"]) == set(case["measured"])
     assert all(math.isfinite(e) for e in row["error"].values())
+
+
+# --- TensorRT-LLM 0.17: trtllm-bench's engine-build heuristic --------------------------------
+#: NVIDIA/TensorRT-LLM tensorrt_llm/bench/build/tuning.py (calc_engine_setting, finetune_setting;
+#: the revision without the Mamba / optimistic-tuning options): the KV memory fraction it sizes
+#: for, and the caps on batch size and tokens per step.
+_BENCH_KV_FRACTION, _BENCH_MAX_BS, _BENCH_MAX_TOKENS = 0.95, 4096, 32768
+
+
+def _round_up(x: float, step: int) -> int:
+    return step * math.ceil(x / step)
+
+
+def trtllm_bench_setting(case: dict[str, Any]) -> tuple[int, int]:
+    """``(max_batch_size, max_num_tokens)`` that ``trtllm-bench build --dataset`` picks for a
+    case: the requests whose KV cache (at ISL + OSL) fits 0.95 of the memory left after the
+    weights (parameters x 1 B in FP8, 2 B otherwise; GPU memory in GiB, parameters in GB, as
+    the source mixes them), rounded up as ``finetune_setting`` does."""
+    from solver.catalog import resolve_gpu
+    from solver.costmodel.params import total_params
+
+    model = load_model(case["model"])
+    tp, pp = case["tp"], case["pp"]
+    isl, osl = case["dataset"]["input_len"], case["dataset"]["output_len"]
+    width = 1 if case["precision"] == "fp8" else 2
+    kv_heads = max(tp, model.num_kv_heads or model.num_attention_heads)
+    gib_per_token = 2 * model.num_layers * kv_heads * model.kv_channels * width / 2**30
+    memory_gib = resolve_gpu(case["gpu"]).memory_GB * 1e9 / 2**30
+    free = memory_gib * tp * pp - total_params(model, 0) / 1e9 * width
+    requests = free * _BENCH_KV_FRACTION / gib_per_token / (isl + osl)
+    raw_bs = min(requests, _BENCH_MAX_BS) / pp
+    raw_tokens = min(raw_bs * (1 + isl / osl), _BENCH_MAX_TOKENS)
+    if raw_bs < 256:
+        bs = max(64, _round_up(raw_bs, 32))
+    else:
+        bs = _round_up(raw_bs, 128 if raw_bs < 1024 else 256)
+    if raw_tokens < 4096:
+        tokens = max(2048, _round_up(raw_tokens, 256))
+    else:
+        tokens = _round_up(raw_tokens, 512 if raw_tokens < 8192 else 1024)
+    return bs, tokens
+
+
+def test_trtllm_bench_setting_by_hand() -> None:
+    """Llama 3.1 70B FP8, TP 1, H100, 128 / 2048: 85.0 GB = 79.2 GiB - 70.55 GB of weights
+    = 8.6, x 0.95 / (2 x 80 x 8 x 128 B = 1.53e-4 GiB per token) / 2,176 tokens = 24.6
+    requests -> the 64 / 2,048 floors; Llama 3.1 8B FP8 on H200 at 128 / 128: > 4,096
+    requests -> the 4,096 cap and 4,096 x 2 = 8,192 tokens."""
+    by_id = {c["id"]: c for c in CASES}
+    assert trtllm_bench_setting(by_id["trt017-h100-fp8-llama3-70b-tp1-128x2048"]) == (64, 2048)
+    assert trtllm_bench_setting(by_id["trt017-h200-fp8-llama3-8b-tp1-128x128"]) == (4096, 8192)
+
+
+TRT017 = [c for c in CASES if c["source"] == "trtllm-v0.17-perf-overview"]
+
+
+@pytest.mark.parametrize("case", TRT017, ids=[c["id"] for c in TRT017])
+def test_trtllm_017_limits_are_the_build_heuristic(case: dict[str, Any]) -> None:
+    """Every 0.17 case runs the engine limits trtllm-bench's build heuristic gives its
+    dataset, and says so in its settings (not an assumed value)."""
+    assert (case["max_num_seqs"], case["max_num_batched_tokens"]) == trtllm_bench_setting(case)
+    assert "tuning.py" in case["settings"]["max_num_seqs"]
+    assert "max_num_seqs" not in case.get("assumed", {})

@@ -174,14 +174,15 @@ def replica_for(
 
 
 def kv_policy_for(workload: InferenceWorkload) -> str:
-    """The KV-cache policy of the workload's serving engine: ``reserve`` for TensorRT-LLM
-    (its default capacity scheduler, GUARANTEED_NO_EVICT), ``preempt`` otherwise (vLLM, the
+    """The KV-cache policy of the workload's serving engine: ``reserve`` for TensorRT-LLM,
+    both profiles (its default capacity scheduler, GUARANTEED_NO_EVICT; the 0.9-era
+    gptManagerBenchmark defaults to ``guaranteed_no_evict`` too), ``preempt`` otherwise (vLLM, the
     ``auto`` engine; the pure roofline follows vLLM).  SGLang also frees and re-queues
     running requests for recomputation when decode memory runs out
     (``ScheduleBatch.retract_decode``, python/sglang/srt/managers/schedule_batch.py), but
     picks the request with the fewest output tokens (longest prompt on ties) rather than the
     newest: approximated here by vLLM's choice."""
-    return "reserve" if workload.serving_engine == "trtllm" else "preempt"
+    return "reserve" if workload.serving_engine.startswith("trtllm") else "preempt"
 
 
 class ReplicaSetup(BaseModel):
