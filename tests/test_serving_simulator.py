@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from solver.cli import app
+from solver.costmodel import serving_engine as SE
 from solver.errors import SpecError
 from solver.evaluate import evaluate
 from solver.io import load_cluster, load_model, load_workload
@@ -33,6 +35,7 @@ from solver.serving import (
     simulate,
     simulate_replica,
 )
+from solver.serving.simulator import Engine
 from solver.specs import InferenceWorkload, Plan
 
 MODEL70 = load_model("llama3-70b")
@@ -423,3 +426,138 @@ def test_cli_simulate_json_and_bad_input(tmp_path: Path) -> None:
     assert bad.stderr.strip() == "error: --rate: must be > 0 requests/s, got 0.0"
     train = runner.invoke(app, [*base[:6], "train-gpt-s2048", *base[7:]])
     assert train.exit_code == 2 and "training workload" in train.stderr
+
+
+# --- prefill-only steps (vLLM 0.6 V0 without chunked prefill, SGLang: mixed_batches False) ----
+@dataclass(frozen=True)
+class _PrefillFirstCost:
+    """A step cost that depends on everything a step holds, marked as an engine that runs no
+    decode in a step that prefills (the attribute the engine reads off its step cost)."""
+
+    mixed_batches: bool = False
+
+    @staticmethod
+    def _f(d: int, ctx: float, p: int, pctx: float) -> float:
+        return 1e-3 + 2e-5 * p + 1e-4 * d + 1e-8 * ctx + 1e-9 * pctx
+
+    def decode_steps(self, num_decode: int, context_sums: Any) -> Any:
+        return np.array([self._f(num_decode, float(c), 0, 0.0) for c in context_sums])
+
+    def step(self, num_decode: int, context_sum: float, chunk_tokens: Any, *rest: Any) -> float:
+        return self._f(num_decode, context_sum, int(chunk_tokens.sum()), 0.0)
+
+
+def _prefill_first_random(seed: int, n: int = 600) -> Requests:
+    return generate_requests(
+        n, 40.0, Lengths.lognormal(300, 1.0, 2000), Lengths.lognormal(150, 0.8, 1000), seed=seed
+    )
+
+
+def test_prefill_only_step_pauses_the_running_decodes() -> None:
+    """A (t=0, prompt 100, output 10), B (t=0.007, prompt 10, output 3), 5 ms steps.
+
+    Prefill-only: step 1 prefills A (first token 0.005), step 2 decodes A (B arrives in it),
+    step 3 prefills B alone (first token 0.015; A waits), steps 4-5 decode both (B done 0.025),
+    A decodes on alone to its 10th token at step 11: 0.055.  Mixed (vLLM V1's rule) runs A's
+    decode in B's prefill step: A done at 0.050, B the same.  ITL samples: A's token after the
+    pause spans it (10 ms), B's first decode counts from its first token (5 ms); they telescope
+    to finish - first per request."""
+    r = _reqs([0.0, 0.007], [100, 10], [10, 3])
+    kw: dict[str, Any] = {
+        "max_num_seqs": 4,
+        "max_num_batched_tokens": 512,
+        "kv_capacity_tokens": 10**6,
+    }
+    tr = simulate_replica(r, ConstantStepCost(0.005), mixed_batches=False, **kw)
+    assert tr.first_token_s.tolist() == pytest.approx([0.005, 0.015])
+    assert tr.finish_s.tolist() == pytest.approx([0.055, 0.025])
+    assert tr.step_decode.tolist() == [0, 1, 0, 2, 2, 1, 1, 1, 1, 1, 1]
+    assert tr.step_prefill_tokens.tolist()[:3] == [100, 0, 10]
+    assert tr.itl_s is not None and tr.itl_weight is not None
+    samples = sorted(zip(np.round(tr.itl_s * 1e3, 9).tolist(), tr.itl_weight.tolist(), strict=True))
+    assert samples == [(5.0, 1)] * 8 + [(5.0, 2), (10.0, 1)]
+    mixed = simulate_replica(r, ConstantStepCost(0.005), **kw)
+    assert mixed.finish_s.tolist() == pytest.approx([0.050, 0.025])
+    assert mixed.step_decode.tolist()[2] == 1 and mixed.itl_s is None
+
+
+def test_prefill_only_step_gives_the_prompt_the_whole_token_budget() -> None:
+    """Budget 64: with A decoding, B's 64-token prompt is one prefill-only step (mixed: 63
+    tokens beside A's decode, then the last one with the next decode)."""
+    r = _reqs([0.0, 0.003], [8, 64], [6, 2])
+    kw: dict[str, Any] = {
+        "max_num_seqs": 4,
+        "max_num_batched_tokens": 64,
+        "kv_capacity_tokens": 10**6,
+    }
+    only = simulate_replica(r, ConstantStepCost(0.005), mixed_batches=False, **kw)
+    mixed = simulate_replica(r, ConstantStepCost(0.005), mixed_batches=True, **kw)
+    assert [p for p in only.step_prefill_tokens.tolist() if p] == [8, 64]
+    assert [p for p in mixed.step_prefill_tokens.tolist() if p] == [8, 63, 1]
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_prefill_only_itl_telescopes_and_the_engine_reads_the_cost(k: int) -> None:
+    """On a random workload with KV pressure, prefill-only steps (read off the cost's
+    ``mixed_batches``) never hold a decode; without preemption the ITL samples add up to each
+    request's finish - first token (as with mixed steps); the resumable engine advanced to
+    every arrival gives the trace of one run (to rounding: a decode stretch cut at an arrival
+    sums its step times in two parts; the same ITL samples, kept in another order);
+    prefill-only finishes the same work later."""
+    r = _prefill_first_random(3)
+    kw: dict[str, Any] = {
+        "max_num_seqs": 64,
+        "max_num_batched_tokens": 512,
+        "kv_capacity_tokens": 10**7,
+        "num_scheduler_steps": k,
+    }
+    cost = _PrefillFirstCost()
+    assert not Engine(cost, **kw).mixed and Engine(ConstantStepCost(1.0), **kw).mixed
+    tr = simulate_replica(r, cost, **kw)
+    pre = tr.step_prefill_tokens > 0
+    assert pre.any() and np.all(tr.step_decode[pre] == 0)
+    assert tr.itl_s is not None and tr.itl_weight is not None
+    multi = r.output_tokens > 1
+    assert float((tr.itl_s * tr.itl_weight).sum()) == pytest.approx(
+        float((tr.finish_s - tr.first_token_s)[multi].sum()), rel=1e-9
+    )
+    mixed = simulate_replica(r, _PrefillFirstCost(mixed_batches=True), **kw)
+    assert tr.finish_s.max() > mixed.finish_s.max()
+    tight = {**kw, "kv_capacity_tokens": 6000}
+    whole = simulate_replica(r, cost, **tight)
+    eng = Engine(cost, **tight)
+    for t, p, o in zip(
+        r.arrival_s.tolist(), r.prompt_tokens.tolist(), r.output_tokens.tolist(), strict=True
+    ):
+        eng.run(t)
+        eng.add(t, p, o)
+    eng.run()
+    step = eng.trace()
+    assert whole.num_preemptions > 0
+    for name in ("first_token_s", "finish_s", "step_s"):
+        a, b = getattr(whole, name), getattr(step, name)
+        assert a.shape == b.shape and np.allclose(a, b, rtol=0.0, atol=1e-9), name
+    pairs = []
+    for t_ in (whole, step):
+        x, w = t_.itl_s, t_.itl_weight
+        assert x is not None and w is not None
+        order = np.lexsort((w, np.round(x, 9)))
+        pairs.append((x[order], w[order]))
+    assert np.allclose(pairs[0][0], pairs[1][0], rtol=0.0, atol=1e-9)
+    assert np.array_equal(pairs[0][1], pairs[1][1])
+
+
+def test_engine_profiles_name_their_prefill_scheduling() -> None:
+    """vLLM 0.6 (V0, no chunked prefill) and SGLang (enable_mixed_chunk off) run prefill-only
+    steps; vLLM V1 and TensorRT-LLM mix; the roofline step cost carries the profile's rule."""
+    assert not SE.VLLM_V0_06.mixed_batches and not SE.SGLANG.mixed_batches
+    assert not SE.SGLANG_V0_3.mixed_batches
+    assert SE.VLLM.mixed_batches and SE.TRTLLM.mixed_batches and SE.ROOFLINE.mixed_batches
+    assert "_schedule_default" in SE.VLLM_V0_06.mixed_batches_source
+    assert "enable_mixed_chunk" in SE.SGLANG.mixed_batches_source
+    grp = _plan(MODEL8.num_layers, 1, 1, 8).replica_groups[0]
+    wl = InferenceWorkload(kind="inference", prompt_tokens=64, output_tokens=8, batch_size=8)
+    kw: dict[str, Any] = {"max_num_seqs": 8, "max_num_batched_tokens": 256}
+    for name, mixed in (("vllm", True), ("vllm-0.6", False), ("sglang-0.3", False)):
+        cost = roofline_step_cost(MODEL8, CLUSTER, wl, grp, engine=name, **kw)
+        assert cost.mixed_batches is mixed, name

@@ -52,6 +52,11 @@ Prefill attention
     attention op's fixed latency per layer and forward (``prefill_attention_fixed_us``: its
     launch, its helper kernels -- RoPE, K/V cache write, sequence offsets -- and its first
     tile; what the engine's measured context-attention op takes on a one-token prompt).
+Prefill scheduling (``mixed_batches``, with its source)
+    whether the decodes ride in the steps that prefill (vLLM V1, TensorRT-LLM in-flight
+    batching) or wait while a prefill step runs alone (vLLM 0.6 without chunked prefill,
+    SGLang with ``enable_mixed_chunk`` off, its default): read by the simulator's scheduler
+    (:class:`solver.serving.simulator.Engine`), not a term of a step's cost.
 
 Which engine prices a workload: ``InferenceWorkload.serving_engine`` (:func:`resolve`);
 ``"auto"`` is vLLM (the default inference engine, whose launchable plan space covers SGLang's
@@ -298,6 +303,12 @@ class EngineProfile:
         HBM bytes the sampler moves per logit of a sampled row.
     custom_allreduce
         The engine's custom all-reduce, None: NCCL only.
+    mixed_batches
+        Whether decodes ride in the steps that prefill (one forward over both, the
+        simulator's mixed step); False: a step that prefills runs no decode, the running
+        decodes wait for it (prefill-first scheduling; :class:`solver.serving.simulator.Engine`).
+    mixed_batches_source
+        Where that scheduling rule is read.
     """
 
     name: str
@@ -317,6 +328,12 @@ class EngineProfile:
     group_aware_source: str
     sampling_bytes_per_logit: Sourced
     custom_allreduce: CustomAllReduce | None
+    mixed_batches: bool = True
+    mixed_batches_source: str = (
+        "vLLM V1 vllm/v1/core/sched/scheduler.py (one token budget for the running decodes and "
+        "the prefill chunks of a step); TensorRT-LLM in-flight batching (context and generation "
+        "requests in one forward)"
+    )
 
     def constants(self) -> dict[str, Sourced]:
         """Every sourced constant of the profile by field name."""
@@ -423,12 +440,22 @@ VLLM_V0_06 = replace(
     graph_max_batch=Sourced(
         256.0,
         "vllm-project/vllm vllm/worker/model_runner.py (v0.6.0): _BATCH_SIZES_TO_CAPTURE = "
-        "[1, 2, 4] + [8 * i for i in range(1, 33)]: decode batches up to 256 are graphed",
+        "[1, 2, 4] + [8 * i for i in range(1, 1025)], captured up to "
+        "_get_max_graph_batch_size(max_num_seqs): 256 at the default max_num_seqs 256 "
+        "(_use_captured_graph: decode-only batches of at most that many)",
     ),
     prefill_piecewise_graphs=Sourced(
         0.0,
         "vllm/worker/model_runner.py (v0.6.0): CUDA graphs only for decode batches "
         "(use_cuda_graph requires a decode-only batch); prefill runs eager",
+    ),
+    mixed_batches=False,
+    mixed_batches_source=(
+        "vllm-project/vllm vllm/core/scheduler.py (v0.6.0) Scheduler._schedule_default, the "
+        "schedule without chunked prefill (vllm/engine/arg_utils.py v0.6.0: off by default up "
+        "to 32k context, and 'Chunked prefill is not supported with multi-step'): 'Don't "
+        "schedule decodes if prefills are scheduled' -- waiting prompts first, whole, and the "
+        "running decodes only in a step with no prefill"
     ),
 )
 
@@ -470,6 +497,14 @@ SGLANG = EngineProfile(
     group_aware_sizes=(),
     group_aware_all=True,
     group_aware_source="FlashInfer / FlashAttention decode are GQA-aware (one KV read per group)",
+    mixed_batches=False,
+    mixed_batches_source=(
+        "sglang python/sglang/srt/server_args.py enable_mixed_chunk = False (the default, 0.3 "
+        "to 0.5): the scheduler runs a new prefill (extend) batch alone when one can be formed "
+        "and decodes the running batch only otherwise (0.3.0 PyPI wheel: "
+        "ModelTpServer.forward_step, srt/managers/tp_worker.py, get_new_prefill_batch then "
+        "forward_prefill_batch or the decode loop; is_mixed_chunk needs enable_mixed_chunk)"
+    ),
     sampling_bytes_per_logit=Sourced(
         24.0,
         "sglang srt/layers/sampler.py with FlashInfer sampling: logits to fp32 (2+4 B), "

@@ -14,6 +14,19 @@ vllm-project/vllm at commit 00024d31), reduced to what decides latency:
   (TTFT); it then decodes one token per step, attending over ``prompt + k`` tokens in its
   k-th decode step, and finishes after ``output_tokens`` tokens.
 
+Prefill-only steps (``mixed_batches`` False; the engine profile's ``mixed_batches``, read off
+the step cost): the engines that schedule prefill first -- vLLM's V0 scheduler without chunked
+prefill (``Scheduler._schedule_default``, vllm-project/vllm v0.6.0 ``vllm/core/scheduler.py``:
+"Don't schedule decodes if prefills are scheduled") and SGLang with its default
+``enable_mixed_chunk = False`` (0.3.0 ``ModelTpServer.forward_step``: a new prefill batch runs
+alone, the running batch decodes only when none can be formed) -- run a step with prefill
+chunks and *no* decode: its whole token budget goes to the chunks, the running decodes wait
+(their context and KV blocks do not grow, they sample no token) and resume in the next
+decode step, whose inter-token latency then spans the prefill steps in between.  Admission,
+chunking and preemption are the rules above (vLLM V0 prefills a prompt whole, not in
+chunks: at the ShareGPT lengths of the published runs, <= 1,024 tokens against a 4,096-token
+budget, the two agree).
+
 KV cache (``kv_policy``), in blocks of ``block_size`` tokens (vLLM's 16,
 :data:`~solver.costmodel.constants.KV_BLOCK_SIZE_TOKENS`); a sequence holds
 ``ceil(tokens / block_size)`` blocks:
@@ -126,7 +139,8 @@ class ReplicaTrace:
         Inter-token latency samples and how many tokens (k = 1) or chunks (k > 1) each
         counts for: with one step per schedule every step (``step_s``, ``step_decode``);
         with multi-step scheduling one sample per run end and per decode finished in a
-        prefill step (module docstring).  None: ``step_s`` / ``step_decode``.
+        prefill step; with prefill-only steps (k = 1) every decode step, the first after
+        prefill steps spanning them (module docstring).  None: ``step_s`` / ``step_decode``.
     """
 
     first_token_s: FloatArray
@@ -273,6 +287,10 @@ class Engine:
     num_scheduler_steps
         Decode steps per schedule (vLLM multi-step scheduling, module docstring); 1: every
         step is scheduled.
+    mixed_batches
+        Whether decodes ride in the steps that prefill (module docstring); None: the step
+        cost's ``mixed_batches`` attribute (:class:`~solver.serving.stepcost.RooflineStepCost`
+        carries the engine profile's), True when it has none.
     """
 
     def __init__(
@@ -286,12 +304,19 @@ class Engine:
         kv_policy: str = "preempt",
         stop: SloStop | None = None,
         num_scheduler_steps: int = 1,
+        mixed_batches: bool | None = None,
     ) -> None:
         check_engine_limits(
             max_num_seqs, max_num_batched_tokens, kv_capacity_tokens, block_size, kv_policy
         )
         self.k_steps = check_scheduler_steps(num_scheduler_steps)
         self.cost = cost
+        self.mixed = (
+            bool(getattr(cost, "mixed_batches", True)) if mixed_batches is None else mixed_batches
+        )
+        # Inter-token latency as explicit samples (multi-step runs, or decodes paused by
+        # prefill-only steps) instead of the step durations.
+        self.explicit_itl = self.k_steps > 1 or not self.mixed
         self.max_seqs = max_num_seqs
         self.max_tokens = max_num_batched_tokens
         self.bs = block_size
@@ -308,11 +333,13 @@ class Engine:
         self.pre_len: list[int] = []  # tokens the current admission prefills
         self.rem_out: list[int] = []  # output tokens left when that prefill ends
         self.adm: list[int] = []  # admission sequence number (newest = largest)
-        self.s0: list[int] = []  # step its current prefill ended
+        self.s0: list[int] = []  # decode step (decode clock) its current prefill ended at
+        self.g0: list[int] = []  # engine step (all kinds) its current prefill ended at
         self.finished_at: list[float] = []  # completion times, in time order
         # Scheduler state.
         self.t = 0.0
-        self.step = 0
+        self.step = 0  # decode clock: decode steps so far (every step when mixed)
+        self.gstep = 0  # engine steps so far, prefill-only ones included
         self.nxt = 0
         self.done = 0
         self.admitted = 0
@@ -340,13 +367,15 @@ class Engine:
         self.in_run = False
         self.run_left = 0  # steps the run has left
         self.run_seqs = 0  # decoding sequences at the run's start
-        self.run_end_step = -1  # step of the last run end
+        self.run_end_g = -1  # engine step of the last run end (k = 1: last decode step)
         self.run_end_t = 0.0  # and its time (the decodes of then got their chunk)
         self.fresh_t: dict[int, float] = {}  # prefill step since then -> its end time
         self.fresh_n: dict[int, int] = {}  # -> sequences it started decoding, still decoding
         self.pending: list[int] = []  # finished inside the run, delivered at its end
         self.itl_s: list[float] = []
         self.itl_w: list[int] = []
+        self.itl_arr_s: list[FloatArray] = []  # k = 1, not mixed: decode steps in bulk
+        self.itl_arr_w: list[int] = []  # (sequences of each bulk)
 
     # ---- requests ---------------------------------------------------------------------
     def add(self, arrival: float, prompt: int, output: int) -> None:
@@ -360,6 +389,7 @@ class Engine:
         self.rem_out.append(output)
         self.adm.append(-1)
         self.s0.append(0)
+        self.g0.append(0)
 
     def add_all(self, requests: Requests) -> None:
         """Queue every request of ``requests`` (checked to fit the pool)."""
@@ -377,6 +407,7 @@ class Engine:
         self.rem_out += o
         self.adm += [-1] * len(a)
         self.s0 += [0] * len(a)
+        self.g0 += [0] * len(a)
         assert len(self.arrival) == n0 + len(a)
 
     def outstanding(self, t: float) -> int:
@@ -431,7 +462,7 @@ class Engine:
             heapq.heapify(self.decoding)
             self.ctx_base -= offset
             self._hist_add(offset, -1)
-            if self.k_steps > 1:
+            if self.explicit_itl:
                 self._forget_fresh(rid)
             ctx = offset + self.step  # tokens in its KV after the last step
             self.recomputed_tokens += ctx
@@ -497,7 +528,8 @@ class Engine:
                 self._end_run()  # the next step does not fit: the scheduler runs (preempts)
             # Mid-run nothing is prefilling (a run starts only with no chunk to schedule).
             mid = self.in_run
-            budget = self.max_tokens - d
+            dec_in = d if self.mixed else 0  # decodes riding in a step with prefill chunks
+            budget = self.max_tokens - dec_in
             chunks, budget, pre_after = self._chunks(budget)
             need = self._dec_blocks(s) + pre_after if self.preempt else 0
             preempted = False
@@ -505,7 +537,8 @@ class Engine:
                 self._preempt_newest()
                 preempted = True
                 d = len(self.decoding)
-                chunks, budget, pre_after = self._chunks(self.max_tokens - d)
+                dec_in = d if self.mixed else 0
+                chunks, budget, pre_after = self._chunks(self.max_tokens - dec_in)
                 need = self._dec_blocks(s) + pre_after
             running = d + len(self.prefilling)
             if not preempted and not mid:
@@ -534,7 +567,7 @@ class Engine:
                     budget -= c
                     running += 1
             if chunks:
-                self._mixed_step(chunks, d)
+                self._mixed_step(chunks, d if self.mixed else 0)
             elif d:
                 if self.k_steps > 1 and not self.in_run:
                     self.in_run, self.run_left, self.run_seqs = True, self.k_steps, d
@@ -552,9 +585,12 @@ class Engine:
             self._end_run()
 
     def _mixed_step(self, chunks: list[tuple[int, int, int]], d: int) -> None:
-        """One step with prefill chunks (and the ``d`` decodes)."""
-        self.step += 1
-        step = self.step
+        """One step with prefill chunks (and the ``d`` decodes; 0 in a prefill-only step, which
+        leaves the decode clock where it is)."""
+        if self.mixed:
+            self.step += 1
+        self.gstep += 1
+        step, g = self.step, self.gstep
         tok = np.array([c for _, c, _ in chunks], dtype=np.int64)
         ctx = np.array([p for _, _, p in chunks], dtype=np.int64)
         pre_len = self.pre_len
@@ -587,13 +623,13 @@ class Engine:
                 self._complete(rid, t)
             else:
                 offset = pre_len[rid] - step
-                self.s0[rid] = step
+                self.s0[rid], self.g0[rid] = step, g
                 heapq.heappush(self.decoding, (step + self.rem_out[rid] - 1, rid, offset))
                 self.ctx_base += offset
                 self._hist_add(offset, 1)
-                if self.k_steps > 1:
-                    self.fresh_t[step] = t
-                    self.fresh_n[step] = self.fresh_n.get(step, 0) + 1
+                if self.explicit_itl:
+                    self.fresh_t[g] = t
+                    self.fresh_n[g] = self.fresh_n.get(g, 0) + 1
         if any(ends):
             self.prefilling = [e for e in self.prefilling if e[1] < pre_len[e[0]]]
 
@@ -624,7 +660,9 @@ class Engine:
             not self.in_run
             and head < len(self.arrival)
             and running < self.max_seqs
-            and self._admissible(head, self.max_tokens - d, self._dec_blocks(step + 1))
+            and self._admissible(
+                head, self.max_tokens - (d if self.mixed else 0), self._dec_blocks(step + 1)
+            )
         ):
             cut = min(cut, max(self.arrival[head], self.t))
         if cut < math.inf:
@@ -634,14 +672,39 @@ class Engine:
             if j + 1 < k:
                 k = j + 1
                 durs = durs[:k]
+        if self.explicit_itl and self.k_steps == 1:
+            self._stretch_itl(d, durs)
         self.t += float(durs.sum())
         self.step += k
+        self.gstep += k
         self.seg_s.append(durs)
         self.seg_decode.append(d)
         self.seg_len.append(k)
         self.seg_prefill.append(0)
         if self.in_run:
             self.run_left -= k
+        elif self.explicit_itl and self.k_steps == 1:
+            self.run_end_t, self.run_end_g = self.t, self.gstep
+
+    def _stretch_itl(self, d: int, durs: FloatArray) -> None:
+        """ITL samples of a stretch of ``d`` decodes when prefill-only steps pause them: its
+        first step ends the gap since each sequence's previous token (the last decode step,
+        or its first token for a sequence whose prefill ended since); the others are one
+        step each."""
+        t1 = self.t + float(durs[0])
+        fresh = sum(self.fresh_n.values())
+        if d - fresh > 0:
+            self.itl_s.append(t1 - self.run_end_t)
+            self.itl_w.append(d - fresh)
+        for g, c in self.fresh_n.items():
+            if c > 0:
+                self.itl_s.append(t1 - self.fresh_t[g])
+                self.itl_w.append(c)
+        self.fresh_t.clear()
+        self.fresh_n.clear()
+        if len(durs) > 1:
+            self.itl_arr_s.append(durs[1:])
+            self.itl_arr_w.append(d)
 
     def _finish_decodes(self) -> None:
         step = self.step
@@ -673,8 +736,8 @@ class Engine:
     # ---- multi-step runs ------------------------------------------------------------------
     def _forget_fresh(self, rid: int) -> None:
         """A sequence that started decoding since the last run end stops decoding."""
-        if self.s0[rid] > self.run_end_step:
-            self.fresh_n[self.s0[rid]] -= 1
+        if self.g0[rid] > self.run_end_g:
+            self.fresh_n[self.g0[rid]] -= 1
 
     def _deliver_multi(self, rid: int, t: float) -> None:
         """The last chunk of ``rid`` reaches its client at ``t``."""
@@ -691,8 +754,8 @@ class Engine:
         if self.in_run:
             self.pending.append(rid)
             return
-        fresh = self.s0[rid] > self.run_end_step
-        self.itl_s.append(t - (self.fresh_t[self.s0[rid]] if fresh else self.run_end_t))
+        fresh = self.g0[rid] > self.run_end_g
+        self.itl_s.append(t - (self.fresh_t[self.g0[rid]] if fresh else self.run_end_t))
         self.itl_w.append(1)
         self._forget_fresh(rid)
         self._deliver_multi(rid, t)
@@ -714,13 +777,18 @@ class Engine:
         self.pending.clear()
         self.fresh_t.clear()
         self.fresh_n.clear()
-        self.run_end_t, self.run_end_step = t, self.step
+        self.run_end_t, self.run_end_g = t, self.gstep
         self.in_run, self.run_left, self.run_seqs = False, 0, 0
 
     def trace(self) -> ReplicaTrace:
         """What the engine did so far."""
         lens = np.asarray(self.seg_len, dtype=np.int64)
-        multi = self.k_steps > 1
+        itl_s = itl_w = None
+        if self.explicit_itl:
+            pairs = zip(self.itl_arr_s, self.itl_arr_w, strict=True)
+            bulk = [np.full(len(a), w, dtype=np.int64) for a, w in pairs]
+            itl_s = np.concatenate([np.asarray(self.itl_s, dtype=np.float64), *self.itl_arr_s])
+            itl_w = np.concatenate([np.asarray(self.itl_w, dtype=np.int64), *bulk])
         return ReplicaTrace(
             first_token_s=np.asarray(self.first, dtype=np.float64),
             finish_s=np.asarray(self.finish, dtype=np.float64),
@@ -730,8 +798,8 @@ class Engine:
             stopped=self.stopped,
             num_preemptions=self.num_preemptions,
             recomputed_tokens=self.recomputed_tokens,
-            itl_s=np.asarray(self.itl_s, dtype=np.float64) if multi else None,
-            itl_weight=np.asarray(self.itl_w, dtype=np.int64) if multi else None,
+            itl_s=itl_s,
+            itl_weight=itl_w,
         )
 
 
@@ -746,6 +814,7 @@ def simulate_replica(
     block_size: int = KV_BLOCK_SIZE_TOKENS,
     kv_policy: str = "preempt",
     num_scheduler_steps: int = 1,
+    mixed_batches: bool | None = None,
 ) -> ReplicaTrace:
     """Serve ``requests`` on one replica; see the module docstring for the scheduler.
 
@@ -772,6 +841,9 @@ def simulate_replica(
         admission).
     num_scheduler_steps
         Decode steps per schedule (vLLM multi-step scheduling; module docstring).
+    mixed_batches
+        Whether decodes ride in the steps that prefill (module docstring); None: the step
+        cost's.
     """
     eng = Engine(
         cost,
@@ -782,6 +854,7 @@ def simulate_replica(
         kv_policy=kv_policy,
         stop=stop,
         num_scheduler_steps=num_scheduler_steps,
+        mixed_batches=mixed_batches,
     )
     eng.add_all(requests)
     eng.run()

@@ -205,6 +205,10 @@ class RooflineStepCost:
         One read of all stages' weights (seconds).
     step_overhead_s
         Fixed cost added to every step.
+    mixed_batches
+        Whether the engine runs decodes in its prefill steps (the profile's
+        ``mixed_batches``); False: the simulator's steps with prefill chunks hold no decode
+        (:class:`~solver.serving.simulator.Engine`).
     """
 
     decode_s: FloatArray
@@ -221,6 +225,7 @@ class RooflineStepCost:
     attn_saturates: bool
     weights_s: float
     step_overhead_s: float = 0.0
+    mixed_batches: bool = True
 
     @property
     def max_num_seqs(self) -> int:
@@ -526,6 +531,7 @@ def roofline_step_cost(
         attn_saturates=tables.saturates,
         weights_s=tables.weights_s,
         step_overhead_s=step_overhead_s + tables.host_s,
+        mixed_batches=SE.resolve(engine_name).mixed_batches,
     )
 
 
