@@ -5,7 +5,9 @@ torchtitan on Grand Teton H100, H200 and A100; read ``published-runs-modern.md``
 rebuilt from its published configuration -- model, cluster, workload, plan -- and scored by the
 evaluator (``solver.evaluate``).  The figure compared is tokens/s per GPU (what every source
 publishes); error = predicted / measured - 1.  Where a per-GPU memory is published (torchtitan),
-the predicted peak (GB = 1e9 B) is converted to GiB and compared too.
+the predicted peak (GB = 1e9 B) is converted to GiB and compared too: the ledger's
+``allocator_reserved_GB``, the caching allocator's reserved peak that torchtitan logs
+(``reserved_bytes.all.peak``; the CUDA context and NCCL buffers lie outside it).
 
 Rows that are not evaluated, each with its reason: context parallelism (cp > 1: not modelled),
 MoE / expert parallelism (the Mixtral row), rows without a published tokens/s (the NeMo
@@ -44,6 +46,13 @@ Workload
     ``tensorwise``.  torchtitan's norm kernel and loss as its config ran them at the commit of
     the numbers: ``fused_norm`` for the (group, model) pairs of ``TORCHTITAN_FUSED_RMSNORM``,
     ``compiled_loss`` for the compiled rows of the groups in ``TORCHTITAN_COMPILED_LOSS``.
+TP overlap
+    ``tp_comm_overlap``: torchtitan rows whose ``overlap.async_tp`` is true -> ``async_tp``
+    (torchtitan refuses async TP without ``--training.compile``, so such a row runs compiled
+    even where ``compile`` is unstated); NeMo rows with TP > 1 and sequence parallelism ->
+    ``megatron_userbuffers`` (``ub_tp_comm_overlap: True`` in the NeMo-Framework-Launcher
+    FP8 performance configs, ``conf/training/gpt3/{20b,175b}_fp8_performance.yaml`` @
+    1e46ac6c); every other row ``none``.
 Recompute
     torchtitan: as stated ("no" -> none, "selective op" / "selective layer" -> selective,
     "full" -> full).  NeMo rows ("?"): each of none, selective, full is evaluated and the
@@ -416,6 +425,14 @@ def layout(row: dict[str, Any]) -> dict[str, Any]:
         chunks = even_split(L, pp * v)
     if tp * pp * dp != n:
         raise Skip(f"tp*pp*dp = {tp}*{pp}*{dp} = {tp * pp * dp} != {n} GPUs")
+    # TP communication overlap (module docstring, "TP overlap").
+    async_tp = fam == "torchtitan" and row.get("overlap", {}).get("async_tp") is True
+    if async_tp:
+        tp_overlap = "async_tp"
+    elif fam == "nemo" and tp > 1 and sp:
+        tp_overlap = "megatron_userbuffers"
+    else:
+        tp_overlap = "none"
     if mb * m * dp != gbs:
         raise Skip(f"mb*m*dp = {mb}*{m}*{dp} != GBS {gbs}")
     return dict(
@@ -441,9 +458,10 @@ def layout(row: dict[str, Any]) -> dict[str, Any]:
         # torchtitan: PyTorch eager modules unless the row says torch.compile, and
         # torch.utils.checkpoint (early stop); NeMo: Megatron-Core/Transformer Engine fused
         # kernels and Megatron's reentrant full recompute.
-        kernels=("compiled_blocks" if row.get("compile") is True else "eager")
+        kernels=("compiled_blocks" if row.get("compile") is True or async_tp else "eager")
         if fam == "torchtitan"
         else "fused",
+        tp_comm_overlap=tp_overlap,
         early_stop=fam == "torchtitan",
         # torchtitan: PyTorch gradients, freed by zero_grad(set_to_none=True); NeMo: Megatron's
         # persistent contiguous gradient buffers.
@@ -496,6 +514,7 @@ def build_plan(
         fp8_recipe=lay["fp8_recipe"],
         fused_norm=lay["fused_norm"],
         compiled_loss=lay["compiled_loss"],
+        tp_comm_overlap=lay["tp_comm_overlap"],
     )
     p, v, chunks = lay["pp"], lay["v"], lay["chunks"]
     pool = cluster.pools[0].name
@@ -543,8 +562,13 @@ def score(model: Model, cluster: Cluster, lay: dict[str, Any], recompute: str) -
         "step_time_s": rep["step_time_s"],
         "tokens_per_s": rep["tokens_per_s"],
         "peak_memory_GB_per_gpu": rep["peak_memory_GB_per_gpu"],
+        # What torchtitan logs: the caching allocator's reserved peak (``reserved_bytes.all.
+        # peak``, torchtitan metrics.py at 9dec370), without the CUDA context and NCCL buffers
+        # that live outside the allocator.
         "peak_reserved_GB_per_gpu": (
-            max(r["reserved_GB"] for r in rep["memory_ledger"]) if rep["memory_ledger"] else None
+            max(r["allocator_reserved_GB"] for r in rep["memory_ledger"])
+            if rep["memory_ledger"]
+            else None
         ),
         "capacity_GB": cap,
         "mfu": rep["mfu"],

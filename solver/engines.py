@@ -52,6 +52,7 @@ __all__ = [
     "megatron_layout_string",
     "non_dominated",
     "shape_violations",
+    "training_numerics_violations",
     "zero_limit",
 ]
 
@@ -128,6 +129,11 @@ class EngineRules:
     quantizations: frozenset[str] = frozenset({"none"})
     """Serving quantization formats it launches (:data:`solver.costmodel.quant.FORMATS`, whose
     ``engines`` column it is read from; ``none``: unquantized)."""
+    tp_comm_overlaps: frozenset[str] = frozenset({"none"})
+    """Training TP communication overlaps it launches (``TrainingWorkload.tp_comm_overlap``,
+    :mod:`solver.costmodel.tp_overlap`)."""
+    fp8_recipes: frozenset[str] = frozenset()
+    """FP8 scaling recipes (``TrainingWorkload.fp8_recipe``) it launches with precision fp8."""
 
 
 _ALL_RECOMPUTE = frozenset({"none", "selective", "full"})
@@ -170,6 +176,13 @@ _MEGATRON = EngineRules(
     "megatron/training/arguments.py validate_args; megatron/core/parallel_state.py; "
     "megatron/core/transformer/pipeline_parallel_layer_layout.py",
     version=MEGATRON_VERSION,
+    # --tp-comm-overlap: Transformer Engine userbuffers (validate_args: only with
+    # --sequence-parallel, which the exporter therefore requires before writing it).
+    # torchtitan's async TP (torch.compile micro-pipelining) has no Megatron setting.
+    tp_comm_overlaps=frozenset({"none", "megatron_userbuffers"}),
+    # --fp8-recipe choices tensorwise | delayed | mxfp8 | blockwise (arguments.py): TE's
+    # current (tensorwise) and delayed scaling; torchao's rowwise recipe is not among them.
+    fp8_recipes=frozenset({"tensorwise", "delayed"}),
 )
 
 _TORCHRUN = EngineRules(
@@ -539,6 +552,8 @@ def _rules_cover(a: EngineRules, b: EngineRules) -> bool:
         and (a.sequence_parallel or not b.sequence_parallel)
         and a.memory_policies >= b.memory_policies
         and a.precisions >= b.precisions
+        and a.tp_comm_overlaps >= b.tp_comm_overlaps
+        and a.fp8_recipes >= b.fp8_recipes
     )
 
 
@@ -735,6 +750,8 @@ def engine_violations(
                 f"memory_policy {workload.memory_policy} (no fp32 master weights) has no "
                 f"{rules.title} setting"
             )
+        if isinstance(workload, TrainingWorkload):
+            out += training_numerics_violations(rules, workload)
     if not out:  # the rank layout needs the devices; only for launchable shapes
         out += layout_violations(plan, engine)
     return out
@@ -792,10 +809,30 @@ def launch_check(
     }
 
 
+def training_numerics_violations(rules: EngineRules, workload: TrainingWorkload) -> list[str]:
+    """Why ``rules`` cannot run a training workload's FP8 recipe or TP overlap (empty: it can)."""
+    out: list[str] = []
+    if workload.precision == "fp8" and workload.precision in rules.precisions:
+        if workload.fp8_recipe not in rules.fp8_recipes:
+            out.append(
+                f"fp8_recipe {workload.fp8_recipe} has no {rules.title} setting (it launches "
+                f"{', '.join(sorted(rules.fp8_recipes)) or 'no FP8'})"
+            )
+    if workload.tp_comm_overlap not in rules.tp_comm_overlaps:
+        out.append(
+            f"tp_comm_overlap {workload.tp_comm_overlap} has no {rules.title} setting (it "
+            f"launches {', '.join(sorted(rules.tp_comm_overlaps))})"
+        )
+    return out
+
+
 def engine_supports(rules: EngineRules, workload: TrainingWorkload | InferenceWorkload) -> bool:
-    """Whether ``rules``' engine has a setting for the workload's numerics: its precision and
-    (serving) its quantization format, as :func:`engine_violations` checks them; a planner
-    searches only the engines for which this holds."""
+    """Whether ``rules``' engine has a setting for the workload's numerics: its precision,
+    (serving) its quantization format and (training) its FP8 recipe and TP overlap, as
+    :func:`engine_violations` checks them; a planner searches only the engines for which this
+    holds."""
+    if isinstance(workload, TrainingWorkload) and training_numerics_violations(rules, workload):
+        return False
     return (
         workload.precision in rules.precisions
         and quant.quantization_of(workload) in rules.quantizations

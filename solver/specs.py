@@ -712,6 +712,26 @@ class TrainingWorkload(_Spec):
     objective: Literal["max_throughput", "min_cost"] = Field(
         default="max_throughput", description="What the planner optimises."
     )
+    tp_comm_overlap: Literal["none", "megatron_userbuffers", "async_tp"] = Field(
+        default="none",
+        description="How the sequence-parallel TP all-gathers / reduce-scatters overlap the "
+        "GEMMs (solver/costmodel/tp_overlap.py): none (both engines' default: Megatron-LM "
+        "--tp-comm-overlap off, torchtitan enable_async_tensor_parallel off), "
+        "megatron_userbuffers (Transformer Engine userbuffers, Megatron-LM --tp-comm-overlap, "
+        "NeMo ub_tp_comm_overlap) or async_tp (torchtitan async TP: torch.compile "
+        "micro-pipelining over SymmetricMemory; needs elementwise_kernels: compiled_blocks).  "
+        "Applies where TP > 1 with sequence parallelism; elsewhere nothing overlaps.",
+    )
+
+    @model_validator(mode="after")
+    def _async_tp_needs_compile(self) -> TrainingWorkload:
+        if self.tp_comm_overlap == "async_tp" and self.elementwise_kernels != "compiled_blocks":
+            raise ValueError(
+                "tp_comm_overlap: async_tp needs torch.compile (elementwise_kernels: "
+                f"compiled_blocks; torchtitan refuses it without --training.compile), got "
+                f"elementwise_kernels {self.elementwise_kernels}"
+            )
+        return self
 
     @field_validator("zero_stage")
     @classmethod

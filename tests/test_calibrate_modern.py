@@ -131,3 +131,52 @@ def test_validate_prints_the_per_term_table_for_a_modern_raw(tmp_path: Any) -> N
     assert res.exit_code == 0, res.output
     for term in ("| gemm |", "| hbm |", "| attention_fwd |", "| attention_bwd |"):
         assert term in res.output
+
+
+def _train_case(arch: str, seq: int, mb: int, *, rc: bool = False) -> dict[str, Any]:
+    """One training case of the runner's raw JSON (small shapes: the fit, not the sizes)."""
+    llama = arch == "llama"
+    shape = {
+        "name": arch, "arch": arch, "layers": 2, "hidden": 1024,
+        "ffn": 3584 if llama else 4096, "heads": 8, "kv_heads": 2 if llama else 8,
+        "vocab": 32000 if llama else 0,
+    }  # fmt: skip
+    return {"name": f"{arch}/s{seq}/b{mb}", "model": arch, "shape": shape, "seq": seq,
+            "micro_batch": mb, "recompute": rc, "status": "ok"}  # fmt: skip
+
+
+def test_step_terms_are_measured_from_the_training_steps_as_the_evaluator_prices_them() -> None:
+    """Forwards made by the evaluator's own pricing at an in-step GEMM realisation of 0.85 and
+    optimizer steps made at optimizer efficiency 0.6 (on the GPU the micro-benchmarks
+    calibrate) give both back; the micro-benchmarked terms are those of the run without
+    training steps.  Cases whose forward was not timed do not enter the realisation fit."""
+    from solver.catalog import resolve_gpu
+    from solver.costmodel.params import stage_params_per_gpu
+    from solver.costmodel.step import optimizer_step_time
+    from solver.evaluate.calibration import apply_calibration
+    from solver.profile.calibrate_modern import forward_s, model_of_record
+
+    raw = _raw(0.7, 0.5)
+    micro_only = calibration_from_modern(raw)
+    priced = apply_calibration(resolve_gpu("H100-SXM5-80GB"), micro_only)
+    truth = priced.model_copy(update={"gemm_realization": 0.85, "optimizer_efficiency": 0.6})
+    cases = [_train_case(a, s, b, rc=rc) for a in ("gpt", "llama") for s, b in
+             ((1024, 1), (2048, 2)) for rc in (False, True)]  # fmt: skip
+    for c in cases:
+        m = model_of_record(c)
+        params = stage_params_per_gpu(m, 2, first=True, last=True, sequence_length=c["seq"], tp=1)
+        c["fwd_ms_median"] = forward_s(c, truth) * 1e3
+        c["optimizer_ms_median"] = 1e3 * optimizer_step_time(
+            params, truth, memory_policy="pure_bf16", zero_stage=0, dp=1
+        )
+    cases.append({**_train_case("gpt", 4096, 1), "optimizer_ms_median": None})  # not timed
+    cal = calibration_from_modern({**raw, "train": cases})
+    assert cal.gemm_realization == pytest.approx(0.85, abs=2e-4)
+    assert cal.optimizer_efficiency == pytest.approx(0.6, rel=1e-9)
+    assert cal.measured["training_forwards"] == 8 and cal.measured["optimizer_steps"] == 8
+    for field in ("gemm_efficiency", "memory_efficiency", "attention_efficiency", "gemm_table"):
+        assert getattr(cal, field) == getattr(micro_only, field), field
+    # A slower measured forward is a lower realisation.
+    for c in cases[:-1]:
+        c["fwd_ms_median"] *= 1.1
+    assert calibration_from_modern({**raw, "train": cases}).gemm_realization < 0.85

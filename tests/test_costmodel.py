@@ -711,3 +711,55 @@ def test_on_demand_gradients_peak_is_the_larger_not_the_sum() -> None:
     assert on_demand == pytest.approx(persistent - min(row["grads_GB"], row["activations_GB"]))
     assert on_demand < persistent
     assert total("on_demand", 2)[0] == pytest.approx(total("persistent", 2)[0])
+
+
+def test_eager_prefill_adds_exactly_the_eager_elementwise_traffic() -> None:
+    """A plain PyTorch prefill (``kernels="eager"``) of a Llama block prices the Hugging Face
+    RMSNorm / RoPE / SwiGLU op sequences: exactly the extra HBM bytes of the EAGER_* counts
+    over the fused ones at the HBM rate, nothing else; a GPT block (LayerNorm with biases, GeLU,
+    no RoPE) has no eager op sequences to add."""
+    from solver.costmodel import constants as C
+    from solver.costmodel import prefill_block_time
+
+    link = LinkTier(360.0, 3.0, "nvswitch")
+    m = Model(name="l8", num_layers=1, hidden_size=4096, ffn_hidden_size=14336,
+              num_attention_heads=32, num_kv_heads=8, vocab_size=0, mlp="swiglu")  # fmt: skip
+    s, h, f = 2048, 4096, 14336
+    kw: dict[str, Any] = dict(tp=1, batch=1, prompt=s, precision="bf16", tp_link=link)
+    fused = prefill_block_time(m, H100, **kw)
+    eager = prefill_block_time(m, H100, kernels="eager", **kw)
+    extra = (
+        2 * (C.EAGER_RMSNORM_BYTES - C.NORM_BYTES) * s * h
+        + (C.EAGER_ROPE_BYTES - C.ROPE_BYTES) * s * (h + 8 * 128)
+        + (C.EAGER_SWIGLU_BYTES - C.SWIGLU_BYTES) * s * f
+    )
+    rate = H100.memory_bandwidth_GBps * 1e9 * H100.memory_efficiency
+    assert eager.fwd_s - fused.fwd_s == pytest.approx(extra / rate, rel=1e-9)
+    assert eager.flops_fwd == fused.flops_fwd
+    gpt = _gpt_block().model_copy(update={"learned_position_embeddings": True})
+    assert prefill_block_time(gpt, H100, kernels="eager", **kw).fwd_s == pytest.approx(
+        prefill_block_time(gpt, H100, **kw).fwd_s, rel=1e-12
+    )
+
+
+def test_eager_loss_prices_the_pytorch_kernels_bytes() -> None:
+    """The eager loss (``logits.float()`` + ``F.cross_entropy``) against the compiled one: the
+    forward moves EAGER_CROSS_ENTROPY_BYTES - CROSS_ENTROPY_BYTES more per logit and the
+    backward 26 - 6 (nll_loss's zero-filled fp32 gradient, the log-softmax backward's sum and
+    elementwise passes, the cast back to 16 bit), at the HBM rate."""
+    from solver.costmodel import constants as C
+
+    m = Model(name="l8", num_layers=1, hidden_size=4096, ffn_hidden_size=14336,
+              num_attention_heads=32, num_kv_heads=8, vocab_size=128256, mlp="swiglu")  # fmt: skip
+    kw: dict[str, Any] = dict(tp=1, micro_batch=1, seq=2048, precision="bf16", tp_link=NVS)
+    eager = head_time(m, H100, stack=Stack(kernels="eager"), **kw)
+    compiled = head_time(m, H100, stack=Stack(kernels="eager", compiled_loss=True), **kw)
+    logits = 2048 * 128256
+    rate = H100.memory_bandwidth_GBps * 1e9 * H100.memory_efficiency
+    assert C.EAGER_CROSS_ENTROPY_BWD_BYTES == 26.0
+    assert eager.fwd_s - compiled.fwd_s == pytest.approx(
+        (C.EAGER_CROSS_ENTROPY_BYTES - C.CROSS_ENTROPY_BYTES) * logits / rate, rel=1e-9
+    )
+    assert eager.bwd_s - compiled.bwd_s == pytest.approx(
+        (C.EAGER_CROSS_ENTROPY_BWD_BYTES - C.CROSS_ENTROPY_BWD_BYTES) * logits / rate, rel=1e-9
+    )

@@ -91,6 +91,19 @@ CASES: dict[str, tuple[Path, str, str, Any]] = {
         "seed-4x8-h100",
         _train("train-llama-s8192", precision="fp8"),
     ),
+    # FP8 with Transformer Engine delayed scaling and TP communication overlapped with
+    # userbuffers (NeMo's FP8 performance configs): --fp8-recipe delayed, --tp-comm-overlap.
+    "train-llama70-uneven@fp8-delayed-ub": (
+        EXPORT / "train-llama70-uneven.json",
+        "llama3-70b",
+        "seed-4x8-h100",
+        _train(
+            "train-llama-s8192",
+            precision="fp8",
+            fp8_recipe="delayed",
+            tp_comm_overlap="megatron_userbuffers",
+        ),
+    ),
     "infer-llama70-chat@kv-fp8": (
         EXPORT / "infer-llama70-chat.json",
         "llama3-70b",
@@ -130,6 +143,7 @@ GOLDEN_CASES: list[tuple[str, str]] = [
     ("train-hetero-mix-layout", "torchrun"),
     ("train-gpt39-interleaved", "torchrun"),
     ("train-llama70-uneven@fp8", "megatron"),
+    ("train-llama70-uneven@fp8-delayed-ub", "megatron"),
     ("infer-llama70-chat@kv-fp8", "vllm"),
     ("infer-llama70-chat@kv-fp8", "sglang"),
     ("infer-llama70-chat@kv-fp8", "trtllm"),

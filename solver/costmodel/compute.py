@@ -745,12 +745,16 @@ def prefill_block_time(
     tp_link: LinkTier,
     attention: AttentionKernel = "flash",
     engine: EngineProfile | None = None,
+    kernels: Literal["fused", "eager"] = "fused",
 ) -> PassTime:
     """Prefill of ``batch`` prompts of ``prompt`` tokens through one block (inference forward).
 
     Same operator groups as the training forward, without dropout and with the workload's
     attention kernel (flash by default: every serving engine fuses it), plus writing the new
-    K/V into the cache; 2 TP all-reduces.  ``bwd_s`` is 0.
+    K/V into the cache; 2 TP all-reduces.  ``bwd_s`` is 0.  ``kernels``: the elementwise
+    kernels, fused as every serving engine runs them, or ``"eager"`` for a plain PyTorch
+    forward (Hugging Face's RMSNorm / RoPE / SwiGLU op sequences, the ``EAGER_*_BYTES`` of the
+    training forward).
 
     ``engine`` (:mod:`.serving_engine`; None or ``roofline``: the roofline above): GEMMs by
     the engine step model's smooth roofline with a fixed kernel time, the attention op's fixed
@@ -766,7 +770,7 @@ def prefill_block_time(
         seq=prompt,
         sequence_parallel=False,
         precision=precision,
-        stack=Stack(attention=attention, dropout=0.0),
+        stack=Stack(attention=attention, dropout=0.0, kernels=kernels),
     )
     kv_write = 2.0 * batch * prompt * kv_heads_per_gpu(model, tp) * model.kv_channels
     ops.append(Op("kv_write", 0.0, kv_write * quant.default_kv_bytes(precision), "mem"))
@@ -778,10 +782,10 @@ def prefill_block_time(
         comm = 2 * serving_engine.allreduce_time(engine, act, tp, tp_link)
         gpu_s = sum(_engine_op_time(o, gpu, precision) for o in ops) + comm
         gpu_s += serving_engine.prefill_attention_fixed_s(engine)  # one attention op per forward
-        kernels: float = len(ops) + (2 if tp > 1 else 0)
+        launches: float = len(ops) + (2 if tp > 1 else 0)
         if serving_engine.prefill_piecewise(engine, batch * prompt, gpu.memory_GB, tp):
-            kernels = serving_engine.PIECEWISE_LAUNCHES_PER_LAYER
-        comp = serving_engine.host_bound(engine, gpu_s, kernels, is_graphed=False) - comm
+            launches = serving_engine.PIECEWISE_LAUNCHES_PER_LAYER
+        comp = serving_engine.host_bound(engine, gpu_s, launches, is_graphed=False) - comm
     return PassTime(
         comp + comm,
         0.0,

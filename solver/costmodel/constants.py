@@ -114,10 +114,14 @@ EAGER_ROPE_BYTES = 20.0
 #: LlamaMLP act_fn(gate) * up per ffn element: silu 2+2, mul 4+2 = 10 (fused SwiGLU: 6).
 EAGER_SWIGLU_BYTES = 10.0
 #: logits.float() 2+4, log_softmax 4+4 plus its max and sum passes 4+4 = 22 per logit
-#: (Megatron's fused vocab-parallel loss: ``CROSS_ENTROPY_BYTES`` 18); backward: log-softmax
-#: backward 4+4+4, cast to 16 bit 4+2 = 18 (fused: ``CROSS_ENTROPY_BWD_BYTES`` 6).
+#: (Megatron's fused vocab-parallel loss: ``CROSS_ENTROPY_BYTES`` 18); backward: nll_loss's
+#: gradient zero-filled in fp32 before the target entries are scattered 4 (PyTorch
+#: aten/src/ATen/native/cuda/Loss.cu ``nll_loss_backward_out_cuda``: ``grad_input.zero_()``),
+#: log-softmax backward 4+4+4+4 (SoftMax.cu ``cunn_SoftMaxBackward``: a sum pass over the
+#: output gradient, then output gradient and saved output read, input gradient written), cast
+#: to 16 bit 4+2 = 26 (fused: ``CROSS_ENTROPY_BWD_BYTES`` 6).
 EAGER_CROSS_ENTROPY_BYTES = 22.0
-EAGER_CROSS_ENTROPY_BWD_BYTES = 18.0
+EAGER_CROSS_ENTROPY_BWD_BYTES = 26.0
 
 # Stored for the backward by the eager op sequences, beyond the fused count (measured: an
 # eager Llama block saves 49.0 bytes per s·b·h where the fused formula gives 34 --
@@ -128,17 +132,40 @@ EAGER_NORM_SAVED_EXTRA_BYTES = 4.0
 #: eager SwiGLU keeps gate, silu(gate), up and their product (4 x 2 bytes per ffn element)
 #: where a fused one keeps gate and up and the down-projection input (3 x 2): +2.
 EAGER_SWIGLU_SAVED_EXTRA_BYTES = 2.0
-#: The loss of the eager path at its peak: bf16 logits (2) + their fp32 copy (4) + the fp32
-#: log-softmax it saves (4) per logit, with every other activation of the micro-batch alive
-#: (logits.float() then F.cross_entropy, Hugging Face and torchtitan); Megatron's fused
-#: vocab-parallel loss works in place on one fp32 copy (``LOGIT_BYTES`` 4).
-EAGER_LOGIT_PEAK_BYTES = 10.0
+#: The loss of the eager path at its peak, per logit, with every other activation of the
+#: micro-batch alive (``logits.float()`` then ``F.cross_entropy``: Hugging Face and
+#: torchtitan): the backward of the cross entropy holds the fp32 log-softmax it saved (4), the
+#: fp32 gradient nll_loss hands it (4) and the fp32 gradient it makes (4) = 12 (the forward
+#: peaks at 10: bf16 logits, fp32 copy, log-softmax).  Measured 12.00 B with the bf16 logits
+#: dropped before the backward as torchtitan's train step does (``del pred``), 14.0 with them
+#: still referenced (raw-h100x1-loss-peak.json), on one H100 (PyTorch 2.11, Llama-3 head
+#: 4096 x 128256, 8-16k tokens): benchmarks/validation/modern/raw-h100x1-fsdp2-pools.json
+#: (``fsdp2_pools.py``, ``loss``).  Megatron's fused vocab-parallel loss works in place on one
+#: fp32 copy (``LOGIT_BYTES`` 4).
+EAGER_LOGIT_PEAK_BYTES = 12.0
 #: What PyTorch's ``loss_parallel`` (DTensor cross entropy over vocabulary-sharded logits,
-#: torchtitan's loss with TP) adds to that peak per logit: measured 18.0 B against 14.0 for
-#: the plain ``F.cross_entropy(logits.float())`` in one script on one H100 (PyTorch 2.11,
-#: Llama-3 head 4096 x 128256, 8-16k tokens; both with the bf16 logits still referenced):
-#: benchmarks/validation/modern/raw-h100x1-loss-peak.json (``loss_peak.py``).
+#: torchtitan's loss with TP) adds to that peak per logit: measured 16.0 B against 12.0 for
+#: the plain loss with the logits dropped (raw-h100x1-fsdp2-pools.json), 18.0 against 14.0
+#: with them referenced (raw-h100x1-loss-peak.json, ``loss_peak.py``), one H100.
 LOSS_PARALLEL_EXTRA_LOGIT_BYTES = 4.0
+#: The loss compiled (``torch.compile`` of ``F.cross_entropy(pred.float(), ...)``,
+#: torchtitan's ``build_cross_entropy_loss`` under ``training.compile``): one fused kernel per
+#: pass reads the bf16 logits (kept for the backward, 2 B) and writes the bf16 gradient (2 B);
+#: no fp32 copy or log-softmax is materialised.  Measured 4.00 B per logit (logits dropped
+#: before the backward), one H100: raw-h100x1-fsdp2-pools.json (``loss``, ``compiled``); 4.07
+#: B per logit plus the head's 1.05 GB weight gradient with the logits still referenced
+#: (5.06 / 4.56 B at 8192 / 16384 tokens): raw-h100x1-loss-peak-compiled.json.
+COMPILED_LOGIT_PEAK_BYTES = 4.0
+#: What the eager loss leaves *reserved* beyond its allocated peak, per logit: the bf16
+#: logits dropped before the backward (torchtitan's ``del pred``) free a 2 B-per-logit block
+#: that the backward's fp32 tensors (4 B per logit) do not fit in, so the caching allocator
+#: maps a new segment for them and keeps the freed one cached (it serves an allocation only
+#: from a free block at least as large: PyTorch ``c10/cuda/CUDACachingAllocator.cpp``,
+#: ``get_free_block``).  Structural (no fit); on one H100 the default stream's pool of a
+#: torchtitan-shaped FSDP2 step exceeds its allocated peak by 7.9 GB at 2.1G logits, of which
+#: this term is 4.2 and the median 5.8% (``ALLOCATOR_RESERVE_FRACTION``) 1.9
+#: (raw-h100x1-fsdp2-pools-fake8.json).
+EAGER_LOSS_CACHED_LOGIT_BYTES = 2.0
 
 #: Residual add without dropout: read the branch output and the residual, write the sum,
 #: 3 x 2 bytes per element (the no-dropout form of ``BIAS_DROPOUT_ADD_BYTES``).

@@ -39,10 +39,15 @@ from .stack import Stack
 __all__ = [
     "BYTES_PER_PARAM",
     "COMM_BYTES_PER_PARAM",
+    "FSDP2_ROOT_UNSHARDED_BYTES",
     "ZERO3_LIVE_BYTES_PER_PARAM",
+    "ZERO3_LOSS_PHASE_BYTES_PER_PARAM",
     "activation_transient_bytes",
     "block_activation_bytes",
+    "eager_loss_cached_bytes",
     "embedding_activation_bytes",
+    "fsdp2_root_unsharded_bytes",
+    "fsdp2_stream_cache_bytes",
     "head_activation_bytes",
     "in_flight_micro_batches",
     "kv_cache_bytes_per_token",
@@ -102,6 +107,31 @@ ZERO3_LIVE_BYTES_PER_PARAM: dict[str, float] = {
     "fsdp2_mixed": 10.0,
 }
 
+#: ZeRO-3 bytes live per parameter of one block at the *loss* peak, by policy: FSDP2 under
+#: torchtitan keeps only the last block gathered then (``reshard_after_forward`` is False for
+#: the last block alone, ``apply_fsdp`` at 9dec370: "FSDP would prefetch it immediately"), in
+#: bf16 (2 B); the backward's prefetch, gradients and reduce-scatter copy
+#: (``ZERO3_LIVE_BYTES_PER_PARAM``) start with the first block's backward, after the loss.
+#: Measured: the ledger's allocated peak without this phase split exceeds a torchtitan-shaped
+#: FSDP2 step's by 2.0 GB at 8 and 64 ranks, (10 - 2) B x 218M = 1.74 of it
+#: (raw-h100x1-fsdp2-pools-fake{8,64}.json).  Other policies: no phase split (the full live
+#: set).
+ZERO3_LOSS_PHASE_BYTES_PER_PARAM: dict[str, float] = {
+    **ZERO3_LIVE_BYTES_PER_PARAM,
+    "fsdp2_mixed": FSDP2_UNSHARDED_BYTES,
+}
+
+#: Bytes per parameter of the FSDP2 *root* group -- the parameters outside the transformer
+#: blocks on the GPU: word embedding, final norm, LM head -- live unsharded from the forward to
+#: the end of the backward under ZeRO-3, by policy.  PyTorch FSDP2 never reshards the root
+#: after forward (``FSDPState._lazy_init``: "For the root, do not reshard after forward since
+#: for training, the parameters would be freed and all-gathered immediately",
+#: ``torch/distributed/_composable/fsdp/_fsdp_state.py``, 2024), and torchtitan wraps every
+#: block and then the whole model (``fully_shard(model, ...)``, ``apply_fsdp`` in
+#: ``parallelize_llama.py`` at 9dec370 and e7c0cae), so embedding + norm + head are one group
+#: gathered in ``param_dtype`` (bf16, 2 B).  Other policies have no such root group (0).
+FSDP2_ROOT_UNSHARDED_BYTES: dict[str, float] = {"fsdp2_mixed": FSDP2_UNSHARDED_BYTES}
+
 
 #: Bytes per element of a GEMM input that Transformer Engine's FP8 linears save for the
 #: weight-gradient GEMM: the FP8 cast (1 byte), not the 16-bit input.  NVIDIA/
@@ -143,7 +173,9 @@ def block_activation_bytes(
         none = block_activation_bytes(model, recompute="none", **kw)  # type: ignore[arg-type]
         return 0.5 * (none + C.ACTIVATION_BYTES * s * b * h / sp_div)
     if recompute == "selective_op":
-        return _selective_op_bytes(model, tp=tp, s=s, b=b, sp_div=sp_div)
+        return _selective_op_bytes(
+            model, tp=tp, s=s, b=b, sp_div=sp_div, saves_unused=stack.kernels == "eager"
+        )
     if recompute not in ("none", "selective"):
         raise ValueError(f"unknown recompute {recompute!r}")
     d = float(model.kv_channels)
@@ -160,8 +192,13 @@ def block_activation_bytes(
     norm_extra = 2 * C.EAGER_NORM_SAVED_EXTRA_BYTES if stack.eager_rmsnorm(model) else 0.0
     # GEMM inputs saved for the weight gradient: 16-bit, or FP8 under Transformer Engine.
     gin = TE_FP8_SAVED_INPUT_BYTES if stack.te_fp8 else ab
-    # Not TP-sharded (sharded by SP): norm inputs, QKV input, MLP input(s), dropout masks.
-    replicated = s * b * h * (2 * ab + gin + k * gin + masks + norm_extra)
+    # Not TP-sharded (sharded by SP): norm inputs, dropout masks, and the QKV and MLP inputs --
+    # which Megatron's SP linears save as the shard (all-gathered again in the backward) but
+    # PyTorch's TP saves whole: its ``PrepareModuleInput`` all-gathers before the linears,
+    # which save what they read (``Stack.pytorch_tp``).
+    replicated = s * b * h * (2 * ab + masks + norm_extra)
+    gathered_div = 1.0 if stack.pytorch_tp and t > 1 else sp_div
+    gemm_in = s * b * h * (gin + k * gin) / gathered_div
     # TP-sharded: Q, out-proj input, MLP internals; K, V by kv heads per GPU.  Under TE FP8
     # the attention output stays saved in 16 bit by the fused attention kernel and the
     # output projection saves its own FP8 copy of it.
@@ -180,10 +217,12 @@ def block_activation_bytes(
         # softmax output (2), + dropout mask (1) and dropout output (2): 5 a s^2 b / t
         per_score = ab + (C.DROPOUT_MASK_BYTES + ab if stack.has_dropout else 0.0)
         scores = per_score * a * s * s * b / t
-    return replicated / sp_div + q_out + kv + mlp + scores
+    return replicated / sp_div + gemm_in + q_out + kv + mlp + scores
 
 
-def _selective_op_bytes(model: Model, *, tp: int, s: float, b: float, sp_div: float) -> float:
+def _selective_op_bytes(
+    model: Model, *, tp: int, s: float, b: float, sp_div: float, saves_unused: bool = True
+) -> float:
     """Stored bytes of one block under torchtitan's per-op selective checkpointing.
 
     torchtitan ``parallelize_llama.py`` (``_save_list`` / ``_apply_ac_to_transformer_block``
@@ -193,8 +232,13 @@ def _selective_op_bytes(model: Model, *, tp: int, s: float, b: float, sp_div: fl
     block (wq, wk, wv, wo, w1, w3, w2) wq, wv, w1 and w2 are saved: the block input, wq (q
     heads), wv (kv heads), the attention output and its fp32 log-sum-exp, w1 (f / t) and w2
     (its row-parallel output is whole, s b h, before the reduce-scatter).  For a Llama-3-8B
-    block that is 15.53 s b h, what one H100 measures for a torchtitan-style eager block
-    (13.53 with per-block torch.compile; benchmarks/validation/modern/torchtitan_compare.py).
+    block that is 15.53 s b h, what one H100 measures for a torchtitan-style eager block.
+    Compiled (``saves_unused`` False: per-block ``torch.compile``, whose partitioner saves only
+    what the backward graph reads) the w2 output goes: only the residual add consumes it and
+    an add's backward reads nothing, so 13.53 s b h -- measured 13.53 (Llama-3-8B block, seq
+    8192) and 13.43 against 15.43 eager (Llama-2-13B, seq 4096) on one H100,
+    benchmarks/validation/modern/raw-h100x1-torchtitan-block{,-13b}.json
+    (``torchtitan_compare.py``).
     FP8 changes nothing here: torchao's Float8 linears reach the policy as ``aten.mm`` on
     their float8 tensor subclass (the subclass turns it into ``_scaled_mm`` below the
     policy's dispatch mode), and torchtitan publishes the same peak for its bf16 and Float8
@@ -213,7 +257,8 @@ def _selective_op_bytes(model: Model, *, tp: int, s: float, b: float, sp_div: fl
     stored += ab * s * b * a * d / tp  # wq
     stored += ab * s * b * kv_heads_per_gpu(model, tp) * d  # wv
     stored += k * ab * s * b * f / tp  # w1 (gate)
-    stored += ab * s * b * h  # w2, before its reduce-scatter
+    if saves_unused:
+        stored += ab * s * b * h  # w2, before its reduce-scatter
     return stored
 
 
@@ -262,6 +307,61 @@ def zero3_gathered_weight_bytes(model: Model, *, tp: int, weight_bytes: float = 
     return block_params_per_gpu(model, tp) * weight_bytes
 
 
+def fsdp2_root_unsharded_bytes(
+    root_params: float, *, memory_policy: str, zero_stage: int, dp: int
+) -> float:
+    """FSDP2's root group (embedding, final norm, head of the stage) held unsharded through
+    the forward and backward under ZeRO-3 (``FSDP2_ROOT_UNSHARDED_BYTES``); 0 for other
+    policies, below ZeRO-3 (everything is unsharded already) or without data parallelism."""
+    if zero_stage < 3 or dp <= 1:
+        return 0.0
+    return root_params * FSDP2_ROOT_UNSHARDED_BYTES.get(memory_policy, 0.0)
+
+
+def fsdp2_stream_cache_bytes(
+    largest_group_params: float,
+    block_params: float,
+    *,
+    memory_policy: str,
+    dp: int,
+    sharded_grads: float = 0.0,
+) -> float:
+    """What PyTorch's caching allocator holds for FSDP2's communication streams beyond the
+    tensors' peak: reserved, never counted as allocated at the peak (feasibility ignores it).
+
+    The caching allocator keeps a free block for the stream it was allocated on and hands it
+    to no other stream (``CUDACachingAllocator.cpp``: a cached block is found only for the
+    allocating stream), and FSDP2 allocates on its own streams without ``record_stream``
+    (``_fsdp_collectives.py``): the reduce-scatter output, which *becomes the sharded
+    gradients* ("The RS output is allocated in the RS stream and used in the default stream
+    (for optimizer)", ``foreach_reduce``), and the all-gather output (``foreach_all_gather``,
+    on the all-gather copy-in stream).  So the step's activations cannot reuse:
+
+    * the reduce-scatter stream's pool: every sharded gradient (``sharded_grads``: freed by
+      ``zero_grad(set_to_none=True)`` before the forward, still cached there; pass 0 where the
+      ledger already counts them live with the activations);
+    * the all-gather copy-in stream's pool: ``param_dtype`` bytes
+      (``COMM_BYTES_PER_PARAM[policy][0]``) x (the largest group + one block): the forward
+      keeps an all-gather result until the next all-gather is issued ("Defer free to allow
+      for overlap of this copy-out with next all-gather collective",
+      ``FSDPParamGroup.wait_for_unshard``), so the root group's output and the first block's
+      are held together.
+
+    Measured on one H100 (PyTorch 2.11, a torchtitan-shaped FSDP2 step over 8 and 64 ranks of
+    the fake process group, 8 Llama-3-8B blocks + the 128k root group;
+    ``benchmarks/validation/modern/fsdp2_pools.py``, ``raw-h100x1-fsdp2-pools-fake{8,64}.json``):
+    the reduce-scatter stream holds 1.416 / 0.185 GB (the fp32 shards: 1.398 / 0.175), the
+    copy-in stream 2.81 / 2.58 GB (this term: 2.54), and the reduce-scatter *input* is not on
+    either (it is allocated on the default stream at the end of the backward, when the
+    activations' memory is free).  0 for policies other than ``fsdp2_mixed`` and without data
+    parallelism.
+    """
+    if memory_policy != "fsdp2_mixed" or dp <= 1:
+        return 0.0
+    gather = COMM_BYTES_PER_PARAM[memory_policy][0]
+    return gather * (largest_group_params + block_params) + sharded_grads
+
+
 def embedding_activation_bytes(
     model: Model, *, tp: int, micro_batch: int, seq: int, sequence_parallel: bool, stack: Stack
 ) -> float:
@@ -288,23 +388,45 @@ def head_activation_bytes(
     """Last stage's extra: final-norm input (2sbh), LM-head input (2sbh), fp32 logits 4sbV/t.
 
     Korthikanti et al. 2022 Sec. 4.3: 4 s b h / t (1 + V / h) with SP; without SP the two
-    s b h tensors are not sharded.  Eager kernels (``stack.kernels``): the loss peaks at
-    ``EAGER_LOGIT_PEAK_BYTES`` per logit (16-bit logits, their fp32 copy and the fp32
-    log-softmax live together; with TP, PyTorch's ``loss_parallel`` adds
-    ``LOSS_PARALLEL_EXTRA_LOGIT_BYTES``) and the final RMSNorm keeps its fp32 input too.
+    s b h tensors are not sharded; under PyTorch's TP (``stack.pytorch_tp``) the LM-head input
+    is saved whole (all-gathered).  Eager kernels (``stack.kernels``): the loss peaks at
+    ``EAGER_LOGIT_PEAK_BYTES`` per logit in its backward (the fp32 log-softmax and two fp32
+    gradients; with TP, PyTorch's ``loss_parallel`` adds ``LOSS_PARALLEL_EXTRA_LOGIT_BYTES``),
+    a compiled loss (``stack.compiled_loss``, without TP) at ``COMPILED_LOGIT_PEAK_BYTES``,
+    and the final RMSNorm keeps its fp32 input too.
     """
     if model.vocab_size == 0:
         return 0.0
     s, b, h = float(seq), float(micro_batch), float(model.hidden_size)
     div = float(tp) if sequence_parallel else 1.0
     logits = C.EAGER_LOGIT_PEAK_BYTES if stack.eager_head else C.LOGIT_BYTES
+    # The LM-head input: SP-sharded, except under PyTorch's TP, whose head saves the
+    # all-gathered input (``Stack.pytorch_tp``).
+    head_div = 1.0 if stack.pytorch_tp and tp > 1 else div
     if stack.eager_head and tp > 1:
-        # PyTorch's loss_parallel over vocabulary-sharded logits (torchtitan with TP).
+        # PyTorch's loss_parallel over vocabulary-sharded logits (torchtitan with TP); a
+        # compiled loss under it is unmeasured and keeps this eager peak (an upper bound).
         logits += C.LOSS_PARALLEL_EXTRA_LOGIT_BYTES
+    elif stack.eager_head and stack.compiled_loss:
+        logits = C.COMPILED_LOGIT_PEAK_BYTES
     norm_extra = C.EAGER_NORM_SAVED_EXTRA_BYTES if stack.eager_head_rmsnorm(model) else 0.0
-    return (2 * C.ACTIVATION_BYTES + norm_extra) * s * b * h / div + logits * s * b * (
-        model.vocab_size / tp
+    ab = C.ACTIVATION_BYTES
+    return (
+        (ab + norm_extra) * s * b * h / div
+        + ab * s * b * h / head_div
+        + logits * s * b * (model.vocab_size / tp)
     )
+
+
+def eager_loss_cached_bytes(
+    model: Model, *, tp: int, micro_batch: int, seq: int, stack: Stack
+) -> float:
+    """Reserved (not allocated) at the eager loss's peak: the dropped bf16 logits' cached
+    block (``EAGER_LOSS_CACHED_LOGIT_BYTES`` per logit on this GPU); 0 for a fused or compiled
+    loss, which keeps no such block."""
+    if model.vocab_size == 0 or not stack.eager_head or stack.compiled_loss:
+        return 0.0
+    return C.EAGER_LOSS_CACHED_LOGIT_BYTES * seq * micro_batch * model.vocab_size / tp
 
 
 def model_state_bytes(

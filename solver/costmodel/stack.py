@@ -63,9 +63,9 @@ class Stack:
     compiled_loss
         The loss is compiled (torchtitan's ``build_cross_entropy_loss`` under
         ``training.compile``, torchtitan bbb1b61 onwards): its traffic is a fused loss's
-        (``CROSS_ENTROPY_BYTES`` / ``CROSS_ENTROPY_BWD_BYTES``).  Its memory peak is still
-        charged as the eager loss's (an upper bound) until measured
-        (``benchmarks/validation/modern/loss_peak.py --kinds plain,compiled``).
+        (``CROSS_ENTROPY_BYTES`` / ``CROSS_ENTROPY_BWD_BYTES``) and its memory peak
+        ``COMPILED_LOGIT_PEAK_BYTES`` per logit (measured; under TP's ``loss_parallel`` the
+        eager peak is kept, unmeasured).
     fp8_recipe
         FP8 scaling of the GEMM operands; ``"none"`` unless the workload's precision is fp8.
         ``"tensorwise"``: one dynamic scale per tensor (torchao's tensorwise recipe).
@@ -105,6 +105,18 @@ class Stack:
     @property
     def eager_head(self) -> bool:
         """The final norm, LM head and loss run eager (everything but fully fused stacks)."""
+        return self.kernels != "fused"
+
+    @property
+    def pytorch_tp(self) -> bool:
+        """Tensor parallelism is PyTorch's DTensor ``parallelize_module`` (the PyTorch-native
+        stacks, eager or with compiled blocks: torchtitan), not Megatron-LM's: the loss is
+        ``loss_parallel``, and a column-parallel linear after a sequence-parallel region gets
+        its input all-gathered by a separate autograd op (``PrepareModuleInput`` before the
+        attention and the MLP, ``ColwiseParallel(input_layouts=Shard(1))`` on the LM head),
+        so ``F.linear`` saves the gathered, whole-sequence input (Megatron's SP linear saves
+        the shard and re-gathers it in the backward).  torchtitan ``apply_tp`` in
+        ``parallelize_llama.py`` at 9dec370."""
         return self.kernels != "fused"
 
     def eager_rmsnorm(self, model: Model) -> bool:

@@ -10,6 +10,7 @@ from ..costmodel import (
     ZERO3_LIVE_BYTES_PER_PARAM,
     activation_transient_bytes,
     block_activation_bytes,
+    block_params_per_gpu,
     embedding_activation_bytes,
     head_activation_bytes,
     in_flight_micro_batches,
@@ -18,6 +19,12 @@ from ..costmodel import (
     zero3_gathered_weight_bytes,
 )
 from ..costmodel import constants as C
+from ..costmodel.memory import (
+    ZERO3_LOSS_PHASE_BYTES_PER_PARAM,
+    eager_loss_cached_bytes,
+    fsdp2_root_unsharded_bytes,
+    fsdp2_stream_cache_bytes,
+)
 from ..costmodel.serving_memory import (
     kv_blocks_per_sequence,
     max_concurrent_sequences,
@@ -80,13 +87,18 @@ def _ledger_row(
 
 
 def _set_reserved(row: dict[str, Any]) -> None:
-    """The caching allocator's reserved peak beside the allocated one (``total_GB``): the
-    tensors' peak x (1 + ``ALLOCATOR_RESERVE_FRACTION``) + the overhead outside the allocator
-    (what torchtitan's logs and ``nvidia-smi`` report; feasibility uses ``total_GB``)."""
-    tensors = row["total_GB"] - C.CUDA_CONTEXT_GB - C.NCCL_BUFFERS_GB
-    row["reserved_GB"] = (
-        tensors * (1.0 + C.ALLOCATOR_RESERVE_FRACTION) + C.CUDA_CONTEXT_GB + C.NCCL_BUFFERS_GB
-    )
+    """The caching allocator's reserved peak beside the allocated one (``total_GB``):
+    ``allocator_reserved_GB`` = the tensors' peak x (1 + ``ALLOCATOR_RESERVE_FRACTION``) + the
+    communication streams' caches (``comm_stream_cache_GB``, FSDP2) + the eager loss's cached
+    logits block (``loss_cached_logits_GB``), what
+    ``torch.cuda.max_memory_reserved`` and torchtitan's log (``reserved_bytes.all.peak``)
+    report; ``reserved_GB`` adds the overhead outside the allocator (CUDA context, NCCL
+    buffers), what ``nvidia-smi`` shows.  Feasibility uses ``total_GB``."""
+    outside = C.CUDA_CONTEXT_GB + C.NCCL_BUFFERS_GB
+    tensors = row["total_GB"] - outside
+    cached = row.get("comm_stream_cache_GB", 0.0) + row.get("loss_cached_logits_GB", 0.0)
+    row["allocator_reserved_GB"] = tensors * (1.0 + C.ALLOCATOR_RESERVE_FRACTION) + cached
+    row["reserved_GB"] = row["allocator_reserved_GB"] + outside
 
 
 def serving_ledger_row(
@@ -152,6 +164,7 @@ def serving_ledger_row(
     row["forward_tokens"] = forward_tokens
     # The engine allocates its whole pool at start-up: it holds the usable fraction.
     row["reserved_GB"] = max(row["total_GB"], row["usable_GB"])
+    row.pop("allocator_reserved_GB", None)  # the training allocator's estimate: not this
     return row
 
 
@@ -203,23 +216,52 @@ def _training_ledger_row(
     a = inflight * st.num_layers * block_activation_bytes(model, recompute=grp.recompute, **shape)
     if s == 0:
         a += inflight * embedding_activation_bytes(model, **shape)
-    if s == p - 1:
-        # The loss backward runs right after the last forward: one micro-batch of logits.
-        a += head_activation_bytes(model, **shape)
-    # Rebuilding one block for its backward (recompute), and ZeRO-3's gathered block.
+    # Rebuilding one block for its backward (recompute).
     transient = activation_transient_bytes(model, recompute=grp.recompute, **shape)
-    a += transient
+    # ZeRO-3's gathered block(s) during a block's backward (in the weights), and the part of
+    # them not yet live at the loss peak (FSDP2: only the last block is gathered then).
+    unlive = 0.0
     if grp.zero_stage >= 3 and grp.count > 1:
+        pol = wl.memory_policy
         w += zero3_gathered_weight_bytes(
-            model, tp=st.tp, weight_bytes=ZERO3_LIVE_BYTES_PER_PARAM[wl.memory_policy]
+            model, tp=st.tp, weight_bytes=ZERO3_LIVE_BYTES_PER_PARAM[pol]
         )
+        unlive = zero3_gathered_weight_bytes(
+            model,
+            tp=st.tp,
+            weight_bytes=ZERO3_LIVE_BYTES_PER_PARAM[pol] - ZERO3_LOSS_PHASE_BYTES_PER_PARAM[pol],
+        )
+    loss_cached = 0.0
+    if s == p - 1:
+        # The loss backward runs right after the last forward: one micro-batch of logits,
+        # freed before any block's backward rebuilds that block: the two peaks are not
+        # simultaneous, the stage holds the larger (the CP tables' ``act_head`` likewise,
+        # without the loss phase's smaller ZeRO-3 live set: an upper bound of this).
+        loss_phase = head_activation_bytes(model, **shape) - unlive
+        a += max(loss_phase, transient)
+        if loss_phase >= transient:  # at the loss peak the dropped logits' block stays reserved
+            kw = dict(tp=st.tp, micro_batch=mb, seq=seq, stack=shape["stack"])
+            loss_cached = eager_loss_cached_bytes(model, **kw)
+    else:
+        a += transient
+    # FSDP2: the root group (embedding / final norm / head of this stage) stays gathered.
+    block = block_params_per_gpu(model, st.tp)
+    root = max(0.0, params_local - st.num_layers * block)
+    sharding = dict(memory_policy=wl.memory_policy, dp=grp.count)
+    w += fsdp2_root_unsharded_bytes(root, zero_stage=grp.zero_stage, **sharding)  # type: ignore[arg-type]
     row = _ledger_row(0, s, st, gpu, w, g, o, a, 0.0)
+    freed_grads = 0.0
     if wl.grad_buffers == "on_demand" and m == 1:
         # One micro-batch, gradients made in the backward as the activations are freed: the
         # two are never all live together; the peak holds the larger (the simultaneous peak).
-        row["total_GB"] -= _gb(min(g, a))
+        freed_grads = min(g, a)
+        row["total_GB"] -= _gb(freed_grads)
         row["grads_live_with_activations"] = False
-        _set_reserved(row)
+    row["comm_stream_cache_GB"] = _gb(
+        fsdp2_stream_cache_bytes(max(root, block), block, sharded_grads=freed_grads, **sharding)  # type: ignore[arg-type]
+    )
+    row["loss_cached_logits_GB"] = _gb(loss_cached)
+    _set_reserved(row)
     row["in_flight_micro_batches"] = inflight
     row["transient_activations_GB"] = _gb(transient)
     return row

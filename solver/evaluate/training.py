@@ -41,6 +41,7 @@ from ..costmodel import (
 from ..costmodel import constants as C
 from ..costmodel.compute import ZERO_PASS
 from ..costmodel.stack import stack_of
+from ..costmodel.tp_overlap import block_tp_overlap, overlapped_block
 from ..specs import Cluster, GPUSpec, Model, Plan, ReplicaGroup, Stage, TrainingWorkload
 from .boundary import _p2p
 from .calibration import Cal, gpu_with_calibration
@@ -61,26 +62,25 @@ def _stage_passes(
     grp: ReplicaGroup,
     wl: TrainingWorkload,
     link: LinkTier,
-) -> tuple[PassTime, PassTime, PassTime]:
+) -> tuple[PassTime, PassTime, PassTime, float]:
+    """One micro-batch's block (its TP communication overlapped as ``wl.tp_comm_overlap``
+    says, :mod:`solver.costmodel.tp_overlap`), embedding and head passes of stage ``s``, and
+    the TP seconds one block hides per micro-batch."""
     mb = grp.micro_batch_size or 1
-    blk = block_time(
-        model,
-        gpu,
-        tp=st.tp,
-        micro_batch=mb,
-        seq=wl.sequence_length,
-        recompute=grp.recompute,
-        sequence_parallel=grp.sequence_parallel and st.tp > 1,
-        precision=wl.precision,
-        tp_link=link,
-        stack=stack_of(wl),
-    )
     kw: dict[str, Any] = dict(
         tp=st.tp, micro_batch=mb, seq=wl.sequence_length, precision=wl.precision, tp_link=link
     )
+    sp = grp.sequence_parallel and st.tp > 1
+    blk = block_time(
+        model, gpu, recompute=grp.recompute, sequence_parallel=sp, stack=stack_of(wl), **kw
+    )
+    terms = block_tp_overlap(
+        model, gpu, sequence_parallel=sp, stack=stack_of(wl), mode=wl.tp_comm_overlap, **kw
+    )
+    blk, hidden = overlapped_block(blk, terms)
     emb = embedding_time(model, gpu, **kw) if s == 0 else ZERO_PASS
     head = head_time(model, gpu, stack=stack_of(wl), **kw) if s == p - 1 else ZERO_PASS
-    return blk, emb, head
+    return blk, emb, head, hidden
 
 
 def _dp_stage_time(
@@ -137,7 +137,7 @@ def _evaluate_training(
         pool = cluster.pool(st.pool)
         gpu = gpu_with_calibration(pool, cal)
         link = tp_link(pool, cal)
-        blk, emb, head = _stage_passes(model, gpu, st, s, p, grp, wl, link)
+        blk, emb, head, hidden = _stage_passes(model, gpu, st, s, p, grp, wl, link)
         ranges = st.layer_ranges if v > 1 else [(st.layer_ranges[0][0], st.layer_ranges[-1][1])]
         for c, (a, b) in enumerate(ranges[:v]):
             n = b - a + 1
@@ -149,7 +149,17 @@ def _evaluate_training(
             )
         total = blk.scaled(st.num_layers) + emb + head
         params_local = _stage_params(model, wl, st, s, p)
-        info.append(dict(stage=st, pool=pool, gpu=gpu, total=total, params=params_local, blk=blk))
+        info.append(
+            dict(
+                stage=st,
+                pool=pool,
+                gpu=gpu,
+                total=total,
+                params=params_local,
+                blk=blk,
+                tp_hidden=hidden * st.num_layers,
+            )
+        )
     act = mb * seq * h * C.ACTIVATION_BYTES
     p2p = np.zeros(p)
     for s in range(p - 1):
@@ -210,6 +220,7 @@ def _evaluate_training(
                 "layers": st.num_layers,
                 "compute_s": m * (tot.fwd_s + tot.bwd_s - tot.tp_comm_fwd_s - tot.tp_comm_bwd_s),
                 "tp_comm_s": m * (tot.tp_comm_fwd_s + tot.tp_comm_bwd_s),
+                "tp_comm_hidden_s": m * float(it["tp_hidden"]),
                 "pp_comm_s": m * 2.0 * float(p2p[s]),
                 "dp_comm_s": dp_t[s],
                 "dp_exposed_s": max(0.0, finish[s] - sim.makespan_s),
@@ -236,4 +247,5 @@ def _evaluate_training(
         "hw_flops_per_step": hwflops,
         "num_micro_batches": m,
         "p2p_s": [float(x) for x in p2p],
+        "tp_comm_overlap": wl.tp_comm_overlap,
     }

@@ -8,7 +8,8 @@ and last stage; the middle stages split the rest evenly), ``--num-layers-per-vir
 stage`` (interleaved 1F1B, equal chunks), ``--num-virtual-stages-per-pipeline-rank``
 (interleaved with an uneven first/last stage), ``--pipeline-model-parallel-layout`` (any layer
 count per stage and chunk: heterogeneous pipelines whose stages run on different GPU types),
-``--sequence-parallel``, ``--recompute-granularity``, ``--use-distributed-optimizer`` (ZeRO-1:
+``--sequence-parallel``, ``--tp-comm-overlap`` (Transformer Engine userbuffers; with sequence
+parallelism only), ``--fp8-recipe``, ``--recompute-granularity``, ``--use-distributed-optimizer`` (ZeRO-1:
 optimizer state and fp32 master weights sharded over DP), ``--use-tp-pp-dp-mapping`` (rank
 order ``tp-pp-dp``).
 
@@ -89,13 +90,26 @@ def split_flags(group: ReplicaGroup) -> list[str]:
     return [f'--pipeline-model-parallel-layout "{megatron_layout_string(chunks)}"']
 
 
-def _parallel_block(group: ReplicaGroup, order_flag: str | None) -> ArgBlock:
+def tp_overlap_flags(group: ReplicaGroup, workload: TrainingWorkload) -> list[str]:
+    """``--tp-comm-overlap`` where the workload overlaps TP communication with Transformer
+    Engine userbuffers and the plan has TP > 1 with sequence parallelism (``validate_args``
+    asserts sequence parallelism with it; without, the cost model overlaps nothing either,
+    :func:`solver.costmodel.tp_overlap.block_tp_overlap`)."""
+    tp = group.stages[0].tp
+    on = workload.tp_comm_overlap == "megatron_userbuffers"
+    return ["--tp-comm-overlap"] if on and group.sequence_parallel and tp > 1 else []
+
+
+def _parallel_block(
+    group: ReplicaGroup, order_flag: str | None, workload: TrainingWorkload
+) -> ArgBlock:
     tp, pp, dp = group.stages[0].tp, group.pp, group.count
     layers = [s.num_layers for s in group.stages]
     args = [f"--tensor-model-parallel-size {tp}", f"--pipeline-model-parallel-size {pp}"]
     args += split_flags(group)
     if group.sequence_parallel and tp > 1:
         args.append("--sequence-parallel")
+    args += tp_overlap_flags(group, workload)
     if order_flag is not None:
         args.append(order_flag)
     split = "/".join(str(n) for n in layers)
@@ -175,8 +189,9 @@ def _precision_block(workload: TrainingWorkload) -> ArgBlock:
     if workload.precision == "fp16":
         args: tuple[str, ...] = ("--fp16",)
     elif workload.precision == "fp8":
-        # FP8 GEMMs through Transformer Engine, bf16 elsewhere.
-        args = ("--bf16", "--fp8-format hybrid")
+        # FP8 GEMMs through Transformer Engine, bf16 elsewhere; the scaling recipe as planned
+        # (--fp8-recipe tensorwise | delayed; solver.engines refuses the others).
+        args = ("--bf16", "--fp8-format hybrid", f"--fp8-recipe {workload.fp8_recipe}")
     else:
         args = ("--bf16",)
     return ArgBlock(f"precision: {workload.precision}", args)
@@ -191,7 +206,7 @@ def megatron_arguments(
     layout = megatron_layout(group)
     order_flag = None if isinstance(layout, str) else layout.megatron_flag
     blocks = [
-        _parallel_block(group, order_flag),
+        _parallel_block(group, order_flag, workload),
         _batch_block(group),
         _memory_block(group, workload),
         _model_block(model, workload),

@@ -401,9 +401,16 @@ def time_breakdown_table(report: Mapping[str, Any]) -> Table:
     for _, name in _TIME_PARTS:
         t.add_column(name, justify="right")
     t.add_column("sum", justify="right")
+    # TP communication hidden behind the GEMMs (workload tp_comm_overlap): shown beside the
+    # exposed "TP comm", not part of the sum.
+    hidden = any((_num(r.get("tp_comm_hidden_s")) or 0.0) > 0 for r in rows)
+    if hidden:
+        t.add_column("TP hidden (overlapped)", justify="right")
     for i, r in enumerate(rows):
         cells = _stage_label(r, multi) + [fmt_time(r.get(k)) for k, _ in _TIME_PARTS]
         cells.append(fmt_time(totals[i]))
+        if hidden:
+            cells.append(fmt_time(r.get("tp_comm_hidden_s")))
         t.add_row(*cells, style="bold" if i in slowest else None)
     return t
 

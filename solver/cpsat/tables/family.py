@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from ... import costmodel as cm
 from ...catalog import gpu_of
 from ...costmodel.stack import stack_of
+from ...costmodel.tp_overlap import block_tp_overlap, overlapped_block
 from ...specs import Cluster, Model, TrainingWorkload
 from ..options import tp_options
 from ..training.data import KB
@@ -57,21 +58,21 @@ def min_block_seconds(
         for pool in cluster.pools:
             gpu = gpu_of(pool)
             for tp in tp_options(model, pool):
+                kw = dict(
+                    tp=tp,
+                    micro_batch=fam.micro_batch,
+                    seq=workload.sequence_length,
+                    sequence_parallel=fam.sequence_parallel and tp > 1,
+                    precision=workload.precision,
+                    tp_link=tp_link(pool),
+                    stack=stack_of(workload),
+                )
                 try:
-                    blk = cm.block_time(
-                        model,
-                        gpu,
-                        tp=tp,
-                        micro_batch=fam.micro_batch,
-                        seq=workload.sequence_length,
-                        recompute=fam.recompute,
-                        sequence_parallel=fam.sequence_parallel and tp > 1,
-                        precision=workload.precision,
-                        tp_link=tp_link(pool),
-                        stack=stack_of(workload),
-                    )
+                    blk = cm.block_time(model, gpu, recompute=fam.recompute, **kw)  # type: ignore[arg-type]
+                    terms = block_tp_overlap(model, gpu, mode=workload.tp_comm_overlap, **kw)  # type: ignore[arg-type]
                 except ValueError:
                     continue  # as in _option: e.g. fp8 on a GPU without fp8
+                blk = overlapped_block(blk, terms)[0]
                 best = min(best, blk.fwd_s + blk.bwd_s)
     return best if best < float("inf") else 1e-3
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 from ... import costmodel as cm
 from ...catalog import gpu_of
 from ...costmodel.constants import FRAMEWORK_OVERHEAD_GB
+from ...costmodel.memory import fsdp2_root_unsharded_bytes
 from ...costmodel.stack import stack_of
+from ...costmodel.tp_overlap import block_tp_overlap, overlapped_block
 from ...specs import Cluster, Model, Pool, TrainingWorkload
 from ..training.data import KB, TrainOption
 from .dp import block_placeable, dp_time
@@ -53,6 +55,16 @@ def _option(
             stack=stack,
             **kw,  # type: ignore[arg-type]
         )
+        # The TP overlap the evaluator charges (solver.evaluate.training._stage_passes).
+        terms = block_tp_overlap(
+            model,
+            gpu,
+            sequence_parallel=sp,
+            stack=stack,
+            mode=workload.tp_comm_overlap,
+            **kw,  # type: ignore[arg-type]
+        )
+        blk = overlapped_block(blk, terms)[0]
         emb = cm.embedding_time(model, gpu, **kw)  # type: ignore[arg-type]
         head = cm.head_time(model, gpu, stack=stack, **kw)  # type: ignore[arg-type]
     except ValueError:
@@ -65,7 +77,7 @@ def _option(
         **akw,  # type: ignore[arg-type]
     )
     act_embed = cm.embedding_activation_bytes(model, stack=stack, **akw)  # type: ignore[arg-type]
-    act_head = cm.head_activation_bytes(model, stack=stack, **akw)  # type: ignore[arg-type]
+    head_peak = cm.head_activation_bytes(model, stack=stack, **akw)  # type: ignore[arg-type]
     # Fixed per stage, as in the evaluator's ledger: recomputing one block for its backward,
     # and (ZeRO-3 with d > 1) one block's gathered weights.
     rebuilt = cm.activation_transient_bytes(
@@ -74,6 +86,12 @@ def _option(
         stack=stack,
         **akw,  # type: ignore[arg-type]
     )
+    # The loss peaks before any block is rebuilt: the last stage holds max(head, rebuilt), as
+    # the ledger does; ``transient`` carries the rebuilt block on every stage, so the head
+    # adds only what exceeds it.  (With ZeRO-3 the ledger's loss phase also holds less of the
+    # gathered set, ``ZERO3_LOSS_PHASE_BYTES_PER_PARAM``; ``transient`` keeps all of it for
+    # every d: the CP's peak is an upper bound of the ledger's by at most that difference.)
+    act_head = max(0.0, head_peak - rebuilt)
     gathered = cm.zero3_gathered_weight_bytes(
         model, tp=tp, weight_bytes=cm.ZERO3_LIVE_BYTES_PER_PARAM[workload.memory_policy]
     )
@@ -112,7 +130,9 @@ def _option(
         dpt["fixed"][d] = _us(max(0.0, t1 - per_param * 1e9))
         for key, prm in params.items():
             state = cm.model_state_bytes(prm, **st)  # type: ignore[arg-type]
-            static[key][d] = _kb_up(sum(state))
+            # FSDP2's root group (embedding / norm / head) stays gathered, as in the ledger.
+            root = 0.0 if key == "layer" else fsdp2_root_unsharded_bytes(prm, **st)  # type: ignore[arg-type]
+            static[key][d] = _kb_up(sum(state) + root)
             if on_demand:
                 grads[key][d] = int(state[1] // KB)
             dpt[key][d] = _us(per_param * prm)

@@ -36,5 +36,6 @@ MEGATRON_ARGS=(
     # precision: fp8
     --bf16
     --fp8-format hybrid
+    --fp8-recipe tensorwise
 )
 # usage: torchrun ... pretrain_gpt.py "${MEGATRON_ARGS[@]}" --data-path ...
