@@ -3,7 +3,14 @@
 Prints a table and writes ``benchmarks/results/solve_time.json``.  Run::
 
     .venv/bin/python benchmarks/solve_time.py [--quick] [--time-limit 60] [--workers 2]
+    .venv/bin/python benchmarks/solve_time.py --quick --against 278d2ec
     .venv/bin/python benchmarks/solve_time.py --limit-adherence [--time-limit 1]
+
+``--against REF`` (a JSON file of an earlier run, or a git revision whose
+``benchmarks/results/solve_time.json`` is read with ``git show``) adds each row's time over
+the earlier run's time of the same case, and says whether every row is within
+:data:`MAX_SLOWDOWN` of it (issue 15: "no instance slower than 1.5x today's", today's being
+the table at 278d2ec).
 
 ``--limit-adherence`` runs the whole ``plan()`` call (rubric baseline included, as the CLI
 does) on the bundled instances of the README and checks the promise of issue 18: wall time
@@ -121,12 +128,35 @@ def limit_adherence(limit: float, workers: int | None) -> None:
     print(f"{sum(r['within'] for r in rows)} of {len(rows)} within the promise; wrote {out}")
 
 
+#: Most a row's time may grow over the reference run's (issue 15).
+MAX_SLOWDOWN = 1.5
+
+
+def reference_times(ref: str) -> dict[str, float]:
+    """Each case's time_s in an earlier run: a JSON file, or a git revision's results file."""
+    import subprocess
+
+    path = Path(ref)
+    if path.is_file():
+        text = path.read_text()
+    else:
+        text = subprocess.run(
+            ["git", "show", f"{ref}:benchmarks/results/solve_time.json"],
+            cwd=ROOT, check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+    return {r["case"]: float(r["time_s"]) for r in json.loads(text)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer rows")
     ap.add_argument("--time-limit", type=float, default=None, help="default 60 (1 with --limit-adherence)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--exhaustive-max", type=int, default=200_000, help="largest space to enumerate")
+    ap.add_argument(
+        "--against", default=None,
+        help="an earlier run (JSON file or git revision): print each row's time ratio to it",
+    )  # fmt: skip
     ap.add_argument(
         "--limit-adherence", action="store_true",
         help="wall time of whole plan() calls vs the limit on the bundled instances",
@@ -137,10 +167,11 @@ def main() -> None:
         return
     if args.time_limit is None:
         args.time_limit = 60.0
+    ref = reference_times(args.against) if args.against else {}
     rows = []
     print(
         f"{'case':40s} {'GPUs':>6s} {'layers':>6s} {'status':>10s} {'time_s':>7s} {'tokens/s':>12s}"
-        f" {'gap':>7s} {'exhaustive':>22s}"
+        f" {'gap':>7s} {'exhaustive':>22s}" + (f" {'vs ref':>7s}" if ref else "")
     )
     for label, model_name, cluster, wl in cases(args.quick):
         model = load_model(model_name)
@@ -183,10 +214,20 @@ def main() -> None:
             if ex_time is not None
             else ("skipped" if space is None else f"skipped ({space:.1e} plans)")
         )
+        if label in ref:
+            row["vs_reference"] = round(dt / ref[label], 3)
+        vs = f" {row['vs_reference']:6.2f}x" if "vs_reference" in row else (" " * 8 if ref else "")
         print(
             f"{label:40s} {cluster.num_gpus:6d} {model.num_layers:6d} {res.status.value:>10s}"
-            f" {dt:7.2f} {obj:>12s} {gap:>7s} {ex:>22s}",
+            f" {dt:7.2f} {obj:>12s} {gap:>7s} {ex:>22s}{vs}",
             flush=True,
+        )
+    if ref:
+        worst = max((r for r in rows if "vs_reference" in r), key=lambda r: r["vs_reference"])
+        ok = worst["vs_reference"] <= MAX_SLOWDOWN
+        print(
+            f"slowest vs {args.against}: {worst['case']} {worst['vs_reference']:.2f}x "
+            f"({'within' if ok else 'NOT within'} {MAX_SLOWDOWN}x)"
         )
     out = ROOT / "benchmarks" / "results" / "solve_time.json"
     out.parent.mkdir(parents=True, exist_ok=True)

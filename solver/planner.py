@@ -44,15 +44,17 @@ from .baselines.rubric import RubricCutShort, rubric_plan_scored, rubric_pool, r
 from .catalog import gpu_of
 from .construction import Solved, objective_of
 from .cpsat.advice import (
+    ENOUGH_SUFFICIENT,
     Relaxation,
     advice_text,
     inference_relaxation_axes,
     relaxation_axes,
     search_relaxations,
+    untried_axes,
 )
 from .cpsat.deadline import Deadline
 from .cpsat.plan_inference import solve_inference
-from .cpsat.plan_training import solve_training
+from .cpsat.plan_training import TableCache, solve_training
 from .cpsat.tables.build import stages_limit
 from .cpsat.training.data import TrainTables
 from .cpsat.training.model import TrainingModel
@@ -156,9 +158,11 @@ def plan(
         target, more GPUs, a shorter prompt: :mod:`solver.cpsat.advice`) in the time left of
         ``time_limit_s``
         (deterministic: re-plans of 0.5 s of deterministic time, ``time_limit_s`` of them in
-        all), single changes first and pairs when none works, and say which plan
-        (``Result.advice``; default True).  Only a relaxation whose re-plan returned a
-        verified plan is called sufficient.
+        all), single changes first (training: the axes stop once two plan) and pairs when
+        none works, and say which plan (``Result.advice``; default True).  Only a relaxation
+        whose re-plan returned a plan the evaluator accepts is called sufficient (training
+        re-plans stop at their first such plan: its tokens/s is not the relaxed optimum);
+        "still infeasible" is the re-plan's proof.
 
     Returns
     -------
@@ -167,6 +171,7 @@ def plan(
     """
     check_solve_options(time_limit_s=time_limit_s, seed=seed, num_workers=num_workers)
     start = time.perf_counter()
+    cache = TableCache()  # tables shared by every solve of this call, re-plans included
     result = _plan(
         model,
         cluster,
@@ -178,6 +183,7 @@ def plan(
         compare_baseline,
         engine,
         start,
+        cache=cache,
     )
     if advice and result.status == Status.INFEASIBLE:
         result = _with_advice(
@@ -191,6 +197,7 @@ def plan(
             seed=seed,
             num_workers=num_workers,
             deterministic=deterministic,
+            cache=cache,
         )
     return result
 
@@ -207,10 +214,16 @@ def _plan(
     engine: str | None,
     start: float,
     prove: bool = True,
+    cache: TableCache | None = None,
+    first_plan: bool = False,
 ) -> Result:
     """:func:`plan` without the advice; ``start``: when the call began (perf_counter);
     ``prove``: re-score small training spaces with the evaluator (:func:`_one_objective`;
-    the advice's re-plans need a verdict, not a proof of optimality, and skip it)."""
+    the advice's re-plans need a verdict, not a proof of optimality, and skip it);
+    ``cache``: the call's training tables (:class:`~.cpsat.plan_training.TableCache`);
+    ``first_plan``: training stops at its first plan (FEASIBLE, verified by the evaluator like
+    any plan; no hop re-solve), INFEASIBLE still needs its proof -- the advice's verdicts."""
+    cache = cache if cache is not None else TableCache()
     deadline = Deadline.unbounded() if deterministic else Deadline(time_limit_s, start)
     workers = 1 if deterministic else (num_workers or default_workers())
     try:
@@ -257,6 +270,8 @@ def _plan(
                 deterministic,
                 engine=engines,
                 deadline=deadline,
+                cache=cache,
+                first_plan=first_plan,
             )
         else:
             res = _solve_inference_over(
@@ -271,7 +286,7 @@ def _plan(
         )
     result, check = _verify(model, cluster, workload, res, start, seed)
     skipped: list[str] = []
-    if check.hop_explained and isinstance(workload, TrainingWorkload):
+    if check.hop_explained and isinstance(workload, TrainingWorkload) and not first_plan:
         training = workload
         # Deterministic runs must not read the wall clock: a fixed share of the limit.
         left = 0.5 * time_limit_s if deterministic else deadline.left()
@@ -289,6 +304,7 @@ def _plan(
                     engine=engines,
                     pessimistic_hops=True,
                     deadline=deadline,
+                    cache=cache,
                 )
 
             result = _hop_fallback(model, cluster, workload, res, result, check, start, seed, again)
@@ -307,6 +323,7 @@ def _plan(
             start,
             engines,
             (time_limit_s, workers, seed, deterministic),
+            cache,
         )
     if compare_baseline:
         result = _with_baseline(result, model, cluster, workload, deadline, check.eval_s, skipped)
@@ -392,6 +409,7 @@ def _one_objective(
     start: float,
     engines: Any = None,
     opts: tuple[float, int, int, bool] = (10.0, 1, 0, False),
+    cache: TableCache | None = None,
 ) -> Result:
     """Close the gap between the CP model's objective and the evaluator's (issue 18, item 1).
 
@@ -431,7 +449,9 @@ def _one_objective(
                 f"the evaluator's re-scoring of the {est[0]:,} plans of the space (~{need:.2g} s)"
             )
     if not fits:
-        return _paths_closed(model, cluster, workload, result, est, engines, deadline, opts, start)
+        return _paths_closed(
+            model, cluster, workload, result, est, engines, deadline, opts, start, cache
+        )
     t0 = time.perf_counter()
     best, best_obj, _ = exhaustive_best(
         model,
@@ -617,6 +637,7 @@ def evaluator_bound(
     workers: int,
     seed: int,
     deterministic: bool = False,
+    cache: TableCache | None = None,
 ) -> PathsBound:
     """A lower bound on the evaluator's optimal value (:func:`_value`: the step time, or for
     ``min_cost`` the cost per hour x step time) over the planner's space, and the best plan
@@ -632,8 +653,11 @@ def evaluator_bound(
     and a plan (scored by the evaluator, kept if better); INFEASIBLE under the cut-off proves
     it cannot beat the incumbent; a sub-problem left open when ``budget_s`` runs out (split
     evenly over those the cheap bound leaves open) keeps CP-SAT's bound or the cheap bound.
-    Tables not built within ``budget_s`` leave no bound (``error`` set).  ``budget_s`` counts
-    CP-SAT's deterministic time with ``deterministic`` (tables then always built).
+    Sub-problems no split fits in memory (:func:`~.cpsat.warmstart.memory_lower_bound_fails`)
+    hold no plan and are left out.  Tables not built within ``budget_s`` leave no bound
+    (``error`` set); ``cache``: the tables the CP search built (rebuilt without it).
+    ``budget_s`` counts CP-SAT's deterministic time with ``deterministic`` (tables then always
+    built).
     """
     from .cpsat.plan_training import choice_to_plan, families, subproblems
 
@@ -642,9 +666,11 @@ def evaluator_bound(
     unbuilt: list[Any] = []
     tables_by = None if deterministic else Deadline(budget_s, t0)
     fams = families(workload)
+    no_plan: list[Any] = []  # (family, d) pairs no split fits in memory: no plan to bound
     built = subproblems(
-        model, cluster, workload, fams, engine=engines, deadline=tables_by, unbuilt=unbuilt
-    )
+        model, cluster, workload, fams, engine=engines, deadline=tables_by, unbuilt=unbuilt,
+        cache=cache, memory_pruned=no_plan,
+    )  # fmt: skip
     if unbuilt:
         why = f"time: tables of {len(unbuilt)} families not built in {budget_s:.2g} s"
         return PathsBound(0.0, None, None, 0, len(built), PATHS_RTOL, why)
@@ -794,6 +820,7 @@ def _paths_closed(
     deadline: Deadline,
     opts: tuple[float, int, int, bool],
     start: float,
+    cache: TableCache | None = None,
 ) -> Result:
     """A space too large to enumerate: bound the evaluator's optimum with the paths model
     (:func:`evaluator_bound`) and measure the plan against it, where the CP search proved
@@ -827,7 +854,7 @@ def _paths_closed(
         )
     t0 = time.perf_counter()
     pb = evaluator_bound(
-        model, cluster, workload, engines, inc, budget, workers, seed, deterministic
+        model, cluster, workload, engines, inc, budget, workers, seed, deterministic, cache
     )
     if pb.error is not None:
         out = _closed_form_label(result, est)
@@ -931,10 +958,12 @@ def _with_advice(
     seed: int,
     num_workers: int | None,
     deterministic: bool,
+    cache: TableCache | None = None,
 ) -> Result:
     """``result`` (INFEASIBLE) with its relaxations re-planned, each a real :func:`plan` call
-    (verified by the evaluator like any plan) within what is left of the call's deadline, and
-    the verdicts in ``message`` and ``advice`` (:mod:`solver.cpsat.advice`)."""
+    (verified by the evaluator like any plan; training re-plans stop at their first plan and
+    share the call's tables, ``cache``) within what is left of the call's deadline, and the
+    verdicts in ``message`` and ``advice`` (:mod:`solver.cpsat.advice`)."""
     # The call's own deadline, from when it began.
     deadline = Deadline.unbounded() if deterministic else Deadline(time_limit_s, start)
     scope = result.engine_scope or engine
@@ -946,27 +975,33 @@ def _with_advice(
             log.info("relaxation %s: %s", r.change, e)
             return Status.INVALID_INPUT.value, None, str(e)
         # _plan: plan() without the advice and without the evaluator's re-scoring of the
-        # space -- a relaxation needs a verified plan (its verdict), not a proof of optimality.
+        # space, stopping at its first plan -- a relaxation needs one plan the evaluator
+        # accepts (its verdict), not the best one; "still infeasible" keeps its full proof.
         res = _plan(
             model, c, w, limit, seed, num_workers, deterministic, False, r.engine or engine,
-            time.perf_counter(), prove=False,
+            time.perf_counter(), prove=False, cache=cache, first_plan=True,
         )
         rate = res.report.get("tokens_per_s") if res.ok and res.report else None
         log.info("relaxation %s: %s", r.change, res.status.value)
         return res.status.value, float(rate) if isinstance(rate, int | float) else None, res.message
 
-    tried = search_relaxations(
+    training = isinstance(workload, TrainingWorkload)
+    axes = (
         relaxation_axes(model, cluster, workload, scope)
         if isinstance(workload, TrainingWorkload)
-        else inference_relaxation_axes(cluster, workload, scope, result.message),
+        else inference_relaxation_axes(cluster, workload, scope, result.message)
+    )
+    tried = search_relaxations(
+        axes,
         replan,
         deadline,
         deterministic,
         budget_s=time_limit_s,
+        enough=ENOUGH_SUFFICIENT if training else None,
     )
     if not tried:
         return result
-    text = advice_text(tried)
+    text = advice_text(tried, untried_axes(axes, tried))
     message = (result.message.rstrip(". ") + ". " if result.message else "") + text
     return dataclasses.replace(
         result,

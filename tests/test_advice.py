@@ -21,11 +21,16 @@ from typer.testing import CliRunner
 from solver.baselines.rubric import RubricCutShort, rubric_plan_scored
 from solver.cli import app
 from solver.cpsat.advice import (
+    ENOUGH_SUFFICIENT,
     Relaxation,
     Tried,
     advice_text,
+    constraint_group,
+    infeasibility_group,
+    infeasibility_reasons,
     relaxation_axes,
     search_relaxations,
+    untried_axes,
 )
 from solver.cpsat.deadline import Deadline
 from solver.io import load_cluster, load_model, load_workload
@@ -69,7 +74,7 @@ def _check_sufficient_ones_plan(
         assert again.report is not None and again.report["feasible"], name
     if good:
         said = res.message.split("Sufficient (verified by re-planning): ", 1)[1]
-        assert said.split(" (some were")[0].split(", or ") == good
+        assert re.sub(r" \((some were|axes not tried) .*", "", said).split(", or ") == good
     else:
         assert "Sufficient" not in res.message
     return good
@@ -146,6 +151,76 @@ def test_pairs_are_tried_only_when_no_single_change_plans() -> None:
     assert "still infeasible (memory)" in text
 
 
+def test_axes_stop_once_enough_changes_plan() -> None:
+    """With a stand-in planner in which every change plans, the single changes stop after
+    ENOUGH_SUFFICIENT axes (each at its first step), no pair is tried, and the text names the
+    axes left untried before the sufficient ones; without ``enough`` every axis is tried."""
+    w = train(8, micro=(2,))
+    axes = relaxation_axes(TINY, TWO_H100, w, "launchable")
+    assert len(axes) > ENOUGH_SUFFICIENT
+
+    def replan(r: Relaxation, limit: float) -> tuple[str, float | None, str]:
+        return "FEASIBLE", 1000.0, ""
+
+    tried = search_relaxations(axes, replan, Deadline(60.0), enough=ENOUGH_SUFFICIENT)
+    assert [t.relaxation for t in tried] == [a[0] for a in axes[:ENOUGH_SUFFICIENT]]
+    untried = untried_axes(axes, tried)
+    assert untried == [a[0].axes[0] for a in axes[ENOUGH_SUFFICIENT:]]
+    text = advice_text(tried, untried)
+    tail = f" (axes not tried once {ENOUGH_SUFFICIENT} changes planned: " + ", ".join(untried) + ")"
+    assert text.endswith(tail)
+    said = text.split("Sufficient (verified by re-planning): ", 1)[1]
+    assert re.sub(r" \((some were|axes not tried) .*", "", said).split(", or ") == [t.relaxation.change for t in tried]
+    every = search_relaxations(axes, replan, Deadline(60.0))
+    assert len(every) == len(axes) and not untried_axes(axes, every)
+
+
+def _homog8() -> tuple[Model, Cluster, TrainingWorkload]:
+    """llama3-70b at seq 8192 on one node of 8 H100s: INFEASIBLE by memory (solve_time.py)."""
+    base = load_cluster("homog-16384-h100")
+    c = base.model_copy(update={"pools": [base.pools[0].model_copy(update={"nodes": 1})]})
+    w = load_workload("train-llama-s8192")
+    assert isinstance(w, TrainingWorkload)
+    return load_model("llama3-70b"), c, w
+
+
+def test_still_infeasible_verdicts_are_proofs() -> None:
+    """llama3-70b on 8 H100s: each relaxation labelled still infeasible is INFEASIBLE when
+    re-planned in full (its re-plan stops at a first plan, never at a missing one), and
+    2x the GPUs is verified sufficient."""
+    m, c, w = _homog8()
+    res = plan(m, c, w, time_limit_s=10, num_workers=1, compare_baseline=False)
+    assert res.status == Status.INFEASIBLE and res.advice
+    good = _check_sufficient_ones_plan(res, m, c, w)
+    assert any(g.startswith("2x the GPUs") for g in good), res.message
+    by_name = _relaxations(m, c, w, res.engine_scope)
+    still = [a["change"] for a in res.advice if a["verdict"].startswith("still infeasible")]
+    assert still
+    for name in still:
+        r = by_name[name]
+        rc, rw = r.apply(c, w)
+        again = plan(m, rc, rw, time_limit_s=10, engine=r.engine, compare_baseline=False, advice=False)
+        assert again.status == Status.INFEASIBLE, (name, again.status)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["homog8", "gpt-1t", "batch", "sequence"],
+)
+def test_infeasibility_group_is_the_reasons_first_group(case: str) -> None:
+    """The group a relaxation's re-plan reports (infeasibility_group, no lightest-plan
+    search) is the one the full reasons name first."""
+    specs: dict[str, tuple[Model, Cluster, TrainingWorkload]] = {
+        "homog8": _homog8(),
+        "gpt-1t": (load_model("gpt-1t"), load_cluster("h100x2-nvlink"), train(8, seq=2048)),
+        "batch": (TINY, TWO_H100, train(7, micro=(2, 4))),
+        "sequence": (TINY, TWO_H100, train(8, seq=1 << 24)),
+    }
+    m, c, w = specs[case]
+    assert infeasibility_group(m, c, w) == constraint_group(infeasibility_reasons(m, c, w))
+    assert infeasibility_group(m, c, w) in ("memory", "batch")
+
+
 def test_no_time_left_means_not_verified() -> None:
     """A deadline already spent runs no re-plan: every relaxation is "not verified (time)",
     none is sufficient, and the text says to raise the limit."""
@@ -195,6 +270,9 @@ def test_tried_labels() -> None:
     """The three labels: verified with tokens/s, still infeasible, not verified (time)."""
     r = Relaxation("x", ("gpus",), factor=2)
     assert Tried(r, "OPTIMAL", 1234.5).verdict == "verified: plans (tokens/s 1,234)"
+    assert Tried(r, "FEASIBLE", 1234.5).verdict == (
+        "verified: plans (a first plan at tokens/s 1,234, not optimised)"
+    )
     assert Tried(r, "INFEASIBLE", why="memory").verdict == "still infeasible (memory)"
     assert Tried(r, "UNKNOWN").verdict == "not verified (time)"
     assert Tried(r, "MODEL_ERROR").verdict == "not verified (MODEL_ERROR)"
@@ -237,3 +315,17 @@ def test_explain_of_a_given_plan_exits_0(tmp_path: Path) -> None:
     path.write_text(res.plan.model_dump_json())
     out = _explain("-m", "tiny-gpt", "-c", "tiny-2x4-a100", "-w", "train-tiny", "--plan", str(path))
     assert out.exit_code == 0, out.output
+
+
+def test_deterministic_advice_is_the_same_every_run() -> None:
+    """Deterministic runs re-plan the same relaxations to the same verdicts and first plans
+    (the first-plan order and the table cache read no clock)."""
+    m, c, w = _homog8()
+
+    def verdicts() -> list[tuple[str, str, float | None]]:
+        res = plan(m, c, w, time_limit_s=5, deterministic=True, compare_baseline=False)
+        assert res.status == Status.INFEASIBLE
+        return [(a["change"], a["verdict"], a["tokens_per_s"]) for a in res.advice or []]
+
+    first = verdicts()
+    assert first and first == verdicts()

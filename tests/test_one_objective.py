@@ -291,3 +291,31 @@ def test_too_large_a_space_gets_the_paths_bound(monkeypatch: pytest.MonkeyPatch)
     assert res.stats["optimal_under"] == planner.UNDER_EVALUATOR
     assert "evaluator_proof" not in res.stats
     assert "optimal under the evaluator" in res.message and "paths of the schedule" in res.message
+
+
+def test_bound_pass_reuses_the_searchs_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The evaluator-bound pass builds no table the CP search of the same plan() call built
+    (planner.TableCache), and its bound is the one a pass with fresh tables proves."""
+    from solver.cpsat import plan_training
+
+    _, model, clus, wl = CASES[0]
+    built: list[object] = []
+    real = plan_training.build_tables
+
+    def counted(*a: object, **k: object) -> object:
+        built.append(a[3])
+        return real(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(plan_training, "build_tables", counted)
+    cache = plan_training.TableCache()
+    res = plan_training.solve_training(model, clus, wl, 10.0, 1, 0, cache=cache)
+    assert res.status == Status.OPTIMAL and res.objective is not None
+    n = len(built)
+    assert n > 0
+    inc = 1e9  # no incumbent: every sub-problem is bounded
+    shared = planner.evaluator_bound(model, clus, wl, None, inc, 20.0, 1, 0, True, cache)
+    assert len(built) == n, "the bound pass rebuilt tables the search had"
+    fresh = planner.evaluator_bound(model, clus, wl, None, inc, 20.0, 1, 0, True)
+    assert len(built) > n
+    assert shared.error is None and fresh.error is None
+    assert shared.value == fresh.value and shared.total == fresh.total

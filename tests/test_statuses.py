@@ -18,6 +18,7 @@ from solver import load_cluster, load_model, load_workload
 from solver.cli import app
 from solver.construction import Solved
 from solver.cpsat import plan_training
+from solver.cpsat.advice import Relaxation
 from solver.cpsat.deadline import GRACE_S, GRACE_SHARE, Deadline
 from solver.cpsat.plan_inference import solve_inference
 from solver.cpsat.plan_training import families, subproblems
@@ -25,6 +26,7 @@ from solver.cpsat.tables.family import MIN_BLOCK_UNITS, coarser_unit
 from solver.cpsat.training.model import MAX_MAGNITUDE, TrainingModel, magnitude_of
 from solver.planner import plan
 from solver.result import EXIT_CODES, Result, Status
+from solver.specs import TrainingWorkload
 
 runner = CliRunner()
 
@@ -300,3 +302,118 @@ def test_a_range_no_unit_can_price_is_invalid_input(monkeypatch: pytest.MonkeyPa
     res = plan(*_specs(TINY), time_limit_s=5, num_workers=1)
     assert res.status == Status.INVALID_INPUT
     assert res.message.startswith("workload:") and "orders of magnitude" in res.message
+
+
+# ------------------------------------------------------------------------------------------
+# Solve-time shortcuts (issue 15: solve_time.py within 1.5x): every proof stays a proof
+# ------------------------------------------------------------------------------------------
+def _homog8() -> tuple[Any, Any, Any]:
+    """llama3-70b at seq 8192 on one node of 8 H100s: INFEASIBLE by memory (solve_time.py)."""
+    base = load_cluster("homog-16384-h100")
+    pool0 = base.pools[0].model_copy(update={"nodes": 1})
+    c = base.model_copy(update={"name": "h100-8", "pools": [pool0]})
+    return load_model("llama3-70b"), c, load_workload("train-llama-s8192")
+
+
+def test_tables_are_the_same_for_every_schedule_of_a_family() -> None:
+    """build_tables reads only the knobs of table_key: families that differ in the schedule
+    alone (1F1B, interleaved v) get equal tables, which TableCache shares."""
+    from solver.cpsat.plan_training import table_key
+    from solver.cpsat.tables.build import build_tables
+
+    m, c, w = _specs(("gpt-1.7b", "h100x2-nvlink", "train-gpt-s2048"))
+    fams = families(w)
+    by_key: dict[Any, Any] = {}
+    compared = 0
+    for fam in fams:
+        tab = build_tables(m, c, w, fam, unit_s=1e-6)
+        if table_key(fam) in by_key:
+            assert tab == by_key[table_key(fam)], fam
+            compared += 1
+        else:
+            by_key[table_key(fam)] = tab
+    assert compared >= len(fams) // 2  # every key has several schedules here
+
+
+def test_memory_pruned_pairs_are_exactly_the_subproblems_memory_refuses() -> None:
+    """subproblems(memory_pruned=...) leaves out the (family, d) pairs whose sub-problems all
+    fail the memory test, and keeps every other sub-problem unchanged."""
+    from solver.cpsat.warmstart import memory_lower_bound_fails
+
+    m, c, w = _specs(("llama3-70b", "seed-4x8-h100", "train-llama-s8192"))
+    fams = families(w)
+    every = subproblems(m, c, w, fams)
+    pruned: list[Any] = []
+    kept = subproblems(m, c, w, fams, memory_pruned=pruned)
+    assert pruned and kept
+    refused = [(f, t) for _, f, t in every if memory_lower_bound_fails(t, t.dp_degrees[0])]
+    assert refused
+    gone = {(f, d) for f, _, d in pruned}
+    assert all((f, t.dp_degrees[0]) in gone for f, t in refused)
+
+    def sig(x: tuple[float, Any, Any]) -> tuple[Any, ...]:
+        lb, f, t = x
+        return (lb, f, t.dp_degrees[0], t.max_stages, tuple((o.pool, o.tp) for o in t.options))
+
+    left = [x for x in every if not memory_lower_bound_fails(x[2], x[2].dp_degrees[0])]
+    assert sorted(map(sig, kept), key=repr) == sorted(map(sig, left), key=repr)
+
+
+def test_table_cache_builds_each_table_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second solve of the same instance with the same TableCache builds no table and gives
+    the same plan; a relaxation that only allows ZeRO-3 builds only the new ZeRO-3 tables."""
+    from solver.cpsat.plan_training import TableCache, solve_training, table_key
+
+    built: list[Any] = []
+    real = plan_training.build_tables
+
+    def counted(*a: Any, **k: Any) -> Any:
+        built.append(table_key(a[3]))
+        return real(*a, **k)
+
+    monkeypatch.setattr(plan_training, "build_tables", counted)
+    m, c, w = _specs(("gpt-1.7b", "h100x2-nvlink", "train-gpt-s2048"))
+    cache = TableCache()
+    first = solve_training(m, c, w, 10.0, 1, 0, cache=cache)
+    n = len(built)
+    assert n == len({table_key(f) for f in families(w)})  # one table per key, not per family
+    again = solve_training(m, c, w, 10.0, 1, 0, cache=cache)
+    assert len(built) == n
+    assert (again.status, again.objective) == (first.status, first.objective)
+    assert again.plan == first.plan
+    _, w3 = Relaxation("allow zero_stage 3", ("zero",), (("zero_stage", [1, 3]),)).apply(c, w)
+    assert isinstance(w3, TrainingWorkload) and 3 in w3.zero_stages
+    solve_training(m, c, w3, 10.0, 1, 0, cache=cache)
+    assert built[n:] and all(k[3] == 3 for k in built[n:])
+
+
+def test_first_plan_is_verified_and_infeasible_keeps_its_proof() -> None:
+    """first_plan stops at a plan (FEASIBLE; the evaluator accepts it) on a feasible instance
+    and still proves INFEASIBLE on an infeasible one, as the full search does."""
+    from solver.cpsat.plan_training import solve_training
+    from solver.evaluate import evaluate
+
+    m, c, w = _specs(("llama3-70b", "seed-4x8-h100", "train-llama-s8192"))
+    got = solve_training(m, c, w, 10.0, 1, 0, first_plan=True)
+    assert got.status == Status.FEASIBLE and got.plan is not None
+    assert evaluate(m, c, w, got.plan).to_dict()["feasible"]
+    full = solve_training(m, c, w, 10.0, 1, 0)
+    assert full.status == Status.OPTIMAL and full.objective is not None
+    assert got.objective is not None and got.objective <= full.objective * (1 + 1e-9)
+    for specs in (_homog8(), _specs(("gpt-39b", "h100x2-nvlink", "train-gpt-s2048"))):
+        brief = solve_training(*specs, 10.0, 1, 0, first_plan=True)
+        assert brief.status == Status.INFEASIBLE, brief.message
+        assert solve_training(*specs, 10.0, 1, 0).status == Status.INFEASIBLE
+
+
+def test_unrefined_tiny_subproblems_close_at_the_same_optimum(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sub-problems of at most REFINE_MIN_CELLS (stage, option) cells go to CP-SAT whole; the
+    optimum is the one the sliced search (every sub-problem refined) proves."""
+    from solver.cpsat.plan_training import solve_training
+
+    m, c, w = _specs(("gpt-1.7b", "h100x2-nvlink", "train-gpt-s2048"))
+    whole = solve_training(m, c, w, 10.0, 1, 0)
+    monkeypatch.setattr(plan_training, "REFINE_MIN_CELLS", 0)
+    sliced = solve_training(m, c, w, 10.0, 1, 0)
+    assert whole.status == sliced.status == Status.OPTIMAL
+    assert whole.objective == pytest.approx(sliced.objective, rel=1e-12)

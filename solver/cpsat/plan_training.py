@@ -28,7 +28,7 @@ from ..engines import EngineRules, ShapeLimits, family_limits, non_dominated
 from ..errors import SpecError
 from ..result import Status
 from ..specs import Cluster, Model, Plan, ReplicaGroup, Stage, TrainingWorkload
-from .advice import infeasibility_reasons
+from .advice import infeasibility_group, infeasibility_reasons
 from .bounds import lower_bound_us, pipeline_lp_bound, refine
 from .deadline import Deadline
 from .tables.build import build_tables, for_dp, restrict_options, stages_limit
@@ -308,9 +308,98 @@ class _Job:
 #: A sub-problem whose slicing leaves more T_max slices than this goes to CP-SAT whole.
 MAX_SLICES = 24
 
+#: Sub-problems with at most this many (stage, option) cells go to CP-SAT whole, unrefined:
+#: :func:`~.bounds.refine`'s LPs (a SCIP instance each) cost ~4 ms a sub-problem, CP-SAT
+#: closes such a model under the cut-off in ~1 ms (gpt-1.7b on 2 H100s: 72 sub-problems of
+#: 1-2 cells, 0.27 s of refining -> 0.05 s of CP-SAT; measured 2026-12-07, 2-core machine).
+#: Either way the sub-problem is closed exactly (CP-SAT with the incumbent as cut-off); kept
+#: at 2 because among plans of equal objective the whole model may return another than the
+#: slices do (llama3-70b on seed-4x8-h100: another layer split of the same step time at 8).
+REFINE_MIN_CELLS = 2
+
+
+def _worth_refining(t: TrainTables) -> bool:
+    """Whether :func:`~.bounds.refine` pays for itself on sub-problem ``t``."""
+    return t.max_stages * len(t.options) > REFINE_MIN_CELLS
+
+
 #: Attempts one job gets before it is left open (a guard: in deterministic mode the clock is
 #: CP-SAT's work counter, which a run that stops at once would not advance).
 MAX_TRIES = 24
+
+
+def table_key(fam: Family) -> tuple[int, str, bool, int]:
+    """The fields of ``fam`` that :func:`~.tables.build.build_tables` reads (the stage, DP
+    and hop tables: micro-batch, recompute, sequence parallelism, ZeRO stage).  The schedule
+    and its chunks enter per sub-problem (``virtual``, the depth), so every schedule of the
+    same knobs shares one table (tests/test_statuses.py checks they are equal)."""
+    return (fam.micro_batch, fam.recompute, fam.sequence_parallel, fam.zero_stage)
+
+
+#: Workload fields that only list the families searched (:func:`families`): the tables of one
+#: family do not read them, so instances that differ only there share tables.
+_FAMILY_LIST_FIELDS = frozenset(
+    {"micro_batch_sizes", "recompute", "zero_stage", "sequence_parallel", "schedules"}
+)
+
+
+class TableCache:
+    """Training tables built once per :func:`solver.planner.plan` call and reused by every
+    solve of it: the CP search, the pessimistic-hop re-solve, the evaluator-bound pass and
+    the advice's re-plans of relaxed instances (a relaxation that adds ZeRO-3 or changes the
+    engine scope rebuilds nothing it had).  Keyed by the instance's content (model, cluster,
+    workload less :data:`_FAMILY_LIST_FIELDS`), :func:`table_key` and the time unit.
+
+    Scoped to one call on purpose: the tables are pure functions of the specs and of the cost
+    model's code, which a process may change between calls (tests patch it)."""
+
+    def __init__(self) -> None:
+        self._tables: dict[tuple[Any, ...], TrainTables | None] = {}
+        self._blocks: dict[tuple[Any, ...], float] = {}
+        self._units: dict[tuple[Any, ...], float] = {}
+
+    @staticmethod
+    def instance(model: Model, cluster: Cluster, workload: TrainingWorkload) -> tuple[str, ...]:
+        """The content key of an instance's tables."""
+        return (
+            model.model_dump_json(),
+            cluster.model_dump_json(),
+            workload.model_dump_json(exclude=set(_FAMILY_LIST_FIELDS)),
+        )
+
+    def min_block_s(
+        self, key: tuple[str, ...], model: Model, cluster: Cluster, workload: TrainingWorkload,
+        fams: list[Family],
+    ) -> float:  # fmt: skip
+        """:func:`~.tables.family.min_block_seconds` over ``fams``, one family per distinct
+        (micro-batch, recompute, sequence parallelism): the only fields it reads."""
+        best = math.inf
+        for fam in {(f.micro_batch, f.recompute, f.sequence_parallel): f for f in fams}.values():
+            k = (key, fam.micro_batch, fam.recompute, fam.sequence_parallel)
+            if k not in self._blocks:
+                self._blocks[k] = min_block_seconds(model, cluster, workload, [fam])
+            best = min(best, self._blocks[k])
+        return best
+
+    def safe_unit(
+        self, key: tuple[str, ...], full: TrainTables, fam: Family, unit_s: float,
+        min_block_s: float,
+    ) -> float:  # fmt: skip
+        """:func:`_safe_unit` of ``fam``'s table, once per table and chunk count."""
+        k = (key, table_key(fam), unit_s, fam.virtual_stages)
+        if k not in self._units:
+            self._units[k] = _safe_unit(full, fam, unit_s, min_block_s)
+        return self._units[k]
+
+    def tables(
+        self, key: tuple[str, ...], model: Model, cluster: Cluster, workload: TrainingWorkload,
+        fam: Family, unit_s: float,
+    ) -> TrainTables | None:  # fmt: skip
+        """:func:`~.tables.build.build_tables` of ``fam``, built once per :func:`table_key`."""
+        k = (key, table_key(fam), unit_s)
+        if k not in self._tables:
+            self._tables[k] = build_tables(model, cluster, workload, fam, unit_s=unit_s)
+        return self._tables[k]
 
 
 def subproblems(
@@ -323,6 +412,8 @@ def subproblems(
     deadline: Deadline | None = None,
     unbuilt: list[Family] | None = None,
     unit_s: float | None = None,
+    cache: TableCache | None = None,
+    memory_pruned: list[tuple[Family, TrainTables, int]] | None = None,
 ) -> list[tuple[float, Family, TrainTables]]:
     """Every sub-problem the planner solves, with its cheap lower bound: one per family, shape
     space (:func:`family_spaces`; under uniform-TP engines one per TP degree) and DP degree
@@ -342,26 +433,56 @@ def subproblems(
     when no unit keeps the cheapest block :data:`~.tables.family.MIN_BLOCK_UNITS` wide).
 
     ``deadline``: families whose tables are not built when it expires are left out and
-    appended to ``unbuilt`` (the caller must then not call its result a proof)."""
+    appended to ``unbuilt`` (the caller must then not call its result a proof).
+
+    ``cache``: tables already built by this plan() call (:class:`TableCache`; a fresh one by
+    default).  ``memory_pruned``: when given, every (family, table, d) that fails
+    :func:`~.warmstart.memory_lower_bound_fails` -- no split of any depth or schedule fits
+    memory -- is appended there instead of being returned as sub-problems (they hold no plan,
+    so a search may close them at once)."""
     engines: Sequence[EngineRules] | None = [engine] if isinstance(engine, EngineRules) else engine
-    min_block = min_block_seconds(model, cluster, workload, fams)
+    cache = cache if cache is not None else TableCache()
+    key = cache.instance(model, cluster, workload)
+    min_block = cache.min_block_s(key, model, cluster, workload, fams)
     unit = choose_unit(min_block) if unit_s is None else unit_s
     heads = (model.num_attention_heads, model.num_kv_heads)
     out: list[tuple[float, Family, TrainTables]] = []
+    pruned_before = len(memory_pruned) if memory_pruned is not None else 0
+    # One table, engine cut and memory verdict per distinct table_key (and space, and d).
+    limited: dict[tuple[int, ShapeLimits | None], list[TrainTables]] = {}
+    fails: dict[tuple[int, int], bool] = {}
+    per_dp: dict[tuple[int, int], tuple[TrainTables, int]] = {}
     for k, fam in enumerate(fams):
         spaces = family_spaces(fam, engines, workload)
         if not spaces:
             continue
-        if deadline is not None and out and deadline.expired():
+        some = out or (memory_pruned is not None and len(memory_pruned) > pruned_before)
+        if deadline is not None and some and deadline.expired():
             # Keep at least one family's sub-problems: a search needs something to work on.
             if unbuilt is not None:
                 unbuilt.extend(f for f in fams[k:] if family_spaces(f, engines, workload))
             log.info("deadline: tables of %d families not built", len(fams) - k)
             break
-        full = build_tables(model, cluster, workload, fam, unit_s=unit)
+        full = cache.tables(key, model, cluster, workload, fam, unit)
         if full is None:
             continue
-        safe = _safe_unit(full, fam, unit, min_block)
+        tabs: list[TrainTables] = []
+        for lim in spaces:
+            if (id(full), lim) not in limited:
+                limited[(id(full), lim)] = [full] if lim is None else _limited(full, lim, heads)
+            tabs += limited[(id(full), lim)]
+        pairs = [(tab, d) for tab in tabs for d in tab.dp_degrees]
+        if memory_pruned is not None:
+            # The memory test reads the options, pools and layers only: one verdict for every
+            # schedule and depth of (tab, d), and no sub-problem to build where it fails.
+            for tab, d in pairs:
+                if (id(tab), d) not in fails:
+                    fails[(id(tab), d)] = memory_lower_bound_fails(tab, d)
+            memory_pruned += [(fam, tab, d) for tab, d in pairs if fails[(id(tab), d)]]
+            pairs = [(tab, d) for tab, d in pairs if not fails[(id(tab), d)]]
+            if not pairs:
+                continue  # no model is built for this family: its unit does not matter
+        safe = cache.safe_unit(key, full, fam, unit, min_block)
         if safe != unit:
             log.warning(
                 "time unit %.3g s -> %.3g s: at the finer unit the CP model's values would not "
@@ -371,41 +492,38 @@ def subproblems(
             )
             if unbuilt is not None:
                 del unbuilt[:]
+            if memory_pruned is not None:
+                del memory_pruned[pruned_before:]
             # Every table in one unit: start over with the coarser one.
             return subproblems(
-                model, cluster, workload, fams, engine, pessimistic, deadline, unbuilt, unit_s=safe
-            )
-        tabs = [
-            t for lim in spaces for t in ([full] if lim is None else _limited(full, lim, heads))
-        ]
+                model, cluster, workload, fams, engine, pessimistic, deadline, unbuilt,
+                unit_s=safe, cache=cache, memory_pruned=memory_pruned,
+            )  # fmt: skip
         # DP degree outside the model: m = B / (d mb) is then a constant of the model.
         v = fam.virtual_stages
-        for tab in tabs:
-            for d in tab.dp_degrees:
-                sub = dataclasses.replace(
-                    for_dp(tab, d, pessimistic),
-                    virtual=v,
-                    zero_stage=fam.zero_stage,
-                    overlap=workload.overlap_grad_reduce,
-                )
-                limit = stages_limit(sub, d)
-                # 1F1B: one sub-problem, the model picks the depth.  Interleaved: one per depth
-                # p >= 2 with at least one block per chunk.
-                # Megatron's interleaved schedule also needs m divisible by p.
-                depths = (
-                    [limit]
-                    if v == 1
-                    else [
-                        p
-                        for p in range(2, min(limit, model.num_layers // v) + 1)
-                        if sub.m(d) % p == 0
-                    ]
-                )
-                for p in depths:
-                    one = dataclasses.replace(sub, max_stages=p)
-                    lb = lower_bound_us(one)
-                    if lb < math.inf:  # inf: no plan (no replica gets a GPU, or L % v != 0)
-                        out.append((lb, fam, one))
+        for tab, d in pairs:
+            if (id(tab), d) not in per_dp:  # shared by every schedule of the table
+                one_d = for_dp(tab, d, pessimistic)
+                per_dp[(id(tab), d)] = (one_d, stages_limit(one_d, d))
+            one_d, limit = per_dp[(id(tab), d)]
+            sub = dataclasses.replace(
+                one_d, virtual=v, zero_stage=fam.zero_stage, overlap=workload.overlap_grad_reduce
+            )
+            # 1F1B: one sub-problem, the model picks the depth.  Interleaved: one per depth
+            # p >= 2 with at least one block per chunk.
+            # Megatron's interleaved schedule also needs m divisible by p.
+            depths = (
+                [limit]
+                if v == 1
+                else [
+                    p for p in range(2, min(limit, model.num_layers // v) + 1) if sub.m(d) % p == 0
+                ]
+            )
+            for p in depths:
+                one = dataclasses.replace(sub, max_stages=p)
+                lb = lower_bound_us(one)
+                if lb < math.inf:  # inf: no plan (no replica gets a GPU, or L % v != 0)
+                    out.append((lb, fam, one))
     return out
 
 
@@ -426,6 +544,20 @@ def _safe_unit(full: TrainTables, fam: Family, unit: float, min_block_s: float) 
             f"{MIN_BLOCK_UNITS} units); lower global_batch_size or the cluster size"
         )
     return safe
+
+
+def _memory_room(t: TrainTables) -> float:
+    """Blocks one replica's GPUs can hold by memory, over the layer count, with one
+    micro-batch of activations in flight (:func:`~.warmstart.memory_lower_bound_fails`'s
+    measure; below 1 nothing fits): an order for finding a first plan, never a proof."""
+    d = t.dp_degrees[0]
+    room = 0.0
+    for pool, gpus in t.pool_gpus.items():
+        opts = [o for o in t.options if o.pool == pool and o.allowed.get(d, False)]
+        if opts:
+            per_block = min(o.tp * (o.static["layer"][d] + o.act_layer) for o in opts)
+            room += (gpus // d) * max(0, max(o.free_kb(d) for o in opts)) / max(per_block, 1)
+    return room / max(1, t.num_layers)
 
 
 def _rescored(t: TrainTables, choice: TrainingChoice) -> TrainingChoice:
@@ -468,6 +600,8 @@ def solve_training(
     engine: EngineRules | Sequence[EngineRules] | None = None,
     pessimistic_hops: bool = False,
     deadline: Deadline | None = None,
+    cache: TableCache | None = None,
+    first_plan: bool = False,
 ) -> Solved:
     """Plan training.  Hand-offs inside a pool are priced optimistically (see
     :func:`subproblems`), so OPTIMAL and the bound are valid for the evaluator's pricing; with
@@ -485,7 +619,13 @@ def solve_training(
     Statuses: OPTIMAL only when every sub-problem is closed; INFEASIBLE only with a proof
     (every sub-problem closed without a plan: by memory, by an infinite bound, or by CP-SAT);
     UNKNOWN when the limit came before any plan or that proof; FEASIBLE a plan with open
-    sub-problems (their least bound is the result's bound)."""
+    sub-problems (their least bound is the result's bound).
+
+    ``cache``: tables built earlier in the same plan() call (:class:`TableCache`).
+    ``first_plan``: stop at the first plan found (a warm start, else CP-SAT's first
+    solution), FEASIBLE, without the search for better plans and the stage orders;
+    INFEASIBLE keeps its full proof.  The advice's re-plans use it: a relaxation
+    needs one verified plan, not the best (:mod:`.advice`)."""
     t0 = time.perf_counter()
     if deadline is None:
         deadline = Deadline.unbounded() if deterministic else Deadline(time_limit_s, t0)
@@ -508,7 +648,7 @@ def solve_training(
             None,
             None,
             None,
-            message=explain_training(model, cluster, workload),
+            message=explain_training(model, cluster, workload, brief=first_plan),
             stats={},
         )
     fams = engine_families(every, engines, workload)
@@ -524,6 +664,7 @@ def solve_training(
             stats={},
         )
     unbuilt: list[Family] = []
+    no_memory: list[tuple[Family, TrainTables, int]] = []
     tables = subproblems(
         model,
         cluster,
@@ -533,11 +674,21 @@ def solve_training(
         pessimistic_hops,
         deadline=None if deterministic else deadline,
         unbuilt=unbuilt,
+        cache=cache,
+        memory_pruned=no_memory,
     )
     # Best-first by the cheap bound: the most promising sub-problems give the incumbent early,
     # and everything after the first cheap bound above it is pruned without more work.
     tables.sort(key=lambda x: x[0])
+    if first_plan:
+        # One plan is asked for, not the fastest: the sub-problems with the most memory to
+        # spare first (the fastest are often the ones memory refuses, each costing an LP),
+        # plain 1F1B before interleaved (fewer activations in flight, and v times fewer
+        # operations for the evaluator to simulate when it verifies the plan).
+        tables.sort(key=lambda x: (-_memory_room(x[2]), x[2].virtual))
     stats: dict[str, Any] = {"families": len(fams), "families_buildable": len(tables)}
+    if no_memory:
+        stats["pruned_by_memory"] = len(no_memory)  # (family, space, d): no sub-problem built
     notes: list[str] = []
     if unbuilt:
         stats["families_unbuilt"] = len(unbuilt)
@@ -551,6 +702,14 @@ def solve_training(
             f"time unit coarsened to {tables[0][2].unit_s:g} s so the CP model's values fit "
             "64-bit integers"
         )
+    labels: dict[int, str] = {}
+    for _, tab, _ in no_memory:
+        if id(tab) not in labels:
+            labels[id(tab)] = space_label(tab)
+    outcomes: list[_Outcome] = [
+        _Outcome(fam, d, "PRUNED_BY_MEMORY", math.inf, 0.0, tab.max_stages, space=labels[id(tab)])
+        for fam, tab, d in no_memory
+    ]
     if not tables:
         if unbuilt:
             return Solved(
@@ -566,12 +725,11 @@ def solve_training(
             None,
             None,
             None,
-            message=explain_training(model, cluster, workload),
+            message=explain_training(model, cluster, workload, brief=first_plan),
             stats=stats,
         )
     best: tuple[float, Family, TrainingChoice] | None = None
     best_i = -1  # the sub-problem (index into tables) the incumbent comes from
-    outcomes: list[_Outcome] = []
     # What is still open: whole sub-problems after pass 1, then their T_max slices.
     jobs: list[_Job] = []
     stalled: list[_Job] = []  # open, but out of attempts
@@ -674,7 +832,15 @@ def solve_training(
         if not deterministic and (time.perf_counter() - t0 > presolve_until or deadline.expired()):
             jobs.append(_Job(lb=lb, i=i))  # no time for the LP and the warm start: CP-SAT's turn
             continue
+        if first_plan:
+            if best is None and (first := warm_start(tab, d)) is not None:
+                best, best_i = (first.objective, fam, first), i
+            if best is not None:
+                jobs.append(_Job(lb=lb, i=i))  # one plan is all that is asked: left open
+                continue
         t1 = time.perf_counter()
+        # Also with first_plan: an infinite LP bound is the cheap proof that the sub-problem
+        # holds no plan (the advice's "still infeasible" verdicts rest on it).
         lb = max(lb, pipeline_lp_bound(tab, target=best[0] if best else math.inf))
         if best is not None and lb >= best[0]:
             outcomes.append(
@@ -702,7 +868,7 @@ def solve_training(
                 )
             )
             continue
-        start = warm_start(tab, d)
+        start = None if first_plan else warm_start(tab, d)  # first_plan: tried above
         if start is not None and (best is None or start.objective < best[0]):
             best = (start.objective, fam, start)
             best_i = i
@@ -727,6 +893,8 @@ def solve_training(
     # still improve; each slice goes to CP-SAT with the incumbent as its cut-off and a share
     # of the time left (doubled on its first attempt).
     while jobs:
+        if first_plan and best is not None:
+            break  # the rest stays open: FEASIBLE with their least bound
         if best is not None:
             for job in [j for j in jobs if j.lb >= best[0]]:
                 if job.tries == 0:
@@ -737,7 +905,7 @@ def solve_training(
             break
         jobs.sort(key=lambda j: (j.tries, j.lb))
         job = jobs.pop(0)
-        if job.tab is None and best is not None:
+        if job.tab is None and best is not None and _worth_refining(tables[job.i][2]):
             split(job)
             continue
         share = remaining / (len(jobs) + 1)
@@ -788,13 +956,16 @@ def solve_training(
             None,
             None,
             None,
-            message=explain_training(model, cluster, workload),
+            message=explain_training(model, cluster, workload, brief=first_plan),
             stats=stats,
         )
     step_us, fam, choice = best
-    plan, reordered = best_stage_order(
-        model, cluster, workload, fam, choice, None if deterministic else deadline
-    )
+    if first_plan:
+        plan, reordered = choice_to_plan(cluster, workload, fam, choice), False
+    else:
+        plan, reordered = best_stage_order(
+            model, cluster, workload, fam, choice, None if deterministic else deadline
+        )
     stats["stage_order_changed"] = reordered
     unit = tables[0][2].unit_s
     if workload.objective == "min_cost":
@@ -850,12 +1021,22 @@ def _objective_with(t: TrainTables, choice: TrainingChoice, pessimistic: bool) -
     return step
 
 
-def explain_training(model: Model, cluster: Cluster, workload: TrainingWorkload) -> str:
+def explain_training(
+    model: Model, cluster: Cluster, workload: TrainingWorkload, brief: bool = False
+) -> str:
     """Which constraint binds, with numbers (:func:`~.advice.infeasibility_reasons`: the batch
     no micro-batch divides, or memory: the model states against the cluster and the lightest
     plan's activations against the GB its stages have free).
 
     Relaxations are not suggested here: :func:`solver.planner.plan` re-plans them
     (:mod:`.advice`) and calls sufficient only those that plan.
+
+    ``brief``: the constraint group only (:func:`~.advice.infeasibility_group`), for a
+    relaxation's re-plan, whose verdict shows nothing more.
     """
+    if brief:
+        group = infeasibility_group(model, cluster, workload)
+        if not group:
+            return "no plan satisfies the rules (see the planner's log)"
+        return f"{group}: no plan of this instance fits (plan it alone for the numbers)"
     return infeasibility_reasons(model, cluster, workload)
