@@ -43,6 +43,7 @@ from .baselines.exhaustive import exhaustive_best, training_space_work
 from .baselines.rubric import RubricCutShort, rubric_plan_scored, rubric_pool, rubric_shapes
 from .catalog import gpu_of
 from .construction import Solved, objective_of
+from .costmodel import quant
 from .cpsat.advice import (
     ENOUGH_SUFFICIENT,
     Relaxation,
@@ -69,6 +70,7 @@ from .engines import (
     engine_violations,
     engines_for,
     launch_check,
+    training_numerics_violations,
 )
 from .errors import SpecError, check_solve_options
 from .evaluate import evaluate
@@ -978,8 +980,19 @@ def _with_advice(
         # space, stopping at its first plan -- a relaxation needs one plan the evaluator
         # accepts (its verdict), not the best one; "still infeasible" keeps its full proof.
         res = _plan(
-            model, c, w, limit, seed, num_workers, deterministic, False, r.engine or engine,
-            time.perf_counter(), prove=False, cache=cache, first_plan=True,
+            model,
+            c,
+            w,
+            limit,
+            seed,
+            num_workers,
+            deterministic,
+            False,
+            r.engine or engine,
+            time.perf_counter(),
+            prove=False,
+            cache=cache,
+            first_plan=True,
         )
         rate = res.report.get("tokens_per_s") if res.ok and res.report else None
         log.info("relaxation %s: %s", r.change, res.status.value)
@@ -1090,14 +1103,23 @@ def _with_launch(
 
 
 def _no_engine_message(workload: TrainingWorkload | InferenceWorkload) -> str:
-    """Why no engine of the workload's kind can run it (precision or memory policy)."""
-    names = ", ".join(r.title for r in engines_for(workload.kind))
-    what = " ".join(numerics_field(workload))
-    if isinstance(workload, TrainingWorkload):
-        what += f" with memory_policy {workload.memory_policy}"
+    """Why no engine of the workload's kind can run it, per engine: the field it lacks
+    (precision / quantization, memory policy, FP8 recipe, TP overlap), in one line."""
+    reasons: list[str] = []
+    for r in engines_for(workload.kind):
+        why: list[str] = []
+        if workload.precision not in r.precisions or (
+            quant.quantization_of(workload) not in r.quantizations
+        ):
+            why.append(" ".join(numerics_field(workload)))
+        if isinstance(workload, TrainingWorkload):
+            if workload.memory_policy not in r.memory_policies:
+                why.append(f"memory_policy {workload.memory_policy}")
+            why += training_numerics_violations(r, workload)
+        reasons.append(f"{r.title}: " + ", ".join(why or ["no setting"]))
     return (
-        f"engine: no {workload.kind} engine ({names}) runs {what}; plan with engine "
-        f"'{ANY_PLAN}' (CLI: --engine {ANY_PLAN}) for plans beyond any engine"
+        f"engine: no {workload.kind} engine runs this workload ({'; '.join(reasons)}); plan "
+        f"with engine '{ANY_PLAN}' (CLI: --engine {ANY_PLAN}) for plans beyond any engine"
     )
 
 

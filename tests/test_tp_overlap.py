@@ -340,3 +340,20 @@ def test_evaluation_table_shows_the_hidden_tp_time_only_when_some_is_hidden() ->
     assert "TP hidden" not in text(base)
     shown = text(ub)
     assert "TP hidden (overlapped)" in shown
+
+
+def test_no_engine_message_names_each_engines_missing_field() -> None:
+    """With no launchable engine the INFEASIBLE line names the field each engine lacks
+    (here the TP overlap), not precision or memory policy."""
+    wl = load_workload("train-tiny").model_copy(
+        update={"tp_comm_overlap": "async_tp", "elementwise_kernels": "compiled_blocks"}
+    )
+    r = plan(
+        load_model("tiny-gpt"), load_cluster("tiny-2x4-a100"), wl, time_limit_s=5, advice=False
+    )
+    assert r.status == Status.INFEASIBLE
+    first = r.message.split("; plan with engine")[0]
+    assert "\n" not in first
+    for title in ("Megatron-LM", "DeepSpeed"):
+        assert f"{title}: tp_comm_overlap async_tp has no {title} setting" in first
+    assert "memory_policy" not in first and "precision" not in first
