@@ -45,7 +45,9 @@ TINY = gpt(4)
 TWO_H100 = cluster(pool("h100", H100, nodes=1, gpn=2))
 
 
-def _relaxations(model: Model, c: Cluster, w: TrainingWorkload, scope: str | None) -> dict[str, Relaxation]:
+def _relaxations(
+    model: Model, c: Cluster, w: TrainingWorkload, scope: str | None
+) -> dict[str, Relaxation]:
     """Every single relaxation the planner may try, and every pair of them, by name."""
     singles = [r for axis in relaxation_axes(model, c, w, scope) for r in axis]
     out = {r.change: r for r in singles}
@@ -69,7 +71,9 @@ def _check_sufficient_ones_plan(
     for name in good:
         r = by_name[name]
         rc, rw = r.apply(c, w)
-        again = plan(model, rc, rw, time_limit_s=10, engine=r.engine, compare_baseline=False, advice=False)
+        again = plan(
+            model, rc, rw, time_limit_s=10, engine=r.engine, compare_baseline=False, advice=False
+        )
         assert again.ok, (name, again.status, again.message)
         assert again.report is not None and again.report["feasible"], name
     if good:
@@ -147,7 +151,9 @@ def test_pairs_are_tried_only_when_no_single_change_plans() -> None:
     assert tried[-1].plans and set(tried[-1].relaxation.axes) == {"recompute", "zero"}
     assert [t for t in tried if t.plans] == [tried[-1]]
     text = advice_text(tried)
-    assert text.endswith("Sufficient (verified by re-planning): allow recompute full and allow zero_stage 3")
+    assert text.endswith(
+        "Sufficient (verified by re-planning): allow recompute full and allow zero_stage 3"
+    )
     assert "still infeasible (memory)" in text
 
 
@@ -170,7 +176,9 @@ def test_axes_stop_once_enough_changes_plan() -> None:
     tail = f" (axes not tried once {ENOUGH_SUFFICIENT} changes planned: " + ", ".join(untried) + ")"
     assert text.endswith(tail)
     said = text.split("Sufficient (verified by re-planning): ", 1)[1]
-    assert re.sub(r" \((some were|axes not tried) .*", "", said).split(", or ") == [t.relaxation.change for t in tried]
+    assert re.sub(r" \((some were|axes not tried) .*", "", said).split(", or ") == [
+        t.relaxation.change for t in tried
+    ]
     every = search_relaxations(axes, replan, Deadline(60.0))
     assert len(every) == len(axes) and not untried_axes(axes, every)
 
@@ -199,7 +207,9 @@ def test_still_infeasible_verdicts_are_proofs() -> None:
     for name in still:
         r = by_name[name]
         rc, rw = r.apply(c, w)
-        again = plan(m, rc, rw, time_limit_s=10, engine=r.engine, compare_baseline=False, advice=False)
+        again = plan(
+            m, rc, rw, time_limit_s=10, engine=r.engine, compare_baseline=False, advice=False
+        )
         assert again.status == Status.INFEASIBLE, (name, again.status)
 
 
@@ -309,7 +319,12 @@ def test_explain_exits_0_for_a_plan_and_5_for_unknown(monkeypatch: pytest.Monkey
 
 def test_explain_of_a_given_plan_exits_0(tmp_path: Path) -> None:
     """explain --plan explains what it is given: exit 0 whatever the plan (no solve)."""
-    res = plan(load_model("tiny-gpt"), load_cluster("tiny-2x4-a100"), load_workload("train-tiny"), time_limit_s=5)
+    res = plan(
+        load_model("tiny-gpt"),
+        load_cluster("tiny-2x4-a100"),
+        load_workload("train-tiny"),
+        time_limit_s=5,
+    )
     assert res.plan is not None
     path = tmp_path / "plan.json"
     path.write_text(res.plan.model_dump_json())
@@ -329,3 +344,18 @@ def test_deterministic_advice_is_the_same_every_run() -> None:
 
     first = verdicts()
     assert first and first == verdicts()
+
+
+def test_no_engine_advice_offers_only_what_can_change_engine_support() -> None:
+    """When no engine runs the workload's numerics, GPUs, knobs and sequence lengths cannot
+    help: only the memory policy and plans beyond the engines are re-planned."""
+    from solver.io import load_cluster, load_model, load_workload
+    from solver.planner import plan as plan_
+
+    wl = load_workload("train-tiny").model_copy(
+        update={"tp_comm_overlap": "async_tp", "elementwise_kernels": "compiled_blocks"}
+    )
+    r = plan_(load_model("tiny-gpt"), load_cluster("tiny-2x4-a100"), wl, time_limit_s=5)
+    assert r.status.name == "INFEASIBLE"
+    assert "sequence_length" not in r.message and "the GPUs" not in r.message
+    assert "plans beyond the engines (engine any-plan): verified" in r.message

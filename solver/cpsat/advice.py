@@ -401,6 +401,22 @@ def _gpu_factors(model: Model, cluster: Cluster, workload: TrainingWorkload) -> 
     return [k for k in factors if most * k <= MAX_NODES]
 
 
+def _no_engine_runs(workload: TrainingWorkload, engine_scope: str | None) -> bool:
+    """Whether no engine of a launchable scope runs the workload's numerics (precision, memory
+    policy, FP8 recipe, TP overlap), the planner's own test (``engine_supports``)."""
+    from ..engines import ENGINES, LAUNCHABLE, engine_supports, engines_for
+
+    if engine_scope not in (None, LAUNCHABLE):
+        rules = [r for name, r in ENGINES.items() if name == engine_scope]
+        if not rules:
+            return False  # any-plan, or a name the caller already refused
+    else:
+        rules = engines_for("training")
+    return not any(
+        engine_supports(r, workload) and workload.memory_policy in r.memory_policies for r in rules
+    )
+
+
 def _lighter_policy(workload: TrainingWorkload, engine_scope: str | None) -> str | None:
     """The memory policy with the fewest bytes of state per parameter, fewer than the
     workload's, that an engine of the scope runs at the workload's precision (any policy for
@@ -464,6 +480,11 @@ def relaxation_axes(
                 )
             ]
         )
+    if _no_engine_runs(workload, engine_scope):
+        # No engine of the scope has a setting for the workload's numerics: GPUs, knobs and the
+        # sequence cannot change that; only the memory policy or plans beyond the engines can.
+        axes = [a for a in axes if a[0].axes in (("memory_policy",), ("engine",))]
+        return axes
     if batch_reason(workload) is not None:
         # Every plan runs global batch = DP x micro-batch x micro-batches, whatever the GPUs,
         # knobs or sequence: only the batch and the micro-batches can change the verdict.
