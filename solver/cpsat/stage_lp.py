@@ -364,30 +364,30 @@ def _slot_dp_rows(
     stage) and head (slot 0) add ``v dp - own`` terms, taken as ``min(0, .)`` where the stage
     may or may not hold them.  The backward above it is at most ``sum (b Y + b_embed s)`` over
     the ranges above (only one stage holds the embedding, and slots above the first are
-    empty); under plain 1F1B each of those stages also hides its gradient hand-off, at most
-    half the dearest hop price of its option.  Each row is thus implied by the model's, for
-    every solution.
+    empty; under interleaving a stage's last backward op, chunk 0, is ``b Y / v`` and the
+    embedding whole); each of those stages also hides its gradient hand-off, at most half the
+    dearest hop price of its option.  Each row is thus implied by the model's, for every
+    solution.
     """
     d = t.dp_degrees[0]
     v = t.virtual
     by_class: dict[int, list[int]] = {}
     for k, (_, c) in enumerate(keys):
         by_class.setdefault(c, []).append(k)
-    # Plain 1F1B: each stage above also hides the one-way gradient hand-off to the stage after
-    # it, half its 2 x p2p price, at most half the dearest the model charges (p2p_pair, or the
-    # far price of a hop off a near run).
+    # Each stage above also hides the one-way gradient hand-off to the stage after it, half
+    # its 2 x p2p price, at most half the dearest the model charges (p2p_pair, or the far
+    # price of a hop off a near run); v x that in the row.
     hop_hide: dict[int, float] = {}
     for i in {ki for ki, _ in keys}:
         most = 0
-        if v == 1:
-            for (a, _), price in t.p2p_pair.items():
+        for (a, _), price in t.p2p_pair.items():
+            if a == i:
+                most = max(most, price)
+        if t.hops is not None:
+            for (a, _), price in t.hops.far.items():
                 if a == i:
                     most = max(most, price)
-            if t.hops is not None:
-                for (a, _), price in t.hops.far.items():
-                    if a == i:
-                        most = max(most, price)
-        hop_hide[i] = most / 2.0
+        hop_hide[i] = v * most / 2.0
     for c, (lo, hi) in enumerate(classes):
         if hi - lo != 1 or c not in by_class:
             continue
@@ -407,19 +407,21 @@ def _slot_dp_rows(
                 i = keys[k][0]
                 o = t.options[i]
                 row.SetCoefficient(yvars[k], -float(o.b_layer))
-                row.SetCoefficient(svars[k], -float(o.b_embed) - hop_hide[i])
+                row.SetCoefficient(svars[k], -float(v * o.b_embed) - hop_hide[i])
 
 
 def _own_terms(t: TrainTables, o: TrainOption) -> tuple[float, float, float]:
     """v x what a stage's own compute hides of its DP traffic, per block, for the embedding
-    and for the head (the model's ``_own_hide``): ``B`` for ZeRO-0/1 with overlap, ``v m B``
-    for ZeRO-2, ``v m (F + B)`` for ZeRO-3, nothing without overlap."""
+    and for the head (the model's ``_own_hide``): ``B`` for ZeRO-0/1 with overlap (under
+    interleaving its last backward op, chunk 0: ``B / v`` per block, the embedding whole, no
+    head; ``_paths_hide``), ``v m B`` for ZeRO-2, ``v m (F + B)`` for ZeRO-3, nothing without
+    overlap."""
     d = t.dp_degrees[0]
     v, m = t.virtual, t.m(d)
     if not t.overlap:
         return 0.0, 0.0, 0.0
     if t.zero_stage <= 1:
-        return float(o.b_layer), float(o.b_embed), float(o.b_head)
+        return float(o.b_layer), float(v * o.b_embed), float(o.b_head if v == 1 else 0)
     if t.zero_stage == 2:
         return float(v * m * o.b_layer), float(v * m * o.b_embed), float(v * m * o.b_head)
     return float(v * m * o.t_layer), float(v * m * o.t_embed), float(v * m * o.t_head)
@@ -435,10 +437,11 @@ def _first_stage_terms(t: TrainTables, idx: list[int]) -> _FirstStage:
     """What the first stage adds to the model's ``DP_exposed`` and ``OPT_max``, per option.
 
     The first stage (highest active slot) hides its DP traffic behind nothing but its own
-    compute (the model's ``v DP >= v dp_j - sum_{i > j} B_i - own_j`` with no active slot
-    above it), so with ``n`` blocks ``DP >= alpha n + beta``: ``dp`` per block less what it
-    hides per block (``B / v`` for ZeRO-0/1 with overlap, ``m B`` for ZeRO-2, ``m (F + B)``
-    for ZeRO-3, nothing without overlap), and the embedding's (and the fixed) part likewise.
+    compute (the model's DP row with no active slot above it), so with ``n`` blocks
+    ``DP >= alpha n + beta``: ``dp`` per block less what it hides per block (``B / v`` for
+    ZeRO-0/1 with overlap, ``m B`` for ZeRO-2, ``m (F + B)`` for ZeRO-3, nothing without
+    overlap), and the embedding's (and the fixed) part likewise (ZeRO-0/1: the embedding's
+    backward whole, it is on chunk 0, the last backward op).
     ``OPT >= opt_l n + opt_e``.  Under plain 1F1B the first stage may also be the only one
     (then it holds the head): the smaller constant of the two cases is taken.  Its slot is
     ``depth - 1`` when interleaved (the depth is fixed), else 0 (the loosest).
@@ -446,11 +449,11 @@ def _first_stage_terms(t: TrainTables, idx: list[int]) -> _FirstStage:
     d = t.dp_degrees[0]
     m, v = t.m(d), t.virtual
 
-    def hidden(b: int, total: int) -> float:
+    def hidden(b: int, total: int, chunks: int = v) -> float:
         if not t.overlap:
             return 0.0
         if t.zero_stage <= 1:
-            return b / v
+            return b / chunks
         if t.zero_stage == 2:
             return float(m * b)
         return float(m * total)
@@ -459,7 +462,7 @@ def _first_stage_terms(t: TrainTables, idx: list[int]) -> _FirstStage:
     for i in idx:
         o = t.options[i]
         alpha = o.dp["layer"][d] - hidden(o.b_layer, o.t_layer)
-        beta = o.dp["embed"][d] + o.dp["fixed"][d] - hidden(o.b_embed, o.t_embed)
+        beta = o.dp["embed"][d] + o.dp["fixed"][d] - hidden(o.b_embed, o.t_embed, 1)
         opt_e = float(o.opt["embed"][d])
         if v == 1:  # a lone stage: embedding on the last slot, with the head
             alone = (

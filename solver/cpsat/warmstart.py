@@ -116,49 +116,48 @@ def stage_objective(t: TrainTables, d: int, stages: list[tuple[TrainOption, int]
         dps.append(part(o.dp) + o.dp["fixed"][d])
         opts.append(part(o.opt))
 
-    # DP traffic of stage s hides behind the backward of stages 0..s-1 (their last chunk still
-    # runs after stage s has finished: B / v each under interleaving, the model's
-    # v DP >= v dp - hide) and its own compute (TrainingModel._own_hide); under plain 1F1B
-    # also behind the one-way gradient hand-offs between them (half of each 2 x p2p price:
-    # the model's 2 DP >= 2 dp - 2 own - sum (2 B + H)).
+    # DP traffic of stage s hides behind its own compute (TrainingModel._own_hide; under
+    # interleaving with ZeRO-0/1 its last backward op, chunk 0: _paths_hide) and the cool-down
+    # chain: the last backward op of stages 0..s-1 (the whole backward in plain 1F1B; chunk 0,
+    # B / v with the embedding whole, under interleaving) and the one-way gradient hand-offs
+    # between them (half of each 2 x p2p price): the model's
+    # 2 v DP >= 2 v dp - 2 v own - sum (2 v chunk + v H).  Both in v x seconds.
+    chain = [
+        bwds[s] if v == 1 else o.b_layer * n + (v * o.b_embed if s == 0 else 0)
+        for s, (o, n) in enumerate(stages)
+    ]
+
     def own(s: int) -> int:
         if not t.overlap:
             return 0
         if t.zero_stage <= 1:
-            return bwds[s]
+            return bwds[s] if v == 1 else chain[s]
         if t.zero_stage == 2:
             return v * m * bwds[s]
         return v * m * (bwds[s] + fwds[s])
 
     runs = hop_runs(t)
     opt_idx = [(index[id(o)], o) for o, _ in stages]
-    if v == 1:
-        hops = [t.p2p_pair[(opt_idx[s][0], opt_idx[s + 1][0])] for s in range(p - 1)]
-        # W[s]: 2 x (dp - own - what stage s hides behind) with every hop at its p2p_pair price.
-        W = []
-        acc = 0
-        for s in range(p):
-            W.append(2 * dps[s] - 2 * own(s) - acc)
-            if s + 1 < p:
-                acc += 2 * bwds[s] + hops[s]
-        if runs is None:
-            pipe = (m - 1) * max(times) + sum(times) + _exposed2(max(W))
-        else:
-            pipe = _best_runs(runs, m - 1, times, opt_idx, W)
-        return pipe + max(opts)
-    worst = max(v * dps[s] - sum(bwds[:s]) - own(s) for s in range(p))
-    exposed = max(0, -(-worst // v))  # DP is an integer variable: ceil(worst / v)
+    hops = [t.p2p_pair[(opt_idx[s][0], opt_idx[s + 1][0])] for s in range(p - 1)]
+    # W[s]: 2 v x (dp - own - what stage s hides behind) with every hop at its p2p_pair price.
+    W = []
+    acc = 0
+    for s in range(p):
+        W.append(2 * v * dps[s] - 2 * own(s) - acc)
+        if s + 1 < p:
+            acc += 2 * chain[s] + v * hops[s]
     if runs is None:
-        pipe = (v * m - 1) * max(times) + sum(times)
+        pipe = (v * m - 1) * max(times) + sum(times) + _exposed2(max(W), v)
     else:
-        pipe = _best_runs(runs, v * m - 1, times, opt_idx)
-    step_v = pipe + v * (exposed + max(opts))
-    return step_v / v
+        pipe = _best_runs(runs, v * m - 1, times, opt_idx, W, v)
+    step_v = pipe + v * max(opts)
+    return step_v if v == 1 else step_v / v
 
 
-def _exposed2(worst2: int) -> int:
-    """The model's integer ``DP`` for ``2 DP >= worst2``, ``DP >= 0``: ``max(0, ceil(worst2 / 2))``."""
-    return max(0, -(-worst2 // 2))
+def _exposed2(worst2: int, v: int = 1) -> int:
+    """``v`` x the model's integer ``DP`` for ``2 v DP >= worst2``, ``DP >= 0``:
+    ``v max(0, ceil(worst2 / (2 v)))``."""
+    return v * max(0, -(-worst2 // (2 * v)))
 
 
 def _best_runs(
@@ -167,6 +166,7 @@ def _best_runs(
     times: list[int],
     opts: list[tuple[int, TrainOption]],
     W: list[int] | None = None,
+    v: int = 1,
 ) -> int:
     """``min a max(T) + sum T`` over the model's ``near`` Booleans (TrainingModel._near_runs):
     ``times`` are the stages' times with every hand-off at its ``p2p_pair`` (near) price; a
@@ -179,23 +179,23 @@ def _best_runs(
     at most ``D / d`` stages, so each DP is O(p D / d); candidates are tried in increasing
     order and stop once ``a tau + sum(times)`` (no excess at all) cannot beat the best.
 
-    ``W`` (plain 1F1B): per stage, 2 x its DP traffic less what it hides with every hop at
-    its near price; a far hop's excess also hides (half of it) the DP traffic of every later
-    stage, so the model's ``DP = max(0, ceil(max_s (W[s] - E[s]) / 2))`` with ``E[s]`` the
-    excess of the far hops before stage s, and the result is ``min a max(T) + sum T + DP``
-    (:func:`_least_extra`).
+    ``W``: per stage, 2 v x its DP traffic less what it hides with every hop at its near
+    price; a far hop's excess also hides (half of it) the DP traffic of every later stage, so
+    the model's ``DP = max(0, ceil(max_s (W[s] - v E[s]) / (2 v)))`` with ``E[s]`` the excess
+    of the far hops before stage s, and the result is ``min a max(T) + sum T + v DP``
+    (:func:`_least_extra`; ``v`` chunks per stage, times in v x seconds).
     """
     p = len(times)
     d = runs.d
     ex = [runs.excess.get((opts[s][0], opts[s + 1][0]), 0) if s + 1 < p else 0 for s in range(p)]
     if not any(ex):
-        return a * max(times) + sum(times) + (0 if W is None else _exposed2(max(W)))
+        return a * max(times) + sum(times) + (0 if W is None else _exposed2(max(W), v))
     far = [tt + e for tt, e in zip(times, ex, strict=True)]
     base = sum(far)
     lo = max(times)
     low_dp = 0  # the least DP any choice gives (every hop far hides the most)
     if W is not None:
-        low_dp = _exposed2(max(w - sum(ex[:s]) for s, w in enumerate(W)))
+        low_dp = _exposed2(max(w - v * sum(ex[:s]) for s, w in enumerate(W)), v)
     best = a * max(far) + base + low_dp  # every hop far: always feasible
     for tau in sorted({x for x in far if x > lo} | {lo}):
         if a * tau + sum(times) + low_dp >= best:
@@ -205,7 +205,7 @@ def _best_runs(
             if saved is not None:
                 best = min(best, a * tau + base - saved)
         else:
-            extra = _least_extra(runs, d, ex, far, tau, opts, W)
+            extra = _least_extra(runs, d, ex, far, tau, opts, W, v)
             if extra is not None:
                 best = min(best, a * tau + sum(times) + extra)
     return best
@@ -219,14 +219,16 @@ def _least_extra(
     tau: int,
     opts: list[tuple[int, TrainOption]],
     W: list[int],
+    v: int = 1,
 ) -> int | None:
-    """Least ``E + max(0, ceil(max_s (W[s] - E[s]) / 2))`` over the runs with every stage's
-    time <= ``tau`` (None: impossible), ``E`` the total excess of the far hops and ``E[s]``
-    that of the far hops before stage s.
+    """Least ``E + v max(0, ceil(max_s (W[s] - v E[s]) / (2 v)))`` over the runs with every
+    stage's time <= ``tau`` (None: impossible), ``E`` the total excess of the far hops and
+    ``E[s]`` that of the far hops before stage s.
 
-    The runs of :func:`_most_saved`, with a Pareto set per run boundary ``s`` (hop ``s - 1``
-    not near): excess so far ``E`` -> the least ``max (W[s'] - E[s'])`` over stages before
-    ``s``.  Exact: inside a run ``E[s']`` is constant, the far hop closing it adds its excess.
+    The runs of :func:`_most_saved`, with a set per run boundary ``s`` (hop ``s - 1`` not
+    near): excess so far ``E`` -> the least ``max (W[s'] - v E[s'])`` over stages before
+    ``s`` (plain 1F1B: its Pareto front).  Exact: inside a run ``E[s']`` is constant, the
+    far hop closing it adds its excess.
     """
     p = len(ex)
     F: list[dict[int, float]] = [{} for _ in range(p + 1)]
@@ -241,7 +243,7 @@ def _least_extra(
         wmax = W[b]
         while True:
             for e, mx in F[a].items():
-                m2 = max(mx, wmax - e)
+                m2 = max(mx, wmax - v * e)
                 key = e + add
                 if key not in out or m2 < out[key]:
                     out[key] = m2
@@ -252,7 +254,10 @@ def _least_extra(
                 break
             a -= 1
             wmax = max(wmax, W[a])
-        if out:  # keep the Pareto front: larger E only with a smaller max
+        # Plain 1F1B: keep the Pareto front, larger E only with a smaller max (a unit of
+        # excess costs 1 and hides at most 1/2 later).  Interleaved, a unit hides v/2 >= 1
+        # of a later stage's DP: a larger E with the same max may still win, keep every E.
+        if out and v == 1:
             front: dict[int, float] = {}
             least = math.inf
             for e in sorted(out):
@@ -262,7 +267,7 @@ def _least_extra(
             F[b + 1] = front
     if not F[p]:
         return None
-    return min(e + _exposed2(int(mx)) for e, mx in F[p].items())
+    return min(e + _exposed2(int(mx), v) for e, mx in F[p].items())
 
 
 def _most_saved(

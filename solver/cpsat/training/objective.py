@@ -61,13 +61,14 @@ class Objective(Variables):
         """Minimise (m - 1) * T_max + sum T_j + DP_exposed + OPT_max for the chosen d.
 
         T_j: forward + backward of slot j's blocks (+ embedding / head) + 2 x p2p to the next
-        stage.  DP_exposed >= dp_j - own_j - (backward of the slots above j for one
-        micro-batch, and under plain 1F1B the one-way gradient hand-offs between them,
-        ``H / 2`` each): in 1F1B a stage's last backward ends that much before the pipeline's
-        end (the evaluator's simulation: stage s - 1's last backward starts once stage s's
+        stage.  DP_exposed >= dp_j - own_j - (the last backward op of each slot above j --
+        one micro-batch's backward, under interleaving its chunk 0 -- and the one-way
+        gradient hand-offs between them, ``H / 2`` each): a stage's last backward ends that
+        much before the pipeline's end (stage s - 1's last backward starts once stage s's
         gradient has crossed their boundary), so its DP traffic hides behind it.  This is
-        the evaluator's exposure whenever the cool-down is a chain (each earlier stage free
-        when the gradient reaches it, as on the closed form's stages).
+        the evaluator's closed form (:func:`solver.evaluate.training._chain_dp_exposed`),
+        and its simulated exposure whenever the cool-down is a chain (each earlier stage free
+        when the gradient reaches it); never below the simulated one.
 
         Stage times (T, B, H, T_max) range over ``[0, stage_ub]`` (default ``horizon``; see
         :func:`~.model.stage_bound_of`), the step time over ``[0, v horizon]``: tight
@@ -138,23 +139,30 @@ class Objective(Variables):
                 dv, dc = self._part(j, "dp", d)
                 dv += self.x[j]
                 dc += [opt.dp["fixed"][d] for opt in t.options]
-                # Interleaved: each stage's last backward op is one chunk (1/v of B), and the
-                # stages before it then run one chunk each: the hideable time is sum B / v.
+                # The stages before slot j's run their last backward op after it, each once
+                # the gradient has crossed the hand-off to it (one-way p2p, H / 2): the
+                # evaluator's closed-form cool-down chain (evaluate.training._chain_dp_exposed).
                 v = t.virtual
-                hv, hc = self._own_hide(j, d)
-                later = self.B[j + 1 :]
+                hops = [h for h in self.H[j + 1 :] if not isinstance(h, int)]
                 if v == 1:
-                    # Plain 1F1B: the stages before slot j's run their last backwards after
-                    # it, each once the gradient has crossed the hand-off to it (one-way p2p,
-                    # H / 2), so 2 DP >= 2 dp - 2 own - sum_{i > j} (2 B_i + H_i).
-                    hops = [h for h in self.H[j + 1 :] if not isinstance(h, int)]
+                    # Plain 1F1B: that op is the whole backward B, so
+                    # 2 DP >= 2 dp - 2 own - sum_{i > j} (2 B_i + H_i).
+                    hv, hc = self._own_hide(j, d)
+                    later = self.B[j + 1 :]
                     hide = _wsum(
                         later + hops + hv, [2] * len(later) + [1] * len(hops) + [2 * c for c in hc]
                     )
                     m.add(2 * self.DP >= 2 * _wsum(dv, dc) - hide).only_enforce_if(sel)
                 else:
-                    hide = _wsum(later + hv, [1] * len(later) + hc)
-                    m.add(v * self.DP >= v * _wsum(dv, dc) - hide).only_enforce_if(sel)
+                    # Interleaved: that op is chunk 0 of the last micro-batch (B / v, the
+                    # embedding whole, no head), slot j's own too (_paths_hide), so
+                    # 2 v DP >= 2 v dp - 2 v own - sum_{i > j} (2 v chunk_i + v H_i).
+                    cv, cc = self._chunk0_terms(j + 1)
+                    hv, hc = self._paths_hide(j, d)
+                    hide = _wsum(
+                        cv + hops + hv, [2 * c for c in cc] + [v] * len(hops) + [2 * c for c in hc]
+                    )
+                    m.add(2 * v * self.DP >= 2 * v * _wsum(dv, dc) - hide).only_enforce_if(sel)
                 m.add(self.OPT >= _wsum(*self._part(j, "opt", d))).only_enforce_if(sel)
         # Closed form m T_max + (sum T - T_max) / v, times v to stay integral: v is 1 for
         # plain 1F1B; the model's objective is then v x step time (divided out on extraction).
@@ -407,6 +415,19 @@ class Objective(Variables):
             [n_cyc + nf, nb - nf] + [n_cyc] * (len(low) + len(trip_h)),
         )
 
+    def _chunk0_terms(self, first: int) -> tuple[list[Any], list[int]]:
+        """v x the last backward op (chunk 0: ``B / v``, the embedding whole, no head) of every
+        slot from ``first`` up, as (variables, coefficients): the interleaved cool-down chain
+        that hides a lower slot's DP traffic."""
+        t, v = self.t, self.t.virtual
+        vs: list[Any] = []
+        cs: list[int] = []
+        for i in range(first, self.J):
+            for o, opt in enumerate(t.options):
+                vs += (self.y[i][o], self.z[i][o])
+                cs += (opt.b_layer, v * opt.b_embed)
+        return vs, cs
+
     def _paths_hide(self, j: int, d: int) -> tuple[list[Any], list[int]]:
         """:meth:`_own_hide`, exactly as the evaluator hides under interleaving with ZeRO-0/1:
         behind the stage's last backward operation, chunk 0 of its last micro-batch (1/v of its
@@ -450,7 +471,9 @@ class Objective(Variables):
 
         The cheapest pair price is charged on ``x[j, o]``; each dearer receiver option o2 adds
         its excess through ``w >= x[j, o] + x[k, o2] - 1`` (minimisation keeps w at its lower
-        bound), so the price is exactly the evaluator's for the chosen pair.
+        bound under plain 1F1B; interleaved, where the DP rows hide more than a hand-off
+        costs, ``w`` is also bounded above by both), so the price is exactly the evaluator's
+        for the chosen pair.
         """
         m = self.m
         base, dearer = self._pair_prices(o)
@@ -460,6 +483,11 @@ class Objective(Variables):
         for o2, excess in dearer:
             w = m.new_bool_var(f"p2p[s{j}:{self._names[o]}->s{k}:{self._names[o2]}]")
             m.add(w >= xo + self.x[k][o2] - 1)
+            if self.t.virtual > 1:
+                # w == x[j, o] and x[k, o2]: the interleaved DP rows hide v H / 2 behind a
+                # hand-off, more than the H it adds to the step, so w must not be free to rise.
+                m.add(w <= xo)
+                m.add(w <= self.x[k][o2])
             vs.append(w)
             cs.append(excess)
 
@@ -503,7 +531,8 @@ class Objective(Variables):
     def _far_unless_near(self, j: int, o: int, vs: list[Any], cs: list[int]) -> None:
         """Append to (vs, cs) what slot j's hand-off to slot j - 1 costs above its near price
         when it is not part of a near run: ``excess[(o, o2)]`` on ``u >= x[j, o] + x[j-1, o2]
-        - 1 - near[j]`` (minimisation keeps u at its lower bound)."""
+        - 1 - near[j]`` (minimisation keeps u at its lower bound; interleaved, u is their
+        conjunction, see :meth:`_hand_off`)."""
         runs = self.runs
         if runs is None:
             return
@@ -515,6 +544,10 @@ class Objective(Variables):
                 continue
             u = m.new_bool_var(f"far[s{j}:{self._names[o]}->s{j - 1}:{self._names[o2]}]")
             m.add(u >= xo + self.x[j - 1][o2] - 1 - near)
+            if self.t.virtual > 1:  # u == x[j, o] and x[j-1, o2] and not near (see _hand_off)
+                m.add(u <= xo)
+                m.add(u <= self.x[j - 1][o2])
+                m.add(u + near <= 1)
             vs.append(u)
             cs.append(e)
 
