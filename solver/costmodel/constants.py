@@ -166,6 +166,20 @@ COMPILED_LOGIT_PEAK_BYTES = 4.0
 #: this term is 4.2 and the median 5.8% (``ALLOCATOR_RESERVE_FRACTION``) 1.9
 #: (raw-h100x1-fsdp2-pools-fake8.json).
 EAGER_LOSS_CACHED_LOGIT_BYTES = 2.0
+#: PyTorch's dense embedding backward above ``EMBEDDING_BWD_DIRECT_MAX_TOKENS`` indices sorts
+#: them and sums each run of equal indices into a partial-sum buffer of ``max_partial_segment``
+#: rows x h in the op-math type (fp32 for bf16 gradients: 4 bytes) before scattering into the
+#: weight gradient; at or below it one kernel adds straight into the zero-filled gradient.
+#: PyTorch ``aten/src/ATen/native/cuda/Embedding.cu`` ``embedding_dense_backward_cuda``
+#: (``num_indices <= 3072 && !scale_grad_by_freq``) and ``EmbeddingBackwardKernel.cu``
+#: (``grad_weight_per_segment``, ``toOpMathType``), PyTorch 2.11.  A row per run of at most
+#: ``NROWS_PER_THREAD`` equal indices: with distinct tokens, one per token, the bound taken
+#: here (4 bytes per token per hidden element).  Measured on one H100 (PyTorch 2.11.0+cu130;
+#: 2-block Llama-3-70B stack, random tokens, on-demand gradients): the step peaks 6.4 bytes
+#: per s b h above the weights, gradients, Adam states and cuBLAS workspaces at 4096 tokens,
+#: 2.0 at 2048 (the incoming gradient alone; raw-h100x1-modern-train.json).
+EMBEDDING_BWD_PARTIAL_BYTES = 4.0
+EMBEDDING_BWD_DIRECT_MAX_TOKENS = 3072
 
 #: Residual add without dropout: read the branch output and the residual, write the sum,
 #: 3 x 2 bytes per element (the no-dropout form of ``BIAS_DROPOUT_ADD_BYTES``).

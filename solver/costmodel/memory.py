@@ -43,15 +43,19 @@ __all__ = [
     "ZERO3_LIVE_BYTES_PER_PARAM",
     "ZERO3_LOSS_PHASE_BYTES_PER_PARAM",
     "activation_transient_bytes",
+    "backward_block_bytes",
     "block_activation_bytes",
     "eager_loss_cached_bytes",
     "embedding_activation_bytes",
+    "embedding_backward_bytes",
     "fsdp2_root_unsharded_bytes",
     "fsdp2_stream_cache_bytes",
+    "grads_phase_activation_bytes",
     "head_activation_bytes",
     "in_flight_micro_batches",
     "kv_cache_bytes_per_token",
     "model_state_bytes",
+    "output_grad_bytes",
     "zero3_gathered_weight_bytes",
 ]
 
@@ -292,6 +296,94 @@ def activation_transient_bytes(
         return full
     stored = block_activation_bytes(model, recompute=recompute, **kw)  # type: ignore[arg-type]
     return max(0.0, full - stored)
+
+
+def output_grad_bytes(
+    model: Model, *, tp: int, micro_batch: int, seq: int, sequence_parallel: bool
+) -> float:
+    """The gradient of a block's output (equally, of a stage's input) for one micro-batch on
+    one GPU: one 16-bit s x b x h tensor, SP-sharded with sequence parallelism."""
+    div = float(tp) if sequence_parallel else 1.0
+    return C.ACTIVATION_BYTES * seq * micro_batch * model.hidden_size / div
+
+
+def backward_block_bytes(
+    model: Model,
+    *,
+    tp: int,
+    micro_batch: int,
+    seq: int,
+    sequence_parallel: bool,
+    stack: Stack,
+) -> float:
+    """Activation bytes live while one block runs its backward, for one micro-batch: the
+    block's whole no-recompute set -- stored, or rebuilt first under any recompute policy
+    (:func:`activation_transient_bytes`), the checkpointed input among it -- plus the gradient
+    arriving at its output (:func:`output_grad_bytes`).  For a GPT block with flash attention
+    and no dropout 32.04 + 2 = 34.04 bytes per s b h, whatever the recompute policy.
+    """
+    shape = dict(tp=tp, micro_batch=micro_batch, seq=seq, sequence_parallel=sequence_parallel)
+    full = block_activation_bytes(model, recompute="none", stack=stack, **shape)  # type: ignore[arg-type]
+    return full + output_grad_bytes(model, **shape)  # type: ignore[arg-type]
+
+
+def embedding_backward_bytes(model: Model, *, micro_batch: int, seq: int) -> float:
+    """The dense embedding backward's fp32 partial sums on stage 0 (``EMBEDDING_BWD_PARTIAL_BYTES``
+    per token per hidden element above ``EMBEDDING_BWD_DIRECT_MAX_TOKENS`` tokens, else 0;
+    0 without an embedding), live with every gradient at the end of the backward."""
+    tokens = seq * micro_batch
+    if model.vocab_size == 0 or tokens <= C.EMBEDDING_BWD_DIRECT_MAX_TOKENS:
+        return 0.0
+    return C.EMBEDDING_BWD_PARTIAL_BYTES * tokens * model.hidden_size
+
+
+def grads_phase_activation_bytes(
+    model: Model,
+    *,
+    late_grads: float,
+    first: bool,
+    tp: int,
+    micro_batch: int,
+    seq: int,
+    sequence_parallel: bool,
+    stack: Stack,
+) -> float:
+    """Activation bytes live *with the gradients* at a stage's gradient-side peak when
+    gradients are made on demand (``grad_buffers: on_demand``, one micro-batch per step).
+
+    PyTorch creates a parameter's ``.grad`` during the backward, when its gradient is first
+    computed: ``AccumulateGrad`` runs as soon as its input is ready (``sequence_nr`` =
+    UINT64_MAX, "always called ASAP during backwards") and a parameter without a ``.grad`` takes
+    the incoming tensor without a copy ("we can steal new_grad without a deep copy"),
+    ``torch/csrc/autograd/functions/accumulate_grad.{cpp,h}`` (PyTorch 2.11); they were freed
+    by ``zero_grad(set_to_none=True)``.  The backward runs the stage's blocks last to first,
+    so the gradient-side peak is in the stage's first block's backward: every gradient except
+    those made after it -- ``late_grads``, stage 0's embedding (word, unless tied to a head on
+    the same stage whose backward ran first, and learned positions) -- with that block's
+    :func:`backward_block_bytes` (under ``torch.utils.checkpoint``, non-reentrant, the whole
+    block is rebuilt at the first unpack of one of its saved tensors,
+    ``torch/utils/checkpoint.py`` ``_checkpoint_hook.unpack_hook``); then at the stage's end
+    every gradient with the stage input's gradient (:func:`output_grad_bytes`) and, on the
+    ``first`` stage, the embedding backward's partial sums (:func:`embedding_backward_bytes`):
+    the larger.
+
+    Measured on one H100 (PyTorch 2.11.0+cu130, CUDA 13.0, ``solver/profile/modern.py``,
+    benchmarks/validation/modern/raw-h100x1-modern-train.json), peak allocated less what is
+    allocated between steps (weights, Adam states, cuBLAS workspaces, input) less the
+    gradients, per s b h: 8 bare GPT blocks (h 4096, no embedding or head), full recompute,
+    s 2048: 32.0 / 24.5 / 25.0 at micro-batch 4 / 2 / 1 against this term's 34.04 less the
+    input's 2 (counted between steps there) = 32.04 -- the upper bound, reached where the
+    block's own gradients (12 h^2 x 2 B: 12 / 24 / 48 per s b h) are a small part; the
+    Llama-3-8B (4 blocks) and 70B (2 blocks) stacks, whose 128k-entry embedding gradient
+    (1.05 / 2.1 GB) comes last, 2.0 at 2048 tokens (the end of the backward) and 6.4 at 4096
+    (70B; with the embedding backward's partial sums, 4.0).
+    """
+    shape = dict(tp=tp, micro_batch=micro_batch, seq=seq, sequence_parallel=sequence_parallel)
+    block = backward_block_bytes(model, stack=stack, **shape)  # type: ignore[arg-type]
+    end = output_grad_bytes(model, **shape)  # type: ignore[arg-type]
+    if first:
+        end += embedding_backward_bytes(model, micro_batch=micro_batch, seq=seq)
+    return max(block - late_grads, end)
 
 
 def zero3_gathered_weight_bytes(model: Model, *, tp: int, weight_bytes: float = 2.0) -> float:

@@ -24,6 +24,7 @@ from ..costmodel.memory import (
     eager_loss_cached_bytes,
     fsdp2_root_unsharded_bytes,
     fsdp2_stream_cache_bytes,
+    grads_phase_activation_bytes,
 )
 from ..costmodel.serving_memory import (
     kv_blocks_per_sequence,
@@ -253,10 +254,18 @@ def _training_ledger_row(
     freed_grads = 0.0
     if wl.grad_buffers == "on_demand" and m == 1:
         # One micro-batch, gradients made in the backward as the activations are freed: the
-        # two are never all live together; the peak holds the larger (the simultaneous peak).
-        freed_grads = min(g, a)
-        row["total_GB"] -= _gb(freed_grads)
+        # two are never all live together.  The simultaneous peak is the larger of the
+        # activation side (``a``, at the loss / the start of the backward) and the gradient
+        # side: the gradients with what the stage's first block's backward holds (its whole
+        # activation set and the incoming gradient; stage 0's embedding gradient comes later),
+        # or at the end with the stage input's gradient (``grads_phase_activation_bytes``).
+        late = _late_grad_bytes(model, wl, grp, st, s, p)
+        live = grads_phase_activation_bytes(model, late_grads=late, first=s == 0, **shape)
+        row["total_GB"] += _gb(max(a, g + live) - g - a)
+        # What the peak leaves out of g + a: the gradients' memory cached apart (FSDP2).
+        freed_grads = max(0.0, min(g, a - live))
         row["grads_live_with_activations"] = False
+        row["grads_phase_activations_GB"] = _gb(live)
     row["comm_stream_cache_GB"] = _gb(
         fsdp2_stream_cache_bytes(max(root, block), block, sharded_grads=freed_grads, **sharding)  # type: ignore[arg-type]
     )
@@ -265,6 +274,24 @@ def _training_ledger_row(
     row["in_flight_micro_batches"] = inflight
     row["transient_activations_GB"] = _gb(transient)
     return row
+
+
+def _late_grad_bytes(
+    model: Model, wl: TrainingWorkload, grp: ReplicaGroup, st: Stage, s: int, p: int
+) -> float:
+    """Gradient bytes per GPU that stage ``s`` makes after its first block's backward: stage
+    0's embedding (word and learned positions; a word embedding tied to a head on the same
+    stage has its gradient from the head's backward, which runs first), else 0.  The CP
+    tables' ``embed`` / ``embed_last`` parts."""
+    if s != 0 or model.vocab_size == 0:
+        return 0.0
+    kw = dict(sequence_length=wl.sequence_length, tp=st.tp)
+    last = s == p - 1
+    params = stage_params_per_gpu(model, 0, first=True, last=last, **kw)
+    if last:
+        params -= stage_params_per_gpu(model, 0, first=False, last=True, **kw)
+    sharding = dict(memory_policy=wl.memory_policy, zero_stage=grp.zero_stage, dp=grp.count)
+    return model_state_bytes(params, **sharding)[1]  # type: ignore[arg-type]
 
 
 def _stage_params(model: Model, wl: TrainingWorkload, st: Stage, s: int, p: int) -> float:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from ... import costmodel as cm
 from ...catalog import gpu_of
 from ...costmodel.constants import FRAMEWORK_OVERHEAD_GB
-from ...costmodel.memory import fsdp2_root_unsharded_bytes
+from ...costmodel.memory import fsdp2_root_unsharded_bytes, grads_phase_activation_bytes
 from ...costmodel.stack import stack_of
 from ...costmodel.tp_overlap import block_tp_overlap, overlapped_block
 from ...specs import Cluster, Model, Pool, TrainingWorkload
@@ -109,10 +109,26 @@ def _option(
     }
     opt: dict[str, dict[int, int]] = {k: {} for k in ("layer", "embed", "head", "embed_last")}
     # Gradients allocated on demand (made in the backward as activations are freed): the CP's
-    # memory constraint then takes max(gradients, activations) as the evaluator's ledger does
-    # (TrainOption.grads / rebuilt).  Rounded down: subtracting them keeps the peak an upper
-    # bound of the ledger's.
+    # memory constraint then takes max(activation side, gradient side) as the evaluator's
+    # ledger does (TrainOption.grads / rebuilt).  Rounded down: subtracting them keeps the
+    # peak an upper bound of the ledger's.
     on_demand = workload.grad_buffers == "on_demand"
+    # The gradient side holds, besides every gradient, what the stage's first block's
+    # backward holds (its whole activation set and the incoming gradient) or at the end the
+    # stage input's gradient and stage 0's embedding-backward partial sums
+    # (``grads_phase_activation_bytes``).  The ledger lets stage 0's embedding gradient, made
+    # last, offset the block; the option does not know its stage, so it takes the bound of
+    # every stage (``late_grads`` 0, ``first``): conservative on stage 0 by at most that
+    # gradient, elsewhere exact unless the embedding's partial sums outweigh the block.
+    # ``rebuilt`` is what the gradient side drops of ``transient``: the rebuilt block less
+    # these bytes (negative: they exceed it).
+    live_with_grads = grads_phase_activation_bytes(
+        model,
+        late_grads=0.0,
+        first=True,
+        stack=stack,
+        **akw,  # type: ignore[arg-type]
+    )
     grads: dict[str, dict[int, int]] = (
         {k: {} for k in ("layer", "embed", "head", "embed_last")} if on_demand else {}
     )
@@ -160,7 +176,7 @@ def _option(
         },
         static=static,
         grads=grads,
-        rebuilt={d: int(rebuilt // KB) for d in dps} if on_demand else {},
+        rebuilt={d: int(rebuilt // KB) - _kb_up(live_with_grads) for d in dps} if on_demand else {},
         dp=dpt,
         opt=opt,
         allowed=allowed,
