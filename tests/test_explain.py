@@ -287,3 +287,26 @@ def test_cli_explain_timeline_for_inference_is_refused(tmp_path: Path) -> None:
     r = runner.invoke(app, [*args, "--plot", str(tmp_path / "t.png"), "--plot-kind", "timeline"])
     assert r.exit_code == 2 and "placement" in r.stderr
     assert r.stderr.count("\n") == 1
+
+
+def test_ledger_caption_names_the_gradient_side_and_fsdp2_caches(expl70: Explanation) -> None:
+    """With on-demand gradients the caption says the peak is a max of the two sides, and
+    FSDP2's stream caches are named as reserved memory."""
+    import dataclasses
+
+    from rich.console import Console
+
+    from solver.report.explain.view import _ledger_table
+
+    rows = [
+        {**r, "grads_phase_activations_GB": 1.25, "comm_stream_cache_GB": 0.5}
+        for r in expl70.memory_ledger
+    ]
+    con = Console(width=400, record=True)
+    con.print(_ledger_table(dataclasses.replace(expl70, memory_ledger=rows)))
+    text = " ".join(con.export_text().split())  # the caption wraps at the table's width
+    assert "peak = max(activations, grads + one block's backward 1.25 GB)" in text
+    assert "FSDP2 communication-stream caches (reserved, not allocated): 0.50 GB" in text
+    con = Console(width=400, record=True)
+    con.print(_ledger_table(expl70))
+    assert "on demand" not in con.export_text()

@@ -77,6 +77,20 @@ def _ledger_table(expl: Explanation) -> Table:
     notes = []
     if parts:
         notes.append("overhead = " + " + ".join(parts) + " GB")
+    phase = [r for r in rows if r.get("grads_phase_activations_GB") is not None]
+    if phase:
+        # On-demand gradients: the peak is the larger of the activation side and the gradient
+        # side (all gradients + what one block's backward holds), not their sum.
+        notes.append(
+            "gradients made on demand: peak = max(activations, grads + one block's backward "
+            f"{fmt_bytes_GB(max(float(r['grads_phase_activations_GB']) for r in phase))} GB)"
+        )
+    cached = [float(r.get("comm_stream_cache_GB") or 0.0) for r in rows]
+    if any(cached):
+        notes.append(
+            f"FSDP2 communication-stream caches (reserved, not allocated): "
+            f"{fmt_bytes_GB(max(cached))} GB at most"
+        )
     reserved = [r["reserved_GB"] for r in rows if r.get("reserved_GB") is not None]
     if reserved:
         notes.append(
