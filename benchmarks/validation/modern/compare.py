@@ -231,7 +231,12 @@ def main(argv: list[str] | None = None) -> int:
         # The ledger counts what the caching allocator hands out plus named overheads outside
         # it; compare the allocator's peak with the ledger minus its overhead row.
         meas_gb = rec["peak_allocated_bytes"] / 1e9
-        pred_gb = p["peak_GB"] - p["ledger"]["overhead_GB"]
+        # The cuBLAS workspaces (2 x 32 MiB on Hopper) are allocated through PyTorch's caching
+        # allocator, so they are inside torch.cuda.max_memory_allocated (measured: 64 MiB
+        # allocated between steps in every case): only the CUDA context and the NCCL buffers
+        # are outside it.
+        outside = p["ledger"]["overhead_GB"] - p["ledger"].get("cublas_workspace_GB", 0.0)
+        pred_gb = p["peak_GB"] - outside
         after = rec.get("after_init_allocated_bytes") or 0
         clean = after <= 6.0 * rec["params"] * 1.01 + 0.2e9
         row = {
