@@ -158,7 +158,8 @@ def test_decode_attention_is_linear_in_context_at_the_named_efficiency(
     ratio), at HBM bandwidth x the profile's decode efficiency."""
     b, lo, hi = 8, 1024, 3072
     per_token = b * 2 * 8 * 128 * 2.0
-    reads = 1.0 if engine is not SE.TRTLLM_SESSION_09 else 4 / SE.L2_TO_HBM_BANDWIDTH.value
+    l2 = SE.l2_to_hbm_ratio(GPU.name, GPU.memory_bandwidth_GBps)
+    reads = 1.0 if engine is not SE.TRTLLM_SESSION_09 else max(1.0, 4 / l2)
     eff = engine.decode_attention_efficiency.value
     want = (hi - lo) * per_token * reads / (GPU.memory_bandwidth_GBps * 1e9 * eff)
     d = _decode(engine, b, hi, MODEL8).fwd_s - _decode(engine, b, lo, MODEL8).fwd_s
@@ -179,6 +180,60 @@ def test_group_aware_decode_kernels_read_the_cache_once() -> None:
     assert SE.kv_reads(old, 32, 32, 128) == 1.0  # MHA: one query head per KV head
     assert SE.kv_reads(SE.TRTLLM, 29, 1, 64) == 1.0
     assert SE.kv_reads(SE.TRTLLM, 32, 8, 128) == 1.0
+
+
+def test_l2_reread_ratio_is_per_gpu() -> None:
+    """The masked-MHA re-reads run at the GPU's own L2 / HBM ratio where a source gives its L2
+    rate (A100: the whitepaper's 5,120 B/clk x 1.41 GHz), the A100's 3.5 elsewhere; a larger
+    ratio means fewer HBM-equivalent reads, never below one."""
+    a100 = SE.l2_to_hbm_ratio("A100-SXM4-80GB", 2039.0)
+    assert a100 == pytest.approx(5120 * 1.41 / 2039.0, rel=1e-3)
+    assert SE.l2_to_hbm_ratio("no-such-gpu", 1000.0) == SE.L2_TO_HBM_BANDWIDTH.value
+    old = SE.TRTLLM_SESSION_09
+    assert SE.kv_reads(old, 29, 1, 64, a100) == pytest.approx(29 / a100)
+    assert SE.kv_reads(old, 29, 1, 64, 1.5) == pytest.approx(29 / 1.5)
+    assert SE.kv_reads(old, 2, 1, 64, 3.0) == 1.0
+    for name, l2 in SE.L2_READ_GBPS.items():
+        assert l2.source and l2.value > 0, name
+
+
+def _fp8_prefill(engine: SE.EngineProfile, prompt: int = 1024) -> float:
+    return prefill_block_time(
+        MODEL8,
+        GPU,
+        tp=1,
+        batch=1,
+        prompt=prompt,
+        precision="fp8",
+        tp_link=NVSWITCH,
+        engine=engine,
+    ).fwd_s
+
+
+def test_tensorrt_engines_fuse_the_fp8_input_casts_into_their_producers() -> None:
+    """A TensorRT-LLM FP8 prefill pays no cast pass for the norm- and activation-fed GEMM
+    inputs (TensorRT's Q/DQ fusion); the 0.11+ executor's FP8 context FMHA writes the
+    out-projection's input in FP8 too, the 0.9 session keeps that one cast.  The difference
+    to the same profile without the fusion is exactly the fused casts' HBM time."""
+    h = MODEL8.hidden_size
+    q = MODEL8.num_attention_heads * MODEL8.kv_channels
+    f = MODEL8.ffn_hidden_size
+    tokens = 1024.0
+    cast_bytes = 3.0 * tokens * (2 * h + q + f)  # FP8_CAST_BYTES per cast element
+    cast_s = cast_bytes / (GPU.memory_bandwidth_GBps * 1e9 * GPU.memory_efficiency)
+    for engine, kept in ((SE.TRTLLM, 0.0), (SE.TRTLLM_SESSION_09, q / (2 * h + q + f))):
+        assert engine.fused_activation_quant and "Q/DQ" in engine.fused_activation_quant_source
+        unfused = dataclasses.replace(engine, fused_activation_quant=False)
+        saved = _fp8_prefill(unfused) - _fp8_prefill(engine)
+        assert saved == pytest.approx(cast_s * (1.0 - kept), rel=1e-9)
+    assert not SE.VLLM.fused_activation_quant and not SE.SGLANG.fused_activation_quant
+    assert SE.TRTLLM.fp8_context_fmha and not SE.TRTLLM_SESSION_09.fp8_context_fmha
+    # 16-bit prefills have no casts: the fusion changes nothing.
+    bf16 = dict(tp=1, batch=1, prompt=512, precision="bf16", tp_link=NVSWITCH)
+    unfused = dataclasses.replace(SE.TRTLLM, fused_activation_quant=False)
+    assert prefill_block_time(MODEL8, GPU, engine=SE.TRTLLM, **bf16).fwd_s == (  # type: ignore[arg-type]
+        prefill_block_time(MODEL8, GPU, engine=unfused, **bf16).fwd_s  # type: ignore[arg-type]
+    )
 
 
 # --- GEMM ----------------------------------------------------------------------------------
@@ -463,17 +518,20 @@ def test_vllm_v1_prefill_runs_piecewise_graphs_and_v0_runs_it_eager() -> None:
 
 def test_sglang_0_3_is_sglang_with_its_synchronous_scheduler_host_time() -> None:
     """``sglang-0.3`` (no overlap scheduler) differs from ``sglang`` only by the host time every
-    step adds; the step cost's decode tables are the same and its overhead is larger by exactly
-    that; SGLang's memory-dependent graph batch limit applies to it too."""
+    step adds and by its fixed list of captured decode batches (up to 160, model_runner.py of
+    the 0.3.0 wheel, whatever the GPU memory: 0.4's memory-dependent limit does not apply); the
+    step cost's decode tables at small batch are the same and its overhead is larger by exactly
+    that."""
     old, new = SE.resolve("sglang-0.3"), SE.SGLANG
     assert old is SE.SGLANG_V0_3
     differ = {
         f.name for f in dataclasses.fields(old) if getattr(old, f.name) != getattr(new, f.name)
     }
-    assert differ == {"name", "version", "step_host_us"}
+    assert differ == {"name", "version", "step_host_us", "graph_max_batch"}
     assert new.step_host_us.value == 0.0 < old.step_host_us.value
     assert "1738" in old.step_host_us.source  # the PR that measured what the overlap hides
-    assert not SE.graphed(old, 33, 40.0, 1) and SE.graphed(old, 256, 80.0, 1)
+    assert SE.graphed(old, 160, 40.0, 1) and not SE.graphed(old, 161, 80.0, 4)
+    assert SE.graphed(new, 256, 80.0, 1) and not SE.graphed(new, 33, 40.0, 1)
     wl = InferenceWorkload(kind="inference", prompt_tokens=64, output_tokens=8, batch_size=2)
     group = _plan(MODEL8.num_layers, 1, 2).replica_groups[0]
     kw = dict(max_num_seqs=2, max_num_batched_tokens=128)
@@ -568,8 +626,14 @@ def test_trtllm_ttft_never_below_the_physical_floor() -> None:
 
 @pytest.mark.parametrize(
     ("engine", "policy"),
-    [("trtllm", "reserve"), ("trtllm-0.9", "reserve"), ("vllm", "preempt"),
-     ("vllm-0.6", "preempt"), ("sglang", "preempt"), ("auto", "preempt")],
+    [
+        ("trtllm", "reserve"),
+        ("trtllm-0.9", "reserve"),
+        ("vllm", "preempt"),
+        ("vllm-0.6", "preempt"),
+        ("sglang", "preempt"),
+        ("auto", "preempt"),
+    ],
 )
 def test_kv_policy_follows_the_engine_family(engine: str, policy: str) -> None:
     """Both TensorRT-LLM profiles reserve KV (GUARANTEED_NO_EVICT), the others preempt."""

@@ -761,7 +761,9 @@ def prefill_block_time(
     latency (``prefill_attention_fixed_us``, once per forward whatever the batch: one varlen
     call), the all-reduces by the engine's custom kernel where it applies, an eager pass at
     least its kernels' host issue time -- a piecewise-graphed one (vLLM V1 up to its largest
-    captured size in tokens) that of its attention op and one graph replay.
+    captured size in tokens) that of its attention op and one graph replay; no separate FP8
+    input casts where the engine fuses them into their producers
+    (``EngineProfile.fused_activation_quant``).
     """
     ops = block_forward_ops(
         model,
@@ -779,6 +781,10 @@ def prefill_block_time(
         comp = _ops_time(ops, gpu, precision)
         comm = _tp_collectives(act, tp, tp_link, 2)
     else:
+        if engine.fused_activation_quant:  # the casts ride in their producers' kernels
+            ops = [
+                _unfused_casts(o, model, tp, engine) if o.name == "fp8_casts" else o for o in ops
+            ]
         comm = 2 * serving_engine.allreduce_time(engine, act, tp, tp_link)
         gpu_s = sum(_engine_op_time(o, gpu, precision) for o in ops) + comm
         gpu_s += serving_engine.prefill_attention_fixed_s(engine)  # one attention op per forward
@@ -794,6 +800,19 @@ def prefill_block_time(
         sum(o.counted_flops for o in ops),
         sum(o.flops for o in ops),
     )
+
+
+def _unfused_casts(casts: Op, model: Model, tp: int, engine: EngineProfile) -> Op:
+    """What is left of a prefill's ``fp8_casts`` group (:func:`block_forward_ops`: one cast
+    per GEMM input, QKV and MLP-up ``h`` each, out-projection ``q_local``, MLP-down ``f / t``)
+    under an engine that fuses the norm- and activation-fed casts into their producers: the
+    out-projection's, unless its attention kernel writes FP8 (``fp8_context_fmha``)."""
+    if engine.fp8_context_fmha:
+        return casts._replace(bytes=0.0)
+    h = model.hidden_size
+    q_local = model.num_attention_heads * model.kv_channels / tp
+    f_local = (model.moe_ffn_hidden_size or model.ffn_hidden_size) / tp
+    return casts._replace(bytes=casts.bytes * q_local / (2 * h + q_local + f_local))
 
 
 def decode_block_time(
@@ -856,7 +875,8 @@ def decode_block_time(
         comm = _tp_collectives(b * h * C.ACTIVATION_BYTES, tp, tp_link, 2)
         return PassTime(comp + comm, 0.0, comm, 0.0, flops, flops)
     comm = 2 * serving_engine.allreduce_time(engine, b * h * C.ACTIVATION_BYTES, tp, tp_link)
-    reads = serving_engine.kv_reads(engine, model.num_attention_heads / t, kv_local / hd, hd)
+    l2 = serving_engine.l2_to_hbm_ratio(gpu.name, gpu.memory_bandwidth_GBps)
+    reads = serving_engine.kv_reads(engine, model.num_attention_heads / t, kv_local / hd, hd, l2)
     attn = serving_engine.decode_attention_time(
         engine, attn_bytes, reads, gpu.memory_bandwidth_GBps * 1e9
     )

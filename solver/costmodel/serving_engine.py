@@ -29,7 +29,8 @@ Decode attention (:func:`decode_attention_time`)
     the paged-KV decode kernel's own efficiency, measured per engine, linear in the context.
     ``re-reads``: a kernel that is not group-aware (TensorRT-LLM's masked MHA, one CTA per
     query head) reads each KV head once per query head of its group, the first from HBM and
-    the rest from L2 (:func:`kv_reads`).
+    the rest from L2 (:func:`kv_reads`), at the GPU's own L2 / HBM read ratio where its L2
+    rate is sourced (:data:`L2_READ_GBPS`), else the A100's.
 Tensor-parallel all-reduce (:func:`allreduce_time`)
     the engine's custom kernel below its size threshold -- one-shot ``alpha + (n-1) S / B``
     (every rank reads all peers' buffers) or two-shot ``2 alpha + 2 (n-1)/n S / B``
@@ -52,6 +53,10 @@ Prefill attention
     attention op's fixed latency per layer and forward (``prefill_attention_fixed_us``: its
     launch, its helper kernels -- RoPE, K/V cache write, sequence offsets -- and its first
     tile; what the engine's measured context-attention op takes on a one-token prompt).
+FP8 input casts of a prefill (``fused_activation_quant``, ``fp8_context_fmha``)
+    TensorRT-LLM's engines fuse each GEMM input's quantization into the kernel that produces
+    it (TensorRT Q/DQ fusion; the FP8 context FMHA writes the out-projection's input), so its
+    FP8 prefill pays no cast pass; vLLM and SGLang run a quantize kernel per input.
 Prefill scheduling (``mixed_batches``, with its source)
     whether the decodes ride in the steps that prefill (vLLM V1, TensorRT-LLM in-flight
     batching) or wait while a prefill step runs alone (vLLM 0.6 without chunked prefill,
@@ -112,6 +117,8 @@ __all__ = [
     "graphed",
     "host_bound",
     "kv_reads",
+    "L2_READ_GBPS",
+    "l2_to_hbm_ratio",
     "PIECEWISE_LAUNCHES_PER_LAYER",
     "prefill_attention_fixed_s",
     "prefill_piecewise",
@@ -309,6 +316,19 @@ class EngineProfile:
         decodes wait for it (prefill-first scheduling; :class:`solver.serving.simulator.Engine`).
     mixed_batches_source
         Where that scheduling rule is read.
+    fused_activation_quant
+        Whether the FP8 (or INT8 / FP4 W-A) input cast of each GEMM is fused into the kernel
+        that produces that input (norm, attention output, gated activation), so a prefill pays
+        no separate cast pass (the ``fp8_casts`` group of
+        :func:`~solver.costmodel.compute.block_forward_ops`); False: a cast kernel per GEMM
+        input, as priced for training.
+    fused_activation_quant_source
+        Where that fusion is read.
+    fp8_context_fmha
+        Whether the context attention kernel writes its output in FP8 for the out-projection
+        (TensorRT-LLM ``use_fp8_context_fmha``), so that input's cast is fused too; without it
+        the out-projection input keeps its cast kernel even under ``fused_activation_quant``
+        (an attention plugin's output is not fused with a following quantize layer).
     """
 
     name: str
@@ -334,6 +354,12 @@ class EngineProfile:
         "the prefill chunks of a step); TensorRT-LLM in-flight batching (context and generation "
         "requests in one forward)"
     )
+    fused_activation_quant: bool = False
+    fused_activation_quant_source: str = (
+        "a quantize kernel per FP8 GEMM input (vLLM Fp8LinearMethod.apply: ops.scaled_fp8_quant "
+        "before the scaled GEMM; SGLang's FP8 linear likewise), priced as in training"
+    )
+    fp8_context_fmha: bool = False
 
     def constants(self) -> dict[str, Sourced]:
         """Every sourced constant of the profile by field name."""
@@ -536,6 +562,13 @@ SGLANG_V0_3 = replace(
     SGLANG,
     name="sglang-0.3",
     version="v0.3.x (synchronous scheduler: no overlap of CPU scheduling with the GPU)",
+    graph_max_batch=Sourced(
+        160.0,
+        "sglang 0.3.0 PyPI wheel, srt/model_executor/model_runner.py ModelRunner."
+        "init_cuda_graphs: batch_size_list = [1, 2, 4] + [i * 8 for i in range(1, 21)] "
+        "(largest 160, whatever the GPU memory or TP), CudaGraphRunner.can_run: batches "
+        "above it run eager",
+    ),
     step_host_us=Sourced(
         1500.0,
         "sgl-project/sglang PR #1738 (2024-10-21, 'Faster overlap mode scheduler'): hiding "
@@ -604,6 +637,15 @@ TRTLLM_SESSION_09 = EngineProfile(
         "logits once and writes one token per row (4 + 4 B)",
     ),
     custom_allreduce=TRTLLM_CUSTOM_ALLREDUCE,
+    fused_activation_quant=True,
+    fused_activation_quant_source=(
+        "NVIDIA/TensorRT-LLM tensorrt_llm/quantization/layers.py FP8Linear / FP8RowLinear: the "
+        "input cast is a TensorRT quantize layer (functional.quantize -> IQuantizeLayer) in the "
+        "engine graph; TensorRT Developer Guide, 'Explicit Quantization', Q/DQ layer fusion: an "
+        "output Q is fused into the preceding operator (norm, gated activation) and the FP8 "
+        "GEMM reads its 1-byte output (the norm-fed QKV / MLP-up and the activation-fed "
+        "MLP-down inputs)"
+    ),
 )
 
 _XQA_JIT = (
@@ -641,6 +683,14 @@ TRTLLM = replace(
     group_aware_sizes=(),
     group_aware_all=True,
     group_aware_source=_XQA_JIT,
+    fp8_context_fmha=True,
+    fused_activation_quant_source=(
+        TRTLLM_SESSION_09.fused_activation_quant_source
+        + "; the out-projection input too: trtllm-bench (tensorrt_llm/bench/build/build.py, "
+        "0.1x: 'use_fp8_context_fmha = True if quant_algo == QuantAlgo.FP8') builds FP8 "
+        "engines with FP8 context FMHA, whose kernel writes the FP8 output "
+        "(attention_output_orig_quant_scale in tensorrt_llm/layers/attention.py)"
+    ),
 )
 
 #: Profiles by name (``auto`` is resolved by :func:`resolve`).
@@ -670,24 +720,54 @@ def gemm_time(flops: float, nbytes: float, flops_per_s: float, bytes_per_s: floa
 
 #: L2 / HBM bandwidth ratio the re-reads of a group-unaware decode kernel run at: A100 L2 reads
 #: 5,120 B/clk (NVIDIA A100 Tensor Core GPU Architecture whitepaper, 2020, "L2 cache") x 1.41 GHz
-#: = 7.2 TB/s against 2.04 TB/s of HBM2e: 3.5x.  Applied to every GPU (H100: 2.6-3x by the same
-#: count), for lack of per-GPU L2 figures in the catalog.
+#: = 7.2 TB/s against 2.04 TB/s of HBM2e: 3.5x.  Applied to every GPU without a sourced L2
+#: read rate in :data:`L2_READ_GBPS` (H100 / H200: none yet -- the H100 whitepaper gives no L2
+#: bandwidth and no measurement of it is recorded here).
 L2_TO_HBM_BANDWIDTH = Sourced(
     3.5, "NVIDIA A100 whitepaper (2020): 5,120 B/clk L2 x 1.41 GHz / 2,039 GB/s"
 )
 
 
-def kv_reads(profile: EngineProfile, q_heads: float, kv_heads: float, head_dim: int) -> float:
+#: L2 read bandwidth per GPU (GB/s), where a source gives it; the others take the A100's L2 /
+#: HBM ratio (:data:`L2_TO_HBM_BANDWIDTH`, :func:`l2_to_hbm_ratio`).
+L2_READ_GBPS: dict[str, Sourced] = {
+    "A100-SXM4-80GB": Sourced(
+        7219.0, "NVIDIA A100 whitepaper (2020), 'L2 cache': 5,120 B/clk x 1.41 GHz boost"
+    ),
+    "A100-SXM4-40GB": Sourced(
+        7219.0, "NVIDIA A100 whitepaper (2020), 'L2 cache': 5,120 B/clk x 1.41 GHz boost"
+    ),
+}
+
+
+def l2_to_hbm_ratio(gpu_name: str, hbm_GBps: float) -> float:
+    """L2 over HBM read bandwidth of ``gpu_name``: its :data:`L2_READ_GBPS` entry over
+    ``hbm_GBps``, else the A100's ratio (:data:`L2_TO_HBM_BANDWIDTH`)."""
+    l2 = L2_READ_GBPS.get(gpu_name)
+    if l2 is None or hbm_GBps <= 0:
+        return L2_TO_HBM_BANDWIDTH.value
+    return max(1.0, l2.value / hbm_GBps)
+
+
+def kv_reads(
+    profile: EngineProfile,
+    q_heads: float,
+    kv_heads: float,
+    head_dim: int,
+    l2_ratio: float | None = None,
+) -> float:
     """HBM-equivalent reads of each cached K/V element by the decode kernel: 1 for a
     group-aware kernel; for one that is not (a CTA per query head), the group's CTAs of one
     sequence run side by side, so the first reads the KV head from HBM and the others hit L2:
-    ``max(1, group / L2_TO_HBM_BANDWIDTH)`` (whichever of HBM and L2 traffic takes longer)."""
+    ``max(1, group / l2_ratio)`` (whichever of HBM and L2 traffic takes longer); ``l2_ratio``
+    the GPU's L2 / HBM read bandwidth (:func:`l2_to_hbm_ratio`; None: the A100's)."""
     group = max(1.0, q_heads / max(kv_heads, 1.0))
     if profile.group_aware_all:
         return 1.0
     if head_dim == 128 and round(group) in profile.group_aware_sizes:
         return 1.0
-    return max(1.0, group / L2_TO_HBM_BANDWIDTH.value)
+    ratio = L2_TO_HBM_BANDWIDTH.value if l2_ratio is None else l2_ratio
+    return max(1.0, group / ratio)
 
 
 def decode_attention_time(
@@ -749,7 +829,7 @@ def graphed(profile: EngineProfile, batch: int, memory_GB: float, tp: int) -> bo
     if not profile.cuda_graphs.value:
         return False
     limit = profile.graph_max_batch.value
-    if profile.name.startswith("sglang"):
+    if profile.name == "sglang":  # 0.4+: by GPU memory and TP; 0.3: a fixed list
         gib = memory_GB * 1e9 / 2**30
         if gib < 35:
             limit = 24 if tp < 4 else 80
