@@ -69,6 +69,12 @@ def open_workload(lay: dict[str, Any], family: str) -> TrainingWorkload:
         recompute_early_stop=lay["early_stop"],
         grad_buffers=lay["grad_buffers"],
         attention_kernel=lay["attention_kernel"],
+        # The row's stack, as validate_modern.build_plan prices the published layout: the
+        # planner must plan the same numerics and overlap, or "same layout" scores differently.
+        fp8_recipe=lay["fp8_recipe"],
+        fused_norm=lay["fused_norm"],
+        compiled_loss=lay["compiled_loss"],
+        tp_comm_overlap=lay["tp_comm_overlap"],
     )
 
 
