@@ -359,6 +359,78 @@ def test_memory_pruned_pairs_are_exactly_the_subproblems_memory_refuses() -> Non
     assert sorted(map(sig, kept), key=repr) == sorted(map(sig, left), key=repr)
 
 
+def test_interleavable_needs_v_to_divide_the_layers_over_two_stages() -> None:
+    """v chunks per stage split L blocks over p >= 2 stages only when v divides L and L >= 2v."""
+    from solver.cpsat.plan_training import interleavable
+
+    assert interleavable(80, 1) and interleavable(3, 1)
+    assert interleavable(80, 10) and interleavable(80, 8) and interleavable(16, 8)
+    assert not interleavable(80, 12) and not interleavable(80, 3)  # 80 % v != 0
+    assert not interleavable(8, 8)  # one stage of 8 chunks is not a pipeline
+
+
+def test_skipping_families_that_cannot_interleave_loses_no_subproblem(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """subproblems() builds nothing for a v that does not divide the layers (80 layers: v 3, 6,
+    12 of VIRTUAL_STAGE_OPTIONS) and shares the engine spaces by _space_key: the same
+    sub-problems, memory-pruned pairs aside, as building every family with its own spaces."""
+    from solver.cpsat.plan_training import VIRTUAL_STAGE_OPTIONS, interleavable
+    from solver.engines import engines_for
+
+    m, c, w = _specs(("llama3-70b", "seed-4x8-h100", "train-llama-s8192"))
+    w = w.model_copy(update={"zero_stages": [1, 3]})
+    assert any(not interleavable(m.num_layers, v) for v in VIRTUAL_STAGE_OPTIONS)
+    fams = families(w)
+    engines = engines_for("training")
+
+    def sig(x: tuple[float, Any, Any]) -> tuple[Any, ...]:
+        lb, f, t = x
+        return (
+            lb, f, t.dp_degrees[0], t.max_stages, t.engine,
+            tuple((o.pool, o.tp) for o in t.options),
+        )  # fmt: skip
+
+    def run() -> tuple[list[Any], list[Any], list[Any]]:
+        pruned: list[Any] = []
+        subs = subproblems(m, c, w, fams, engines, memory_pruned=pruned)
+        launch = plan_training.engine_families(fams, engines, w)
+        return sorted(map(sig, subs), key=repr), launch, pruned
+
+    fast, fast_launch, fast_pruned = run()
+    assert fast and all(m.num_layers % f.virtual_stages == 0 for _, f, *_ in fast)
+    assert all(interleavable(m.num_layers, f.virtual_stages) for f, _, _ in fast_pruned)
+    monkeypatch.setattr(plan_training, "interleavable", lambda _n, _v: True)
+    monkeypatch.setattr(plan_training, "_space_key", lambda f: f)
+    every, every_launch, every_pruned = run()
+    assert fast == every
+    assert fast_launch == every_launch
+    assert len(every_pruned) > len(fast_pruned)  # the skipped families were memory-pruned too
+    assert {(f, d) for f, _, d in fast_pruned} == {
+        (f, d) for f, _, d in every_pruned if interleavable(m.num_layers, f.virtual_stages)
+    }
+
+
+def test_memory_pruned_pairs_have_a_detail_row_unless_first_plan() -> None:
+    """A full solve gives each memory-pruned (family, space, d) a PRUNED_BY_MEMORY row of
+    families_detail; a first-plan solve (the advice's re-plans) only counts them."""
+    from solver.cpsat.plan_training import solve_training
+
+    specs = _specs(("llama3-70b", "seed-4x8-h100", "train-llama-s8192"))
+    full = solve_training(*specs, 10.0, 1, 0)
+    brief = solve_training(*specs, 10.0, 1, 0, first_plan=True)
+    assert full.status == Status.OPTIMAL and brief.status == Status.FEASIBLE
+    n = full.stats["pruned_by_memory"]
+    assert n > 0 and brief.stats["pruned_by_memory"] == n
+    rows = [r for r in full.stats["families_detail"] if r["status"] == "PRUNED_BY_MEMORY"]
+    assert len(rows) == n
+    labels = {f.label for f in families(specs[2])}
+    for r in rows:
+        assert r["family"] in labels and r["bound"] is None and r["tmax_slice"] is None
+        assert isinstance(r["d"], int) and r["depth"] >= 1 and r["time_s"] == 0.0
+    assert not [r for r in brief.stats["families_detail"] if r["status"] == "PRUNED_BY_MEMORY"]
+
+
 def test_table_cache_builds_each_table_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """A second solve of the same instance with the same TableCache builds no table and gives
     the same plan; a relaxation that only allows ZeRO-3 builds only the new ZeRO-3 tables."""

@@ -42,6 +42,7 @@ __all__ = [
     "engine_families",
     "families",
     "family_spaces",
+    "interleavable",
     "interleaved_stages",
     "solve_training",
     "subproblems",
@@ -84,13 +85,33 @@ def family_spaces(
     return list(non_dominated(limits))
 
 
+def _space_key(fam: Family) -> tuple[int, str, bool, bool]:
+    """The fields of ``fam`` that :func:`family_spaces` reads (through
+    :func:`~solver.engines.family_limits`: ZeRO stage, recompute, sequence parallelism and
+    whether it interleaves, not how many chunks): families equal here share their spaces."""
+    return (fam.zero_stage, fam.recompute, fam.sequence_parallel, fam.virtual_stages > 1)
+
+
 def engine_families(
     fams: list[Family],
     engines: Sequence[EngineRules] | None,
     workload: TrainingWorkload | None = None,
 ) -> list[Family]:
     """The families at least one of ``engines`` can launch (all of them without engines)."""
-    return [f for f in fams if family_spaces(f, engines, workload)]
+    launchable: dict[tuple[int, str, bool, bool], bool] = {}
+    for f in fams:
+        if (k := _space_key(f)) not in launchable:
+            launchable[k] = bool(family_spaces(f, engines, workload))
+    return [f for f in fams if launchable[_space_key(f)]]
+
+
+def interleavable(num_layers: int, v: int) -> bool:
+    """Whether ``v`` chunks per stage can split ``num_layers`` blocks over a pipeline of at
+    least 2 stages (always for plain 1F1B, ``v == 1``): every stage holds a multiple of ``v``
+    blocks, so ``v`` must divide the layer count (:func:`~.bounds.lower_bound_us` gives such
+    a sub-problem an infinite bound), and 2 stages need at least ``2 v`` blocks.  A family
+    that fails it holds no plan: the planner builds nothing for it."""
+    return v == 1 or (num_layers % v == 0 and num_layers >= 2 * v)
 
 
 def space_label(tab: TrainTables) -> str:
@@ -132,8 +153,17 @@ def _limited(tab: TrainTables, limits: ShapeLimits, heads: tuple[int, int]) -> l
 #: 3 is in because layer counts like 105 = 35 x 3 (GPT 529.6B, Table 1) only interleave with it;
 #: 5, 6 and 8 because NeMo's published H100 layouts use them (GPT-3 175B at VP 6, Llama 3 70B at
 #: VP 5; benchmarks/plan_quality_published.py), which on 2,048 H100s is worth +1% over v <= 4.
-#: Each v is one more family of sub-problems: 16,384 GPUs 0.48 -> 0.69 s (solve_time.py).
-VIRTUAL_STAGE_OPTIONS = (2, 3, 4, 5, 6, 8)
+#: 10 and 12 because NeMo's performance summary (NVIDIA/NeMo@8e3d65d
+#: docs/source/performance/performance_summary.md) runs Llama 2 13B and Nemotron 22B at VP 10 and
+#: Nemotron-4 340B at VP 12: llama3-70b train-llama-s8192 on 128 H100s 133,734 -> 135,298
+#: tokens/s, on 2,048 H100s 1,894,614 -> 1,928,042 (both OPTIMAL, solve_time.py --quick), and
+#: the Nemotron-4 340B row of plan_quality_published.py -1.2% -> 0 (the two Llama 2 70B VP 20
+#: rows go -0.02% -> -0.6%: PP 8 at v 10 wins by the closed form the CP minimises, the event
+#: simulation charges it +1.6%; the rows: /work/shared/data/published-runs-modern.json).
+#: Each v is one more family of sub-problems (16,384 GPUs 0.48 -> 0.69 s for 5-8); a v that
+#: does not divide the layer count adds none (:func:`interleavable`), so with 10 and 12
+#: llama3-70b on 8 H100s (INFEASIBLE, advice re-planned) takes 0.08 s (0.10 s before, v <= 8).
+VIRTUAL_STAGE_OPTIONS = (2, 3, 4, 5, 6, 8, 10, 12)
 
 
 def families(workload: TrainingWorkload) -> list[Family]:
@@ -452,15 +482,27 @@ def subproblems(
     limited: dict[tuple[int, ShapeLimits | None], list[TrainTables]] = {}
     fails: dict[tuple[int, int], bool] = {}
     per_dp: dict[tuple[int, int], tuple[TrainTables, int]] = {}
+    # The spaces depend on the knobs family_limits reads only (_space_key), and families
+    # whose chunks cannot split the layers hold no plan: neither is worked out per family.
+    spaces_of: dict[tuple[int, str, bool, bool], list[ShapeLimits | None]] = {}
+
+    def spaces_for(fam: Family) -> list[ShapeLimits | None]:
+        if not interleavable(model.num_layers, fam.virtual_stages):
+            return []
+        sk = _space_key(fam)
+        if sk not in spaces_of:
+            spaces_of[sk] = family_spaces(fam, engines, workload)
+        return spaces_of[sk]
+
     for k, fam in enumerate(fams):
-        spaces = family_spaces(fam, engines, workload)
+        spaces = spaces_for(fam)
         if not spaces:
             continue
         some = out or (memory_pruned is not None and len(memory_pruned) > pruned_before)
         if deadline is not None and some and deadline.expired():
             # Keep at least one family's sub-problems: a search needs something to work on.
             if unbuilt is not None:
-                unbuilt.extend(f for f in fams[k:] if family_spaces(f, engines, workload))
+                unbuilt.extend(f for f in fams[k:] if spaces_for(f))
             log.info("deadline: tables of %d families not built", len(fams) - k)
             break
         full = cache.tables(key, model, cluster, workload, fam, unit)
@@ -702,14 +744,6 @@ def solve_training(
             f"time unit coarsened to {tables[0][2].unit_s:g} s so the CP model's values fit "
             "64-bit integers"
         )
-    labels: dict[int, str] = {}
-    for _, tab, _ in no_memory:
-        if id(tab) not in labels:
-            labels[id(tab)] = space_label(tab)
-    outcomes: list[_Outcome] = [
-        _Outcome(fam, d, "PRUNED_BY_MEMORY", math.inf, 0.0, tab.max_stages, space=labels[id(tab)])
-        for fam, tab, d in no_memory
-    ]
     if not tables:
         if unbuilt:
             return Solved(
@@ -728,6 +762,10 @@ def solve_training(
             message=explain_training(model, cluster, workload, brief=first_plan),
             stats=stats,
         )
+    # A first-plan search (the advice's re-plans: only their status, plan and message are
+    # read) counts the memory-pruned pairs (stats["pruned_by_memory"]) without a row each.
+    pruned_detail = [] if first_plan else _memory_pruned_detail(no_memory)
+    outcomes: list[_Outcome] = []
     best: tuple[float, Family, TrainingChoice] | None = None
     best_i = -1  # the sub-problem (index into tables) the incumbent comes from
     # What is still open: whole sub-problems after pass 1, then their T_max slices.
@@ -924,7 +962,7 @@ def solve_training(
     if unbuilt:
         # Families never built have no bound: nothing is proven about them.
         open_bounds.append(0.0)
-    stats["families_detail"] = [
+    stats["families_detail"] = pruned_detail + [
         {
             "family": o.fam.label,
             "d": o.d,
@@ -1007,6 +1045,36 @@ def solve_training(
         cp_plan=cp_plan,
         objective_range=(span[0], span[1]),
     )
+
+
+def _memory_pruned_detail(
+    pruned: list[tuple[Family, TrainTables, int]],
+) -> list[dict[str, Any]]:
+    """The ``families_detail`` rows of the (family, table, d) pairs
+    :func:`subproblems` set aside by memory (``PRUNED_BY_MEMORY``, no bound, no time): made
+    directly, one label per family and table, as there are many of them (one per schedule,
+    space and DP degree) and nothing else is done with them."""
+    fam_labels: dict[Family, str] = {}
+    spaces: dict[int, str | None] = {}
+    rows = []
+    for fam, tab, d in pruned:
+        if fam not in fam_labels:
+            fam_labels[fam] = fam.label
+        if id(tab) not in spaces:
+            spaces[id(tab)] = space_label(tab) or None
+        rows.append(
+            {
+                "family": fam_labels[fam],
+                "d": d,
+                "depth": tab.max_stages,
+                "status": "PRUNED_BY_MEMORY",
+                "bound": None,
+                "tmax_slice": None,
+                "time_s": 0.0,
+                "space": spaces[id(tab)],
+            }
+        )
+    return rows
 
 
 def _objective_with(t: TrainTables, choice: TrainingChoice, pessimistic: bool) -> float | None:
