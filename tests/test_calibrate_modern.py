@@ -180,3 +180,22 @@ def test_step_terms_are_measured_from_the_training_steps_as_the_evaluator_prices
     for c in cases[:-1]:
         c["fwd_ms_median"] *= 1.1
     assert calibration_from_modern({**raw, "train": cases}).gemm_realization < 0.85
+
+
+def test_profile_summary_lists_the_in_step_terms_it_measured(tmp_path: Any) -> None:
+    """On the recorded H100 run (training steps included) the summary names the two in-step
+    terms the calibration measured, not only the micro-benchmark ones."""
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from solver.cli import app
+
+    raw = Path(__file__).resolve().parents[1] / (
+        "benchmarks/validation/modern/raw-h100x1-modern-merged.json"
+    )
+    out = tmp_path / "cal.yaml"
+    res = CliRunner().invoke(app, ["profile", "--from-json", str(raw), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "gemm_realization            0.892" in res.output
+    assert "optimizer_efficiency        0.562" in res.output

@@ -142,6 +142,12 @@ def _modern_summary(cal: Any, out: Path | None) -> str:
             f"  attention_efficiency        {cal.attention_efficiency:.3g} forward, "
             f"{cal.attention_backward_efficiency:.3g} backward (asymptotes)"
         )
+    real = getattr(cal, "gemm_realization", None)
+    if real is not None:
+        lines.append(f"  gemm_realization            {real:.3g} (in-step share, from the forwards)")
+    opt = getattr(cal, "optimizer_efficiency", None)
+    if opt is not None:
+        lines.append(f"  optimizer_efficiency        {opt:.3g} (from the optimizer steps)")
     lines.append("  every other term keeps the catalog's value")
     if out is not None:
         lines.append(f"written to {out}")
