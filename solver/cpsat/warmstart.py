@@ -165,7 +165,7 @@ def _best_runs(
     a: int,
     times: list[int],
     opts: list[tuple[int, TrainOption]],
-    W: list[int] | None = None,
+    W: list[int],
     v: int = 1,
 ) -> int:
     """``min a max(T) + sum T`` over the model's ``near`` Booleans (TrainingModel._near_runs):
@@ -175,7 +175,8 @@ def _best_runs(
 
     Exact: for each candidate ``T_max`` value ``tau`` (a stage's time with or without its
     excess), hops whose far time exceeds ``tau`` must be near, and a DP over run ends
-    maximises the excess saved; the answer is the least ``a tau + sum - saved``.  Runs have
+    (:func:`_least_extra`) finds the least excess plus exposed DP; the answer is the least
+    ``a tau + sum + extra``.  Runs have
     at most ``D / d`` stages, so each DP is O(p D / d); candidates are tried in increasing
     order and stop once ``a tau + sum(times)`` (no excess at all) cannot beat the best.
 
@@ -189,25 +190,19 @@ def _best_runs(
     d = runs.d
     ex = [runs.excess.get((opts[s][0], opts[s + 1][0]), 0) if s + 1 < p else 0 for s in range(p)]
     if not any(ex):
-        return a * max(times) + sum(times) + (0 if W is None else _exposed2(max(W), v))
+        return a * max(times) + sum(times) + _exposed2(max(W), v)
     far = [tt + e for tt, e in zip(times, ex, strict=True)]
     base = sum(far)
     lo = max(times)
-    low_dp = 0  # the least DP any choice gives (every hop far hides the most)
-    if W is not None:
-        low_dp = _exposed2(max(w - v * sum(ex[:s]) for s, w in enumerate(W)), v)
+    # The least DP any choice gives (every hop far hides the most).
+    low_dp = _exposed2(max(w - v * sum(ex[:s]) for s, w in enumerate(W)), v)
     best = a * max(far) + base + low_dp  # every hop far: always feasible
     for tau in sorted({x for x in far if x > lo} | {lo}):
         if a * tau + sum(times) + low_dp >= best:
             break
-        if W is None:
-            saved = _most_saved(runs, d, ex, far, tau, opts)
-            if saved is not None:
-                best = min(best, a * tau + base - saved)
-        else:
-            extra = _least_extra(runs, d, ex, far, tau, opts, W, v)
-            if extra is not None:
-                best = min(best, a * tau + sum(times) + extra)
+        extra = _least_extra(runs, d, ex, far, tau, opts, W, v)
+        if extra is not None:
+            best = min(best, a * tau + sum(times) + extra)
     return best
 
 
@@ -225,8 +220,9 @@ def _least_extra(
     stage's time <= ``tau`` (None: impossible), ``E`` the total excess of the far hops and
     ``E[s]`` that of the far hops before stage s.
 
-    The runs of :func:`_most_saved`, with a set per run boundary ``s`` (hop ``s - 1`` not
-    near): excess so far ``E`` -> the least ``max (W[s'] - v E[s'])`` over stages before
+    Runs as the model's ``near`` Booleans make them (a run ``[a, b]`` makes hops ``a..b-1``
+    near, each with excess > 0, and needs ``d * sum(tp) <= D``), with a set per run boundary
+    ``s`` (hop ``s - 1`` not near): excess so far ``E`` -> the least ``max (W[s'] - v E[s'])`` over stages before
     ``s`` (plain 1F1B: its Pareto front).  Exact: inside a run ``E[s']`` is constant, the
     far hop closing it adds its excess.
     """
@@ -268,45 +264,6 @@ def _least_extra(
     if not F[p]:
         return None
     return min(e + _exposed2(int(mx), v) for e, mx in F[p].items())
-
-
-def _most_saved(
-    runs: HopRuns,
-    d: int,
-    ex: list[int],
-    far: list[int],
-    tau: int,
-    opts: list[tuple[int, TrainOption]],
-) -> int | None:
-    """Most excess the near runs save with every stage's time <= ``tau`` (None: impossible).
-
-    ``F[s]``: the most saved over stages ``0..s-1`` split into runs, hop ``s - 1`` not near
-    (so it must be allowed far: ``far[s - 1] <= tau``).  A run ``[a, b]`` makes hops ``a..b-1``
-    near (each with excess > 0) and needs ``d * sum(tp) <= D``.
-    """
-    p = len(ex)
-    neg = -1
-    F = [neg] * (p + 1)
-    F[0] = 0
-    for b in range(p):
-        # stage b closes a run [a, b]; hop b must then be far (or b is the last stage)
-        if b + 1 < p and far[b] > tau:
-            continue
-        gpus = d * opts[b][1].tp
-        saved = 0
-        a = b
-        cand = F[b] if F[b] >= 0 else neg
-        while a > 0 and ex[a - 1] > 0:
-            gpus += d * opts[a - 1][1].tp
-            if gpus > runs.domain.get(opts[a - 1][1].pool, 0):
-                break
-            saved += ex[a - 1]
-            a -= 1
-            if F[a] >= 0:
-                cand = max(cand, F[a] + saved)
-        if cand >= 0:
-            F[b + 1] = cand
-    return F[p] if F[p] >= 0 else None
 
 
 def _even(layers: int, p: int) -> list[int]:
