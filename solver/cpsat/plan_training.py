@@ -880,25 +880,19 @@ def solve_training(
         # Also with first_plan: an infinite LP bound is the cheap proof that the sub-problem
         # holds no plan (the advice's "still infeasible" verdicts rest on it).
         lb = max(lb, pipeline_lp_bound(tab, target=best[0] if best else math.inf))
-        if best is not None and lb >= best[0]:
+        closed = (
+            "PRUNED_BY_BOUND"
+            if best is not None and lb >= best[0]
+            else "INFEASIBLE_BY_BOUND"
+            if math.isinf(lb)
+            else None
+        )
+        if closed is not None:
             outcomes.append(
                 _Outcome(
                     fam,
                     d,
-                    "PRUNED_BY_BOUND",
-                    lb,
-                    time.perf_counter() - t1,
-                    tab.max_stages,
-                    space=space_label(tab),
-                )
-            )
-            continue
-        if math.isinf(lb):
-            outcomes.append(
-                _Outcome(
-                    fam,
-                    d,
-                    "INFEASIBLE_BY_BOUND",
+                    closed,
                     lb,
                     time.perf_counter() - t1,
                     tab.max_stages,
