@@ -736,22 +736,7 @@ def engine_violations(
     for g, group in enumerate(plan.replica_groups):
         out += shape_violations(rules, group_shape(group), model, f"group {g}: " if many else "")
     if workload is not None:
-        if workload.precision not in rules.precisions:
-            out.append(f"precision {workload.precision} has no {rules.title} setting")
-        elif quant.quantization_of(workload) not in rules.quantizations:
-            out.append(
-                f"quantization {quant.quantization_of(workload)} has no {rules.title} setting "
-                f"(it launches {', '.join(sorted(rules.quantizations - {'none'}))})"
-            )
-        if isinstance(workload, TrainingWorkload) and (
-            workload.memory_policy not in rules.memory_policies
-        ):
-            out.append(
-                f"memory_policy {workload.memory_policy} (no fp32 master weights) has no "
-                f"{rules.title} setting"
-            )
-        if isinstance(workload, TrainingWorkload):
-            out += training_numerics_violations(rules, workload)
+        out += workload_violations(rules, workload)
     if not out:  # the rank layout needs the devices; only for launchable shapes
         out += layout_violations(plan, engine)
     return out
@@ -807,6 +792,30 @@ def launch_check(
     return {
         r.name: engine_violations(plan, model, r.name, workload) for r in engines_for(plan.kind)
     }
+
+
+def workload_violations(
+    rules: EngineRules, workload: TrainingWorkload | InferenceWorkload
+) -> list[str]:
+    """Why ``rules``' engine has no setting for the workload itself, whatever the plan: its
+    precision or quantization format, (training) its memory policy, FP8 recipe and TP overlap;
+    empty: it has one for each."""
+    out: list[str] = []
+    if workload.precision not in rules.precisions:
+        out.append(f"precision {workload.precision} has no {rules.title} setting")
+    elif quant.quantization_of(workload) not in rules.quantizations:
+        out.append(
+            f"quantization {quant.quantization_of(workload)} has no {rules.title} setting "
+            f"(it launches {', '.join(sorted(rules.quantizations - {'none'}))})"
+        )
+    if isinstance(workload, TrainingWorkload):
+        if workload.memory_policy not in rules.memory_policies:
+            out.append(
+                f"memory_policy {workload.memory_policy} (no fp32 master weights) has no "
+                f"{rules.title} setting"
+            )
+        out += training_numerics_violations(rules, workload)
+    return out
 
 
 def training_numerics_violations(rules: EngineRules, workload: TrainingWorkload) -> list[str]:

@@ -43,7 +43,6 @@ from .baselines.exhaustive import exhaustive_best, training_space_work
 from .baselines.rubric import RubricCutShort, rubric_plan_scored, rubric_pool, rubric_shapes
 from .catalog import gpu_of
 from .construction import Solved, objective_of
-from .costmodel import quant
 from .cpsat.advice import (
     ENOUGH_SUFFICIENT,
     Relaxation,
@@ -71,6 +70,7 @@ from .engines import (
     engines_for,
     launch_check,
     training_numerics_violations,
+    workload_violations,
 )
 from .errors import SpecError, check_solve_options
 from .evaluate import evaluate
@@ -1105,18 +1105,10 @@ def _with_launch(
 def _no_engine_message(workload: TrainingWorkload | InferenceWorkload) -> str:
     """Why no engine of the workload's kind can run it, per engine: the field it lacks
     (precision / quantization, memory policy, FP8 recipe, TP overlap), in one line."""
-    reasons: list[str] = []
-    for r in engines_for(workload.kind):
-        why: list[str] = []
-        if workload.precision not in r.precisions or (
-            quant.quantization_of(workload) not in r.quantizations
-        ):
-            why.append(" ".join(numerics_field(workload)))
-        if isinstance(workload, TrainingWorkload):
-            if workload.memory_policy not in r.memory_policies:
-                why.append(f"memory_policy {workload.memory_policy}")
-            why += training_numerics_violations(r, workload)
-        reasons.append(f"{r.title}: " + ", ".join(why or ["no setting"]))
+    reasons = [
+        f"{r.title}: " + "; ".join(workload_violations(r, workload))
+        for r in engines_for(workload.kind)
+    ]
     return (
         f"engine: no {workload.kind} engine runs this workload ({'; '.join(reasons)}); plan "
         f"with engine '{ANY_PLAN}' (CLI: --engine {ANY_PLAN}) for plans beyond any engine"
@@ -1128,15 +1120,7 @@ def _engine_scope(
 ) -> tuple[str, list[EngineRules] | None]:
     """(scope name, the engines whose spaces are searched; None: every plan)."""
     if engine is None or engine == LAUNCHABLE:
-        engines = [
-            r
-            for r in engines_for(workload.kind)
-            if engine_supports(r, workload)
-            and (
-                not isinstance(workload, TrainingWorkload)
-                or workload.memory_policy in r.memory_policies
-            )
-        ]
+        engines = [r for r in engines_for(workload.kind) if not workload_violations(r, workload)]
         return LAUNCHABLE, engines
     if engine == ANY_PLAN:
         return ANY_PLAN, None
@@ -1248,6 +1232,13 @@ def _engine_rules(
             f"(it has {', '.join(sorted(rules.memory_policies))})"
         )
     if not engine_supports(rules, workload):
+        numerics = (
+            training_numerics_violations(rules, workload)
+            if isinstance(workload, TrainingWorkload)
+            else []
+        )
+        if numerics:  # the FP8 recipe or TP overlap, not the precision, is what it lacks
+            raise SpecError(f"engine: {numerics[0]}")
         field, value = numerics_field(workload)
         raise SpecError(f"engine: {rules.title} has no {field} {value!r}")
     return rules

@@ -357,3 +357,19 @@ def test_no_engine_message_names_each_engines_missing_field() -> None:
     for title in ("Megatron-LM", "DeepSpeed"):
         assert f"{title}: tp_comm_overlap async_tp has no {title} setting" in first
     assert "memory_policy" not in first and "precision" not in first
+
+
+def test_named_engine_refusal_names_the_tp_overlap_not_the_precision() -> None:
+    """Asking Megatron-LM for async TP is refused on the field it lacks (one line)."""
+    wl = load_workload("train-tiny").model_copy(
+        update={"tp_comm_overlap": "async_tp", "elementwise_kernels": "compiled_blocks"}
+    )
+    r = plan(
+        load_model("tiny-gpt"), load_cluster("tiny-2x4-a100"), wl, time_limit_s=5,
+        advice=False, engine="megatron",
+    )  # fmt: skip
+    assert r.status == Status.INVALID_INPUT
+    assert r.message == (
+        "engine: tp_comm_overlap async_tp has no Megatron-LM setting (it launches "
+        "megatron_userbuffers, none)"
+    )

@@ -403,8 +403,8 @@ def _gpu_factors(model: Model, cluster: Cluster, workload: TrainingWorkload) -> 
 
 def _no_engine_runs(workload: TrainingWorkload, engine_scope: str | None) -> bool:
     """Whether no engine of a launchable scope runs the workload's numerics (precision, memory
-    policy, FP8 recipe, TP overlap), the planner's own test (``engine_supports``)."""
-    from ..engines import ENGINES, LAUNCHABLE, engine_supports, engines_for
+    policy, FP8 recipe, TP overlap), the planner's own test (``workload_violations``)."""
+    from ..engines import ENGINES, LAUNCHABLE, engines_for, workload_violations
 
     if engine_scope not in (None, LAUNCHABLE):
         rules = [r for name, r in ENGINES.items() if name == engine_scope]
@@ -412,9 +412,7 @@ def _no_engine_runs(workload: TrainingWorkload, engine_scope: str | None) -> boo
             return False  # any-plan, or a name the caller already refused
     else:
         rules = engines_for("training")
-    return not any(
-        engine_supports(r, workload) and workload.memory_policy in r.memory_policies for r in rules
-    )
+    return all(workload_violations(r, workload) for r in rules)
 
 
 def _lighter_policy(workload: TrainingWorkload, engine_scope: str | None) -> str | None:
