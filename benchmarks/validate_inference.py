@@ -218,23 +218,7 @@ def throughput_bound(case: dict[str, Any], model: Model, cluster: Cluster) -> fl
     """Upper bound on tokens/s per GPU of a static batch: one read of the weights a decode
     step uses per step at peak HBM bandwidth, nothing else (module docstring)."""
     tp, batch = int(case["tp"]), int(case["batch_size"])
-    w = stage_weight_bytes(
-        model,
-        layers=model.num_layers,
-        first=True,
-        last=True,
-        tp=tp,
-        context_tokens=case["input_len"] + case["output_len"],
-        precision=case["precision"],
-    )
-    if model.num_experts and model.experts_per_token:
-        e, k = model.num_experts, model.experts_per_token
-        touched = e * (1.0 - (1.0 - k / e) ** batch)  # experts a batch touches (uniform routing)
-        hd = model.hidden_size
-        f = (model.moe_ffn_hidden_size or model.ffn_hidden_size) / tp
-        n_mat = 3 if model.mlp == "swiglu" else 2
-        per_expert = n_mat * hd * f * 2.0 * model.num_layers  # fp16 bytes of one expert's shard
-        w -= (e - touched) * per_expert
+    w = _touched_weight_bytes(case, model, batch)  # a decode step: one token per sequence
     bw = gpu_of(cluster.pools[0]).memory_bandwidth_GBps * 1e9
     return batch / (w / bw) / (tp * int(case["pp"]))
 
@@ -254,7 +238,7 @@ def _touched_weight_bytes(case: dict[str, Any], model: Model, tokens: int) -> fl
     )
     if model.num_experts and model.experts_per_token:
         e, k = model.num_experts, model.experts_per_token
-        touched = e * (1.0 - (1.0 - k / e) ** tokens)  # uniform routing, as throughput_bound
+        touched = e * (1.0 - (1.0 - k / e) ** tokens)  # experts the tokens touch (uniform routing)
         f = (model.moe_ffn_hidden_size or model.ffn_hidden_size) / tp
         n_mat = 3 if model.mlp == "swiglu" else 2
         width = weight_bytes_per_element(case["precision"])
