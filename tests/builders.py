@@ -92,6 +92,23 @@ def gpt(
     )
 
 
+def llama3_8b(layers: int = 4, name: str = "llama3-8b") -> Model:
+    """``layers`` Llama-3-8B blocks with its head: h 4096, 32 heads (8 KV, head dim 128),
+    SwiGLU f 14336, vocabulary 128256, untied, RoPE (the measured H100 runners' shape)."""
+    return Model(
+        name=name,
+        num_layers=layers,
+        hidden_size=4096,
+        num_attention_heads=32,
+        num_kv_heads=8,
+        ffn_hidden_size=14336,
+        vocab_size=128256,
+        mlp="swiglu",
+        tied_embeddings=False,
+        learned_position_embeddings=False,
+    )
+
+
 def train(
     batch: int = 8,
     *,

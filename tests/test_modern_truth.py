@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from builders import H100, cluster, gpt, gpu, pool, train, training_plan
+from builders import H100, cluster, gpt, gpu, llama3_8b, pool, train, training_plan
 from ortools.sat.python import cp_model
 
 from solver.catalog import resolve_gpu
@@ -46,18 +46,7 @@ LINK = LinkTier(450.0, 1.0, "nvlink")
 
 
 def llama8b() -> Model:
-    return Model(
-        name="llama3-8b",
-        num_layers=4,
-        hidden_size=4096,
-        num_attention_heads=32,
-        num_kv_heads=8,
-        ffn_hidden_size=14336,
-        vocab_size=128256,
-        mlp="swiglu",
-        tied_embeddings=False,
-        learned_position_embeddings=False,
-    )
+    return llama3_8b()
 
 
 def _block_s(recipe: str, *, tp: int = 1, sp: bool = False) -> float:
@@ -317,18 +306,7 @@ def test_fsdp2_ledger_matches_the_measured_step(world: int) -> None:
         f"benchmarks/validation/modern/raw-h100x1-fsdp2-pools-fake{world}.json"
     )
     meas = json.loads(raw.read_text())["fsdp2"]
-    m = Model(
-        name="llama3-8b-l8",
-        num_layers=8,
-        hidden_size=4096,
-        num_attention_heads=32,
-        num_kv_heads=8,
-        ffn_hidden_size=14336,
-        vocab_size=128256,
-        mlp="swiglu",
-        tied_embeddings=False,
-        learned_position_embeddings=False,
-    )
+    m = llama3_8b(8, name="llama3-8b-l8")
     cl = cluster(pool("p", H100, nodes=world // 8, gpn=8))
     wl = train(
         2 * world,

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from builders import H100, cluster, pool, train, training_plan
+from builders import H100, cluster, llama3_8b, pool, train, training_plan
 
 import solver
 from solver.catalog import resolve_gpu
@@ -34,18 +34,7 @@ LINK = LinkTier(450.0, 1.0, "nvlink")
 
 def llama8b_block() -> Model:
     """One Llama-3-8B block: h 4096, 32 heads (8 KV, head dim 128), SwiGLU f 14336."""
-    return Model(
-        name="llama3-8b",
-        num_layers=4,
-        hidden_size=4096,
-        num_attention_heads=32,
-        num_kv_heads=8,
-        ffn_hidden_size=14336,
-        vocab_size=128256,
-        mlp="swiglu",
-        tied_embeddings=False,
-        learned_position_embeddings=False,
-    )
+    return llama3_8b()
 
 
 def stored_sbh(recompute: str, *, kernels: str = "eager") -> float:
