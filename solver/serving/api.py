@@ -63,7 +63,6 @@ from .simulator import (
     SloStop,
     check_fit,
     check_scheduler_steps,
-    simulate_replica,
 )
 from .stepcost import (
     StepCost,
@@ -119,6 +118,13 @@ class Replica:
             stop=stop,
             num_scheduler_steps=self.num_scheduler_steps,
         )
+
+    def serve(self, requests: Requests, stop: SloStop | None = None) -> ReplicaTrace:
+        """Serve ``requests`` (sorted by arrival) on a fresh engine of this replica."""
+        eng = self.engine(stop)
+        eng.add_all(requests)
+        eng.run()
+        return eng.trace()
 
 
 def replica_for(
@@ -345,16 +351,7 @@ def serve(
             shares.append(idx)
             if idx.size == 0:
                 continue
-            tr = simulate_replica(
-                requests.subset(idx),
-                rep.cost,
-                max_num_seqs=rep.max_num_seqs,
-                max_num_batched_tokens=rep.max_num_batched_tokens,
-                kv_capacity_tokens=rep.kv_capacity_tokens,
-                block_size=rep.block_size,
-                kv_policy=rep.kv_policy,
-                num_scheduler_steps=rep.num_scheduler_steps,
-            )
+            tr = rep.serve(requests.subset(idx))
             first[idx], finish[idx] = tr.first_token_s, tr.finish_s
             traces.append(tr)
     metrics = serving_metrics(

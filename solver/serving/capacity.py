@@ -172,10 +172,7 @@ def saturated_rate(replica: Replica, unit: Requests) -> float:
     is sustained (the queue would grow without bound).  Caps the capacity search when the
     SLOs are loose enough to hold at any rate the sample can show."""
     reqs = Requests(np.zeros(len(unit)), unit.prompt_tokens, unit.output_tokens)
-    eng = replica.engine()
-    eng.add_all(reqs)
-    eng.run()
-    return len(unit) / float(np.nanmax(eng.trace().finish_s))
+    return len(unit) / float(np.nanmax(replica.serve(reqs).finish_s))
 
 
 def _probe(
@@ -199,10 +196,7 @@ def _probe(
             None if tpot_slo_ms is None else tpot_slo_ms / 1e3,
             percentile,
         )
-    eng = replica.engine(stop)
-    eng.add_all(reqs)
-    eng.run()
-    tr = eng.trace()
+    tr = replica.serve(reqs, stop)
     if tr.stopped:
         return Probe(
             rate_rps=rate,
