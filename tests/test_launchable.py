@@ -368,9 +368,10 @@ def _single_pool_best(model: str, cluster: Cluster, workload: str) -> float:
 
 
 def _proven_or_evaluator_bounded(res: Result) -> None:
-    """OPTIMAL, or FEASIBLE because the evaluator-bound pass (solver.planner._paths_closed) did
-    not prove the closed form's optimum optimal under the evaluator (the gap is then on the
-    evaluator's scale, against its paths bound; a better plan it found replaces the CP's)."""
+    """OPTIMAL, or FEASIBLE because the evaluator-bound pass
+    (solver.objective_proof._paths_closed) did not prove the closed form's optimum optimal under
+    the evaluator (the gap is then on the evaluator's scale, against its paths bound; a better
+    plan it found replaces the CP's)."""
     if res.status == Status.FEASIBLE:
         assert "evaluator bound" in res.message, res.message
         assert "evaluator_bound" in res.stats and res.objective is not None

@@ -37,7 +37,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("physics", ("solver.costmodel", "solver.placement", "solver.engines")),
     ("verify", ("solver.evaluate", "solver.profile", "solver.serving")),
     ("solve", ("solver.construction", "solver.cpsat", "solver.baselines")),
-    ("plan", ("solver.planner",)),
+    ("plan", ("solver.planner", "solver.objective_proof")),
     ("use", ("solver.pareto", "solver.sweep", "solver.export", "solver.report")),
     ("cli", ("solver.commands", "solver.cli", "solver.__main__", "solver")),
 )

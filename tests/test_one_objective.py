@@ -5,15 +5,15 @@ The closed-form CP search (Narayanan et al. 2021, Sec. 2.2) charges hand-offs on
 micro-batch and cannot see which stage's DP sync hides in the pipeline's cool-down; the
 evaluator simulates the schedule event by event.  The planner closes the difference two ways:
 on spaces small enough to enumerate every plan is re-scored by the evaluator
-(:func:`solver.planner._one_objective`), and elsewhere the *paths* model
+(:func:`solver.objective_proof._one_objective`), and elsewhere the *paths* model
 (:meth:`solver.cpsat.training.objective.Objective._paths_objective`: the event simulation as
 inequalities, DP sync from each stage's last backward, the optimizer) bounds the evaluator's
 optimum from below over every sub-problem and its plans are re-scored
-(:func:`solver.planner.evaluator_bound`): OPTIMAL under the evaluator when the best meets the
-bound, FEASIBLE with the gap otherwise.  These tests hold both to an independent enumeration
-(:func:`solver.baselines.exhaustive_best`) on small instances chosen for the terms where the
-closed form and the simulation part: DP/PP gradient-sync overlap (on, off, ZeRO-2), recompute,
-micro-batch counts, interleaving, slow hand-offs and uneven stages.
+(:func:`solver.objective_proof.evaluator_bound`): OPTIMAL under the evaluator when the best
+meets the bound, FEASIBLE with the gap otherwise.  These tests hold both to an independent
+enumeration (:func:`solver.baselines.exhaustive_best`) on small instances chosen for the terms
+where the closed form and the simulation part: DP/PP gradient-sync overlap (on, off, ZeRO-2),
+recompute, micro-batch counts, interleaving, slow hand-offs and uneven stages.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import builders
 import pytest
 from builders import A100, H100, cluster, gpu, pool, train
 
-import solver.planner as planner
+import solver.objective_proof as proof
 from solver.baselines.exhaustive import exhaustive_best, training_plan_count
 from solver.cpsat.plan_training import choice_to_plan, families, subproblems
 from solver.cpsat.training import objective as paths_objective
@@ -132,12 +132,12 @@ def test_optimal_is_not_beaten_on_the_evaluator(
     """OPTIMAL (optimal under the evaluator) and no plan of the space scores better."""
     _, model, clus, wl = case
     n = training_plan_count(model, clus, wl)
-    assert planner.proof_fits(model, clus, wl), f"case too large for the planner's proof: {n}"
+    assert proof.proof_fits(model, clus, wl), f"case too large for the planner's proof: {n}"
     res = plan(
         model, clus, wl, time_limit_s=10, num_workers=1, engine=engine, compare_baseline=False
     )
     assert res.status == Status.OPTIMAL, res.message
-    assert res.stats["optimal_under"] == planner.UNDER_EVALUATOR
+    assert res.stats["optimal_under"] == proof.UNDER_EVALUATOR
     assert res.plan is not None and res.objective is not None
     keep = None if engine == "any-plan" else _launchable(model, wl)
     truth, scored = _truth(CASES.index(case), engine)
@@ -153,9 +153,9 @@ def test_optimal_is_not_beaten_on_the_evaluator(
 
 def _closed_form_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """Neither the enumeration nor the paths bound: the closed-form CP search alone."""
-    monkeypatch.setattr(planner, "PROOF_MAX_PLANS", 0)
-    monkeypatch.setattr(planner, "PATHS_MIN_BUDGET_S", 0.0)
-    monkeypatch.setattr(planner, "PATHS_TIME_SHARE", 0.0)
+    monkeypatch.setattr(proof, "PROOF_MAX_PLANS", 0)
+    monkeypatch.setattr(proof, "PATHS_MIN_BUDGET_S", 0.0)
+    monkeypatch.setattr(proof, "PATHS_TIME_SHARE", 0.0)
 
 
 def test_cp_alone_is_beaten_and_the_planner_closes_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -165,7 +165,7 @@ def test_cp_alone_is_beaten_and_the_planner_closes_it(monkeypatch: pytest.Monkey
     _closed_form_only(monkeypatch)
     cp = plan(model, clus, wl, time_limit_s=10, num_workers=1, compare_baseline=False)
     assert cp.status == Status.OPTIMAL and cp.objective is not None
-    assert cp.stats["optimal_under"] == planner.UNDER_CLOSED_FORM
+    assert cp.stats["optimal_under"] == proof.UNDER_CLOSED_FORM
     assert "optimal under the closed-form step time" in cp.message
     assert "no bound on the evaluator's optimum" in cp.message
     assert cp.report is not None
@@ -195,7 +195,7 @@ def test_paths_bound_proves_the_evaluator_optimum(
     evaluator.  With the path inequalities alone (the encoding of larger pipelines) the bound
     stays valid, and the result is OPTIMAL only where the bound is met."""
     _, model, clus, wl = case
-    monkeypatch.setattr(planner, "PROOF_MAX_PLANS", 0)
+    monkeypatch.setattr(proof, "PROOF_MAX_PLANS", 0)
     if not events:
         monkeypatch.setattr(paths_objective, "EVENT_MAX_OPS", 0)
     # Deterministic: the pass's budget is CP-SAT's work count, not the (shared) wall clock.
@@ -210,9 +210,9 @@ def test_paths_bound_proves_the_evaluator_optimum(
     assert not _beats(truth, res.bound, wl)
     assert not _beats(res.objective, truth, wl), "better than the exhaustive optimum"
     if res.status == Status.OPTIMAL:
-        assert res.stats["optimal_under"] == planner.UNDER_EVALUATOR
+        assert res.stats["optimal_under"] == proof.UNDER_EVALUATOR
         # Optimal up to the coefficients' rounding (equal on every case here).
-        assert res.objective == pytest.approx(truth, rel=planner.PATHS_RTOL), "OPTIMAL but beaten"
+        assert res.objective == pytest.approx(truth, rel=proof.PATHS_RTOL), "OPTIMAL but beaten"
         assert res.gap == 0.0
     else:
         assert res.status == Status.FEASIBLE and res.gap is not None and res.gap > 0
@@ -230,13 +230,13 @@ def test_paths_objective_is_the_evaluators_step(
     _, model, clus, wl = case
     n = 0
     for _, fam, tab in subproblems(model, clus, wl, families(wl)):
-        status, choice, _ = planner._PathsModel(tab).solve(5.0, 1, 0)
+        status, choice, _ = proof._PathsModel(tab).solve(5.0, 1, 0)
         if choice is None:
             continue
         rep = evaluate(model, clus, wl, choice_to_plan(clus, wl, fam, choice))
         assert rep.feasible and rep.step_time_s is not None
         cp_s = choice.step_us * tab.unit_s
-        assert cp_s == pytest.approx(rep.step_time_s, rel=planner.rounding_rtol(tab)), fam.label
+        assert cp_s == pytest.approx(rep.step_time_s, rel=proof.rounding_rtol(tab)), fam.label
         n += 1
     assert n > 0
 
@@ -245,10 +245,10 @@ def test_small_budget_is_feasible_with_a_valid_gap(monkeypatch: pytest.MonkeyPat
     """A pass cut short keeps the sub-problems' cheap bounds: FEASIBLE, with a bound that is
     still above the evaluator's optimum (tokens/s) and the gap it implies."""
     _, model, clus, wl = CASES[0]
-    monkeypatch.setattr(planner, "PROOF_MAX_PLANS", 0)
-    monkeypatch.setattr(planner, "PATHS_MIN_BUDGET_S", planner.PATHS_MIN_SOLVE_S)
-    monkeypatch.setattr(planner, "PATHS_TIME_SHARE", 0.0)
-    monkeypatch.setattr(planner, "PATHS_MIN_SOLVE_S", 1e-3)  # a few sub-problems, then none
+    monkeypatch.setattr(proof, "PROOF_MAX_PLANS", 0)
+    monkeypatch.setattr(proof, "PATHS_MIN_BUDGET_S", proof.PATHS_MIN_SOLVE_S)
+    monkeypatch.setattr(proof, "PATHS_TIME_SHARE", 0.0)
+    monkeypatch.setattr(proof, "PATHS_MIN_SOLVE_S", 1e-3)  # a few sub-problems, then none
     res = plan(model, clus, wl, time_limit_s=10, num_workers=1, compare_baseline=False)
     truth, _ = _truth(0, None)
     eb = res.stats["evaluator_bound"]
@@ -284,11 +284,11 @@ def test_interleaved_plans_are_enumerated() -> None:
 
 def test_too_large_a_space_gets_the_paths_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     """Above the enumeration's cap nothing is enumerated: the paths bound proves the result."""
-    monkeypatch.setattr(planner, "PROOF_MAX_GPUS", 1)
+    monkeypatch.setattr(proof, "PROOF_MAX_GPUS", 1)
     _, model, clus, wl = CASES[1]
     res = plan(model, clus, wl, time_limit_s=10, deterministic=True, compare_baseline=False)
     assert res.status == Status.OPTIMAL
-    assert res.stats["optimal_under"] == planner.UNDER_EVALUATOR
+    assert res.stats["optimal_under"] == proof.UNDER_EVALUATOR
     assert "evaluator_proof" not in res.stats
     assert "optimal under the evaluator" in res.message and "paths of the schedule" in res.message
 
@@ -313,9 +313,9 @@ def test_bound_pass_reuses_the_searchs_tables(monkeypatch: pytest.MonkeyPatch) -
     n = len(built)
     assert n > 0
     inc = 1e9  # no incumbent: every sub-problem is bounded
-    shared = planner.evaluator_bound(model, clus, wl, None, inc, 20.0, 1, 0, True, cache)
+    shared = proof.evaluator_bound(model, clus, wl, None, inc, 20.0, 1, 0, True, cache)
     assert len(built) == n, "the bound pass rebuilt tables the search had"
-    fresh = planner.evaluator_bound(model, clus, wl, None, inc, 20.0, 1, 0, True)
+    fresh = proof.evaluator_bound(model, clus, wl, None, inc, 20.0, 1, 0, True)
     assert len(built) > n
     assert shared.error is None and fresh.error is None
     assert shared.value == fresh.value and shared.total == fresh.total

@@ -7,10 +7,10 @@ plan), and not better (its plan lies outside the space the exhaustive search cal
 or the two disagree on feasibility) -- or both must find the instance infeasible.
 
 Since issue 18 the planner itself re-scores every plan of a training space this small with the
-evaluator (:func:`solver.planner._one_objective`), so its OPTIMAL is optimal under the evaluator
-(``stats["optimal_under"] == "evaluator"``); the CP model alone, which minimises the closed-form
-step time, is held to the same truth in ``tests/test_one_objective.py``, with the cases where
-the two rank plans differently listed there.
+evaluator (:func:`solver.objective_proof._one_objective`), so its OPTIMAL is optimal under the
+evaluator (``stats["optimal_under"] == "evaluator"``); the CP model alone, which minimises the
+closed-form step time, is held to the same truth in ``tests/test_one_objective.py``, with the
+cases where the two rank plans differently listed there.
 
 Run alone with ``pytest -m exhaustive``; the whole set takes well under 90 s on 2 cores.
 """
@@ -27,7 +27,8 @@ from builders import A100, H100, L40S, cluster, gpu, infer, pool, train
 from solver.baselines import exhaustive_best
 from solver.construction import objective_of
 from solver.evaluate import evaluate
-from solver.planner import plan, proof_fits
+from solver.objective_proof import proof_fits
+from solver.planner import plan
 from solver.result import Status
 from solver.specs import (
     Cluster,
@@ -349,7 +350,7 @@ def test_planner_matches_exhaustive(case: Case) -> None:
     assert _agree(got, truth, maximise), context + f" | evaluator objective of planner's plan={got}"
     if isinstance(case.workload, TrainingWorkload):
         # Re-scored plan by plan where the space is small enough, else proven by the paths
-        # bound (solver.planner.evaluator_bound; min_cost is labelled closed_form).
+        # bound (solver.objective_proof.evaluator_bound; min_cost is labelled closed_form).
         small = proof_fits(case.model, case.cluster, case.workload)
         under = "evaluator" if small or case.workload.objective != "min_cost" else "closed_form"
         assert res.stats.get("optimal_under") == under, context

@@ -219,7 +219,7 @@ def training_space_work(
     """(plans, pipeline operations) of the training space, without enumerating: the
     evaluator's event simulation plays ``2 m p v`` operations per plan (a forward and a
     backward per micro-batch, stage and chunk), which with a per-plan constant predicts the
-    cost of scoring the whole space (:func:`solver.planner.proof_estimate_s`).
+    cost of scoring the whole space (:func:`solver.objective_proof.proof_estimate_s`).
 
     ``stop_above``: return as soon as the count passes it (the counts so far), since counting a
     large space (48 blocks on 64 GPUs) itself takes seconds."""
