@@ -6,8 +6,9 @@ Two kinds of case (read the data file's ``schema`` and ``sources``):
   identical requests, scored by the evaluator exactly as ``validate_inference.py`` scores the
   A100 cases of ``shared/data/published-inference.json`` (its workload builder and memory rule
   are imported, not copied): throughput per GPU and batch-1 first-token latency.
-* ``request_rate`` -- a stream of requests served by continuous batching (TensorRT-LLM 0.17
-  trtllm-bench max throughput, TensorRT-LLM 0.14 Triton online serving, SGLang 0.3.0 and
+* ``request_rate`` -- a stream of requests served by continuous batching (TensorRT-LLM 0.17,
+  0.21 and 1.0 trtllm-bench max throughput -- the last two on its PyTorch backend, priced by
+  the ``trtllm`` profile --, TensorRT-LLM 0.14 Triton online serving, SGLang 0.3.0 and
   vLLM 0.6.0 ``bench_serving`` on ShareGPT), replayed by the serving simulator
   (:func:`solver.serving.simulate` on :func:`solver.serving.generate_requests`): throughput,
   TTFT, TPOT / ITL and end-to-end latency at the percentiles the source publishes.
