@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from solver import load_cluster, load_model, load_workload  # noqa: E402
-from solver.cpsat.plan_serving import ServingPlanResult, plan_serving  # noqa: E402
+from solver.cpsat.plan_serving import plan_serving  # noqa: E402
+from solver.cpsat.serving_fleet import ServingPlanResult  # noqa: E402
 from solver.specs import InferenceWorkload  # noqa: E402
 
 MODEL, CLUSTER, WORKLOAD, RATE = "llama3-70b", "serving-h100-a100", "infer-2k256-p99", 20.0
@@ -200,7 +201,8 @@ def main() -> None:
     tmp = args.out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
     tmp.replace(args.out)
-    print(f"wrote {args.out.relative_to(ROOT)}")
+    out = args.out.resolve()
+    print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from solver.cli import app
 from solver.cpsat import plan_serving as ps
-from solver.cpsat.plan_serving import Candidate, choose_replicas, plan_serving
+from solver.cpsat.plan_serving import plan_serving
+from solver.cpsat.serving_fleet import Candidate, choose_replicas
 from solver.errors import SpecError
 from solver.io import load_cluster, load_model, load_workload
 from solver.serving import (

@@ -47,7 +47,7 @@ from .common import (
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from ..cpsat.plan_serving import ServingPlanResult
+    from ..cpsat.serving_fleet import ServingPlanResult
     from ..serving import Lengths, Requests, SimulationResult
     from ..specs import Cluster, InferenceWorkload, Model
 

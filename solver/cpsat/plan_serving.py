@@ -11,16 +11,12 @@
 2. **Capacity.**  For each candidate, :func:`solver.serving.capacity.search_capacity`: the
    highest Poisson rate one replica sustains with p99 TTFT and p99 TPOT within the SLOs
    (bisection on the simulated rate, :data:`~solver.serving.capacity.REL_TOL` = 2%).
-3. **Replica counts (CP-SAT).**  Integers ``n_c >= 0`` with ``sum_c n_c gpus_c <= G_pool``
-   per pool and
-
-   * ``min_cost`` / ``min_gpus``: ``sum_c n_c cap_c >= rate``, minimise $/h (pools'
-     ``cost_per_gpu_hour``) or GPUs; then, at that optimum, maximise the capacity (headroom);
-   * ``max_goodput``: maximise ``sum_c n_c cap_c``; then, at that capacity, minimise cost.
-
-   Capacities in integer milli-requests/s (rounded down; the target rounded up), cost in
-   1e-4 $/h.  OPTIMAL means proven optimal **over these candidates and their simulated
-   capacities, within the pools' GPU counts**; it says nothing about shapes not enumerated.
+3. **Replica counts (CP-SAT).**  :func:`solver.cpsat.serving_fleet.choose_replicas`: integer
+   replica counts per candidate within the pools' GPU counts, minimising $/h or GPUs for the
+   target rate (``min_cost`` / ``min_gpus``) or maximising the summed capacity
+   (``max_goodput``).  OPTIMAL means proven optimal **over these candidates and their
+   simulated capacities, within the pools' GPU counts** (that module's docstring says what
+   the model decides and what it does not).
 4. **Verification.**  The chosen fleet is simulated as a whole at the target rate
    (:func:`solver.serving.simulate`, requests dispatched in proportion to each replica's
    capacity, at random by default -- random thinning of a Poisson stream leaves each replica
@@ -48,21 +44,25 @@ dispatch, so a fleet sized for random dispatch is conservative under it).
    expensive first, while the fleet still meets the SLOs on the same requests; a trimmed
    fleet is FEASIBLE (verified, not proven minimal), the CP-SAT optimum kept as
    ``model_optimum``.
+
+:func:`plan_serving` runs these steps in order, one phase function each
+(:func:`_checked_inputs`, :func:`_score_shapes`, :func:`_shortfall`, the CP-SAT solve,
+:func:`_verify_fleet`, :func:`_trim_fleet`, :func:`_verified_result`); every early return
+goes through :func:`_result`.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from importlib.metadata import version as _pkg_version
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ortools.sat.python import cp_model
-from pydantic import BaseModel, ConfigDict, Field
 
 from ..catalog import gpu_of
 from ..construction import build_stages, split_layers
@@ -94,21 +94,24 @@ from ..serving.workload import load_workload_trace
 from ..specs import Cluster, InferenceWorkload, Model, Plan, Pool, ReplicaGroup, SolverInfo
 from .deadline import Deadline
 from .options import pipeline_degrees, tp_options
+from .serving_fleet import (
+    Candidate,
+    FleetGroup,
+    ServingPlanResult,
+    choose_replicas,
+    fleet_of,
+    plan_of,
+    replica_weight,
+)
 
 __all__ = [
     "MAX_EXTRA_REPLICAS",
     "OBJECTIVES",
     "VERIFY_MIN_REQUESTS",
-    "Candidate",
-    "FleetGroup",
-    "ServingPlanResult",
-    "choose_replicas",
     "plan_serving",
 ]
 
-log = logging.getLogger(__name__)
 
-Objective = Literal["min_cost", "min_gpus", "max_goodput"]
 OBJECTIVES: tuple[str, ...] = ("min_cost", "min_gpus", "max_goodput")
 #: Fewest requests the fleet verification simulates (and at least SEARCH_REQUESTS per
 #: replica, so every replica sees as many requests as its capacity search did).
@@ -121,100 +124,297 @@ MAX_EXTRA_REPLICAS = 8
 MAX_TRIM_TRIES = 6
 #: max_goodput: bisection steps on the offered rate when the fleet misses at its capacity.
 GOODPUT_BISECTIONS = 6
-#: Integer units of the CP model.
-_MILLI = 1000.0  # capacity: milli-requests/s
-_COST_UNIT = 1e4  # cost: 1e-4 $/h
 _ORTOOLS_VERSION = _pkg_version("ortools")
 _UNITS = {"min_cost": "$/h", "min_gpus": "GPUs", "max_goodput": "requests/s"}
 #: Dispatch of the fleet verification (module docstring).
 ROUTINGS: tuple[str, ...] = ("weighted_random", "weighted_round_robin", "jsq")
 
 
-class Candidate(BaseModel):
-    """One replica shape and its simulated capacity."""
+# ------------------------------------------------------------------------------------------
+# The entry point
+# ------------------------------------------------------------------------------------------
+def plan_serving(
+    model: Model,
+    cluster: Cluster,
+    workload: InferenceWorkload,
+    *,
+    rate: float | None = None,
+    objective: str | None = None,
+    ttft_slo_ms: float | None = None,
+    tpot_slo_ms: float | None = None,
+    prompt: Lengths | None = None,
+    output: Lengths | None = None,
+    trace: Requests | None = None,
+    tp: Sequence[int] | None = None,
+    pp: Sequence[int] | None = None,
+    max_num_seqs: Sequence[int] | None = None,
+    search_requests: int = SEARCH_REQUESTS,
+    rel_tol: float = REL_TOL,
+    time_limit_s: float = 30.0,
+    seed: int = 0,
+    num_workers: int = 1,
+    trim: bool = True,
+    routing: str = "weighted_random",
+    slo_percentile: float | None = None,
+    workload_dir: Path | None = None,
+) -> ServingPlanResult:
+    """Plan a serving fleet for ``rate`` requests/s under p99 SLOs (module docstring).
 
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=True)
+    Parameters
+    ----------
+    model, cluster, workload
+        Specs; ``workload`` gives precision, KV precision, the memory reserve, the default
+        lengths (``prompt_tokens``/``output_tokens``), SLOs (``ttft_ms``/``tpot_ms``) and
+        ``max_num_seqs`` candidates (its ``batch_size`` list, when set).
+    rate
+        Target requests/s (min_cost / min_gpus); with ``trace`` default the trace's mean rate;
+        default the workload's ``request_rate`` (or its trace, ``arrival: trace``).
+    objective
+        ``min_cost`` (default when every pool has ``cost_per_gpu_hour``), ``min_gpus``
+        (default otherwise) or ``max_goodput``.
+    ttft_slo_ms, tpot_slo_ms
+        p99 SLOs; default the workload's.  At least one.
+    prompt, output
+        Length distributions; default fixed at the workload's (or, with ``trace``, the
+        trace's lengths resampled).
+    trace
+        Requests to verify on (and whose lengths the capacity search resamples).
+    tp, pp, max_num_seqs
+        Candidate lists (default: every valid TP, PP auto, the workload's batch sizes).
+    search_requests, rel_tol
+        Requests per capacity probe and the bisection's relative tolerance.
+    time_limit_s, seed, num_workers
+        The budget of the capacity searches and CP-SAT, counted from the call's start (the
+        verification, never skipped, runs after it; trimming only while it lasts); the seed
+        of the search's requests (verification: seed + 1, its dispatch seed + 2) and of
+        CP-SAT; CP-SAT's workers.
+    trim
+        After the fleet verifies, try removing replicas (most expensive first) while the
+        fleet, simulated on the same requests, still meets the SLOs (at most
+        :data:`MAX_TRIM_TRIES` simulations, while the time limit lasts); a trimmed plan is
+        FEASIBLE (verified, not proven minimal).
+    routing
+        How the verification dispatches requests (``weighted_random``, the default: each
+        replica then sees a Poisson stream, as in its capacity search;
+        ``weighted_round_robin``: smoother per-replica streams, which favour TTFT and can
+        hurt TPOT, since prefills then arrive one by one instead of batched; or ``jsq``:
+        join-shortest-queue, the least-outstanding-requests balancer).
+    slo_percentile
+        Percentile (0, 100] the SLOs apply to; default the workload's (99).
+    workload_dir
+        Folder that the workload's relative ``trace`` / length-file paths are relative to
+        (the workload file's; default the working directory).
 
-    pool: str = Field(description="Pool of every stage.")
-    gpu: str = Field(description="GPU of the pool.")
-    tp: int = Field(description="TP degree of every stage.")
-    pp: int = Field(description="Pipeline stages.")
-    gpus: int = Field(description="GPUs per replica (tp x pp).")
-    max_num_seqs: int = Field(description="Most running requests per replica.")
-    max_num_batched_tokens: int = Field(description="Token budget per engine step.")
-    kv_capacity_tokens: int = Field(description="KV-cache tokens per replica.")
-    cost_per_hour: float | None = Field(description="$/h of one replica (None: unpriced).")
-    capacity_rps: float = Field(description="Requests/s one replica sustains under the SLOs.")
-    upper_rps: float | None = Field(description="Lowest simulated rate that missed the SLOs.")
-    probes: int = Field(description="Simulations the capacity search ran.")
-    complete: bool = Field(description="False: the search was cut short by the time limit.")
-    saturated: bool = Field(
-        default=False, description="The SLOs held up to the saturated throughput (the capacity)."
+    Raises
+    ------
+    SpecError
+        Bad input, one line naming the field.
+    """
+    t0 = time.perf_counter()
+    inp = _checked_inputs(
+        model,
+        cluster,
+        workload,
+        t0,
+        rate=rate,
+        objective=objective,
+        ttft_slo_ms=ttft_slo_ms,
+        tpot_slo_ms=tpot_slo_ms,
+        prompt=prompt,
+        output=output,
+        trace=trace,
+        tp=tp,
+        pp=pp,
+        max_num_seqs=max_num_seqs,
+        search_requests=search_requests,
+        rel_tol=rel_tol,
+        time_limit_s=time_limit_s,
+        seed=seed,
+        num_workers=num_workers,
+        trim=trim,
+        routing=routing,
+        slo_percentile=slo_percentile,
+        workload_dir=workload_dir,
     )
-    reason: str | None = Field(default=None, description="Why the capacity is 0.")
+    timings: dict[str, float] = {}
+    # 1-2. Candidates and their capacities.
+    shapes, cands, scored_all = _score_shapes(model, workload, inp)
+    timings["capacity_search"] = time.perf_counter() - t0
+    complete = scored_all and all(c.complete for c in cands)
+    usable = [c for c in cands if c.capacity_rps > 0]
+    pool_gpus = {p.name: p.num_gpus for p in inp.cluster.pools}
+    short = _shortfall(inp, shapes, cands, usable, scored_all, complete, pool_gpus)
+    if short is not None:
+        return _result(inp, cands, timings, *short)
+    # 3. Replica counts (CP-SAT).
+    with _timed(timings, "cp_sat"):
+        cp_limit = max(inp.deadline.left(), 0.5)
+        code, counts, value, bound = choose_replicas(
+            usable, pool_gpus, inp.objective, inp.rate, cp_limit, inp.num_workers, inp.seed
+        )
+    if not counts:
+        return _result(inp, cands, timings, *_no_fleet(code, complete, inp.rate, usable, pool_gpus))
+    # 4. Verification (adds replicas, or lowers max_goodput's rate, until the fleet verifies).
+    with _timed(timings, "verification"):
+        out = _verify_fleet(model, workload, inp, usable, counts, pool_gpus)
+    # 5. Trimming (a fleet the CP-SAT optimum verified as is).
+    if out.ok and inp.trim and out.extra == 0 and inp.objective != "max_goodput":
+        with _timed(timings, "trim"):
+            out = _trim_fleet(model, workload, inp, usable, counts, out)
+    if not out.ok:
+        return _result(
+            inp,
+            cands,
+            timings,
+            Status.UNKNOWN,
+            _unverified_message(inp, out, len(cands), len(shapes), scored_all),
+            verification=out.res,
+            fleet=out.fleet,
+            extra_replicas=out.extra,
+            **_totals(out.fleet),
+        )
+    proven = code == cp_model.OPTIMAL and complete and out.extra == 0
+    return _verified_result(inp, cands, timings, out, proven, complete, value, bound)
 
-    @property
-    def key(self) -> str:
-        return f"{self.pool}/tp{self.tp}/pp{self.pp}/seqs{self.max_num_seqs}"
 
-
-class FleetGroup(BaseModel):
-    """Replicas of one candidate in the chosen fleet."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    pool: str = Field(description="Pool.")
-    gpu: str = Field(description="GPU.")
-    tp: int = Field(description="TP degree.")
-    pp: int = Field(description="Pipeline stages.")
-    max_num_seqs: int = Field(description="Most running requests per replica.")
-    count: int = Field(description="Replicas.")
-    gpus: int = Field(description="GPUs of the group.")
-    capacity_rps: float = Field(description="Simulated capacity of one replica, requests/s.")
-    cost_per_hour: float | None = Field(description="$/h of the group (None: unpriced).")
-
-
-class ServingPlanResult(BaseModel):
-    """What :func:`plan_serving` returns (never raises for INFEASIBLE / UNKNOWN)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=True)
-
-    status: str = Field(description="OPTIMAL, FEASIBLE, INFEASIBLE or UNKNOWN.")
-    objective: str = Field(description="min_cost, min_gpus or max_goodput.")
-    objective_value: float | None = Field(
-        default=None, description="$/h, GPUs, or the fleet's capacity in requests/s."
-    )
-    bound: float | None = Field(default=None, description="CP-SAT's proven bound, same unit.")
-    unit: str = Field(description="Unit of objective_value.")
-    rate_rps: float | None = Field(description="Target (or verified, max_goodput) rate.")
-    ttft_slo_ms: float | None = Field(description="p99 TTFT SLO.")
-    tpot_slo_ms: float | None = Field(description="p99 TPOT SLO.")
-    gpus: int | None = Field(default=None, description="GPUs of the fleet.")
-    cost_per_hour: float | None = Field(default=None, description="$/h of the fleet.")
-    capacity_rps: float | None = Field(default=None, description="Summed replica capacity.")
-    fleet: list[FleetGroup] = Field(default_factory=list, description="The chosen replicas.")
-    plan: Plan | None = Field(default=None, description="Launchable plan (verified).")
-    verified: bool = Field(default=False, description="The fleet met both p99 SLOs.")
-    verification: SimulationResult | None = Field(
-        default=None, description="The last fleet simulation."
-    )
-    extra_replicas: int = Field(default=0, description="Replicas verification added.")
-    removed_replicas: int = Field(
-        default=0, description="Replicas trimming removed (the fleet still verified)."
-    )
-    model_optimum: float | None = Field(
-        default=None, description="CP-SAT's optimum over the single-replica capacities."
-    )
-    candidates: list[Candidate] = Field(default_factory=list, description="Every shape.")
-    message: str = Field(default="", description="What the status rests on.")
-    settings: dict[str, Any] = Field(default_factory=dict, description="Search settings.")
-    timings_s: dict[str, float] = Field(default_factory=dict, description="Wall time by phase.")
-    time_s: float = Field(description="Wall time of the whole call.")
+@contextmanager
+def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
+    """Record the wall time of the ``with`` block as ``timings[phase]``."""
+    start = time.perf_counter()
+    yield
+    timings[phase] = time.perf_counter() - start
 
 
 # ------------------------------------------------------------------------------------------
 # Input checks
 # ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Inputs:
+    """The call's arguments, checked, with the workload's defaults filled in."""
+
+    cluster: Cluster  # calibrated when it names a calibration
+    objective: str
+    rate: float | None  # None: max_goodput without a target
+    prompt: Lengths
+    output: Lengths
+    trace: Requests | None
+    slo: tuple[float | None, float | None]  # TTFT, TPOT (ms)
+    percentile: float
+    tps: list[int] | None
+    pps: list[int] | None
+    seqs: list[int]
+    routing: str
+    search_requests: int
+    rel_tol: float
+    seed: int
+    num_workers: int
+    trim: bool
+    settings: dict[str, Any]  # reported as the result's settings
+    t0: float  # time.perf_counter() at the call's start
+    deadline: Deadline
+
+
+def _checked_inputs(
+    model: Model,
+    cluster: Cluster,
+    workload: InferenceWorkload,
+    t0: float,
+    *,
+    rate: float | None,
+    objective: str | None,
+    ttft_slo_ms: float | None,
+    tpot_slo_ms: float | None,
+    prompt: Lengths | None,
+    output: Lengths | None,
+    trace: Requests | None,
+    tp: Sequence[int] | None,
+    pp: Sequence[int] | None,
+    max_num_seqs: Sequence[int] | None,
+    search_requests: int,
+    rel_tol: float,
+    time_limit_s: float,
+    seed: int,
+    num_workers: int,
+    trim: bool,
+    routing: str,
+    slo_percentile: float | None,
+    workload_dir: Path | None,
+) -> _Inputs:
+    """:func:`plan_serving`'s arguments checked in turn (the first bad one raises a
+    :class:`SpecError` naming it) and resolved against the workload's defaults."""
+    check_solve_options(time_limit_s=time_limit_s, seed=seed, num_workers=num_workers)
+    if not isinstance(workload, InferenceWorkload):
+        raise SpecError("workload: the serving planner needs an inference workload")
+    if workload.attention != "flash":
+        raise SpecError(
+            f"attention: serving is priced with flash attention, got {workload.attention!r}"
+        )
+    obj = _objective(objective, cluster)
+    if routing not in ROUTINGS:
+        raise SpecError(f"routing: expected one of {', '.join(ROUTINGS)}, got {routing!r}")
+    q = check_percentile(workload.slo_percentile if slo_percentile is None else slo_percentile)
+    slo = (
+        _check_slo(workload.ttft_ms if ttft_slo_ms is None else ttft_slo_ms, "ttft_slo_ms"),
+        _check_slo(workload.tpot_ms if tpot_slo_ms is None else tpot_slo_ms, "tpot_slo_ms"),
+    )
+    if slo == (None, None):
+        raise SpecError("ttft_slo_ms: give a TTFT or TPOT SLO (or both), got neither")
+    if (
+        isinstance(search_requests, bool)
+        or not isinstance(search_requests, int)
+        or not (100 <= search_requests <= 100_000)
+    ):
+        raise SpecError(
+            f"search_requests: must be an integer in 100..100,000, got {search_requests!r}"
+        )
+    if not (isinstance(rel_tol, (int, float)) and 0.001 <= rel_tol <= 0.5):
+        raise SpecError(f"rel_tol: must be in 0.001..0.5, got {rel_tol!r}")
+    target, prompt_lengths, output_lengths, requests = _rate_and_lengths(
+        rate, trace, prompt, output, obj, workload, workload_dir
+    )
+    tps = _check_choices(tp, "tp", 1 << 20)
+    pps = _check_choices(pp, "pp", model.num_layers)
+    seqs_list = _seqs_choices(max_num_seqs, workload)
+    if cluster.calibration is not None:
+        cluster = calibrated_cluster(cluster)
+    settings = {
+        "search_requests": search_requests,
+        "rel_tol": rel_tol,
+        "seed": seed,
+        "verify_seed": seed + 1,
+        "routing_seed": seed + 2,
+        "num_workers": num_workers,
+        "time_limit_s": time_limit_s,
+        "max_num_seqs": seqs_list,
+        "tp": tps or "all",
+        "pp": pps or "auto",
+        "routing": routing,
+        "slo_percentile": q,
+    }
+    return _Inputs(
+        cluster=cluster,
+        objective=obj,
+        rate=target,
+        prompt=prompt_lengths,
+        output=output_lengths,
+        trace=requests,
+        slo=slo,
+        percentile=q,
+        tps=tps,
+        pps=pps,
+        seqs=seqs_list,
+        routing=routing,
+        search_requests=search_requests,
+        rel_tol=rel_tol,
+        seed=seed,
+        num_workers=num_workers,
+        trim=trim,
+        settings=settings,
+        t0=t0,
+        deadline=Deadline(time_limit_s, t0),
+    )
+
+
 def _check_slo(v: Any, name: str) -> float | None:
     if v is None:
         return None
@@ -450,118 +650,193 @@ def _score(
     )
 
 
-# ------------------------------------------------------------------------------------------
-# Replica counts (CP-SAT)
-# ------------------------------------------------------------------------------------------
-def _weight(c: Candidate, objective: str) -> int:
-    if objective == "min_gpus":
-        return c.gpus
-    return round((c.cost_per_hour or 0.0) * _COST_UNIT)
-
-
-def choose_replicas(
-    cands: list[Candidate],
-    pool_gpus: dict[str, int],
-    objective: str,
-    target: float | None,
-    time_limit_s: float,
-    workers: int,
-    seed: int,
-) -> tuple[int, dict[int, int], float | None, float | None]:
-    """Lexicographic: the objective, then (at its optimum) headroom or cost.  Returns the
-    CP status of the first solve, counts, objective and bound in user units."""
-    cap = [math.floor(c.capacity_rps * _MILLI) for c in cands]
-
-    def build(fix: int | None) -> tuple[cp_model.CpModel, list[cp_model.IntVar]]:
-        m = cp_model.CpModel()
-        n = [m.new_int_var(0, pool_gpus[c.pool] // c.gpus, f"n{i}") for i, c in enumerate(cands)]
-        for pool, g in pool_gpus.items():
-            terms = [n[i] * c.gpus for i, c in enumerate(cands) if c.pool == pool]
-            if terms:
-                m.add(sum(terms) <= g)
-        total_cap = sum(n[i] * cap[i] for i in range(len(cands)))
-        weight = sum(
-            n[i] * _weight(c, objective if objective != "max_goodput" else "min_cost")
-            for i, c in enumerate(cands)
+def _score_shapes(
+    model: Model, workload: InferenceWorkload, inp: _Inputs
+) -> tuple[list[tuple[Pool, int, int, int]], list[Candidate], bool]:
+    """Every replica shape and, in order until the time limit, its capacity.  Returns the
+    shapes, the scored candidates and whether every shape was scored."""
+    sample = generate_requests(inp.search_requests, 1.0, inp.prompt, inp.output, seed=inp.seed)
+    longest = int((sample.prompt_tokens + sample.output_tokens).max())
+    if inp.trace is not None:
+        longest = max(longest, int((inp.trace.prompt_tokens + inp.trace.output_tokens).max()))
+    shapes = _shapes(model, inp.cluster, workload, inp.tps, inp.pps, inp.seqs, longest)
+    cands: list[Candidate] = []
+    scored_all = True
+    for shape in shapes:
+        if inp.deadline.expired():
+            scored_all = False
+            break
+        # The same pool/TP/PP with the previous max_num_seqs: its capacity is a close guess.
+        prev = cands[-1] if cands else None
+        same = prev is not None and (prev.pool, prev.tp, prev.pp) == (
+            shape[0].name,
+            shape[1],
+            shape[2],
         )
-        if objective == "max_goodput":
-            if fix is None:
-                m.maximize(total_cap)
-            else:
-                m.add(total_cap >= fix)
-                m.minimize(weight)
-        else:
-            assert target is not None
-            m.add(total_cap >= math.ceil(target * _MILLI - 1e-9))
-            if fix is None:
-                m.minimize(weight)
-            else:
-                m.add(weight <= fix)
-                m.maximize(total_cap)
-        return m, n
-
-    def solve(m: cp_model.CpModel, limit: float) -> tuple[cp_model.CpSolver, Any]:
-        s = cp_model.CpSolver()
-        s.parameters.max_time_in_seconds = max(limit, 0.05)
-        s.parameters.num_workers = workers
-        s.parameters.random_seed = seed
-        return s, s.solve(m)
-
-    t0 = time.perf_counter()
-    m, n = build(None)
-    s, code = solve(m, time_limit_s - (time.perf_counter() - t0))
-    if code not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return code, {}, None, None
-    counts = {i: int(s.value(v)) for i, v in enumerate(n) if s.value(v) > 0}
-    obj, bound = s.objective_value, s.best_objective_bound
-    if code == cp_model.OPTIMAL:
-        m2, n2 = build(round(obj))
-        s2, code2 = solve(m2, time_limit_s - (time.perf_counter() - t0))
-        if code2 in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            counts = {i: int(s2.value(v)) for i, v in enumerate(n2) if s2.value(v) > 0}
-    scale = (
-        _MILLI if objective == "max_goodput" else (1.0 if objective == "min_gpus" else _COST_UNIT)
-    )
-    return code, counts, obj / scale, bound / scale
-
-
-# ------------------------------------------------------------------------------------------
-# The fleet: plan, verification
-# ------------------------------------------------------------------------------------------
-def _fleet(cands: list[Candidate], counts: dict[int, int]) -> list[FleetGroup]:
-    out = []
-    for i in sorted(counts, key=lambda k: (cands[k].pool, -cands[k].tp, cands[k].pp)):
-        c, k = cands[i], counts[i]
-        out.append(
-            FleetGroup(
-                pool=c.pool,
-                gpu=c.gpu,
-                tp=c.tp,
-                pp=c.pp,
-                max_num_seqs=c.max_num_seqs,
-                count=k,
-                gpus=k * c.gpus,
-                capacity_rps=c.capacity_rps,
-                cost_per_hour=None if c.cost_per_hour is None else k * c.cost_per_hour,
+        hint = (prev.capacity_rps, prev.upper_rps) if same and prev is not None else None
+        cands.append(
+            _score(
+                model,
+                inp.cluster,
+                workload,
+                shape,
+                inp.prompt,
+                inp.output,
+                inp.slo,
+                requests=inp.search_requests,
+                seed=inp.seed,
+                rel_tol=inp.rel_tol,
+                deadline=inp.deadline,
+                hint=hint,
+                percentile=inp.percentile,
             )
         )
-    return out
+    return shapes, cands, scored_all
 
 
-def _plan(model: Model, cluster: Cluster, fleet: list[FleetGroup]) -> Plan:
-    groups = [
-        (g.count, [(g.pool, g.tp, n) for n in split_layers(model.num_layers, g.pp)]) for g in fleet
-    ]
-    stages = build_stages(cluster, groups)
-    return Plan(
-        kind="inference",
-        replica_groups=[
-            ReplicaGroup(count=g.count, batch_size=g.max_num_seqs, stages=st)
-            for g, st in zip(fleet, stages, strict=True)
-        ],
+# ------------------------------------------------------------------------------------------
+# Capacity shortfalls: why no fleet can be chosen
+# ------------------------------------------------------------------------------------------
+def _shortfall(
+    inp: _Inputs,
+    shapes: list[tuple[Pool, int, int, int]],
+    cands: list[Candidate],
+    usable: list[Candidate],
+    scored_all: bool,
+    complete: bool,
+    pool_gpus: dict[str, int],
+) -> tuple[Status, str] | None:
+    """INFEASIBLE or UNKNOWN, and why, when no shape sustains load or the pools' best
+    capacity per GPU falls short of the target; None when the fleet solve may go ahead."""
+    rate = inp.rate
+    if not usable:
+        if not scored_all:
+            return (
+                Status.UNKNOWN,
+                f"time limit: {len(cands)} of {len(shapes)} replica "
+                "shapes scored and none sustains any load under the SLOs; raise the limit",
+            )
+        return Status.INFEASIBLE, _why_none(cands, shapes, inp.slo, inp.percentile)
+    if inp.objective != "max_goodput":
+        assert rate is not None
+        by_pool = _pool_capacity(usable, pool_gpus)
+        if by_pool < rate:
+            return _short_of_rate(rate, by_pool, cands, usable, len(shapes), complete, pool_gpus)
+    return None
+
+
+def _short_of_rate(
+    rate: float,
+    by_pool: float,
+    cands: list[Candidate],
+    usable: list[Candidate],
+    n_shapes: int,
+    complete: bool,
+    pool_gpus: dict[str, int],
+) -> tuple[Status, str]:
+    """The pools' best capacity per GPU (``by_pool``) misses the target: UNKNOWN when the
+    searches were cut short or their tolerance leaves room, else INFEASIBLE."""
+    upper = _pool_capacity(
+        [c.model_copy(update={"capacity_rps": _upper(c)}) for c in usable], pool_gpus
+    )
+    if not complete:
+        return (
+            Status.UNKNOWN,
+            f"time limit: {len(cands)} of {n_shapes} replica shapes scored (or "
+            f"searches cut short); those sustain {by_pool:,.2f} req/s under the SLOs "
+            f"< target {rate:g}; raise the time limit",
+        )
+    if upper >= rate:
+        return (
+            Status.UNKNOWN,
+            f"capacity: the pools sustain {by_pool:,.2f} req/s under the SLOs by the "
+            f"rates simulated, < target {rate:g}, but up to {upper:,.2f} req/s within "
+            "the search tolerance; lower the tolerance",
+        )
+    best = max(usable, key=lambda c: c.capacity_rps / c.gpus)
+    need = math.ceil(rate / best.capacity_rps) * best.gpus
+    return (
+        Status.INFEASIBLE,
+        (
+            f"GPU count: at most {by_pool:,.2f} req/s fit this cluster under the SLOs "
+            f"(best per GPU: {best.key} at {best.capacity_rps:.3g} req/s per replica) < "
+            f"target {rate:g} req/s; about {need} GPUs of pool {best.pool} would be needed"
+            f" (each pool's best: {_pool_summary(usable, pool_gpus)})"
+        ),
     )
 
 
+def _no_fleet(
+    code: int,
+    complete: bool,
+    rate: float | None,
+    usable: list[Candidate],
+    pool_gpus: dict[str, int],
+) -> tuple[Status, str]:
+    """Why CP-SAT returned no replica mix: proven none (INFEASIBLE), else the time limit."""
+    if code == cp_model.INFEASIBLE and complete:
+        return (
+            Status.INFEASIBLE,
+            f"GPU count: no whole number of replicas reaches {rate:g} req/s within the "
+            f"pools' GPUs (the pools' best capacity per GPU would give "
+            f"{_pool_capacity(usable, pool_gpus):,.2f} req/s with no GPU left idle)",
+        )
+    return Status.UNKNOWN, "time limit: CP-SAT found no replica mix; raise the limit"
+
+
+def _upper(c: Candidate) -> float:
+    """An upper bound of a shape's capacity: the lowest rate that missed the SLOs, or the
+    saturated throughput; unbounded when the search stopped short of both."""
+    if c.upper_rps is not None:
+        return c.upper_rps
+    return c.capacity_rps if c.saturated else math.inf
+
+
+def _pool_capacity(cands: list[Candidate], pool_gpus: dict[str, int]) -> float:
+    """Most requests/s the pools hold with each pool's best capacity per GPU (an upper bound
+    on any mix: per pool, the capacity is at most G x the best capacity per GPU)."""
+    total = 0.0
+    for pool, g in pool_gpus.items():
+        per = [c.capacity_rps / c.gpus for c in cands if c.pool == pool]
+        total += g * max(per, default=0.0)
+    return total
+
+
+def _pool_summary(cands: list[Candidate], pool_gpus: dict[str, int]) -> str:
+    parts = []
+    for pool in pool_gpus:
+        mine = [c for c in cands if c.pool == pool]
+        if mine:
+            b = max(mine, key=lambda c: c.capacity_rps / c.gpus)
+            parts.append(f"{pool} {b.key} {b.capacity_rps:.3g} req/s on {b.gpus} GPUs")
+    return "; ".join(parts)
+
+
+def _why_none(
+    cands: list[Candidate],
+    shapes: list[Any],
+    slo: tuple[float | None, float | None],
+    q: float = 99.0,
+) -> str:
+    """INFEASIBLE's message: no shape, or every shape's reason with its numbers."""
+    if not shapes:
+        return (
+            "no replica shape: no pool has a TP/PP that divides the model, runs its precision "
+            "and holds the longest request in its KV cache"
+        )
+    need = " and ".join(
+        f"p{q:g} {name} <= {v:g} ms" for name, v in zip(("TTFT", "TPOT"), slo, strict=True) if v
+    )
+    reasons = "; ".join(f"{c.key}: {c.reason}" for c in cands[:3])
+    more = f"; and {len(cands) - 3} more" if len(cands) > 3 else ""
+    return (
+        f"SLO: none of the {len(cands)} replica shapes meets {need} at any load ({reasons}{more})"
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# The fleet's verification (and trimming)
+# ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Check:
     """What a fleet verification checks and how it dispatches."""
@@ -625,332 +900,251 @@ def _add_one(
     return True
 
 
-# ------------------------------------------------------------------------------------------
-# The entry point
-# ------------------------------------------------------------------------------------------
-def plan_serving(
+@dataclass(frozen=True)
+class _Outcome:
+    """The fleet after verification (and trimming): the last one simulated."""
+
+    fleet: list[FleetGroup]
+    plan: Plan
+    res: SimulationResult  # its last simulation
+    ok: bool  # it met the SLOs
+    extra: int  # replicas verification added
+    offered: float  # the rate it was verified at
+    missed: str | None  # the first fleet that missed the SLOs (None: the first one met them)
+    removed: int = 0  # replicas trimming removed
+
+
+def _slo_check(inp: _Inputs) -> _Check:
+    """What verification and trimming check: the SLOs, dispatched by ``routing`` with the
+    dispatch seed ``seed + 2``."""
+    return _Check(inp.slo[0], inp.slo[1], inp.routing, inp.seed + 2, inp.percentile)
+
+
+def _verify_fleet(
     model: Model,
-    cluster: Cluster,
     workload: InferenceWorkload,
-    *,
-    rate: float | None = None,
-    objective: str | None = None,
-    ttft_slo_ms: float | None = None,
-    tpot_slo_ms: float | None = None,
-    prompt: Lengths | None = None,
-    output: Lengths | None = None,
-    trace: Requests | None = None,
-    tp: Sequence[int] | None = None,
-    pp: Sequence[int] | None = None,
-    max_num_seqs: Sequence[int] | None = None,
-    search_requests: int = SEARCH_REQUESTS,
-    rel_tol: float = REL_TOL,
-    time_limit_s: float = 30.0,
-    seed: int = 0,
-    num_workers: int = 1,
-    trim: bool = True,
-    routing: str = "weighted_random",
-    slo_percentile: float | None = None,
-    workload_dir: Path | None = None,
-) -> ServingPlanResult:
-    """Plan a serving fleet for ``rate`` requests/s under p99 SLOs (module docstring).
+    inp: _Inputs,
+    cands: list[Candidate],
+    counts: dict[int, int],
+    pool_gpus: dict[str, int],
+) -> _Outcome:
+    """Simulate the fleet of ``counts``; add replicas to ``counts`` (min objectives) or lower
+    the rate (max_goodput) until it meets the SLOs, at most :data:`MAX_EXTRA_REPLICAS`."""
+    check = _slo_check(inp)
+    extra = 0
+    missed: str | None = None
+    while True:
+        fleet = fleet_of(cands, counts)
+        plan = plan_of(model, inp.cluster, fleet)
+        offered = (
+            inp.rate
+            if inp.objective != "max_goodput" or inp.rate is not None
+            else sum(g.count * g.capacity_rps for g in fleet)
+        )
+        assert offered is not None
+        n_rep = sum(g.count for g in fleet)
+        reqs = (
+            inp.trace
+            if inp.trace is not None
+            else generate_requests(
+                _verify_requests(n_rep, inp.search_requests),
+                offered,
+                inp.prompt,
+                inp.output,
+                seed=inp.seed + 1,
+            )
+        )
+        res, ok = _verify(model, inp.cluster, workload, plan, fleet, reqs, check)
+        if ok:
+            return _Outcome(fleet, plan, res, True, extra, offered, missed)
+        if missed is None:
+            missed = (
+                " + ".join(f"{g.count} x TP{g.tp} PP{g.pp} {g.pool}" for g in fleet)
+                + f" at {offered:g} req/s: p{check.percentile:g} TTFT "
+                f"{res.ttft_at_percentile_ms:,.0f} ms, p{check.percentile:g} TPOT "
+                f"{res.tpot_at_percentile_ms:,.1f} ms"
+            )
+        if inp.objective == "max_goodput" and inp.trace is None:
+            return _goodput_down(model, workload, inp, check, plan, fleet, offered, res, missed)
+        if extra >= MAX_EXTRA_REPLICAS or not _add_one(cands, counts, pool_gpus, inp.objective):
+            return _Outcome(fleet, plan, res, False, extra, offered, missed)
+        extra += 1
 
-    Parameters
-    ----------
-    model, cluster, workload
-        Specs; ``workload`` gives precision, KV precision, the memory reserve, the default
-        lengths (``prompt_tokens``/``output_tokens``), SLOs (``ttft_ms``/``tpot_ms``) and
-        ``max_num_seqs`` candidates (its ``batch_size`` list, when set).
-    rate
-        Target requests/s (min_cost / min_gpus); with ``trace`` default the trace's mean rate;
-        default the workload's ``request_rate`` (or its trace, ``arrival: trace``).
-    objective
-        ``min_cost`` (default when every pool has ``cost_per_gpu_hour``), ``min_gpus``
-        (default otherwise) or ``max_goodput``.
-    ttft_slo_ms, tpot_slo_ms
-        p99 SLOs; default the workload's.  At least one.
-    prompt, output
-        Length distributions; default fixed at the workload's (or, with ``trace``, the
-        trace's lengths resampled).
-    trace
-        Requests to verify on (and whose lengths the capacity search resamples).
-    tp, pp, max_num_seqs
-        Candidate lists (default: every valid TP, PP auto, the workload's batch sizes).
-    search_requests, rel_tol
-        Requests per capacity probe and the bisection's relative tolerance.
-    time_limit_s, seed, num_workers
-        The budget of the capacity searches and CP-SAT, counted from the call's start (the
-        verification, never skipped, runs after it; trimming only while it lasts); the seed
-        of the search's requests (verification: seed + 1, its dispatch seed + 2) and of
-        CP-SAT; CP-SAT's workers.
-    trim
-        After the fleet verifies, try removing replicas (most expensive first) while the
-        fleet, simulated on the same requests, still meets the SLOs (at most
-        :data:`MAX_TRIM_TRIES` simulations, while the time limit lasts); a trimmed plan is
-        FEASIBLE (verified, not proven minimal).
-    routing
-        How the verification dispatches requests (``weighted_random``, the default: each
-        replica then sees a Poisson stream, as in its capacity search;
-        ``weighted_round_robin``: smoother per-replica streams, which favour TTFT and can
-        hurt TPOT, since prefills then arrive one by one instead of batched; or ``jsq``:
-        join-shortest-queue, the least-outstanding-requests balancer).
-    slo_percentile
-        Percentile (0, 100] the SLOs apply to; default the workload's (99).
-    workload_dir
-        Folder that the workload's relative ``trace`` / length-file paths are relative to
-        (the workload file's; default the working directory).
 
-    Raises
-    ------
-    SpecError
-        Bad input, one line naming the field.
-    """
-    t0 = time.perf_counter()
-    check_solve_options(time_limit_s=time_limit_s, seed=seed, num_workers=num_workers)
-    if not isinstance(workload, InferenceWorkload):
-        raise SpecError("workload: the serving planner needs an inference workload")
-    if workload.attention != "flash":
-        raise SpecError(
-            f"attention: serving is priced with flash attention, got {workload.attention!r}"
-        )
-    obj = _objective(objective, cluster)
-    if routing not in ROUTINGS:
-        raise SpecError(f"routing: expected one of {', '.join(ROUTINGS)}, got {routing!r}")
-    q = check_percentile(workload.slo_percentile if slo_percentile is None else slo_percentile)
-    slo = (
-        _check_slo(workload.ttft_ms if ttft_slo_ms is None else ttft_slo_ms, "ttft_slo_ms"),
-        _check_slo(workload.tpot_ms if tpot_slo_ms is None else tpot_slo_ms, "tpot_slo_ms"),
-    )
-    if slo == (None, None):
-        raise SpecError("ttft_slo_ms: give a TTFT or TPOT SLO (or both), got neither")
-    if (
-        isinstance(search_requests, bool)
-        or not isinstance(search_requests, int)
-        or not (100 <= search_requests <= 100_000)
-    ):
-        raise SpecError(
-            f"search_requests: must be an integer in 100..100,000, got {search_requests!r}"
-        )
-    if not (isinstance(rel_tol, (int, float)) and 0.001 <= rel_tol <= 0.5):
-        raise SpecError(f"rel_tol: must be in 0.001..0.5, got {rel_tol!r}")
-    rate, prompt, output, trace = _rate_and_lengths(
-        rate, trace, prompt, output, obj, workload, workload_dir
-    )
-    tps = _check_choices(tp, "tp", 1 << 20)
-    pps = _check_choices(pp, "pp", model.num_layers)
-    seqs_list = _seqs_choices(max_num_seqs, workload)
-    if cluster.calibration is not None:
-        cluster = calibrated_cluster(cluster)
-    deadline = Deadline(time_limit_s, t0)
-    settings = {
-        "search_requests": search_requests,
-        "rel_tol": rel_tol,
-        "seed": seed,
-        "verify_seed": seed + 1,
-        "routing_seed": seed + 2,
-        "num_workers": num_workers,
-        "time_limit_s": time_limit_s,
-        "max_num_seqs": seqs_list,
-        "tp": tps or "all",
-        "pp": pps or "auto",
-        "routing": routing,
-        "slo_percentile": q,
-    }
-    timings: dict[str, float] = {}
-
-    def done(status: Status, message: str, **kw: Any) -> ServingPlanResult:
-        timings["total"] = time.perf_counter() - t0
-        unit = _UNITS[obj]
-        return ServingPlanResult(
-            status=status.value,
-            objective=obj,
-            unit=unit,
-            rate_rps=kw.pop("rate_rps", rate),
-            ttft_slo_ms=slo[0],
-            tpot_slo_ms=slo[1],
-            candidates=cands,
-            message=message,
-            settings=settings,
-            timings_s=timings,
-            time_s=timings["total"],
-            **kw,
-        )
-
-    # 1-2. Candidates and capacities.
-    sample = generate_requests(search_requests, 1.0, prompt, output, seed=seed)
-    longest = int((sample.prompt_tokens + sample.output_tokens).max())
-    if trace is not None:
-        longest = max(longest, int((trace.prompt_tokens + trace.output_tokens).max()))
-    shapes = _shapes(model, cluster, workload, tps, pps, seqs_list, longest)
-    cands: list[Candidate] = []
-    scored_all = True
-    for shape in shapes:
-        if deadline.expired():
-            scored_all = False
-            break
-        # The same pool/TP/PP with the previous max_num_seqs: its capacity is a close guess.
-        prev = cands[-1] if cands else None
-        same = prev is not None and (prev.pool, prev.tp, prev.pp) == (
-            shape[0].name,
-            shape[1],
-            shape[2],
-        )
-        hint = (prev.capacity_rps, prev.upper_rps) if same and prev is not None else None
-        cands.append(
-            _score(
-                model,
-                cluster,
-                workload,
-                shape,
-                prompt,
-                output,
-                slo,
-                requests=search_requests,
-                seed=seed,
-                rel_tol=rel_tol,
-                deadline=deadline,
-                hint=hint,
-                percentile=q,
-            )
-        )
-    timings["capacity_search"] = time.perf_counter() - t0
-    complete = scored_all and all(c.complete for c in cands)
-    usable = [c for c in cands if c.capacity_rps > 0]
-    if not usable:
-        if not scored_all:
-            return done(
-                Status.UNKNOWN,
-                f"time limit: {len(cands)} of {len(shapes)} replica "
-                "shapes scored and none sustains any load under the SLOs; raise the limit",
-            )
-        return done(Status.INFEASIBLE, _why_none(cands, shapes, slo, q))
-    pool_gpus = {p.name: p.num_gpus for p in cluster.pools}
-    if obj != "max_goodput":
-        assert rate is not None
-        by_pool = _pool_capacity(usable, pool_gpus)
-        if by_pool < rate:
-            upper = _pool_capacity(
-                [c.model_copy(update={"capacity_rps": _upper(c)}) for c in usable], pool_gpus
-            )
-            if not complete:
-                return done(
-                    Status.UNKNOWN,
-                    f"time limit: {len(cands)} of {len(shapes)} replica shapes scored (or "
-                    f"searches cut short); those sustain {by_pool:,.2f} req/s under the SLOs "
-                    f"< target {rate:g}; raise the time limit",
-                )
-            if upper >= rate:
-                return done(
-                    Status.UNKNOWN,
-                    f"capacity: the pools sustain {by_pool:,.2f} req/s under the SLOs by the "
-                    f"rates simulated, < target {rate:g}, but up to {upper:,.2f} req/s within "
-                    "the search tolerance; lower the tolerance",
-                )
-            best = max(usable, key=lambda c: c.capacity_rps / c.gpus)
-            need = math.ceil(rate / best.capacity_rps) * best.gpus
-            return done(
-                Status.INFEASIBLE,
-                (
-                    f"GPU count: at most {by_pool:,.2f} req/s fit this cluster under the SLOs "
-                    f"(best per GPU: {best.key} at {best.capacity_rps:.3g} req/s per replica) < "
-                    f"target {rate:g} req/s; about {need} GPUs of pool {best.pool} would be needed"
-                    f" (each pool's best: {_pool_summary(usable, pool_gpus)})"
-                ),
-            )
-    # 3. Replica counts.
-    t1 = time.perf_counter()
-    cp_limit = max(deadline.left(), 0.5)
-    code, counts, value, bound = choose_replicas(
-        usable, pool_gpus, obj, rate, cp_limit, num_workers, seed
-    )
-    timings["cp_sat"] = time.perf_counter() - t1
-    if not counts:
-        if code == cp_model.INFEASIBLE and complete:
-            return done(
-                Status.INFEASIBLE,
-                f"GPU count: no whole number of replicas reaches {rate:g} req/s within the "
-                f"pools' GPUs (the pools' best capacity per GPU would give "
-                f"{_pool_capacity(usable, pool_gpus):,.2f} req/s with no GPU left idle)",
-            )
-        return done(Status.UNKNOWN, "time limit: CP-SAT found no replica mix; raise the limit")
-    # 4. Verification.
-    t2 = time.perf_counter()
-    check = _Check(slo[0], slo[1], routing, seed + 2, q)
-    out = _verify_loop(
+def _goodput_down(
+    model: Model,
+    workload: InferenceWorkload,
+    inp: _Inputs,
+    check: _Check,
+    plan: Plan,
+    fleet: list[FleetGroup],
+    offered: float,
+    failed: SimulationResult,
+    missed: str,
+) -> _Outcome:
+    """max_goodput: bisect the offered rate down from the fleet's summed capacity
+    (``failed``: its simulation there), :data:`GOODPUT_BISECTIONS` steps from half of it."""
+    n = _verify_requests(sum(g.count for g in fleet), inp.search_requests)
+    lo, hi = 0.5 * offered, offered
+    best: tuple[SimulationResult, float] | None = None
+    res, ok = _verify(
         model,
-        cluster,
+        inp.cluster,
         workload,
-        usable,
-        counts,
-        pool_gpus,
-        obj,
-        rate,
+        plan,
+        fleet,
+        generate_requests(n, lo, inp.prompt, inp.output, seed=inp.seed + 1),
         check,
-        trace,
-        prompt,
-        output,
-        search_requests,
-        seed,
     )
-    timings["verification"] = time.perf_counter() - t2
-    fleet, plan, res, ok, extra, offered, missed = out
-    proven = code == cp_model.OPTIMAL and complete and extra == 0
-    cp_value = value
-    removed = 0
-    if ok and trim and extra == 0 and obj != "max_goodput":
-        t3 = time.perf_counter()
-        fleet, plan, res, removed = _trim(
+    if not ok:
+        return _Outcome(fleet, plan, failed, False, 0, offered, missed)
+    best = (res, lo)
+    for _ in range(GOODPUT_BISECTIONS):
+        mid = 0.5 * (lo + hi)
+        res, ok = _verify(
             model,
-            cluster,
+            inp.cluster,
             workload,
-            usable,
-            counts,
-            obj,
-            offered,
+            plan,
+            fleet,
+            generate_requests(n, mid, inp.prompt, inp.output, seed=inp.seed + 1),
             check,
-            trace,
-            prompt,
-            output,
-            res.num_requests,
-            seed,
-            (fleet, plan, res),
-            deadline,
         )
-        timings["trim"] = time.perf_counter() - t3
+        if ok:
+            lo, best = mid, (res, mid)
+        else:
+            hi = mid
+    return _Outcome(fleet, plan, best[0], True, 0, best[1], missed)
+
+
+def _trim_fleet(
+    model: Model,
+    workload: InferenceWorkload,
+    inp: _Inputs,
+    cands: list[Candidate],
+    counts: dict[int, int],
+    verified: _Outcome,
+) -> _Outcome:
+    """Remove replicas from ``counts``, most expensive first, while the fleet still verifies
+    on the same requests (at most :data:`MAX_TRIM_TRIES` simulations, while the time limit
+    lasts).  Returns the smallest verified fleet, its plan and result, replicas removed."""
+    check = _slo_check(inp)
+    reqs = (
+        inp.trace
+        if inp.trace is not None
+        else generate_requests(
+            verified.res.num_requests,
+            verified.offered,
+            inp.prompt,
+            inp.output,
+            seed=inp.seed + 1,
+        )
+    )
+    best = (verified.fleet, verified.plan, verified.res)
+    removed = tries = 0
+    while tries < MAX_TRIM_TRIES and inp.deadline.left() > 0:
+        progress = False
+        for i in sorted(counts, key=lambda k: (-replica_weight(cands[k], inp.objective), k)):
+            if tries >= MAX_TRIM_TRIES or inp.deadline.left() <= 0:
+                break
+            trial = {k: v - (k == i) for k, v in counts.items() if v - (k == i) > 0}
+            if not trial:
+                continue
+            tries += 1
+            fleet = fleet_of(cands, trial)
+            plan = plan_of(model, inp.cluster, fleet)
+            res, ok = _verify(model, inp.cluster, workload, plan, fleet, reqs, check)
+            if ok:
+                counts.clear()
+                counts.update(trial)
+                best, removed, progress = (fleet, plan, res), removed + 1, True
+                break
+        if not progress:
+            break
+    return replace(verified, fleet=best[0], plan=best[1], res=best[2], removed=removed)
+
+
+# ------------------------------------------------------------------------------------------
+# The result
+# ------------------------------------------------------------------------------------------
+def _result(
+    inp: _Inputs,
+    cands: list[Candidate],
+    timings: dict[str, float],
+    status: Status,
+    message: str,
+    **fields: Any,
+) -> ServingPlanResult:
+    """The result every return of :func:`plan_serving` goes through (``fields``: the
+    fleet's, the plan's; ``rate_rps`` defaults to the target); stamps the total time."""
+    timings["total"] = time.perf_counter() - inp.t0
+    unit = _UNITS[inp.objective]
+    return ServingPlanResult(
+        status=status.value,
+        objective=inp.objective,
+        unit=unit,
+        rate_rps=fields.pop("rate_rps", inp.rate),
+        ttft_slo_ms=inp.slo[0],
+        tpot_slo_ms=inp.slo[1],
+        candidates=cands,
+        message=message,
+        settings=inp.settings,
+        timings_s=timings,
+        time_s=timings["total"],
+        **fields,
+    )
+
+
+def _unverified_message(
+    inp: _Inputs, out: _Outcome, n_cands: int, n_shapes: int, scored_all: bool
+) -> str:
+    """UNKNOWN's message: the fleet never met the SLOs (no plan is reported)."""
+    q, res, extra = inp.percentile, out.res, out.extra
+    return (
+        f"verification: the fleet misses the SLOs at {out.offered:g} req/s "
+        + (
+            f"even after adding {extra} replica(s)"
+            if extra
+            else "and no scored shape fits the GPUs left"
+        )
+        + f": p{q:g} TTFT {res.ttft_at_percentile_ms:,.0f} ms, p{q:g} TPOT "
+        f"{res.tpot_at_percentile_ms:,.1f} ms; no "
+        "verified plan"
+        + (
+            ""
+            if scored_all
+            else f" ({n_cands} of {n_shapes} replica shapes scored before the time limit: raise it)"
+        )
+    )
+
+
+def _verified_result(
+    inp: _Inputs,
+    cands: list[Candidate],
+    timings: dict[str, float],
+    out: _Outcome,
+    proven: bool,
+    complete: bool,
+    value: float | None,
+    bound: float | None,
+) -> ServingPlanResult:
+    """A verified fleet's result: OPTIMAL when CP-SAT's proven optimum verified as is
+    (``proven``), else FEASIBLE with the notes saying why; the plan carries the
+    verification's numbers and the solver's record.  ``value``/``bound``: CP-SAT's."""
+    obj, extra, removed, offered = inp.objective, out.extra, out.removed, out.offered
+    usable = [c for c in cands if c.capacity_rps > 0]
     what = (
         f"over {len(cands)} replica shapes ({len(usable)} sustain load) and their simulated "
-        f"capacities (bisection to {rel_tol:.0%}), within the pools' GPU counts"
+        f"capacities (bisection to {inp.rel_tol:.0%}), within the pools' GPU counts"
     )
-    kw = _totals(fleet)
-    if not ok:
-        return done(
-            Status.UNKNOWN,
-            f"verification: the fleet misses the SLOs at {offered:g} req/s "
-            + (
-                f"even after adding {extra} replica(s)"
-                if extra
-                else "and no scored shape fits the GPUs left"
-            )
-            + f": p{q:g} TTFT {res.ttft_at_percentile_ms:,.0f} ms, p{q:g} TPOT "
-            f"{res.tpot_at_percentile_ms:,.1f} ms; no "
-            "verified plan"
-            + (
-                ""
-                if scored_all
-                else f" ({len(cands)} of {len(shapes)} replica shapes scored "
-                "before the time limit: raise it)"
-            ),
-            verification=res,
-            fleet=fleet,
-            extra_replicas=extra,
-            **kw,
-        )
+    kw = _totals(out.fleet)
+    cp_value = value
     notes = []
     if extra:
         notes.append(
             f"verification added {extra} replica(s) to the CP-SAT optimum over single-replica "
             f"capacities ({cp_value:,.4g} {_UNITS[obj]}), which missed the SLOs when simulated "
-            f"as a fleet ({missed})"
+            f"as a fleet ({out.missed})"
         )
         bound = None
     if not complete:
@@ -961,10 +1155,9 @@ def plan_serving(
     if obj == "max_goodput" and offered < (kw["capacity_rps"] or 0) - 1e-9:
         notes.append(
             f"the fleet met the SLOs at {offered:.3g} req/s, not at its summed capacity "
-            f"{kw['capacity_rps']:.3g} ({missed})"
+            f"{kw['capacity_rps']:.3g} ({out.missed})"
         )
         proven = False
-    status = Status.OPTIMAL if proven else Status.FEASIBLE
     if removed:
         notes.append(
             f"the CP-SAT optimum over single-replica capacities is {cp_value:,.4g} "
@@ -980,40 +1173,33 @@ def plan_serving(
         value = kw["cost_per_hour"] if obj == "min_cost" else kw["gpus"]
     message = ("proven optimal " + what) if proven else "; ".join(notes) or "not proven optimal"
     gap = None if value in (None, 0) or bound is None else abs(value - bound) / abs(value)
-    plan = plan.model_copy(
+    plan = out.plan.model_copy(
         update={
-            "predicted": {
-                "rate_rps": float(offered),
-                "capacity_rps": float(kw["capacity_rps"] or 0.0),
-                "ttft_p99_ms": res.ttft_ms.p99,
-                "tpot_p99_ms": res.tpot_ms.p99,
-                "slo_percentile": q,
-                "ttft_at_slo_percentile_ms": res.ttft_at_percentile_ms,
-                "tpot_at_slo_percentile_ms": res.tpot_at_percentile_ms,
-                "goodput_rps": res.goodput,
-                "slo_attainment": res.slo_attainment,
-            },
+            "predicted": _predicted(out.res, offered, kw["capacity_rps"], inp.percentile),
             "solver": SolverInfo(
                 status=status.value,
                 objective=value,
                 bound=bound,
                 gap=gap,
-                time_s=time.perf_counter() - t0,
+                time_s=time.perf_counter() - inp.t0,
                 ortools_version=_ORTOOLS_VERSION,
-                seed=seed,
+                seed=inp.seed,
                 message=message,
             ),
         }
     )
-    return done(
+    return _result(
+        inp,
+        cands,
+        timings,
         status,
         message,
         objective_value=value,
         bound=bound,
         plan=plan,
         verified=True,
-        verification=res,
-        fleet=fleet,
+        verification=out.res,
+        fleet=out.fleet,
         extra_replicas=extra,
         removed_replicas=removed,
         model_optimum=cp_value,
@@ -1022,101 +1208,21 @@ def plan_serving(
     )
 
 
-def _trim(
-    model: Model,
-    cluster: Cluster,
-    workload: InferenceWorkload,
-    cands: list[Candidate],
-    counts: dict[int, int],
-    objective: str,
-    rate: float,
-    slo: _Check,
-    trace: Requests | None,
-    prompt: Lengths,
-    output: Lengths,
-    n_requests: int,
-    seed: int,
-    best: tuple[list[FleetGroup], Plan, SimulationResult],
-    deadline: Deadline,
-) -> tuple[list[FleetGroup], Plan, SimulationResult, int]:
-    """Remove replicas, most expensive first, while the fleet still verifies on the same
-    requests.  Returns the smallest verified fleet, its plan and result, replicas removed."""
-    reqs = (
-        trace
-        if trace is not None
-        else generate_requests(n_requests, rate, prompt, output, seed=seed + 1)
-    )
-    removed = tries = 0
-    while tries < MAX_TRIM_TRIES and deadline.left() > 0:
-        progress = False
-        for i in sorted(counts, key=lambda k: (-_weight(cands[k], objective), k)):
-            if tries >= MAX_TRIM_TRIES or deadline.left() <= 0:
-                break
-            trial = {k: v - (k == i) for k, v in counts.items() if v - (k == i) > 0}
-            if not trial:
-                continue
-            tries += 1
-            fleet = _fleet(cands, trial)
-            plan = _plan(model, cluster, fleet)
-            res, ok = _verify(model, cluster, workload, plan, fleet, reqs, slo)
-            if ok:
-                counts.clear()
-                counts.update(trial)
-                best, removed, progress = (fleet, plan, res), removed + 1, True
-                break
-        if not progress:
-            break
-    return best[0], best[1], best[2], removed
-
-
-def _upper(c: Candidate) -> float:
-    """An upper bound of a shape's capacity: the lowest rate that missed the SLOs, or the
-    saturated throughput; unbounded when the search stopped short of both."""
-    if c.upper_rps is not None:
-        return c.upper_rps
-    return c.capacity_rps if c.saturated else math.inf
-
-
-def _pool_capacity(cands: list[Candidate], pool_gpus: dict[str, int]) -> float:
-    """Most requests/s the pools hold with each pool's best capacity per GPU (an upper bound
-    on any mix: per pool, the capacity is at most G x the best capacity per GPU)."""
-    total = 0.0
-    for pool, g in pool_gpus.items():
-        per = [c.capacity_rps / c.gpus for c in cands if c.pool == pool]
-        total += g * max(per, default=0.0)
-    return total
-
-
-def _pool_summary(cands: list[Candidate], pool_gpus: dict[str, int]) -> str:
-    parts = []
-    for pool in pool_gpus:
-        mine = [c for c in cands if c.pool == pool]
-        if mine:
-            b = max(mine, key=lambda c: c.capacity_rps / c.gpus)
-            parts.append(f"{pool} {b.key} {b.capacity_rps:.3g} req/s on {b.gpus} GPUs")
-    return "; ".join(parts)
-
-
-def _why_none(
-    cands: list[Candidate],
-    shapes: list[Any],
-    slo: tuple[float | None, float | None],
-    q: float = 99.0,
-) -> str:
-    """INFEASIBLE's message: no shape, or every shape's reason with its numbers."""
-    if not shapes:
-        return (
-            "no replica shape: no pool has a TP/PP that divides the model, runs its precision "
-            "and holds the longest request in its KV cache"
-        )
-    need = " and ".join(
-        f"p{q:g} {name} <= {v:g} ms" for name, v in zip(("TTFT", "TPOT"), slo, strict=True) if v
-    )
-    reasons = "; ".join(f"{c.key}: {c.reason}" for c in cands[:3])
-    more = f"; and {len(cands) - 3} more" if len(cands) > 3 else ""
-    return (
-        f"SLO: none of the {len(cands)} replica shapes meets {need} at any load ({reasons}{more})"
-    )
+def _predicted(
+    res: SimulationResult, offered: float, capacity_rps: float | None, q: float
+) -> dict[str, float]:
+    """The plan's ``predicted`` record: the verification's rate, latencies and goodput."""
+    return {
+        "rate_rps": float(offered),
+        "capacity_rps": float(capacity_rps or 0.0),
+        "ttft_p99_ms": res.ttft_ms.p99,
+        "tpot_p99_ms": res.tpot_ms.p99,
+        "slo_percentile": q,
+        "ttft_at_slo_percentile_ms": res.ttft_at_percentile_ms,
+        "tpot_at_slo_percentile_ms": res.tpot_at_percentile_ms,
+        "goodput_rps": res.goodput,
+        "slo_attainment": res.slo_attainment,
+    }
 
 
 def _totals(fleet: list[FleetGroup]) -> dict[str, Any]:
@@ -1126,120 +1232,3 @@ def _totals(fleet: list[FleetGroup]) -> dict[str, Any]:
         "cost_per_hour": None if any(c is None for c in costs) else float(sum(costs)),  # type: ignore[arg-type]
         "capacity_rps": float(sum(g.count * g.capacity_rps for g in fleet)),
     }
-
-
-def _verify_loop(
-    model: Model,
-    cluster: Cluster,
-    workload: InferenceWorkload,
-    cands: list[Candidate],
-    counts: dict[int, int],
-    pool_gpus: dict[str, int],
-    objective: str,
-    rate: float | None,
-    slo: _Check,
-    trace: Requests | None,
-    prompt: Lengths,
-    output: Lengths,
-    search_requests: int,
-    seed: int,
-) -> tuple[list[FleetGroup], Plan, SimulationResult, bool, int, float, str | None]:
-    """Simulate the fleet; add replicas (min objectives) or lower the rate (max_goodput)
-    until it meets the SLOs.  Returns fleet, plan, last result, met, replicas added, rate,
-    and a description of the first fleet that missed (None if the first one met them)."""
-    extra = 0
-    missed: str | None = None
-    while True:
-        fleet = _fleet(cands, counts)
-        plan = _plan(model, cluster, fleet)
-        offered = (
-            rate
-            if objective != "max_goodput" or rate is not None
-            else sum(g.count * g.capacity_rps for g in fleet)
-        )
-        assert offered is not None
-        n_rep = sum(g.count for g in fleet)
-        reqs = (
-            trace
-            if trace is not None
-            else generate_requests(
-                _verify_requests(n_rep, search_requests), offered, prompt, output, seed=seed + 1
-            )
-        )
-        res, ok = _verify(model, cluster, workload, plan, fleet, reqs, slo)
-        if ok:
-            return fleet, plan, res, True, extra, offered, missed
-        if missed is None:
-            missed = (
-                " + ".join(f"{g.count} x TP{g.tp} PP{g.pp} {g.pool}" for g in fleet)
-                + f" at {offered:g} req/s: p{slo.percentile:g} TTFT "
-                f"{res.ttft_at_percentile_ms:,.0f} ms, p{slo.percentile:g} TPOT "
-                f"{res.tpot_at_percentile_ms:,.1f} ms"
-            )
-        if objective == "max_goodput" and trace is None:
-            down = _goodput_down(
-                model,
-                cluster,
-                workload,
-                plan,
-                fleet,
-                offered,
-                prompt,
-                output,
-                slo,
-                search_requests,
-                seed,
-                res,
-            )
-            return (*down, missed)
-        if extra >= MAX_EXTRA_REPLICAS or not _add_one(cands, counts, pool_gpus, objective):
-            return fleet, plan, res, False, extra, offered, missed
-        extra += 1
-
-
-def _goodput_down(
-    model: Model,
-    cluster: Cluster,
-    workload: InferenceWorkload,
-    plan: Plan,
-    fleet: list[FleetGroup],
-    offered: float,
-    prompt: Lengths,
-    output: Lengths,
-    slo: _Check,
-    search_requests: int,
-    seed: int,
-    failed: SimulationResult,
-) -> tuple[list[FleetGroup], Plan, SimulationResult, bool, int, float]:
-    """max_goodput: bisect the offered rate down from the fleet's summed capacity."""
-    n = _verify_requests(sum(g.count for g in fleet), search_requests)
-    lo, hi = 0.5 * offered, offered
-    best: tuple[SimulationResult, float] | None = None
-    res, ok = _verify(
-        model,
-        cluster,
-        workload,
-        plan,
-        fleet,
-        generate_requests(n, lo, prompt, output, seed=seed + 1),
-        slo,
-    )
-    if not ok:
-        return fleet, plan, failed, False, 0, offered
-    best = (res, lo)
-    for _ in range(GOODPUT_BISECTIONS):
-        mid = 0.5 * (lo + hi)
-        res, ok = _verify(
-            model,
-            cluster,
-            workload,
-            plan,
-            fleet,
-            generate_requests(n, mid, prompt, output, seed=seed + 1),
-            slo,
-        )
-        if ok:
-            lo, best = mid, (res, mid)
-        else:
-            hi = mid
-    return fleet, plan, best[0], True, 0, best[1]
