@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import validate_modern as vm  # noqa: E402
 
 import solver  # noqa: E402
-from solver.cpsat.plan_training import VIRTUAL_STAGE_OPTIONS  # noqa: E402
+from solver.cpsat.subproblems import VIRTUAL_STAGE_OPTIONS  # noqa: E402
 from solver.specs import Plan, TrainingWorkload  # noqa: E402
 
 

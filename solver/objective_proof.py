@@ -41,7 +41,7 @@ from ortools.sat.python import cp_model
 from .baselines._scoring import score as _score
 from .baselines.exhaustive import exhaustive_best, training_space_work
 from .cpsat.deadline import Deadline
-from .cpsat.plan_training import TableCache
+from .cpsat.subproblems import TableCache
 from .cpsat.tables.build import stages_limit
 from .cpsat.training.data import TrainTables
 from .cpsat.training.model import TrainingModel
@@ -361,7 +361,7 @@ def evaluator_bound(
     ``min_cost`` the cost per hour x step time) over the planner's space, and the best plan
     found on the way (issue 18, item 1: one objective on large instances).
 
-    Every sub-problem of the CP search (:func:`~solver.cpsat.plan_training.subproblems`,
+    Every sub-problem of the CP search (:func:`~solver.cpsat.subproblems.subproblems`,
     the same families, shape spaces, DP degrees, depths and optimistic hand-off prices) is
     bounded on the evaluator's scale, lowest cheap bound (:func:`_cheap_bound_s`) first: closed
     at once where that bound reaches the incumbent (the evaluator's step of the best plan so
@@ -377,7 +377,8 @@ def evaluator_bound(
     ``budget_s`` counts CP-SAT's deterministic time with ``deterministic`` (tables then always
     built).
     """
-    from .cpsat.plan_training import choice_to_plan, families, subproblems
+    from .cpsat.plan_training import choice_to_plan
+    from .cpsat.subproblems import families, subproblems
 
     t0 = time.perf_counter()
     # Tables within the budget (bounded runs), or no bound: a family left out is not bounded.

@@ -49,7 +49,8 @@ from .cpsat.advice import (
 )
 from .cpsat.deadline import Deadline
 from .cpsat.plan_inference import solve_inference
-from .cpsat.plan_training import TableCache, solve_training
+from .cpsat.plan_training import solve_training
+from .cpsat.subproblems import TableCache
 from .engines import (
     ANY_PLAN,
     ENGINES,
@@ -211,7 +212,7 @@ def _plan(
     """:func:`plan` without the advice; ``start``: when the call began (perf_counter);
     ``prove``: re-score small training spaces with the evaluator (:func:`_one_objective`;
     the advice's re-plans need a verdict, not a proof of optimality, and skip it);
-    ``cache``: the call's training tables (:class:`~.cpsat.plan_training.TableCache`);
+    ``cache``: the call's training tables (:class:`~.cpsat.subproblems.TableCache`);
     ``first_plan``: training stops at its first plan (FEASIBLE, verified by the evaluator like
     any plan; no hop re-solve), INFEASIBLE still needs its proof -- the advice's verdicts."""
     cache = cache if cache is not None else TableCache()

@@ -30,7 +30,7 @@ from ortools.sat.python import cp_model
 
 from solver import load_cluster, load_model, load_workload
 from solver.cpsat.bounds import lower_bound_us, pipeline_lp_bound, refine
-from solver.cpsat.plan_training import families, subproblems
+from solver.cpsat.subproblems import families, subproblems
 from solver.cpsat.tables.family import Family
 from solver.cpsat.training.data import TrainingChoice, TrainTables
 from solver.cpsat.training.model import TrainingModel
@@ -78,9 +78,13 @@ INSTANCES = [
 PER_INSTANCE = 16
 
 
-def _checked_subproblems(model: Model, cl: Cluster, wl: TrainingWorkload) -> list[tuple[Family, TrainTables]]:
+def _checked_subproblems(
+    model: Model, cl: Cluster, wl: TrainingWorkload
+) -> list[tuple[Family, TrainTables]]:
     subs = sorted(subproblems(model, cl, wl, families(wl)), key=lambda x: x[0])
-    picked = subs[: PER_INSTANCE // 2] + subs[PER_INSTANCE // 2 :: max(1, len(subs) // PER_INSTANCE)]
+    picked = (
+        subs[: PER_INSTANCE // 2] + subs[PER_INSTANCE // 2 :: max(1, len(subs) // PER_INSTANCE)]
+    )
     return [(fam, tab) for _, fam, tab in picked[:PER_INSTANCE]]
 
 
@@ -100,7 +104,9 @@ def _stage_times(t: TrainTables, stages: list[tuple[object, int]]) -> list[int]:
     return out
 
 
-def _solve(t: TrainTables, tau: tuple[int, int | None] | None = None) -> tuple[int, TrainingChoice | None]:
+def _solve(
+    t: TrainTables, tau: tuple[int, int | None] | None = None
+) -> tuple[int, TrainingChoice | None]:
     cm = TrainingModel(t)
     if tau is not None:
         cm.m.add(cm.Tmax >= tau[0])
@@ -111,7 +117,9 @@ def _solve(t: TrainTables, tau: tuple[int, int | None] | None = None) -> tuple[i
 
 
 @pytest.mark.parametrize(("name", "model", "cl", "wl"), INSTANCES, ids=[i[0] for i in INSTANCES])
-def test_bounds_never_exceed_the_cp_optimum(name: str, model: Model, cl: Cluster, wl: TrainingWorkload) -> None:
+def test_bounds_never_exceed_the_cp_optimum(
+    name: str, model: Model, cl: Cluster, wl: TrainingWorkload
+) -> None:
     optimal = 0
     for _fam, t in _checked_subproblems(model, cl, wl):
         d = t.dp_degrees[0]
@@ -129,7 +137,9 @@ def test_bounds_never_exceed_the_cp_optimum(name: str, model: Model, cl: Cluster
         optimal += 1
         opt = choice.objective
         for kind, lb in bounds.items():
-            assert lb <= opt + 1e-9, f"{name} d={d} v={t.virtual} p={t.max_stages}: {kind} {lb} > {opt}"
+            assert lb <= opt + 1e-9, (
+                f"{name} d={d} v={t.virtual} p={t.max_stages}: {kind} {lb} > {opt}"
+            )
         # The warm starts' scorer is the model's objective (interleaved too).
         step = stage_objective(t, d, choice.stages)
         assert step is not None and step == choice.step_us
@@ -141,8 +151,13 @@ def test_bounds_never_exceed_the_cp_optimum(name: str, model: Model, cl: Cluster
         assert {id(t.options[i]) for i in ref.keep} >= used
         tmax = max(_stage_times(t, choice.stages))
         hits = [s for s in ref.slices if s[1] <= tmax and (s[2] is None or tmax <= s[2])]
-        assert hits and all(s[0] <= opt + 1e-9 for s in hits), f"{name} d={d}: {ref.slices} vs {tmax}"
-        assert all(lb <= opt + 1e-9 or lo > tmax or (hi is not None and hi < tmax) for lb, lo, hi in ref.slices)
+        assert hits and all(s[0] <= opt + 1e-9 for s in hits), (
+            f"{name} d={d}: {ref.slices} vs {tmax}"
+        )
+        assert all(
+            lb <= opt + 1e-9 or lo > tmax or (hi is not None and hi < tmax)
+            for lb, lo, hi in ref.slices
+        )
     assert optimal >= 2, f"{name}: too few sub-problems proven to check against"
 
 
@@ -193,7 +208,9 @@ def _enumerate(t: TrainTables, most_stages: int) -> float:
         (gpt(4), HETERO, train(objective="min_cost", zero=[0, 3])),
     ],
 )
-def test_bounds_below_the_enumerated_optimum(model: str | Model, cl: str | Cluster, wl: str | TrainingWorkload) -> None:
+def test_bounds_below_the_enumerated_optimum(
+    model: str | Model, cl: str | Cluster, wl: str | TrainingWorkload
+) -> None:
     m = load_model(model) if isinstance(model, str) else model
     c = load_cluster(cl) if isinstance(cl, str) else cl
     w = load_workload(wl) if isinstance(wl, str) else wl
@@ -207,7 +224,11 @@ def test_bounds_below_the_enumerated_optimum(model: str | Model, cl: str | Clust
         elif t.max_stages > 3:
             continue
         best = _enumerate(t, 3)
-        lbs = [lower_bound_us(t), pipeline_lp_bound(t), pipeline_lp_bound(t, exact=True, integer=True)]
+        lbs = [
+            lower_bound_us(t),
+            pipeline_lp_bound(t),
+            pipeline_lp_bound(t, exact=True, integer=True),
+        ]
         if math.isinf(best):
             continue
         checked += 1

@@ -26,7 +26,7 @@ from solver.costmodel.comm import LinkTier
 from solver.costmodel.compute import FP8_ROWWISE_EXTRA_CAST_BYTES
 from solver.costmodel.memory import TE_FP8_SAVED_INPUT_BYTES, grads_phase_activation_bytes
 from solver.costmodel.stack import Stack, stack_of
-from solver.cpsat.plan_training import families
+from solver.cpsat.subproblems import families
 from solver.cpsat.tables.build import build_tables, for_dp
 from solver.cpsat.training.data import KB, TrainTables
 from solver.cpsat.training.model import TrainingModel

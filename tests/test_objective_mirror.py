@@ -146,7 +146,7 @@ def test_mirror_prices_far_hops_that_hide_dp_traffic() -> None:
     h100 TP 2, a near run that fits one node) far on purpose, which the warm-start mirror
     (:func:`~solver.cpsat.warmstart._least_extra`) once pruned as dominated.
     """
-    from solver.cpsat.plan_training import subproblems
+    from solver.cpsat.subproblems import subproblems
     from solver.cpsat.training.data import hop_runs
 
     model, cluster, wl = (

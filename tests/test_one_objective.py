@@ -26,7 +26,8 @@ from builders import A100, H100, cluster, gpu, pool, train
 
 import solver.objective_proof as proof
 from solver.baselines.exhaustive import exhaustive_best, training_plan_count
-from solver.cpsat.plan_training import choice_to_plan, families, subproblems
+from solver.cpsat.plan_training import choice_to_plan
+from solver.cpsat.subproblems import families, subproblems
 from solver.cpsat.training import objective as paths_objective
 from solver.engines import engine_violations, engines_for
 from solver.evaluate import evaluate
@@ -297,17 +298,18 @@ def test_bound_pass_reuses_the_searchs_tables(monkeypatch: pytest.MonkeyPatch) -
     """The evaluator-bound pass builds no table the CP search of the same plan() call built
     (planner.TableCache), and its bound is the one a pass with fresh tables proves."""
     from solver.cpsat import plan_training
+    from solver.cpsat import subproblems as subproblems_module
 
     _, model, clus, wl = CASES[0]
     built: list[object] = []
-    real = plan_training.build_tables
+    real = subproblems_module.build_tables
 
     def counted(*a: object, **k: object) -> object:
         built.append(a[3])
         return real(*a, **k)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(plan_training, "build_tables", counted)
-    cache = plan_training.TableCache()
+    monkeypatch.setattr(subproblems_module, "build_tables", counted)
+    cache = subproblems_module.TableCache()
     res = plan_training.solve_training(model, clus, wl, 10.0, 1, 0, cache=cache)
     assert res.status == Status.OPTIMAL and res.objective is not None
     n = len(built)

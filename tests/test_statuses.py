@@ -18,10 +18,11 @@ from solver import load_cluster, load_model, load_workload
 from solver.cli import app
 from solver.construction import Solved
 from solver.cpsat import plan_training
+from solver.cpsat import subproblems as subproblems_module
 from solver.cpsat.advice import Relaxation
 from solver.cpsat.deadline import GRACE_S, GRACE_SHARE, Deadline
 from solver.cpsat.plan_inference import solve_inference
-from solver.cpsat.plan_training import families, subproblems
+from solver.cpsat.subproblems import families, subproblems
 from solver.cpsat.tables.family import MIN_BLOCK_UNITS, coarser_unit
 from solver.cpsat.training.model import MAX_MAGNITUDE, TrainingModel, magnitude_of
 from solver.planner import plan
@@ -147,7 +148,11 @@ def test_an_invalid_cp_model_is_never_a_proof(monkeypatch: pytest.MonkeyPatch) -
 # ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "names",
-    [TINY, ("tiny-llama", "tiny-hetero", "infer-chat-slo"), ("gpt-1.7b", "h100x2-nvlink", "train-gpt-s2048")],
+    [
+        TINY,
+        ("tiny-llama", "tiny-hetero", "infer-chat-slo"),
+        ("gpt-1.7b", "h100x2-nvlink", "train-gpt-s2048"),
+    ],
 )
 def test_optimal_has_gap_zero(names: tuple[str, str, str]) -> None:
     """OPTIMAL is reported with gap 0 (the bound equals the objective)."""
@@ -175,7 +180,9 @@ def test_feasible_carries_its_gap(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(TrainingModel, "solve", feasible_only)
     monkeypatch.setattr(plan_training, "warm_start", lambda *_a, **_k: None)
     monkeypatch.setattr(plan_training, "MAX_TRIES", 1)
-    res = plan(*_specs(("gpt-1.7b", "h100x2-nvlink", "train-gpt-s2048")), time_limit_s=2, num_workers=1)
+    res = plan(
+        *_specs(("gpt-1.7b", "h100x2-nvlink", "train-gpt-s2048")), time_limit_s=2, num_workers=1
+    )
     assert res.status == Status.FEASIBLE, res.message
     assert res.objective is not None and res.bound is not None and res.gap is not None
     assert res.bound >= res.objective * (1 - 1e-9)  # max_throughput: the bound is above
@@ -231,7 +238,9 @@ def test_deadline_arithmetic() -> None:
     assert Deadline.unbounded().allows(1e9)
 
 
-def test_optional_work_is_skipped_and_said_when_time_is_short(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_optional_work_is_skipped_and_said_when_time_is_short(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """When the verification leaves no room for the rubric baseline, it is skipped and the
     message says so; the plan is still verified."""
     monkeypatch.setattr(Deadline, "allows", lambda self, seconds: False)
@@ -298,7 +307,7 @@ def test_a_range_no_unit_can_price_is_invalid_input(monkeypatch: pytest.MonkeyPa
     """Where no unit both fits the integer limit and keeps the cheapest block 100 units wide
     (here: a limit made tiny), the planner refuses the input -- INVALID_INPUT naming the
     workload -- rather than build an overflowing model."""
-    monkeypatch.setattr(plan_training, "MAX_MAGNITUDE", 10**6)
+    monkeypatch.setattr(subproblems_module, "MAX_MAGNITUDE", 10**6)
     res = plan(*_specs(TINY), time_limit_s=5, num_workers=1)
     assert res.status == Status.INVALID_INPUT
     assert res.message.startswith("workload:") and "orders of magnitude" in res.message
@@ -318,7 +327,7 @@ def _homog8() -> tuple[Any, Any, Any]:
 def test_tables_are_the_same_for_every_schedule_of_a_family() -> None:
     """build_tables reads only the knobs of table_key: families that differ in the schedule
     alone (1F1B, interleaved v) get equal tables, which TableCache shares."""
-    from solver.cpsat.plan_training import table_key
+    from solver.cpsat.subproblems import table_key
     from solver.cpsat.tables.build import build_tables
 
     m, c, w = _specs(("gpt-1.7b", "h100x2-nvlink", "train-gpt-s2048"))
@@ -361,7 +370,7 @@ def test_memory_pruned_pairs_are_exactly_the_subproblems_memory_refuses() -> Non
 
 def test_interleavable_needs_v_to_divide_the_layers_over_two_stages() -> None:
     """v chunks per stage split L blocks over p >= 2 stages only when v divides L and L >= 2v."""
-    from solver.cpsat.plan_training import interleavable
+    from solver.cpsat.subproblems import interleavable
 
     assert interleavable(80, 1) and interleavable(3, 1)
     assert interleavable(80, 10) and interleavable(80, 8) and interleavable(16, 8)
@@ -375,7 +384,7 @@ def test_skipping_families_that_cannot_interleave_loses_no_subproblem(
     """subproblems() builds nothing for a v that does not divide the layers (80 layers: v 3, 6,
     12 of VIRTUAL_STAGE_OPTIONS) and shares the engine spaces by _space_key: the same
     sub-problems, memory-pruned pairs aside, as building every family with its own spaces."""
-    from solver.cpsat.plan_training import VIRTUAL_STAGE_OPTIONS, interleavable
+    from solver.cpsat.subproblems import VIRTUAL_STAGE_OPTIONS, interleavable
     from solver.engines import engines_for
 
     m, c, w = _specs(("llama3-70b", "seed-4x8-h100", "train-llama-s8192"))
@@ -394,14 +403,14 @@ def test_skipping_families_that_cannot_interleave_loses_no_subproblem(
     def run() -> tuple[list[Any], list[Any], list[Any]]:
         pruned: list[Any] = []
         subs = subproblems(m, c, w, fams, engines, memory_pruned=pruned)
-        launch = plan_training.engine_families(fams, engines, w)
+        launch = subproblems_module.engine_families(fams, engines, w)
         return sorted(map(sig, subs), key=repr), launch, pruned
 
     fast, fast_launch, fast_pruned = run()
     assert fast and all(m.num_layers % f.virtual_stages == 0 for _, f, *_ in fast)
     assert all(interleavable(m.num_layers, f.virtual_stages) for f, _, _ in fast_pruned)
-    monkeypatch.setattr(plan_training, "interleavable", lambda _n, _v: True)
-    monkeypatch.setattr(plan_training, "_space_key", lambda f: f)
+    monkeypatch.setattr(subproblems_module, "interleavable", lambda _n, _v: True)
+    monkeypatch.setattr(subproblems_module, "_space_key", lambda f: f)
     every, every_launch, every_pruned = run()
     assert fast == every
     assert fast_launch == every_launch
@@ -434,16 +443,17 @@ def test_memory_pruned_pairs_have_a_detail_row_unless_first_plan() -> None:
 def test_table_cache_builds_each_table_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """A second solve of the same instance with the same TableCache builds no table and gives
     the same plan; a relaxation that only allows ZeRO-3 builds only the new ZeRO-3 tables."""
-    from solver.cpsat.plan_training import TableCache, solve_training, table_key
+    from solver.cpsat.plan_training import solve_training
+    from solver.cpsat.subproblems import TableCache, table_key
 
     built: list[Any] = []
-    real = plan_training.build_tables
+    real = subproblems_module.build_tables
 
     def counted(*a: Any, **k: Any) -> Any:
         built.append(table_key(a[3]))
         return real(*a, **k)
 
-    monkeypatch.setattr(plan_training, "build_tables", counted)
+    monkeypatch.setattr(subproblems_module, "build_tables", counted)
     m, c, w = _specs(("gpt-1.7b", "h100x2-nvlink", "train-gpt-s2048"))
     cache = TableCache()
     first = solve_training(m, c, w, 10.0, 1, 0, cache=cache)
@@ -478,7 +488,9 @@ def test_first_plan_is_verified_and_infeasible_keeps_its_proof() -> None:
         assert solve_training(*specs, 10.0, 1, 0).status == Status.INFEASIBLE
 
 
-def test_unrefined_tiny_subproblems_close_at_the_same_optimum(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unrefined_tiny_subproblems_close_at_the_same_optimum(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Sub-problems of at most REFINE_MIN_CELLS (stage, option) cells go to CP-SAT whole; the
     optimum is the one the sliced search (every sub-problem refined) proves."""
     from solver.cpsat.plan_training import solve_training

@@ -15,7 +15,7 @@ import pytest
 from ortools.sat.python import cp_model
 
 from solver import load_cluster, load_model, load_workload
-from solver.cpsat.plan_training import families
+from solver.cpsat.subproblems import families
 from solver.cpsat.tables.build import build_tables, stages_limit
 from solver.cpsat.tables.family import choose_unit, min_block_seconds
 from solver.cpsat.training.data import TrainTables
@@ -55,8 +55,10 @@ class _AllSlots(TrainingModel):
 def _solve(cm: TrainingModel) -> tuple[str, float | None, int | None]:
     status, choice, _ = cm.solve(2.0, 1, 0, deterministic=True)
     name = cp_model.CpSolverStatus(status).name
-    return name, None if choice is None else choice.objective, (
-        None if choice is None else len(choice.stages)
+    return (
+        name,
+        None if choice is None else choice.objective,
+        (None if choice is None else len(choice.stages)),
     )
 
 

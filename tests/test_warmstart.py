@@ -17,7 +17,7 @@ from ortools.sat.python import cp_model
 
 from solver import load_cluster, load_model, load_workload
 from solver.cpsat.bounds import lower_bound_us
-from solver.cpsat.plan_training import families
+from solver.cpsat.subproblems import families
 from solver.cpsat.tables.build import build_tables, stages_limit
 from solver.cpsat.tables.family import choose_unit, min_block_seconds
 from solver.cpsat.training.data import TrainTables
@@ -113,7 +113,9 @@ def test_run_condition_admits_every_placement() -> None:
     checked = 0
     for nodes, gpn, dom in ((2, 4, 1), (4, 4, 1), (4, 2, 2), (2, 8, 1)):
         pool0 = base.pools[0]
-        pool = pool0.model_copy(update={"nodes": nodes, "gpus_per_node": gpn, "nvlink_domain_nodes": dom})
+        pool = pool0.model_copy(
+            update={"nodes": nodes, "gpus_per_node": gpn, "nvlink_domain_nodes": dom}
+        )
         cl = base.model_copy(update={"pools": [pool]})
         size = gpn * dom
         tps = [t for t in (1, 2, 4, 8) if t <= size]
@@ -124,13 +126,27 @@ def test_run_condition_admits_every_placement() -> None:
                         devs = place(cl, [(d, [StageSlot(pool.name, t) for t in seq])])[0]
                     except PlacementError:
                         continue
-                    dmn = [[{int(n.rsplit("-", 1)[1]) // dom for n, _ in devs[s][r]} for r in range(d)] for s in range(p)]
-                    near = [all(len(dmn[s][r] | dmn[s + 1][r]) == 1 for r in range(d)) for s in range(p - 1)]
+                    dmn = [
+                        [{int(n.rsplit("-", 1)[1]) // dom for n, _ in devs[s][r]} for r in range(d)]
+                        for s in range(p)
+                    ]
+                    near = [
+                        all(len(dmn[s][r] | dmn[s + 1][r]) == 1 for r in range(d))
+                        for s in range(p - 1)
+                    ]
                     for a in range(p - 1):
                         for b in range(a + 1, p):
                             if all(near[a:b]):
                                 checked += 1
-                                assert run_fits(size, list(seq[a : b + 1]), d), (nodes, gpn, dom, seq, d, a, b)
+                                assert run_fits(size, list(seq[a : b + 1]), d), (
+                                    nodes,
+                                    gpn,
+                                    dom,
+                                    seq,
+                                    d,
+                                    a,
+                                    b,
+                                )
                                 if b == a + 1:
                                     assert colocation_possible(pool, seq[a], seq[b], d)
     assert checked > 100
@@ -203,7 +219,9 @@ def test_mirror_matches_cp_when_dp_traffic_binds() -> None:
 
     def scaled(t: TrainTables, k: int) -> TrainTables:
         opts = [
-            dataclasses.replace(o, dp={n: {e: k * x for e, x in v.items()} for n, v in o.dp.items()})
+            dataclasses.replace(
+                o, dp={n: {e: k * x for e, x in v.items()} for n, v in o.dp.items()}
+            )
             for o in t.options
         ]
         return dataclasses.replace(t, options=opts)
@@ -227,7 +245,9 @@ def test_mirror_matches_cp_when_dp_traffic_binds() -> None:
                 want = stage_objective(loud, d, stages)
                 if want is None:
                     continue
-                silent = stage_objective(quiet, d, [(quiet.options[i], k) for i, k in zip(picks, sizes, strict=True)])
+                silent = stage_objective(
+                    quiet, d, [(quiet.options[i], k) for i, k in zip(picks, sizes, strict=True)]
+                )
                 cm = TrainingModel(loud)
                 if cm.J < p:
                     continue

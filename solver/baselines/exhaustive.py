@@ -11,7 +11,7 @@ Training space (one replica group, as in :mod:`solver.cpsat.training`):
 * every family: micro-batch ``b`` (dividing the global batch), recompute, sequence parallelism,
   ZeRO stage and schedule, each as the workload allows: 1F1B, and interleaved 1F1B with ``v``
   chunks per stage for every ``v`` of
-  :data:`~solver.cpsat.plan_training.VIRTUAL_STAGE_OPTIONS` (``p >= 2`` stages, each holding a
+  :data:`~solver.cpsat.subproblems.VIRTUAL_STAGE_OPTIONS` (``p >= 2`` stages, each holding a
   multiple of ``v`` blocks, laid out as Megatron-LM does: model chunk ``c p + s`` on stage
   ``s``);
 * every DP degree ``d`` dividing ``global_batch / b``;
@@ -50,7 +50,8 @@ from typing import Any
 
 from ..construction import build_stages, split_layers
 from ..cpsat.options import tp_options
-from ..cpsat.plan_training import VIRTUAL_STAGE_OPTIONS, interleaved_stages
+from ..cpsat.plan_training import interleaved_stages
+from ..cpsat.subproblems import VIRTUAL_STAGE_OPTIONS
 from ..specs import (
     Cluster,
     InferenceWorkload,

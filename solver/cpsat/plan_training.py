@@ -1,13 +1,14 @@
-"""Training back-end: families of global knobs, one CP-SAT model each, best-first with pruning.
+"""Training back-end: the best-first search over the sub-problems, with pruning.
 
-Sub-problems (family x DP degree, x depth when interleaved) are ordered by a cheap bound.
-Pass 1 (no CP-SAT) prunes them by memory and by the pipeline LP bound
-(:func:`~.bounds.pipeline_lp_bound`) against an incumbent from warm starts
-(:func:`~.warmstart.warm_start`).  Pass 2 splits each sub-problem still open into the T_max
-slices where a better plan can be, on the options such a plan can use
+The sub-problems (:mod:`.subproblems`: family x engine shape space x DP degree, x depth when
+interleaved) are ordered by a cheap bound.  Pass 1 (no CP-SAT) prunes them by memory and by
+the pipeline LP bound (:func:`~.bounds.pipeline_lp_bound`) against an incumbent from warm
+starts (:func:`~.warmstart.warm_start`).  Pass 2 splits each sub-problem still open into the
+T_max slices where a better plan can be, on the options such a plan can use
 (:func:`~.bounds.refine`), and gives them to CP-SAT best-first with the incumbent as cut-off.
 OPTIMAL only when every sub-problem and slice is closed: solved, infeasible under the cut-off,
-or bounded at or above the incumbent by a valid bound.
+or bounded at or above the incumbent by a valid bound.  The incumbent becomes a plan here too
+(:func:`choice_to_plan`, :func:`best_stage_order`): the search's last step, under its deadline.
 """
 
 from __future__ import annotations
@@ -17,187 +18,665 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ortools.sat.python import cp_model
 
 from ..construction import Solved, build_stages
-from ..engines import EngineRules, ShapeLimits, family_limits, non_dominated
-from ..errors import SpecError
+from ..engines import EngineRules
 from ..result import Status
 from ..specs import Cluster, Model, Plan, ReplicaGroup, Stage, TrainingWorkload
 from .advice import infeasibility_group, infeasibility_reasons
-from .bounds import lower_bound_us, pipeline_lp_bound, refine
+from .bounds import pipeline_lp_bound, refine
 from .deadline import Deadline
-from .tables.build import build_tables, for_dp, restrict_options, stages_limit
-from .tables.family import MIN_BLOCK_UNITS, Family, choose_unit, coarser_unit, min_block_seconds
+from .subproblems import (
+    Subproblem,
+    TableCache,
+    engine_families,
+    families,
+    space_label,
+    subproblems,
+)
+from .tables.build import for_dp
+from .tables.family import Family
 from .training.data import TrainingChoice, TrainTables
-from .training.model import MAX_MAGNITUDE, TrainingModel, magnitude_of
+from .training.model import TrainingModel
 from .warmstart import memory_lower_bound_fails, stage_objective, warm_start
 
-__all__ = [
-    "choice_to_plan",
-    "engine_families",
-    "families",
-    "family_spaces",
-    "interleavable",
-    "interleaved_stages",
-    "solve_training",
-    "subproblems",
-]
+__all__ = ["choice_to_plan", "interleaved_stages", "solve_training"]
 
 log = logging.getLogger(__name__)
 
 
-def family_spaces(
-    fam: Family,
-    engines: Sequence[EngineRules] | None,
-    workload: TrainingWorkload | None = None,
-) -> list[ShapeLimits | None]:
-    """The shape spaces a family is searched in: ``[None]`` (every plan) without engines,
-    else the non-dominated :func:`~solver.engines.family_limits` of the engines that have the
-    family's knobs (empty: none has them).
+#: Most of the wall-clock limit the pre-solve (LP bounds and warm starts, no CP-SAT) may use;
+#: sub-problems it does not reach go to CP-SAT with their cheap bound.
+PRESOLVE_SHARE = 0.6
 
-    Each combination is its own rule: DeepSpeed's ZeRO-3 family is searched without PP and TP,
-    never dropped because ZeRO-3 cannot run under a pipeline.  A space another engine's covers
-    adds no plan and is left out (DeepSpeed's ZeRO-1 space lies inside Megatron's).
-    """
-    if engines is None:
-        return [None]
-    limits = [
-        lim
-        for rules in engines
-        if (
-            lim := family_limits(
-                rules,
-                zero_stage=fam.zero_stage,
-                recompute=fam.recompute,
-                sequence_parallel=fam.sequence_parallel,
-                virtual_stages=fam.virtual_stages,
-                precision=workload.precision if workload is not None else None,
-                memory_policy=workload.memory_policy if workload is not None else None,
+#: A sub-problem whose slicing leaves more T_max slices than this goes to CP-SAT whole.
+MAX_SLICES = 24
+
+#: Sub-problems with at most this many (stage, option) cells go to CP-SAT whole, unrefined:
+#: :func:`~.bounds.refine`'s LPs (a SCIP instance each) cost ~4 ms a sub-problem, CP-SAT
+#: closes such a model under the cut-off in ~1 ms (gpt-1.7b on 2 H100s: 72 sub-problems of
+#: 1-2 cells, 0.27 s of refining -> 0.05 s of CP-SAT; measured 2026-12-07, 2-core machine).
+#: Either way the sub-problem is closed exactly (CP-SAT with the incumbent as cut-off); kept
+#: at 2 because among plans of equal objective the whole model may return another than the
+#: slices do (llama3-70b on seed-4x8-h100: another layer split of the same step time at 8).
+REFINE_MIN_CELLS = 2
+
+#: Attempts one job gets before it is left open (a guard: in deterministic mode the clock is
+#: CP-SAT's work counter, which a run that stops at once would not advance).
+MAX_TRIES = 24
+
+
+def solve_training(
+    model: Model,
+    cluster: Cluster,
+    workload: TrainingWorkload,
+    time_limit_s: float,
+    workers: int,
+    seed: int,
+    deterministic: bool = False,
+    engine: EngineRules | Sequence[EngineRules] | None = None,
+    pessimistic_hops: bool = False,
+    deadline: Deadline | None = None,
+    cache: TableCache | None = None,
+    first_plan: bool = False,
+) -> Solved:
+    """Plan training.  Hand-offs inside a pool are priced optimistically (see
+    :func:`~.subproblems.subproblems`), so OPTIMAL and the bound are valid for the evaluator's
+    pricing; with ``pessimistic_hops`` at their dearest (the planner's fallback: the result's
+    plan is then good, its bound is not a valid bound and its status means nothing beyond the
+    plan).
+
+    ``engine``: one launch target, or several whose spaces are searched together (the union:
+    every sub-problem of every engine's space competes for one incumbent, so OPTIMAL means the
+    best plan any of them launches); None searches every plan.
+
+    ``deadline``: the whole plan() call's wall-clock budget (:class:`~.deadline.Deadline`):
+    the search stops at ``time_limit_s`` or its limit, whichever is first, and the optional
+    work after it (stage orders) fits its grace.
+
+    Statuses: OPTIMAL only when every sub-problem is closed; INFEASIBLE only with a proof
+    (every sub-problem closed without a plan: by memory, by an infinite bound, or by CP-SAT);
+    UNKNOWN when the limit came before any plan or that proof; FEASIBLE a plan with open
+    sub-problems (their least bound is the result's bound).
+
+    ``cache``: tables built earlier in the same plan() call
+    (:class:`~.subproblems.TableCache`).
+    ``first_plan``: stop at the first plan found (a warm start, else CP-SAT's first
+    solution), FEASIBLE, without the search for better plans and the stage orders;
+    INFEASIBLE keeps its full proof.  The advice's re-plans use it: a relaxation
+    needs one verified plan, not the best (:mod:`.advice`)."""
+    t0 = time.perf_counter()
+    if deadline is None:
+        deadline = Deadline.unbounded() if deterministic else Deadline(time_limit_s, t0)
+    if not deterministic:
+        time_limit_s = max(0.0, min(time_limit_s, deadline.left()))
+    engines: Sequence[EngineRules] | None = [engine] if isinstance(engine, EngineRules) else engine
+    every = families(workload)
+    if not every:  # no micro-batch divides the global batch: no plan whatever the engine
+        return _infeasible(model, cluster, workload, first_plan, stats={})
+    fams = engine_families(every, engines, workload)
+    if not fams:
+        return _no_engine_family(engines)
+    unbuilt: list[Family] = []
+    no_memory: list[tuple[Family, TrainTables, int]] = []
+    tables = subproblems(
+        model,
+        cluster,
+        workload,
+        fams,
+        engines,
+        pessimistic_hops,
+        deadline=None if deterministic else deadline,
+        unbuilt=unbuilt,
+        cache=cache,
+        memory_pruned=no_memory,
+    )
+    _sort_best_first(tables, first_plan)
+    stats, notes = _enumeration_facts(fams, tables, unbuilt, no_memory)
+    if not tables:
+        if unbuilt:
+            return Solved(
+                Status.UNKNOWN,
+                None,
+                None,
+                None,
+                message="; ".join(notes) + "; raise --time-limit",
+                stats=stats,
+            )
+        return _infeasible(model, cluster, workload, first_plan, stats)
+    # A first-plan search (the advice's re-plans: only their status, plan and message are
+    # read) counts the memory-pruned pairs (stats["pruned_by_memory"]) without a row each.
+    pruned_detail = [] if first_plan else _memory_pruned_detail(no_memory)
+    search = _Search(
+        model, cluster, workload, tables, time_limit_s, workers, seed, deterministic, deadline,
+        t0, first_plan,
+    )  # fmt: skip
+    search.presolve()  # pass 1: bounds, memory and warm starts, no CP-SAT
+    stats["presolve_s"] = round(time.perf_counter() - t0, 3)
+    search.solve_open()  # pass 2: CP-SAT on what is open, in T_max slices
+    open_bounds = search.leave_open()
+    if search.invalid:
+        notes.append(
+            f"{len(search.invalid)} CP sub-problem(s) were refused by CP-SAT as invalid models "
+            "(a bug, see the log); they are left open"
+        )
+    if unbuilt:
+        # Families never built have no bound: nothing is proven about them.
+        open_bounds.append(0.0)
+    stats["families_detail"] = pruned_detail + search.detail()
+    if search.best is None:
+        return search.without_plan(open_bounds, bool(unbuilt), notes, stats)
+    return search.with_plan(open_bounds, bool(unbuilt), pessimistic_hops, notes, stats)
+
+
+def _infeasible(
+    model: Model, cluster: Cluster, workload: TrainingWorkload, brief: bool, stats: dict[str, Any]
+) -> Solved:
+    """INFEASIBLE, with :func:`explain_training`'s account of the binding constraint."""
+    return Solved(
+        Status.INFEASIBLE,
+        None,
+        None,
+        None,
+        message=explain_training(model, cluster, workload, brief=brief),
+        stats=stats,
+    )
+
+
+def _no_engine_family(engines: Sequence[EngineRules] | None) -> Solved:
+    """INFEASIBLE: none of ``engines`` launches any family the workload allows."""
+    names = ", ".join(r.title for r in engines or [])
+    return Solved(
+        Status.INFEASIBLE,
+        None,
+        None,
+        None,
+        message=f"engine: {names} cannot express any of the workload's recompute / "
+        "sequence_parallel / zero_stages / schedules settings",
+        stats={},
+    )
+
+
+def _sort_best_first(tables: list[Subproblem], first_plan: bool) -> None:
+    """Order the sub-problems for the search, in place: by cheap bound, or for a first-plan
+    search by the memory they have to spare."""
+    # Best-first by the cheap bound: the most promising sub-problems give the incumbent early,
+    # and everything after the first cheap bound above it is pruned without more work.
+    tables.sort(key=lambda x: x[0])
+    if first_plan:
+        # One plan is asked for, not the fastest: the sub-problems with the most memory to
+        # spare first (the fastest are often the ones memory refuses, each costing an LP),
+        # plain 1F1B before interleaved (fewer activations in flight, and v times fewer
+        # operations for the evaluator to simulate when it verifies the plan).
+        tables.sort(key=lambda x: (-_memory_room(x[2]), x[2].virtual))
+
+
+def _enumeration_facts(
+    fams: list[Family],
+    tables: list[Subproblem],
+    unbuilt: list[Family],
+    no_memory: list[tuple[Family, TrainTables, int]],
+) -> tuple[dict[str, Any], list[str]]:
+    """The result's first stats (families, sub-problems, memory-pruned pairs, time unit) and
+    the notes on what the enumeration left out or coarsened."""
+    stats: dict[str, Any] = {"families": len(fams), "families_buildable": len(tables)}
+    if no_memory:
+        stats["pruned_by_memory"] = len(no_memory)  # (family, space, d): no sub-problem built
+    notes: list[str] = []
+    if unbuilt:
+        stats["families_unbuilt"] = len(unbuilt)
+        notes.append(
+            f"time limit: the tables of {len(unbuilt)} of {len(fams)} families were not built "
+            "before the limit (their plans were not searched)"
+        )
+    if tables and tables[0][2].unit_s > 1e-6:
+        stats["time_unit_s"] = tables[0][2].unit_s
+        notes.append(
+            f"time unit coarsened to {tables[0][2].unit_s:g} s so the CP model's values fit "
+            "64-bit integers"
+        )
+    return stats, notes
+
+
+@dataclass
+class _Outcome:
+    """What one sub-problem (or T_max slice) came to: a row of ``families_detail``."""
+
+    fam: Family
+    d: int
+    status: str
+    bound_us: float
+    time_s: float
+    depth: int = 0  # the sub-problem's stage limit (interleaved: its depth)
+    tau: tuple[int, int | None] | None = None  # the T_max slice, if one
+    space: str = ""  # the engines' shape space (space_label)
+
+
+@dataclass
+class _Job:
+    """Open work: a sub-problem (index into the planner's table list), possibly restricted to
+    the options that can still improve and to a T_max slice, with a valid lower bound."""
+
+    lb: float
+    i: int
+    tab: TrainTables | None = None  # None: the whole sub-problem, not yet refined
+    tau: tuple[int, int | None] | None = None  # T_max in [lo, hi] (hi None: unbounded)
+    tries: int = 0
+
+
+class _Search:
+    """The best-first search over the sorted sub-problems (index ``i`` into ``tables``): the
+    incumbent, the work still open, and what was proved about each sub-problem.
+
+    Its clock (:meth:`elapsed`, which the budgets read) is wall time, or in deterministic mode
+    the deterministic time CP-SAT has spent (a work counter), so that a search cut short by
+    the limit stops at the same point every run and gives the same plan."""
+
+    def __init__(
+        self, model: Model, cluster: Cluster, workload: TrainingWorkload,
+        tables: list[Subproblem], time_limit_s: float, workers: int, seed: int,
+        deterministic: bool, deadline: Deadline, t0: float, first_plan: bool,
+    ) -> None:  # fmt: skip
+        self.model, self.cluster, self.workload = model, cluster, workload
+        self.tables = tables
+        self.time_limit_s, self.workers, self.seed = time_limit_s, workers, seed
+        self.deterministic, self.deadline, self.t0 = deterministic, deadline, t0
+        self.first_plan = first_plan
+        self.work_done = 0.0  # CP-SAT's deterministic time so far
+        self.outcomes: list[_Outcome] = []
+        self.best: tuple[float, Family, TrainingChoice] | None = None
+        self.best_i = -1  # the sub-problem (index into tables) the incumbent comes from
+        # What is still open: whole sub-problems after pass 1, then their T_max slices.
+        self.jobs: list[_Job] = []
+        self.stalled: list[_Job] = []  # open, but out of attempts
+        self.invalid: list[_Job] = []  # CP-SAT refused the model: a bug, open
+
+    def elapsed(self) -> float:
+        """The search's clock: deterministic work, or wall seconds since ``t0``."""
+        return self.work_done if self.deterministic else time.perf_counter() - self.t0
+
+    def _record(
+        self,
+        i: int,
+        status: str,
+        bound: float,
+        dt: float,
+        tau: tuple[int, int | None] | None = None,
+    ) -> None:
+        """One outcome of sub-problem ``i`` (or of its T_max slice ``tau``)."""
+        _, fam, tab = self.tables[i]
+        self.outcomes.append(
+            _Outcome(
+                fam, tab.dp_degrees[0], status, bound, dt, tab.max_stages, tau, space_label(tab)
             )
         )
-        is not None
-    ]
-    return list(non_dominated(limits))
+
+    def _offer(self, i: int, fam: Family, choice: TrainingChoice) -> None:
+        """Make ``choice``, a plan of sub-problem ``i``, the incumbent if it is better."""
+        if self.best is None or choice.objective < self.best[0]:
+            self.best = (choice.objective, fam, choice)
+            self.best_i = i
+
+    def presolve(self) -> None:
+        """Pass 1, best-first by the cheap bound, no CP-SAT: prune by bound and memory, tighten
+        the bound of what survives with the pipeline LP, and seed the incumbent with warm
+        starts (even splits, pool-block local search) scored by the model's own terms, so
+        CP-SAT only has to beat them and most sub-problems are pruned before any model is
+        built.  What is left open becomes a job."""
+        presolve_until = PRESOLVE_SHARE * self.time_limit_s
+        for i in range(len(self.tables)):
+            self._presolve_one(i, presolve_until)
+
+    def _presolve_one(self, i: int, presolve_until: float) -> None:
+        """Pass 1 on sub-problem ``i``: close it, or leave it open as a job with its bound."""
+        lb, fam, tab = self.tables[i]
+        d = tab.dp_degrees[0]
+        if self.best is not None and lb >= self.best[0]:
+            self._record(i, "PRUNED_BY_BOUND", lb, 0.0)
+            return
+        if memory_lower_bound_fails(tab, d):
+            self._record(i, "PRUNED_BY_MEMORY", lb, 0.0)
+            return
+        if not self.deterministic and (
+            time.perf_counter() - self.t0 > presolve_until or self.deadline.expired()
+        ):
+            # No time for the LP and the warm start: CP-SAT's turn.
+            self.jobs.append(_Job(lb=lb, i=i))
+            return
+        if self.first_plan:
+            if self.best is None and (first := warm_start(tab, d)) is not None:
+                self._offer(i, fam, first)
+            if self.best is not None:
+                self.jobs.append(_Job(lb=lb, i=i))  # one plan is all that is asked: left open
+                return
+        t1 = time.perf_counter()
+        # Also with first_plan: an infinite LP bound is the cheap proof that the sub-problem
+        # holds no plan (the advice's "still infeasible" verdicts rest on it).
+        lb = max(lb, pipeline_lp_bound(tab, target=self.best[0] if self.best else math.inf))
+        closed = (
+            "PRUNED_BY_BOUND"
+            if self.best is not None and lb >= self.best[0]
+            else "INFEASIBLE_BY_BOUND"
+            if math.isinf(lb)
+            else None
+        )
+        if closed is not None:
+            self._record(i, closed, lb, time.perf_counter() - t1)
+            return
+        start = None if self.first_plan else warm_start(tab, d)  # first_plan: tried above
+        if start is not None:
+            self._offer(i, fam, start)
+        if self.best is not None and lb >= self.best[0]:
+            closed = "WARM_START_OPTIMAL" if self.best[2] is start else "PRUNED_BY_BOUND"
+            self._record(i, closed, lb, time.perf_counter() - t1)
+            return
+        self.jobs.append(_Job(lb=lb, i=i))
+
+    def solve_open(self) -> None:
+        """Pass 2, best-first by bound (fewest attempts first, so that one hard job cannot
+        starve the rest): a sub-problem still open is split into T_max slices on the options
+        that can still improve; each slice goes to CP-SAT with the incumbent as its cut-off and
+        a share of the time left (doubled on its first attempt)."""
+        while self.jobs:
+            if self.first_plan and self.best is not None:
+                break  # the rest stays open: FEASIBLE with their least bound
+            if self.best is not None:
+                for job in [j for j in self.jobs if j.lb >= self.best[0]]:
+                    if job.tries == 0:
+                        self._record(job.i, "PRUNED_BY_BOUND", job.lb, 0.0, job.tau)
+                self.jobs = [j for j in self.jobs if j.lb < self.best[0]]
+            remaining = self.time_limit_s - self.elapsed()
+            if not self.jobs or remaining <= 0.05:
+                break
+            self.jobs.sort(key=lambda j: (j.tries, j.lb))
+            job = self.jobs.pop(0)
+            if job.tab is None and self.best is not None and _worth_refining(self.tables[job.i][2]):
+                self._split(job)
+                continue
+            share = remaining / (len(self.jobs) + 1)
+            self._attempt(
+                job, max(min(remaining, (2 if job.tries == 0 else 1) * share), min(remaining, 0.05))
+            )
+
+    def _attempt(self, job: _Job, budget: float) -> None:
+        """CP-SAT on one job with a cut-off at the incumbent; record what it proved."""
+        _, fam, full = self.tables[job.i]
+        tab = job.tab or full
+        t1 = time.perf_counter()
+        cm = TrainingModel(tab, upper_bound_us=self.best[0] if self.best else None)
+        _add_bound(cm, job.lb)
+        if job.tau is not None:  # the slice: T_max in [lo, hi]
+            lo, hi = job.tau
+            cm.m.add(cm.Tmax >= lo)
+            if hi is not None:
+                cm.m.add(cm.Tmax <= hi)
+        left = self.time_limit_s - self.elapsed()
+        if self.deterministic:
+            budget = max(0.01, min(budget, left))
+        else:  # building a deep model takes a while in Python: it comes out of the budget
+            budget = max(0.01, min(budget - (time.perf_counter() - t1), left))
+        status, choice, bound = cm.solve(
+            budget, self.workers, self.seed, deterministic=self.deterministic
+        )
+        self.work_done += cm.work
+        if choice is not None and job.tau is not None:
+            # A slice's T_max >= lo may sit above the plan's slowest stage: score the plan
+            # itself (the model's objective with T_max = its slowest stage, never more).
+            choice = _rescored(tab, choice)
+        dt = time.perf_counter() - t1
+        name = cp_model.CpSolverStatus(status).name
+        self._record(job.i, name, bound, dt, job.tau)
+        log.info("family %s d=%d slice %s: %s in %.2fs", fam, tab.dp_degrees[0], job.tau, name, dt)
+        if choice is not None:
+            self._offer(job.i, fam, choice)
+        if status in (cp_model.FEASIBLE, cp_model.UNKNOWN):
+            lb = max(bound, job.lb) if status == cp_model.FEASIBLE else job.lb
+            again = dataclasses.replace(job, lb=lb, tries=job.tries + 1)
+            (self.jobs if again.tries < MAX_TRIES else self.stalled).append(again)
+        elif status == cp_model.MODEL_INVALID:
+            # A bug of the model (e.g. an overflowing domain), never a proof: the job stays
+            # open with its valid cheap bound, so the result can be neither OPTIMAL nor
+            # INFEASIBLE.
+            log.error(
+                "family %s d=%d: CP-SAT says the model is invalid: %s",
+                fam,
+                tab.dp_degrees[0],
+                cm.m.validate(),
+            )
+            self.invalid.append(job)
+
+    def _split(self, job: _Job) -> None:
+        """Split an open sub-problem into T_max slices worth solving, on the options that can
+        still beat the incumbent (see :func:`~.bounds.refine`)."""
+        assert self.best is not None
+        t1 = time.perf_counter()
+        ref = refine(self.tables[job.i][2], self.best[0])
+        dt = time.perf_counter() - t1
+        if not ref.slices:
+            self._record(job.i, "PRUNED_BY_BOUND", self.best[0], dt, job.tau)
+            return
+        if len(ref.slices) > MAX_SLICES:
+            self.jobs.append(
+                _Job(lb=max(job.lb, ref.slices[0][0]), i=job.i, tab=ref.tables, tries=job.tries)
+            )
+            return
+        for lb, lo, hi in ref.slices:
+            self.jobs.append(
+                _Job(lb=max(job.lb, lb), i=job.i, tab=ref.tables, tau=(lo, hi), tries=job.tries)
+            )
+
+    def leave_open(self) -> list[float]:
+        """Record the jobs pass 2 never reached (NOT_SOLVED) and return the bounds of the work
+        still open below the incumbent."""
+        for job in self.jobs:
+            if job.tries == 0 and (self.best is None or job.lb < self.best[0]):
+                self._record(job.i, "NOT_SOLVED", job.lb, 0.0, job.tau)
+        return [
+            j.lb
+            for j in self.jobs + self.stalled + self.invalid
+            if self.best is None or j.lb < self.best[0]
+        ]
+
+    def detail(self) -> list[dict[str, Any]]:
+        """The ``families_detail`` rows of the outcomes, in the order they happened."""
+        return [
+            {
+                "family": o.fam.label,
+                "d": o.d,
+                "depth": o.depth,
+                "status": o.status,
+                "bound": round(o.bound_us, 1) if math.isfinite(o.bound_us) else None,
+                "tmax_slice": list(o.tau) if o.tau is not None else None,
+                "time_s": round(o.time_s, 3),
+                "space": o.space or None,
+            }
+            for o in self.outcomes
+        ]
+
+    def without_plan(
+        self, open_bounds: list[float], unbuilt: bool, notes: list[str], stats: dict[str, Any]
+    ) -> Solved:
+        """No incumbent: MODEL_ERROR when only invalid models are left, UNKNOWN while
+        anything is open, else INFEASIBLE (every sub-problem closed without a plan: a proof by
+        memory, an infinite bound or CP-SAT)."""
+        if self.invalid and not self.jobs and not self.stalled and not unbuilt:
+            return Solved(
+                Status.MODEL_ERROR, None, None, None, message="; ".join(notes), stats=stats
+            )
+        if open_bounds:
+            notes.insert(
+                0,
+                f"time limit: no plan found and no proof that none exists before the limit "
+                f"({len(self.jobs) + len(self.stalled) + len(self.invalid)} sub-problems left "
+                "open); raise --time-limit",
+            )
+            return Solved(Status.UNKNOWN, None, None, None, message="; ".join(notes), stats=stats)
+        return _infeasible(self.model, self.cluster, self.workload, self.first_plan, stats)
+
+    def with_plan(
+        self, open_bounds: list[float], unbuilt: bool, pessimistic_hops: bool,
+        notes: list[str], stats: dict[str, Any],
+    ) -> Solved:  # fmt: skip
+        """The incumbent as the result: its plan (in the evaluator's best stage order unless
+        ``first_plan``), objective and bound in user units, OPTIMAL only when nothing is open,
+        and the objective with every hand-off at its cheapest and at its dearest."""
+        assert self.best is not None
+        cluster, workload = self.cluster, self.workload
+        step_us, fam, choice = self.best
+        if self.first_plan:
+            plan, reordered = choice_to_plan(cluster, workload, fam, choice), False
+        else:
+            plan, reordered = best_stage_order(
+                self.model, cluster, workload, fam, choice,
+                None if self.deterministic else self.deadline,
+            )  # fmt: skip
+        stats["stage_order_changed"] = reordered
+        user = _user_units(workload, self.tables[0][2].unit_s)
+        objective = user(step_us)
+        if unbuilt:
+            lb_us = 0.0  # unsearched families: no valid bound
+            final = Status.FEASIBLE
+        elif open_bounds:
+            lb_us = max(1.0, min(min(open_bounds), step_us))
+            final = Status.FEASIBLE
+        else:
+            lb_us = step_us
+            final = Status.OPTIMAL
+        bound = user(lb_us) if lb_us > 0 else None
+        cp_plan = choice_to_plan(cluster, workload, fam, choice) if reordered else None
+        # The same stages with every hand-off at its cheapest and at its dearest: the evaluator's
+        # closed form of the plan lies between the two (planner._verify reads them).
+        sub = self.tables[self.best_i][2]
+        span = tuple(
+            user(v) if (v := _objective_with(sub, choice, k)) is not None else objective
+            for k in (False, True)
+        )
+        stats["pipeline_hops"] = "pessimistic" if pessimistic_hops else "optimistic"
+        return Solved(
+            final,
+            plan,
+            objective,
+            bound,
+            message="; ".join(notes),
+            stats=stats,
+            cp_plan=cp_plan,
+            objective_range=(span[0], span[1]),
+        )
 
 
-def _space_key(fam: Family) -> tuple[int, str, bool, bool]:
-    """The fields of ``fam`` that :func:`family_spaces` reads (through
-    :func:`~solver.engines.family_limits`: ZeRO stage, recompute, sequence parallelism and
-    whether it interleaves, not how many chunks): families equal here share their spaces."""
-    return (fam.zero_stage, fam.recompute, fam.sequence_parallel, fam.virtual_stages > 1)
+def _user_units(workload: TrainingWorkload, unit: float) -> Callable[[float], float]:
+    """The conversion of a model objective (time units of ``unit`` s, or cost) to the user's."""
+    tokens = workload.global_batch_size * workload.sequence_length
+    if workload.objective == "min_cost":
+        # objective units: milli-$ per hour x time units -> $ per million tokens.
+        def user(v: float) -> float:
+            return v / 1000.0 / 3600.0 * unit / tokens * 1e6
+    else:
+
+        def user(v: float) -> float:
+            return tokens / (v * unit)
+
+    return user
 
 
-def engine_families(
-    fams: list[Family],
-    engines: Sequence[EngineRules] | None,
-    workload: TrainingWorkload | None = None,
-) -> list[Family]:
-    """The families at least one of ``engines`` can launch (all of them without engines)."""
-    launchable: dict[tuple[int, str, bool, bool], bool] = {}
-    for f in fams:
-        if (k := _space_key(f)) not in launchable:
-            launchable[k] = bool(family_spaces(f, engines, workload))
-    return [f for f in fams if launchable[_space_key(f)]]
+def _worth_refining(t: TrainTables) -> bool:
+    """Whether :func:`~.bounds.refine` pays for itself on sub-problem ``t``."""
+    return t.max_stages * len(t.options) > REFINE_MIN_CELLS
 
 
-def interleavable(num_layers: int, v: int) -> bool:
-    """Whether ``v`` chunks per stage can split ``num_layers`` blocks over a pipeline of at
-    least 2 stages (always for plain 1F1B, ``v == 1``): every stage holds a multiple of ``v``
-    blocks, so ``v`` must divide the layer count (:func:`~.bounds.lower_bound_us` gives such
-    a sub-problem an infinite bound), and 2 stages need at least ``2 v`` blocks.  A family
-    that fails it holds no plan: the planner builds nothing for it."""
-    return v == 1 or (num_layers % v == 0 and num_layers >= 2 * v)
+def _memory_room(t: TrainTables) -> float:
+    """Blocks one replica's GPUs can hold by memory, over the layer count, with one
+    micro-batch of activations in flight (:func:`~.warmstart.memory_lower_bound_fails`'s
+    measure; below 1 nothing fits): an order for finding a first plan, never a proof."""
+    d = t.dp_degrees[0]
+    room = 0.0
+    for pool, gpus in t.pool_gpus.items():
+        opts = [o for o in t.options if o.pool == pool and o.allowed.get(d, False)]
+        if opts:
+            per_block = min(o.tp * (o.static["layer"][d] + o.act_layer) for o in opts)
+            room += (gpus // d) * max(0, max(o.free_kb(d) for o in opts)) / max(per_block, 1)
+    return room / max(1, t.num_layers)
 
 
-def space_label(tab: TrainTables) -> str:
-    """``megatron+torchrun tp2`` for a sub-problem's engine space ("" without engines)."""
-    lim = tab.engine
-    if lim is None:
-        return ""
-    label = "+".join(lim.engines)
-    tps = sorted({o.tp for o in tab.options})
-    if len(tps) == 1:
-        label += f" tp{tps[0]}"
-    if lim.max_pp == 1:
-        label += " pp1"
-    return label
+def _rescored(t: TrainTables, choice: TrainingChoice) -> TrainingChoice:
+    """``choice`` with the model's objective of its own stages (:func:`stage_objective`)."""
+    step = stage_objective(t, choice.d, choice.stages)
+    if step is None:  # pragma: no cover - a CP solution is always a plan of its model
+        return choice
+    objective = (
+        step * choice.d * sum(o.price for o, _ in choice.stages)
+        if t.objective == "min_cost"
+        else step
+    )
+    if objective > choice.objective:  # pragma: no cover - T_max >= the slowest stage, always
+        return choice
+    return dataclasses.replace(choice, step_us=step, objective=objective)
 
 
-def _limited(tab: TrainTables, limits: ShapeLimits, heads: tuple[int, int]) -> list[TrainTables]:
-    """``tab`` under ``limits``: options the head rules and ``max_tp`` refuse removed, the
-    stage limit cut to ``max_pp``, and one table per TP degree (``uniform_tp``) and per pool
-    (``single_pool``), so that each sub-problem's bounds and warm starts see only what the
-    engines can launch.  Empty when no option is left."""
-    keep = [i for i, o in enumerate(tab.options) if limits.allows_tp(o.tp, *heads)]
-    groups: dict[tuple[int, str], list[int]] = {}
-    for i in keep:
-        o = tab.options[i]
-        key = (o.tp if limits.uniform_tp else 0, o.pool if limits.single_pool else "")
-        groups.setdefault(key, []).append(i)
-    out = []
-    for _, idx in sorted(groups.items()):
-        sub = dataclasses.replace(restrict_options(tab, idx), engine=limits, heads=heads)
-        if limits.max_pp is not None:
-            sub = dataclasses.replace(sub, max_stages=min(sub.max_stages, limits.max_pp))
-        out.append(sub)
-    return out
+def _add_bound(cm: TrainingModel, lb: float) -> None:
+    """Give CP-SAT a valid lower bound on its objective (v x step, or cost) as a constraint.
 
-
-#: Chunks per stage searched for interleaved 1F1B.  Megatron-LM's papers use 2-4 (Narayanan et
-#: al. 2021 Fig. 12 sweeps 2-8 and shows diminishing returns past 4 as p2p traffic grows v-fold);
-#: 3 is in because layer counts like 105 = 35 x 3 (GPT 529.6B, Table 1) only interleave with it;
-#: 5, 6 and 8 because NeMo's published H100 layouts use them (GPT-3 175B at VP 6, Llama 3 70B at
-#: VP 5; benchmarks/plan_quality_published.py), which on 2,048 H100s is worth +1% over v <= 4.
-#: 10 and 12 because NeMo's performance summary (NVIDIA/NeMo@8e3d65d
-#: docs/source/performance/performance_summary.md) runs Llama 2 13B and Nemotron 22B at VP 10 and
-#: Nemotron-4 340B at VP 12: llama3-70b train-llama-s8192 on 128 H100s 133,734 -> 135,298
-#: tokens/s, on 2,048 H100s 1,894,614 -> 1,928,042 (both OPTIMAL, solve_time.py --quick), and
-#: the Nemotron-4 340B row of plan_quality_published.py -1.2% -> 0 (the two Llama 2 70B VP 20
-#: rows go -0.02% -> -0.6%: PP 8 at v 10 wins by the closed form the CP minimises, the event
-#: simulation charges it +1.6%; the rows: /work/shared/data/published-runs-modern.json).
-#: Each v is one more family of sub-problems (16,384 GPUs 0.48 -> 0.69 s for 5-8); a v that
-#: does not divide the layer count adds none (:func:`interleavable`), so with 10 and 12
-#: llama3-70b on 8 H100s (INFEASIBLE, advice re-planned) takes 0.08 s (0.10 s before, v <= 8).
-VIRTUAL_STAGE_OPTIONS = (2, 3, 4, 5, 6, 8, 10, 12)
-
-
-def families(workload: TrainingWorkload) -> list[Family]:
-    """Every combination of the global knobs the workload allows.
-
-    Interleaved 1F1B (v chunks per stage) is searched with the pipeline depth fixed outside
-    the model (one sub-problem per depth): its in-flight activation count depends on the depth,
-    which would make memory non-linear otherwise.
+    ``lb`` is valid for every solution of the model (see :func:`pipeline_lp_bound`; for a
+    slice, every solution whose T_max lies in it: :func:`refine`), so the cut removes none; it
+    hands CP-SAT's search the bound it would otherwise have to prove.
     """
-    sps = sorted(set(workload.sequence_parallel), reverse=True)
-    schedules = [("1f1b", 1)] if "1f1b" in workload.schedules else []
-    if "interleaved" in workload.schedules:
-        schedules += [("interleaved", v) for v in VIRTUAL_STAGE_OPTIONS]
-    out = [
-        Family(
-            micro_batch=mb,
-            recompute=rc,
-            sequence_parallel=sp,
-            zero_stage=z,
-            schedule=sched,
-            virtual_stages=v,
-        )
-        for (sched, v), mb, rc, sp, z in itertools.product(
-            schedules,
-            sorted(workload.micro_batch_sizes),
-            workload.recompute,
-            sps,
-            workload.zero_stages,
-        )
-        if workload.global_batch_size % mb == 0
-    ]
-    return out
+    if not math.isfinite(lb) or lb <= 0:
+        return
+    v = cm.t.virtual
+    target = cm.cost if cm.t.objective == "min_cost" else cm.step
+    cm.m.add(target >= math.ceil(v * lb - 1e-6 * v * lb - 1))
 
 
+def _memory_pruned_detail(
+    pruned: list[tuple[Family, TrainTables, int]],
+) -> list[dict[str, Any]]:
+    """The ``families_detail`` rows of the (family, table, d) pairs
+    :func:`~.subproblems.subproblems` set aside by memory (``PRUNED_BY_MEMORY``, no bound, no
+    time): made directly, one label per family and table, as there are many of them (one per
+    schedule, space and DP degree) and nothing else is done with them."""
+    fam_labels: dict[Family, str] = {}
+    spaces: dict[int, str | None] = {}
+    rows = []
+    for fam, tab, d in pruned:
+        if fam not in fam_labels:
+            fam_labels[fam] = fam.label
+        if id(tab) not in spaces:
+            spaces[id(tab)] = space_label(tab) or None
+        rows.append(
+            {
+                "family": fam_labels[fam],
+                "d": d,
+                "depth": tab.max_stages,
+                "status": "PRUNED_BY_MEMORY",
+                "bound": None,
+                "tmax_slice": None,
+                "time_s": 0.0,
+                "space": spaces[id(tab)],
+            }
+        )
+    return rows
+
+
+def _objective_with(t: TrainTables, choice: TrainingChoice, pessimistic: bool) -> float | None:
+    """The model's objective of ``choice`` (time units) with its hand-offs priced
+    optimistically or pessimistically (:func:`~.tables.build.for_dp`)."""
+    tab = for_dp(t, choice.d, pessimistic)
+    step = stage_objective(tab, choice.d, choice.stages)
+    if step is None:  # pragma: no cover - the choice is a solution of this sub-problem
+        return None
+    if t.objective == "min_cost":
+        return step * choice.d * sum(o.price for o, _ in choice.stages)
+    return step
+
+
+# ------------------------------------------------------------------------------------------
+# From a CP choice to a launchable plan
+# ------------------------------------------------------------------------------------------
 def choice_to_plan(
     cluster: Cluster, workload: TrainingWorkload, fam: Family, choice: TrainingChoice
 ) -> Plan:
@@ -240,10 +719,6 @@ def interleaved_stages(stages: list[Stage], layers: list[int], v: int) -> list[S
         for s, st in enumerate(stages)
     ]
 
-
-#: Most of the wall-clock limit the pre-solve (LP bounds and warm starts, no CP-SAT) may use;
-#: sub-problems it does not reach go to CP-SAT with their cheap bound.
-PRESOLVE_SHARE = 0.6
 
 #: Pipelines up to this depth have every stage order tried; deeper ones a few candidates.
 MAX_PERMUTED_STAGES = 6
@@ -309,778 +784,6 @@ def best_stage_order(
         if rep["feasible"] and rep["step_time_s"] < best_step * (1 - 1e-9):
             best_plan, best_step, changed = plan, rep["step_time_s"], True
     return best_plan, changed
-
-
-@dataclass
-class _Outcome:
-    fam: Family
-    d: int
-    status: str
-    bound_us: float
-    time_s: float
-    depth: int = 0  # the sub-problem's stage limit (interleaved: its depth)
-    tau: tuple[int, int | None] | None = None  # the T_max slice, if one
-    space: str = ""  # the engines' shape space (space_label)
-
-
-@dataclass
-class _Job:
-    """Open work: a sub-problem (index into the planner's table list), possibly restricted to
-    the options that can still improve and to a T_max slice, with a valid lower bound."""
-
-    lb: float
-    i: int
-    tab: TrainTables | None = None  # None: the whole sub-problem, not yet refined
-    tau: tuple[int, int | None] | None = None  # T_max in [lo, hi] (hi None: unbounded)
-    tries: int = 0
-
-
-#: A sub-problem whose slicing leaves more T_max slices than this goes to CP-SAT whole.
-MAX_SLICES = 24
-
-#: Sub-problems with at most this many (stage, option) cells go to CP-SAT whole, unrefined:
-#: :func:`~.bounds.refine`'s LPs (a SCIP instance each) cost ~4 ms a sub-problem, CP-SAT
-#: closes such a model under the cut-off in ~1 ms (gpt-1.7b on 2 H100s: 72 sub-problems of
-#: 1-2 cells, 0.27 s of refining -> 0.05 s of CP-SAT; measured 2026-12-07, 2-core machine).
-#: Either way the sub-problem is closed exactly (CP-SAT with the incumbent as cut-off); kept
-#: at 2 because among plans of equal objective the whole model may return another than the
-#: slices do (llama3-70b on seed-4x8-h100: another layer split of the same step time at 8).
-REFINE_MIN_CELLS = 2
-
-
-def _worth_refining(t: TrainTables) -> bool:
-    """Whether :func:`~.bounds.refine` pays for itself on sub-problem ``t``."""
-    return t.max_stages * len(t.options) > REFINE_MIN_CELLS
-
-
-#: Attempts one job gets before it is left open (a guard: in deterministic mode the clock is
-#: CP-SAT's work counter, which a run that stops at once would not advance).
-MAX_TRIES = 24
-
-
-def table_key(fam: Family) -> tuple[int, str, bool, int]:
-    """The fields of ``fam`` that :func:`~.tables.build.build_tables` reads (the stage, DP
-    and hop tables: micro-batch, recompute, sequence parallelism, ZeRO stage).  The schedule
-    and its chunks enter per sub-problem (``virtual``, the depth), so every schedule of the
-    same knobs shares one table (tests/test_statuses.py checks they are equal)."""
-    return (fam.micro_batch, fam.recompute, fam.sequence_parallel, fam.zero_stage)
-
-
-#: Workload fields that only list the families searched (:func:`families`): the tables of one
-#: family do not read them, so instances that differ only there share tables.
-_FAMILY_LIST_FIELDS = frozenset(
-    {"micro_batch_sizes", "recompute", "zero_stage", "sequence_parallel", "schedules"}
-)
-
-
-class TableCache:
-    """Training tables built once per :func:`solver.planner.plan` call and reused by every
-    solve of it: the CP search, the pessimistic-hop re-solve, the evaluator-bound pass and
-    the advice's re-plans of relaxed instances (a relaxation that adds ZeRO-3 or changes the
-    engine scope rebuilds nothing it had).  Keyed by the instance's content (model, cluster,
-    workload less :data:`_FAMILY_LIST_FIELDS`), :func:`table_key` and the time unit.
-
-    Scoped to one call on purpose: the tables are pure functions of the specs and of the cost
-    model's code, which a process may change between calls (tests patch it)."""
-
-    def __init__(self) -> None:
-        self._tables: dict[tuple[Any, ...], TrainTables | None] = {}
-        self._blocks: dict[tuple[Any, ...], float] = {}
-        self._units: dict[tuple[Any, ...], float] = {}
-
-    @staticmethod
-    def instance(model: Model, cluster: Cluster, workload: TrainingWorkload) -> tuple[str, ...]:
-        """The content key of an instance's tables."""
-        return (
-            model.model_dump_json(),
-            cluster.model_dump_json(),
-            workload.model_dump_json(exclude=set(_FAMILY_LIST_FIELDS)),
-        )
-
-    def min_block_s(
-        self, key: tuple[str, ...], model: Model, cluster: Cluster, workload: TrainingWorkload,
-        fams: list[Family],
-    ) -> float:  # fmt: skip
-        """:func:`~.tables.family.min_block_seconds` over ``fams``, one family per distinct
-        (micro-batch, recompute, sequence parallelism): the only fields it reads."""
-        best = math.inf
-        for fam in {(f.micro_batch, f.recompute, f.sequence_parallel): f for f in fams}.values():
-            k = (key, fam.micro_batch, fam.recompute, fam.sequence_parallel)
-            if k not in self._blocks:
-                self._blocks[k] = min_block_seconds(model, cluster, workload, [fam])
-            best = min(best, self._blocks[k])
-        return best
-
-    def safe_unit(
-        self, key: tuple[str, ...], full: TrainTables, fam: Family, unit_s: float,
-        min_block_s: float,
-    ) -> float:  # fmt: skip
-        """:func:`_safe_unit` of ``fam``'s table, once per table and chunk count."""
-        k = (key, table_key(fam), unit_s, fam.virtual_stages)
-        if k not in self._units:
-            self._units[k] = _safe_unit(full, fam, unit_s, min_block_s)
-        return self._units[k]
-
-    def tables(
-        self, key: tuple[str, ...], model: Model, cluster: Cluster, workload: TrainingWorkload,
-        fam: Family, unit_s: float,
-    ) -> TrainTables | None:  # fmt: skip
-        """:func:`~.tables.build.build_tables` of ``fam``, built once per :func:`table_key`."""
-        k = (key, table_key(fam), unit_s)
-        if k not in self._tables:
-            self._tables[k] = build_tables(model, cluster, workload, fam, unit_s=unit_s)
-        return self._tables[k]
-
-
-def subproblems(
-    model: Model,
-    cluster: Cluster,
-    workload: TrainingWorkload,
-    fams: list[Family],
-    engine: EngineRules | Sequence[EngineRules] | None = None,
-    pessimistic: bool = False,
-    deadline: Deadline | None = None,
-    unbuilt: list[Family] | None = None,
-    unit_s: float | None = None,
-    cache: TableCache | None = None,
-    memory_pruned: list[tuple[Family, TrainTables, int]] | None = None,
-) -> list[tuple[float, Family, TrainTables]]:
-    """Every sub-problem the planner solves, with its cheap lower bound: one per family, shape
-    space (:func:`family_spaces`; under uniform-TP engines one per TP degree) and DP degree
-    ``d`` (plain 1F1B: the model picks the depth), and for interleaved 1F1B one per depth too.
-    Those without any plan by the cheap bound (inf) are left out.
-
-    ``engine``: the launch targets whose spaces together are searched (None: every plan).
-
-    Pipeline hand-offs inside a pool are priced for each ``d`` as :func:`~.tables.build.for_dp`
-    says: optimistically (NVLink wherever placement *can* keep the hop inside one NVLink
-    domain), so each sub-problem's optimum and bounds are valid lower bounds on the
-    evaluator's closed form; with ``pessimistic`` at their dearest instead (an upper bound:
-    the planner's fallback when placement puts an optimistically priced hop across nodes).
-
-    The time unit is the finest :func:`~.tables.family.choose_unit` allows, coarsened where
-    the model's largest values would not fit 64-bit integers (:func:`_safe_unit`; SpecError
-    when no unit keeps the cheapest block :data:`~.tables.family.MIN_BLOCK_UNITS` wide).
-
-    ``deadline``: families whose tables are not built when it expires are left out and
-    appended to ``unbuilt`` (the caller must then not call its result a proof).
-
-    ``cache``: tables already built by this plan() call (:class:`TableCache`; a fresh one by
-    default).  ``memory_pruned``: when given, every (family, table, d) that fails
-    :func:`~.warmstart.memory_lower_bound_fails` -- no split of any depth or schedule fits
-    memory -- is appended there instead of being returned as sub-problems (they hold no plan,
-    so a search may close them at once)."""
-    engines: Sequence[EngineRules] | None = [engine] if isinstance(engine, EngineRules) else engine
-    cache = cache if cache is not None else TableCache()
-    key = cache.instance(model, cluster, workload)
-    min_block = cache.min_block_s(key, model, cluster, workload, fams)
-    unit = choose_unit(min_block) if unit_s is None else unit_s
-    heads = (model.num_attention_heads, model.num_kv_heads)
-    out: list[tuple[float, Family, TrainTables]] = []
-    pruned_before = len(memory_pruned) if memory_pruned is not None else 0
-    # One table, engine cut and memory verdict per distinct table_key (and space, and d).
-    limited: dict[tuple[int, ShapeLimits | None], list[TrainTables]] = {}
-    fails: dict[tuple[int, int], bool] = {}
-    per_dp: dict[tuple[int, int], tuple[TrainTables, int]] = {}
-    # The spaces depend on the knobs family_limits reads only (_space_key), and families
-    # whose chunks cannot split the layers hold no plan: neither is worked out per family.
-    spaces_of: dict[tuple[int, str, bool, bool], list[ShapeLimits | None]] = {}
-
-    def spaces_for(fam: Family) -> list[ShapeLimits | None]:
-        if not interleavable(model.num_layers, fam.virtual_stages):
-            return []
-        sk = _space_key(fam)
-        if sk not in spaces_of:
-            spaces_of[sk] = family_spaces(fam, engines, workload)
-        return spaces_of[sk]
-
-    for k, fam in enumerate(fams):
-        spaces = spaces_for(fam)
-        if not spaces:
-            continue
-        some = out or (memory_pruned is not None and len(memory_pruned) > pruned_before)
-        if deadline is not None and some and deadline.expired():
-            # Keep at least one family's sub-problems: a search needs something to work on.
-            if unbuilt is not None:
-                unbuilt.extend(f for f in fams[k:] if spaces_for(f))
-            log.info("deadline: tables of %d families not built", len(fams) - k)
-            break
-        full = cache.tables(key, model, cluster, workload, fam, unit)
-        if full is None:
-            continue
-        tabs: list[TrainTables] = []
-        for lim in spaces:
-            if (id(full), lim) not in limited:
-                limited[(id(full), lim)] = [full] if lim is None else _limited(full, lim, heads)
-            tabs += limited[(id(full), lim)]
-        pairs = [(tab, d) for tab in tabs for d in tab.dp_degrees]
-        if memory_pruned is not None:
-            # The memory test reads the options, pools and layers only: one verdict for every
-            # schedule and depth of (tab, d), and no sub-problem to build where it fails.
-            for tab, d in pairs:
-                if (id(tab), d) not in fails:
-                    fails[(id(tab), d)] = memory_lower_bound_fails(tab, d)
-            memory_pruned += [(fam, tab, d) for tab, d in pairs if fails[(id(tab), d)]]
-            pairs = [(tab, d) for tab, d in pairs if not fails[(id(tab), d)]]
-            if not pairs:
-                continue  # no model is built for this family: its unit does not matter
-        safe = cache.safe_unit(key, full, fam, unit, min_block)
-        if safe != unit:
-            log.warning(
-                "time unit %.3g s -> %.3g s: at the finer unit the CP model's values would not "
-                "fit 64-bit integers",
-                unit,
-                safe,
-            )
-            if unbuilt is not None:
-                del unbuilt[:]
-            if memory_pruned is not None:
-                del memory_pruned[pruned_before:]
-            # Every table in one unit: start over with the coarser one.
-            return subproblems(
-                model, cluster, workload, fams, engine, pessimistic, deadline, unbuilt,
-                unit_s=safe, cache=cache, memory_pruned=memory_pruned,
-            )  # fmt: skip
-        # DP degree outside the model: m = B / (d mb) is then a constant of the model.
-        v = fam.virtual_stages
-        for tab, d in pairs:
-            if (id(tab), d) not in per_dp:  # shared by every schedule of the table
-                one_d = for_dp(tab, d, pessimistic)
-                per_dp[(id(tab), d)] = (one_d, stages_limit(one_d, d))
-            one_d, limit = per_dp[(id(tab), d)]
-            sub = dataclasses.replace(
-                one_d, virtual=v, zero_stage=fam.zero_stage, overlap=workload.overlap_grad_reduce
-            )
-            # 1F1B: one sub-problem, the model picks the depth.  Interleaved: one per depth
-            # p >= 2 with at least one block per chunk.
-            # Megatron's interleaved schedule also needs m divisible by p.
-            depths = (
-                [limit]
-                if v == 1
-                else [
-                    p for p in range(2, min(limit, model.num_layers // v) + 1) if sub.m(d) % p == 0
-                ]
-            )
-            for p in depths:
-                one = dataclasses.replace(sub, max_stages=p)
-                lb = lower_bound_us(one)
-                if lb < math.inf:  # inf: no plan (no replica gets a GPU, or L % v != 0)
-                    out.append((lb, fam, one))
-    return out
-
-
-def _safe_unit(full: TrainTables, fam: Family, unit: float, min_block_s: float) -> float:
-    """``unit``, or the coarser one :func:`~.tables.family.coarser_unit` picks so that every
-    sub-problem of ``full`` (its largest values: :func:`magnitude_of` with the family's chunks,
-    an upper bound on each DP degree's and depth's) fits :data:`MAX_MAGNITUDE`.
-
-    SpecError (INVALID_INPUT) when even the coarsest faithful unit does not fit.
-    """
-    mag = magnitude_of(dataclasses.replace(full, virtual=fam.virtual_stages))
-    safe = coarser_unit(unit, mag, MAX_MAGNITUDE, min_block_s)
-    if safe is None:
-        raise SpecError(
-            f"workload: the step time spans too many orders of magnitude for the integer CP "
-            f"model (largest value {mag:.3g} units of {unit:g} s > {MAX_MAGNITUDE:.3g}, and a "
-            f"unit coarse enough would leave the cheapest block ({min_block_s:.3g} s) fewer than "
-            f"{MIN_BLOCK_UNITS} units); lower global_batch_size or the cluster size"
-        )
-    return safe
-
-
-def _memory_room(t: TrainTables) -> float:
-    """Blocks one replica's GPUs can hold by memory, over the layer count, with one
-    micro-batch of activations in flight (:func:`~.warmstart.memory_lower_bound_fails`'s
-    measure; below 1 nothing fits): an order for finding a first plan, never a proof."""
-    d = t.dp_degrees[0]
-    room = 0.0
-    for pool, gpus in t.pool_gpus.items():
-        opts = [o for o in t.options if o.pool == pool and o.allowed.get(d, False)]
-        if opts:
-            per_block = min(o.tp * (o.static["layer"][d] + o.act_layer) for o in opts)
-            room += (gpus // d) * max(0, max(o.free_kb(d) for o in opts)) / max(per_block, 1)
-    return room / max(1, t.num_layers)
-
-
-def _rescored(t: TrainTables, choice: TrainingChoice) -> TrainingChoice:
-    """``choice`` with the model's objective of its own stages (:func:`stage_objective`)."""
-    step = stage_objective(t, choice.d, choice.stages)
-    if step is None:  # pragma: no cover - a CP solution is always a plan of its model
-        return choice
-    objective = (
-        step * choice.d * sum(o.price for o, _ in choice.stages)
-        if t.objective == "min_cost"
-        else step
-    )
-    if objective > choice.objective:  # pragma: no cover - T_max >= the slowest stage, always
-        return choice
-    return dataclasses.replace(choice, step_us=step, objective=objective)
-
-
-def _add_bound(cm: TrainingModel, lb: float) -> None:
-    """Give CP-SAT a valid lower bound on its objective (v x step, or cost) as a constraint.
-
-    ``lb`` is valid for every solution of the model (see :func:`pipeline_lp_bound`; for a
-    slice, every solution whose T_max lies in it: :func:`refine`), so the cut removes none; it
-    hands CP-SAT's search the bound it would otherwise have to prove.
-    """
-    if not math.isfinite(lb) or lb <= 0:
-        return
-    v = cm.t.virtual
-    target = cm.cost if cm.t.objective == "min_cost" else cm.step
-    cm.m.add(target >= math.ceil(v * lb - 1e-6 * v * lb - 1))
-
-
-def solve_training(
-    model: Model,
-    cluster: Cluster,
-    workload: TrainingWorkload,
-    time_limit_s: float,
-    workers: int,
-    seed: int,
-    deterministic: bool = False,
-    engine: EngineRules | Sequence[EngineRules] | None = None,
-    pessimistic_hops: bool = False,
-    deadline: Deadline | None = None,
-    cache: TableCache | None = None,
-    first_plan: bool = False,
-) -> Solved:
-    """Plan training.  Hand-offs inside a pool are priced optimistically (see
-    :func:`subproblems`), so OPTIMAL and the bound are valid for the evaluator's pricing; with
-    ``pessimistic_hops`` at their dearest (the planner's fallback: the result's plan is then
-    good, its bound is not a valid bound and its status means nothing beyond the plan).
-
-    ``engine``: one launch target, or several whose spaces are searched together (the union:
-    every sub-problem of every engine's space competes for one incumbent, so OPTIMAL means the
-    best plan any of them launches); None searches every plan.
-
-    ``deadline``: the whole plan() call's wall-clock budget (:class:`~.deadline.Deadline`):
-    the search stops at ``time_limit_s`` or its limit, whichever is first, and the optional
-    work after it (stage orders) fits its grace.
-
-    Statuses: OPTIMAL only when every sub-problem is closed; INFEASIBLE only with a proof
-    (every sub-problem closed without a plan: by memory, by an infinite bound, or by CP-SAT);
-    UNKNOWN when the limit came before any plan or that proof; FEASIBLE a plan with open
-    sub-problems (their least bound is the result's bound).
-
-    ``cache``: tables built earlier in the same plan() call (:class:`TableCache`).
-    ``first_plan``: stop at the first plan found (a warm start, else CP-SAT's first
-    solution), FEASIBLE, without the search for better plans and the stage orders;
-    INFEASIBLE keeps its full proof.  The advice's re-plans use it: a relaxation
-    needs one verified plan, not the best (:mod:`.advice`)."""
-    t0 = time.perf_counter()
-    if deadline is None:
-        deadline = Deadline.unbounded() if deterministic else Deadline(time_limit_s, t0)
-    if not deterministic:
-        time_limit_s = max(0.0, min(time_limit_s, deadline.left()))
-    # The clock the budgets read: wall time, or in deterministic mode the deterministic time
-    # CP-SAT has spent (a work counter), so that a search cut short by the limit stops at the
-    # same point every run and gives the same plan.
-    work_done = [0.0]
-
-    def elapsed() -> float:
-        return work_done[0] if deterministic else time.perf_counter() - t0
-
-    tokens = workload.global_batch_size * workload.sequence_length
-    engines: Sequence[EngineRules] | None = [engine] if isinstance(engine, EngineRules) else engine
-    every = families(workload)
-    if not every:  # no micro-batch divides the global batch: no plan whatever the engine
-        return Solved(
-            Status.INFEASIBLE,
-            None,
-            None,
-            None,
-            message=explain_training(model, cluster, workload, brief=first_plan),
-            stats={},
-        )
-    fams = engine_families(every, engines, workload)
-    if not fams:
-        names = ", ".join(r.title for r in engines or [])
-        return Solved(
-            Status.INFEASIBLE,
-            None,
-            None,
-            None,
-            message=f"engine: {names} cannot express any of the workload's recompute / "
-            "sequence_parallel / zero_stages / schedules settings",
-            stats={},
-        )
-    unbuilt: list[Family] = []
-    no_memory: list[tuple[Family, TrainTables, int]] = []
-    tables = subproblems(
-        model,
-        cluster,
-        workload,
-        fams,
-        engines,
-        pessimistic_hops,
-        deadline=None if deterministic else deadline,
-        unbuilt=unbuilt,
-        cache=cache,
-        memory_pruned=no_memory,
-    )
-    # Best-first by the cheap bound: the most promising sub-problems give the incumbent early,
-    # and everything after the first cheap bound above it is pruned without more work.
-    tables.sort(key=lambda x: x[0])
-    if first_plan:
-        # One plan is asked for, not the fastest: the sub-problems with the most memory to
-        # spare first (the fastest are often the ones memory refuses, each costing an LP),
-        # plain 1F1B before interleaved (fewer activations in flight, and v times fewer
-        # operations for the evaluator to simulate when it verifies the plan).
-        tables.sort(key=lambda x: (-_memory_room(x[2]), x[2].virtual))
-    stats: dict[str, Any] = {"families": len(fams), "families_buildable": len(tables)}
-    if no_memory:
-        stats["pruned_by_memory"] = len(no_memory)  # (family, space, d): no sub-problem built
-    notes: list[str] = []
-    if unbuilt:
-        stats["families_unbuilt"] = len(unbuilt)
-        notes.append(
-            f"time limit: the tables of {len(unbuilt)} of {len(fams)} families were not built "
-            "before the limit (their plans were not searched)"
-        )
-    if tables and tables[0][2].unit_s > 1e-6:
-        stats["time_unit_s"] = tables[0][2].unit_s
-        notes.append(
-            f"time unit coarsened to {tables[0][2].unit_s:g} s so the CP model's values fit "
-            "64-bit integers"
-        )
-    if not tables:
-        if unbuilt:
-            return Solved(
-                Status.UNKNOWN,
-                None,
-                None,
-                None,
-                message="; ".join(notes) + "; raise --time-limit",
-                stats=stats,
-            )
-        return Solved(
-            Status.INFEASIBLE,
-            None,
-            None,
-            None,
-            message=explain_training(model, cluster, workload, brief=first_plan),
-            stats=stats,
-        )
-    # A first-plan search (the advice's re-plans: only their status, plan and message are
-    # read) counts the memory-pruned pairs (stats["pruned_by_memory"]) without a row each.
-    pruned_detail = [] if first_plan else _memory_pruned_detail(no_memory)
-    outcomes: list[_Outcome] = []
-    best: tuple[float, Family, TrainingChoice] | None = None
-    best_i = -1  # the sub-problem (index into tables) the incumbent comes from
-    # What is still open: whole sub-problems after pass 1, then their T_max slices.
-    jobs: list[_Job] = []
-    stalled: list[_Job] = []  # open, but out of attempts
-    invalid: list[_Job] = []  # CP-SAT refused the model: a bug, open
-
-    def record(job: _Job, status: str, bound: float, dt: float) -> None:
-        _, fam, tab = tables[job.i]
-        outcomes.append(
-            _Outcome(
-                fam, tab.dp_degrees[0], status, bound, dt, tab.max_stages, job.tau, space_label(tab)
-            )
-        )
-
-    def attempt(job: _Job, budget: float) -> None:
-        """CP-SAT on one job with a cut-off at the incumbent; record what it proved."""
-        nonlocal best, best_i
-        _, fam, full = tables[job.i]
-        tab = job.tab or full
-        t1 = time.perf_counter()
-        cm = TrainingModel(tab, upper_bound_us=best[0] if best else None)
-        _add_bound(cm, job.lb)
-        if job.tau is not None:  # the slice: T_max in [lo, hi]
-            lo, hi = job.tau
-            cm.m.add(cm.Tmax >= lo)
-            if hi is not None:
-                cm.m.add(cm.Tmax <= hi)
-        left = time_limit_s - elapsed()
-        if deterministic:
-            budget = max(0.01, min(budget, left))
-        else:  # building a deep model takes a while in Python: it comes out of the budget
-            budget = max(0.01, min(budget - (time.perf_counter() - t1), left))
-        status, choice, bound = cm.solve(budget, workers, seed, deterministic=deterministic)
-        work_done[0] += cm.work
-        if choice is not None and job.tau is not None:
-            # A slice's T_max >= lo may sit above the plan's slowest stage: score the plan
-            # itself (the model's objective with T_max = its slowest stage, never more).
-            choice = _rescored(tab, choice)
-        dt = time.perf_counter() - t1
-        name = cp_model.CpSolverStatus(status).name
-        record(job, name, bound, dt)
-        log.info("family %s d=%d slice %s: %s in %.2fs", fam, tab.dp_degrees[0], job.tau, name, dt)
-        if choice is not None and (best is None or choice.objective < best[0]):
-            best = (choice.objective, fam, choice)
-            best_i = job.i
-        if status in (cp_model.FEASIBLE, cp_model.UNKNOWN):
-            lb = max(bound, job.lb) if status == cp_model.FEASIBLE else job.lb
-            again = dataclasses.replace(job, lb=lb, tries=job.tries + 1)
-            (jobs if again.tries < MAX_TRIES else stalled).append(again)
-        elif status == cp_model.MODEL_INVALID:
-            # A bug of the model (e.g. an overflowing domain), never a proof: the job stays
-            # open with its valid cheap bound, so the result can be neither OPTIMAL nor
-            # INFEASIBLE.
-            log.error(
-                "family %s d=%d: CP-SAT says the model is invalid: %s",
-                fam,
-                tab.dp_degrees[0],
-                cm.m.validate(),
-            )
-            invalid.append(job)
-
-    def split(job: _Job) -> None:
-        """Split an open sub-problem into T_max slices worth solving, on the options that can
-        still beat the incumbent (see :func:`~.bounds.refine`)."""
-        assert best is not None
-        t1 = time.perf_counter()
-        ref = refine(tables[job.i][2], best[0])
-        dt = time.perf_counter() - t1
-        if not ref.slices:
-            record(job, "PRUNED_BY_BOUND", best[0], dt)
-            return
-        if len(ref.slices) > MAX_SLICES:
-            jobs.append(
-                _Job(lb=max(job.lb, ref.slices[0][0]), i=job.i, tab=ref.tables, tries=job.tries)
-            )
-            return
-        for lb, lo, hi in ref.slices:
-            jobs.append(
-                _Job(lb=max(job.lb, lb), i=job.i, tab=ref.tables, tau=(lo, hi), tries=job.tries)
-            )
-
-    # Pass 1, best-first by the cheap bound, no CP-SAT: prune by bound and memory, tighten
-    # the bound of what survives with the pipeline LP, and seed the incumbent with warm
-    # starts (even splits, pool-block local search) scored by the model's own terms, so
-    # CP-SAT only has to beat them and most sub-problems are pruned before any model is built.
-    presolve_until = PRESOLVE_SHARE * time_limit_s
-    for i, (lb, fam, tab) in enumerate(tables):
-        d = tab.dp_degrees[0]
-        if best is not None and lb >= best[0]:
-            outcomes.append(
-                _Outcome(fam, d, "PRUNED_BY_BOUND", lb, 0.0, tab.max_stages, space=space_label(tab))
-            )
-            continue
-        if memory_lower_bound_fails(tab, d):
-            outcomes.append(
-                _Outcome(
-                    fam, d, "PRUNED_BY_MEMORY", lb, 0.0, tab.max_stages, space=space_label(tab)
-                )
-            )
-            continue
-        if not deterministic and (time.perf_counter() - t0 > presolve_until or deadline.expired()):
-            jobs.append(_Job(lb=lb, i=i))  # no time for the LP and the warm start: CP-SAT's turn
-            continue
-        if first_plan:
-            if best is None and (first := warm_start(tab, d)) is not None:
-                best, best_i = (first.objective, fam, first), i
-            if best is not None:
-                jobs.append(_Job(lb=lb, i=i))  # one plan is all that is asked: left open
-                continue
-        t1 = time.perf_counter()
-        # Also with first_plan: an infinite LP bound is the cheap proof that the sub-problem
-        # holds no plan (the advice's "still infeasible" verdicts rest on it).
-        lb = max(lb, pipeline_lp_bound(tab, target=best[0] if best else math.inf))
-        closed = (
-            "PRUNED_BY_BOUND"
-            if best is not None and lb >= best[0]
-            else "INFEASIBLE_BY_BOUND"
-            if math.isinf(lb)
-            else None
-        )
-        if closed is not None:
-            outcomes.append(
-                _Outcome(
-                    fam,
-                    d,
-                    closed,
-                    lb,
-                    time.perf_counter() - t1,
-                    tab.max_stages,
-                    space=space_label(tab),
-                )
-            )
-            continue
-        start = None if first_plan else warm_start(tab, d)  # first_plan: tried above
-        if start is not None and (best is None or start.objective < best[0]):
-            best = (start.objective, fam, start)
-            best_i = i
-        if best is not None and lb >= best[0]:
-            closed = "WARM_START_OPTIMAL" if best[2] is start else "PRUNED_BY_BOUND"
-            outcomes.append(
-                _Outcome(
-                    fam,
-                    d,
-                    closed,
-                    lb,
-                    time.perf_counter() - t1,
-                    tab.max_stages,
-                    space=space_label(tab),
-                )
-            )
-            continue
-        jobs.append(_Job(lb=lb, i=i))
-    stats["presolve_s"] = round(time.perf_counter() - t0, 3)
-    # Pass 2, best-first by bound (fewest attempts first, so that one hard job cannot starve
-    # the rest): a sub-problem still open is split into T_max slices on the options that can
-    # still improve; each slice goes to CP-SAT with the incumbent as its cut-off and a share
-    # of the time left (doubled on its first attempt).
-    while jobs:
-        if first_plan and best is not None:
-            break  # the rest stays open: FEASIBLE with their least bound
-        if best is not None:
-            for job in [j for j in jobs if j.lb >= best[0]]:
-                if job.tries == 0:
-                    record(job, "PRUNED_BY_BOUND", job.lb, 0.0)
-            jobs = [j for j in jobs if j.lb < best[0]]
-        remaining = time_limit_s - elapsed()
-        if not jobs or remaining <= 0.05:
-            break
-        jobs.sort(key=lambda j: (j.tries, j.lb))
-        job = jobs.pop(0)
-        if job.tab is None and best is not None and _worth_refining(tables[job.i][2]):
-            split(job)
-            continue
-        share = remaining / (len(jobs) + 1)
-        attempt(
-            job, max(min(remaining, (2 if job.tries == 0 else 1) * share), min(remaining, 0.05))
-        )
-    for job in jobs:
-        if job.tries == 0 and (best is None or job.lb < best[0]):
-            record(job, "NOT_SOLVED", job.lb, 0.0)
-    open_bounds = [j.lb for j in jobs + stalled + invalid if best is None or j.lb < best[0]]
-    if invalid:
-        notes.append(
-            f"{len(invalid)} CP sub-problem(s) were refused by CP-SAT as invalid models (a bug, "
-            "see the log); they are left open"
-        )
-    if unbuilt:
-        # Families never built have no bound: nothing is proven about them.
-        open_bounds.append(0.0)
-    stats["families_detail"] = pruned_detail + [
-        {
-            "family": o.fam.label,
-            "d": o.d,
-            "depth": o.depth,
-            "status": o.status,
-            "bound": round(o.bound_us, 1) if math.isfinite(o.bound_us) else None,
-            "tmax_slice": list(o.tau) if o.tau is not None else None,
-            "time_s": round(o.time_s, 3),
-            "space": o.space or None,
-        }
-        for o in outcomes
-    ]
-    if best is None:
-        if invalid and not jobs and not stalled and not unbuilt:
-            return Solved(
-                Status.MODEL_ERROR, None, None, None, message="; ".join(notes), stats=stats
-            )
-        if open_bounds:
-            notes.insert(
-                0,
-                f"time limit: no plan found and no proof that none exists before the limit "
-                f"({len(jobs) + len(stalled) + len(invalid)} sub-problems left open); raise "
-                "--time-limit",
-            )
-            return Solved(Status.UNKNOWN, None, None, None, message="; ".join(notes), stats=stats)
-        # Every sub-problem closed without a plan: a proof (memory, infinite bound, CP-SAT).
-        return Solved(
-            Status.INFEASIBLE,
-            None,
-            None,
-            None,
-            message=explain_training(model, cluster, workload, brief=first_plan),
-            stats=stats,
-        )
-    step_us, fam, choice = best
-    if first_plan:
-        plan, reordered = choice_to_plan(cluster, workload, fam, choice), False
-    else:
-        plan, reordered = best_stage_order(
-            model, cluster, workload, fam, choice, None if deterministic else deadline
-        )
-    stats["stage_order_changed"] = reordered
-    unit = tables[0][2].unit_s
-    if workload.objective == "min_cost":
-        # objective units: milli-$ per hour x time units -> $ per million tokens.
-        def user(v: float) -> float:
-            return v / 1000.0 / 3600.0 * unit / tokens * 1e6
-    else:
-
-        def user(v: float) -> float:
-            return tokens / (v * unit)
-
-    objective = user(step_us)
-    if unbuilt:
-        lb_us = 0.0  # unsearched families: no valid bound
-        final = Status.FEASIBLE
-    elif open_bounds:
-        lb_us = max(1.0, min(min(open_bounds), step_us))
-        final = Status.FEASIBLE
-    else:
-        lb_us = step_us
-        final = Status.OPTIMAL
-    bound = user(lb_us) if lb_us > 0 else None
-    cp_plan = choice_to_plan(cluster, workload, fam, choice) if reordered else None
-    # The same stages with every hand-off at its cheapest and at its dearest: the evaluator's
-    # closed form of the plan lies between the two (planner._verify reads them).
-    sub = tables[best_i][2]
-    span = tuple(
-        user(v) if (v := _objective_with(sub, choice, k)) is not None else objective
-        for k in (False, True)
-    )
-    stats["pipeline_hops"] = "pessimistic" if pessimistic_hops else "optimistic"
-    return Solved(
-        final,
-        plan,
-        objective,
-        bound,
-        message="; ".join(notes),
-        stats=stats,
-        cp_plan=cp_plan,
-        objective_range=(span[0], span[1]),
-    )
-
-
-def _memory_pruned_detail(
-    pruned: list[tuple[Family, TrainTables, int]],
-) -> list[dict[str, Any]]:
-    """The ``families_detail`` rows of the (family, table, d) pairs
-    :func:`subproblems` set aside by memory (``PRUNED_BY_MEMORY``, no bound, no time): made
-    directly, one label per family and table, as there are many of them (one per schedule,
-    space and DP degree) and nothing else is done with them."""
-    fam_labels: dict[Family, str] = {}
-    spaces: dict[int, str | None] = {}
-    rows = []
-    for fam, tab, d in pruned:
-        if fam not in fam_labels:
-            fam_labels[fam] = fam.label
-        if id(tab) not in spaces:
-            spaces[id(tab)] = space_label(tab) or None
-        rows.append(
-            {
-                "family": fam_labels[fam],
-                "d": d,
-                "depth": tab.max_stages,
-                "status": "PRUNED_BY_MEMORY",
-                "bound": None,
-                "tmax_slice": None,
-                "time_s": 0.0,
-                "space": spaces[id(tab)],
-            }
-        )
-    return rows
-
-
-def _objective_with(t: TrainTables, choice: TrainingChoice, pessimistic: bool) -> float | None:
-    """The model's objective of ``choice`` (time units) with its hand-offs priced
-    optimistically or pessimistically (:func:`~.tables.build.for_dp`)."""
-    tab = for_dp(t, choice.d, pessimistic)
-    step = stage_objective(tab, choice.d, choice.stages)
-    if step is None:  # pragma: no cover - the choice is a solution of this sub-problem
-        return None
-    if t.objective == "min_cost":
-        return step * choice.d * sum(o.price for o, _ in choice.stages)
-    return step
 
 
 def explain_training(
