@@ -95,7 +95,12 @@ sys.path.insert(0, str(REPO))
 from solver.catalog import resolve_gpu  # noqa: E402
 from solver.costmodel import LinkTier, quant, serving_engine  # noqa: E402
 from solver.costmodel import constants as C  # noqa: E402
-from solver.costmodel.compute import _engine_op_time, _gemm, block_forward_ops  # noqa: E402
+from solver.costmodel.compute import (  # noqa: E402
+    _engine_op_time,
+    _gemm,
+    _prefill_attention_gpu,
+    block_forward_ops,
+)
 from solver.costmodel.serving_engine import ENGINES, EngineProfile  # noqa: E402
 from solver.costmodel.stack import Stack  # noqa: E402
 from solver.errors import SpecError  # noqa: E402
@@ -204,7 +209,10 @@ def context_attention_price(
         stack=Stack(attention="flash", dropout=0.0, kernels="fused"),  # prefill_block_time's
     )
     core = next(o for o in ops if o.name == "attention_core")
-    return _engine_op_time(core, gpu, "bf16") + serving_engine.prefill_attention_fixed_s(engine)
+    attn_gpu = _prefill_attention_gpu(gpu, engine)  # prefill_block_time's attention GPU
+    return _engine_op_time(core, attn_gpu, "bf16") + serving_engine.prefill_attention_fixed_s(
+        engine
+    )
 
 
 def decode_kv_bytes(
@@ -231,12 +239,25 @@ def generation_attention_price(
     hbm = gpu.memory_bandwidth_GBps
     l2 = serving_engine.l2_to_hbm_ratio(gpu.name, hbm)
     reads = serving_engine.kv_reads(engine, float(heads), float(kv_heads), head_dim, l2)
-    return serving_engine.decode_attention_time(engine, nbytes, reads, hbm * 1e9)
+    return serving_engine.decode_attention_time(
+        engine,
+        nbytes,
+        reads,
+        hbm * 1e9,
+        gpu=gpu.name,
+        kv_precision=kv_precision,
+        sequence_kv_heads=float(batch * kv_heads),
+    )
 
 
-def allreduce_price(message_size: float, n: int, engine: EngineProfile, link: LinkTier) -> float:
-    """Seconds of the engine's all-reduce of ``message_size`` 16-bit elements over ``n`` GPUs."""
-    return serving_engine.allreduce_time(engine, message_size * ALLREDUCE_ELEMENT_BYTES, n, link)
+def allreduce_price(
+    message_size: float, n: int, engine: EngineProfile, link: LinkTier, gpu: str | None = None
+) -> float:
+    """Seconds of the engine's all-reduce of ``message_size`` 16-bit elements over ``n`` GPUs
+    (``gpu``: the catalog name, for the kernel's latency measured on it)."""
+    return serving_engine.allreduce_time(
+        engine, message_size * ALLREDUCE_ELEMENT_BYTES, n, link, gpu
+    )
 
 
 #: The expert part of a MoE block's forward groups (``block_forward_ops``).
@@ -380,7 +401,7 @@ def generation_attention_point(row: Row, target: Target, precision: str) -> Poin
 
 def allreduce_point(row: Row, target: Target, precision: str) -> Point:
     size = float(row["message_size"])
-    pred = allreduce_price(size, int(row["num_gpus"]), target.engine, target.link)
+    pred = allreduce_price(size, int(row["num_gpus"]), target.engine, target.link, target.gpu.name)
     return Point(
         _message_regime(size * ALLREDUCE_ELEMENT_BYTES), pred, float(row["latency"]) * 1e-3
     )

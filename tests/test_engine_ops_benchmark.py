@@ -147,16 +147,20 @@ def test_generation_price_has_decode_block_time_context_slope(
 
 
 def test_fp8_kv_reads_half_the_bytes() -> None:
-    """fp8 KV: half the bytes of bf16 KV above the fixed latency."""
+    """fp8 KV: half the bytes of bf16 KV above the fixed latency, on a GPU whose engine terms
+    are the same for both KV dtypes (the A100; H100 / H200 carry measured per-dtype terms)."""
+    a100 = resolve_gpu("A100-SXM4-80GB")
+    assert all(g != a100.name for g, _, _ in serving_engine.VLLM.decode_attention_on)
     fixed = serving_engine.VLLM.decode_attention_fixed_us.value * 1e-6
-    t16 = eo.generation_attention_price(64, 8191, 32, 8, 128, "bf16", H100, serving_engine.VLLM)
-    t8 = eo.generation_attention_price(64, 8191, 32, 8, 128, "fp8", H100, serving_engine.VLLM)
+    t16 = eo.generation_attention_price(64, 8191, 32, 8, 128, "bf16", a100, serving_engine.VLLM)
+    t8 = eo.generation_attention_price(64, 8191, 32, 8, 128, "fp8", a100, serving_engine.VLLM)
     assert t8 - fixed == pytest.approx((t16 - fixed) / 2.0)
 
 
 def test_allreduce_row_is_priced_by_the_engine_allreduce() -> None:
-    """message_size counts 16-bit elements: 1024 elements = 2 KiB through allreduce_time."""
-    price = serving_engine.allreduce_time(serving_engine.VLLM, 2048.0, 8, LINK)
+    """message_size counts 16-bit elements: 1024 elements = 2 KiB through allreduce_time, at
+    the latency measured on the row's GPU."""
+    price = serving_engine.allreduce_time(serving_engine.VLLM, 2048.0, 8, LINK, H100.name)
     row = {"num_gpus": 8, "message_size": 1024, "latency": 4.0 * price * 1e3}
     (p,) = eo.compare("custom_allreduce", [row], TARGET, "bf16")
     assert p.ratio == pytest.approx(0.25) and p.regime == "small <=64KiB"

@@ -155,12 +155,13 @@ def test_decode_attention_is_linear_in_context_at_the_named_efficiency(
     """Llama-3-8B at TP 1 (8 KV heads x 128, 4 query heads each; batch 8): one more context
     token per sequence costs 2 x 8 x 128 x 2 B of K and V per sequence, times the kernel's
     re-reads (1 when group-aware; TensorRT-LLM 0.9's masked MHA at a group of 4: 4 / 3.5 L2
-    ratio), at HBM bandwidth x the profile's decode efficiency."""
+    ratio), at HBM bandwidth x the profile's decode efficiency on this GPU (H100: its
+    measured Hopper terms where it has them)."""
     b, lo, hi = 8, 1024, 3072
     per_token = b * 2 * 8 * 128 * 2.0
     l2 = SE.l2_to_hbm_ratio(GPU.name, GPU.memory_bandwidth_GBps)
     reads = 1.0 if engine is not SE.TRTLLM_SESSION_09 else max(1.0, 4 / l2)
-    eff = engine.decode_attention_efficiency.value
+    eff = engine.decode_attention(GPU.name).efficiency.value
     want = (hi - lo) * per_token * reads / (GPU.memory_bandwidth_GBps * 1e9 * eff)
     d = _decode(engine, b, hi, MODEL8).fwd_s - _decode(engine, b, lo, MODEL8).fwd_s
     assert d == pytest.approx(want, rel=1e-9)
@@ -388,12 +389,13 @@ def test_simulator_tables_take_the_engine_argument() -> None:
 
 
 def test_a_calibration_replaces_the_decode_attention_efficiency() -> None:
-    """A calibration measuring half vLLM's decode-attention efficiency (0.35 for 0.70) doubles
-    the per-context-token decode cost the evaluator charges (TPOT difference between two
-    output lengths: the mean context moves by half the output difference)."""
+    """A calibration measuring half vLLM's decode-attention efficiency on the GPU (its H100
+    terms) doubles the per-context-token decode cost the evaluator charges (TPOT difference
+    between two output lengths: the mean context moves by half the output difference)."""
     from solver.specs import Calibration
 
-    cal = Calibration(gpu=GPU.name, decode_attention_efficiency=0.35)
+    eff = SE.VLLM.decode_attention(GPU.name).efficiency.value
+    cal = Calibration(gpu=GPU.name, decode_attention_efficiency=eff / 2)
     plan = _plan(MODEL8.num_layers, 1, 8)
 
     def slope(c: Calibration | None) -> float:
@@ -464,14 +466,17 @@ def test_prefill_attention_fixed_latency_is_paid_once_per_forward() -> None:
 
 def test_trtllm_has_an_executor_and_a_0_9_session_profile() -> None:
     """``trtllm`` is the executor (0.11+), ``trtllm-0.9`` the session runtime of the published
-    0.9 tables; they share the all-reduce (workspace rule: <= 8,000,000 B custom), launch and
-    sampling terms and differ in the decode kernel's group coverage; the benchmarks map an
+    0.9 tables; they share the all-reduce (workspace rule: <= 8,000,000 B custom; the
+    executor's alpha on H100 / H200 is measured), launch and sampling terms and differ in the
+    decode kernel's group coverage; the benchmarks map an
     engine string to one by version; the simulator's step cost takes either by name."""
     assert SE.resolve("trtllm") is SE.TRTLLM and SE.resolve("trtllm-0.9") is SE.TRTLLM_SESSION_09
     for e in (SE.TRTLLM, SE.TRTLLM_SESSION_09):
         assert SE.custom_allreduce_algorithm(e, 8e6, 8, NVSWITCH) == "twoshot"  # <= workspace
         assert SE.custom_allreduce_algorithm(e, 8e6 + 16, 8, NVSWITCH) == "nccl"
-    assert SE.TRTLLM.custom_allreduce == SE.TRTLLM_SESSION_09.custom_allreduce
+    car = SE.TRTLLM.custom_allreduce
+    assert car is not None and car.latency_us_on
+    assert dataclasses.replace(car, latency_us_on=()) == SE.TRTLLM_SESSION_09.custom_allreduce
     assert SE.TRTLLM.group_aware_all and not SE.TRTLLM_SESSION_09.group_aware_all
     import sys
     from pathlib import Path
@@ -519,15 +524,20 @@ def test_vllm_v1_prefill_runs_piecewise_graphs_and_v0_runs_it_eager() -> None:
 def test_sglang_0_3_is_sglang_with_its_synchronous_scheduler_host_time() -> None:
     """``sglang-0.3`` (no overlap scheduler) differs from ``sglang`` only by the host time every
     step adds and by its fixed list of captured decode batches (up to 160, model_runner.py of
-    the 0.3.0 wheel, whatever the GPU memory: 0.4's memory-dependent limit does not apply); the
-    step cost's decode tables at small batch are the same and its overhead is larger by exactly
-    that."""
+    the 0.3.0 wheel, whatever the GPU memory: 0.4's memory-dependent limit does not apply), and
+    by keeping the A100 decode-attention and all-reduce terms where today's SGLang has measured
+    Hopper ones; its step overhead is larger by exactly the host time."""
     old, new = SE.resolve("sglang-0.3"), SE.SGLANG
     assert old is SE.SGLANG_V0_3
     differ = {
         f.name for f in dataclasses.fields(old) if getattr(old, f.name) != getattr(new, f.name)
     }
-    assert differ == {"name", "version", "step_host_us", "graph_max_batch"}
+    hopper = {"custom_allreduce", "decode_attention_on"}
+    assert differ == {"name", "version", "step_host_us", "graph_max_batch"} | hopper
+    assert old.decode_attention_on == () and new.decode_attention_on
+    assert old.decode_attention(GPU.name) == new.decode_attention("A100-SXM4-80GB")
+    assert old.custom_allreduce is not None and new.custom_allreduce is not None
+    assert old.custom_allreduce == dataclasses.replace(new.custom_allreduce, latency_us_on=())
     assert new.step_host_us.value == 0.0 < old.step_host_us.value
     assert "1738" in old.step_host_us.source  # the PR that measured what the overlap hides
     assert SE.graphed(old, 160, 40.0, 1) and not SE.graphed(old, 161, 80.0, 4)
@@ -537,7 +547,7 @@ def test_sglang_0_3_is_sglang_with_its_synchronous_scheduler_host_time() -> None
     kw = dict(max_num_seqs=2, max_num_batched_tokens=128)
     t_old = roofline_step_cost(MODEL8, CLUSTER, wl, group, engine="sglang-0.3", **kw)  # type: ignore[arg-type]
     t_new = roofline_step_cost(MODEL8, CLUSTER, wl, group, engine="sglang", **kw)  # type: ignore[arg-type]
-    assert np.array_equal(t_old.decode_s, t_new.decode_s)
+    assert np.all(t_old.decode_s[1:] > t_new.decode_s[1:])  # A100 terms: 0.48 of HBM, 14.4 us
     assert t_old.step_overhead_s - t_new.step_overhead_s == pytest.approx(
         old.step_host_us.value * 1e-6, rel=1e-12
     )

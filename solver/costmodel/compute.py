@@ -763,7 +763,8 @@ def prefill_block_time(
     least its kernels' host issue time -- a piecewise-graphed one (vLLM V1 up to its largest
     captured size in tokens) that of its attention op and one graph replay; no separate FP8
     input casts where the engine fuses them into their producers
-    (``EngineProfile.fused_activation_quant``).
+    (``EngineProfile.fused_activation_quant``); the fused attention op at the engine's
+    measured efficiency on a GPU whose catalog entry has none (:func:`_prefill_attention_gpu`).
     """
     ops = block_forward_ops(
         model,
@@ -785,8 +786,11 @@ def prefill_block_time(
             ops = [
                 _unfused_casts(o, model, tp, engine) if o.name == "fp8_casts" else o for o in ops
             ]
-        comm = 2 * serving_engine.allreduce_time(engine, act, tp, tp_link)
-        gpu_s = sum(_engine_op_time(o, gpu, precision) for o in ops) + comm
+        comm = 2 * serving_engine.allreduce_time(engine, act, tp, tp_link, gpu.name)
+        attn_gpu = _prefill_attention_gpu(gpu, engine)
+        gpu_s = comm + sum(
+            _engine_op_time(o, attn_gpu if o.kind == "flash" else gpu, precision) for o in ops
+        )
         gpu_s += serving_engine.prefill_attention_fixed_s(engine)  # one attention op per forward
         launches: float = len(ops) + (2 if tp > 1 else 0)
         if serving_engine.prefill_piecewise(engine, batch * prompt, gpu.memory_GB, tp):
@@ -800,6 +804,16 @@ def prefill_block_time(
         sum(o.counted_flops for o in ops),
         sum(o.flops for o in ops),
     )
+
+
+def _prefill_attention_gpu(gpu: GPUSpec, engine: EngineProfile) -> GPUSpec:
+    """``gpu`` for the fused attention op of a prefill under ``engine``: with the engine's
+    measured context-attention efficiency where the catalog entry has none
+    (``EngineProfile.prefill_attention_efficiency_on``), else ``gpu`` itself."""
+    eff = engine.prefill_attention_efficiency(gpu.name)
+    if eff is None or gpu.attention_efficiency is not None:
+        return gpu
+    return gpu.model_copy(update={"attention_efficiency": eff.value})
 
 
 def _unfused_casts(casts: Op, model: Model, tp: int, engine: EngineProfile) -> Op:
@@ -839,8 +853,10 @@ def decode_block_time(
     ``engine`` (:mod:`.serving_engine`; None or ``roofline``: the roofline above): GEMMs by
     the smooth roofline with a fixed kernel time; attention by the engine's paged decode
     kernel (its HBM efficiency and fixed latency, the KV read once per query head where the
-    kernel is not group-aware); the all-reduces by the engine's custom kernel; outside the
-    engine's CUDA-graph batch sizes the block takes at least its kernels' host issue time.
+    kernel is not group-aware, and its per-(sequence, KV head) cost where measured on the GPU);
+    the all-reduces by the engine's custom kernel (its latency on the GPU where measured);
+    outside the engine's CUDA-graph batch sizes the block takes at least its kernels' host
+    issue time.
     """
     b, h, t = float(batch), model.hidden_size, tp
     hd = model.kv_channels
@@ -874,11 +890,18 @@ def decode_block_time(
         comp = _ops_time(ops, gpu, precision)
         comm = _tp_collectives(b * h * C.ACTIVATION_BYTES, tp, tp_link, 2)
         return PassTime(comp + comm, 0.0, comm, 0.0, flops, flops)
-    comm = 2 * serving_engine.allreduce_time(engine, b * h * C.ACTIVATION_BYTES, tp, tp_link)
+    act = b * h * C.ACTIVATION_BYTES
+    comm = 2 * serving_engine.allreduce_time(engine, act, tp, tp_link, gpu.name)
     l2 = serving_engine.l2_to_hbm_ratio(gpu.name, gpu.memory_bandwidth_GBps)
     reads = serving_engine.kv_reads(engine, model.num_attention_heads / t, kv_local / hd, hd, l2)
     attn = serving_engine.decode_attention_time(
-        engine, attn_bytes, reads, gpu.memory_bandwidth_GBps * 1e9
+        engine,
+        attn_bytes,
+        reads,
+        gpu.memory_bandwidth_GBps * 1e9,
+        gpu=gpu.name,
+        kv_precision=kv_precision,
+        sequence_kv_heads=b * kv_local / hd,
     )
     gpu_s = attn + comm + sum(_engine_op_time(o, gpu, precision) for o in ops if o.kind != "attn")
     graphed = serving_engine.graphed(engine, batch, gpu.memory_GB, tp)

@@ -30,12 +30,17 @@ Decode attention (:func:`decode_attention_time`)
     ``re-reads``: a kernel that is not group-aware (TensorRT-LLM's masked MHA, one CTA per
     query head) reads each KV head once per query head of its group, the first from HBM and
     the rest from L2 (:func:`kv_reads`), at the GPU's own L2 / HBM read ratio where its L2
-    rate is sourced (:data:`L2_READ_GBPS`), else the A100's.
+    rate is sourced (:data:`L2_READ_GBPS`), else the A100's.  Where the engine's kernel is
+    measured on the GPU (``EngineProfile.decode_attention_on``: vLLM and SGLang on H100 / H200,
+    fitted on NVIDIA's Hopper tables of today's versions), its own fixed time and efficiency
+    per KV cache dtype, plus a cost per (sequence, KV head) work item -- the tables grow
+    linearly in the batch even at a tiny KV cache, which bytes alone do not.
 Tensor-parallel all-reduce (:func:`allreduce_time`)
     the engine's custom kernel below its size threshold -- one-shot ``alpha + (n-1) S / B``
     (every rank reads all peers' buffers) or two-shot ``2 alpha + 2 (n-1)/n S / B``
     (reduce-scatter then all-gather) at the engine's switch-over size, ``B`` the share of the
-    link these kernels reach (measured) -- and NCCL's ring
+    link these kernels reach (measured; ``alpha`` per GPU where the engine's Hopper table
+    gives it, ``CustomAllReduce.latency_us_on``) -- and NCCL's ring
     (:func:`solver.costmodel.comm.allreduce_time`) above it or where the kernel cannot run
     (no NVLink between more than two GPUs, unsupported world size).
 Launch and step overhead (:func:`host_bound`, :func:`step_overhead_s`)
@@ -52,7 +57,10 @@ Prefill attention
     the fused (flash) kernel of :func:`~solver.costmodel.compute.block_forward_ops`, plus the
     attention op's fixed latency per layer and forward (``prefill_attention_fixed_us``: its
     launch, its helper kernels -- RoPE, K/V cache write, sequence offsets -- and its first
-    tile; what the engine's measured context-attention op takes on a one-token prompt).
+    tile; what the engine's measured context-attention op takes on a one-token prompt).  On a
+    GPU whose catalog entry has no fused-attention efficiency (the A100), the kernel runs at
+    the engine's own, fitted on its A100 table (``EngineProfile.prefill_attention_efficiency_on``;
+    prefill steps only: training keeps the catalog's pricing).
 FP8 input casts of a prefill (``fused_activation_quant``, ``fp8_context_fmha``)
     TensorRT-LLM's engines fuse each GEMM input's quantization into the kernel that produces
     it (TensorRT Q/DQ fusion; the FP8 context FMHA writes the out-projection's input), so its
@@ -185,6 +193,9 @@ class CustomAllReduce:
         NVSwitch link's 240 GB/s of ``instances/selene-a100.yaml``.
     source
         Where the thresholds are read.
+    latency_us_on
+        ``(GPU catalog name, latency)`` pairs: alpha measured on that GPU, in place of
+        ``latency_us`` (fitted on A100) -- :meth:`latency`.
     calibrated_max_bytes
         Set by a calibration (``allreduce_small_max_bytes``, :func:`with_calibration`): the
         largest message the measured kernel beat NCCL at.  The calibration fits one line
@@ -202,6 +213,37 @@ class CustomAllReduce:
     twoshot_link_fraction: Sourced
     source: str
     calibrated_max_bytes: float | None = None
+    latency_us_on: tuple[tuple[str, Sourced], ...] = ()
+
+    def latency(self, gpu: str | None) -> Sourced:
+        """The kernel's latency (alpha) on ``gpu`` (catalog name): its measured
+        ``latency_us_on`` entry, else ``latency_us``."""
+        return dict(self.latency_us_on).get(gpu or "", self.latency_us)
+
+
+@dataclass(frozen=True)
+class DecodeAttentionTerms:
+    """An engine's paged decode-attention kernel on one GPU (:func:`decode_attention_time`).
+
+    Attributes
+    ----------
+    fixed_us
+        Latency on a tiny KV cache and batch (launch, one tile), microseconds per layer.
+    efficiency
+        Share of the GPU's peak HBM bandwidth the kernel reads the KV cache at.
+    per_sequence_kv_head_ns
+        Time per (sequence, KV head) work item, nanoseconds: what the kernel spends on each
+        beyond its bytes (page-table walk, split-KV softmax reduction, output write); 0 where
+        not measured.
+    """
+
+    fixed_us: Sourced
+    efficiency: Sourced
+    per_sequence_kv_head_ns: Sourced
+
+
+#: The per-(sequence, KV head) decode-attention term of a profile without a measured one.
+_NO_PER_SEQUENCE = Sourced(0.0, "not measured for this engine version and GPU (byte model)")
 
 
 _VLLM_CAR_SRC = (
@@ -210,6 +252,25 @@ _VLLM_CAR_SRC = (
     "1-stage, else 2-stage); vllm/distributed/device_communicators/custom_all_reduce.py @ "
     "00d618aa (max_size 8192 * 1024, world sizes 2/4/6/8, one node, > 2 GPUs need NVLink)"
 )
+
+
+def _hopper_allreduce_latency(
+    backend: str, version: str, medians: str, value: float
+) -> tuple[tuple[str, Sourced], ...]:
+    """``latency_us_on`` entries: the engine's custom all-reduce latency on H100 and H200 SXM,
+    the median of the CUDA-graph rows of at most 8 KB per TP size, ``medians`` (TP 2 / 4 / 8,
+    H100; H200 the same within 0.1-0.3 us), rounded to one value."""
+    out = []
+    for system, gpu in (("h100_sxm", "H100-SXM5-80GB"), ("h200_sxm", "H200-SXM-141GB")):
+        src = (
+            "aiconfigurator-core 0.12.0 (PyPI), systems/data/"
+            f"{system}/comm/{backend}/{version}/custom_allreduce_perf.parquet: CUDA-graph rows "
+            f"<= 8 KB, median per TP size {medians} (H100)"
+        )
+        out.append((gpu, Sourced(value, src)))
+    return tuple(out)
+
+
 #: vLLM's custom all-reduce (SGLang's sgl-kernel carries the same kernels,
 #: ``sglang::cross_device_reduce_1stage/2stage``, with the same dispatch).
 VLLM_CUSTOM_ALLREDUCE = CustomAllReduce(
@@ -232,6 +293,7 @@ VLLM_CUSTOM_ALLREDUCE = CustomAllReduce(
         "27.9 / 45.4 us -> ~216 GB/s of 240",
     ),
     source=_VLLM_CAR_SRC,
+    latency_us_on=_hopper_allreduce_latency("vllm", "0.24.0", "4.3 / 4.6 / 4.7 us", 4.5),
 )
 #: TensorRT-LLM's AllReduce plugin in AUTO strategy.
 TRTLLM_CUSTOM_ALLREDUCE = CustomAllReduce(
@@ -324,6 +386,17 @@ class EngineProfile:
         input, as priced for training.
     fused_activation_quant_source
         Where that fusion is read.
+    decode_attention_on
+        ``(GPU catalog name, KV cache dtype, terms)``: the engine's decode-attention kernel
+        measured on that GPU with a ``"16-bit"`` or ``"fp8"`` cache
+        (:class:`DecodeAttentionTerms`, :meth:`decode_attention`), in place of
+        ``decode_attention_efficiency`` / ``decode_attention_fixed_us`` (fitted on A100).
+    prefill_attention_efficiency_on
+        ``(GPU catalog name, efficiency)``: the engine's context-attention kernel measured on
+        a GPU whose catalog entry has no ``attention_efficiency`` (the A100): its forward
+        share of the 16-bit peak, with the catalog's short-sequence saturation
+        (``ATTENTION_HALF_RATE_SEQ``), for prefill steps only -- the training cost model keeps
+        the catalog's pricing.
     fp8_context_fmha
         Whether the context attention kernel writes its output in FP8 for the out-projection
         (TensorRT-LLM ``use_fp8_context_fmha``), so that input's cast is fused too; without it
@@ -360,6 +433,30 @@ class EngineProfile:
         "before the scaled GEMM; SGLang's FP8 linear likewise), priced as in training"
     )
     fp8_context_fmha: bool = False
+    decode_attention_on: tuple[tuple[str, str, DecodeAttentionTerms], ...] = ()
+    prefill_attention_efficiency_on: tuple[tuple[str, Sourced], ...] = ()
+
+    def prefill_attention_efficiency(self, gpu: str) -> Sourced | None:
+        """The context-attention kernel's measured forward efficiency on ``gpu`` (catalog
+        name), None where not measured."""
+        return dict(self.prefill_attention_efficiency_on).get(gpu)
+
+    def decode_attention(self, gpu: str | None, kv_precision: str = "bf16") -> DecodeAttentionTerms:
+        """The decode-attention terms on ``gpu`` (catalog name) with a ``kv_precision`` cache:
+        its ``decode_attention_on`` entry (16-bit caches share one, and every 1-byte FP8
+        encoding -- ``fp8``, ``fp8_e4m3``, ``fp8_e5m2`` -- the ``fp8`` one), else the profile's
+        own efficiency and fixed time with no per-sequence term."""
+        kv = kv_precision
+        if kv in ("bf16", "fp16"):
+            kv = "16-bit"
+        elif kv.startswith("fp8"):
+            kv = "fp8"
+        for name, dtype, terms in self.decode_attention_on:
+            if name == gpu and dtype == kv:
+                return terms
+        return DecodeAttentionTerms(
+            self.decode_attention_fixed_us, self.decode_attention_efficiency, _NO_PER_SEQUENCE
+        )
 
     def constants(self) -> dict[str, Sourced]:
         """Every sourced constant of the profile by field name."""
@@ -401,6 +498,129 @@ _TORCH_EAGER_LAUNCH = Sourced(
     "2.11, CUDA 13.0): an eager Llama-3-8B layer prefill of 128 tokens issues for 583 us "
     "(65 us per op group of this cost model), 293 us graph-replayed",
 )
+
+#: NVIDIA's AIConfigurator operator tables for the Hopper GPUs (same wheel as :data:`AIC`): the
+#: engines people run today, ``systems/data/{h100_sxm,h200_sxm}/<op>/<backend>/<version>``.
+AIC_HOPPER = "aiconfigurator-core 0.12.0 (PyPI), systems/data"
+#: How the Hopper decode-attention terms below are fitted: per KV cache dtype (16-bit, fp8),
+#: the table's rows of its majority kernel, full attention (window 0), head_dim 128, query
+#: heads a multiple of the KV heads (batch 1-2048, cached tokens 1-131071), one weighted
+#: least-squares fit of ``t = fixed + sequences x KV heads x c + KV bytes / (eff x HBM peak)``
+#: on relative error.
+_DECODE_FIT = (
+    "majority kernel, window 0, head_dim 128; weighted least squares (relative error) of "
+    "t = fixed + batch x kv_heads x c + KV bytes / (eff x catalog HBM peak)"
+)
+
+
+def _hopper_decode(
+    backend: str,
+    version: str,
+    kernel: str,
+    fits: dict[tuple[str, str], tuple[float, float, float, str]],
+) -> tuple[tuple[str, str, DecodeAttentionTerms], ...]:
+    """``decode_attention_on`` entries from fits ``{(system, KV dtype): (fixed_us, per
+    (sequence, KV head) ns, efficiency, what the fit left)}`` of the engine's Hopper table."""
+    gpus = {"h100_sxm": "H100-SXM5-80GB", "h200_sxm": "H200-SXM-141GB"}
+    out = []
+    for (system, kv), (fixed, per_item, eff, quality) in fits.items():
+        src = (
+            f"{AIC_HOPPER}/{system}/attention/{backend}/{version}/generation_attention_perf"
+            f".parquet ({kernel}, {kv} KV): {_DECODE_FIT}; {quality}"
+        )
+        out.append(
+            (
+                gpus[system],
+                kv,
+                DecodeAttentionTerms(
+                    fixed_us=Sourced(fixed, src),
+                    efficiency=Sourced(eff, src),
+                    per_sequence_kv_head_ns=Sourced(per_item, src),
+                ),
+            )
+        )
+    return tuple(out)
+
+
+#: vLLM 0.24 (FlashAttention-3 paged decode) on Hopper.
+VLLM_HOPPER_DECODE = _hopper_decode(
+    "vllm",
+    "0.24.0",
+    "vllm_flash_attn_fa3",
+    {
+        ("h100_sxm", "16-bit"): (
+            11.5,
+            23.8,
+            0.96,
+            "6,770 rows, mean |ln err| 0.085 (A100 terms 0.303)",
+        ),
+        ("h200_sxm", "16-bit"): (
+            11.6,
+            24.4,
+            0.90,
+            "6,770 rows, mean |ln err| 0.082 (A100 terms 0.312)",
+        ),
+        ("h100_sxm", "fp8"): (
+            13.6,
+            26.3,
+            0.80,
+            "6,770 rows, mean |ln err| 0.080 (A100 terms 0.372)",
+        ),
+        ("h200_sxm", "fp8"): (
+            13.4,
+            26.6,
+            0.61,
+            "6,770 rows, mean |ln err| 0.083 (A100 terms 0.421)",
+        ),
+    },
+)
+#: SGLang 0.5.14 (FlashAttention-3 backend) on Hopper.
+SGLANG_HOPPER_DECODE = _hopper_decode(
+    "sglang",
+    "0.5.14",
+    "fa3",
+    {
+        ("h100_sxm", "16-bit"): (
+            9.0,
+            18.6,
+            0.97,
+            "7,466 rows, mean |ln err| 0.111 (A100 terms 0.532)",
+        ),
+        ("h200_sxm", "16-bit"): (
+            9.2,
+            19.2,
+            0.92,
+            "7,466 rows, mean |ln err| 0.103 (A100 terms 0.518)",
+        ),
+        ("h100_sxm", "fp8"): (
+            12.7,
+            20.1,
+            0.66,
+            "7,466 rows, mean |ln err| 0.094 (A100 terms 0.343)",
+        ),
+        ("h200_sxm", "fp8"): (
+            12.7,
+            20.5,
+            0.52,
+            "7,466 rows, mean |ln err| 0.092 (A100 terms 0.339)",
+        ),
+    },
+)
+
+
+def _a100_prefill_attention(
+    backend: str, version: str, kernel: str, value: float, quality: str
+) -> tuple[tuple[str, Sourced], ...]:
+    """``prefill_attention_efficiency_on`` for the A100 SXM4 (80 GB and 40 GB: one die and
+    clock): ``value`` fitted on the engine's A100 context-attention table."""
+    src = (
+        f"{AIC}/attention/{backend}/{version}/context_attention_perf.parquet ({kernel}): 16-bit, "
+        "window 0, head_dim 128, GQA rows; the one efficiency e minimising mean |ln(predicted / "
+        "measured)| of the prefill attention op (FLOPs at 312 TFLOPS x e x s / (s + "
+        f"ATTENTION_HALF_RATE_SEQ) + prefill_attention_fixed_us); {quality}"
+    )
+    return tuple((gpu, Sourced(value, src)) for gpu in ("A100-SXM4-80GB", "A100-SXM4-40GB"))
+
 
 VLLM = EngineProfile(
     name="vllm",
@@ -454,6 +674,10 @@ VLLM = EngineProfile(
         "exponential-race divide (4+4+4) and argmax (4) per logit",
     ),
     custom_allreduce=VLLM_CUSTOM_ALLREDUCE,
+    decode_attention_on=VLLM_HOPPER_DECODE,
+    prefill_attention_efficiency_on=_a100_prefill_attention(
+        "vllm", "0.14.0", "vllm_flash_attn", 0.73, "5,457 rows, 0.263 (no efficiency: 0.500)"
+    ),
 )
 
 #: vLLM's V0 engine (0.6.x; V1 became the default in 0.8): what differs from :data:`VLLM` is
@@ -475,6 +699,9 @@ VLLM_V0_06 = replace(
         "vllm/worker/model_runner.py (v0.6.0): CUDA graphs only for decode batches "
         "(use_cuda_graph requires a decode-only batch); prefill runs eager",
     ),
+    decode_attention_on=(),  # 0.6's kernel: the A100 terms, not today's Hopper tables
+    prefill_attention_efficiency_on=(),  # and the catalog's prefill attention
+    custom_allreduce=replace(VLLM_CUSTOM_ALLREDUCE, latency_us_on=()),
     mixed_batches=False,
     mixed_batches_source=(
         "vllm-project/vllm vllm/core/scheduler.py (v0.6.0) Scheduler._schedule_default, the "
@@ -546,7 +773,9 @@ SGLANG = EngineProfile(
         oneshot_link_fraction=VLLM_CUSTOM_ALLREDUCE.oneshot_link_fraction,
         twoshot_link_fraction=VLLM_CUSTOM_ALLREDUCE.twoshot_link_fraction,
         source="sgl-kernel custom_all_reduce (vLLM's kernel and dispatch): " + _VLLM_CAR_SRC,
+        latency_us_on=_hopper_allreduce_latency("sglang", "0.5.14", "2.5 / 2.7 / 3.5 us", 2.7),
     ),
+    decode_attention_on=SGLANG_HOPPER_DECODE,
 )
 
 #: SGLang before its overlap scheduler (0.3.x; ``--enable-overlap-schedule`` appeared in
@@ -562,6 +791,12 @@ SGLANG_V0_3 = replace(
     SGLANG,
     name="sglang-0.3",
     version="v0.3.x (synchronous scheduler: no overlap of CPU scheduling with the GPU)",
+    decode_attention_on=(),  # 0.3's FlashInfer kernel: the A100 terms, not today's tables
+    custom_allreduce=(
+        None
+        if SGLANG.custom_allreduce is None
+        else replace(SGLANG.custom_allreduce, latency_us_on=())
+    ),
     graph_max_batch=Sourced(
         160.0,
         "sglang 0.3.0 PyPI wheel, srt/model_executor/model_runner.py ModelRunner."
@@ -680,6 +915,18 @@ TRTLLM = replace(
         "measurement)",
     ),
     decode_attention_kernel="XQA (JIT, every GQA group) / masked MHA for MHA models",
+    # No Hopper decode-attention terms: fitted the same way on the TensorRT-LLM 1.3.0rc20
+    # tables (PyTorch flow) they leave a wide spread (mean |ln error| 0.38-0.42) and make the
+    # published TensorRT-LLM cases worse end to end (benchmarks/validate_serving.py: TPOT /
+    # ITL 10.3% -> 10.7% with the 16-bit-KV terms, FP8 max-throughput 0.21 / 1.0 rows 1-7
+    # points slower with the FP8-KV ones), so this profile keeps the A100 terms above.
+    prefill_attention_efficiency_on=_a100_prefill_attention(
+        "trtllm", "1.0.0", "torch_flow", 0.67, "4,864 rows, 0.204 (no efficiency: 0.636)"
+    ),
+    custom_allreduce=replace(
+        TRTLLM_CUSTOM_ALLREDUCE,
+        latency_us_on=_hopper_allreduce_latency("trtllm", "1.3.0rc20", "2.7 / 3.0 / 3.3 us", 3.0),
+    ),
     group_aware_sizes=(),
     group_aware_all=True,
     group_aware_source=_XQA_JIT,
@@ -771,16 +1018,31 @@ def kv_reads(
 
 
 def decode_attention_time(
-    profile: EngineProfile, kv_bytes: float, reads: float, bytes_per_s: float
+    profile: EngineProfile,
+    kv_bytes: float,
+    reads: float,
+    bytes_per_s: float,
+    *,
+    gpu: str | None = None,
+    kv_precision: str = "bf16",
+    sequence_kv_heads: float = 0.0,
 ) -> float:
-    """Paged-KV decode attention of one layer: ``fixed + kv_bytes x reads / (BW x eff)``.
+    """Paged-KV decode attention of one layer:
+    ``fixed + sequence_kv_heads x per_sequence_kv_head + kv_bytes x reads / (BW x eff)``.
 
     ``kv_bytes``: the K and V of every context token of every sequence on this GPU;
-    ``bytes_per_s``: the GPU's HBM bandwidth (peak).
+    ``bytes_per_s``: the GPU's HBM bandwidth (peak); ``gpu`` and ``kv_precision``: the GPU's
+    catalog name and the cache's dtype, which pick the engine's measured terms
+    (:meth:`EngineProfile.decode_attention`; None: the profile's default terms);
+    ``sequence_kv_heads``: sequences x KV heads on this GPU (the
+    kernel's work items, each with its own page-table walk, softmax reduction and output
+    write: the per-sequence cost the tables show at short KV).
     """
-    eff = profile.decode_attention_efficiency.value
-    fixed = profile.decode_attention_fixed_us.value * 1e-6
-    return fixed + kv_bytes * reads / (bytes_per_s * eff)
+    terms = profile.decode_attention(gpu, kv_precision)
+    eff = terms.efficiency.value
+    fixed = terms.fixed_us.value * 1e-6
+    per_item = terms.per_sequence_kv_head_ns.value * 1e-9 * sequence_kv_heads
+    return fixed + per_item + kv_bytes * reads / (bytes_per_s * eff)
 
 
 def _first(rules: tuple[tuple[int, float], ...], n: int) -> float | None:
@@ -809,15 +1071,19 @@ def custom_allreduce_algorithm(
     return "oneshot" if below is not None and nbytes < below else "twoshot"
 
 
-def allreduce_time(profile: EngineProfile, nbytes: float, n: int, link: LinkTier) -> float:
-    """The engine's all-reduce of ``nbytes`` over ``n`` GPUs (module docstring)."""
+def allreduce_time(
+    profile: EngineProfile, nbytes: float, n: int, link: LinkTier, gpu: str | None = None
+) -> float:
+    """The engine's all-reduce of ``nbytes`` over ``n`` GPUs (module docstring); ``gpu``: the
+    GPU's catalog name, which picks the kernel's measured latency on it
+    (:meth:`CustomAllReduce.latency`; None: ``latency_us``)."""
     if n <= 1 or nbytes <= 0:
         return 0.0
     algo = custom_allreduce_algorithm(profile, nbytes, n, link)
     if algo == "nccl" or profile.custom_allreduce is None:
         return ring_allreduce_time(nbytes, n, link)
     car = profile.custom_allreduce
-    alpha = car.latency_us.value * 1e-6
+    alpha = car.latency(gpu).value * 1e-6
     if algo == "oneshot":
         return alpha + (n - 1) * nbytes / (link.bytes_per_s * car.oneshot_link_fraction.value)
     bw = link.bytes_per_s * car.twoshot_link_fraction.value
@@ -896,13 +1162,15 @@ def with_calibration(
     if not profile.smooth_gemm:
         return profile
     out = profile
+    if decode_attention_efficiency is not None or decode_attention_fixed_us is not None:
+        out = replace(out, decode_attention_on=())  # the calibration's fit is the GPU's own
     if decode_attention_efficiency is not None:
         out = replace(out, decode_attention_efficiency=Sourced(decode_attention_efficiency, source))
     if decode_attention_fixed_us is not None:
         out = replace(out, decode_attention_fixed_us=Sourced(decode_attention_fixed_us, source))
     car = out.custom_allreduce
     if car is not None and allreduce_latency_us is not None:
-        car = replace(car, latency_us=Sourced(allreduce_latency_us, source))
+        car = replace(car, latency_us=Sourced(allreduce_latency_us, source), latency_us_on=())
     if car is not None and oneshot_link_fraction is not None:
         car = replace(car, oneshot_link_fraction=Sourced(oneshot_link_fraction, source))
     if car is not None and allreduce_max_bytes is not None:
