@@ -653,3 +653,25 @@ def test_kv_policy_follows_the_engine_family(engine: str, policy: str) -> None:
         kind="inference", prompt_tokens=64, output_tokens=8, serving_engine=engine
     )
     assert kv_policy_for(wl) == policy
+
+
+def test_kv_token_cost_is_read_without_the_launch_floor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The marginal cost of one more cached token is the decode step's GPU time per token even
+    where a batch-1 step is launch-bound (eager, long host issue): there both probes of the
+    step cost (context 0 and 4,096 tokens) would take the same host-bound time, and every KV
+    read would be priced at zero."""
+    plan = _plan(MODEL8.num_layers, 1, 8)
+    wl = InferenceWorkload(kind="inference", prompt_tokens=128, output_tokens=64, batch_size=8)
+    grp = plan.replica_groups[0]
+    kw = dict(max_num_seqs=8, max_num_batched_tokens=1024)
+    base = roofline_step_cost(MODEL8, CLUSTER, wl, grp, engine="trtllm", **kw)  # type: ignore[arg-type]
+    slow = dataclasses.replace(
+        SE.TRTLLM,
+        cuda_graphs=SE.Sourced(0.0, "test: eager"),
+        launch_us=SE.Sourced(1e4, "test: a host that issues one kernel per 10 ms"),
+    )
+    monkeypatch.setitem(SE.ENGINES, "trtllm", slow)
+    bound = roofline_step_cost(MODEL8, CLUSTER, wl, grp, engine="trtllm", **kw)  # type: ignore[arg-type]
+    assert bound.decode_s[1] > 10 * base.decode_s[1]  # the batch-1 step is launch-bound
+    assert base.kv_per_token_s > 0
+    assert bound.kv_per_token_s == pytest.approx(base.kv_per_token_s)

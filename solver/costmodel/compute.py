@@ -840,6 +840,7 @@ def decode_block_time(
     kv_precision: str,
     tp_link: LinkTier,
     engine: EngineProfile | None = None,
+    host_floor: bool = True,
 ) -> PassTime:
     """One decode step (one new token per sequence) through one block.
 
@@ -856,7 +857,9 @@ def decode_block_time(
     kernel is not group-aware, and its per-(sequence, KV head) cost where measured on the GPU);
     the all-reduces by the engine's custom kernel (its latency on the GPU where measured);
     outside the engine's CUDA-graph batch sizes the block takes at least its kernels' host
-    issue time.
+    issue time.  ``host_floor`` False: the GPU time alone, without that floor (what the
+    marginal cost of one more KV token is read from: a launch-bound step's extra KV reads still
+    take GPU time, hidden or not behind the host only as long as it stays the longer of the two).
     """
     b, h, t = float(batch), model.hidden_size, tp
     hd = model.kv_channels
@@ -887,7 +890,8 @@ def decode_block_time(
     ops.append(Op("elementwise", 0.0, (2 * C.NORM_BYTES + 2 * 6.0) * b * h, "mem"))
     flops = sum(o.flops for o in ops)
     if engine is None or not engine.smooth_gemm:
-        comp = _ops_time(ops, gpu, precision)
+        gpu_only = sum(op_time(o, gpu, precision) for o in ops)
+        comp = _host_bound(gpu_only, len(ops), gpu) if host_floor else gpu_only
         comm = _tp_collectives(b * h * C.ACTIVATION_BYTES, tp, tp_link, 2)
         return PassTime(comp + comm, 0.0, comm, 0.0, flops, flops)
     act = b * h * C.ACTIVATION_BYTES
@@ -906,7 +910,7 @@ def decode_block_time(
     gpu_s = attn + comm + sum(_engine_op_time(o, gpu, precision) for o in ops if o.kind != "attn")
     graphed = serving_engine.graphed(engine, batch, gpu.memory_GB, tp)
     kernels = len(ops) + (2 if tp > 1 else 0)
-    total = serving_engine.host_bound(engine, gpu_s, kernels, graphed)
+    total = serving_engine.host_bound(engine, gpu_s, kernels, graphed) if host_floor else gpu_s
     return PassTime(total, 0.0, comm, 0.0, flops, flops)
 
 

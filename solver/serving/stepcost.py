@@ -362,7 +362,7 @@ def _add_stage(
     if last:
         tables.host_s = SE.step_overhead_s(engine)
 
-    def dec_block(b: int, ctx: int) -> float:
+    def dec_block(b: int, ctx: int, host_floor: bool = True) -> float:
         return decode_block_time(
             model,
             gpu,
@@ -373,6 +373,7 @@ def _add_stage(
             kv_precision=kvp,
             tp_link=link,
             engine=engine,
+            host_floor=host_floor,
         ).fwd_s
 
     def head(rows: int) -> float:
@@ -392,7 +393,11 @@ def _add_stage(
             model, gpu, tp=st.tp, micro_batch=rows, seq=seq, precision=prec, tp_link=link
         ).fwd_s
 
-    tables.kv_per_token += n * (dec_block(1, _KV_PROBE_TOKENS) - dec_block(1, 0)) / _KV_PROBE_TOKENS
+    # The marginal GPU time of one more cached token, read without the host's launch floor: a
+    # launch-bound batch-1 step costs the same with or without the probe's KV reads, which
+    # would price every KV read at zero.
+    kv_probe = dec_block(1, _KV_PROBE_TOKENS, False) - dec_block(1, 0, False)
+    tables.kv_per_token += n * kv_probe / _KV_PROBE_TOKENS
     for b in range(1, len(tables.decode)):
         t = n * dec_block(b, 0) + _boundary_time(cluster, group, s, b * h, calibration)
         t += embed(b, 1) if first else 0.0
