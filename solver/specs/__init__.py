@@ -1,0 +1,200 @@
+"""Input and output schemas (pydantic v2, frozen, ``extra="forbid"``).
+
+Field names carry their unit: ``_GB`` (10^9 bytes), ``_GBps`` (GB/s *per direction*),
+``_us``, ``_ms``, ``_s``, ``_tflops``.  Vendor "bidirectional" link figures are halved in the
+catalog.  Every cross-reference is validated here so that the cost model, the evaluator and the
+CP-SAT back-end can trust their inputs.
+
+This package is the public face: import every spec from here (``from solver.specs import
+Model``).  Its modules, one per input:
+
+* :mod:`~solver.specs.base` -- the documented input ranges (``MAX_*`` / ``MIN_*``,
+  :data:`RANGES`), the strict annotated scalars (``Layers``, ``Bandwidth``, ``Flag``, ...),
+  the GEMM rate table type (``GemmTable``) and ``_Spec``, the frozen base of every spec;
+* :mod:`~solver.specs.model` -- :class:`Model`;
+* :mod:`~solver.specs.cluster` -- :class:`GPUSpec`, :class:`Link`, :class:`Nic`,
+  :class:`Pool`, :class:`FabricLink`, :class:`Cluster`;
+* :mod:`~solver.specs.workload` -- :class:`TrainingWorkload`, :class:`LengthDistribution`,
+  :class:`InferenceWorkload`, the union :data:`Workload` and the knob vocabularies
+  (``Recompute``, ``Schedule``, ``Precision``, ``Quantization``, ...);
+* :mod:`~solver.specs.calibration` -- :class:`Calibration`;
+* :mod:`~solver.specs.plan` -- the output: :class:`Stage`, :class:`ReplicaGroup`,
+  :class:`SolverInfo`, :class:`Plan` and :data:`Device`;
+* :mod:`~solver.specs.arguments` -- :func:`check_spec_arguments`, the guard of library entry
+  points.
+"""
+
+from __future__ import annotations
+
+from ..errors import MAX_SEED, MAX_TIME_LIMIT_S, MAX_WORKERS
+from .arguments import check_spec_arguments
+from .base import (
+    MAX_BANDWIDTH_GBPS,
+    MAX_BATCH,
+    MAX_BYTES_PER_PARAM,
+    MAX_CHOICES,
+    MAX_COST_PER_GPU_HOUR,
+    MAX_EXPERTS,
+    MAX_FACTOR,
+    MAX_FFN,
+    MAX_GPUS,
+    MAX_GPUS_PER_NODE,
+    MAX_HEADS,
+    MAX_LATENCY_US,
+    MAX_LAYERS,
+    MAX_MEMORY_GB,
+    MAX_NICS,
+    MAX_NODES,
+    MAX_POOLS,
+    MAX_SLO_MS,
+    MAX_TARGET_TOKENS_PER_S,
+    MAX_TFLOPS,
+    MAX_TOKENS,
+    MAX_TOKENS_PER_STEP,
+    MAX_VOCAB,
+    MAX_WIDTH,
+    MIN_BANDWIDTH_GBPS,
+    MIN_GEMM_RATE_TFLOPS,
+    MIN_HBM_GBPS,
+    MIN_MEMORY_GB,
+    MIN_TFLOPS,
+    RANGES,
+    Bandwidth,
+    Batch,
+    BytesPerParam,
+    Experts,
+    Factor,
+    FfnWidth,
+    Flag,
+    Fraction,
+    GemmRate,
+    GemmTable,
+    Heads,
+    Int,
+    Latency,
+    LayerIndex,
+    Layers,
+    PositiveInt,
+    Price,
+    SloMs,
+    Tflops,
+    TokenRate,
+    Tokens,
+    Width,
+    ZeroStage,
+)
+from .calibration import Calibration
+from .cluster import Cluster, FabricLink, GPUSpec, Link, Nic, Pool
+from .model import Model
+from .plan import Device, Plan, ReplicaGroup, SolverInfo, Stage
+from .workload import (
+    MAX_REQUEST_RATE,
+    MAX_SCHEDULER_STEPS,
+    AttentionKernel,
+    DropoutRate,
+    InferenceWorkload,
+    KvCachePrecision,
+    LengthDistribution,
+    Percentile,
+    Precision,
+    Quantization,
+    Recompute,
+    RequestRate,
+    Schedule,
+    SchedulerSteps,
+    TrainingWorkload,
+    Workload,
+)
+
+__all__ = [
+    # the specs
+    "Calibration",
+    "Cluster",
+    "FabricLink",
+    "GPUSpec",
+    "InferenceWorkload",
+    "LengthDistribution",
+    "Link",
+    "Model",
+    "Nic",
+    "Plan",
+    "Pool",
+    "ReplicaGroup",
+    "SolverInfo",
+    "Stage",
+    "TrainingWorkload",
+    "Workload",
+    "check_spec_arguments",
+    # knob vocabularies and the plan's device type
+    "AttentionKernel",
+    "Device",
+    "KvCachePrecision",
+    "Precision",
+    "Quantization",
+    "Recompute",
+    "Schedule",
+    # documented input ranges
+    "MAX_BANDWIDTH_GBPS",
+    "MAX_BATCH",
+    "MAX_BYTES_PER_PARAM",
+    "MAX_CHOICES",
+    "MAX_COST_PER_GPU_HOUR",
+    "MAX_EXPERTS",
+    "MAX_FACTOR",
+    "MAX_FFN",
+    "MAX_GPUS",
+    "MAX_GPUS_PER_NODE",
+    "MAX_HEADS",
+    "MAX_LATENCY_US",
+    "MAX_LAYERS",
+    "MAX_MEMORY_GB",
+    "MAX_NICS",
+    "MAX_NODES",
+    "MAX_POOLS",
+    "MAX_REQUEST_RATE",
+    "MAX_SCHEDULER_STEPS",
+    "MAX_SEED",
+    "MAX_SLO_MS",
+    "MAX_TARGET_TOKENS_PER_S",
+    "MAX_TFLOPS",
+    "MAX_TIME_LIMIT_S",
+    "MAX_TOKENS",
+    "MAX_TOKENS_PER_STEP",
+    "MAX_VOCAB",
+    "MAX_WIDTH",
+    "MAX_WORKERS",
+    "MIN_BANDWIDTH_GBPS",
+    "MIN_GEMM_RATE_TFLOPS",
+    "MIN_HBM_GBPS",
+    "MIN_MEMORY_GB",
+    "MIN_TFLOPS",
+    "RANGES",
+    # strict annotated scalars (each carries its range)
+    "Bandwidth",
+    "Batch",
+    "BytesPerParam",
+    "DropoutRate",
+    "Experts",
+    "Factor",
+    "FfnWidth",
+    "Flag",
+    "Fraction",
+    "GemmRate",
+    "GemmTable",
+    "Heads",
+    "Int",
+    "LayerIndex",
+    "Layers",
+    "Latency",
+    "Percentile",
+    "PositiveInt",
+    "Price",
+    "RequestRate",
+    "SchedulerSteps",
+    "SloMs",
+    "Tflops",
+    "TokenRate",
+    "Tokens",
+    "Width",
+    "ZeroStage",
+]
