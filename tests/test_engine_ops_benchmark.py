@@ -20,6 +20,7 @@ from solver.catalog import resolve_gpu  # noqa: E402
 from solver.costmodel import LinkTier, quant, serving_engine  # noqa: E402
 from solver.costmodel.compute import (  # noqa: E402
     Op,
+    _engine_elementwise,
     _engine_op_time,
     _gemm,
     block_forward_ops,
@@ -99,6 +100,7 @@ def test_context_attention_price_is_the_attention_part_of_prefill_block_time() -
             precision="bf16",
             stack=Stack(attention="flash", dropout=0.0),
         )
+        ops = _engine_elementwise(ops, GQA, 1, "bf16", engine)  # the engine's fusions
         kv = 2.0 * b * s * kv_heads_per_gpu(GQA, 1) * GQA.kv_channels
         ops.append(Op("kv_write", 0.0, kv * quant.default_kv_bytes("bf16"), "mem"))
         rest = sum(_engine_op_time(o, H100, "bf16") for o in ops if o.name != "attention_core")

@@ -761,10 +761,11 @@ def prefill_block_time(
     latency (``prefill_attention_fixed_us``, once per forward whatever the batch: one varlen
     call), the all-reduces by the engine's custom kernel where it applies, an eager pass at
     least its kernels' host issue time -- a piecewise-graphed one (vLLM V1 up to its largest
-    captured size in tokens) that of its attention op and one graph replay; no separate FP8
-    input casts where the engine fuses them into their producers
-    (``EngineProfile.fused_activation_quant``); the fused attention op at the engine's
-    measured efficiency on a GPU whose catalog entry has none (:func:`_prefill_attention_gpu`).
+    captured size in tokens) that of its attention op and one graph replay; the elementwise
+    groups as the engine's kernels move them (:func:`_engine_elementwise`: residual add + norm
+    in one kernel, FP8 input casts fused into their producers); the fused attention op at the
+    engine's measured efficiency on a GPU whose catalog entry has none
+    (:func:`_prefill_attention_gpu`).
     """
     ops = block_forward_ops(
         model,
@@ -782,10 +783,8 @@ def prefill_block_time(
         comp = _ops_time(ops, gpu, precision)
         comm = _tp_collectives(act, tp, tp_link, 2)
     else:
-        if engine.fused_activation_quant:  # the casts ride in their producers' kernels
-            ops = [
-                _unfused_casts(o, model, tp, engine) if o.name == "fp8_casts" else o for o in ops
-            ]
+        if kernels == "fused":  # an eager forward is the plain PyTorch one, not the engine's
+            ops = _engine_elementwise(ops, model, tp, precision, engine)
         comm = 2 * serving_engine.allreduce_time(engine, act, tp, tp_link, gpu.name)
         attn_gpu = _prefill_attention_gpu(gpu, engine)
         gpu_s = comm + sum(
@@ -814,6 +813,47 @@ def _prefill_attention_gpu(gpu: GPUSpec, engine: EngineProfile) -> GPUSpec:
     if eff is None or gpu.attention_efficiency is not None:
         return gpu
     return gpu.model_copy(update={"attention_efficiency": eff.value})
+
+
+#: HBM bytes per hidden element of one layer's two residual adds and two norms as
+#: :func:`block_forward_ops` prices them for a serving forward (fused kernels, no dropout).
+_ADD_NORM_BYTES = 2 * C.NORM_BYTES + 2 * C.RESIDUAL_ADD_BYTES
+
+
+def _add_norm_bytes(engine: EngineProfile) -> float:
+    """HBM bytes per hidden element of one layer's two residual adds and norms under
+    ``engine``: two fused add + norm kernels (``fused_add_norm``) or the four kernels."""
+    if engine.fused_add_norm:
+        return 2 * serving_engine.FUSED_ADD_NORM_BYTES.value
+    return _ADD_NORM_BYTES
+
+
+def _engine_elementwise(
+    ops: list[Op], model: Model, tp: int, precision: str, engine: EngineProfile
+) -> list[Op]:
+    """A serving forward's elementwise groups (:func:`block_forward_ops`, fused kernels) as
+    ``engine`` runs them (:mod:`.serving_engine`, "Elementwise fusions"): the norms and
+    residual adds at :func:`_add_norm_bytes`; under ``fused_activation_quant`` the casts
+    that ride in their producers gone (:func:`_unfused_casts`) and the norm and activation
+    kernels writing the quantized element (1 byte for FP8) instead of the 16-bit one.  Other
+    groups (RoPE, the KV-cache write, the attention core) are unchanged."""
+    fused_casts = engine.fused_activation_quant and quant.quantizes_activations(precision)
+    narrowing = 0.0  # bytes per element a producer no longer writes
+    if fused_casts:
+        narrowing = 2 * C.ACTIVATION_BYTES - quant.input_cast_bytes(precision)
+    act_bytes = C.GELU_BYTES if model.mlp == "gelu" else C.SWIGLU_BYTES
+    out: list[Op] = []
+    for o in ops:
+        if o.name == "norms_residuals":
+            # Each of the two norms writes the QKV / MLP-up input.
+            kept = _add_norm_bytes(engine) - 2 * narrowing
+            o = o._replace(bytes=o.bytes * kept / _ADD_NORM_BYTES)
+        elif o.name == "activation" and fused_casts:
+            o = o._replace(bytes=o.bytes * (act_bytes - narrowing) / act_bytes)
+        elif o.name == "fp8_casts" and fused_casts:
+            o = _unfused_casts(o, model, tp, engine)
+        out.append(o)
+    return out
 
 
 def _unfused_casts(casts: Op, model: Model, tp: int, engine: EngineProfile) -> Op:
@@ -856,6 +896,7 @@ def decode_block_time(
     kernel (its HBM efficiency and fixed latency, the KV read once per query head where the
     kernel is not group-aware, and its per-(sequence, KV head) cost where measured on the GPU);
     the all-reduces by the engine's custom kernel (its latency on the GPU where measured);
+    the norms and residual adds in the engine's kernels (:func:`_add_norm_bytes`);
     outside the engine's CUDA-graph batch sizes the block takes at least its kernels' host
     issue time.  ``host_floor`` False: the GPU time alone, without that floor (what the
     marginal cost of one more KV token is read from: a launch-bound step's extra KV reads still
@@ -887,7 +928,10 @@ def decode_block_time(
         f = model.ffn_hidden_size / t
         ops.append(_gemm("mlp_up", b, h, n_up * f, wb))
         ops.append(_gemm("mlp_down", b, f, h, wb))
-    ops.append(Op("elementwise", 0.0, (2 * C.NORM_BYTES + 2 * 6.0) * b * h, "mem"))
+    # Norms and residual adds only (the activation, RoPE and casts of b rows are not priced);
+    # under an engine, as its kernels move them (the same kernels as its prefill's).
+    add_norm = _ADD_NORM_BYTES if engine is None else _add_norm_bytes(engine)
+    ops.append(Op("elementwise", 0.0, add_norm * b * h, "mem"))
     flops = sum(o.flops for o in ops)
     if engine is None or not engine.smooth_gemm:
         gpu_only = sum(op_time(o, gpu, precision) for o in ops)

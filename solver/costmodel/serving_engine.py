@@ -61,10 +61,24 @@ Prefill attention
     GPU whose catalog entry has no fused-attention efficiency (the A100), the kernel runs at
     the engine's own, fitted on its A100 table (``EngineProfile.prefill_attention_efficiency_on``;
     prefill steps only: training keeps the catalog's pricing).
-FP8 input casts of a prefill (``fused_activation_quant``, ``fp8_context_fmha``)
-    TensorRT-LLM's engines fuse each GEMM input's quantization into the kernel that produces
-    it (TensorRT Q/DQ fusion; the FP8 context FMHA writes the out-projection's input), so its
-    FP8 prefill pays no cast pass; vLLM and SGLang run a quantize kernel per input.
+Elementwise fusions of a step (``fused_add_norm``, ``fused_activation_quant``, ``fp8_context_fmha``)
+    which of the elementwise groups of
+    :func:`~solver.costmodel.compute.block_forward_ops` (priced for training as Megatron-LM's
+    fused kernels) the engine runs as their own HBM pass and which ride in a neighbouring
+    kernel, applied to the serving op lists only (training keeps its own).  Residual add +
+    RMSNorm in one kernel (``fused_add_norm``: vLLM, SGLang) moves
+    :data:`FUSED_ADD_NORM_BYTES` per hidden element instead of the add's and the norm's 6 + 4.
+    An FP8 GEMM input quantized in the kernel that produces it (``fused_activation_quant``:
+    TensorRT-LLM's TensorRT Q/DQ fusion; vLLM V1's Inductor-compiled norm and SiLU-and-mul)
+    leaves no cast pass, and its producer writes the 1-byte element instead of the 2-byte one;
+    the out-projection's input is the attention kernel's output, fused only where that kernel
+    writes FP8 (``fp8_context_fmha``, TensorRT-LLM 0.11+).  Not fused by any profile, from the
+    same sources: RoPE (TensorRT-LLM applies it in the attention op's QKV preprocessing kernel,
+    which also writes the KV cache and reads V besides Q and K: no fewer bytes than the two
+    passes priced; vLLM V1's compiled rotary op and SGLang's rotary kernel are passes of their
+    own before the attention op) and the KV-cache write.  A decode step's elementwise lump
+    (norms and residual adds only: it prices no activation, RoPE or cast bytes) takes the
+    add + norm fusion alone.
 Prefill scheduling (``mixed_batches``, with its source)
     whether the decodes ride in the steps that prefill (vLLM V1, TensorRT-LLM in-flight
     batching) or wait while a prefill step runs alone (vLLM 0.6 without chunked prefill,
@@ -104,6 +118,7 @@ from .comm import allreduce_time as ring_allreduce_time
 
 __all__ = [
     "ENGINES",
+    "FUSED_ADD_NORM_BYTES",
     "GEMM_KERNEL_FIXED_US",
     "GEMM_OVERLAP_EXPONENT",
     "L2_TO_HBM_BANDWIDTH",
@@ -167,6 +182,17 @@ GEMM_OVERLAP_EXPONENT = Sourced(1.5, f"fit to {AIC}/gemm/trtllm/1.0.0/gemm_perf.
 #: Fixed time of one GEMM kernel (pipeline fill and drain, last partial wave), microseconds;
 #: fitted with ``GEMM_OVERLAP_EXPONENT`` (same table).
 GEMM_KERNEL_FIXED_US = Sourced(8.0, f"fit to {AIC}/gemm/trtllm/1.0.0/gemm_perf.parquet")
+
+#: HBM bytes per hidden element of one fused residual-add + RMSNorm kernel (16-bit): it reads the
+#: branch output and the residual and writes the new residual and the normed output, 4 x 2 B;
+#: the two kernels priced for training move 6 (``RESIDUAL_ADD_BYTES``) + 4 (``NORM_BYTES``).
+FUSED_ADD_NORM_BYTES = Sourced(
+    8.0,
+    "vllm-project/vllm csrc/layernorm_kernels.cu fused_add_rms_norm (in place: residual <- "
+    "input + residual, input <- RMSNorm(residual)); flashinfer.norm.fused_add_rmsnorm the same "
+    "(SGLang 0.3.0 PyPI wheel, sglang/srt/layers/layernorm.py RMSNorm.forward_cuda: "
+    "'fused_add_rmsnorm(x, residual, self.weight.data, self.variance_epsilon)')",
+)
 
 
 @dataclass(frozen=True)
@@ -380,11 +406,19 @@ class EngineProfile:
         Where that scheduling rule is read.
     fused_activation_quant
         Whether the FP8 (or INT8 / FP4 W-A) input cast of each GEMM is fused into the kernel
-        that produces that input (norm, attention output, gated activation), so a prefill pays
-        no separate cast pass (the ``fp8_casts`` group of
-        :func:`~solver.costmodel.compute.block_forward_ops`); False: a cast kernel per GEMM
-        input, as priced for training.
+        that produces that input (norm, gated activation; the attention output only with
+        ``fp8_context_fmha``), so a prefill pays no separate cast pass for it (the
+        ``fp8_casts`` group of :func:`~solver.costmodel.compute.block_forward_ops`) and the
+        producer writes the quantized element in place of the 16-bit one; False: a cast kernel
+        per GEMM input, as priced for training.
     fused_activation_quant_source
+        Where that fusion is read.
+    fused_add_norm
+        Whether each residual add and the RMSNorm after it run as one kernel
+        (:data:`FUSED_ADD_NORM_BYTES` per hidden element instead of ``RESIDUAL_ADD_BYTES`` +
+        ``NORM_BYTES``), in prefill and decode steps alike; False: the two kernels, as priced
+        for training.
+    fused_add_norm_source
         Where that fusion is read.
     decode_attention_on
         ``(GPU catalog name, KV cache dtype, terms)``: the engine's decode-attention kernel
@@ -433,6 +467,11 @@ class EngineProfile:
         "before the scaled GEMM; SGLang's FP8 linear likewise), priced as in training"
     )
     fp8_context_fmha: bool = False
+    fused_add_norm: bool = False
+    fused_add_norm_source: str = (
+        "a residual-add kernel and an RMSNorm kernel, as priced for training (no source that "
+        "this engine fuses them)"
+    )
     decode_attention_on: tuple[tuple[str, str, DecodeAttentionTerms], ...] = ()
     prefill_attention_efficiency_on: tuple[tuple[str, Sourced], ...] = ()
 
@@ -622,6 +661,17 @@ def _a100_prefill_attention(
     return tuple((gpu, Sourced(value, src)) for gpu in ("A100-SXM4-80GB", "A100-SXM4-40GB"))
 
 
+#: vLLM V1's default compilation: every custom op in its native PyTorch form, compiled by
+#: Inductor between the attention ops (the source of its elementwise fusions).
+_VLLM_V1_INDUCTOR = (
+    "vLLM V1 default compilation, custom ops off under Inductor: vllm/config.py "
+    "VllmConfig.__post_init__ (V1 releases before vllm/config/ became a package; V1, not "
+    "enforce_eager): 'self.compilation_config.custom_ops = "
+    '["none"]\', use_inductor = True, pass_config.enable_fusion = False, level PIECEWISE; '
+    'vllm-project/vllm vllm/config/vllm.py @ 000fc94b: custom_ops.append("none") when '
+    "backend == 'inductor' and mode != NONE (CustomOp.forward_native everywhere)"
+)
+
 VLLM = EngineProfile(
     name="vllm",
     version="v0.11-0.14 (V1 engine, FULL_AND_PIECEWISE CUDA graphs)",
@@ -674,6 +724,20 @@ VLLM = EngineProfile(
         "exponential-race divide (4+4+4) and argmax (4) per logit",
     ),
     custom_allreduce=VLLM_CUSTOM_ALLREDUCE,
+    fused_add_norm=True,
+    fused_add_norm_source=_VLLM_V1_INDUCTOR
+    + ": the decoder layer's RMSNorm(x, residual) (forward_native: x + residual, then the "
+    "norm) compiles into one Inductor kernel",
+    fused_activation_quant=True,
+    fused_activation_quant_source=_VLLM_V1_INDUCTOR
+    + "; the FP8 input cast is the QuantFP8 custom op (vllm/model_executor/layers/"
+    "quantization/utils/w8a8_utils.py Fp8LinearOp: 'self.quant_fp8 = QuantFP8(...)', apply: "
+    "'qinput, x_scale = self.quant_fp8(input_2d, ...)'), also native, so Inductor emits it in "
+    "the norm's and the SiLU-and-mul's kernels: vllm/config/vllm.py @ 000fc94b "
+    "enable_norm_fusion / enable_act_fusion, the pattern passes only 'if either RMS norm or "
+    "quant FP8 custom op is active; otherwise Inductor handles fusion'; the attention output's "
+    "cast stays a kernel of its own (the attention op splits the graph; docs.vllm.ai "
+    "design/fusions, v0.18.2: 'Attention + Quant | fuse_attn_quant | Off by default')",
     decode_attention_on=VLLM_HOPPER_DECODE,
     prefill_attention_efficiency_on=_a100_prefill_attention(
         "vllm", "0.14.0", "vllm_flash_attn", 0.73, "5,457 rows, 0.263 (no efficiency: 0.500)"
@@ -702,6 +766,13 @@ VLLM_V0_06 = replace(
     decode_attention_on=(),  # 0.6's kernel: the A100 terms, not today's Hopper tables
     prefill_attention_efficiency_on=(),  # and the catalog's prefill attention
     custom_allreduce=replace(VLLM_CUSTOM_ALLREDUCE, latency_us_on=()),
+    fused_add_norm_source=(
+        "vLLM V0 runs eager with its CUDA custom ops: vllm/model_executor/layers/layernorm.py "
+        "RMSNorm.forward_cuda 'ops.fused_add_rms_norm(x, residual, self.weight.data, "
+        "self.variance_epsilon)' (csrc/layernorm_kernels.cu, one kernel)"
+    ),
+    fused_activation_quant=False,
+    fused_activation_quant_source=EngineProfile.fused_activation_quant_source,
     mixed_batches=False,
     mixed_batches_source=(
         "vllm-project/vllm vllm/core/scheduler.py (v0.6.0) Scheduler._schedule_default, the "
@@ -776,6 +847,16 @@ SGLANG = EngineProfile(
         latency_us_on=_hopper_allreduce_latency("sglang", "0.5.14", "2.5 / 2.7 / 3.5 us", 2.7),
     ),
     decode_attention_on=SGLANG_HOPPER_DECODE,
+    fused_add_norm=True,
+    fused_add_norm_source=(
+        "sgl-project/sglang python/sglang/srt/layers/layernorm.py @ f439f6df RMSNorm."
+        "forward_cuda: 'fused_add_rmsnorm(x, residual, self.weight.data, "
+        "self.variance_epsilon)' (flashinfer.norm; the 0.3.0 PyPI wheel the same, called by "
+        "LlamaDecoderLayer.forward through post_attention_layernorm(hidden_states, residual); "
+        "0.5.x the same call into sgl_kernel).  The FP8 input casts stay kernels of their own: "
+        "no torch.compile by default (server_args.py enable_torch_compile = False, 0.3.0 "
+        "wheel)"
+    ),
 )
 
 #: SGLang before its overlap scheduler (0.3.x; ``--enable-overlap-schedule`` appeared in
@@ -813,6 +894,23 @@ SGLANG_V0_3 = replace(
         "SGLang 0.3.0 runs (8B on A100, 70B TP4 on H100); 1.5 ms, the same scale as vLLM's "
         "host time per step (VLLM.step_host_us), one global value for every GPU and model",
     ),
+)
+
+#: TensorRT-LLM's residual add + RMSNorm in a TensorRT engine: not fused by any source read.
+_TRT_ADD_NORM = (
+    "TensorRT engines: the residual add and RMSNorm are layers of the TensorRT graph; whether "
+    "the builder fuses them is not read from a source, and the plugin that does "
+    "(reduce_fusion: all-reduce + residual + RMSNorm, TP > 1 only) is off in trtllm-bench "
+    "(NVIDIA/TensorRT-LLM tensorrt_llm/bench/build/build.py @ 000a01de: '# "
+    "build_config.plugin_config._reduce_fusion = True', commented out), so the two kernels "
+    "are priced.  The PyTorch backend (0.21 / 1.0) does fuse them "
+    "(tensorrt_llm/_torch/models/modeling_llama.py, 1.x, commit not pinned, "
+    "LlamaDecoderLayer.forward: "
+    "'self.post_attention_layernorm(hidden_states, residual)', or with TP and hidden_size > "
+    "4096 AllReduceFusionOp.RESIDUAL_RMS_NORM_QUANT_FP8; tensorrt_llm/_torch/modules/"
+    "rms_norm.py: 'flashinfer_fused_add_rmsnorm(hidden_states, residual, ...)'): not the "
+    "engine this profile "
+    "describes, though its published 0.21 / 1.0 runs are priced with it"
 )
 
 #: TensorRT-LLM 0.9's C++ session runtime (``GptSession``) as ``gptSessionBenchmark`` runs it:
@@ -872,6 +970,7 @@ TRTLLM_SESSION_09 = EngineProfile(
         "logits once and writes one token per row (4 + 4 B)",
     ),
     custom_allreduce=TRTLLM_CUSTOM_ALLREDUCE,
+    fused_add_norm_source=_TRT_ADD_NORM,
     fused_activation_quant=True,
     fused_activation_quant_source=(
         "NVIDIA/TensorRT-LLM tensorrt_llm/quantization/layers.py FP8Linear / FP8RowLinear: the "
