@@ -22,7 +22,7 @@ torch = pytest.importorskip("torch")
 
 from solver.errors import SpecError  # noqa: E402
 from solver.io import load_model  # noqa: E402
-from solver.profile import serving  # noqa: E402
+from solver.profile import serving, serving_shapes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCKED = ("pydantic", "yaml", "typer", "rich", "ortools", "scipy")
@@ -50,9 +50,9 @@ def test_unknown_section_is_named() -> None:
         serving.run_serving_profile(quick=True, allow_cpu=True, sections=["gemm", "kv_cache"])
 
 
-@pytest.mark.parametrize("name, shape", [("llama3-8b", serving.LLAMA3_8B),
-                                         ("llama3-70b", serving.LLAMA3_70B)])  # fmt: skip
-def test_layer_shapes_match_the_model_yaml(name: str, shape: serving.LayerShape) -> None:
+@pytest.mark.parametrize("name, shape", [("llama3-8b", serving_shapes.LLAMA3_8B),
+                                         ("llama3-70b", serving_shapes.LLAMA3_70B)])  # fmt: skip
+def test_layer_shapes_match_the_model_yaml(name: str, shape: serving_shapes.LayerShape) -> None:
     """The hard-coded device-side shapes are the ones in models/*.yaml."""
     m = load_model(name)
     assert (shape.hidden, shape.ffn, shape.heads, shape.kv_heads) == (
@@ -66,7 +66,7 @@ def test_layer_shapes_match_the_model_yaml(name: str, shape: serving.LayerShape)
 
 def test_gemm_shapes_split_megatron_style() -> None:
     """QKV and gate_up split N, O and down split K; 70B at TP 8 keeps one KV head per GPU."""
-    shapes = {(ly.name, ly.tp, g): (n, k) for ly, g, n, k in serving.gemm_shapes()}
+    shapes = {(ly.name, ly.tp, g): (n, k) for ly, g, n, k in serving_shapes.gemm_shapes()}
     assert len(shapes) == 20  # 8B at TP 1 + 70B at TP 1, 2, 4, 8; four GEMMs each
     assert shapes[("llama3-8b", 1, "qkv")] == ((32 + 2 * 8) * 128, 4096)
     assert shapes[("llama3-8b", 1, "down")] == (4096, 14336)
