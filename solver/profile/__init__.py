@@ -12,7 +12,11 @@ has only PyTorch and numpy:
   :mod:`~solver.profile.schedule` (1F1B over send/recv), :mod:`~solver.profile.bench`
   (GEMM, memory and collective micro-benchmarks), :mod:`~solver.profile.cases` (train and
   inference cases of a plan, correctness checks), :mod:`~solver.profile.driver` (one process
-  per GPU, raw JSON) and the entry point ``solver/profile/run.py``;
+  per GPU, raw JSON) and the entry point ``solver/profile/run.py``; the serving
+  micro-benchmark (``shardwise profile --serving``): :mod:`~solver.profile.serving` (entry,
+  summary) with its sections :mod:`~solver.profile.serving_timing`,
+  :mod:`~solver.profile.serving_shapes`, :mod:`~solver.profile.serving_gemm`,
+  :mod:`~solver.profile.serving_attention` and :mod:`~solver.profile.serving_steps`;
   :mod:`~solver.profile.fit` (least-squares alpha-beta and throughput fits) is numpy only.
 * **host side** -- :mod:`~solver.profile.calibrate` (raw JSON -> :class:`~solver.specs.Calibration`)
   and :mod:`~solver.profile.compare` (measured vs predicted by the evaluator), which use the
