@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from solver.cli import app
 from solver.cpsat import plan_serving as ps
+from solver.cpsat import serving_verify as sv
 from solver.cpsat.plan_serving import plan_serving
 from solver.cpsat.serving_fleet import Candidate, choose_replicas
 from solver.errors import SpecError
@@ -225,7 +226,7 @@ def test_plan_is_verified_and_consistent() -> None:
     assert res.status in ("OPTIMAL", "FEASIBLE") and res.verified and res.plan is not None
     v = res.verification
     assert v is not None and v.ttft_ms.p99 <= 50 and v.tpot_ms.p99 <= 5
-    assert v.num_requests >= ps.VERIFY_MIN_REQUESTS and v.routing == "weighted_random"
+    assert v.num_requests >= sv.VERIFY_MIN_REQUESTS and v.routing == "weighted_random"
     assert res.gpus == sum(g.gpus for g in res.fleet)
     assert res.cost_per_hour == pytest.approx(sum(g.cost_per_hour or 0 for g in res.fleet))
     assert res.plan.solver is not None and res.plan.solver.status == res.status
@@ -276,7 +277,7 @@ def test_verification_catches_an_under_provisioned_plan(monkeypatch: pytest.Monk
     assert res.status == "FEASIBLE" and res.verified and res.extra_replicas >= 1
     assert "verification added" in res.message
     assert res.verification is not None and res.verification.tpot_ms.p99 <= 5
-    monkeypatch.setattr(ps, "MAX_EXTRA_REPLICAS", 0)
+    monkeypatch.setattr(sv, "MAX_EXTRA_REPLICAS", 0)
     res = plan_serving(TINY, TINY_HETERO, TINY_W, rate=rate, tp=[1], trim=False)
     assert res.status == "UNKNOWN" and res.plan is None and not res.verified
     assert res.message.startswith("verification: the fleet misses the SLOs")

@@ -21,11 +21,12 @@
    (:func:`solver.serving.simulate`, requests dispatched in proportion to each replica's
    capacity, at random by default -- random thinning of a Poisson stream leaves each replica
    the Poisson stream its capacity was measured on -- or weighted round-robin; a fresh
-   request sample, seed + 1, at least :data:`VERIFY_MIN_REQUESTS`).  If the
-   fleet's p99 TTFT or TPOT misses its SLO, a replica of the candidate with the most
-   capacity per $ (per GPU for ``min_gpus``) that still fits is added and the fleet
-   re-verified, at most :data:`MAX_EXTRA_REPLICAS` times; the status is then FEASIBLE (no
-   longer the proven optimum).  A fleet that never verifies is reported UNKNOWN without a
+   request sample, seed + 1, at least
+   :data:`~solver.cpsat.serving_verify.VERIFY_MIN_REQUESTS`).  If the fleet's p99 TTFT or
+   TPOT misses its SLO, a replica of the candidate with the most capacity per $ (per GPU
+   for ``min_gpus``) that still fits is added and the fleet re-verified, at most
+   :data:`~solver.cpsat.serving_verify.MAX_EXTRA_REPLICAS` times; the status is then
+   FEASIBLE (no longer the proven optimum).  A fleet that never verifies is reported UNKNOWN without a
    plan: an unverified plan is never reported as meeting the SLOs.  ``max_goodput`` verifies
    at the summed capacity and, if that fails, bisects the offered rate down to one the fleet
    meets (FEASIBLE).
@@ -45,19 +46,19 @@ dispatch, so a fleet sized for random dispatch is conservative under it).
    fleet is FEASIBLE (verified, not proven minimal), the CP-SAT optimum kept as
    ``model_optimum``.
 
-:func:`plan_serving` runs these steps in order, one phase function each
-(:func:`_checked_inputs`, :func:`_score_shapes`, :func:`_shortfall`, the CP-SAT solve,
-:func:`_verify_fleet`, :func:`_trim_fleet`, :func:`_verified_result`); every early return
-goes through :func:`_result`.
+:func:`plan_serving` runs these steps in order, one phase function each: the inputs
+(:func:`.serving_inputs.checked_inputs`), the shapes' capacities (:func:`_score_shapes`),
+why no fleet can be chosen (:func:`.serving_shortfall.shortfall`), the CP-SAT solve, the
+verification and trimming (:func:`.serving_verify.verify_fleet`,
+:func:`.serving_verify.trim_fleet`) and the result (:func:`_verified_result`); every early
+return goes through :func:`_result`.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
 from importlib.metadata import version as _pkg_version
 from pathlib import Path
 from typing import Any
@@ -66,12 +67,10 @@ from ortools.sat.python import cp_model
 
 from ..catalog import gpu_of
 from ..construction import build_stages, split_layers
-from ..errors import SpecError, check_solve_options
-from ..evaluate.calibration import calibrated_cluster, gpu_with_calibration
+from ..evaluate.calibration import gpu_with_calibration
 from ..evaluate.checks import check_divisibility, check_precision
 from ..result import Status
 from ..serving import (
-    DEFAULT_MAX_NUM_SEQS,
     Lengths,
     Replica,
     Requests,
@@ -79,55 +78,22 @@ from ..serving import (
     default_max_num_batched_tokens,
     generate_requests,
     kv_capacity_tokens,
-    lengths_from_spec,
-    simulate,
 )
-from ..serving.api import check_percentile, replica_for
-from ..serving.capacity import (
-    REL_TOL,
-    SEARCH_REQUESTS,
-    CapacitySearch,
-    meets_slos,
-    search_capacity,
-)
-from ..serving.workload import load_workload_trace
+from ..serving.api import replica_for
+from ..serving.capacity import REL_TOL, SEARCH_REQUESTS, CapacitySearch, search_capacity
 from ..specs import Cluster, InferenceWorkload, Model, Plan, Pool, ReplicaGroup, SolverInfo
 from .deadline import Deadline
 from .options import pipeline_degrees, tp_options
-from .serving_fleet import (
-    Candidate,
-    FleetGroup,
-    ServingPlanResult,
-    choose_replicas,
-    fleet_of,
-    plan_of,
-    replica_weight,
-)
+from .serving_fleet import Candidate, FleetGroup, ServingPlanResult, choose_replicas
+from .serving_inputs import Inputs, checked_inputs
+from .serving_shortfall import no_fleet, shortfall
+from .serving_verify import Outcome, trim_fleet, verify_fleet
 
-__all__ = [
-    "MAX_EXTRA_REPLICAS",
-    "OBJECTIVES",
-    "VERIFY_MIN_REQUESTS",
-    "plan_serving",
-]
+__all__ = ["plan_serving"]
 
 
-OBJECTIVES: tuple[str, ...] = ("min_cost", "min_gpus", "max_goodput")
-#: Fewest requests the fleet verification simulates (and at least SEARCH_REQUESTS per
-#: replica, so every replica sees as many requests as its capacity search did).
-VERIFY_MIN_REQUESTS = 2000
-#: Most requests one verification simulates (about 1 s of simulation on 2 cores).
-VERIFY_MAX_REQUESTS = 50_000
-#: Replicas verification may add before giving up (UNKNOWN, no plan).
-MAX_EXTRA_REPLICAS = 8
-#: Most fleet simulations trimming may run.
-MAX_TRIM_TRIES = 6
-#: max_goodput: bisection steps on the offered rate when the fleet misses at its capacity.
-GOODPUT_BISECTIONS = 6
 _ORTOOLS_VERSION = _pkg_version("ortools")
 _UNITS = {"min_cost": "$/h", "min_gpus": "GPUs", "max_goodput": "requests/s"}
-#: Dispatch of the fleet verification (module docstring).
-ROUTINGS: tuple[str, ...] = ("weighted_random", "weighted_round_robin", "jsq")
 
 
 # ------------------------------------------------------------------------------------------
@@ -191,8 +157,8 @@ def plan_serving(
     trim
         After the fleet verifies, try removing replicas (most expensive first) while the
         fleet, simulated on the same requests, still meets the SLOs (at most
-        :data:`MAX_TRIM_TRIES` simulations, while the time limit lasts); a trimmed plan is
-        FEASIBLE (verified, not proven minimal).
+        :data:`~solver.cpsat.serving_verify.MAX_TRIM_TRIES` simulations, while the time
+        limit lasts); a trimmed plan is FEASIBLE (verified, not proven minimal).
     routing
         How the verification dispatches requests (``weighted_random``, the default: each
         replica then sees a Poisson stream, as in its capacity search;
@@ -211,7 +177,7 @@ def plan_serving(
         Bad input, one line naming the field.
     """
     t0 = time.perf_counter()
-    inp = _checked_inputs(
+    inp = checked_inputs(
         model,
         cluster,
         workload,
@@ -243,7 +209,7 @@ def plan_serving(
     complete = scored_all and all(c.complete for c in cands)
     usable = [c for c in cands if c.capacity_rps > 0]
     pool_gpus = {p.name: p.num_gpus for p in inp.cluster.pools}
-    short = _shortfall(inp, shapes, cands, usable, scored_all, complete, pool_gpus)
+    short = shortfall(inp, shapes, cands, usable, scored_all, complete, pool_gpus)
     if short is not None:
         return _result(inp, cands, timings, *short)
     # 3. Replica counts (CP-SAT).
@@ -253,14 +219,14 @@ def plan_serving(
             usable, pool_gpus, inp.objective, inp.rate, cp_limit, inp.num_workers, inp.seed
         )
     if not counts:
-        return _result(inp, cands, timings, *_no_fleet(code, complete, inp.rate, usable, pool_gpus))
+        return _result(inp, cands, timings, *no_fleet(code, complete, inp.rate, usable, pool_gpus))
     # 4. Verification (adds replicas, or lowers max_goodput's rate, until the fleet verifies).
     with _timed(timings, "verification"):
-        out = _verify_fleet(model, workload, inp, usable, counts, pool_gpus)
+        out = verify_fleet(model, workload, inp, usable, counts, pool_gpus)
     # 5. Trimming (a fleet the CP-SAT optimum verified as is).
     if out.ok and inp.trim and out.extra == 0 and inp.objective != "max_goodput":
         with _timed(timings, "trim"):
-            out = _trim_fleet(model, workload, inp, usable, counts, out)
+            out = trim_fleet(model, workload, inp, usable, counts, out)
     if not out.ok:
         return _result(
             inp,
@@ -283,239 +249,6 @@ def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
     start = time.perf_counter()
     yield
     timings[phase] = time.perf_counter() - start
-
-
-# ------------------------------------------------------------------------------------------
-# Input checks
-# ------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Inputs:
-    """The call's arguments, checked, with the workload's defaults filled in."""
-
-    cluster: Cluster  # calibrated when it names a calibration
-    objective: str
-    rate: float | None  # None: max_goodput without a target
-    prompt: Lengths
-    output: Lengths
-    trace: Requests | None
-    slo: tuple[float | None, float | None]  # TTFT, TPOT (ms)
-    percentile: float
-    tps: list[int] | None
-    pps: list[int] | None
-    seqs: list[int]
-    routing: str
-    search_requests: int
-    rel_tol: float
-    seed: int
-    num_workers: int
-    trim: bool
-    settings: dict[str, Any]  # reported as the result's settings
-    t0: float  # time.perf_counter() at the call's start
-    deadline: Deadline
-
-
-def _checked_inputs(
-    model: Model,
-    cluster: Cluster,
-    workload: InferenceWorkload,
-    t0: float,
-    *,
-    rate: float | None,
-    objective: str | None,
-    ttft_slo_ms: float | None,
-    tpot_slo_ms: float | None,
-    prompt: Lengths | None,
-    output: Lengths | None,
-    trace: Requests | None,
-    tp: Sequence[int] | None,
-    pp: Sequence[int] | None,
-    max_num_seqs: Sequence[int] | None,
-    search_requests: int,
-    rel_tol: float,
-    time_limit_s: float,
-    seed: int,
-    num_workers: int,
-    trim: bool,
-    routing: str,
-    slo_percentile: float | None,
-    workload_dir: Path | None,
-) -> _Inputs:
-    """:func:`plan_serving`'s arguments checked in turn (the first bad one raises a
-    :class:`SpecError` naming it) and resolved against the workload's defaults."""
-    check_solve_options(time_limit_s=time_limit_s, seed=seed, num_workers=num_workers)
-    if not isinstance(workload, InferenceWorkload):
-        raise SpecError("workload: the serving planner needs an inference workload")
-    if workload.attention != "flash":
-        raise SpecError(
-            f"attention: serving is priced with flash attention, got {workload.attention!r}"
-        )
-    obj = _objective(objective, cluster)
-    if routing not in ROUTINGS:
-        raise SpecError(f"routing: expected one of {', '.join(ROUTINGS)}, got {routing!r}")
-    q = check_percentile(workload.slo_percentile if slo_percentile is None else slo_percentile)
-    slo = (
-        _check_slo(workload.ttft_ms if ttft_slo_ms is None else ttft_slo_ms, "ttft_slo_ms"),
-        _check_slo(workload.tpot_ms if tpot_slo_ms is None else tpot_slo_ms, "tpot_slo_ms"),
-    )
-    if slo == (None, None):
-        raise SpecError("ttft_slo_ms: give a TTFT or TPOT SLO (or both), got neither")
-    if (
-        isinstance(search_requests, bool)
-        or not isinstance(search_requests, int)
-        or not (100 <= search_requests <= 100_000)
-    ):
-        raise SpecError(
-            f"search_requests: must be an integer in 100..100,000, got {search_requests!r}"
-        )
-    if not (isinstance(rel_tol, (int, float)) and 0.001 <= rel_tol <= 0.5):
-        raise SpecError(f"rel_tol: must be in 0.001..0.5, got {rel_tol!r}")
-    target, prompt_lengths, output_lengths, requests = _rate_and_lengths(
-        rate, trace, prompt, output, obj, workload, workload_dir
-    )
-    tps = _check_choices(tp, "tp", 1 << 20)
-    pps = _check_choices(pp, "pp", model.num_layers)
-    seqs_list = _seqs_choices(max_num_seqs, workload)
-    if cluster.calibration is not None:
-        cluster = calibrated_cluster(cluster)
-    settings = {
-        "search_requests": search_requests,
-        "rel_tol": rel_tol,
-        "seed": seed,
-        "verify_seed": seed + 1,
-        "routing_seed": seed + 2,
-        "num_workers": num_workers,
-        "time_limit_s": time_limit_s,
-        "max_num_seqs": seqs_list,
-        "tp": tps or "all",
-        "pp": pps or "auto",
-        "routing": routing,
-        "slo_percentile": q,
-    }
-    return _Inputs(
-        cluster=cluster,
-        objective=obj,
-        rate=target,
-        prompt=prompt_lengths,
-        output=output_lengths,
-        trace=requests,
-        slo=slo,
-        percentile=q,
-        tps=tps,
-        pps=pps,
-        seqs=seqs_list,
-        routing=routing,
-        search_requests=search_requests,
-        rel_tol=rel_tol,
-        seed=seed,
-        num_workers=num_workers,
-        trim=trim,
-        settings=settings,
-        t0=t0,
-        deadline=Deadline(time_limit_s, t0),
-    )
-
-
-def _check_slo(v: Any, name: str) -> float | None:
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-        raise SpecError(f"{name}: must be finite and > 0 ms, got {v!r}")
-    return float(v)
-
-
-def _check_rate(rate: Any) -> float:
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)):
-        raise SpecError(f"rate: must be a number of requests/s, got {rate!r}")
-    if not math.isfinite(rate) or rate <= 0:
-        raise SpecError(f"rate: must be finite and > 0 requests/s, got {rate!r}")
-    return float(rate)
-
-
-def _check_choices(values: Sequence[int] | None, name: str, high: int) -> list[int] | None:
-    if values is None:
-        return None
-    out = []
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= high:
-            raise SpecError(f"{name}: every value must be an integer in 1..{high:,}, got {v!r}")
-        out.append(v)
-    if not out:
-        raise SpecError(f"{name}: must list at least one value, got []")
-    return sorted(set(out))
-
-
-def _objective(objective: str | None, cluster: Cluster) -> str:
-    if objective is None:
-        priced = all(p.cost_per_gpu_hour is not None for p in cluster.pools)
-        return "min_cost" if priced else "min_gpus"
-    if objective not in OBJECTIVES:
-        raise SpecError(f"objective: expected one of {', '.join(OBJECTIVES)}, got {objective!r}")
-    if objective == "min_cost":
-        for i, p in enumerate(cluster.pools):
-            if p.cost_per_gpu_hour is None:
-                raise SpecError(
-                    f"pools[{i}].cost_per_gpu_hour: objective min_cost needs a price for pool "
-                    f"{p.name!r}, got None"
-                )
-    return objective
-
-
-def _rate_and_lengths(
-    rate: Any,
-    trace: Requests | None,
-    prompt: Lengths | None,
-    output: Lengths | None,
-    objective: str,
-    workload: InferenceWorkload,
-    workload_dir: Path | None = None,
-) -> tuple[float | None, Lengths, Lengths, Requests | None]:
-    """The target rate, the length distributions and the trace: from the arguments, else
-    the workload's traffic fields (its ``trace`` file when ``arrival: trace`` and neither a
-    rate nor a trace is given; its ``request_rate``; its length distributions), else the
-    workload's fixed lengths.  A trace gives its mean rate and its lengths (resampled)."""
-    if trace is None and rate is None and workload.arrival == "trace":
-        assert workload.trace is not None
-        trace = load_workload_trace(workload.trace, workload_dir)
-    if trace is None and rate is None:
-        rate = workload.request_rate
-    if trace is None:
-        if prompt is None and workload.prompt_tokens_distribution is not None:
-            prompt = lengths_from_spec(
-                workload.prompt_tokens_distribution, "prompt_tokens_distribution", workload_dir
-            )
-        if output is None and workload.output_tokens_distribution is not None:
-            output = lengths_from_spec(
-                workload.output_tokens_distribution, "output_tokens_distribution", workload_dir
-            )
-    if trace is not None:
-        if not isinstance(trace, Requests):
-            raise SpecError(f"trace: expected Requests, got {type(trace).__name__}")
-        span = float(trace.arrival_s[-1] - trace.arrival_s[0])
-        if len(trace) < 2 or span <= 0:
-            raise SpecError("trace: needs at least two requests with different timestamps")
-        if rate is not None:
-            raise SpecError("rate: give a rate or a trace, not both (the trace sets the rate)")
-        rate = (len(trace) - 1) / span
-        prompt = prompt or Lengths("file", values=tuple(int(v) for v in trace.prompt_tokens))
-        output = output or Lengths("file", values=tuple(int(v) for v in trace.output_tokens))
-    if rate is None and objective != "max_goodput":
-        raise SpecError(f"rate: objective {objective} needs a request rate, got None")
-    return (
-        None if rate is None else _check_rate(rate),
-        prompt or Lengths.fixed(workload.prompt_tokens),
-        output or Lengths.fixed(workload.output_tokens),
-        trace,
-    )
-
-
-def _seqs_choices(max_num_seqs: Sequence[int] | None, workload: InferenceWorkload) -> list[int]:
-    """max_num_seqs values to score: given, else the workload's batch_size list when it sets
-    one, else vLLM's default."""
-    if max_num_seqs is not None:
-        return _check_choices(max_num_seqs, "max_num_seqs", 1_000_000) or []
-    if "batch_size" in workload.model_fields_set:
-        return sorted(set(workload.batch_sizes))
-    return [DEFAULT_MAX_NUM_SEQS]
 
 
 # ------------------------------------------------------------------------------------------
@@ -651,7 +384,7 @@ def _score(
 
 
 def _score_shapes(
-    model: Model, workload: InferenceWorkload, inp: _Inputs
+    model: Model, workload: InferenceWorkload, inp: Inputs
 ) -> tuple[list[tuple[Pool, int, int, int]], list[Candidate], bool]:
     """Every replica shape and, in order until the time limit, its capacity.  Returns the
     shapes, the scored candidates and whether every shape was scored."""
@@ -695,380 +428,10 @@ def _score_shapes(
 
 
 # ------------------------------------------------------------------------------------------
-# Capacity shortfalls: why no fleet can be chosen
-# ------------------------------------------------------------------------------------------
-def _shortfall(
-    inp: _Inputs,
-    shapes: list[tuple[Pool, int, int, int]],
-    cands: list[Candidate],
-    usable: list[Candidate],
-    scored_all: bool,
-    complete: bool,
-    pool_gpus: dict[str, int],
-) -> tuple[Status, str] | None:
-    """INFEASIBLE or UNKNOWN, and why, when no shape sustains load or the pools' best
-    capacity per GPU falls short of the target; None when the fleet solve may go ahead."""
-    rate = inp.rate
-    if not usable:
-        if not scored_all:
-            return (
-                Status.UNKNOWN,
-                f"time limit: {len(cands)} of {len(shapes)} replica "
-                "shapes scored and none sustains any load under the SLOs; raise the limit",
-            )
-        return Status.INFEASIBLE, _why_none(cands, shapes, inp.slo, inp.percentile)
-    if inp.objective != "max_goodput":
-        assert rate is not None
-        by_pool = _pool_capacity(usable, pool_gpus)
-        if by_pool < rate:
-            return _short_of_rate(rate, by_pool, cands, usable, len(shapes), complete, pool_gpus)
-    return None
-
-
-def _short_of_rate(
-    rate: float,
-    by_pool: float,
-    cands: list[Candidate],
-    usable: list[Candidate],
-    n_shapes: int,
-    complete: bool,
-    pool_gpus: dict[str, int],
-) -> tuple[Status, str]:
-    """The pools' best capacity per GPU (``by_pool``) misses the target: UNKNOWN when the
-    searches were cut short or their tolerance leaves room, else INFEASIBLE."""
-    upper = _pool_capacity(
-        [c.model_copy(update={"capacity_rps": _upper(c)}) for c in usable], pool_gpus
-    )
-    if not complete:
-        return (
-            Status.UNKNOWN,
-            f"time limit: {len(cands)} of {n_shapes} replica shapes scored (or "
-            f"searches cut short); those sustain {by_pool:,.2f} req/s under the SLOs "
-            f"< target {rate:g}; raise the time limit",
-        )
-    if upper >= rate:
-        return (
-            Status.UNKNOWN,
-            f"capacity: the pools sustain {by_pool:,.2f} req/s under the SLOs by the "
-            f"rates simulated, < target {rate:g}, but up to {upper:,.2f} req/s within "
-            "the search tolerance; lower the tolerance",
-        )
-    best = max(usable, key=lambda c: c.capacity_rps / c.gpus)
-    need = math.ceil(rate / best.capacity_rps) * best.gpus
-    return (
-        Status.INFEASIBLE,
-        (
-            f"GPU count: at most {by_pool:,.2f} req/s fit this cluster under the SLOs "
-            f"(best per GPU: {best.key} at {best.capacity_rps:.3g} req/s per replica) < "
-            f"target {rate:g} req/s; about {need} GPUs of pool {best.pool} would be needed"
-            f" (each pool's best: {_pool_summary(usable, pool_gpus)})"
-        ),
-    )
-
-
-def _no_fleet(
-    code: int,
-    complete: bool,
-    rate: float | None,
-    usable: list[Candidate],
-    pool_gpus: dict[str, int],
-) -> tuple[Status, str]:
-    """Why CP-SAT returned no replica mix: proven none (INFEASIBLE), else the time limit."""
-    if code == cp_model.INFEASIBLE and complete:
-        return (
-            Status.INFEASIBLE,
-            f"GPU count: no whole number of replicas reaches {rate:g} req/s within the "
-            f"pools' GPUs (the pools' best capacity per GPU would give "
-            f"{_pool_capacity(usable, pool_gpus):,.2f} req/s with no GPU left idle)",
-        )
-    return Status.UNKNOWN, "time limit: CP-SAT found no replica mix; raise the limit"
-
-
-def _upper(c: Candidate) -> float:
-    """An upper bound of a shape's capacity: the lowest rate that missed the SLOs, or the
-    saturated throughput; unbounded when the search stopped short of both."""
-    if c.upper_rps is not None:
-        return c.upper_rps
-    return c.capacity_rps if c.saturated else math.inf
-
-
-def _pool_capacity(cands: list[Candidate], pool_gpus: dict[str, int]) -> float:
-    """Most requests/s the pools hold with each pool's best capacity per GPU (an upper bound
-    on any mix: per pool, the capacity is at most G x the best capacity per GPU)."""
-    total = 0.0
-    for pool, g in pool_gpus.items():
-        per = [c.capacity_rps / c.gpus for c in cands if c.pool == pool]
-        total += g * max(per, default=0.0)
-    return total
-
-
-def _pool_summary(cands: list[Candidate], pool_gpus: dict[str, int]) -> str:
-    parts = []
-    for pool in pool_gpus:
-        mine = [c for c in cands if c.pool == pool]
-        if mine:
-            b = max(mine, key=lambda c: c.capacity_rps / c.gpus)
-            parts.append(f"{pool} {b.key} {b.capacity_rps:.3g} req/s on {b.gpus} GPUs")
-    return "; ".join(parts)
-
-
-def _why_none(
-    cands: list[Candidate],
-    shapes: list[Any],
-    slo: tuple[float | None, float | None],
-    q: float = 99.0,
-) -> str:
-    """INFEASIBLE's message: no shape, or every shape's reason with its numbers."""
-    if not shapes:
-        return (
-            "no replica shape: no pool has a TP/PP that divides the model, runs its precision "
-            "and holds the longest request in its KV cache"
-        )
-    need = " and ".join(
-        f"p{q:g} {name} <= {v:g} ms" for name, v in zip(("TTFT", "TPOT"), slo, strict=True) if v
-    )
-    reasons = "; ".join(f"{c.key}: {c.reason}" for c in cands[:3])
-    more = f"; and {len(cands) - 3} more" if len(cands) > 3 else ""
-    return (
-        f"SLO: none of the {len(cands)} replica shapes meets {need} at any load ({reasons}{more})"
-    )
-
-
-# ------------------------------------------------------------------------------------------
-# The fleet's verification (and trimming)
-# ------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Check:
-    """What a fleet verification checks and how it dispatches."""
-
-    ttft_ms: float | None
-    tpot_ms: float | None
-    routing: str
-    routing_seed: int
-    percentile: float = 99.0
-
-
-def _verify(
-    model: Model,
-    cluster: Cluster,
-    workload: InferenceWorkload,
-    plan: Plan,
-    fleet: list[FleetGroup],
-    reqs: Requests,
-    check: _Check,
-) -> tuple[SimulationResult, bool]:
-    res = simulate(
-        model,
-        cluster,
-        workload,
-        plan,
-        reqs,
-        ttft_slo_ms=check.ttft_ms,
-        tpot_slo_ms=check.tpot_ms,
-        replica_weights=[g.capacity_rps for g in fleet],
-        routing=check.routing,
-        routing_seed=check.routing_seed,
-        slo_percentile=check.percentile,
-    )
-    ok = meets_slos(
-        res.ttft_at_percentile_ms, res.tpot_at_percentile_ms, check.ttft_ms, check.tpot_ms
-    )
-    return res, ok
-
-
-def _verify_requests(n_replicas: int, search_requests: int) -> int:
-    return min(VERIFY_MAX_REQUESTS, max(VERIFY_MIN_REQUESTS, search_requests * n_replicas))
-
-
-def _add_one(
-    cands: list[Candidate], counts: dict[int, int], pool_gpus: dict[str, int], objective: str
-) -> bool:
-    """Add the replica with the most capacity per $ (per GPU) that still fits; False if none."""
-    used: dict[str, int] = {}
-    for i, k in counts.items():
-        used[cands[i].pool] = used.get(cands[i].pool, 0) + k * cands[i].gpus
-    best, score = None, -1.0
-    for i, c in enumerate(cands):
-        if c.capacity_rps <= 0 or used.get(c.pool, 0) + c.gpus > pool_gpus[c.pool]:
-            continue
-        w = c.gpus if objective == "min_gpus" else (c.cost_per_hour or c.gpus)
-        if c.capacity_rps / w > score:
-            best, score = i, c.capacity_rps / w
-    if best is None:
-        return False
-    counts[best] = counts.get(best, 0) + 1
-    return True
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    """The fleet after verification (and trimming): the last one simulated."""
-
-    fleet: list[FleetGroup]
-    plan: Plan
-    res: SimulationResult  # its last simulation
-    ok: bool  # it met the SLOs
-    extra: int  # replicas verification added
-    offered: float  # the rate it was verified at
-    missed: str | None  # the first fleet that missed the SLOs (None: the first one met them)
-    removed: int = 0  # replicas trimming removed
-
-
-def _slo_check(inp: _Inputs) -> _Check:
-    """What verification and trimming check: the SLOs, dispatched by ``routing`` with the
-    dispatch seed ``seed + 2``."""
-    return _Check(inp.slo[0], inp.slo[1], inp.routing, inp.seed + 2, inp.percentile)
-
-
-def _verify_fleet(
-    model: Model,
-    workload: InferenceWorkload,
-    inp: _Inputs,
-    cands: list[Candidate],
-    counts: dict[int, int],
-    pool_gpus: dict[str, int],
-) -> _Outcome:
-    """Simulate the fleet of ``counts``; add replicas to ``counts`` (min objectives) or lower
-    the rate (max_goodput) until it meets the SLOs, at most :data:`MAX_EXTRA_REPLICAS`."""
-    check = _slo_check(inp)
-    extra = 0
-    missed: str | None = None
-    while True:
-        fleet = fleet_of(cands, counts)
-        plan = plan_of(model, inp.cluster, fleet)
-        offered = (
-            inp.rate
-            if inp.objective != "max_goodput" or inp.rate is not None
-            else sum(g.count * g.capacity_rps for g in fleet)
-        )
-        assert offered is not None
-        n_rep = sum(g.count for g in fleet)
-        reqs = (
-            inp.trace
-            if inp.trace is not None
-            else generate_requests(
-                _verify_requests(n_rep, inp.search_requests),
-                offered,
-                inp.prompt,
-                inp.output,
-                seed=inp.seed + 1,
-            )
-        )
-        res, ok = _verify(model, inp.cluster, workload, plan, fleet, reqs, check)
-        if ok:
-            return _Outcome(fleet, plan, res, True, extra, offered, missed)
-        if missed is None:
-            missed = (
-                " + ".join(f"{g.count} x TP{g.tp} PP{g.pp} {g.pool}" for g in fleet)
-                + f" at {offered:g} req/s: p{check.percentile:g} TTFT "
-                f"{res.ttft_at_percentile_ms:,.0f} ms, p{check.percentile:g} TPOT "
-                f"{res.tpot_at_percentile_ms:,.1f} ms"
-            )
-        if inp.objective == "max_goodput" and inp.trace is None:
-            return _goodput_down(model, workload, inp, check, plan, fleet, offered, res, missed)
-        if extra >= MAX_EXTRA_REPLICAS or not _add_one(cands, counts, pool_gpus, inp.objective):
-            return _Outcome(fleet, plan, res, False, extra, offered, missed)
-        extra += 1
-
-
-def _goodput_down(
-    model: Model,
-    workload: InferenceWorkload,
-    inp: _Inputs,
-    check: _Check,
-    plan: Plan,
-    fleet: list[FleetGroup],
-    offered: float,
-    failed: SimulationResult,
-    missed: str,
-) -> _Outcome:
-    """max_goodput: bisect the offered rate down from the fleet's summed capacity
-    (``failed``: its simulation there), :data:`GOODPUT_BISECTIONS` steps from half of it."""
-    n = _verify_requests(sum(g.count for g in fleet), inp.search_requests)
-    lo, hi = 0.5 * offered, offered
-    best: tuple[SimulationResult, float] | None = None
-    res, ok = _verify(
-        model,
-        inp.cluster,
-        workload,
-        plan,
-        fleet,
-        generate_requests(n, lo, inp.prompt, inp.output, seed=inp.seed + 1),
-        check,
-    )
-    if not ok:
-        return _Outcome(fleet, plan, failed, False, 0, offered, missed)
-    best = (res, lo)
-    for _ in range(GOODPUT_BISECTIONS):
-        mid = 0.5 * (lo + hi)
-        res, ok = _verify(
-            model,
-            inp.cluster,
-            workload,
-            plan,
-            fleet,
-            generate_requests(n, mid, inp.prompt, inp.output, seed=inp.seed + 1),
-            check,
-        )
-        if ok:
-            lo, best = mid, (res, mid)
-        else:
-            hi = mid
-    return _Outcome(fleet, plan, best[0], True, 0, best[1], missed)
-
-
-def _trim_fleet(
-    model: Model,
-    workload: InferenceWorkload,
-    inp: _Inputs,
-    cands: list[Candidate],
-    counts: dict[int, int],
-    verified: _Outcome,
-) -> _Outcome:
-    """Remove replicas from ``counts``, most expensive first, while the fleet still verifies
-    on the same requests (at most :data:`MAX_TRIM_TRIES` simulations, while the time limit
-    lasts).  Returns the smallest verified fleet, its plan and result, replicas removed."""
-    check = _slo_check(inp)
-    reqs = (
-        inp.trace
-        if inp.trace is not None
-        else generate_requests(
-            verified.res.num_requests,
-            verified.offered,
-            inp.prompt,
-            inp.output,
-            seed=inp.seed + 1,
-        )
-    )
-    best = (verified.fleet, verified.plan, verified.res)
-    removed = tries = 0
-    while tries < MAX_TRIM_TRIES and inp.deadline.left() > 0:
-        progress = False
-        for i in sorted(counts, key=lambda k: (-replica_weight(cands[k], inp.objective), k)):
-            if tries >= MAX_TRIM_TRIES or inp.deadline.left() <= 0:
-                break
-            trial = {k: v - (k == i) for k, v in counts.items() if v - (k == i) > 0}
-            if not trial:
-                continue
-            tries += 1
-            fleet = fleet_of(cands, trial)
-            plan = plan_of(model, inp.cluster, fleet)
-            res, ok = _verify(model, inp.cluster, workload, plan, fleet, reqs, check)
-            if ok:
-                counts.clear()
-                counts.update(trial)
-                best, removed, progress = (fleet, plan, res), removed + 1, True
-                break
-        if not progress:
-            break
-    return replace(verified, fleet=best[0], plan=best[1], res=best[2], removed=removed)
-
-
-# ------------------------------------------------------------------------------------------
 # The result
 # ------------------------------------------------------------------------------------------
 def _result(
-    inp: _Inputs,
+    inp: Inputs,
     cands: list[Candidate],
     timings: dict[str, float],
     status: Status,
@@ -1096,7 +459,7 @@ def _result(
 
 
 def _unverified_message(
-    inp: _Inputs, out: _Outcome, n_cands: int, n_shapes: int, scored_all: bool
+    inp: Inputs, out: Outcome, n_cands: int, n_shapes: int, scored_all: bool
 ) -> str:
     """UNKNOWN's message: the fleet never met the SLOs (no plan is reported)."""
     q, res, extra = inp.percentile, out.res, out.extra
@@ -1119,10 +482,10 @@ def _unverified_message(
 
 
 def _verified_result(
-    inp: _Inputs,
+    inp: Inputs,
     cands: list[Candidate],
     timings: dict[str, float],
-    out: _Outcome,
+    out: Outcome,
     proven: bool,
     complete: bool,
     value: float | None,
