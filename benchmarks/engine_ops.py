@@ -20,11 +20,11 @@ context attention (``attention/.../context_attention_perf``)
     prompt length, heads on one GPU, KV heads and head_dim (TP 1: the table's heads are one
     GPU's), priced by ``_engine_op_time``, plus the engine's
     :func:`~solver.costmodel.serving_engine.prefill_attention_fixed_s` -- the two attention
-    terms of :func:`~solver.costmodel.compute.prefill_block_time` (its ``kv_write`` group,
+    terms of :func:`~solver.costmodel.serving_compute.prefill_block_time` (its ``kv_write`` group,
     GEMMs, norms and all-reduces are other rows' business).
 generation attention (``attention/.../generation_attention_perf``)
     :func:`~solver.costmodel.serving_engine.decode_attention_time` of the KV bytes
-    :func:`~solver.costmodel.compute.decode_block_time` reads for ``batch`` sequences of
+    :func:`~solver.costmodel.serving_compute.decode_block_time` reads for ``batch`` sequences of
     ``step`` cached tokens (``b step 2 n_kv d x kv bytes`` + the new token's K/V), with
     :func:`~solver.costmodel.serving_engine.kv_reads` at the GPU's L2 / HBM ratio.
 custom all-reduce (``comm/<backend>/<v>/custom_allreduce_perf``)
@@ -93,15 +93,15 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from solver.catalog import resolve_gpu  # noqa: E402
-from solver.costmodel import LinkTier, quant, serving_engine  # noqa: E402
+from solver.costmodel import LinkTier, engine_profiles, quant, serving_engine  # noqa: E402
 from solver.costmodel import constants as C  # noqa: E402
-from solver.costmodel.compute import (  # noqa: E402
+from solver.costmodel.compute import _gemm, block_forward_ops  # noqa: E402
+from solver.costmodel.engine_profiles import ENGINES  # noqa: E402
+from solver.costmodel.serving_compute import (  # noqa: E402
     _engine_op_time,
-    _gemm,
     _prefill_attention_gpu,
-    block_forward_ops,
 )
-from solver.costmodel.serving_engine import ENGINES, EngineProfile  # noqa: E402
+from solver.costmodel.serving_engine import EngineProfile  # noqa: E402
 from solver.costmodel.stack import Stack  # noqa: E402
 from solver.errors import SpecError  # noqa: E402
 from solver.profile.aiconfigurator import BYTES_16, SIXTEEN_BIT  # noqa: E402
@@ -115,7 +115,7 @@ SYSTEMS = {
     "h200_sxm": "H200-SXM-141GB",
     "a100_sxm": "A100-SXM4-80GB",
 }
-#: AIConfigurator backend -> shardwise engine profile (``serving_engine.ENGINES``).
+#: AIConfigurator backend -> shardwise engine profile (``engine_profiles.ENGINES``).
 BACKENDS = {"trtllm": "trtllm", "vllm": "vllm", "sglang": "sglang"}
 #: Operator class -> (table family folder, file stem).
 TABLES = {
@@ -145,10 +145,10 @@ LARGE_M = 1024
 SHORT_CONTEXT = 1024
 LONG_CONTEXT = 4096
 #: All-reduce: small messages <= 64 KiB (a decode step's activations); above the engines'
-#: custom-kernel ceiling (vLLM ``max_size`` 8 MiB, ``serving_engine.VLLM_CUSTOM_ALLREDUCE``)
+#: custom-kernel ceiling (vLLM ``max_size`` 8 MiB, ``engine_profiles.VLLM_CUSTOM_ALLREDUCE``)
 #: the model prices NCCL's ring.
 SMALL_MESSAGE = 64 * 1024
-CUSTOM_KERNEL_MAX = serving_engine.VLLM_CUSTOM_ALLREDUCE.max_bytes[-1][1]
+CUSTOM_KERNEL_MAX = engine_profiles.VLLM_CUSTOM_ALLREDUCE.max_bytes[-1][1]
 
 Row = dict[str, Any]
 

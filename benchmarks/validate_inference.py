@@ -17,7 +17,7 @@ source publishes them:
 
 Each case is predicted twice: with the ``trtllm-0.9`` serving-engine profile (TensorRT-LLM 0.9
 as gptSessionBenchmark ran it: static batching, no CUDA graphs, custom all-reduce, masked-MHA /
-precompiled-XQA decode attention; :data:`solver.costmodel.serving_engine.TRTLLM_SESSION_09`)
+precompiled-XQA decode attention; :data:`solver.costmodel.engine_profiles.TRTLLM_SESSION_09`)
 and with the ``roofline``
 profile (the cost model before issue 16 item 1), printed side by side per metric.
 
@@ -93,9 +93,11 @@ import published_runs as pr  # noqa: E402
 import solver  # noqa: E402
 from solver.catalog import gpu_of  # noqa: E402
 from solver.construction import build_stages, split_layers  # noqa: E402
-from solver.costmodel.compute import peak_tflops, prefill_block_time  # noqa: E402
+from solver.costmodel.compute import peak_tflops  # noqa: E402
+from solver.costmodel.engine_profiles import ENGINES, resolve  # noqa: E402
 from solver.costmodel.quant import weight_bytes_per_element  # noqa: E402
-from solver.costmodel.serving_engine import ENGINES, resolve, step_overhead_s  # noqa: E402
+from solver.costmodel.serving_compute import prefill_block_time  # noqa: E402
+from solver.costmodel.serving_engine import step_overhead_s  # noqa: E402
 from solver.costmodel.serving_memory import stage_weight_bytes  # noqa: E402
 from solver.errors import SpecError  # noqa: E402
 from solver.evaluate import evaluate, tp_link  # noqa: E402
@@ -123,7 +125,7 @@ METRICS = (
     ("ttft_ms", "ttft_ms", "TTFT ms"),
 )
 #: The serving-engine profile the published set ran on (TensorRT-LLM 0.9 gptSessionBenchmark:
-#: the 0.9 session runtime, ``serving_engine.TRTLLM_SESSION_09``) and the pure roofline it is
+#: the 0.9 session runtime, ``engine_profiles.TRTLLM_SESSION_09``) and the pure roofline it is
 #: compared with.
 ENGINE = "trtllm-0.9"
 BASELINE = "roofline"
@@ -180,7 +182,7 @@ def build_cluster() -> Cluster:
 
 def with_engine(work: InferenceWorkload, engine: str) -> InferenceWorkload:
     """``work`` priced by the serving-engine profile ``engine`` (a name of
-    ``serving_engine.ENGINES``, versioned ones such as ``trtllm-0.9`` included)."""
+    ``engine_profiles.ENGINES``, versioned ones such as ``trtllm-0.9`` included)."""
     if engine not in ("auto", *ENGINES):
         raise SpecError(f"engine: one of auto, {', '.join(ENGINES)}, got {engine!r}")
     return InferenceWorkload.model_validate({**work.model_dump(), "serving_engine": engine})

@@ -10,11 +10,12 @@ import pytest
 
 from solver.catalog import gpu_of
 from solver.costmodel import constants as C
+from solver.costmodel import engine_profiles as EP
 from solver.costmodel import serving_engine as SE
 from solver.costmodel.comm import LinkTier
-from solver.costmodel.compute import (
+from solver.costmodel.compute import block_forward_ops
+from solver.costmodel.serving_compute import (
     _engine_elementwise,
-    block_forward_ops,
     decode_block_time,
     prefill_block_time,
 )
@@ -82,15 +83,15 @@ def test_fused_add_norm_moves_eight_bytes_per_hidden_element() -> None:
     """Residual add + RMSNorm in one kernel: the layer's two pairs move 2 x 8 B per hidden
     element instead of 2 x (6 + 4); the prefill is faster by exactly those bytes' HBM time."""
     tokens = 1024
-    engine = dataclasses.replace(_plain(SE.SGLANG), fused_add_norm=True)
-    plain, fused = _engine_ops(_plain(SE.SGLANG), "bf16"), _engine_ops(engine, "bf16")
+    engine = dataclasses.replace(_plain(EP.SGLANG), fused_add_norm=True)
+    plain, fused = _engine_ops(_plain(EP.SGLANG), "bf16"), _engine_ops(engine, "bf16")
     unfused_bytes = (2 * C.NORM_BYTES + 2 * C.RESIDUAL_ADD_BYTES) * tokens * H
     assert plain["norms_residuals"] == pytest.approx(unfused_bytes, rel=1e-12)
     assert fused["norms_residuals"] == pytest.approx(2 * 8.0 * tokens * H, rel=1e-12)
     assert {k: v for k, v in fused.items() if k != "norms_residuals"} == {
         k: v for k, v in plain.items() if k != "norms_residuals"
     }
-    saved = _prefill(_plain(SE.SGLANG), "bf16") - _prefill(engine, "bf16")
+    saved = _prefill(_plain(EP.SGLANG), "bf16") - _prefill(engine, "bf16")
     assert saved == pytest.approx((unfused_bytes - 2 * 8.0 * tokens * H) / BW, rel=1e-9)
 
 
@@ -99,8 +100,8 @@ def test_fused_activation_quant_removes_the_producer_fed_casts_only() -> None:
     MLP-up and MLP-down casts vanish, the out-projection's stays, and the two norms and the
     SwiGLU write 1 byte per element less; RoPE and the KV-cache write are untouched."""
     tokens = 1024
-    engine = dataclasses.replace(_plain(SE.VLLM), fused_activation_quant=True)
-    plain, fused = _engine_ops(_plain(SE.VLLM), "fp8"), _engine_ops(engine, "fp8")
+    engine = dataclasses.replace(_plain(EP.VLLM), fused_activation_quant=True)
+    plain, fused = _engine_ops(_plain(EP.VLLM), "fp8"), _engine_ops(engine, "fp8")
     cast = C.FP8_CAST_BYTES
     assert plain["fp8_casts"] == pytest.approx(cast * tokens * (2 * H + Q + F), rel=1e-12)
     assert fused["fp8_casts"] == pytest.approx(cast * tokens * Q, rel=1e-12)
@@ -110,7 +111,7 @@ def test_fused_activation_quant_removes_the_producer_fed_casts_only() -> None:
     with_fmha = dataclasses.replace(engine, fp8_context_fmha=True)
     assert _engine_ops(with_fmha, "fp8")["fp8_casts"] == 0.0
     # 16-bit: no casts, and no narrower producer outputs either.
-    assert _engine_ops(engine, "bf16") == _engine_ops(_plain(SE.VLLM), "bf16")
+    assert _engine_ops(engine, "bf16") == _engine_ops(_plain(EP.VLLM), "bf16")
 
 
 def test_each_engines_fusions_and_their_sources() -> None:
@@ -125,11 +126,11 @@ def test_each_engines_fusions_and_their_sources() -> None:
         "trtllm-0.9": (False, True, "bench/build/build.py"),
     }
     for name, (add_norm, act_quant, where) in expected.items():
-        p = SE.ENGINES[name]
+        p = EP.ENGINES[name]
         assert (p.fused_add_norm, p.fused_activation_quant) == (add_norm, act_quant), name
         assert where in p.fused_add_norm_source, name
         assert p.fused_activation_quant_source, name
-    assert "Inductor" in SE.VLLM.fused_activation_quant_source
+    assert "Inductor" in EP.VLLM.fused_activation_quant_source
     assert "csrc/layernorm_kernels.cu" in SE.FUSED_ADD_NORM_BYTES.source
 
 
@@ -137,7 +138,7 @@ def test_training_op_list_is_unchanged_by_the_serving_fusions() -> None:
     """``block_forward_ops`` keeps Megatron-LM's kernels for training, and pricing a serving
     prefill under a fusing engine does not alter the list it was built from."""
     before = _ops("fp8")
-    for engine in SE.ENGINES.values():
+    for engine in EP.ENGINES.values():
         _prefill(engine, "fp8")
     after = _ops("fp8")
     assert after == before
@@ -150,7 +151,7 @@ def test_training_op_list_is_unchanged_by_the_serving_fusions() -> None:
 
 def test_eager_prefill_keeps_the_plain_pytorch_kernels() -> None:
     """``kernels="eager"`` (a plain PyTorch forward) is not priced with the engine's fusions."""
-    for engine in (SE.VLLM, SE.SGLANG, SE.TRTLLM):
+    for engine in (EP.VLLM, EP.SGLANG, EP.TRTLLM):
         assert _prefill(engine, "fp8", kernels="eager") == _prefill(
             _plain(engine), "fp8", kernels="eager"
         )
@@ -177,7 +178,7 @@ def test_decode_takes_the_add_norm_fusion_only() -> None:
             host_floor=False,
         ).fwd_s
 
-    plain = _plain(SE.SGLANG)
+    plain = _plain(EP.SGLANG)
     fused = dataclasses.replace(plain, fused_add_norm=True)
     saved = decode(plain) - decode(fused)
     expected = (2 * C.NORM_BYTES + 2 * C.RESIDUAL_ADD_BYTES - 2 * 8.0) * batch * H / BW

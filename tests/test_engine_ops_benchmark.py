@@ -17,17 +17,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import engine_ops as eo  # noqa: E402
 
 from solver.catalog import resolve_gpu  # noqa: E402
-from solver.costmodel import LinkTier, quant, serving_engine  # noqa: E402
-from solver.costmodel.compute import (  # noqa: E402
-    Op,
+from solver.costmodel import LinkTier, engine_profiles, quant, serving_engine  # noqa: E402
+from solver.costmodel.compute import Op, _gemm, block_forward_ops  # noqa: E402
+from solver.costmodel.params import kv_heads_per_gpu  # noqa: E402
+from solver.costmodel.serving_compute import (  # noqa: E402
     _engine_elementwise,
     _engine_op_time,
-    _gemm,
-    block_forward_ops,
     decode_block_time,
     prefill_block_time,
 )
-from solver.costmodel.params import kv_heads_per_gpu  # noqa: E402
 from solver.costmodel.stack import Stack  # noqa: E402
 from solver.errors import SpecError  # noqa: E402
 from solver.specs import Model  # noqa: E402
@@ -35,7 +33,7 @@ from solver.specs import Model  # noqa: E402
 H100 = resolve_gpu("H100-SXM5-80GB")
 A100 = resolve_gpu("A100-SXM4-80GB")
 LINK = LinkTier(bandwidth_GBps=360.0, latency_us=3.0, name="nvswitch")
-TARGET = eo.Target(H100, serving_engine.VLLM, LINK)
+TARGET = eo.Target(H100, engine_profiles.VLLM, LINK)
 GQA = Model(
     name="gqa",
     num_layers=1,
@@ -87,7 +85,7 @@ def test_context_attention_price_is_the_attention_part_of_prefill_block_time() -
     """prefill_block_time (TP 1, TensorRT-LLM profile, bf16) = every other group's
     ``_engine_op_time`` + the benchmark's context-attention price (flash op + fixed)."""
     b, s = 2, 2048
-    for engine in (serving_engine.TRTLLM, serving_engine.SGLANG):
+    for engine in (engine_profiles.TRTLLM, engine_profiles.SGLANG):
         block = prefill_block_time(
             GQA, H100, tp=1, batch=b, prompt=s, precision="bf16", tp_link=LINK, engine=engine
         ).fwd_s
@@ -110,17 +108,17 @@ def test_context_attention_price_is_the_attention_part_of_prefill_block_time() -
 
 def test_context_attention_point_uses_its_row_and_regime() -> None:
     """A context row measured at exactly its price has ratio 1; isl 8192 is 'long'."""
-    price = eo.context_attention_price(4, 8192, 16, 2, 128, A100, serving_engine.VLLM)
+    price = eo.context_attention_price(4, 8192, 16, 2, 128, A100, engine_profiles.VLLM)
     row: dict[str, Any] = {"batch_size": 4, "isl": 8192, "num_heads": 16}
     row |= {"num_key_value_heads": 2}
     row |= {"head_dim": 128, "latency": price * 1e3}
     (p,) = eo.compare(
-        "context_attention", [row], eo.Target(A100, serving_engine.VLLM, LINK), "bf16"
+        "context_attention", [row], eo.Target(A100, engine_profiles.VLLM, LINK), "bf16"
     )
     assert p.ratio == pytest.approx(1.0) and p.regime.startswith("long")
 
 
-@pytest.mark.parametrize("engine", [serving_engine.VLLM, serving_engine.TRTLLM_SESSION_09])
+@pytest.mark.parametrize("engine", [engine_profiles.VLLM, engine_profiles.TRTLLM_SESSION_09])
 def test_generation_price_has_decode_block_time_context_slope(
     engine: serving_engine.EngineProfile,
 ) -> None:
@@ -152,17 +150,17 @@ def test_fp8_kv_reads_half_the_bytes() -> None:
     """fp8 KV: half the bytes of bf16 KV above the fixed latency, on a GPU whose engine terms
     are the same for both KV dtypes (the A100; H100 / H200 carry measured per-dtype terms)."""
     a100 = resolve_gpu("A100-SXM4-80GB")
-    assert all(g != a100.name for g, _, _ in serving_engine.VLLM.decode_attention_on)
-    fixed = serving_engine.VLLM.decode_attention_fixed_us.value * 1e-6
-    t16 = eo.generation_attention_price(64, 8191, 32, 8, 128, "bf16", a100, serving_engine.VLLM)
-    t8 = eo.generation_attention_price(64, 8191, 32, 8, 128, "fp8", a100, serving_engine.VLLM)
+    assert all(g != a100.name for g, _, _ in engine_profiles.VLLM.decode_attention_on)
+    fixed = engine_profiles.VLLM.decode_attention_fixed_us.value * 1e-6
+    t16 = eo.generation_attention_price(64, 8191, 32, 8, 128, "bf16", a100, engine_profiles.VLLM)
+    t8 = eo.generation_attention_price(64, 8191, 32, 8, 128, "fp8", a100, engine_profiles.VLLM)
     assert t8 - fixed == pytest.approx((t16 - fixed) / 2.0)
 
 
 def test_allreduce_row_is_priced_by_the_engine_allreduce() -> None:
     """message_size counts 16-bit elements: 1024 elements = 2 KiB through allreduce_time, at
     the latency measured on the row's GPU."""
-    price = serving_engine.allreduce_time(serving_engine.VLLM, 2048.0, 8, LINK, H100.name)
+    price = serving_engine.allreduce_time(engine_profiles.VLLM, 2048.0, 8, LINK, H100.name)
     row = {"num_gpus": 8, "message_size": 1024, "latency": 4.0 * price * 1e3}
     (p,) = eo.compare("custom_allreduce", [row], TARGET, "bf16")
     assert p.ratio == pytest.approx(0.25) and p.regime == "small <=64KiB"

@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 
 from solver.catalog import gpu_of
+from solver.costmodel import engine_profiles as EP
 from solver.costmodel import serving_engine as SE
 from solver.costmodel.comm import LinkTier
 from solver.costmodel.comm import allreduce_time as ring_allreduce_time
-from solver.costmodel.compute import decode_block_time, prefill_block_time
+from solver.costmodel.serving_compute import decode_block_time, prefill_block_time
 from solver.errors import SpecError
 from solver.evaluate import evaluate
 from solver.io import load_cluster, load_model
@@ -36,11 +37,11 @@ KIB = 1024.0
 @pytest.mark.parametrize(
     ("engine", "n", "below", "at"),
     [
-        (SE.VLLM, 8, 256 * KIB - 16, 256 * KIB),  # custom_all_reduce.cuh: world <= 8, < 256 KiB
-        (SE.VLLM, 4, 512 * KIB - 16, 512 * KIB),  # world <= 4, < 512 KiB
-        (SE.SGLANG, 8, 256 * KIB - 16, 256 * KIB),  # sgl-kernel carries vLLM's dispatch
-        (SE.TRTLLM, 8, 500e3 - 16, 500e3),  # allreducePlugin: world > 4, < 500,000 B
-        (SE.TRTLLM, 4, 1e6 - 16, 1e6),  # world <= 4, < 1,000,000 B
+        (EP.VLLM, 8, 256 * KIB - 16, 256 * KIB),  # custom_all_reduce.cuh: world <= 8, < 256 KiB
+        (EP.VLLM, 4, 512 * KIB - 16, 512 * KIB),  # world <= 4, < 512 KiB
+        (EP.SGLANG, 8, 256 * KIB - 16, 256 * KIB),  # sgl-kernel carries vLLM's dispatch
+        (EP.TRTLLM, 8, 500e3 - 16, 500e3),  # allreducePlugin: world > 4, < 500,000 B
+        (EP.TRTLLM, 4, 1e6 - 16, 1e6),  # world <= 4, < 1,000,000 B
     ],
 )
 def test_allreduce_switches_to_two_shot_at_the_threshold(
@@ -66,10 +67,10 @@ def test_allreduce_switches_to_two_shot_at_the_threshold(
 @pytest.mark.parametrize(
     ("engine", "n", "fits", "too_big"),
     [
-        (SE.VLLM, 8, 8 * 1024 * KIB - 16, 8 * 1024 * KIB),  # inp_size < max_size (8 MiB)
-        (SE.VLLM, 2, 8 * 1024 * KIB - 16, 8 * 1024 * KIB),
-        (SE.TRTLLM, 8, 8e6, 8e6 + 16),  # messageSizeBytes <= 8,000,000 workspace
-        (SE.TRTLLM, 2, 16e6, 16e6 + 16),  # 16,000,000 at world <= 2
+        (EP.VLLM, 8, 8 * 1024 * KIB - 16, 8 * 1024 * KIB),  # inp_size < max_size (8 MiB)
+        (EP.VLLM, 2, 8 * 1024 * KIB - 16, 8 * 1024 * KIB),
+        (EP.TRTLLM, 8, 8e6, 8e6 + 16),  # messageSizeBytes <= 8,000,000 workspace
+        (EP.TRTLLM, 2, 16e6, 16e6 + 16),  # 16,000,000 at world <= 2
     ],
 )
 def test_allreduce_falls_back_to_nccl_past_the_workspace(
@@ -86,14 +87,14 @@ def test_allreduce_falls_back_to_nccl_past_the_workspace(
 def test_allreduce_needs_nvlink_beyond_two_gpus_and_a_supported_world_size() -> None:
     """vLLM: two PCIe GPUs still run the custom kernel, four do not; TP 3 is unsupported; the
     roofline profile is always the ring."""
-    assert SE.custom_allreduce_algorithm(SE.VLLM, 4096, 2, PCIE) == "oneshot"
-    assert SE.custom_allreduce_algorithm(SE.VLLM, 4096, 4, PCIE) == "nccl"
-    assert SE.custom_allreduce_algorithm(SE.VLLM, 4096, 3, NVSWITCH) == "nccl"
-    assert SE.allreduce_time(SE.ROOFLINE, 4096, 8, NVSWITCH) == ring_allreduce_time(
+    assert SE.custom_allreduce_algorithm(EP.VLLM, 4096, 2, PCIE) == "oneshot"
+    assert SE.custom_allreduce_algorithm(EP.VLLM, 4096, 4, PCIE) == "nccl"
+    assert SE.custom_allreduce_algorithm(EP.VLLM, 4096, 3, NVSWITCH) == "nccl"
+    assert SE.allreduce_time(EP.ROOFLINE, 4096, 8, NVSWITCH) == ring_allreduce_time(
         4096, 8, NVSWITCH
     )
     # A decode-sized message: one-shot is latency-bound, far under the ring's 2 (n-1) alpha.
-    assert SE.allreduce_time(SE.VLLM, 16 * KIB, 8, NVSWITCH) < 0.25 * ring_allreduce_time(
+    assert SE.allreduce_time(EP.VLLM, 16 * KIB, 8, NVSWITCH) < 0.25 * ring_allreduce_time(
         16 * KIB, 8, NVSWITCH
     )
 
@@ -129,26 +130,26 @@ def test_graphed_step_is_cheaper_than_eager_by_the_launch_overhead() -> None:
     """A tiny model is launch-bound: eager, one block takes kernels x launch_us (6 kernels at
     TP 1: qkv, decode attention, out-proj, MLP up, MLP down, elementwise); graphed (same batch,
     same profile otherwise) it takes only its GPU time, less than that."""
-    eager = dataclasses.replace(SE.VLLM, cuda_graphs=SE.Sourced(0.0, "test: graphs off"))
-    t_graph = _decode(SE.VLLM, 4, 64).fwd_s
+    eager = dataclasses.replace(EP.VLLM, cuda_graphs=SE.Sourced(0.0, "test: graphs off"))
+    t_graph = _decode(EP.VLLM, 4, 64).fwd_s
     t_eager = _decode(eager, 4, 64).fwd_s
     kernels = 6  # qkv, attention_decode, out_proj, mlp_up, mlp_down, elementwise
-    assert t_eager == pytest.approx(kernels * SE.VLLM.launch_us.value * 1e-6, rel=1e-12)
+    assert t_eager == pytest.approx(kernels * EP.VLLM.launch_us.value * 1e-6, rel=1e-12)
     assert t_graph < t_eager
-    assert SE.graphed(SE.VLLM, 512, 80, 1) and not SE.graphed(SE.VLLM, 513, 80, 1)
+    assert SE.graphed(EP.VLLM, 512, 80, 1) and not SE.graphed(EP.VLLM, 513, 80, 1)
 
 
 def test_sglang_graph_batch_depends_on_memory_and_tp() -> None:
     """server_args.py: 256 (TP < 4) / 512 (TP >= 4) at 60-160 GiB, 32 / 160 at 35-60 GiB."""
-    assert SE.graphed(SE.SGLANG, 256, 80.0, 2) and not SE.graphed(SE.SGLANG, 257, 80.0, 2)
-    assert SE.graphed(SE.SGLANG, 512, 80.0, 4) and not SE.graphed(SE.SGLANG, 513, 80.0, 4)
-    assert not SE.graphed(SE.SGLANG, 33, 40.0, 1) and SE.graphed(SE.SGLANG, 160, 40.0, 8)
-    assert not SE.graphed(SE.TRTLLM_SESSION_09, 1, 80.0, 1)  # gptSessionBenchmark: no graphs
-    assert not SE.graphed(SE.TRTLLM, 1, 80.0, 1)  # executor: cudaGraphMode = false by default
+    assert SE.graphed(EP.SGLANG, 256, 80.0, 2) and not SE.graphed(EP.SGLANG, 257, 80.0, 2)
+    assert SE.graphed(EP.SGLANG, 512, 80.0, 4) and not SE.graphed(EP.SGLANG, 513, 80.0, 4)
+    assert not SE.graphed(EP.SGLANG, 33, 40.0, 1) and SE.graphed(EP.SGLANG, 160, 40.0, 8)
+    assert not SE.graphed(EP.TRTLLM_SESSION_09, 1, 80.0, 1)  # gptSessionBenchmark: no graphs
+    assert not SE.graphed(EP.TRTLLM, 1, 80.0, 1)  # executor: cudaGraphMode = false by default
 
 
 # --- decode attention -----------------------------------------------------------------------
-@pytest.mark.parametrize("engine", [SE.VLLM, SE.SGLANG, SE.TRTLLM, SE.TRTLLM_SESSION_09])
+@pytest.mark.parametrize("engine", [EP.VLLM, EP.SGLANG, EP.TRTLLM, EP.TRTLLM_SESSION_09])
 def test_decode_attention_is_linear_in_context_at_the_named_efficiency(
     engine: SE.EngineProfile,
 ) -> None:
@@ -160,7 +161,7 @@ def test_decode_attention_is_linear_in_context_at_the_named_efficiency(
     b, lo, hi = 8, 1024, 3072
     per_token = b * 2 * 8 * 128 * 2.0
     l2 = SE.l2_to_hbm_ratio(GPU.name, GPU.memory_bandwidth_GBps)
-    reads = 1.0 if engine is not SE.TRTLLM_SESSION_09 else max(1.0, 4 / l2)
+    reads = 1.0 if engine is not EP.TRTLLM_SESSION_09 else max(1.0, 4 / l2)
     eff = engine.decode_attention(GPU.name).efficiency.value
     want = (hi - lo) * per_token * reads / (GPU.memory_bandwidth_GBps * 1e9 * eff)
     d = _decode(engine, b, hi, MODEL8).fwd_s - _decode(engine, b, lo, MODEL8).fwd_s
@@ -173,14 +174,14 @@ def test_group_aware_decode_kernels_read_the_cache_once() -> None:
     """FlashAttention / FlashInfer: 1 read; TensorRT-LLM 0.9's precompiled XQA covers head_dim
     128 at 8 query heads per KV head, its masked MHA at a group of 29 (Falcon-180B at TP 8)
     re-reads through L2; the executor's JIT XQA (0.11+) reads every group once."""
-    old = SE.TRTLLM_SESSION_09
-    assert SE.kv_reads(SE.VLLM, 29, 1, 64) == 1.0
+    old = EP.TRTLLM_SESSION_09
+    assert SE.kv_reads(EP.VLLM, 29, 1, 64) == 1.0
     assert SE.kv_reads(old, 64, 8, 128) == 1.0
     assert SE.kv_reads(old, 29, 1, 64) == pytest.approx(29 / 3.5)
     assert SE.kv_reads(old, 32, 8, 128) == pytest.approx(4 / 3.5)  # Llama-3-8B's group of 4
     assert SE.kv_reads(old, 32, 32, 128) == 1.0  # MHA: one query head per KV head
-    assert SE.kv_reads(SE.TRTLLM, 29, 1, 64) == 1.0
-    assert SE.kv_reads(SE.TRTLLM, 32, 8, 128) == 1.0
+    assert SE.kv_reads(EP.TRTLLM, 29, 1, 64) == 1.0
+    assert SE.kv_reads(EP.TRTLLM, 32, 8, 128) == 1.0
 
 
 def test_l2_reread_ratio_is_per_gpu() -> None:
@@ -190,7 +191,7 @@ def test_l2_reread_ratio_is_per_gpu() -> None:
     a100 = SE.l2_to_hbm_ratio("A100-SXM4-80GB", 2039.0)
     assert a100 == pytest.approx(5120 * 1.41 / 2039.0, rel=1e-3)
     assert SE.l2_to_hbm_ratio("no-such-gpu", 1000.0) == SE.L2_TO_HBM_BANDWIDTH.value
-    old = SE.TRTLLM_SESSION_09
+    old = EP.TRTLLM_SESSION_09
     assert SE.kv_reads(old, 29, 1, 64, a100) == pytest.approx(29 / a100)
     assert SE.kv_reads(old, 29, 1, 64, 1.5) == pytest.approx(29 / 1.5)
     assert SE.kv_reads(old, 2, 1, 64, 3.0) == 1.0
@@ -224,17 +225,17 @@ def test_tensorrt_engines_fuse_the_fp8_input_casts_into_their_producers() -> Non
     cast_bytes = 3.0 * tokens * (2 * h + q + f)  # FP8_CAST_BYTES per cast element
     narrowed_bytes = (2.0 - 1.0) * tokens * (2 * h + f)  # 2 norms (h) + SwiGLU (f) write 1 B
     bw = GPU.memory_bandwidth_GBps * 1e9 * GPU.memory_efficiency
-    for engine, kept in ((SE.TRTLLM, 0.0), (SE.TRTLLM_SESSION_09, q / (2 * h + q + f))):
+    for engine, kept in ((EP.TRTLLM, 0.0), (EP.TRTLLM_SESSION_09, q / (2 * h + q + f))):
         assert engine.fused_activation_quant and "Q/DQ" in engine.fused_activation_quant_source
         unfused = dataclasses.replace(engine, fused_activation_quant=False)
         saved = _fp8_prefill(unfused) - _fp8_prefill(engine)
         assert saved == pytest.approx((cast_bytes * (1.0 - kept) + narrowed_bytes) / bw, rel=1e-9)
-    assert not SE.VLLM_V0_06.fused_activation_quant and not SE.SGLANG.fused_activation_quant
-    assert SE.TRTLLM.fp8_context_fmha and not SE.TRTLLM_SESSION_09.fp8_context_fmha
+    assert not EP.VLLM_V0_06.fused_activation_quant and not EP.SGLANG.fused_activation_quant
+    assert EP.TRTLLM.fp8_context_fmha and not EP.TRTLLM_SESSION_09.fp8_context_fmha
     # 16-bit prefills have no casts: the fusion changes nothing.
     bf16 = dict(tp=1, batch=1, prompt=512, precision="bf16", tp_link=NVSWITCH)
-    unfused = dataclasses.replace(SE.TRTLLM, fused_activation_quant=False)
-    assert prefill_block_time(MODEL8, GPU, engine=SE.TRTLLM, **bf16).fwd_s == (  # type: ignore[arg-type]
+    unfused = dataclasses.replace(EP.TRTLLM, fused_activation_quant=False)
+    assert prefill_block_time(MODEL8, GPU, engine=EP.TRTLLM, **bf16).fwd_s == (  # type: ignore[arg-type]
         prefill_block_time(MODEL8, GPU, engine=unfused, **bf16).fwd_s  # type: ignore[arg-type]
     )
 
@@ -256,9 +257,9 @@ def test_roofline_profile_is_todays_cost_model() -> None:
     """engine=ROOFLINE prices decode and prefill exactly as no engine at all."""
     kw = dict(tp=2, batch=16, precision="bf16", tp_link=NVSWITCH)
     a = prefill_block_time(MODEL8, GPU, prompt=512, **kw)  # type: ignore[arg-type]
-    b = prefill_block_time(MODEL8, GPU, prompt=512, engine=SE.ROOFLINE, **kw)  # type: ignore[arg-type]
+    b = prefill_block_time(MODEL8, GPU, prompt=512, engine=EP.ROOFLINE, **kw)  # type: ignore[arg-type]
     assert a == b
-    assert _decode(SE.ROOFLINE, 16, 900, MODEL8, tp=2) == decode_block_time(
+    assert _decode(EP.ROOFLINE, 16, 900, MODEL8, tp=2) == decode_block_time(
         MODEL8,
         GPU,
         tp=2,
@@ -272,7 +273,7 @@ def test_roofline_profile_is_todays_cost_model() -> None:
 
 # --- sources -------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "engine", [SE.VLLM, SE.VLLM_V0_06, SE.SGLANG, SE.SGLANG_V0_3, SE.TRTLLM, SE.TRTLLM_SESSION_09]
+    "engine", [EP.VLLM, EP.VLLM_V0_06, EP.SGLANG, EP.SGLANG_V0_3, EP.TRTLLM, EP.TRTLLM_SESSION_09]
 )
 def test_every_profile_constant_names_its_source(engine: SE.EngineProfile) -> None:
     """Every Sourced field of a profile (and of its custom all-reduce) has a value and a
@@ -298,7 +299,7 @@ def test_every_profile_constant_names_its_source(engine: SE.EngineProfile) -> No
 
 def test_auto_is_vllm_and_bad_names_are_refused() -> None:
     """auto resolves to vLLM; the workload field and the step cost refuse unknown engines."""
-    assert SE.resolve("auto") is SE.VLLM
+    assert EP.resolve("auto") is EP.VLLM
     with pytest.raises(ValueError, match="serving_engine"):
         InferenceWorkload(kind="inference", prompt_tokens=8, output_tokens=8, serving_engine="tgi")
     wl = InferenceWorkload(kind="inference", prompt_tokens=64, output_tokens=8, batch_size=2)
@@ -373,7 +374,7 @@ def test_engine_step_is_slower_than_the_roofline_and_counts_the_host_time() -> N
     }
     assert all(tpot[e] is not None for e in tpot)
     assert min(tpot["vllm"], tpot["sglang"], tpot["trtllm"]) > tpot["roofline"]  # type: ignore[operator]
-    host = (SE.VLLM.step_host_us.value - SE.SGLANG.step_host_us.value) * 1e-3
+    host = (EP.VLLM.step_host_us.value - EP.SGLANG.step_host_us.value) * 1e-3
     assert tpot["vllm"] - tpot["sglang"] > 0.5 * host  # type: ignore[operator]
 
 
@@ -386,7 +387,7 @@ def test_simulator_tables_take_the_engine_argument() -> None:
     roof = roofline_step_cost(MODEL8, CLUSTER, wl, group, engine="roofline", **kw)  # type: ignore[arg-type]
     vllm = roofline_step_cost(MODEL8, CLUSTER, wl, group, **kw)  # type: ignore[arg-type]
     assert roof.step_overhead_s == 0.0
-    assert vllm.step_overhead_s == pytest.approx(SE.VLLM.step_host_us.value * 1e-6)
+    assert vllm.step_overhead_s == pytest.approx(EP.VLLM.step_host_us.value * 1e-6)
     assert np.all(vllm.decode_s[1:] > roof.decode_s[1:])
 
 
@@ -396,7 +397,7 @@ def test_a_calibration_replaces_the_decode_attention_efficiency() -> None:
     between two output lengths: the mean context moves by half the output difference)."""
     from solver.specs import Calibration
 
-    eff = SE.VLLM.decode_attention(GPU.name).efficiency.value
+    eff = EP.VLLM.decode_attention(GPU.name).efficiency.value
     cal = Calibration(gpu=GPU.name, decode_attention_efficiency=eff / 2)
     plan = _plan(MODEL8.num_layers, 1, 8)
 
@@ -430,7 +431,7 @@ def test_a_calibration_prices_small_allreduces_by_its_measured_line_up_to_its_cr
         allreduce_small_max_bytes=1024 * 1024,
     )
     eng = engine_for_gpu("vllm", GPU, cal, NVSWITCH)
-    assert SE.custom_allreduce_algorithm(SE.VLLM, 512 * KIB, 8, NVSWITCH) == "twoshot"
+    assert SE.custom_allreduce_algorithm(EP.VLLM, 512 * KIB, 8, NVSWITCH) == "twoshot"
     assert SE.custom_allreduce_algorithm(eng, 512 * KIB, 8, NVSWITCH) == "oneshot"
     assert SE.allreduce_time(eng, 512 * KIB, 8, NVSWITCH) == pytest.approx(
         7e-6 + 7 * 512 * KIB / 120e9, rel=1e-12
@@ -439,14 +440,14 @@ def test_a_calibration_prices_small_allreduces_by_its_measured_line_up_to_its_cr
         7e-6 + 7 * 1024 * KIB / 120e9, rel=1e-12
     )
     big = 1024 * KIB + 16
-    assert SE.custom_allreduce_algorithm(SE.VLLM, big, 8, NVSWITCH) == "twoshot"
+    assert SE.custom_allreduce_algorithm(EP.VLLM, big, 8, NVSWITCH) == "twoshot"
     assert SE.custom_allreduce_algorithm(eng, big, 8, NVSWITCH) == "nccl"
     assert SE.allreduce_time(eng, big, 8, NVSWITCH) == ring_allreduce_time(big, 8, NVSWITCH)
     # No NVLink mesh beyond two GPUs: NCCL whatever the calibration says.
     assert SE.custom_allreduce_algorithm(eng, 512 * KIB, 4, PCIE) == "nccl"
     # A calibration for another GPU leaves the profile alone.
     other = Calibration(gpu="A100-SXM4-80GB", allreduce_small_max_bytes=16)
-    assert engine_for_gpu("vllm", GPU, other, NVSWITCH) == SE.VLLM
+    assert engine_for_gpu("vllm", GPU, other, NVSWITCH) == EP.VLLM
 
 
 def test_prefill_attention_fixed_latency_is_paid_once_per_forward() -> None:
@@ -454,15 +455,15 @@ def test_prefill_attention_fixed_latency_is_paid_once_per_forward() -> None:
     one-token prompt) is added once per block forward -- one varlen call, whatever the batch
     and prompt -- on top of the fused kernel's FLOP time; the roofline profile has none."""
     kw = dict(tp=1, precision="bf16", tp_link=NVSWITCH)
-    none = dataclasses.replace(SE.VLLM, prefill_attention_fixed_us=SE.Sourced(0.0, "test: off"))
+    none = dataclasses.replace(EP.VLLM, prefill_attention_fixed_us=SE.Sourced(0.0, "test: off"))
     for batch, prompt in ((1, 4096), (8, 2048)):  # GPU-bound: the eager launch floor is below
         with_fixed = prefill_block_time(
-            MODEL8, GPU, batch=batch, prompt=prompt, engine=SE.VLLM, **kw
+            MODEL8, GPU, batch=batch, prompt=prompt, engine=EP.VLLM, **kw
         )  # type: ignore[arg-type]
         without = prefill_block_time(MODEL8, GPU, batch=batch, prompt=prompt, engine=none, **kw)  # type: ignore[arg-type]
         assert with_fixed.fwd_s - without.fwd_s == pytest.approx(11.2e-6, rel=1e-9)
-    assert SE.prefill_attention_fixed_s(SE.ROOFLINE) == 0.0
-    for e in (SE.VLLM, SE.SGLANG, SE.TRTLLM, SE.TRTLLM_SESSION_09):
+    assert SE.prefill_attention_fixed_s(EP.ROOFLINE) == 0.0
+    for e in (EP.VLLM, EP.SGLANG, EP.TRTLLM, EP.TRTLLM_SESSION_09):
         assert 5.0 < e.prefill_attention_fixed_us.value < 20.0
 
 
@@ -472,14 +473,14 @@ def test_trtllm_has_an_executor_and_a_0_9_session_profile() -> None:
     executor's alpha on H100 / H200 is measured), launch and sampling terms and differ in the
     decode kernel's group coverage; the benchmarks map an
     engine string to one by version; the simulator's step cost takes either by name."""
-    assert SE.resolve("trtllm") is SE.TRTLLM and SE.resolve("trtllm-0.9") is SE.TRTLLM_SESSION_09
-    for e in (SE.TRTLLM, SE.TRTLLM_SESSION_09):
+    assert EP.resolve("trtllm") is EP.TRTLLM and EP.resolve("trtllm-0.9") is EP.TRTLLM_SESSION_09
+    for e in (EP.TRTLLM, EP.TRTLLM_SESSION_09):
         assert SE.custom_allreduce_algorithm(e, 8e6, 8, NVSWITCH) == "twoshot"  # <= workspace
         assert SE.custom_allreduce_algorithm(e, 8e6 + 16, 8, NVSWITCH) == "nccl"
-    car = SE.TRTLLM.custom_allreduce
+    car = EP.TRTLLM.custom_allreduce
     assert car is not None and car.latency_us_on
-    assert dataclasses.replace(car, latency_us_on=()) == SE.TRTLLM_SESSION_09.custom_allreduce
-    assert SE.TRTLLM.group_aware_all and not SE.TRTLLM_SESSION_09.group_aware_all
+    assert dataclasses.replace(car, latency_us_on=()) == EP.TRTLLM_SESSION_09.custom_allreduce
+    assert EP.TRTLLM.group_aware_all and not EP.TRTLLM_SESSION_09.group_aware_all
     import sys
     from pathlib import Path
 
@@ -510,17 +511,17 @@ def test_vllm_v1_prefill_runs_piecewise_graphs_and_v0_runs_it_eager() -> None:
     tokens, 293 us graphed vs 586 us eager, benchmarks/validation/serving/raw-h100x1-serving-
     run1.json)."""
     kw = dict(tp=1, batch=1, precision="bf16", tp_link=NVSWITCH)
-    v1 = prefill_block_time(MODEL8, GPU, prompt=128, engine=SE.VLLM, **kw)  # type: ignore[arg-type]
-    v0 = prefill_block_time(MODEL8, GPU, prompt=128, engine=SE.VLLM_V0_06, **kw)  # type: ignore[arg-type]
+    v1 = prefill_block_time(MODEL8, GPU, prompt=128, engine=EP.VLLM, **kw)  # type: ignore[arg-type]
+    v0 = prefill_block_time(MODEL8, GPU, prompt=128, engine=EP.VLLM_V0_06, **kw)  # type: ignore[arg-type]
     kernels = 9  # the block's operator groups at TP 1 (eager launch floor)
-    assert v0.fwd_s == pytest.approx(kernels * SE.VLLM.launch_us.value * 1e-6, rel=1e-12)
+    assert v0.fwd_s == pytest.approx(kernels * EP.VLLM.launch_us.value * 1e-6, rel=1e-12)
     assert v1.fwd_s < v0.fwd_s
-    assert v1.fwd_s >= SE.PIECEWISE_LAUNCHES_PER_LAYER * SE.VLLM.launch_us.value * 1e-6
-    assert SE.prefill_piecewise(SE.VLLM, 512, 80.0, 1)
-    assert not SE.prefill_piecewise(SE.VLLM, 513, 80.0, 1)
-    assert not SE.prefill_piecewise(SE.VLLM_V0_06, 16, 80.0, 1)
-    assert not SE.prefill_piecewise(SE.SGLANG, 16, 80.0, 1)
-    assert SE.graphed(SE.VLLM_V0_06, 256, 80.0, 1) and not SE.graphed(SE.VLLM_V0_06, 257, 80.0, 1)
+    assert v1.fwd_s >= SE.PIECEWISE_LAUNCHES_PER_LAYER * EP.VLLM.launch_us.value * 1e-6
+    assert SE.prefill_piecewise(EP.VLLM, 512, 80.0, 1)
+    assert not SE.prefill_piecewise(EP.VLLM, 513, 80.0, 1)
+    assert not SE.prefill_piecewise(EP.VLLM_V0_06, 16, 80.0, 1)
+    assert not SE.prefill_piecewise(EP.SGLANG, 16, 80.0, 1)
+    assert SE.graphed(EP.VLLM_V0_06, 256, 80.0, 1) and not SE.graphed(EP.VLLM_V0_06, 257, 80.0, 1)
 
 
 def test_sglang_0_3_is_sglang_with_its_synchronous_scheduler_host_time() -> None:
@@ -529,8 +530,8 @@ def test_sglang_0_3_is_sglang_with_its_synchronous_scheduler_host_time() -> None
     the 0.3.0 wheel, whatever the GPU memory: 0.4's memory-dependent limit does not apply), and
     by keeping the A100 decode-attention and all-reduce terms where today's SGLang has measured
     Hopper ones; its step overhead is larger by exactly the host time."""
-    old, new = SE.resolve("sglang-0.3"), SE.SGLANG
-    assert old is SE.SGLANG_V0_3
+    old, new = EP.resolve("sglang-0.3"), EP.SGLANG
+    assert old is EP.SGLANG_V0_3
     differ = {
         f.name for f in dataclasses.fields(old) if getattr(old, f.name) != getattr(new, f.name)
     }
@@ -668,11 +669,11 @@ def test_kv_token_cost_is_read_without_the_launch_floor(monkeypatch: pytest.Monk
     kw = dict(max_num_seqs=8, max_num_batched_tokens=1024)
     base = roofline_step_cost(MODEL8, CLUSTER, wl, grp, engine="trtllm", **kw)  # type: ignore[arg-type]
     slow = dataclasses.replace(
-        SE.TRTLLM,
+        EP.TRTLLM,
         cuda_graphs=SE.Sourced(0.0, "test: eager"),
         launch_us=SE.Sourced(1e4, "test: a host that issues one kernel per 10 ms"),
     )
-    monkeypatch.setitem(SE.ENGINES, "trtllm", slow)
+    monkeypatch.setitem(EP.ENGINES, "trtllm", slow)
     bound = roofline_step_cost(MODEL8, CLUSTER, wl, grp, engine="trtllm", **kw)  # type: ignore[arg-type]
     assert bound.decode_s[1] > 10 * base.decode_s[1]  # the batch-1 step is launch-bound
     assert base.kv_per_token_s > 0

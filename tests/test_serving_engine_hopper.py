@@ -12,14 +12,11 @@ import dataclasses
 import pytest
 
 from solver.catalog import resolve_gpu
+from solver.costmodel import engine_profiles as EP
 from solver.costmodel import serving_engine as SE
 from solver.costmodel.comm import LinkTier
-from solver.costmodel.compute import (
-    block_forward_ops,
-    decode_block_time,
-    op_time,
-    prefill_block_time,
-)
+from solver.costmodel.compute import block_forward_ops, op_time
+from solver.costmodel.serving_compute import decode_block_time, prefill_block_time
 from solver.costmodel.stack import Stack
 from solver.io import load_model
 
@@ -28,8 +25,8 @@ H200 = resolve_gpu("H200-SXM-141GB")
 A100 = resolve_gpu("A100-SXM4-80GB")
 NVSWITCH = LinkTier(bandwidth_GBps=450.0, latency_us=3.0, name="nvswitch")
 MODEL8 = load_model("llama3-8b")  # 8 KV heads x 128 at TP 1
-TODAY = (SE.VLLM, SE.SGLANG)
-OLD = (SE.VLLM_V0_06, SE.SGLANG_V0_3, SE.TRTLLM_SESSION_09)
+TODAY = (EP.VLLM, EP.SGLANG)
+OLD = (EP.VLLM_V0_06, EP.SGLANG_V0_3, EP.TRTLLM_SESSION_09)
 
 
 def _decode(engine: SE.EngineProfile, batch: int, ctx: int, kv: str, gpu=H100, tp: int = 1):
@@ -111,7 +108,7 @@ def test_hopper_terms_apply_on_hopper_only() -> None:
         assert a == b
 
 
-@pytest.mark.parametrize("engine", (*TODAY, SE.TRTLLM))
+@pytest.mark.parametrize("engine", (*TODAY, EP.TRTLLM))
 def test_small_allreduce_latency_is_the_hopper_tables(engine: SE.EngineProfile) -> None:
     """A 4 KB one-shot all-reduce over 2 GPUs on H100 costs the measured H100 alpha, on an
     A100 the A100 one: the difference is exactly the two latencies (same link, same bytes);
@@ -155,13 +152,13 @@ def test_older_profiles_keep_their_a100_terms_on_hopper(engine: SE.EngineProfile
 def test_trtllm_keeps_its_decode_attention_terms() -> None:
     """The executor profile has no Hopper decode-attention terms (they made the published
     TensorRT-LLM cases worse end to end: serving_engine.py, TRTLLM)."""
-    assert SE.TRTLLM.decode_attention_on == ()
+    assert EP.TRTLLM.decode_attention_on == ()
 
 
 def test_every_hopper_term_names_its_table() -> None:
     """Each Hopper term is positive and cites the aiconfigurator-core 0.12.0 table it was fitted
     on: system, operator, backend and version."""
-    for engine in SE.ENGINES.values():
+    for engine in EP.ENGINES.values():
         for gpu, kv, terms in engine.decode_attention_on:
             system = {"H100-SXM5-80GB": "h100_sxm", "H200-SXM-141GB": "h200_sxm"}[gpu]
             assert kv in ("16-bit", "fp8")
@@ -185,7 +182,7 @@ def test_a_calibration_replaces_the_hopper_terms() -> None:
     replace the Hopper terms (no per-sequence cost: its fit has none) and its all-reduce
     latency replaces the Hopper alpha."""
     cal = SE.with_calibration(
-        SE.VLLM, decode_attention_efficiency=0.5, allreduce_latency_us=7.0, source="cal"
+        EP.VLLM, decode_attention_efficiency=0.5, allreduce_latency_us=7.0, source="cal"
     )
     terms = cal.decode_attention(H100.name)
     assert terms.efficiency.value == 0.5 and terms.per_sequence_kv_head_ns.value == 0.0
@@ -193,7 +190,7 @@ def test_a_calibration_replaces_the_hopper_terms() -> None:
     assert cal.custom_allreduce.latency(H100.name).value == 7.0
 
 
-@pytest.mark.parametrize("engine", (SE.TRTLLM, SE.VLLM))
+@pytest.mark.parametrize("engine", (EP.TRTLLM, EP.VLLM))
 def test_a100_prefill_attention_runs_at_the_engines_measured_efficiency(
     engine: SE.EngineProfile,
 ) -> None:

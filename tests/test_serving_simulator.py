@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from solver.cli import app
-from solver.costmodel import serving_engine as SE
+from solver.costmodel import engine_profiles as EP
 from solver.errors import SpecError
 from solver.evaluate import evaluate
 from solver.io import load_cluster, load_model, load_workload
@@ -550,11 +550,11 @@ def test_prefill_only_itl_telescopes_and_the_engine_reads_the_cost(k: int) -> No
 def test_engine_profiles_name_their_prefill_scheduling() -> None:
     """vLLM 0.6 (V0, no chunked prefill) and SGLang (enable_mixed_chunk off) run prefill-only
     steps; vLLM V1 and TensorRT-LLM mix; the roofline step cost carries the profile's rule."""
-    assert not SE.VLLM_V0_06.mixed_batches and not SE.SGLANG.mixed_batches
-    assert not SE.SGLANG_V0_3.mixed_batches
-    assert SE.VLLM.mixed_batches and SE.TRTLLM.mixed_batches and SE.ROOFLINE.mixed_batches
-    assert "_schedule_default" in SE.VLLM_V0_06.mixed_batches_source
-    assert "enable_mixed_chunk" in SE.SGLANG.mixed_batches_source
+    assert not EP.VLLM_V0_06.mixed_batches and not EP.SGLANG.mixed_batches
+    assert not EP.SGLANG_V0_3.mixed_batches
+    assert EP.VLLM.mixed_batches and EP.TRTLLM.mixed_batches and EP.ROOFLINE.mixed_batches
+    assert "_schedule_default" in EP.VLLM_V0_06.mixed_batches_source
+    assert "enable_mixed_chunk" in EP.SGLANG.mixed_batches_source
     grp = _plan(MODEL8.num_layers, 1, 1, 8).replica_groups[0]
     wl = InferenceWorkload(kind="inference", prompt_tokens=64, output_tokens=8, batch_size=8)
     kw: dict[str, Any] = {"max_num_seqs": 8, "max_num_batched_tokens": 256}

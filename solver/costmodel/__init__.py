@@ -23,12 +23,10 @@ from .compute import (
     PassTime,
     block_forward_ops,
     block_time,
-    decode_block_time,
     embedding_time,
     head_time,
     op_time,
     peak_tflops,
-    prefill_block_time,
 )
 from .flops import model_flops_per_step, narayanan_eq3_flops
 from .memory import (
@@ -64,6 +62,7 @@ from .pipeline import (
     schedule_order,
     simulate_pipeline,
 )
+from .serving_compute import decode_block_time, prefill_block_time
 from .step import dp_hideable_time, dp_step_time, optimizer_step_time
 
 __all__ = [

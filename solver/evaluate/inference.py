@@ -15,7 +15,7 @@ Serving engine
     ``InferenceWorkload.serving_engine`` picks the step model (:mod:`solver.costmodel.
     serving_engine`; ``auto`` = vLLM): prefill and decode blocks with the engine's GEMM,
     decode-attention, all-reduce and launch terms; the last stage's LM head without cross
-    entropy plus the sampler (:func:`~solver.costmodel.compute.engine_head_time`); and the
+    entropy plus the sampler (:func:`~solver.costmodel.serving_compute.engine_head_time`); and the
     engine's host time once per step (prefill and every decode step) on the last stage.
     ``roofline`` is the pure roofline (training head, no step overhead).  A calibration's
     serving terms (``decode_attention_efficiency``, ``decode_attention_overhead_us``,
@@ -40,10 +40,11 @@ from ..costmodel import (
     peak_tflops,
     prefill_block_time,
 )
+from ..costmodel import engine_profiles as EP
 from ..costmodel import serving_engine as SE
 from ..costmodel.comm import LinkTier
-from ..costmodel.compute import serving_head_time
 from ..costmodel.quant import serving_precision
+from ..costmodel.serving_compute import serving_head_time
 from ..costmodel.serving_memory import stage_weight_bytes
 from ..costmodel.stack import stack_of
 from ..specs import Calibration, Cluster, GPUSpec, InferenceWorkload, Model, Plan
@@ -63,7 +64,7 @@ def engine_for_gpu(
     ``allreduce_small_latency_us``, with the TP ``link`` ``allreduce_small_bandwidth_GBps`` as
     the one-shot kernel's share of the link, and ``allreduce_small_max_bytes`` as the largest
     message that measured line prices (NCCL above it: :func:`SE.with_calibration`)."""
-    profile = SE.resolve(name)
+    profile = EP.resolve(name)
     cals = [] if cal is None else [cal] if isinstance(cal, Calibration) else list(cal)
     for c in cals:
         if c.gpu.lower() == gpu.name.lower():
@@ -264,5 +265,5 @@ def _evaluate_inference(
         "max_model_len": wl.prompt_tokens + wl.output_tokens,
         "max_concurrent_sequences": min(x["max_concurrent_sequences"] for x in groups),
         "gpu_memory_utilization": wl.gpu_memory_utilization,
-        "serving_engine": SE.resolve(wl.serving_engine).name,
+        "serving_engine": EP.resolve(wl.serving_engine).name,
     }

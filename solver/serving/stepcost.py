@@ -72,9 +72,11 @@ from ..costmodel import (
     prefill_block_time,
 )
 from ..costmodel import constants as C
+from ..costmodel import engine_profiles as EP
 from ..costmodel import serving_engine as SE
-from ..costmodel.compute import attention_saturation, serving_head_time
+from ..costmodel.compute import attention_saturation
 from ..costmodel.quant import serving_precision
+from ..costmodel.serving_compute import serving_head_time
 from ..costmodel.serving_memory import stage_kv_pool, stage_weight_bytes
 from ..costmodel.stack import stack_of
 from ..errors import SpecError
@@ -498,7 +500,7 @@ def roofline_step_cost(
         Token counts to put on the prefill grid exactly (besides 0..64 and the budget).
     engine
         Serving-engine profile (``auto``, ``vllm``, ``sglang``, ``trtllm``, ``roofline``, or a
-        versioned one of ``serving_engine.ENGINES``: ``vllm-0.6``, ``trtllm-0.9``); default
+        versioned one of ``engine_profiles.ENGINES``: ``vllm-0.6``, ``trtllm-0.9``); default
         None: the workload's ``serving_engine``.
     """
     if workload.attention != "flash":
@@ -509,8 +511,8 @@ def roofline_step_cost(
     if not math.isfinite(step_overhead_s) or step_overhead_s < 0:
         raise SpecError(f"step_overhead_s: must be finite and >= 0, got {step_overhead_s!r}")
     engine_name = workload.serving_engine if engine is None else engine
-    if engine_name not in ("auto", *SE.ENGINES):
-        raise SpecError(f"engine: one of auto, {', '.join(SE.ENGINES)}, got {engine_name!r}")
+    if engine_name not in ("auto", *EP.ENGINES):
+        raise SpecError(f"engine: one of auto, {', '.join(EP.ENGINES)}, got {engine_name!r}")
     grid = _grid(max_num_batched_tokens, exact_tokens)
     tables = _Tables(
         decode=np.zeros(max_num_seqs + 1),
@@ -536,7 +538,7 @@ def roofline_step_cost(
         attn_saturates=tables.saturates,
         weights_s=tables.weights_s,
         step_overhead_s=step_overhead_s + tables.host_s,
-        mixed_batches=SE.resolve(engine_name).mixed_batches,
+        mixed_batches=EP.resolve(engine_name).mixed_batches,
     )
 
 

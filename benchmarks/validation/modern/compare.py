@@ -35,11 +35,8 @@ sys.path.insert(0, str(REPO))
 import solver  # noqa: E402
 from solver.construction import build_stages  # noqa: E402
 from solver.costmodel.comm import LOCAL  # noqa: E402
-from solver.costmodel.compute import (  # noqa: E402
-    embedding_time,
-    prefill_block_time,
-    serving_head_time,
-)
+from solver.costmodel.compute import embedding_time  # noqa: E402
+from solver.costmodel.serving_compute import prefill_block_time, serving_head_time  # noqa: E402
 from solver.costmodel.stack import Stack  # noqa: E402
 from solver.evaluate.calibration import calibrated_cluster, gpu_with_calibration  # noqa: E402
 from solver.profile.calibrate_modern import (  # noqa: E402
@@ -146,7 +143,7 @@ def print_phase_summary(rows: list[dict[str, Any]]) -> None:
 def eager_prefill_ms(model: Model, cluster: Cluster, seq: int, batch: int) -> float:
     """The evaluator's time to first token on one GPU (every block's prefill, the embedding,
     the head at one row per prompt; no serving engine), with the runner's eager elementwise
-    kernels: ``compute.prefill_block_time(kernels="eager")``.  The inference workload has no
+    kernels: ``serving_compute.prefill_block_time(kernels="eager")``.  The inference workload has no
     kernels switch (serving engines fuse them), so this sums the same terms
     ``solver.evaluate`` sums for a one-stage plan (``_evaluate_inference``)."""
     gpu = gpu_with_calibration(cluster.pools[0])  # the cluster's calibration is folded in
