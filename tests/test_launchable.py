@@ -538,7 +538,11 @@ def test_explain_engine_gap_on_request_only() -> None:
     # OPTIMAL, or FEASIBLE where the evaluator-bound pass found a better plan than the closed
     # form's optimum (tiny-hetero: +0.15%, against a loose paths bound)
     assert g["launchable_status"] in ("OPTIMAL", "FEASIBLE")
-    assert g["launchable"] == pytest.approx(plain.objective)
+    if g["launchable_status"] == "OPTIMAL" and plain.to_dict()["status"] == "OPTIMAL":
+        assert g["launchable"] == pytest.approx(plain.objective)
+    else:  # two FEASIBLE runs: the evaluator-bound pass has a wall-clock share and, on a
+        # loaded machine, can stop at another plan of the same search (0.14% apart seen)
+        assert g["launchable"] == pytest.approx(plain.objective, rel=0.01)
     if g["unrestricted_status"] == "OPTIMAL":
         assert g["ratio"] >= 1 - 1e-6
     assert "deepspeed" in g["beyond"]  # its 6/18 split is uneven: DeepSpeed splits evenly
