@@ -13,7 +13,7 @@ from solver.costmodel import constants as C
 from solver.costmodel import engine_profiles as EP
 from solver.costmodel import serving_engine as SE
 from solver.costmodel.comm import LinkTier
-from solver.costmodel.compute import block_forward_ops
+from solver.costmodel.compute import Op, block_forward_ops
 from solver.costmodel.serving_compute import (
     _engine_elementwise,
     decode_block_time,
@@ -32,8 +32,8 @@ BW = GPU.memory_bandwidth_GBps * 1e9 * GPU.memory_efficiency
 SERVING = Stack(attention="flash", dropout=0.0, kernels="fused")
 
 
-def _ops(precision: str, tokens: int = 1024) -> dict[str, float]:
-    ops = block_forward_ops(
+def _block(precision: str, tokens: int) -> list[Op]:
+    return block_forward_ops(
         MODEL,
         tp=1,
         micro_batch=1,
@@ -42,20 +42,15 @@ def _ops(precision: str, tokens: int = 1024) -> dict[str, float]:
         precision=precision,
         stack=SERVING,
     )
-    return {o.name: o.bytes for o in ops}
+
+
+def _ops(precision: str, tokens: int = 1024) -> dict[str, float]:
+    return {o.name: o.bytes for o in _block(precision, tokens)}
 
 
 def _engine_ops(engine: SE.EngineProfile, precision: str, tokens: int = 1024) -> dict[str, float]:
-    ops = block_forward_ops(
-        MODEL,
-        tp=1,
-        micro_batch=1,
-        seq=tokens,
-        sequence_parallel=False,
-        precision=precision,
-        stack=SERVING,
-    )
-    return {o.name: o.bytes for o in _engine_elementwise(ops, MODEL, 1, precision, engine)}
+    ops = _engine_elementwise(_block(precision, tokens), MODEL, 1, precision, engine)
+    return {o.name: o.bytes for o in ops}
 
 
 def _prefill(engine: SE.EngineProfile, precision: str, tokens: int = 1024, **kw: object) -> float:

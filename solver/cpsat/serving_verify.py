@@ -196,31 +196,19 @@ def _goodput_down(
     """max_goodput: bisect the offered rate down from the fleet's summed capacity
     (``failed``: its simulation there), :data:`GOODPUT_BISECTIONS` steps from half of it."""
     n = _verify_requests(sum(g.count for g in fleet), inp.search_requests)
+
+    def at(rate: float) -> tuple[SimulationResult, bool]:
+        requests = generate_requests(n, rate, inp.prompt, inp.output, seed=inp.seed + 1)
+        return _verify(model, inp.cluster, workload, plan, fleet, requests, check)
+
     lo, hi = 0.5 * offered, offered
-    best: tuple[SimulationResult, float] | None = None
-    res, ok = _verify(
-        model,
-        inp.cluster,
-        workload,
-        plan,
-        fleet,
-        generate_requests(n, lo, inp.prompt, inp.output, seed=inp.seed + 1),
-        check,
-    )
+    res, ok = at(lo)
     if not ok:
         return Outcome(fleet, plan, failed, False, 0, offered, missed)
     best = (res, lo)
     for _ in range(GOODPUT_BISECTIONS):
         mid = 0.5 * (lo + hi)
-        res, ok = _verify(
-            model,
-            inp.cluster,
-            workload,
-            plan,
-            fleet,
-            generate_requests(n, mid, inp.prompt, inp.output, seed=inp.seed + 1),
-            check,
-        )
+        res, ok = at(mid)
         if ok:
             lo, best = mid, (res, mid)
         else:
