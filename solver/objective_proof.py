@@ -242,7 +242,7 @@ def _one_objective(
 #: per sub-problem, ~2e-4 at the finest unit, up to 4% where the unit is coarsened to
 #: MIN_BLOCK_UNITS), so the bound is deflated by the larger of the two to stay below the
 #: evaluator's step, and a plan within it of the bound is optimal up to that rounding (as the
-#: hop fallback's :data:`solver.planner.HOP_OPTIMALITY_TOLERANCE`).
+#: hop fallback's :data:`solver.plan_verify.HOP_OPTIMALITY_TOLERANCE`).
 PATHS_RTOL = 1e-3
 
 #: Share of the time the CP search took that the paths bound may add (bounded runs): the

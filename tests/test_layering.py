@@ -37,7 +37,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("physics", ("solver.costmodel", "solver.placement", "solver.engines")),
     ("verify", ("solver.evaluate", "solver.profile", "solver.serving")),
     ("solve", ("solver.construction", "solver.cpsat", "solver.baselines")),
-    ("plan", ("solver.planner", "solver.objective_proof")),
+    ("plan", ("solver.planner", "solver.objective_proof", "solver.plan_verify")),
     ("use", ("solver.pareto", "solver.sweep", "solver.export", "solver.report")),
     ("cli", ("solver.commands", "solver.cli", "solver.__main__", "solver")),
 )
@@ -211,7 +211,8 @@ def test_verifier_loads_no_solver(package: str) -> None:
         f"import sys, {package}\n"
         "print('\\n'.join(sorted(m for m in sys.modules if m.split('.')[0] in "
         f"{SOLVER_ONLY!r} or m.startswith(('solver.cpsat', 'solver.planner', "
-        "'solver.baselines', 'solver.construction', 'solver.cli', 'solver.commands')))))"
+        "'solver.plan_verify', 'solver.baselines', 'solver.construction', 'solver.cli', "
+        "'solver.commands')))))"
     )
     # The root package's façade imports the planner lazily; import the subpackage through a
     # bare parent so only what the subpackage itself needs is loaded.

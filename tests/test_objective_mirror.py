@@ -1,7 +1,7 @@
 """The training CP model's closed-form objective mirrors the evaluator's closed form.
 
 The planner verifies every plan by comparing the CP objective with the evaluator's
-``closed_form_step_time_s`` of the same plan (solver.planner._verify, 2% or MODEL_ERROR).
+``closed_form_step_time_s`` of the same plan (solver.plan_verify._verify, 2% or MODEL_ERROR).
 The regression case: gpt3-175b on hetero-4096-4type (train-gpt-s2048), interleaved v = 3,
 16 stages over 4 GPU types, DP 32, which ``shardwise plan -t 1`` reached and reported as
 "objective mismatch: CP model 819250, evaluator 846946 (3.38% > 2%)".  The pipeline terms

@@ -45,7 +45,8 @@ from solver.baselines import uniform_best
 from solver.catalog import gpu_names, gpu_of
 from solver.construction import objective_of
 from solver.evaluate import evaluate
-from solver.planner import OBJECTIVE_TOLERANCE, plan
+from solver.plan_verify import OBJECTIVE_TOLERANCE
+from solver.planner import plan
 from solver.result import Result, Status
 from solver.specs import (
     Cluster,

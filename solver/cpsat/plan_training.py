@@ -550,7 +550,7 @@ class _Search:
         bound = user(lb_us) if lb_us > 0 else None
         cp_plan = choice_to_plan(cluster, workload, fam, choice) if reordered else None
         # The same stages with every hand-off at its cheapest and at its dearest: the evaluator's
-        # closed form of the plan lies between the two (planner._verify reads them).
+        # closed form of the plan lies between the two (plan_verify._verify reads them).
         sub = self.tables[self.best_i][2]
         span = tuple(
             user(v) if (v := _objective_with(sub, choice, k)) is not None else objective

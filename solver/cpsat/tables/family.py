@@ -90,7 +90,7 @@ def choose_unit(min_block_s: float) -> float:
 
 
 #: The cheapest block must still span this many time units after :func:`coarser_unit`: each
-#: coefficient then rounds by at most 0.5%, well inside the planner's OBJECTIVE_TOLERANCE.
+#: coefficient then rounds by at most 0.5%, well inside plan_verify.OBJECTIVE_TOLERANCE.
 MIN_BLOCK_UNITS = 100
 
 
