@@ -87,7 +87,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -104,7 +103,12 @@ from solver.costmodel.serving_compute import (  # noqa: E402
 from solver.costmodel.serving_engine import EngineProfile  # noqa: E402
 from solver.costmodel.stack import Stack  # noqa: E402
 from solver.errors import SpecError  # noqa: E402
-from solver.profile.aiconfigurator import BYTES_16, SIXTEEN_BIT  # noqa: E402
+from solver.profile.aiconfigurator import (  # noqa: E402
+    BYTES_16,
+    SIXTEEN_BIT,
+    find_table,
+    system_layout,
+)
 from solver.specs import GPUSpec, Model  # noqa: E402
 
 OUT = REPO / "benchmarks" / "results" / "engine_ops.json"
@@ -125,7 +129,6 @@ TABLES = {
     "custom_allreduce": ("comm", "custom_allreduce_perf"),
     "moe": ("moe", "moe_perf"),
 }
-_SUFFIXES = (".parquet", ".txt", ".csv")
 
 #: Bytes per element of a 16-bit all-reduce message (``message_size`` counts elements, as
 #: :mod:`solver.profile.aiconfigurator` reads it).
@@ -666,23 +669,12 @@ def table_file(
     for d in base.iterdir():
         if not d.is_dir() or (version is not None and d.name != version):
             continue
-        for suffix in _SUFFIXES:
-            p = d / f"{stem}{suffix}"
-            if p.is_file():
-                found.append((d.name, p))
-                break
+        p = find_table(d, stem)
+        if p is not None:
+            found.append((d.name, p))
     if not found:
         return None
     return max(found, key=lambda vp: version_key(vp[0]))
-
-
-def system_info(systems: Path, system: str) -> tuple[Path, int]:
-    """``(data dir, GPUs per node)`` of an AIConfigurator system."""
-    doc = yaml.safe_load((systems / f"{system}.yaml").read_text(encoding="utf-8"))
-    node = doc.get("node") or {}
-    return systems / str(doc.get("data_dir", f"data/{system}")), int(
-        node.get("num_gpus_per_node", 8)
-    )
 
 
 def node_link(gpu: str) -> LinkTier:
@@ -730,7 +722,7 @@ def run(
     groups: list[dict[str, Any]] = []
     missing: list[dict[str, str]] = []
     for system in systems:
-        data_dir, per_node = system_info(systems_dir, system)
+        _, data_dir, per_node = system_layout(systems_dir, system)
         gpu = resolve_gpu(SYSTEMS[system])
         link = node_link(gpu.name)
         for backend in backends:

@@ -47,6 +47,10 @@ _VLLM_CAR_SRC = (
 )
 
 
+#: AIConfigurator's Hopper systems and the catalog GPU each one measured.
+_AIC_HOPPER_GPUS = {"h100_sxm": "H100-SXM5-80GB", "h200_sxm": "H200-SXM-141GB"}
+
+
 def _hopper_allreduce_latency(
     backend: str, version: str, medians: str, value: float
 ) -> tuple[tuple[str, Sourced], ...]:
@@ -54,7 +58,7 @@ def _hopper_allreduce_latency(
     the median of the CUDA-graph rows of at most 8 KB per TP size, ``medians`` (TP 2 / 4 / 8,
     H100; H200 the same within 0.1-0.3 us), rounded to one value."""
     out = []
-    for system, gpu in (("h100_sxm", "H100-SXM5-80GB"), ("h200_sxm", "H200-SXM-141GB")):
+    for system, gpu in _AIC_HOPPER_GPUS.items():
         src = (
             "aiconfigurator-core 0.12.0 (PyPI), systems/data/"
             f"{system}/comm/{backend}/{version}/custom_allreduce_perf.parquet: CUDA-graph rows "
@@ -177,7 +181,6 @@ def _hopper_decode(
 ) -> tuple[tuple[str, str, DecodeAttentionTerms], ...]:
     """``decode_attention_on`` entries from fits ``{(system, KV dtype): (fixed_us, per
     (sequence, KV head) ns, efficiency, what the fit left)}`` of the engine's Hopper table."""
-    gpus = {"h100_sxm": "H100-SXM5-80GB", "h200_sxm": "H200-SXM-141GB"}
     out = []
     for (system, kv), (fixed, per_item, eff, quality) in fits.items():
         src = (
@@ -186,7 +189,7 @@ def _hopper_decode(
         )
         out.append(
             (
-                gpus[system],
+                _AIC_HOPPER_GPUS[system],
                 kv,
                 DecodeAttentionTerms(
                     fixed_us=Sourced(fixed, src),

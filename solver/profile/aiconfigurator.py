@@ -211,7 +211,9 @@ def _plain(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else v
 
 
-def _find(base: Path, stem: str) -> Path | None:
+def find_table(base: Path, stem: str) -> Path | None:
+    """The table ``stem`` in folder ``base`` in the first format found (parquet, the older
+    ``.txt`` collector output, csv), None when absent."""
     for suffix in _SUFFIXES:
         p = base / f"{stem}{suffix}"
         if p.is_file():
@@ -242,11 +244,20 @@ def _system_doc(systems: Path, system: str) -> dict[str, Any]:
     return doc
 
 
+def system_layout(systems: Path, system: str) -> tuple[dict[str, Any], Path, int]:
+    """``(description, data folder, GPUs per node)`` of an AIConfigurator ``system`` under a
+    ``systems/`` folder (SpecError naming the known systems when it is not there)."""
+    doc = _system_doc(systems, system)
+    data_dir = systems / str(doc.get("data_dir", f"data/{system}"))
+    node = doc.get("node") if isinstance(doc.get("node"), dict) else {}
+    per_node = int(node.get("num_gpus_per_node", 8)) if node else 8
+    return doc, data_dir, per_node
+
+
 def load_tables(systems: Path, system: str, backend: str, version: str) -> AicTables:
     """Read the tables of ``system`` x ``backend`` x ``version`` under a ``systems/`` folder
     (the package's, or one laid out like it).  SpecError naming what is missing."""
-    doc = _system_doc(systems, system)
-    data_dir = systems / str(doc.get("data_dir", f"data/{system}"))
+    doc, data_dir, per_node = system_layout(systems, system)
     versions = _versions(data_dir, backend)
     if not versions:
         raise SpecError(f"BACKEND: no {backend!r} tables for {system}")
@@ -258,19 +269,17 @@ def load_tables(systems: Path, system: str, backend: str, version: str) -> AicTa
     tables: dict[str, list[Row]] = {}
     files: dict[str, str] = {}
     for key, (family, stem) in _TABLES.items():
-        p = _find(data_dir / family / backend / version, stem)
+        p = find_table(data_dir / family / backend / version, stem)
         if p is not None:
             tables[key] = read_table(p)
             files[key] = str(p.relative_to(systems))
     misc = doc.get("misc") if isinstance(doc.get("misc"), dict) else {}
     nccl_version = str(misc["nccl_version"]) if misc and "nccl_version" in misc else None
     if nccl_version is not None:
-        p = _find(data_dir / "comm" / "nccl" / nccl_version, "nccl_perf")
+        p = find_table(data_dir / "comm" / "nccl" / nccl_version, "nccl_perf")
         if p is not None:
             tables["nccl"] = read_table(p)
             files["nccl"] = str(p.relative_to(systems))
-    node = doc.get("node") if isinstance(doc.get("node"), dict) else {}
-    per_node = int(node.get("num_gpus_per_node", 8)) if node else 8
     if not tables:
         raise SpecError(f"VERSION: {system}/{backend}/{version} has no table shardwise reads")
     return AicTables(system, backend, version, per_node, nccl_version, tables, files)
