@@ -47,6 +47,9 @@ _VLLM_CAR_SRC = (
 )
 
 
+#: NVIDIA's AIConfigurator operator tables for the Hopper GPUs (same wheel as :data:`AIC`): the
+#: engines people run today, ``systems/data/{h100_sxm,h200_sxm}/<op>/<backend>/<version>``.
+AIC_HOPPER = "aiconfigurator-core 0.12.0 (PyPI), systems/data"
 #: AIConfigurator's Hopper systems and the catalog GPU each one measured.
 _AIC_HOPPER_GPUS = {"h100_sxm": "H100-SXM5-80GB", "h200_sxm": "H200-SXM-141GB"}
 
@@ -60,9 +63,8 @@ def _hopper_allreduce_latency(
     out = []
     for system, gpu in _AIC_HOPPER_GPUS.items():
         src = (
-            "aiconfigurator-core 0.12.0 (PyPI), systems/data/"
-            f"{system}/comm/{backend}/{version}/custom_allreduce_perf.parquet: CUDA-graph rows "
-            f"<= 8 KB, median per TP size {medians} (H100)"
+            f"{AIC_HOPPER}/{system}/comm/{backend}/{version}/custom_allreduce_perf.parquet: "
+            f"CUDA-graph rows <= 8 KB, median per TP size {medians} (H100)"
         )
         out.append((gpu, Sourced(value, src)))
     return tuple(out)
@@ -159,9 +161,6 @@ _TORCH_EAGER_LAUNCH = Sourced(
     "(65 us per op group of this cost model), 293 us graph-replayed",
 )
 
-#: NVIDIA's AIConfigurator operator tables for the Hopper GPUs (same wheel as :data:`AIC`): the
-#: engines people run today, ``systems/data/{h100_sxm,h200_sxm}/<op>/<backend>/<version>``.
-AIC_HOPPER = "aiconfigurator-core 0.12.0 (PyPI), systems/data"
 #: How the Hopper decode-attention terms below are fitted: per KV cache dtype (16-bit, fp8),
 #: the table's rows of its majority kernel, full attention (window 0), head_dim 128, query
 #: heads a multiple of the KV heads (batch 1-2048, cached tokens 1-131071), one weighted
